@@ -1,0 +1,180 @@
+//! The broker: its shared state, its listeners and its lifecycle (bind, serve, reload,
+//! drain and stop).
+
+use crate::config::{listener_addr, Config};
+use crate::connection;
+use crate::metrics::Metrics;
+use crate::router::Router;
+use crate::session::Sessions;
+use anyhow::{Context, Result};
+use parking_lot::RwLock;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// State shared by every task of the broker.
+#[derive(Debug)]
+pub struct BrokerState {
+    /// The configuration in force; replaced whole on reload.
+    config: RwLock<Arc<Config>>,
+    pub sessions: Sessions,
+    pub router: Router,
+    pub metrics: Metrics,
+    /// Cancelled to stop the broker; every task watches it.
+    pub shutdown: CancellationToken,
+    pub started: Instant,
+    /// Start time in seconds since 1970, to make generated client ids unique across runs.
+    pub started_unix: u64,
+}
+
+impl BrokerState {
+    /// The configuration in force. Read at connect time and by housekeeping, not per message.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().clone()
+    }
+}
+
+/// A broker with its listeners bound, ready to run.
+pub struct Broker {
+    state: Arc<BrokerState>,
+    listeners: Vec<(usize, TcpListener)>,
+}
+
+/// Controls a running broker from elsewhere (signal handlers, tests).
+#[derive(Clone)]
+pub struct BrokerHandle {
+    state: Arc<BrokerState>,
+}
+
+impl Broker {
+    /// Binds every listener of `config`.
+    pub async fn bind(config: Config) -> Result<Broker> {
+        let mut listeners = Vec::new();
+        for (index, listener) in config.effective_listeners().iter().enumerate() {
+            let addr = listener_addr(listener)?;
+            let socket = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            listeners.push((index, socket));
+        }
+        let started_unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let state = Arc::new(BrokerState {
+            config: RwLock::new(Arc::new(config)),
+            sessions: Sessions::default(),
+            router: Router::default(),
+            metrics: Metrics::default(),
+            shutdown: CancellationToken::new(),
+            started: Instant::now(),
+            started_unix,
+        });
+        Ok(Broker { state, listeners })
+    }
+
+    /// The addresses actually bound (with the ports picked for port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|(_, l)| l.local_addr().ok())
+            .collect()
+    }
+
+    pub fn handle(&self) -> BrokerHandle {
+        BrokerHandle {
+            state: self.state.clone(),
+        }
+    }
+
+    /// Serves until [`BrokerHandle::shutdown`], then closes every connection (5.0 clients
+    /// get DISCONNECT 0x8B, wills are published) and returns.
+    pub async fn run(self) -> Result<()> {
+        let tracker = TaskTracker::new();
+        let background = crate::sys::spawn(self.state.clone());
+        for (index, listener) in self.listeners {
+            tracker.spawn(accept_loop(
+                index,
+                listener,
+                self.state.clone(),
+                tracker.clone(),
+            ));
+        }
+        self.state.shutdown.cancelled().await;
+        tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close within 10 s");
+        }
+        background.abort();
+        Ok(())
+    }
+}
+
+impl BrokerHandle {
+    /// Starts a graceful stop.
+    pub fn shutdown(&self) {
+        self.state.shutdown.cancel();
+    }
+
+    /// Applies a new configuration. Limits apply to connections made from now on;
+    /// listeners are kept as they were bound (a change needs a restart).
+    pub fn reload(&self, new: Config) {
+        let mut current = self.state.config.write();
+        if new.effective_listeners() != current.effective_listeners() {
+            tracing::warn!("listener changes take effect at the next restart");
+        }
+        *current = Arc::new(new);
+        tracing::info!("configuration reloaded");
+    }
+
+    pub fn state(&self) -> &Arc<BrokerState> {
+        &self.state
+    }
+}
+
+async fn accept_loop(
+    index: usize,
+    listener: TcpListener,
+    state: Arc<BrokerState>,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                state.metrics.connections_total.fetch_add(1, Relaxed);
+                let config = state.config();
+                let allow_anonymous = if config.is_local_default() {
+                    true
+                } else {
+                    config
+                        .listeners
+                        .get(index)
+                        .and_then(|l| l.allow_anonymous)
+                        .unwrap_or(config.allow_anonymous)
+                };
+                tracker.spawn(connection::serve(
+                    stream,
+                    peer,
+                    state.clone(),
+                    allow_anonymous,
+                ));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: the listener stays, the pause
+                // keeps the loop from spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Broker configuration: one [`Config`] read from Tern's own TOML file or from a
+//! mosquitto.conf, so existing mosquitto deployments start unchanged.
+//!
+//! Both formats use mosquitto's directive names and defaults. Anything Tern does not
+//! support is an error naming the file, the line and the directive: silently ignoring a
+//! security or persistence setting would be worse than refusing to start.
+
+mod mosquitto;
+mod tern_toml;
+
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tern_core::OutboxLimits;
+
+/// One network listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Port to listen on; 0 picks a free one (tests).
+    pub port: u16,
+    /// Address to bind; `None` binds every interface.
+    pub bind_address: Option<String>,
+    /// Whether clients without a user name may connect; `None` takes the global setting.
+    pub allow_anonymous: Option<bool>,
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDest {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+    None,
+}
+
+/// The broker's whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The listeners; empty means the local default (127.0.0.1:1883, anonymous allowed).
+    pub listeners: Vec<ListenerConfig>,
+    /// Global anonymous setting for listeners that do not set their own. mosquitto 2
+    /// defaults to false once any listener is configured.
+    pub allow_anonymous: bool,
+    pub max_inflight_messages: usize,
+    pub max_queued_messages: usize,
+    pub max_queued_bytes: usize,
+    /// Largest accepted PUBLISH payload in bytes; 0 means the protocol's limit.
+    pub message_size_limit: usize,
+    /// Largest keepalive a client may ask for, in seconds.
+    pub max_keepalive: u16,
+    /// Seconds between $SYS updates; 0 turns $SYS off.
+    pub sys_interval: u64,
+    /// Offline persistent sessions are removed after this long.
+    pub persistent_client_expiration: Option<Duration>,
+    /// A socket must send CONNECT within this time.
+    pub connect_timeout: Duration,
+    /// Whether connects and disconnects are logged.
+    pub connection_messages: bool,
+    /// Debug-level logging (mosquitto's `log_type debug` or `-v`).
+    pub verbose: bool,
+    pub log_dest: Vec<LogDest>,
+    /// Written with the broker's process id at start.
+    pub pid_file: Option<PathBuf>,
+    /// The file this configuration was read from, re-read on SIGHUP.
+    pub source: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listeners: Vec::new(),
+            allow_anonymous: false,
+            max_inflight_messages: 20,
+            max_queued_messages: 1000,
+            max_queued_bytes: 0,
+            message_size_limit: 0,
+            max_keepalive: 65535,
+            sys_interval: 10,
+            persistent_client_expiration: None,
+            connect_timeout: Duration::from_secs(10),
+            connection_messages: true,
+            verbose: false,
+            log_dest: Vec::new(),
+            pid_file: None,
+            source: None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a configuration file: TOML if it ends in `.toml`, mosquitto.conf otherwise.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut config = if path.extension().is_some_and(|e| e == "toml") {
+            tern_toml::parse(&text).with_context(|| format!("in {}", path.display()))?
+        } else {
+            let mut config = Config::default();
+            mosquitto::parse_into(&mut config, path, &text)?;
+            config
+        };
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// The listeners to open: the configured ones, or the local default.
+    pub fn effective_listeners(&self) -> Vec<ListenerConfig> {
+        if self.listeners.is_empty() {
+            vec![ListenerConfig {
+                port: 1883,
+                bind_address: Some("127.0.0.1".into()),
+                allow_anonymous: Some(true),
+            }]
+        } else {
+            self.listeners.clone()
+        }
+    }
+
+    /// Whether the configuration falls back to the local-only default listener.
+    pub fn is_local_default(&self) -> bool {
+        self.listeners.is_empty()
+    }
+
+    /// The outbox bounds for each session.
+    pub fn outbox_limits(&self) -> OutboxLimits {
+        OutboxLimits {
+            max_inflight: self.max_inflight_messages,
+            max_queued_messages: self.max_queued_messages,
+            max_queued_bytes: self.max_queued_bytes,
+        }
+    }
+
+    /// Largest packet accepted from a client, in bytes.
+    pub fn max_packet_size(&self) -> usize {
+        const PROTOCOL_LIMIT: usize = 268_435_455 + 5;
+        if self.message_size_limit == 0 {
+            PROTOCOL_LIMIT
+        } else {
+            // The payload limit plus room for a topic and properties.
+            (self.message_size_limit + 65_536 + 4096).min(PROTOCOL_LIMIT)
+        }
+    }
+}
+
+/// Resolves a listener's bind address and port to a socket address.
+pub fn listener_addr(listener: &ListenerConfig) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let host = listener.bind_address.as_deref().unwrap_or("0.0.0.0");
+    (host, listener.port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve bind address {host}"))?
+        .next()
+        .with_context(|| format!("bind address {host} resolves to nothing"))
+}
+
+/// Parses a duration as mosquitto writes it: a number with an optional unit h, d, w, m, y
+/// (hours, days, weeks, months, years) or s.
+pub fn parse_mosquitto_duration(text: &str) -> Option<Duration> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let seconds = match unit {
+        's' => 1,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        'm' => 30 * 86_400,
+        'y' => 365 * 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(seconds)?))
+}

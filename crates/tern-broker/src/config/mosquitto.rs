@@ -1,0 +1,238 @@
+//! The mosquitto.conf reader.
+//!
+//! One directive per line, `#` starts a comment. Directives Tern implements are applied;
+//! any other directive, a bad value or a missing argument is an error of the form
+//! `FILE:LINE: directive: problem`.
+
+use super::{parse_mosquitto_duration, Config, ListenerConfig, LogDest};
+use anyhow::{anyhow, bail, Result};
+use std::path::{Path, PathBuf};
+
+/// Directives that exist in mosquitto but are not implemented by Tern yet, with the reason
+/// reported to the user.
+const NOT_YET: &[(&str, &str)] = &[
+    (
+        "persistence",
+        "the embedded store is not implemented yet; remove it or set it to false",
+    ),
+    (
+        "persistence_location",
+        "the embedded store is not implemented yet",
+    ),
+    ("password_file", "password files are not supported yet"),
+    ("acl_file", "ACL files are not supported yet"),
+    ("cafile", "TLS is not supported yet"),
+    ("capath", "TLS is not supported yet"),
+    ("certfile", "TLS is not supported yet"),
+    ("keyfile", "TLS is not supported yet"),
+    ("require_certificate", "TLS is not supported yet"),
+    ("use_identity_as_username", "TLS is not supported yet"),
+    ("use_subject_as_username", "TLS is not supported yet"),
+    (
+        "per_listener_settings",
+        "per-listener security settings are not supported yet",
+    ),
+    ("max_connections", "connection limits are not supported yet"),
+];
+
+pub(super) fn parse_into(config: &mut Config, path: &Path, text: &str) -> Result<()> {
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let directive = words.next().unwrap_or_default();
+        let args: Vec<&str> = words.collect();
+        apply(config, path, directive, &args)
+            .map_err(|e| anyhow!("{}:{}: {directive}: {e}", path.display(), index + 1))?;
+    }
+    Ok(())
+}
+
+fn one<'a>(args: &[&'a str]) -> Result<&'a str> {
+    match args {
+        [value] => Ok(value),
+        [] => bail!("missing value"),
+        _ => bail!("expected one value, got {}", args.len()),
+    }
+}
+
+fn number<T: std::str::FromStr>(args: &[&str]) -> Result<T> {
+    let value = one(args)?;
+    value
+        .parse()
+        .map_err(|_| anyhow!("{value:?} is not a valid number"))
+}
+
+fn boolean(args: &[&str]) -> Result<bool> {
+    match one(args)? {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => bail!("{other:?} is neither true nor false"),
+    }
+}
+
+fn current_listener(config: &mut Config) -> Option<&mut ListenerConfig> {
+    config.listeners.last_mut()
+}
+
+fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Result<()> {
+    if let Some((_, why)) = NOT_YET.iter().find(|(name, _)| *name == directive) {
+        if directive == "persistence" && one(args)? == "false" {
+            return Ok(());
+        }
+        bail!("{why}");
+    }
+    match directive {
+        "listener" => {
+            let (port, bind) = match args {
+                [port] => (port, None),
+                [port, bind] => (port, Some(bind.to_string())),
+                _ => bail!("expected a port and an optional bind address"),
+            };
+            let port = port
+                .parse()
+                .map_err(|_| anyhow!("{port:?} is not a valid port"))?;
+            config.listeners.push(ListenerConfig {
+                port,
+                bind_address: bind,
+                allow_anonymous: None,
+            });
+        }
+        "port" => {
+            let port = number(args)?;
+            match config.listeners.first_mut() {
+                Some(l) => l.port = port,
+                None => config.listeners.push(ListenerConfig {
+                    port,
+                    bind_address: None,
+                    allow_anonymous: None,
+                }),
+            }
+        }
+        "bind_address" => {
+            let addr = one(args)?.to_string();
+            match config.listeners.first_mut() {
+                Some(l) => l.bind_address = Some(addr),
+                None => config.listeners.push(ListenerConfig {
+                    port: 1883,
+                    bind_address: Some(addr),
+                    allow_anonymous: None,
+                }),
+            }
+        }
+        "protocol" => match one(args)? {
+            "mqtt" => {}
+            "websockets" => bail!("websockets listeners are not supported yet"),
+            other => bail!("unknown protocol {other:?}"),
+        },
+        "allow_anonymous" => {
+            let allow = boolean(args)?;
+            match current_listener(config) {
+                Some(l) => l.allow_anonymous = Some(allow),
+                None => config.allow_anonymous = allow,
+            }
+        }
+        "max_inflight_messages" => config.max_inflight_messages = number(args)?,
+        "max_queued_messages" => config.max_queued_messages = number(args)?,
+        "max_queued_bytes" => config.max_queued_bytes = number(args)?,
+        "message_size_limit" => config.message_size_limit = number(args)?,
+        "max_keepalive" => config.max_keepalive = number(args)?,
+        "sys_interval" => config.sys_interval = number(args)?,
+        "persistent_client_expiration" => {
+            let value = one(args)?;
+            config.persistent_client_expiration = Some(
+                parse_mosquitto_duration(value)
+                    .ok_or_else(|| anyhow!("{value:?} is not a duration such as 2h, 14d or 1w"))?,
+            );
+        }
+        "connection_messages" => config.connection_messages = boolean(args)?,
+        "log_type" => match one(args)? {
+            "debug" | "all" => config.verbose = true,
+            "error" | "warning" | "notice" | "information" | "subscribe" | "unsubscribe"
+            | "websockets" | "none" => {}
+            other => bail!("unknown log type {other:?}"),
+        },
+        "log_dest" => config.log_dest.push(match args {
+            ["stdout"] => LogDest::Stdout,
+            ["stderr"] => LogDest::Stderr,
+            ["none"] => LogDest::None,
+            ["file", file] => LogDest::File(PathBuf::from(file)),
+            ["syslog"] | ["topic"] | ["dlt"] => bail!(
+                "log destination {} is not supported; use stdout, stderr or file",
+                args[0]
+            ),
+            _ => bail!("expected stdout, stderr, none or file PATH"),
+        }),
+        "log_timestamp" | "log_timestamp_format" => {}
+        "pid_file" => config.pid_file = Some(PathBuf::from(one(args)?)),
+        "include_dir" => include_dir(config, Path::new(one(args)?))?,
+        _ => {
+            let _ = path;
+            bail!("unknown or unsupported directive")
+        }
+    }
+    Ok(())
+}
+
+/// mosquitto's include_dir: every `*.conf` in the folder, in name order.
+fn include_dir(config: &mut Config, dir: &Path) -> Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+        parse_into(config, &file, &text)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        let mut config = Config::default();
+        parse_into(&mut config, Path::new("test.conf"), text)?;
+        Ok(config)
+    }
+
+    #[test]
+    fn listeners_and_limits_are_read() {
+        let config = parse(
+            "# comment\nlistener 1884 127.0.0.1\nallow_anonymous true\nlistener 1885\nmax_inflight_messages 5\nmax_queued_messages 0\nsys_interval 1\npersistent_client_expiration 2h\n",
+        )
+        .unwrap();
+        assert_eq!(config.listeners.len(), 2);
+        assert_eq!(config.listeners[0].allow_anonymous, Some(true));
+        assert_eq!(config.listeners[1].allow_anonymous, None);
+        assert_eq!(config.max_inflight_messages, 5);
+        assert_eq!(config.max_queued_messages, 0);
+        assert_eq!(
+            config.persistent_client_expiration,
+            Some(std::time::Duration::from_secs(7200))
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_directive() {
+        let err = parse("listener 1883\nbogus_directive 1\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "test.conf:2: bogus_directive: unknown or unsupported directive"
+        );
+        let err = parse("max_inflight_messages many\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("test.conf:1: max_inflight_messages"), "{err}");
+        let err = parse("password_file /etc/p\n").unwrap_err().to_string();
+        assert!(err.contains("not supported yet"), "{err}");
+    }
+}

@@ -1,0 +1,106 @@
+//! Tern's own TOML configuration: mosquitto's directive names as keys, listeners as
+//! `[[listener]]` tables. Unknown keys are errors (with line and column from the parser).
+
+use super::{parse_mosquitto_duration, Config, ListenerConfig, LogDest};
+use anyhow::{anyhow, Result};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    listener: Vec<Listener>,
+    allow_anonymous: Option<bool>,
+    max_inflight_messages: Option<usize>,
+    max_queued_messages: Option<usize>,
+    max_queued_bytes: Option<usize>,
+    message_size_limit: Option<usize>,
+    max_keepalive: Option<u16>,
+    sys_interval: Option<u64>,
+    persistent_client_expiration: Option<String>,
+    connect_timeout: Option<u64>,
+    connection_messages: Option<bool>,
+    verbose: Option<bool>,
+    log_dest: Option<Vec<String>>,
+    pid_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Listener {
+    port: u16,
+    bind_address: Option<String>,
+    allow_anonymous: Option<bool>,
+}
+
+pub(super) fn parse(text: &str) -> Result<Config> {
+    let file: File = toml::from_str(text)?;
+    let listeners = file
+        .listener
+        .into_iter()
+        .map(|l| ListenerConfig {
+            port: l.port,
+            bind_address: l.bind_address,
+            allow_anonymous: l.allow_anonymous,
+        })
+        .collect();
+    let mut c = Config {
+        listeners,
+        ..Config::default()
+    };
+    macro_rules! set {
+        ($($field:ident),*) => { $(if let Some(v) = file.$field { c.$field = v; })* };
+    }
+    set!(
+        allow_anonymous,
+        max_inflight_messages,
+        max_queued_messages,
+        max_queued_bytes,
+        message_size_limit
+    );
+    set!(max_keepalive, sys_interval, connection_messages, verbose);
+    if let Some(text) = file.persistent_client_expiration {
+        c.persistent_client_expiration =
+            Some(parse_mosquitto_duration(&text).ok_or_else(|| {
+                anyhow!(
+                    "persistent_client_expiration: {text:?} is not a duration such as 2h or 14d"
+                )
+            })?);
+    }
+    if let Some(secs) = file.connect_timeout {
+        c.connect_timeout = std::time::Duration::from_secs(secs);
+    }
+    c.pid_file = file.pid_file;
+    for dest in file.log_dest.unwrap_or_default() {
+        c.log_dest.push(match dest.as_str() {
+            "stdout" => LogDest::Stdout,
+            "stderr" => LogDest::Stderr,
+            "none" => LogDest::None,
+            path => LogDest::File(PathBuf::from(path.strip_prefix("file ").unwrap_or(path))),
+        });
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_toml_file_uses_mosquitto_names() {
+        let c = parse("allow_anonymous = true\nmax_queued_messages = 10\n[[listener]]\nport = 1884\nbind_address = \"127.0.0.1\"\n").unwrap();
+        assert!(c.allow_anonymous);
+        assert_eq!(c.max_queued_messages, 10);
+        assert_eq!(c.listeners[0].port, 1884);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_line() {
+        let err = format!(
+            "{:#}",
+            parse("max_queued_messages = 10\nbogus = 1\n").unwrap_err()
+        );
+        assert!(err.contains("bogus") && err.contains("line 2"), "{err}");
+    }
+}

@@ -1,0 +1,321 @@
+//! CONNECT: reading it, checking it, resolving the session (new, resumed or taken over)
+//! and answering with CONNACK.
+
+use super::{Connection, TOPIC_ALIAS_MAXIMUM};
+use crate::broker::BrokerState;
+use crate::session::{ConnectionHandle, Control, Session};
+use bytes::BytesMut;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+use tern_proto::{
+    decode, encode, ByteStr, Connect, ConnectAck, DecodeError, Packet, Properties, Property,
+    ProtocolVersion, ReasonCode,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+
+/// A connection refused before or at CONNECT: the bytes to send (if any) and the log line.
+pub(super) struct Refused {
+    pub reply: Option<BytesMut>,
+    pub message: String,
+}
+
+/// Connections accepted since start, for connection generations and generated ids.
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Reads the first packet, which must be CONNECT [MQTT-3.1.0-1].
+pub(super) async fn read_connect(
+    reader: &mut OwnedReadHalf,
+    input: &mut BytesMut,
+    broker: &BrokerState,
+) -> Result<Connect, Refused> {
+    let max = broker.config().max_packet_size();
+    loop {
+        match decode(input, ProtocolVersion::V3_1_1, max) {
+            Ok(Some(Packet::Connect(connect))) => return Ok(*connect),
+            Ok(Some(other)) => {
+                return Err(Refused {
+                    reply: None,
+                    message: format!(
+                        "[MQTT-3.1.0-1] first packet is {}, not CONNECT",
+                        other.packet_type()
+                    ),
+                })
+            }
+            Ok(None) => {}
+            Err(e @ DecodeError::UnsupportedProtocolVersion { .. }) => {
+                // [MQTT-3.1.2-2]: answer with return code 0x01 in the 3.1.1 format, which
+                // every version can read, then close.
+                return Err(Refused {
+                    reply: Some(BytesMut::from(&b"\x20\x02\x00\x01"[..])),
+                    message: e.to_string(),
+                });
+            }
+            Err(e) => {
+                return Err(Refused {
+                    reply: None,
+                    message: format!("malformed CONNECT: {e}"),
+                })
+            }
+        }
+        if input.capacity() - input.len() < 256 {
+            input.reserve(1024);
+        }
+        match reader.read_buf(input).await {
+            Ok(0) => {
+                return Err(Refused {
+                    reply: None,
+                    message: "closed before CONNECT".into(),
+                })
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Refused {
+                    reply: None,
+                    message: format!("read error before CONNECT: {e}"),
+                })
+            }
+        }
+    }
+}
+
+fn connack(
+    version: ProtocolVersion,
+    session_present: bool,
+    reason_code: ReasonCode,
+    properties: Properties,
+) -> BytesMut {
+    let mut out = BytesMut::with_capacity(16);
+    let packet = Packet::ConnectAck(ConnectAck {
+        session_present,
+        reason_code,
+        properties,
+    });
+    if let Err(e) = encode(&packet, version, &mut out) {
+        tracing::error!("cannot encode CONNACK: {e}");
+    }
+    out
+}
+
+async fn refuse(
+    writer: &mut OwnedWriteHalf,
+    version: ProtocolVersion,
+    reason: ReasonCode,
+    peer: SocketAddr,
+    client_id: &str,
+) {
+    tracing::info!(%peer, client = client_id, "connection refused: {reason}");
+    let reply = connack(version, false, reason, Properties::default());
+    let _ = writer.write_all(&reply).await;
+    let _ = writer.shutdown().await;
+}
+
+/// Checks CONNECT, resolves the session and sends CONNACK. Returns the connection ready
+/// to run, or `None` if it was refused.
+pub(super) async fn accept(
+    connect: Connect,
+    peer: SocketAddr,
+    broker: &Arc<BrokerState>,
+    allow_anonymous: bool,
+    writer: &mut OwnedWriteHalf,
+) -> Option<(Connection, mpsc::Receiver<Control>)> {
+    let config = broker.config();
+    let version = connect.protocol_version;
+    let generation = CONNECTIONS.fetch_add(1, Relaxed) + 1;
+    let mut properties = Properties::default();
+
+    let client_id = if connect.client_id.is_empty() {
+        // 3.1.1: a zero-length id needs Clean Session [MQTT-3.1.3-8]; 3.1 needs an id; 5.0
+        // always gets one assigned.
+        if version == ProtocolVersion::V3_1
+            || (version == ProtocolVersion::V3_1_1 && !connect.clean_start)
+        {
+            refuse(
+                writer,
+                version,
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                peer,
+                "",
+            )
+            .await;
+            return None;
+        }
+        let id = ByteStr::from(format!("tern-{:x}-{generation}", broker.started_unix));
+        if version.is_v5() {
+            properties.push(Property::AssignedClientIdentifier(id.clone()));
+        }
+        id
+    } else {
+        connect.client_id.clone()
+    };
+    if connect.username.is_none() && !allow_anonymous {
+        refuse(
+            writer,
+            version,
+            ReasonCode::NOT_AUTHORIZED,
+            peer,
+            &client_id,
+        )
+        .await;
+        return None;
+    }
+    if connect.username.is_some() && !allow_anonymous {
+        // No password file support yet: like mosquitto with allow_anonymous false and no
+        // password_file, every client is refused.
+        refuse(
+            writer,
+            version,
+            ReasonCode::NOT_AUTHORIZED,
+            peer,
+            &client_id,
+        )
+        .await;
+        return None;
+    }
+    let mut keep_alive = connect.keep_alive;
+    if keep_alive > config.max_keepalive || (keep_alive == 0 && config.max_keepalive < 65535) {
+        if version.is_v5() {
+            keep_alive = config.max_keepalive;
+            properties.push(Property::ServerKeepAlive(keep_alive));
+        } else {
+            // mosquitto's rule for 3.x clients, which cannot be told another keepalive.
+            refuse(
+                writer,
+                version,
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                peer,
+                &client_id,
+            )
+            .await;
+            return None;
+        }
+    }
+    if version.is_v5() {
+        properties.push(Property::TopicAliasMaximum(TOPIC_ALIAS_MAXIMUM));
+        properties.push(Property::SharedSubscriptionAvailable(0));
+        properties.push(Property::SubscriptionIdentifierAvailable(0));
+        if config.message_size_limit != 0 {
+            properties.push(Property::MaximumPacketSize(config.max_packet_size() as u32));
+        }
+    }
+
+    let (control_tx, control_rx) = mpsc::channel(1);
+    let handle = ConnectionHandle {
+        generation,
+        control: control_tx,
+    };
+    let (session, session_present) =
+        attach_session(broker, &client_id, connect.clean_start, handle).await?;
+    session.set_v5(version.is_v5());
+
+    let reply = connack(version, session_present, ReasonCode::SUCCESS, properties);
+    if writer.write_all(&reply).await.is_err() {
+        let mut state = session.state.lock();
+        state.connection = None;
+        return None;
+    }
+    broker.metrics.client_connected();
+    if config.connection_messages {
+        tracing::info!(%peer, client = %client_id, "client connected (MQTT {version}, clean {}, keepalive {keep_alive})", connect.clean_start);
+    }
+    let receive_maximum = connect
+        .properties
+        .receive_maximum()
+        .map_or(usize::MAX, usize::from);
+    let window = match config.max_inflight_messages {
+        0 => receive_maximum,
+        n => n.min(receive_maximum),
+    };
+    let mut connection = Connection {
+        broker: broker.clone(),
+        peer,
+        version,
+        session,
+        generation,
+        client_id,
+        keep_alive_limit: (keep_alive > 0)
+            .then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+        will: connect.will,
+        out: BytesMut::with_capacity(256),
+        topic_aliases: HashMap::new(),
+        inflight_window: window,
+        client_max_packet_size: connect
+            .properties
+            .maximum_packet_size()
+            .map_or(usize::MAX, |m| m as usize),
+        message_size_limit: config.message_size_limit,
+        counters: Default::default(),
+    };
+    if session_present {
+        connection.resend_inflight();
+    }
+    Some((connection, control_rx))
+}
+
+/// Finds or creates the session for `client_id`, taking it over from a live connection
+/// first [MQTT-3.1.4-2]. Returns the session and whether it was resumed.
+async fn attach_session(
+    broker: &BrokerState,
+    client_id: &ByteStr,
+    clean_start: bool,
+    handle: ConnectionHandle,
+) -> Option<(Arc<Session>, bool)> {
+    for _ in 0..5 {
+        let live = broker.sessions.with(|map| {
+            let existing = map.get(client_id).cloned();
+            if let Some(session) = &existing {
+                let mut state = session.state.lock();
+                if let Some(current) = &state.connection {
+                    return Err(current.control.clone());
+                }
+                if !clean_start {
+                    state.connection = Some(handle.clone());
+                    state.clean = false;
+                    state.disconnected_at = None;
+                    drop(state);
+                    return Ok((session.clone(), true, None));
+                }
+            }
+            let fresh = broker.sessions.create(
+                client_id.clone(),
+                broker.config().outbox_limits(),
+                clean_start,
+            );
+            fresh.state.lock().connection = Some(handle.clone());
+            map.insert(client_id.clone(), fresh.clone());
+            Ok((fresh, false, existing))
+        });
+        match live {
+            Ok((session, present, discarded)) => {
+                if let Some(old) = discarded {
+                    discard(broker, &old);
+                }
+                return Some((session, present));
+            }
+            Err(control) => {
+                let (done_tx, done_rx) = oneshot::channel();
+                if control.send(Control::TakeOver(done_tx)).await.is_ok() {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+                }
+            }
+        }
+    }
+    tracing::warn!(client = %client_id, "could not take over the session: too many competing connections");
+    None
+}
+
+/// Removes a persistent session replaced by a clean one.
+fn discard(broker: &BrokerState, session: &Session) {
+    let filters: Vec<ByteStr> = {
+        let mut state = session.state.lock();
+        state.outbox.clear();
+        state.subscriptions.drain().map(|(f, _)| f).collect()
+    };
+    for filter in filters {
+        broker.router.unsubscribe(session.id, &filter);
+    }
+}

@@ -1,0 +1,276 @@
+//! Handling of each packet a connected client sends.
+
+use super::{Close, Connection, TOPIC_ALIAS_MAXIMUM};
+use tern_proto::*;
+
+impl Connection {
+    pub(super) fn handle_packet(&mut self, packet: Packet) -> Result<(), Close> {
+        match packet {
+            Packet::Publish(p) => self.on_publish(p),
+            Packet::PublishAck(r) => {
+                self.session.state.lock().outbox.on_publish_ack(r.packet_id);
+                Ok(())
+            }
+            Packet::PublishReceived(r) => {
+                self.on_publish_received(r);
+                Ok(())
+            }
+            Packet::PublishRelease(r) => {
+                self.on_publish_release(r.packet_id);
+                Ok(())
+            }
+            Packet::PublishComplete(r) => {
+                self.session
+                    .state
+                    .lock()
+                    .outbox
+                    .on_publish_complete(r.packet_id);
+                Ok(())
+            }
+            Packet::Subscribe(s) => self.on_subscribe(s),
+            Packet::Unsubscribe(u) => {
+                self.on_unsubscribe(u);
+                Ok(())
+            }
+            Packet::PingRequest => {
+                self.send(&Packet::PingResponse);
+                Ok(())
+            }
+            Packet::Disconnect(d) => Err(Close::Disconnect {
+                publish_will: d.reason_code == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
+            }),
+            Packet::Connect(_) => Err(Close::violation(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-3.1.0-2] second CONNECT on one connection",
+            )),
+            Packet::Auth(_) => Err(Close::violation(
+                ReasonCode::PROTOCOL_ERROR,
+                "AUTH without an authentication method in CONNECT",
+            )),
+            other => Err(Close::violation(
+                ReasonCode::PROTOCOL_ERROR,
+                format!("a client must not send {}", other.packet_type()),
+            )),
+        }
+    }
+
+    fn on_publish(&mut self, mut publish: Publish) -> Result<(), Close> {
+        self.counters.messages_received += 1;
+        if self.version.is_v5() {
+            self.resolve_topic_alias(&mut publish)?;
+        }
+        let packet_id = publish.packet_id;
+        let qos = publish.qos;
+        let accepted = self.check_publish(&publish);
+        let mut delivered = 0;
+        if accepted.is_success() {
+            let forward_now = match qos {
+                QoS::ExactlyOnce => self.session.state.lock().incoming_qos2.insert(packet_id),
+                _ => true,
+            };
+            if forward_now {
+                delivered = self.route(publish);
+            }
+        }
+        let reason = if !accepted.is_success() {
+            accepted
+        } else if delivered == 0 && self.version.is_v5() {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        } else {
+            ReasonCode::SUCCESS
+        };
+        let response = PublishResponse {
+            packet_id,
+            reason_code: reason,
+            properties: Properties::default(),
+        };
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send(&Packet::PublishAck(response)),
+            QoS::ExactlyOnce => self.send(&Packet::PublishReceived(response)),
+        }
+        Ok(())
+    }
+
+    /// Whether a PUBLISH is accepted for forwarding, as the reason code a 5.0 client
+    /// receives; 3.x clients are acknowledged either way and the message dropped.
+    fn check_publish(&self, publish: &Publish) -> ReasonCode {
+        let limit = self.message_size_limit;
+        if limit != 0 && publish.payload.len() > limit {
+            tracing::info!(client = %self.client_id, "message of {} bytes exceeds message_size_limit {limit}: dropped", publish.payload.len());
+            return ReasonCode::QUOTA_EXCEEDED;
+        }
+        if publish.topic.starts_with("$SYS") {
+            return ReasonCode::NOT_AUTHORIZED;
+        }
+        ReasonCode::SUCCESS
+    }
+
+    /// Replaces a 5.0 Topic Alias by its topic, or records a new alias.
+    fn resolve_topic_alias(&mut self, publish: &mut Publish) -> Result<(), Close> {
+        if publish
+            .properties
+            .subscription_identifiers()
+            .next()
+            .is_some()
+        {
+            return Err(Close::violation(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-3.3.4-6] PUBLISH from a client carries a Subscription Identifier",
+            ));
+        }
+        let Some(alias) = publish.properties.topic_alias() else {
+            return Ok(());
+        };
+        if alias > TOPIC_ALIAS_MAXIMUM {
+            return Err(Close::violation(
+                ReasonCode::TOPIC_ALIAS_INVALID,
+                format!(
+                    "[MQTT-3.3.2-9] Topic Alias {alias} exceeds the maximum {TOPIC_ALIAS_MAXIMUM}"
+                ),
+            ));
+        }
+        if publish.topic.is_empty() {
+            publish.topic = self.topic_aliases.get(&alias).cloned().ok_or_else(|| {
+                Close::violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    format!("Topic Alias {alias} used before it was set"),
+                )
+            })?;
+        } else {
+            self.topic_aliases.insert(alias, publish.topic.clone());
+        }
+        publish.properties.remove(PropertyId::TopicAlias);
+        Ok(())
+    }
+
+    /// Stores the retained message if any and forwards to subscribers; returns how many
+    /// sessions it was queued for.
+    pub(super) fn route(&self, mut publish: Publish) -> usize {
+        publish.dup = false;
+        publish.packet_id = 0;
+        if publish.retain {
+            self.broker.router.retain(&publish);
+        }
+        self.broker.router.publish(&publish, &self.broker.metrics)
+    }
+
+    fn on_publish_received(&mut self, response: PublishResponse) {
+        let mut state = self.session.state.lock();
+        if !response.reason_code.is_success() {
+            state.outbox.on_publish_received_failure(response.packet_id);
+            return;
+        }
+        let known = state.outbox.on_publish_received(response.packet_id);
+        drop(state);
+        let reason = if known {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+        };
+        self.send(&Packet::PublishRelease(PublishResponse {
+            packet_id: response.packet_id,
+            reason_code: reason,
+            properties: Properties::default(),
+        }));
+    }
+
+    fn on_publish_release(&mut self, packet_id: u16) {
+        let known = self.session.state.lock().incoming_qos2.remove(&packet_id);
+        let reason = if known {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+        };
+        self.send(&Packet::PublishComplete(PublishResponse {
+            packet_id,
+            reason_code: reason,
+            properties: Properties::default(),
+        }));
+    }
+
+    fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Close> {
+        if subscribe
+            .properties
+            .subscription_identifiers()
+            .next()
+            .is_some()
+        {
+            return Err(Close::violation(
+                ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+                "Subscription Identifiers are not supported",
+            ));
+        }
+        let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
+        let mut retained = Vec::new();
+        for Subscription { filter, options } in subscribe.subscriptions {
+            if filter.starts_with("$share/") {
+                reason_codes.push(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
+                continue;
+            }
+            let existed = self
+                .broker
+                .router
+                .subscribe(&self.session, &filter, options);
+            self.session
+                .state
+                .lock()
+                .subscriptions
+                .insert(filter.clone(), options);
+            reason_codes.push(ReasonCode(options.qos as u8));
+            let send = match options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendAtNewSubscribe => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+            if send {
+                retained.push((filter, options.qos));
+            }
+        }
+        self.send(&Packet::SubscribeAck(SubscribeAck {
+            packet_id: subscribe.packet_id,
+            reason_codes,
+            properties: Properties::default(),
+        }));
+        for (filter, qos) in retained {
+            self.broker
+                .router
+                .send_retained(&self.session, &filter, qos, &self.broker.metrics);
+        }
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
+        let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
+        for filter in &unsubscribe.filters {
+            let existed = self.broker.router.unsubscribe(self.session.id, filter);
+            self.session.state.lock().subscriptions.remove(filter);
+            reason_codes.push(if existed {
+                ReasonCode::SUCCESS
+            } else {
+                ReasonCode::NO_SUBSCRIPTION_EXISTED
+            });
+        }
+        self.send(&Packet::UnsubscribeAck(UnsubscribeAck {
+            packet_id: unsubscribe.packet_id,
+            reason_codes,
+            properties: Properties::default(),
+        }));
+    }
+
+    /// Publishes the will after an abnormal close.
+    pub(super) fn publish_will(&self, will: Will) {
+        let mut properties = will.properties;
+        properties.remove(PropertyId::WillDelayInterval);
+        let publish = Publish {
+            dup: false,
+            qos: will.qos,
+            retain: will.retain,
+            topic: will.topic,
+            packet_id: 0,
+            properties,
+            payload: will.payload,
+        };
+        self.route(publish);
+    }
+}

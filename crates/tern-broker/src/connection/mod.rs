@@ -1,0 +1,341 @@
+//! A connection task: the only code that reads or writes a client's socket.
+//!
+//! It reads CONNECT (within the connect timeout), performs the handshake, then loops over
+//! four events: bytes from the client, deliveries queued in its session's outbox, room in
+//! the socket for buffered output, and timers/control (keepalive, takeover, shutdown).
+//! Everything decoded in one read is handled before anything is written, and everything
+//! pending is written with one `write` call: batching in both directions.
+
+mod handshake;
+mod inbound;
+
+use crate::broker::BrokerState;
+use crate::metrics::LocalCounters;
+use crate::session::{Control, Session};
+use bytes::{Buf, BytesMut};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tern_core::Stage;
+use tern_proto::{
+    encode, ByteStr, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, PublishResponse,
+    ReasonCode, Will,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// Output buffered beyond this stops reading from the client and refilling from the
+/// outbox until the socket drains: a client that does not read cannot grow our memory.
+const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 4096;
+/// Topic aliases a 5.0 client may use towards the broker.
+pub(crate) const TOPIC_ALIAS_MAXIMUM: u16 = 64;
+
+/// Why a connection ended; decides the will and the last packet sent.
+#[derive(Debug)]
+pub(crate) enum Close {
+    /// DISCONNECT received: no will (5.0 reason 0x04 asks for it all the same).
+    Disconnect {
+        publish_will: bool,
+    },
+    /// The peer closed the socket or it failed.
+    Gone(String),
+    /// A malformed packet or protocol violation.
+    Violation {
+        reason: ReasonCode,
+        message: String,
+    },
+    KeepAliveTimeout,
+    TakenOver(oneshot::Sender<()>),
+    Shutdown,
+}
+
+impl Close {
+    fn violation(reason: ReasonCode, message: impl Into<String>) -> Close {
+        Close::Violation {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    fn from_decode(e: DecodeError) -> Close {
+        Close::Violation {
+            reason: e.reason_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The state of one connected client.
+pub(crate) struct Connection {
+    broker: Arc<BrokerState>,
+    peer: SocketAddr,
+    version: ProtocolVersion,
+    session: Arc<Session>,
+    /// This connection's number in its session, to detach only itself.
+    generation: u64,
+    client_id: ByteStr,
+    /// 1.5 x the negotiated keepalive; `None` when keepalive is off.
+    keep_alive_limit: Option<Duration>,
+    will: Option<Will>,
+    /// Encoded packets not yet written.
+    out: BytesMut,
+    /// Topic aliases the client set (5.0).
+    topic_aliases: HashMap<u16, ByteStr>,
+    /// Smaller of the broker's in-flight limit and the client's Receive Maximum.
+    inflight_window: usize,
+    /// Largest packet the client accepts (5.0 Maximum Packet Size).
+    client_max_packet_size: usize,
+    /// message_size_limit when the client connected (a reload applies to new connections).
+    message_size_limit: usize,
+    counters: LocalCounters,
+}
+
+/// Serves one accepted socket until it closes.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<BrokerState>,
+    allow_anonymous: bool,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let mut input = BytesMut::with_capacity(512);
+    let connect_timeout = broker.config().connect_timeout;
+    let connect = match tokio::time::timeout(
+        connect_timeout,
+        handshake::read_connect(&mut reader, &mut input, &broker),
+    )
+    .await
+    {
+        Ok(Ok(connect)) => connect,
+        Ok(Err(handshake::Refused { reply, message })) => {
+            tracing::info!(%peer, "connection refused: {message}");
+            if let Some(reply) = reply {
+                let _ = writer.write_all(&reply).await;
+            }
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "no CONNECT within {connect_timeout:?}: closing");
+            return;
+        }
+    };
+    let Some((mut connection, control)) =
+        handshake::accept(connect, peer, &broker, allow_anonymous, &mut writer).await
+    else {
+        return;
+    };
+    let close = connection
+        .run(&mut reader, &mut writer, input, control)
+        .await;
+    connection.finish(close, &mut writer).await;
+}
+
+impl Connection {
+    async fn run(
+        &mut self,
+        reader: &mut OwnedReadHalf,
+        writer: &mut OwnedWriteHalf,
+        mut input: BytesMut,
+        mut control: mpsc::Receiver<Control>,
+    ) -> Close {
+        let broker = self.broker.clone();
+        let max_packet_size = broker.config().max_packet_size();
+        let mut last_read = Instant::now();
+        let keep_alive =
+            tokio::time::sleep(self.keep_alive_limit.unwrap_or(Duration::from_secs(86_400)));
+        tokio::pin!(keep_alive);
+        loop {
+            if self.out.len() < OUTPUT_HIGH_WATER {
+                self.fill_from_outbox();
+            }
+            broker.metrics.flush(&mut self.counters);
+            if input.capacity() - input.len() < READ_CHUNK / 4 {
+                input.reserve(READ_CHUNK);
+            }
+            let can_read = self.out.len() < OUTPUT_HIGH_WATER;
+            tokio::select! {
+                biased;
+                Some(Control::TakeOver(done)) = control.recv() => return Close::TakenOver(done),
+                () = broker.shutdown.cancelled() => return Close::Shutdown,
+                read = reader.read_buf(&mut input), if can_read => match read {
+                    Ok(0) => return Close::Gone("closed by the client".into()),
+                    Ok(n) => {
+                        self.counters.bytes_received += n as u64;
+                        last_read = Instant::now();
+                        if let Err(close) = self.handle_input(&mut input, max_packet_size) {
+                            return close;
+                        }
+                    }
+                    Err(e) => return Close::Gone(format!("read error: {e}")),
+                },
+                written = writer.write(&self.out), if !self.out.is_empty() => match written {
+                    Ok(n) => {
+                        self.counters.bytes_sent += n as u64;
+                        self.out.advance(n);
+                    }
+                    Err(e) => return Close::Gone(format!("write error: {e}")),
+                },
+                () = self.session.wake.notified() => {}
+                () = &mut keep_alive, if self.keep_alive_limit.is_some() => {
+                    let limit = self.keep_alive_limit.unwrap_or_default();
+                    if last_read.elapsed() >= limit {
+                        return Close::KeepAliveTimeout;
+                    }
+                    keep_alive.as_mut().reset((last_read + limit).into());
+                }
+            }
+        }
+    }
+
+    /// Decodes and handles every complete packet in `input`.
+    fn handle_input(&mut self, input: &mut BytesMut, max_packet_size: usize) -> Result<(), Close> {
+        loop {
+            match tern_proto::decode(input, self.version, max_packet_size) {
+                Ok(Some(packet)) => self.handle_packet(packet)?,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Close::from_decode(e)),
+            }
+        }
+    }
+
+    /// Moves sendable deliveries from the session's outbox into the output buffer.
+    fn fill_from_outbox(&mut self) {
+        let v5 = self.version.is_v5();
+        let mut state = self.session.state.lock();
+        while self.out.len() < OUTPUT_HIGH_WATER {
+            let Some(sendable) = state.outbox.pop_sendable(self.inflight_window) else {
+                break;
+            };
+            let Some(frame) = sendable.delivery.frame_for(v5) else {
+                continue;
+            };
+            if frame.len() > self.client_max_packet_size {
+                // [MQTT-3.1.2-25]: never send more than the client accepts; the message is
+                // dropped for this client as if it had been acknowledged.
+                state.outbox.forget(sendable.packet_id);
+                continue;
+            }
+            frame.write(&mut self.out, sendable.packet_id, false);
+            self.counters.messages_sent += 1;
+        }
+    }
+
+    /// Resends in-flight messages after a session resumes [MQTT-4.4.0-1].
+    fn resend_inflight(&mut self) {
+        let v5 = self.version.is_v5();
+        let state = self.session.state.lock();
+        for inflight in state.outbox.inflight() {
+            match inflight.stage {
+                Stage::AwaitingPublishAck | Stage::AwaitingPublishReceived => {
+                    if let Some(frame) = inflight.delivery.frame_for(v5) {
+                        frame.write(&mut self.out, inflight.packet_id, true);
+                        self.counters.messages_sent += 1;
+                    }
+                }
+                Stage::AwaitingPublishComplete => {
+                    let packet = Packet::PublishRelease(PublishResponse::new(inflight.packet_id));
+                    if let Err(e) = encode(&packet, self.version, &mut self.out) {
+                        tracing::error!("cannot encode PUBREL: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends one packet to the output buffer.
+    fn send(&mut self, packet: &Packet) {
+        if let Err(e) = encode(packet, self.version, &mut self.out) {
+            tracing::error!(client = %self.client_id, "cannot encode {}: {e}", packet.packet_type());
+        }
+    }
+
+    /// Ends the connection: last packet to a 5.0 client, will, detaching the session.
+    async fn finish(mut self, close: Close, writer: &mut OwnedWriteHalf) {
+        let (publish_will, disconnect_reason, log) = match &close {
+            Close::Disconnect { publish_will } => (*publish_will, None, "disconnected".to_string()),
+            Close::Gone(why) => (true, None, why.clone()),
+            Close::Violation { reason, message } => (
+                true,
+                Some(*reason),
+                format!("protocol violation: {message}"),
+            ),
+            Close::KeepAliveTimeout => (
+                true,
+                Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
+                "keepalive timeout".into(),
+            ),
+            Close::TakenOver(_) => (
+                true,
+                Some(ReasonCode::SESSION_TAKEN_OVER),
+                "session taken over by a new connection".into(),
+            ),
+            Close::Shutdown => (
+                true,
+                Some(ReasonCode::SERVER_SHUTTING_DOWN),
+                "broker shutting down".into(),
+            ),
+        };
+        match &close {
+            Close::Violation { .. } => {
+                tracing::warn!(client = %self.client_id, peer = %self.peer, "{log}")
+            }
+            _ if self.broker.config().connection_messages => {
+                tracing::info!(client = %self.client_id, peer = %self.peer, "client closed: {log}")
+            }
+            _ => {}
+        }
+        if let (Some(reason), true) = (disconnect_reason, self.version.is_v5()) {
+            let packet = Packet::Disconnect(Disconnect {
+                reason_code: reason,
+                properties: Properties::default(),
+            });
+            self.send(&packet);
+        }
+        if !self.out.is_empty() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&self.out)).await;
+        }
+        let _ = writer.shutdown().await;
+        if publish_will {
+            if let Some(will) = self.will.take() {
+                self.publish_will(will);
+            }
+        }
+        self.detach_session();
+        self.broker.metrics.flush(&mut self.counters);
+        self.broker.metrics.client_disconnected();
+        if let Close::TakenOver(done) = close {
+            let _ = done.send(());
+        }
+    }
+
+    /// Leaves the session to later connections, or ends it if it is clean.
+    fn detach_session(&self) {
+        let mut state = self.session.state.lock();
+        if state
+            .connection
+            .as_ref()
+            .is_some_and(|c| c.generation == self.generation)
+        {
+            state.connection = None;
+            state.disconnected_at = Some(Instant::now());
+        }
+        if !state.clean || state.connection.is_some() {
+            return;
+        }
+        let filters: Vec<ByteStr> = state.subscriptions.drain().map(|(f, _)| f).collect();
+        state.outbox.clear();
+        drop(state);
+        for filter in filters {
+            self.broker.router.unsubscribe(self.session.id, &filter);
+        }
+        self.broker
+            .sessions
+            .remove_if(&self.client_id, self.session.id);
+    }
+}

@@ -1,0 +1,17 @@
+//! The Tern MQTT broker.
+//!
+//! [`Broker::bind`] opens the listeners of a [`config::Config`]; [`Broker::run`] serves
+//! until its [`BrokerHandle`] says stop. Connection tasks (module `connection`) are the
+//! only code that awaits a socket; the [`router::Router`] matches topics and fans out;
+//! sessions hold what outlives a connection; `$SYS` and housekeeping run on one timer.
+
+mod broker;
+pub mod config;
+mod connection;
+pub mod metrics;
+pub mod router;
+pub mod session;
+mod sys;
+
+pub use broker::{Broker, BrokerHandle, BrokerState};
+pub use config::Config;

@@ -1,0 +1,183 @@
+//! Sessions: the state the broker keeps for a client identifier, across connections when
+//! the session is persistent, and the registry that maps identifiers to sessions.
+//!
+//! A [`Session`] is shared between the connection task that serves it (its one reader and
+//! writer) and every publisher that delivers to it. Publishers only append to its outbox
+//! under a short synchronous lock and wake the connection task; the connection task owns
+//! all writing to the socket.
+
+use crate::metrics::Metrics;
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+use tern_core::{Outbox, OutboxLimits};
+use tern_proto::{
+    decode, ByteStr, Packet, ProtocolVersion, PublishFrame, QoS, SubscriptionOptions,
+};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// Identifies one session object (a client id may have several over time).
+pub type SessionId = u64;
+
+/// One message on its way to one session: a PUBLISH encoded once and shared.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub frame: PublishFrame,
+    /// Whether `frame` was encoded for MQTT 5.0 (else 3.1 / 3.1.1, which are identical).
+    pub v5: bool,
+}
+
+impl Delivery {
+    /// The frame for a connection speaking 5.0 (`v5`) or not; re-encoded only in the rare
+    /// case that a session resumes under another protocol version than it was queued for.
+    pub fn frame_for(&self, v5: bool) -> Option<PublishFrame> {
+        if self.v5 == v5 {
+            return Some(self.frame.clone());
+        }
+        let (from, to) = if self.v5 {
+            (ProtocolVersion::V5, ProtocolVersion::V3_1_1)
+        } else {
+            (ProtocolVersion::V3_1_1, ProtocolVersion::V5)
+        };
+        let mut buf = BytesMut::from(&self.frame.bytes()[..]);
+        match decode(&mut buf, from, usize::MAX) {
+            Ok(Some(Packet::Publish(p))) => PublishFrame::new(&p, to).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// A request to the connection task serving a session.
+#[derive(Debug)]
+pub enum Control {
+    /// Another connection took the client id: close (publishing the will) and report.
+    TakeOver(oneshot::Sender<()>),
+}
+
+/// The connection currently serving a session.
+#[derive(Debug, Clone)]
+pub struct ConnectionHandle {
+    /// Distinguishes this connection from later ones of the same session.
+    pub generation: u64,
+    pub control: mpsc::Sender<Control>,
+}
+
+/// The mutable part of a session.
+#[derive(Debug)]
+pub struct SessionState {
+    pub outbox: Outbox<Delivery>,
+    /// The serving connection; `None` while the client is offline.
+    pub connection: Option<ConnectionHandle>,
+    /// The session's subscriptions, to remove them from the router when it ends.
+    pub subscriptions: HashMap<ByteStr, SubscriptionOptions>,
+    /// QoS 2 packet ids received and not yet released: a resent PUBLISH with one of these
+    /// is acknowledged again but not forwarded again (exactly once).
+    pub incoming_qos2: HashSet<u16>,
+    /// Whether the session ends when its connection does (Clean Session).
+    pub clean: bool,
+    /// When the client went offline, for persistent_client_expiration.
+    pub disconnected_at: Option<Instant>,
+}
+
+/// The broker's state for one client identifier.
+#[derive(Debug)]
+pub struct Session {
+    pub id: SessionId,
+    pub client_id: ByteStr,
+    /// Whether the serving connection speaks 5.0: publishers read it without locking to
+    /// pick the matching pre-encoded frame.
+    v5: AtomicBool,
+    pub state: Mutex<SessionState>,
+    /// Wakes the serving connection task when deliveries are queued.
+    pub wake: Notify,
+}
+
+impl Session {
+    pub fn is_v5(&self) -> bool {
+        self.v5.load(Relaxed)
+    }
+
+    pub fn set_v5(&self, v5: bool) {
+        self.v5.store(v5, Relaxed);
+    }
+
+    /// Queues `delivery` for this session and wakes its connection. QoS 0 messages for an
+    /// offline client are dropped (mosquitto's default); a full queue drops the message
+    /// and counts it. Returns whether the message was queued.
+    pub fn deliver(
+        &self,
+        delivery: Delivery,
+        qos: QoS,
+        payload_len: usize,
+        metrics: &Metrics,
+    ) -> bool {
+        let mut state = self.state.lock();
+        if state.connection.is_none() && qos == QoS::AtMostOnce {
+            return false;
+        }
+        if state.outbox.push(delivery, qos, payload_len).is_err() {
+            drop(state);
+            let dropped = metrics.messages_dropped.fetch_add(1, Relaxed);
+            if dropped.is_power_of_two() {
+                tracing::warn!(client = %self.client_id, "queue full: message dropped ({} dropped in total)", dropped + 1);
+            }
+            return false;
+        }
+        drop(state);
+        self.wake.notify_one();
+        true
+    }
+}
+
+/// All sessions by client identifier.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<ByteStr, Arc<Session>>>,
+    next_id: AtomicU64,
+}
+
+impl Sessions {
+    /// Runs `f` with the registry locked. Only the CONNECT path and housekeeping take
+    /// this lock, never the publish path.
+    pub fn with<R>(&self, f: impl FnOnce(&mut HashMap<ByteStr, Arc<Session>>) -> R) -> R {
+        f(&mut self.map.lock())
+    }
+
+    /// A new, empty session for `client_id` (not yet registered).
+    pub fn create(&self, client_id: ByteStr, limits: OutboxLimits, clean: bool) -> Arc<Session> {
+        Arc::new(Session {
+            id: self.next_id.fetch_add(1, Relaxed) + 1,
+            client_id,
+            v5: AtomicBool::new(false),
+            state: Mutex::new(SessionState {
+                outbox: Outbox::new(limits),
+                connection: None,
+                subscriptions: HashMap::new(),
+                incoming_qos2: HashSet::new(),
+                clean,
+                disconnected_at: None,
+            }),
+            wake: Notify::new(),
+        })
+    }
+
+    /// Removes `client_id` from the registry if it still maps to session `id`.
+    pub fn remove_if(&self, client_id: &ByteStr, id: SessionId) {
+        let mut map = self.map.lock();
+        if map.get(client_id).is_some_and(|s| s.id == id) {
+            map.remove(client_id);
+        }
+    }
+
+    /// Number of sessions, online and offline.
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,176 @@
+//! `$SYS/broker/...`: the broker's own statistics under mosquitto's topic names, published
+//! as retained messages every `sys_interval` seconds (only the values that changed), and
+//! the housekeeping that runs on the same clock (expiry of offline sessions).
+
+use crate::broker::BrokerState;
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tern_proto::{ByteStr, Properties, Publish, QoS};
+use tokio::task::JoinHandle;
+
+/// Starts the $SYS and housekeeping task.
+pub(crate) fn spawn(state: Arc<BrokerState>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut sys = SysState::default();
+        let mut next_sys = Instant::now();
+        loop {
+            let interval = state.config().sys_interval;
+            if interval > 0 && Instant::now() >= next_sys {
+                sys.publish(&state, interval);
+                next_sys = Instant::now() + Duration::from_secs(interval);
+            }
+            expire_sessions(&state);
+            tokio::select! {
+                () = state.shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    })
+}
+
+/// Exponentially weighted moving averages per minute, as mosquitto's load figures.
+#[derive(Default)]
+struct Load {
+    last: u64,
+    averages: [f64; 3],
+}
+
+impl Load {
+    fn update(&mut self, total: u64, interval: f64) -> [f64; 3] {
+        let per_minute = (total.saturating_sub(self.last)) as f64 * 60.0 / interval;
+        self.last = total;
+        for (average, minutes) in self.averages.iter_mut().zip([1.0, 5.0, 15.0]) {
+            let factor = (-interval / (minutes * 60.0)).exp();
+            *average = per_minute + factor * (*average - per_minute);
+        }
+        self.averages
+    }
+}
+
+#[derive(Default)]
+struct SysState {
+    /// Last value published per topic: only changes are published again.
+    published: HashMap<String, String>,
+    loads: HashMap<&'static str, Load>,
+}
+
+impl SysState {
+    fn publish(&mut self, state: &BrokerState, interval: u64) {
+        let m = &state.metrics;
+        let connected = Metrics::get(&m.clients_connected);
+        let total = state.sessions.len() as u64;
+        let mut values: Vec<(String, String)> = vec![
+            (
+                "version".into(),
+                format!("tern version {}", env!("CARGO_PKG_VERSION")),
+            ),
+            (
+                "uptime".into(),
+                format!("{} seconds", state.started.elapsed().as_secs()),
+            ),
+            ("clients/connected".into(), connected.to_string()),
+            ("clients/active".into(), connected.to_string()),
+            (
+                "clients/disconnected".into(),
+                total.saturating_sub(connected).to_string(),
+            ),
+            ("clients/total".into(), total.to_string()),
+            (
+                "clients/maximum".into(),
+                Metrics::get(&m.clients_maximum).to_string(),
+            ),
+            (
+                "messages/received".into(),
+                Metrics::get(&m.messages_received).to_string(),
+            ),
+            (
+                "messages/sent".into(),
+                Metrics::get(&m.messages_sent).to_string(),
+            ),
+            (
+                "publish/messages/dropped".into(),
+                Metrics::get(&m.messages_dropped).to_string(),
+            ),
+            (
+                "bytes/received".into(),
+                Metrics::get(&m.bytes_received).to_string(),
+            ),
+            ("bytes/sent".into(), Metrics::get(&m.bytes_sent).to_string()),
+            (
+                "subscriptions/count".into(),
+                state.router.subscription_count().to_string(),
+            ),
+            (
+                "retained messages/count".into(),
+                state.router.retained_count().to_string(),
+            ),
+        ];
+        for (name, counter) in [
+            ("messages/received", &m.messages_received),
+            ("messages/sent", &m.messages_sent),
+            ("bytes/received", &m.bytes_received),
+            ("bytes/sent", &m.bytes_sent),
+            ("connections", &m.connections_total),
+        ] {
+            let averages = self
+                .loads
+                .entry(name)
+                .or_default()
+                .update(Metrics::get(counter), interval as f64);
+            for (average, period) in averages.iter().zip(["1min", "5min", "15min"]) {
+                values.push((format!("load/{name}/{period}"), format!("{average:.2}")));
+            }
+        }
+        for (name, value) in values {
+            if self.published.get(&name) == Some(&value) {
+                continue;
+            }
+            let publish = Publish {
+                dup: false,
+                qos: QoS::AtMostOnce,
+                retain: true,
+                topic: ByteStr::from(format!("$SYS/broker/{name}")),
+                packet_id: 0,
+                properties: Properties::default(),
+                payload: Bytes::from(value.clone().into_bytes()),
+            };
+            state.router.retain(&publish);
+            state.router.publish(&publish, &state.metrics);
+            self.published.insert(name, value);
+        }
+    }
+}
+
+/// Removes persistent sessions offline for longer than persistent_client_expiration.
+fn expire_sessions(state: &BrokerState) {
+    let Some(limit) = state.config().persistent_client_expiration else {
+        return;
+    };
+    let expired: Vec<_> = state.sessions.with(|map| {
+        let ids: Vec<ByteStr> = map
+            .iter()
+            .filter(|(_, s)| {
+                let st = s.state.lock();
+                st.connection.is_none() && st.disconnected_at.is_some_and(|t| t.elapsed() >= limit)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.iter().filter_map(|id| map.remove(id)).collect()
+    });
+    for session in expired {
+        tracing::info!(client = %session.client_id, "persistent session expired");
+        let filters: Vec<ByteStr> = session
+            .state
+            .lock()
+            .subscriptions
+            .drain()
+            .map(|(f, _)| f)
+            .collect();
+        for filter in filters {
+            state.router.unsubscribe(session.id, &filter);
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The subscription trie: topic filters indexed level by level, so finding the receivers
+//! of a PUBLISH costs the depth of its topic, not the number of subscriptions.
+//!
+//! Each node has exact children by level name, one `+` child, and two subscriber lists:
+//! those whose filter ends at the node and those whose filter is the node followed by `#`.
+//! Keys identify subscribers (a session); values carry the subscription's options.
+
+use std::collections::HashMap;
+
+#[derive(Debug)]
+struct Node<K, V> {
+    children: HashMap<Box<str>, Node<K, V>>,
+    /// The `+` child.
+    plus: Option<Box<Node<K, V>>>,
+    /// Subscribers whose filter ends here.
+    exact: Vec<(K, V)>,
+    /// Subscribers whose filter is this node followed by `#`.
+    hash: Vec<(K, V)>,
+}
+
+impl<K, V> Default for Node<K, V> {
+    fn default() -> Self {
+        Node {
+            children: HashMap::new(),
+            plus: None,
+            exact: Vec::new(),
+            hash: Vec::new(),
+        }
+    }
+}
+
+impl<K, V> Node<K, V> {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty()
+            && self.plus.is_none()
+            && self.exact.is_empty()
+            && self.hash.is_empty()
+    }
+}
+
+/// Topic filters mapped to subscribers.
+#[derive(Debug)]
+pub struct SubscriptionTrie<K, V> {
+    root: Node<K, V>,
+    /// Number of (filter, key) pairs, for $SYS and metrics.
+    len: usize,
+}
+
+impl<K, V> Default for SubscriptionTrie<K, V> {
+    fn default() -> Self {
+        SubscriptionTrie {
+            root: Node::default(),
+            len: 0,
+        }
+    }
+}
+
+impl<K: PartialEq + Clone, V> SubscriptionTrie<K, V> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of subscriptions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds or replaces the subscription of `key` to `filter` (a valid topic filter).
+    /// Returns the previous value if the subscription existed.
+    pub fn insert(&mut self, filter: &str, key: K, value: V) -> Option<V> {
+        let (node, list_is_hash) = Self::walk_create(&mut self.root, filter);
+        let list = if list_is_hash {
+            &mut node.hash
+        } else {
+            &mut node.exact
+        };
+        if let Some(entry) = list.iter_mut().find(|(k, _)| *k == key) {
+            return Some(std::mem::replace(&mut entry.1, value));
+        }
+        list.push((key, value));
+        self.len += 1;
+        None
+    }
+
+    fn walk_create<'a>(mut node: &'a mut Node<K, V>, filter: &str) -> (&'a mut Node<K, V>, bool) {
+        for level in filter.split('/') {
+            match level {
+                "#" => return (node, true),
+                "+" => node = node.plus.get_or_insert_with(Box::default),
+                _ => node = node.children.entry(level.into()).or_default(),
+            }
+        }
+        (node, false)
+    }
+
+    /// Removes the subscription of `key` to `filter`, returning its value.
+    pub fn remove(&mut self, filter: &str, key: &K) -> Option<V> {
+        let levels: Vec<&str> = filter.split('/').collect();
+        let removed = Self::remove_at(&mut self.root, &levels, key);
+        if removed.is_some() {
+            self.len -= 1;
+        }
+        removed
+    }
+
+    fn remove_at(node: &mut Node<K, V>, levels: &[&str], key: &K) -> Option<V> {
+        let take = |list: &mut Vec<(K, V)>| {
+            list.iter()
+                .position(|(k, _)| k == key)
+                .map(|i| list.swap_remove(i).1)
+        };
+        let Some((&level, rest)) = levels.split_first() else {
+            return take(&mut node.exact);
+        };
+        match level {
+            "#" => take(&mut node.hash),
+            "+" => {
+                let child = node.plus.as_deref_mut()?;
+                let removed = Self::remove_at(child, rest, key);
+                if child.is_empty() {
+                    node.plus = None;
+                }
+                removed
+            }
+            _ => {
+                let child = node.children.get_mut(level)?;
+                let removed = Self::remove_at(child, rest, key);
+                if child.is_empty() {
+                    node.children.remove(level);
+                }
+                removed
+            }
+        }
+    }
+
+    /// Calls `f` for every subscription whose filter matches `topic`. A key subscribed
+    /// through several matching filters is reported once per filter; the caller merges.
+    pub fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(&'a K, &'a V)) {
+        let dollar = topic.starts_with('$');
+        Self::visit(&self.root, topic.split('/'), !dollar, &mut f);
+    }
+
+    fn visit<'a>(
+        node: &'a Node<K, V>,
+        mut levels: std::str::Split<'_, char>,
+        wildcards: bool,
+        f: &mut impl FnMut(&'a K, &'a V),
+    ) {
+        if wildcards {
+            for (k, v) in &node.hash {
+                f(k, v);
+            }
+        }
+        let Some(level) = levels.next() else {
+            for (k, v) in &node.exact {
+                f(k, v);
+            }
+            return;
+        };
+        if wildcards {
+            if let Some(plus) = &node.plus {
+                Self::visit(plus, levels.clone(), true, f);
+            }
+        }
+        if let Some(child) = node.children.get(level) {
+            Self::visit(child, levels, true, f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matching(trie: &SubscriptionTrie<u32, ()>, topic: &str) -> Vec<u32> {
+        let mut keys = Vec::new();
+        trie.for_each_match(topic, |k, _| keys.push(*k));
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn parent_levels_match_hash_filters() {
+        let mut trie = SubscriptionTrie::new();
+        trie.insert("sport/#", 1, ());
+        trie.insert("sport/+", 2, ());
+        trie.insert("#", 3, ());
+        assert_eq!(matching(&trie, "sport"), vec![1, 3]);
+        assert_eq!(matching(&trie, "sport/tennis"), vec![1, 2, 3]);
+        assert_eq!(matching(&trie, "$SYS/x"), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn removing_prunes_and_counts() {
+        let mut trie = SubscriptionTrie::new();
+        assert_eq!(trie.insert("a/+/c", 1, 'x'), None);
+        assert_eq!(trie.insert("a/+/c", 1, 'y'), Some('x'));
+        assert_eq!(trie.len(), 1);
+        assert_eq!(trie.remove("a/+/c", &1), Some('y'));
+        assert_eq!(trie.remove("a/+/c", &1), None);
+        assert!(trie.is_empty());
+        assert!(trie.root.is_empty());
+    }
+}
