@@ -91,6 +91,11 @@ const DISCONNECT: &[u8] = &[
 const AUTH: &[u8] = &[0x00, 0x18, 0x19];
 
 impl ReasonCode {
+    /// 0x00 in SUBACK.
+    pub const GRANTED_QOS_0: ReasonCode = ReasonCode(0x00);
+    /// 0x00 in DISCONNECT.
+    pub const NORMAL_DISCONNECTION: ReasonCode = ReasonCode(0x00);
+
     /// Whether this code indicates success (below 0x80).
     pub fn is_success(self) -> bool {
         self.0 < 0x80

@@ -264,7 +264,8 @@ async fn attach_session(
     clean_start: bool,
     handle: ConnectionHandle,
 ) -> Option<(Arc<Session>, bool)> {
-    for _ in 0..5 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
         let live = broker.sessions.with(|map| {
             let existing = map.get(client_id).cloned();
             if let Some(session) = &existing {
@@ -298,13 +299,20 @@ async fn attach_session(
             }
             Err(control) => {
                 let (done_tx, done_rx) = oneshot::channel();
-                if control.send(Control::TakeOver(done_tx)).await.is_ok() {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+                let answered = match control.send(Control::TakeOver(done_tx)).await {
+                    Ok(()) => tokio::time::timeout_at(deadline, done_rx)
+                        .await
+                        .is_ok_and(|r| r.is_ok()),
+                    Err(_) => false,
+                };
+                if !answered {
+                    // The old connection is already closing: give it a moment to detach.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
         }
     }
-    tracing::warn!(client = %client_id, "could not take over the session: too many competing connections");
+    tracing::warn!(client = %client_id, "could not take over the session within 5 s");
     None
 }
 

@@ -1,0 +1,129 @@
+//! Clean and persistent sessions: what is kept while offline, session present, resending
+//! in-flight messages with DUP, bounded queues.
+#![allow(clippy::unwrap_used)]
+mod common;
+use common::*;
+use tern_proto::*;
+
+fn persistent(broker: &Broker, version: ProtocolVersion, id: &str) -> (Client, ConnectAck) {
+    let mut c = broker.client(version);
+    let ack = c.connect(&connect_packet(version, id, false, 60));
+    (c, ack)
+}
+
+#[test]
+fn a_persistent_session_keeps_subscriptions_and_qos_1_messages_while_offline() {
+    let broker = Broker::start();
+    for version in VERSIONS {
+        let id = format!("keep-{version}");
+        let (mut c, ack) = persistent(&broker, version, &id);
+        assert!(!ack.session_present);
+        c.subscribe("offline/#", QoS::AtLeastOnce);
+        c.disconnect();
+        let mut publisher = broker.connect(version, "op");
+        publisher.publish("offline/a", b"q1", QoS::AtLeastOnce, false, 1);
+        publisher.publish("offline/b", b"q0", QoS::AtMostOnce, false, 0);
+        publisher.publish("offline/c", b"q2", QoS::ExactlyOnce, false, 2);
+        let (mut c, ack) = persistent(&broker, version, &id);
+        assert!(ack.session_present);
+        let first = c.recv_publish();
+        assert_eq!(&first.payload[..], b"q1");
+        let second = c.recv_publish();
+        assert_eq!(
+            (&second.payload[..], second.qos),
+            (&b"q2"[..], QoS::AtLeastOnce)
+        );
+        c.send(&Packet::PublishAck(PublishResponse::new(first.packet_id)));
+        c.send(&Packet::PublishAck(PublishResponse::new(second.packet_id)));
+        c.expect_nothing(300); // the QoS 0 message was not queued
+                               // Subscriptions survived too.
+        publisher.publish("offline/d", b"live", QoS::AtMostOnce, false, 0);
+        assert_eq!(&c.recv_publish().payload[..], b"live");
+    }
+}
+
+#[test]
+fn a_clean_session_discards_the_old_state() {
+    let broker = Broker::start();
+    for version in VERSIONS {
+        let (mut c, _) = persistent(&broker, version, "discard");
+        c.subscribe("gone", QoS::AtLeastOnce);
+        c.disconnect();
+        let mut c = broker.client(version);
+        let ack = c.connect(&connect_packet(version, "discard", true, 60));
+        assert!(!ack.session_present);
+        c.disconnect();
+        let (mut c, ack) = persistent(&broker, version, "discard");
+        assert!(!ack.session_present);
+        let mut publisher = broker.connect(version, "dp");
+        publisher.publish("gone", b"x", QoS::AtLeastOnce, false, 1);
+        c.expect_nothing(300);
+    }
+}
+
+#[test]
+fn unacknowledged_messages_are_resent_with_dup_after_reconnect() {
+    let broker = Broker::start();
+    for version in VERSIONS {
+        let id = format!("dup-{version}");
+        let (mut c, _) = persistent(&broker, version, &id);
+        c.subscribe("dup/1", QoS::AtLeastOnce);
+        c.subscribe("dup/2", QoS::ExactlyOnce);
+        let mut publisher = broker.connect(version, "dupp");
+        publisher.publish("dup/1", b"a", QoS::AtLeastOnce, false, 1);
+        publisher.publish("dup/2", b"b", QoS::ExactlyOnce, false, 2);
+        let a = c.recv_publish();
+        let b = c.recv_publish();
+        assert!(!a.dup && !b.dup);
+        // Acknowledge nothing; the connection drops without DISCONNECT.
+        drop(c);
+        let (mut c, ack) = persistent(&broker, version, &id);
+        assert!(ack.session_present);
+        let a2 = c.recv_publish();
+        let b2 = c.recv_publish();
+        assert!(a2.dup && b2.dup);
+        assert_eq!((a2.packet_id, b2.packet_id), (a.packet_id, b.packet_id));
+        c.send(&Packet::PublishAck(PublishResponse::new(a2.packet_id)));
+        c.send(&Packet::PublishReceived(PublishResponse::new(b2.packet_id)));
+        assert!(matches!(c.recv(), Packet::PublishRelease(r) if r.packet_id == b2.packet_id));
+        // PUBREL is resent too if the connection drops before PUBCOMP.
+        drop(c);
+        let (mut c, _) = persistent(&broker, version, &id);
+        assert!(matches!(c.recv(), Packet::PublishRelease(r) if r.packet_id == b2.packet_id));
+        c.send(&Packet::PublishComplete(PublishResponse::new(b2.packet_id)));
+        c.expect_nothing(300);
+    }
+}
+
+#[test]
+fn the_offline_queue_is_bounded_and_drops_are_logged() {
+    let broker = Broker::with_config(
+        "q.conf",
+        "listener 0 127.0.0.1\nallow_anonymous true\nmax_queued_messages 5\n",
+    );
+    let (mut c, _) = persistent(&broker, V311, "bounded");
+    c.subscribe("b", QoS::AtLeastOnce);
+    c.disconnect();
+    let mut publisher = broker.connect(V311, "bp");
+    for i in 0..10u8 {
+        publisher.publish("b", &[i], QoS::AtLeastOnce, false, u16::from(i) + 1);
+    }
+    let (mut c, _) = persistent(&broker, V311, "bounded");
+    for i in 0..5u8 {
+        let p = c.recv_publish();
+        assert_eq!(&p.payload[..], &[i]);
+        c.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
+    }
+    c.expect_nothing(300);
+    assert!(broker.log_contains("queue full"));
+}
+
+#[test]
+fn persistent_sessions_expire_after_persistent_client_expiration() {
+    let broker = Broker::with_config("e.toml", "persistent_client_expiration = \"1s\"\n[[listener]]\nport = 0\nbind_address = \"127.0.0.1\"\nallow_anonymous = true\n");
+    let (c, _) = persistent(&broker, V311, "expiring");
+    c.disconnect();
+    assert!(broker.log_contains("persistent session expired"));
+    let (_, ack) = persistent(&broker, V311, "expiring");
+    assert!(!ack.session_present);
+}

@@ -1,0 +1,87 @@
+//! Last will: published when a connection ends without DISCONNECT, never after one.
+#![allow(clippy::unwrap_used)]
+mod common;
+use common::*;
+use tern_proto::*;
+
+fn with_will(
+    version: ProtocolVersion,
+    id: &str,
+    topic: &str,
+    retain: bool,
+    keep_alive: u16,
+) -> Connect {
+    let mut c = connect_packet(version, id, true, keep_alive);
+    c.will = Some(Will {
+        topic: ByteStr::from(topic),
+        payload: bytes::Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain,
+        properties: Properties::default(),
+    });
+    c
+}
+
+fn watcher(broker: &Broker, version: ProtocolVersion, filter: &str) -> Client {
+    let mut w = broker.connect(version, &format!("watch-{filter}"));
+    w.subscribe(filter, QoS::AtLeastOnce);
+    w
+}
+
+#[test]
+fn the_will_is_published_when_the_socket_drops() {
+    let broker = Broker::start();
+    for version in VERSIONS {
+        let mut w = watcher(&broker, version, "will/drop");
+        let mut c = broker.client(version);
+        c.connect(&with_will(version, "dropper", "will/drop", false, 60));
+        drop(c);
+        let p = w.recv_publish();
+        assert_eq!(
+            (p.topic.as_str(), &p.payload[..]),
+            ("will/drop", &b"gone"[..])
+        );
+    }
+}
+
+#[test]
+fn the_will_is_not_published_after_disconnect() {
+    let broker = Broker::start();
+    for version in VERSIONS {
+        let mut w = watcher(&broker, version, "will/clean");
+        let mut c = broker.client(version);
+        c.connect(&with_will(version, "polite", "will/clean", false, 60));
+        c.disconnect();
+        w.expect_nothing(500);
+    }
+}
+
+#[test]
+fn the_will_is_published_on_protocol_violation_and_takeover() {
+    let broker = Broker::start();
+    for version in VERSIONS {
+        let mut w = watcher(&broker, version, "will/bad");
+        let mut c = broker.client(version);
+        c.connect(&with_will(version, "violator", "will/bad", false, 60));
+        c.send_raw(b"\x00\x00");
+        assert_eq!(&w.recv_publish().payload[..], b"gone");
+        let mut first = broker.client(version);
+        first.connect(&with_will(version, "taken", "will/bad", false, 60));
+        let _second = broker.connect(version, "taken");
+        assert_eq!(&w.recv_publish().payload[..], b"gone");
+    }
+}
+
+#[test]
+fn the_will_is_published_on_keepalive_timeout_and_can_be_retained() {
+    let broker = Broker::start();
+    let mut c = broker.client(V311);
+    c.connect(&with_will(V311, "silent", "will/ka", true, 1));
+    // Say nothing: after 1.5 s the broker gives up and publishes the retained will.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let mut late = broker.connect(V311, "late");
+    late.subscribe("will/ka", QoS::AtLeastOnce);
+    let p = late.recv_publish();
+    assert!(p.retain);
+    assert_eq!(&p.payload[..], b"gone");
+}
