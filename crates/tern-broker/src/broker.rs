@@ -78,10 +78,7 @@ impl Broker {
 
     /// The addresses actually bound (with the ports picked for port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|(_, l)| l.local_addr().ok())
-            .collect()
+        self.listeners.iter().filter_map(|(_, l)| l.local_addr().ok()).collect()
     }
 
     pub fn handle(&self) -> BrokerHandle {
@@ -96,12 +93,7 @@ impl Broker {
         let tracker = TaskTracker::new();
         let background = crate::sys::spawn(self.state.clone());
         for (index, listener) in self.listeners {
-            tracker.spawn(accept_loop(
-                index,
-                listener,
-                self.state.clone(),
-                tracker.clone(),
-            ));
+            tracker.spawn(accept_loop(index, listener, self.state.clone(), tracker.clone()));
         }
         self.state.shutdown.cancelled().await;
         tracker.close();
@@ -138,12 +130,7 @@ impl BrokerHandle {
     }
 }
 
-async fn accept_loop(
-    index: usize,
-    listener: TcpListener,
-    state: Arc<BrokerState>,
-    tracker: TaskTracker,
-) {
+async fn accept_loop(index: usize, listener: TcpListener, state: Arc<BrokerState>, tracker: TaskTracker) {
     loop {
         let accepted = tokio::select! {
             () = state.shutdown.cancelled() => return,
@@ -162,12 +149,7 @@ async fn accept_loop(
                         .and_then(|l| l.allow_anonymous)
                         .unwrap_or(config.allow_anonymous)
                 };
-                tracker.spawn(connection::serve(
-                    stream,
-                    peer,
-                    state.clone(),
-                    allow_anonymous,
-                ));
+                tracker.spawn(connection::serve(stream, peer, state.clone(), allow_anonymous));
             }
             Err(e) => {
                 // Out of file descriptors and the like: the listener stays, the pause

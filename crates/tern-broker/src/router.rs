@@ -40,13 +40,7 @@ impl FrameCache {
         }
     }
 
-    fn get(
-        &mut self,
-        publish: &Publish,
-        v5: bool,
-        qos: QoS,
-        retain: bool,
-    ) -> Option<&PublishFrame> {
+    fn get(&mut self, publish: &Publish, v5: bool, qos: QoS, retain: bool) -> Option<&PublishFrame> {
         let index = usize::from(v5) * 6 + (qos as usize) * 2 + usize::from(retain);
         if self.frames[index].is_none() {
             self.frames[index] = Some(encode_forward(publish, v5, qos, retain)?);
@@ -75,12 +69,7 @@ fn encode_forward(publish: &Publish, v5: bool, qos: QoS, retain: bool) -> Option
 
 impl Router {
     /// Adds or replaces `session`'s subscription to `filter`. Returns whether it existed.
-    pub fn subscribe(
-        &self,
-        session: &Arc<Session>,
-        filter: &str,
-        options: SubscriptionOptions,
-    ) -> bool {
+    pub fn subscribe(&self, session: &Arc<Session>, filter: &str, options: SubscriptionOptions) -> bool {
         let subscriber = Subscriber {
             session: session.clone(),
             options,
@@ -93,10 +82,7 @@ impl Router {
 
     /// Removes a subscription. Returns whether it existed.
     pub fn unsubscribe(&self, session: SessionId, filter: &str) -> bool {
-        self.subscriptions
-            .write()
-            .remove(filter, &session)
-            .is_some()
+        self.subscriptions.write().remove(filter, &session).is_some()
     }
 
     /// Number of subscriptions.

@@ -12,11 +12,9 @@ use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tern_core::{Outbox, OutboxLimits};
-use tern_proto::{
-    decode, ByteStr, Packet, ProtocolVersion, PublishFrame, QoS, SubscriptionOptions,
-};
+use tern_proto::{decode, ByteStr, Packet, ProtocolVersion, PublishFrame, QoS, SubscriptionOptions};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 /// Identifies one session object (a client id may have several over time).
@@ -78,8 +76,11 @@ pub struct SessionState {
     pub incoming_qos2: HashSet<u16>,
     /// Whether the session ends when its connection does (Clean Session).
     pub clean: bool,
-    /// When the client went offline, for persistent_client_expiration.
+    /// When the client went offline, for expiry.
     pub disconnected_at: Option<Instant>,
+    /// How long the session outlives its connection: the 5.0 Session Expiry Interval, or
+    /// persistent_client_expiration for 3.x; `None` is forever.
+    pub expiry: Option<Duration>,
 }
 
 /// The broker's state for one client identifier.
@@ -107,13 +108,7 @@ impl Session {
     /// Queues `delivery` for this session and wakes its connection. QoS 0 messages for an
     /// offline client are dropped (mosquitto's default); a full queue drops the message
     /// and counts it. Returns whether the message was queued.
-    pub fn deliver(
-        &self,
-        delivery: Delivery,
-        qos: QoS,
-        payload_len: usize,
-        metrics: &Metrics,
-    ) -> bool {
+    pub fn deliver(&self, delivery: Delivery, qos: QoS, payload_len: usize, metrics: &Metrics) -> bool {
         let mut state = self.state.lock();
         if state.connection.is_none() && qos == QoS::AtMostOnce {
             return false;
@@ -159,6 +154,7 @@ impl Sessions {
                 incoming_qos2: HashSet::new(),
                 clean,
                 disconnected_at: None,
+                expiry: None,
             }),
             wake: Notify::new(),
         })

@@ -63,10 +63,7 @@ impl SysState {
         let connected = Metrics::get(&m.clients_connected);
         let total = state.sessions.len() as u64;
         let mut values: Vec<(String, String)> = vec![
-            (
-                "version".into(),
-                format!("tern version {}", env!("CARGO_PKG_VERSION")),
-            ),
+            ("version".into(), format!("tern version {}", env!("CARGO_PKG_VERSION"))),
             (
                 "uptime".into(),
                 format!("{} seconds", state.started.elapsed().as_secs()),
@@ -78,26 +75,17 @@ impl SysState {
                 total.saturating_sub(connected).to_string(),
             ),
             ("clients/total".into(), total.to_string()),
-            (
-                "clients/maximum".into(),
-                Metrics::get(&m.clients_maximum).to_string(),
-            ),
+            ("clients/maximum".into(), Metrics::get(&m.clients_maximum).to_string()),
             (
                 "messages/received".into(),
                 Metrics::get(&m.messages_received).to_string(),
             ),
-            (
-                "messages/sent".into(),
-                Metrics::get(&m.messages_sent).to_string(),
-            ),
+            ("messages/sent".into(), Metrics::get(&m.messages_sent).to_string()),
             (
                 "publish/messages/dropped".into(),
                 Metrics::get(&m.messages_dropped).to_string(),
             ),
-            (
-                "bytes/received".into(),
-                Metrics::get(&m.bytes_received).to_string(),
-            ),
+            ("bytes/received".into(), Metrics::get(&m.bytes_received).to_string()),
             ("bytes/sent".into(), Metrics::get(&m.bytes_sent).to_string()),
             (
                 "subscriptions/count".into(),
@@ -146,15 +134,13 @@ impl SysState {
 
 /// Removes persistent sessions offline for longer than persistent_client_expiration.
 fn expire_sessions(state: &BrokerState) {
-    let Some(limit) = state.config().persistent_client_expiration else {
-        return;
-    };
     let expired: Vec<_> = state.sessions.with(|map| {
         let ids: Vec<ByteStr> = map
             .iter()
             .filter(|(_, s)| {
                 let st = s.state.lock();
-                st.connection.is_none() && st.disconnected_at.is_some_and(|t| t.elapsed() >= limit)
+                let expired = |limit| st.disconnected_at.is_some_and(|t: Instant| t.elapsed() >= limit);
+                st.connection.is_none() && st.expiry.is_some_and(expired)
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -162,13 +148,7 @@ fn expire_sessions(state: &BrokerState) {
     });
     for session in expired {
         tracing::info!(client = %session.client_id, "persistent session expired");
-        let filters: Vec<ByteStr> = session
-            .state
-            .lock()
-            .subscriptions
-            .drain()
-            .map(|(f, _)| f)
-            .collect();
+        let filters: Vec<ByteStr> = session.state.lock().subscriptions.drain().map(|(f, _)| f).collect();
         for filter in filters {
             state.router.unsubscribe(session.id, &filter);
         }

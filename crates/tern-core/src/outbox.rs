@@ -107,18 +107,12 @@ impl<D: Clone> Outbox<D> {
     pub fn push(&mut self, delivery: D, qos: QoS, bytes: usize) -> Result<(), QueueFull> {
         let l = &self.limits;
         if (l.max_queued_messages != 0 && self.queue.len() >= l.max_queued_messages)
-            || (l.max_queued_bytes != 0
-                && self.queued_bytes + bytes > l.max_queued_bytes
-                && !self.queue.is_empty())
+            || (l.max_queued_bytes != 0 && self.queued_bytes + bytes > l.max_queued_bytes && !self.queue.is_empty())
         {
             return Err(QueueFull);
         }
         self.queued_bytes += bytes;
-        self.queue.push_back(Queued {
-            delivery,
-            qos,
-            bytes,
-        });
+        self.queue.push_back(Queued { delivery, qos, bytes });
         Ok(())
     }
 
@@ -130,11 +124,7 @@ impl<D: Clone> Outbox<D> {
         if head.qos != QoS::AtMostOnce && window != 0 && self.inflight.len() >= window {
             return None;
         }
-        let Queued {
-            delivery,
-            qos,
-            bytes,
-        } = self.queue.pop_front()?;
+        let Queued { delivery, qos, bytes } = self.queue.pop_front()?;
         self.queued_bytes -= bytes;
         if qos == QoS::AtMostOnce {
             return Some(Sendable {
@@ -195,9 +185,7 @@ impl<D: Clone> Outbox<D> {
                 self.inflight[i].stage = Stage::AwaitingPublishComplete;
                 true
             }
-            None => self
-                .position(packet_id, Stage::AwaitingPublishComplete)
-                .is_some(),
+            None => self.position(packet_id, Stage::AwaitingPublishComplete).is_some(),
         }
     }
 
@@ -279,10 +267,7 @@ mod tests {
             out.on_publish_received(m.packet_id),
             "a repeated PUBREC still wants a PUBREL"
         );
-        assert_eq!(
-            out.inflight().next().unwrap().stage,
-            Stage::AwaitingPublishComplete
-        );
+        assert_eq!(out.inflight().next().unwrap().stage, Stage::AwaitingPublishComplete);
         assert!(out.on_publish_complete(m.packet_id));
         assert_eq!(out.inflight_len(), 0);
     }
@@ -312,10 +297,6 @@ mod tests {
         assert_eq!(out.pop_sendable(0).unwrap().packet_id, u16::MAX);
         assert_eq!(out.pop_sendable(0).unwrap().packet_id, 1);
         out.last_packet_id = u16::MAX - 1;
-        assert_eq!(
-            out.pop_sendable(0).unwrap().packet_id,
-            2,
-            "65535 and 1 are in flight"
-        );
+        assert_eq!(out.pop_sendable(0).unwrap().packet_id, 2, "65535 and 1 are in flight");
     }
 }

@@ -29,10 +29,7 @@ mod tests {
     #[test]
     fn the_specification_examples_match() {
         assert!(matches("sport/tennis/player1/#", "sport/tennis/player1"));
-        assert!(matches(
-            "sport/tennis/player1/#",
-            "sport/tennis/player1/ranking"
-        ));
+        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1/ranking"));
         assert!(matches(
             "sport/tennis/player1/#",
             "sport/tennis/player1/score/wimbledon"

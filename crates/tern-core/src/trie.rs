@@ -31,10 +31,7 @@ impl<K, V> Default for Node<K, V> {
 
 impl<K, V> Node<K, V> {
     fn is_empty(&self) -> bool {
-        self.children.is_empty()
-            && self.plus.is_none()
-            && self.exact.is_empty()
-            && self.hash.is_empty()
+        self.children.is_empty() && self.plus.is_none() && self.exact.is_empty() && self.hash.is_empty()
     }
 }
 
@@ -73,11 +70,7 @@ impl<K: PartialEq + Clone, V> SubscriptionTrie<K, V> {
     /// Returns the previous value if the subscription existed.
     pub fn insert(&mut self, filter: &str, key: K, value: V) -> Option<V> {
         let (node, list_is_hash) = Self::walk_create(&mut self.root, filter);
-        let list = if list_is_hash {
-            &mut node.hash
-        } else {
-            &mut node.exact
-        };
+        let list = if list_is_hash { &mut node.hash } else { &mut node.exact };
         if let Some(entry) = list.iter_mut().find(|(k, _)| *k == key) {
             return Some(std::mem::replace(&mut entry.1, value));
         }
@@ -108,11 +101,7 @@ impl<K: PartialEq + Clone, V> SubscriptionTrie<K, V> {
     }
 
     fn remove_at(node: &mut Node<K, V>, levels: &[&str], key: &K) -> Option<V> {
-        let take = |list: &mut Vec<(K, V)>| {
-            list.iter()
-                .position(|(k, _)| k == key)
-                .map(|i| list.swap_remove(i).1)
-        };
+        let take = |list: &mut Vec<(K, V)>| list.iter().position(|(k, _)| k == key).map(|i| list.swap_remove(i).1);
         let Some((&level, rest)) = levels.split_first() else {
             return take(&mut node.exact);
         };

@@ -62,12 +62,7 @@ fn bench_packet(c: &mut Criterion, name: &str, packet: &Packet, version: Protoco
 
 fn codec(c: &mut Criterion) {
     bench_packet(c, "publish_16B_v311", &publish(16), ProtocolVersion::V3_1_1);
-    bench_packet(
-        c,
-        "publish_1KiB_v311",
-        &publish(1024),
-        ProtocolVersion::V3_1_1,
-    );
+    bench_packet(c, "publish_1KiB_v311", &publish(1024), ProtocolVersion::V3_1_1);
     bench_packet(c, "publish_16B_v5", &publish(16), ProtocolVersion::V5);
     bench_packet(c, "connect_v5_properties", &connect(), ProtocolVersion::V5);
 

@@ -73,16 +73,14 @@ fn decode_body(first: u8, mut r: Reader, version: ProtocolVersion) -> Result<Pac
         PacketType::PingRequest => Packet::PingRequest,
         PacketType::PingResponse => Packet::PingResponse,
         PacketType::Disconnect => {
-            let (reason_code, properties) =
-                reason_and_properties(&mut r, version, PropertyContext::Disconnect)?;
+            let (reason_code, properties) = reason_and_properties(&mut r, version, PropertyContext::Disconnect)?;
             Packet::Disconnect(Disconnect {
                 reason_code,
                 properties,
             })
         }
         PacketType::Auth => {
-            let (reason_code, properties) =
-                reason_and_properties(&mut r, version, PropertyContext::Auth)?;
+            let (reason_code, properties) = reason_and_properties(&mut r, version, PropertyContext::Auth)?;
             Packet::Auth(Auth {
                 reason_code,
                 properties,
@@ -93,11 +91,7 @@ fn decode_body(first: u8, mut r: Reader, version: ProtocolVersion) -> Result<Pac
     Ok(packet)
 }
 
-fn properties(
-    r: &mut Reader,
-    version: ProtocolVersion,
-    context: PropertyContext,
-) -> Result<Properties, DecodeError> {
+fn properties(r: &mut Reader, version: ProtocolVersion, context: PropertyContext) -> Result<Properties, DecodeError> {
     if version.is_v5() {
         Properties::decode(r, context)
     } else {
@@ -195,16 +189,8 @@ fn connect(mut r: Reader) -> Result<Connect, DecodeError> {
     } else {
         None
     };
-    let username = if username_flag {
-        Some(r.string()?)
-    } else {
-        None
-    };
-    let password = if password_flag {
-        Some(r.binary()?)
-    } else {
-        None
-    };
+    let username = if username_flag { Some(r.string()?) } else { None };
+    let password = if password_flag { Some(r.binary()?) } else { None };
     r.finish()?;
     Ok(Connect {
         protocol_version: version,
@@ -218,10 +204,7 @@ fn connect(mut r: Reader) -> Result<Connect, DecodeError> {
     })
 }
 
-fn properties_for_will(
-    r: &mut Reader,
-    version: ProtocolVersion,
-) -> Result<Properties, DecodeError> {
+fn properties_for_will(r: &mut Reader, version: ProtocolVersion) -> Result<Properties, DecodeError> {
     properties(r, version, PropertyContext::Will)
 }
 
@@ -259,11 +242,7 @@ fn publish(first: u8, r: &mut Reader, version: ProtocolVersion) -> Result<Publis
         return Err(DecodeError::DupOnQoS0);
     }
     let topic = topic_name(r)?;
-    let packet_id = if qos == QoS::AtMostOnce {
-        0
-    } else {
-        packet_id(r)?
-    };
+    let packet_id = if qos == QoS::AtMostOnce { 0 } else { packet_id(r)? };
     let properties = properties(r, version, PropertyContext::Publish)?;
     if topic.is_empty() && properties.topic_alias().is_none() {
         return Err(DecodeError::EmptyTopicName);
@@ -279,13 +258,9 @@ fn publish(first: u8, r: &mut Reader, version: ProtocolVersion) -> Result<Publis
     })
 }
 
-fn publish_response(
-    r: &mut Reader,
-    version: ProtocolVersion,
-) -> Result<PublishResponse, DecodeError> {
+fn publish_response(r: &mut Reader, version: ProtocolVersion) -> Result<PublishResponse, DecodeError> {
     let packet_id = packet_id(r)?;
-    let (reason_code, properties) =
-        reason_and_properties(r, version, PropertyContext::PublishResponse)?;
+    let (reason_code, properties) = reason_and_properties(r, version, PropertyContext::PublishResponse)?;
     Ok(PublishResponse {
         packet_id,
         reason_code,
@@ -331,10 +306,7 @@ fn subscribe(r: &mut Reader, version: ProtocolVersion) -> Result<Subscribe, Deco
     })
 }
 
-fn subscription_options(
-    byte: u8,
-    version: ProtocolVersion,
-) -> Result<SubscriptionOptions, DecodeError> {
+fn subscription_options(byte: u8, version: ProtocolVersion) -> Result<SubscriptionOptions, DecodeError> {
     let reserved = if version.is_v5() { 0xC0 } else { 0xFC };
     if byte & reserved != 0 {
         return Err(DecodeError::SubscriptionOptionsReserved(byte));
@@ -397,10 +369,7 @@ fn unsubscribe(r: &mut Reader, version: ProtocolVersion) -> Result<Unsubscribe, 
     })
 }
 
-fn unsubscribe_ack(
-    r: &mut Reader,
-    version: ProtocolVersion,
-) -> Result<UnsubscribeAck, DecodeError> {
+fn unsubscribe_ack(r: &mut Reader, version: ProtocolVersion) -> Result<UnsubscribeAck, DecodeError> {
     let packet_id = packet_id(r)?;
     if !version.is_v5() {
         return Ok(UnsubscribeAck {

@@ -11,11 +11,7 @@ use bytes::{BufMut, BytesMut};
 /// Appends `packet`, encoded for `version`, to `out`. On error nothing is appended.
 ///
 /// A CONNECT is always encoded with its own `protocol_version`.
-pub fn encode(
-    packet: &Packet,
-    version: ProtocolVersion,
-    out: &mut BytesMut,
-) -> Result<(), EncodeError> {
+pub fn encode(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
     let start = out.len();
     let result = encode_unchecked(packet, version, out);
     if result.is_err() {
@@ -30,11 +26,7 @@ pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> usize {
     1 + variable_integer_len(body.min(MAX_VARIABLE_BYTE_INTEGER as usize) as u32) + body
 }
 
-fn encode_unchecked(
-    packet: &Packet,
-    version: ProtocolVersion,
-    out: &mut BytesMut,
-) -> Result<(), EncodeError> {
+fn encode_unchecked(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
     if matches!(packet, Packet::Auth(_)) && !version.is_v5() {
         return Err(EncodeError::NotInVersion {
             packet: PacketType::Auth,
@@ -75,11 +67,7 @@ fn props_len(properties: &Properties, version: ProtocolVersion) -> usize {
     }
 }
 
-fn put_props(
-    out: &mut BytesMut,
-    properties: &Properties,
-    version: ProtocolVersion,
-) -> Result<(), EncodeError> {
+fn put_props(out: &mut BytesMut, properties: &Properties, version: ProtocolVersion) -> Result<(), EncodeError> {
     if version.is_v5() {
         properties.encode(out)?;
     }
@@ -122,25 +110,17 @@ fn body_len(packet: &Packet, version: ProtocolVersion) -> usize {
         Packet::Connect(c) => connect_len(c),
         Packet::ConnectAck(c) => 2 + props_len(&c.properties, version),
         Packet::Publish(p) => publish_body_len(p, version),
-        Packet::PublishAck(r)
-        | Packet::PublishReceived(r)
-        | Packet::PublishRelease(r)
-        | Packet::PublishComplete(r) => 2 + reason_tail_len(r.reason_code, &r.properties, version),
+        Packet::PublishAck(r) | Packet::PublishReceived(r) | Packet::PublishRelease(r) | Packet::PublishComplete(r) => {
+            2 + reason_tail_len(r.reason_code, &r.properties, version)
+        }
         Packet::Subscribe(s) => {
-            2 + props_len(&s.properties, version)
-                + s.subscriptions
-                    .iter()
-                    .map(|s| 3 + s.filter.len())
-                    .sum::<usize>()
+            2 + props_len(&s.properties, version) + s.subscriptions.iter().map(|s| 3 + s.filter.len()).sum::<usize>()
         }
         Packet::SubscribeAck(s) => 2 + props_len(&s.properties, version) + s.reason_codes.len(),
         Packet::Unsubscribe(u) => {
-            2 + props_len(&u.properties, version)
-                + u.filters.iter().map(|f| 2 + f.len()).sum::<usize>()
+            2 + props_len(&u.properties, version) + u.filters.iter().map(|f| 2 + f.len()).sum::<usize>()
         }
-        Packet::UnsubscribeAck(u) if version.is_v5() => {
-            2 + u.properties.encoded_len() + u.reason_codes.len()
-        }
+        Packet::UnsubscribeAck(u) if version.is_v5() => 2 + u.properties.encoded_len() + u.reason_codes.len(),
         Packet::UnsubscribeAck(_) => 2,
         Packet::PingRequest | Packet::PingResponse => 0,
         Packet::Disconnect(d) => reason_tail_len(d.reason_code, &d.properties, version),
@@ -150,14 +130,7 @@ fn body_len(packet: &Packet, version: ProtocolVersion) -> usize {
 
 fn connect_len(c: &Connect) -> usize {
     let v = c.protocol_version;
-    let mut len = 2
-        + v.protocol_name().len()
-        + 1
-        + 1
-        + 2
-        + props_len(&c.properties, v)
-        + 2
-        + c.client_id.len();
+    let mut len = 2 + v.protocol_name().len() + 1 + 1 + 2 + props_len(&c.properties, v) + 2 + c.client_id.len();
     if let Some(will) = &c.will {
         len += props_len(&will.properties, v) + 2 + will.topic.len() + 2 + will.payload.len();
     }
@@ -171,11 +144,7 @@ pub(crate) fn publish_body_len(p: &Publish, version: ProtocolVersion) -> usize {
     2 + p.topic.len() + id + props_len(&p.properties, version) + p.payload.len()
 }
 
-fn put_body(
-    packet: &Packet,
-    version: ProtocolVersion,
-    out: &mut BytesMut,
-) -> Result<(), EncodeError> {
+fn put_body(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
     match packet {
         Packet::Connect(c) => put_connect(c, out),
         Packet::ConnectAck(c) => {
@@ -188,10 +157,7 @@ fn put_body(
             put_props(out, &c.properties, version)
         }
         Packet::Publish(p) => put_publish_body(p, version, out),
-        Packet::PublishAck(r)
-        | Packet::PublishReceived(r)
-        | Packet::PublishRelease(r)
-        | Packet::PublishComplete(r) => {
+        Packet::PublishAck(r) | Packet::PublishReceived(r) | Packet::PublishRelease(r) | Packet::PublishComplete(r) => {
             out.put_u16(r.packet_id);
             put_reason_tail(out, r.reason_code, &r.properties, version)
         }
@@ -278,11 +244,7 @@ fn put_connect(c: &Connect, out: &mut BytesMut) -> Result<(), EncodeError> {
     Ok(())
 }
 
-pub(crate) fn put_publish_body(
-    p: &Publish,
-    version: ProtocolVersion,
-    out: &mut BytesMut,
-) -> Result<(), EncodeError> {
+pub(crate) fn put_publish_body(p: &Publish, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
     put_binary(out, p.topic.as_bytes())?;
     if p.qos != QoS::AtMostOnce {
         out.put_u16(p.packet_id);

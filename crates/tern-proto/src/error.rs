@@ -19,9 +19,7 @@ pub enum DecodeError {
     ReservedPacketType(u8),
     #[error("[MQTT-2.1.3-1] fixed header flags {flags:#06b} are not the ones {packet} requires")]
     InvalidHeaderFlags { packet: PacketType, flags: u8 },
-    #[error(
-        "[MQTT-3.1.2-24] packet of {size} bytes exceeds the maximum packet size of {max} bytes"
-    )]
+    #[error("[MQTT-3.1.2-24] packet of {size} bytes exceeds the maximum packet size of {max} bytes")]
     PacketTooLarge { size: usize, max: usize },
     #[error("malformed {packet}: remaining length ends inside a field")]
     Truncated { packet: PacketType },
@@ -58,10 +56,7 @@ pub enum DecodeError {
     #[error("[MQTT-4.7.3-1] topic name is empty and no Topic Alias stands in for it")]
     EmptyTopicName,
     #[error("[MQTT-4.7.1-1] topic filter {filter:?} is invalid: {reason}")]
-    InvalidTopicFilter {
-        filter: String,
-        reason: &'static str,
-    },
+    InvalidTopicFilter { filter: String, reason: &'static str },
     #[error("[MQTT-3.8.3-2] SUBSCRIBE carries no topic filter")]
     EmptySubscribe,
     #[error("[MQTT-3.10.3-2] UNSUBSCRIBE carries no topic filter")]
@@ -100,9 +95,7 @@ impl DecodeError {
         use DecodeError::*;
         match self {
             PacketTooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
-            UnsupportedProtocolVersion { .. } | InvalidProtocolName(_) => {
-                ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
-            }
+            UnsupportedProtocolVersion { .. } | InvalidProtocolName(_) => ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
             WildcardInTopicName(_) | EmptyTopicName => ReasonCode::TOPIC_NAME_INVALID,
             InvalidTopicFilter { .. } => ReasonCode::TOPIC_FILTER_INVALID,
             TopicAliasZero => ReasonCode::TOPIC_ALIAS_INVALID,

@@ -32,9 +32,7 @@ impl PublishFrame {
         }
         let header = 1 + variable_integer_len(body as u32);
         let mut out = BytesMut::with_capacity(header + body);
-        out.put_u8(
-            ((PacketType::Publish as u8) << 4) | publish_flags(false, publish.qos, publish.retain),
-        );
+        out.put_u8(((PacketType::Publish as u8) << 4) | publish_flags(false, publish.qos, publish.retain));
         put_variable_integer(&mut out, body as u32);
         put_publish_body(publish, version, &mut out)?;
         let packet_id_offset = if publish.qos == QoS::AtMostOnce {

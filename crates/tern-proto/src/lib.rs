@@ -33,9 +33,8 @@ pub use encode::{encode, encoded_len};
 pub use error::{DecodeError, EncodeError};
 pub use frame::PublishFrame;
 pub use packet::{
-    Auth, Connect, ConnectAck, Disconnect, Packet, PacketType, Publish, PublishResponse,
-    RetainHandling, Subscribe, SubscribeAck, Subscription, SubscriptionOptions, Unsubscribe,
-    UnsubscribeAck, Will,
+    Auth, Connect, ConnectAck, Disconnect, Packet, PacketType, Publish, PublishResponse, RetainHandling, Subscribe,
+    SubscribeAck, Subscription, SubscriptionOptions, Unsubscribe, UnsubscribeAck, Will,
 };
 pub use properties::{Properties, Property, PropertyContext, PropertyId};
 pub use reason::ReasonCode;

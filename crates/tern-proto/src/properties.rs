@@ -230,10 +230,7 @@ impl Properties {
     }
 
     /// Decodes a property block (length prefix included) in `context`.
-    pub(crate) fn decode(
-        r: &mut Reader,
-        context: PropertyContext,
-    ) -> Result<Properties, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader, context: PropertyContext) -> Result<Properties, DecodeError> {
         let len = r.variable_integer()? as usize;
         let mut block = r.sub_reader(len)?;
         let mut list = Vec::new();
@@ -293,9 +290,7 @@ fn read_value(r: &mut Reader, id: PropertyId) -> Result<Property, DecodeError> {
         (I::MaximumQoS, _) => Property::MaximumQoS(r.u8()?),
         (I::RetainAvailable, _) => Property::RetainAvailable(r.u8()?),
         (I::WildcardSubscriptionAvailable, _) => Property::WildcardSubscriptionAvailable(r.u8()?),
-        (I::SubscriptionIdentifierAvailable, _) => {
-            Property::SubscriptionIdentifierAvailable(r.u8()?)
-        }
+        (I::SubscriptionIdentifierAvailable, _) => Property::SubscriptionIdentifierAvailable(r.u8()?),
         (I::SharedSubscriptionAvailable, _) => Property::SharedSubscriptionAvailable(r.u8()?),
         (I::ServerKeepAlive, _) => Property::ServerKeepAlive(r.u16()?),
         (I::ReceiveMaximum, _) => Property::ReceiveMaximum(r.u16()?),
@@ -412,10 +407,7 @@ mod tests {
     use super::*;
     use crate::PacketType;
 
-    fn decode_block(
-        bytes: &'static [u8],
-        context: PropertyContext,
-    ) -> Result<Properties, DecodeError> {
+    fn decode_block(bytes: &'static [u8], context: PropertyContext) -> Result<Properties, DecodeError> {
         let mut r = Reader::new(Bytes::from_static(bytes), PacketType::Publish);
         Properties::decode(&mut r, context)
     }
@@ -428,11 +420,7 @@ mod tests {
 
     #[test]
     fn a_property_block_decodes_in_order() {
-        let props = decode_block(
-            &[10, 0x02, 0, 0, 0, 60, 0x23, 0, 7, 0x01, 1],
-            PropertyContext::Publish,
-        )
-        .unwrap();
+        let props = decode_block(&[10, 0x02, 0, 0, 0, 60, 0x23, 0, 7, 0x01, 1], PropertyContext::Publish).unwrap();
         assert_eq!(props.message_expiry_interval(), Some(60));
         assert_eq!(props.topic_alias(), Some(7));
         assert_eq!(props.payload_format_indicator(), Some(1));
@@ -462,9 +450,7 @@ mod tests {
     #[test]
     fn user_properties_and_publish_subscription_identifiers_may_repeat() {
         let props = decode_block(
-            &[
-                14, 0x26, 0, 1, b'a', 0, 1, b'b', 0x26, 0, 1, b'a', 0, 0, 0x0B, 5,
-            ],
+            &[14, 0x26, 0, 1, b'a', 0, 1, b'b', 0x26, 0, 1, b'a', 0, 0, 0x0B, 5],
             PropertyContext::Publish,
         );
         // The block above declares 14 bytes but holds 15: it must be rejected as truncated
@@ -478,19 +464,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(props.user_properties().count(), 2);
-        assert_eq!(
-            props.subscription_identifiers().collect::<Vec<_>>(),
-            vec![5, 6]
-        );
+        assert_eq!(props.subscription_identifiers().collect::<Vec<_>>(), vec![5, 6]);
     }
 
     #[test]
     fn a_subscribe_may_carry_only_one_subscription_identifier() {
         let err = decode_block(&[4, 0x0B, 5, 0x0B, 6], PropertyContext::Subscribe).unwrap_err();
-        assert_eq!(
-            err,
-            DecodeError::DuplicateProperty(PropertyId::SubscriptionIdentifier)
-        );
+        assert_eq!(err, DecodeError::DuplicateProperty(PropertyId::SubscriptionIdentifier));
     }
 
     #[test]

@@ -88,9 +88,7 @@ impl Reader {
 
     fn need(&self, n: usize) -> Result<(), DecodeError> {
         if self.buf.len() < n {
-            Err(DecodeError::Truncated {
-                packet: self.packet,
-            })
+            Err(DecodeError::Truncated { packet: self.packet })
         } else {
             Ok(())
         }
@@ -117,9 +115,7 @@ impl Reader {
                 self.buf.advance(len);
                 Ok(value)
             }
-            None => Err(DecodeError::Truncated {
-                packet: self.packet,
-            }),
+            None => Err(DecodeError::Truncated { packet: self.packet }),
         }
     }
 
@@ -143,13 +139,9 @@ impl Reader {
     pub(crate) fn string(&mut self) -> Result<ByteStr, DecodeError> {
         let bytes = self.binary()?;
         if bytes.contains(&0) {
-            return Err(DecodeError::NullCharacter {
-                packet: self.packet,
-            });
+            return Err(DecodeError::NullCharacter { packet: self.packet });
         }
-        ByteStr::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 {
-            packet: self.packet,
-        })
+        ByteStr::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { packet: self.packet })
     }
 
     /// Everything left, as a slice of the packet.
@@ -190,10 +182,7 @@ mod tests {
             put_variable_integer(&mut out, value);
             assert_eq!(&out[..], bytes, "encoding {value}");
             assert_eq!(variable_integer_len(value), bytes.len());
-            assert_eq!(
-                parse_variable_integer(bytes).unwrap(),
-                Some((value, bytes.len()))
-            );
+            assert_eq!(parse_variable_integer(bytes).unwrap(), Some((value, bytes.len())));
         }
     }
 

@@ -27,12 +27,7 @@ fn assert_rule(version: ProtocolVersion, wire: &[u8], statement: &str, reason: R
 
 #[test]
 fn reserved_packet_type_0() {
-    assert_rule(
-        V311,
-        b"\x00\x00",
-        "[MQTT-2.1.3-1]",
-        ReasonCode::MALFORMED_PACKET,
-    );
+    assert_rule(V311, b"\x00\x00", "[MQTT-2.1.3-1]", ReasonCode::MALFORMED_PACKET);
 }
 
 #[test]
@@ -145,12 +140,7 @@ fn packet_identifier_zero() {
         "[MQTT-2.2.1-3]",
         ReasonCode::PROTOCOL_ERROR,
     );
-    assert_rule(
-        V311,
-        b"\x40\x02\x00\x00",
-        "[MQTT-2.2.1-3]",
-        ReasonCode::PROTOCOL_ERROR,
-    );
+    assert_rule(V311, b"\x40\x02\x00\x00", "[MQTT-2.2.1-3]", ReasonCode::PROTOCOL_ERROR);
 }
 
 #[test]
@@ -278,18 +268,8 @@ fn a_will_topic_with_a_wildcard() {
 
 #[test]
 fn subscribe_without_filters() {
-    assert_rule(
-        V311,
-        b"\x82\x02\x00\x01",
-        "[MQTT-3.8.3-2]",
-        ReasonCode::PROTOCOL_ERROR,
-    );
-    assert_rule(
-        V311,
-        b"\xa2\x02\x00\x01",
-        "[MQTT-3.10.3-2]",
-        ReasonCode::PROTOCOL_ERROR,
-    );
+    assert_rule(V311, b"\x82\x02\x00\x01", "[MQTT-3.8.3-2]", ReasonCode::PROTOCOL_ERROR);
+    assert_rule(V311, b"\xa2\x02\x00\x01", "[MQTT-3.10.3-2]", ReasonCode::PROTOCOL_ERROR);
 }
 
 #[test]
@@ -324,12 +304,7 @@ fn invalid_topic_filters() {
         let mut wire = vec![0x82, (5 + filter.len()) as u8, 0, 1, 0, filter.len() as u8];
         wire.extend_from_slice(filter);
         wire.push(0);
-        assert_rule(
-            V311,
-            &wire,
-            "[MQTT-4.7.1-1]",
-            ReasonCode::TOPIC_FILTER_INVALID,
-        );
+        assert_rule(V311, &wire, "[MQTT-4.7.1-1]", ReasonCode::TOPIC_FILTER_INVALID);
     }
 }
 
@@ -377,10 +352,7 @@ fn properties_in_the_wrong_packet_or_twice() {
         V5,
         b"\x10\x13\x00\x04MQTT\x05\x02\x00\x3c\x06\x21\x00\x01\x21\x00\x02\x00\x00",
     );
-    assert_eq!(
-        e,
-        DecodeError::DuplicateProperty(PropertyId::ReceiveMaximum)
-    );
+    assert_eq!(e, DecodeError::DuplicateProperty(PropertyId::ReceiveMaximum));
     assert_eq!(e.reason_code(), ReasonCode::PROTOCOL_ERROR);
 }
 

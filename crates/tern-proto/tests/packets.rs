@@ -212,11 +212,7 @@ fn publish_qos_1_with_dup_and_retain() {
     let mut p = publish(QoS::AtLeastOnce, 10);
     p.dup = true;
     p.retain = true;
-    both_ways(
-        V311,
-        b"\x3b\x0c\x00\x03a/b\x00\x0ahello",
-        Packet::Publish(p),
-    );
+    both_ways(V311, b"\x3b\x0c\x00\x03a/b\x00\x0ahello", Packet::Publish(p));
 }
 
 #[test]
@@ -244,33 +240,21 @@ fn publish_5_with_a_topic_alias_may_have_an_empty_topic() {
     let mut p = publish(QoS::AtMostOnce, 0);
     p.topic = s("");
     p.properties = props(vec![Property::TopicAlias(1)]);
-    both_ways(
-        V5,
-        b"\x30\x0b\x00\x00\x03\x23\x00\x01hello",
-        Packet::Publish(p),
-    );
+    both_ways(V5, b"\x30\x0b\x00\x00\x03\x23\x00\x01hello", Packet::Publish(p));
 }
 
 #[test]
 fn publish_responses_3_1_1() {
     let r = PublishResponse::new(1);
     both_ways(V311, b"\x40\x02\x00\x01", Packet::PublishAck(r.clone()));
-    both_ways(
-        V311,
-        b"\x50\x02\x00\x01",
-        Packet::PublishReceived(r.clone()),
-    );
+    both_ways(V311, b"\x50\x02\x00\x01", Packet::PublishReceived(r.clone()));
     both_ways(V311, b"\x62\x02\x00\x01", Packet::PublishRelease(r.clone()));
     both_ways(V311, b"\x70\x02\x00\x01", Packet::PublishComplete(r));
 }
 
 #[test]
 fn publish_responses_5_shorten_when_they_can() {
-    both_ways(
-        V5,
-        b"\x40\x02\x00\x01",
-        Packet::PublishAck(PublishResponse::new(1)),
-    );
+    both_ways(V5, b"\x40\x02\x00\x01", Packet::PublishAck(PublishResponse::new(1)));
     both_ways(
         V5,
         b"\x40\x03\x00\x01\x10",
@@ -354,10 +338,7 @@ fn suback_in_each_version() {
     both_ways(
         V311,
         b"\x90\x04\x00\x0a\x01\x80",
-        ack(vec![
-            ReasonCode::GRANTED_QOS_1,
-            ReasonCode::UNSPECIFIED_ERROR,
-        ]),
+        ack(vec![ReasonCode::GRANTED_QOS_1, ReasonCode::UNSPECIFIED_ERROR]),
     );
     both_ways(
         V5,
@@ -412,11 +393,7 @@ fn ping_and_disconnect() {
     for version in [V31, V311, V5] {
         both_ways(version, b"\xc0\x00", Packet::PingRequest);
         both_ways(version, b"\xd0\x00", Packet::PingResponse);
-        both_ways(
-            version,
-            b"\xe0\x00",
-            Packet::Disconnect(Disconnect::default()),
-        );
+        both_ways(version, b"\xe0\x00", Packet::Disconnect(Disconnect::default()));
     }
 }
 
@@ -463,22 +440,14 @@ fn a_packet_arriving_byte_by_byte_decodes_once_complete() {
     for (i, byte) in wire.iter().enumerate() {
         buf.extend_from_slice(&[*byte]);
         let result = decode(&mut buf, V311, usize::MAX).unwrap();
-        assert_eq!(
-            result.is_some(),
-            i == wire.len() - 1,
-            "after {} bytes",
-            i + 1
-        );
+        assert_eq!(result.is_some(), i == wire.len() - 1, "after {} bytes", i + 1);
     }
 }
 
 #[test]
 fn two_packets_in_one_buffer_decode_in_order() {
     let mut buf = BytesMut::from(&b"\xc0\x00\x40\x02\x00\x07"[..]);
-    assert_eq!(
-        decode(&mut buf, V311, usize::MAX).unwrap(),
-        Some(Packet::PingRequest)
-    );
+    assert_eq!(decode(&mut buf, V311, usize::MAX).unwrap(), Some(Packet::PingRequest));
     assert_eq!(
         decode(&mut buf, V311, usize::MAX).unwrap(),
         Some(Packet::PublishAck(PublishResponse::new(7)))

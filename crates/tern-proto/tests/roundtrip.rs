@@ -16,11 +16,7 @@ fn version() -> impl Strategy<Value = ProtocolVersion> {
 }
 
 fn qos() -> impl Strategy<Value = QoS> {
-    prop_oneof![
-        Just(QoS::AtMostOnce),
-        Just(QoS::AtLeastOnce),
-        Just(QoS::ExactlyOnce)
-    ]
+    prop_oneof![Just(QoS::AtMostOnce), Just(QoS::AtLeastOnce), Just(QoS::ExactlyOnce)]
 }
 
 fn text() -> impl Strategy<Value = ByteStr> {
@@ -104,8 +100,7 @@ fn properties(version: ProtocolVersion, context: PropertyContext) -> BoxedStrate
             for p in list {
                 let id = p.id();
                 let repeatable = id == PropertyId::UserProperty
-                    || (id == PropertyId::SubscriptionIdentifier
-                        && context == PropertyContext::Publish);
+                    || (id == PropertyId::SubscriptionIdentifier && context == PropertyContext::Publish);
                 if id.is_allowed_in(context) && (repeatable || !kept.iter().any(|k| k.id() == id)) {
                     kept.push(p);
                 }
@@ -141,15 +136,7 @@ fn connect() -> impl Strategy<Value = Packet> {
             properties(v, PropertyContext::Connect),
         )
             .prop_map(
-                move |(
-                    clean_start,
-                    keep_alive,
-                    client_id,
-                    will,
-                    username,
-                    password,
-                    properties,
-                )| {
+                move |(clean_start, keep_alive, client_id, will, username, password, properties)| {
                     // Before 5.0 a password needs a user name.
                     let password = if v.is_v5() || username.is_some() {
                         password
@@ -209,26 +196,25 @@ fn packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
                 properties,
             })
     };
-    let sub_options =
-        (qos(), any::<bool>(), any::<bool>(), 0..3u8).prop_map(move |(qos, nl, rap, rh)| {
-            if v.is_v5() {
-                SubscriptionOptions {
-                    qos,
-                    no_local: nl,
-                    retain_as_published: rap,
-                    retain_handling: [
-                        RetainHandling::SendAtSubscribe,
-                        RetainHandling::SendAtNewSubscribe,
-                        RetainHandling::DoNotSend,
-                    ][rh as usize],
-                }
-            } else {
-                SubscriptionOptions {
-                    qos,
-                    ..Default::default()
-                }
+    let sub_options = (qos(), any::<bool>(), any::<bool>(), 0..3u8).prop_map(move |(qos, nl, rap, rh)| {
+        if v.is_v5() {
+            SubscriptionOptions {
+                qos,
+                no_local: nl,
+                retain_as_published: rap,
+                retain_handling: [
+                    RetainHandling::SendAtSubscribe,
+                    RetainHandling::SendAtNewSubscribe,
+                    RetainHandling::DoNotSend,
+                ][rh as usize],
             }
-        });
+        } else {
+            SubscriptionOptions {
+                qos,
+                ..Default::default()
+            }
+        }
+    });
     let mut choices: Vec<BoxedStrategy<Packet>> = vec![
         (
             any::<bool>(),
@@ -266,18 +252,13 @@ fn packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
             })
             .boxed(),
         response(ack_codes).prop_map(Packet::PublishAck).boxed(),
-        response(ack_codes)
-            .prop_map(Packet::PublishReceived)
-            .boxed(),
+        response(ack_codes).prop_map(Packet::PublishReceived).boxed(),
         response(rel_codes).prop_map(Packet::PublishRelease).boxed(),
-        response(rel_codes)
-            .prop_map(Packet::PublishComplete)
-            .boxed(),
+        response(rel_codes).prop_map(Packet::PublishComplete).boxed(),
         (
             packet_id(),
             prop::collection::vec(
-                (topic_filter(), sub_options)
-                    .prop_map(|(filter, options)| Subscription { filter, options }),
+                (topic_filter(), sub_options).prop_map(|(filter, options)| Subscription { filter, options }),
                 1..4,
             ),
             properties(v, PropertyContext::Subscribe),
@@ -332,10 +313,7 @@ fn packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
             .boxed(),
         Just(Packet::PingRequest).boxed(),
         Just(Packet::PingResponse).boxed(),
-        (
-            reason(disconnect_codes),
-            properties(v, PropertyContext::Disconnect),
-        )
+        (reason(disconnect_codes), properties(v, PropertyContext::Disconnect))
             .prop_map(|(reason_code, properties)| {
                 Packet::Disconnect(Disconnect {
                     reason_code,
@@ -346,10 +324,7 @@ fn packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
     ];
     if v.is_v5() {
         choices.push(
-            (
-                reason(&[0x00, 0x18, 0x19]),
-                properties(v, PropertyContext::Auth),
-            )
+            (reason(&[0x00, 0x18, 0x19]), properties(v, PropertyContext::Auth))
                 .prop_map(|(reason_code, properties)| {
                     Packet::Auth(Auth {
                         reason_code,

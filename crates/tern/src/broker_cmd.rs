@@ -53,9 +53,7 @@ fn init_logging(config: &Config) -> Result<()> {
     let level = if config.verbose { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TERN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     match config.log_dest.first() {
         None | Some(LogDest::Stderr) => builder
             .with_ansi(std::io::stderr().is_terminal())
@@ -72,10 +70,7 @@ fn init_logging(config: &Config) -> Result<()> {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open log file {}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init()
+            builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init()
         }
     }
     Ok(())
@@ -121,8 +116,7 @@ pub fn run(args: BrokerArgs) -> Result<()> {
 }
 
 async fn serve(config: Config, args: BrokerArgs) -> Result<()> {
-    let local_default =
-        config.is_local_default() || (args.config.is_none() && !args.port.is_empty());
+    let local_default = config.is_local_default() || (args.config.is_none() && !args.port.is_empty());
     let broker = Broker::bind(config).await?;
     for addr in broker.local_addrs() {
         if local_default {
@@ -131,10 +125,7 @@ async fn serve(config: Config, args: BrokerArgs) -> Result<()> {
                 env!("CARGO_PKG_VERSION")
             );
         } else {
-            eprintln!(
-                "tern broker {} listening on {addr}",
-                env!("CARGO_PKG_VERSION")
-            );
+            eprintln!("tern broker {} listening on {addr}", env!("CARGO_PKG_VERSION"));
         }
     }
     let handle = broker.handle();

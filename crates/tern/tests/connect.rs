@@ -19,12 +19,7 @@ fn a_clean_connect_gets_connack_0_exact_bytes() {
 fn mqtt_3_1_clients_connect_with_mqisdp() {
     let broker = Broker::start();
     let mut c = broker.client(ProtocolVersion::V3_1);
-    let ack = c.connect(&connect_packet(
-        ProtocolVersion::V3_1,
-        "old-client",
-        true,
-        30,
-    ));
+    let ack = c.connect(&connect_packet(ProtocolVersion::V3_1, "old-client", true, 30));
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
     c.subscribe("t", QoS::AtLeastOnce);
     c.publish("t", b"x", QoS::AtLeastOnce, false, 5);
@@ -56,10 +51,7 @@ fn an_empty_client_id_with_clean_session_gets_an_id() {
         let ack = c.connect(&connect_packet(version, "", true, 60));
         assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
         if version == V5 {
-            let id = ack
-                .properties
-                .assigned_client_identifier()
-                .expect("assigned id");
+            let id = ack.properties.assigned_client_identifier().expect("assigned id");
             assert!(id.starts_with("tern-"), "{id}");
         }
     }
@@ -69,9 +61,7 @@ fn an_empty_client_id_with_clean_session_gets_an_id() {
 fn an_empty_client_id_without_clean_session_is_rejected_under_3_1_1() {
     let broker = Broker::start();
     let mut c = broker.client(V311);
-    c.send(&Packet::Connect(Box::new(connect_packet(
-        V311, "", false, 60,
-    ))));
+    c.send(&Packet::Connect(Box::new(connect_packet(V311, "", false, 60))));
     let seen = c.expect_closed();
     assert_eq!(seen.len(), 1);
     let Packet::ConnectAck(ack) = &seen[0] else {
@@ -89,9 +79,7 @@ fn a_second_connect_is_a_protocol_violation() {
     let broker = Broker::start();
     for version in VERSIONS {
         let mut c = broker.connect(version, "twice");
-        c.send(&Packet::Connect(Box::new(connect_packet(
-            version, "twice", true, 60,
-        ))));
+        c.send(&Packet::Connect(Box::new(connect_packet(version, "twice", true, 60))));
         let seen = c.expect_closed();
         if version == V5 {
             assert_eq!(
@@ -118,7 +106,10 @@ fn a_first_packet_other_than_connect_closes_without_connack() {
 
 #[test]
 fn a_socket_that_never_sends_connect_is_closed_after_the_connect_timeout() {
-    let broker = Broker::with_config("t.toml", "connect_timeout = 1\n[[listener]]\nport = 0\nbind_address = \"127.0.0.1\"\nallow_anonymous = true\n");
+    let broker = Broker::with_config(
+        "t.toml",
+        "connect_timeout = 1\n[[listener]]\nport = 0\nbind_address = \"127.0.0.1\"\nallow_anonymous = true\n",
+    );
     let mut c = broker.client(V311);
     assert!(c.expect_closed().is_empty());
     assert!(broker.log_contains("no CONNECT within"));
@@ -152,9 +143,7 @@ fn a_keepalive_above_max_keepalive_is_refused_for_3_1_1_and_capped_for_5() {
         "listener 0 127.0.0.1\nallow_anonymous true\nmax_keepalive 30\n",
     );
     let mut c = broker.client(V311);
-    c.send(&Packet::Connect(Box::new(connect_packet(
-        V311, "k", true, 60,
-    ))));
+    c.send(&Packet::Connect(Box::new(connect_packet(V311, "k", true, 60))));
     let seen = c.expect_closed();
     assert!(
         matches!(&seen[..], [Packet::ConnectAck(a)] if a.reason_code == ReasonCode::CLIENT_IDENTIFIER_NOT_VALID),
@@ -164,9 +153,7 @@ fn a_keepalive_above_max_keepalive_is_refused_for_3_1_1_and_capped_for_5() {
     let ack = c.connect(&connect_packet(V5, "k5", true, 60));
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
     assert_eq!(ack.properties.server_keep_alive(), Some(30));
-    let ok = broker
-        .client(V311)
-        .connect(&connect_packet(V311, "k2", true, 30));
+    let ok = broker.client(V311).connect(&connect_packet(V311, "k2", true, 30));
     assert_eq!(ok.reason_code, ReasonCode::SUCCESS);
     std::thread::sleep(Duration::from_millis(10));
 }

@@ -11,60 +11,15 @@ use tern_proto::*;
 const CASES: &[(&str, &[u8], u8, &str)] = &[
     ("reserved packet type", b"\x00\x00", 0x81, "[MQTT-2.1.3-1]"),
     ("PUBREL flags", b"\x60\x02\x00\x01", 0x81, "[MQTT-2.1.3-1]"),
-    (
-        "QoS 3",
-        b"\x36\x05\x00\x01a\x00\x01",
-        0x81,
-        "[MQTT-3.3.1-4]",
-    ),
-    (
-        "wildcard in topic",
-        b"\x30\x05\x00\x03a/#",
-        0x90,
-        "[MQTT-3.3.2-2]",
-    ),
-    (
-        "invalid UTF-8",
-        b"\x30\x04\x00\x02\xc3\x28",
-        0x81,
-        "[MQTT-1.5.4-1]",
-    ),
-    (
-        "null character",
-        b"\x30\x05\x00\x03a\x00b",
-        0x81,
-        "[MQTT-1.5.4-2]",
-    ),
-    (
-        "five-byte length",
-        b"\x30\xff\xff\xff\xff\x01",
-        0x81,
-        "[MQTT-1.5.5-1]",
-    ),
-    (
-        "packet id 0",
-        b"\x32\x05\x00\x01a\x00\x00",
-        0x82,
-        "[MQTT-2.2.1-3]",
-    ),
-    (
-        "empty SUBSCRIBE",
-        b"\x82\x02\x00\x01",
-        0x82,
-        "[MQTT-3.8.3-2]",
-    ),
-    (
-        "empty SUBSCRIBE 5",
-        b"\x82\x03\x00\x01\x00",
-        0x82,
-        "[MQTT-3.8.3-2]",
-    ),
-    (
-        "bad filter",
-        b"\x82\x08\x00\x01\x00\x03a#b\x00",
-        0x8f,
-        "[MQTT-4.7.1-1]",
-    ),
+    ("QoS 3", b"\x36\x05\x00\x01a\x00\x01", 0x81, "[MQTT-3.3.1-4]"),
+    ("wildcard in topic", b"\x30\x05\x00\x03a/#", 0x90, "[MQTT-3.3.2-2]"),
+    ("invalid UTF-8", b"\x30\x04\x00\x02\xc3\x28", 0x81, "[MQTT-1.5.4-1]"),
+    ("null character", b"\x30\x05\x00\x03a\x00b", 0x81, "[MQTT-1.5.4-2]"),
+    ("five-byte length", b"\x30\xff\xff\xff\xff\x01", 0x81, "[MQTT-1.5.5-1]"),
+    ("packet id 0", b"\x32\x05\x00\x01a\x00\x00", 0x82, "[MQTT-2.2.1-3]"),
+    ("empty SUBSCRIBE", b"\x82\x02\x00\x01", 0x82, "[MQTT-3.8.3-2]"),
+    ("empty SUBSCRIBE 5", b"\x82\x03\x00\x01\x00", 0x82, "[MQTT-3.8.3-2]"),
+    ("bad filter", b"\x82\x08\x00\x01\x00\x03a#b\x00", 0x8f, "[MQTT-4.7.1-1]"),
     (
         "bad filter 5",
         b"\x82\x09\x00\x01\x00\x00\x03a#b\x00",
@@ -100,9 +55,7 @@ fn each_malformed_packet_closes_only_its_connection() {
         let mut control_pub = broker.connect(version, "control-pub");
         for (i, (name, bytes, reason, statement)) in CASES.iter().enumerate() {
             let twin = name.ends_with(" 5");
-            if twin != (version == V5)
-                && (twin || CASES.iter().any(|(n, ..)| *n == format!("{name} 5")))
-            {
+            if twin != (version == V5) && (twin || CASES.iter().any(|(n, ..)| *n == format!("{name} 5"))) {
                 continue;
             }
             let mut bad = broker.connect(version, &format!("bad-{i}"));
@@ -120,17 +73,8 @@ fn each_malformed_packet_closes_only_its_connection() {
             } else {
                 assert!(seen.is_empty(), "{name}: {seen:?}");
             }
-            assert!(
-                broker.log_contains(statement),
-                "{name}: log names {statement}"
-            );
-            control_pub.publish(
-                "control",
-                name.as_bytes(),
-                QoS::AtLeastOnce,
-                false,
-                i as u16 + 1,
-            );
+            assert!(broker.log_contains(statement), "{name}: log names {statement}");
+            control_pub.publish("control", name.as_bytes(), QoS::AtLeastOnce, false, i as u16 + 1);
             let p = control_sub.recv_publish();
             assert_eq!(&p.payload[..], name.as_bytes());
             control_sub.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
@@ -168,7 +112,10 @@ fn a_packet_over_message_size_limit_is_refused_before_it_is_buffered() {
 
 #[test]
 fn half_open_and_idle_sockets_do_not_disturb_others() {
-    let broker = Broker::with_config("h.toml", "connect_timeout = 1\n[[listener]]\nport = 0\nbind_address = \"127.0.0.1\"\nallow_anonymous = true\n");
+    let broker = Broker::with_config(
+        "h.toml",
+        "connect_timeout = 1\n[[listener]]\nport = 0\nbind_address = \"127.0.0.1\"\nallow_anonymous = true\n",
+    );
     let mut idle: Vec<Client> = (0..50).map(|_| broker.client(V311)).collect();
     // Half a CONNECT, then silence (slowloris).
     for c in &mut idle {

@@ -31,10 +31,7 @@ fn sys_topics_use_mosquitto_names() {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && !wanted.iter().all(|t| seen.contains_key(*t)) {
         if let Some(Packet::Publish(p)) = c.recv_within(Duration::from_millis(500)) {
-            seen.insert(
-                p.topic.to_string(),
-                String::from_utf8_lossy(&p.payload).to_string(),
-            );
+            seen.insert(p.topic.to_string(), String::from_utf8_lossy(&p.payload).to_string());
         }
     }
     for topic in wanted {
@@ -60,9 +57,7 @@ fn allow_anonymous_false_refuses_clients_without_credentials() {
     let broker = Broker::with_config("anon.conf", "listener 0 127.0.0.1\nallow_anonymous false\n");
     for version in VERSIONS {
         let mut c = broker.client(version);
-        c.send(&Packet::Connect(Box::new(connect_packet(
-            version, "anon", true, 60,
-        ))));
+        c.send(&Packet::Connect(Box::new(connect_packet(version, "anon", true, 60))));
         let seen = c.expect_closed();
         assert!(
             matches!(&seen[..], [Packet::ConnectAck(a)] if a.reason_code == ReasonCode::NOT_AUTHORIZED),
@@ -75,11 +70,7 @@ fn allow_anonymous_false_refuses_clients_without_credentials() {
 fn a_bad_config_file_names_the_file_line_and_directive() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.conf");
-    std::fs::write(
-        &path,
-        "listener 1883\n# fine so far\nautosave_everything yes\n",
-    )
-    .unwrap();
+    std::fs::write(&path, "listener 1883\n# fine so far\nautosave_everything yes\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_tern"))
         .args(["broker", "-c", path.to_str().unwrap()])
         .output()
@@ -101,10 +92,7 @@ fn a_bad_config_file_names_the_file_line_and_directive() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("max_queued") && stderr.contains("line 2"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("max_queued") && stderr.contains("line 2"), "{stderr}");
 }
 
 #[test]
@@ -137,23 +125,15 @@ fn sighup_reloads_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("reload.conf");
     std::fs::write(&path, "listener 0 127.0.0.1\nallow_anonymous true\n").unwrap();
-    let broker = Broker::with_config(
-        "reload.conf",
-        "listener 0 127.0.0.1\nallow_anonymous true\n",
-    );
+    let broker = Broker::with_config("reload.conf", "listener 0 127.0.0.1\nallow_anonymous true\n");
     let conf = broker.log.lock().unwrap().clone();
     drop(conf);
     // Rewrite the file the broker was started with and signal it.
     let started_with = {
-        let cmdline =
-            std::fs::read_to_string(format!("/proc/{}/cmdline", broker.child.id())).unwrap();
+        let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", broker.child.id())).unwrap();
         cmdline.split('\0').nth(3).unwrap().to_string()
     };
-    std::fs::write(
-        &started_with,
-        "listener 0 127.0.0.1\nallow_anonymous false\n",
-    )
-    .unwrap();
+    std::fs::write(&started_with, "listener 0 127.0.0.1\nallow_anonymous false\n").unwrap();
     broker.signal(SIGHUP);
     assert!(broker.log_contains("configuration reloaded"));
     let mut c = broker.client(V311);

@@ -61,8 +61,7 @@ fn a_resent_qos_2_publish_is_delivered_once() {
         let mut publisher = broker.connect(version, "once-pub");
         publisher.send(&publish_packet("q2", b"m", QoS::ExactlyOnce, false, 77));
         assert!(matches!(publisher.recv(), Packet::PublishReceived(r) if r.packet_id == 77));
-        let Packet::Publish(mut again) = publish_packet("q2", b"m", QoS::ExactlyOnce, false, 77)
-        else {
+        let Packet::Publish(mut again) = publish_packet("q2", b"m", QoS::ExactlyOnce, false, 77) else {
             unreachable!()
         };
         again.dup = true;
@@ -86,18 +85,8 @@ fn messages_arrive_in_order_per_topic() {
         sub.subscribe("order", QoS::AtLeastOnce);
         let mut publisher = broker.connect(version, "order-pub");
         for i in 0..200u16 {
-            let qos = if i % 3 == 0 {
-                QoS::AtMostOnce
-            } else {
-                QoS::AtLeastOnce
-            };
-            publisher.send(&publish_packet(
-                "order",
-                &i.to_be_bytes(),
-                qos,
-                false,
-                i + 1,
-            ));
+            let qos = if i % 3 == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+            publisher.send(&publish_packet("order", &i.to_be_bytes(), qos, false, i + 1));
         }
         for i in 0..200u16 {
             let p = sub.recv_publish();
@@ -169,10 +158,7 @@ fn mqtt_5_topic_aliases_stand_in_for_topics() {
     c.send(&with_alias("", b"2"));
     for expected in [b"1", b"2"] {
         let p = sub.recv_publish();
-        assert_eq!(
-            (p.topic.as_str(), &p.payload[..]),
-            ("long/topic/name", &expected[..])
-        );
+        assert_eq!((p.topic.as_str(), &p.payload[..]), ("long/topic/name", &expected[..]));
         assert_eq!(
             p.properties.topic_alias(),
             None,

@@ -64,8 +64,5 @@ fn mqtt_5_retain_handling_and_retain_as_published() {
     sub.subscribe_with(3, &[("rh", opts(RetainHandling::SendAtSubscribe, true))]);
     assert!(sub.recv_publish().retain);
     publisher.publish("rh", b"live", QoS::AtMostOnce, true, 0);
-    assert!(
-        sub.recv_publish().retain,
-        "retain as published keeps the flag"
-    );
+    assert!(sub.recv_publish().retain, "retain as published keeps the flag");
 }

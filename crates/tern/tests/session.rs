@@ -5,10 +5,51 @@ mod common;
 use common::*;
 use tern_proto::*;
 
+/// A persistent session: Clean Session 0 (3.1.1), or Clean Start 0 with a one-hour
+/// Session Expiry Interval (5.0).
 fn persistent(broker: &Broker, version: ProtocolVersion, id: &str) -> (Client, ConnectAck) {
     let mut c = broker.client(version);
-    let ack = c.connect(&connect_packet(version, id, false, 60));
+    let mut connect = connect_packet(version, id, false, 60);
+    if version == V5 {
+        connect.properties.push(Property::SessionExpiryInterval(3600));
+    }
+    let ack = c.connect(&connect);
     (c, ack)
+}
+
+#[test]
+fn a_5_0_session_without_expiry_interval_ends_with_its_connection() {
+    let broker = Broker::start();
+    let mut c = broker.client(V5);
+    c.connect(&connect_packet(V5, "no-expiry", false, 60));
+    c.subscribe("x", QoS::AtLeastOnce);
+    c.disconnect();
+    let mut c = broker.client(V5);
+    let ack = c.connect(&connect_packet(V5, "no-expiry", false, 60));
+    assert!(!ack.session_present);
+}
+
+#[test]
+fn a_5_0_session_expires_after_its_interval_and_disconnect_can_change_it() {
+    let broker = Broker::start();
+    let mut c = broker.client(V5);
+    let mut connect = connect_packet(V5, "short", false, 60);
+    connect.properties.push(Property::SessionExpiryInterval(1));
+    c.connect(&connect);
+    c.disconnect();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (c, ack) = persistent(&broker, V5, "short");
+    assert!(!ack.session_present, "expired after 1 s");
+    // DISCONNECT with Session Expiry Interval 0 ends a persistent session at once.
+    let mut c = c;
+    c.send(&Packet::Disconnect(Disconnect {
+        reason_code: ReasonCode::SUCCESS,
+        properties: Properties(vec![Property::SessionExpiryInterval(0)]),
+    }));
+    drop(c);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (_, ack) = persistent(&broker, V5, "short");
+    assert!(!ack.session_present);
 }
 
 #[test]
@@ -29,10 +70,7 @@ fn a_persistent_session_keeps_subscriptions_and_qos_1_messages_while_offline() {
         let first = c.recv_publish();
         assert_eq!(&first.payload[..], b"q1");
         let second = c.recv_publish();
-        assert_eq!(
-            (&second.payload[..], second.qos),
-            (&b"q2"[..], QoS::AtLeastOnce)
-        );
+        assert_eq!((&second.payload[..], second.qos), (&b"q2"[..], QoS::AtLeastOnce));
         c.send(&Packet::PublishAck(PublishResponse::new(first.packet_id)));
         c.send(&Packet::PublishAck(PublishResponse::new(second.packet_id)));
         c.expect_nothing(300); // the QoS 0 message was not queued

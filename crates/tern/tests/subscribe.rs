@@ -9,21 +9,13 @@ fn wildcards_match_by_level() {
     let broker = Broker::start();
     for version in VERSIONS {
         let mut sub = broker.connect(version, "sub");
-        assert_eq!(
-            sub.subscribe("a/+/c", QoS::AtMostOnce),
-            vec![ReasonCode::GRANTED_QOS_0]
-        );
-        assert_eq!(
-            sub.subscribe("x/#", QoS::AtMostOnce),
-            vec![ReasonCode::GRANTED_QOS_0]
-        );
+        assert_eq!(sub.subscribe("a/+/c", QoS::AtMostOnce), vec![ReasonCode::GRANTED_QOS_0]);
+        assert_eq!(sub.subscribe("x/#", QoS::AtMostOnce), vec![ReasonCode::GRANTED_QOS_0]);
         let mut publisher = broker.connect(version, "pub");
         for topic in ["a/b/c", "a/b/d", "a/b/c/d", "x", "x/y/z", "y"] {
             publisher.publish(topic, topic.as_bytes(), QoS::AtLeastOnce, false, 1);
         }
-        let got: Vec<String> = (0..3)
-            .map(|_| sub.recv_publish().topic.to_string())
-            .collect();
+        let got: Vec<String> = (0..3).map(|_| sub.recv_publish().topic.to_string()).collect();
         assert_eq!(got, vec!["a/b/c", "x", "x/y/z"]);
         sub.expect_nothing(200);
     }
@@ -88,10 +80,7 @@ fn overlapping_subscriptions_deliver_one_copy_at_the_highest_qos() {
 
 #[test]
 fn dollar_topics_are_not_matched_by_leading_wildcards() {
-    let broker = Broker::with_config(
-        "s.conf",
-        "listener 0 127.0.0.1\nallow_anonymous true\nsys_interval 1\n",
-    );
+    let broker = Broker::with_config("s.conf", "listener 0 127.0.0.1\nallow_anonymous true\nsys_interval 1\n");
     let mut all = broker.connect(V311, "all");
     all.subscribe("#", QoS::AtMostOnce);
     all.subscribe("+/broker/uptime", QoS::AtMostOnce);

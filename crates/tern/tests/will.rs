@@ -4,13 +4,7 @@ mod common;
 use common::*;
 use tern_proto::*;
 
-fn with_will(
-    version: ProtocolVersion,
-    id: &str,
-    topic: &str,
-    retain: bool,
-    keep_alive: u16,
-) -> Connect {
+fn with_will(version: ProtocolVersion, id: &str, topic: &str, retain: bool, keep_alive: u16) -> Connect {
     let mut c = connect_packet(version, id, true, keep_alive);
     c.will = Some(Will {
         topic: ByteStr::from(topic),
@@ -37,10 +31,7 @@ fn the_will_is_published_when_the_socket_drops() {
         c.connect(&with_will(version, "dropper", "will/drop", false, 60));
         drop(c);
         let p = w.recv_publish();
-        assert_eq!(
-            (p.topic.as_str(), &p.payload[..]),
-            ("will/drop", &b"gone"[..])
-        );
+        assert_eq!((p.topic.as_str(), &p.payload[..]), ("will/drop", &b"gone"[..]));
     }
 }
 

@@ -91,8 +91,8 @@ impl Default for Config {
 impl Config {
     /// Reads a configuration file: TOML if it ends in `.toml`, mosquitto.conf otherwise.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         let mut config = if path.extension().is_some_and(|e| e == "toml") {
             tern_toml::parse(&text).with_context(|| format!("in {}", path.display()))?
         } else {

@@ -15,10 +15,7 @@ const NOT_YET: &[(&str, &str)] = &[
         "persistence",
         "the embedded store is not implemented yet; remove it or set it to false",
     ),
-    (
-        "persistence_location",
-        "the embedded store is not implemented yet",
-    ),
+    ("persistence_location", "the embedded store is not implemented yet"),
     ("password_file", "password files are not supported yet"),
     ("acl_file", "ACL files are not supported yet"),
     ("cafile", "TLS is not supported yet"),
@@ -60,9 +57,7 @@ fn one<'a>(args: &[&'a str]) -> Result<&'a str> {
 
 fn number<T: std::str::FromStr>(args: &[&str]) -> Result<T> {
     let value = one(args)?;
-    value
-        .parse()
-        .map_err(|_| anyhow!("{value:?} is not a valid number"))
+    value.parse().map_err(|_| anyhow!("{value:?} is not a valid number"))
 }
 
 fn boolean(args: &[&str]) -> Result<bool> {
@@ -91,9 +86,7 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
                 [port, bind] => (port, Some(bind.to_string())),
                 _ => bail!("expected a port and an optional bind address"),
             };
-            let port = port
-                .parse()
-                .map_err(|_| anyhow!("{port:?} is not a valid port"))?;
+            let port = port.parse().map_err(|_| anyhow!("{port:?} is not a valid port"))?;
             config.listeners.push(ListenerConfig {
                 port,
                 bind_address: bind,
@@ -150,8 +143,7 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
         "connection_messages" => config.connection_messages = boolean(args)?,
         "log_type" => match one(args)? {
             "debug" | "all" => config.verbose = true,
-            "error" | "warning" | "notice" | "information" | "subscribe" | "unsubscribe"
-            | "websockets" | "none" => {}
+            "error" | "warning" | "notice" | "information" | "subscribe" | "unsubscribe" | "websockets" | "none" => {}
             other => bail!("unknown log type {other:?}"),
         },
         "log_dest" => config.log_dest.push(match args {
@@ -185,8 +177,7 @@ fn include_dir(config: &mut Config, dir: &Path) -> Result<()> {
         .collect();
     files.sort();
     for file in files {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+        let text = std::fs::read_to_string(&file).map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
         parse_into(config, &file, &text)?;
     }
     Ok(())
@@ -221,16 +212,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_line_and_directive() {
-        let err = parse("listener 1883\nbogus_directive 1\n")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            "test.conf:2: bogus_directive: unknown or unsupported directive"
-        );
-        let err = parse("max_inflight_messages many\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("listener 1883\nbogus_directive 1\n").unwrap_err().to_string();
+        assert_eq!(err, "test.conf:2: bogus_directive: unknown or unsupported directive");
+        let err = parse("max_inflight_messages many\n").unwrap_err().to_string();
         assert!(err.contains("test.conf:1: max_inflight_messages"), "{err}");
         let err = parse("password_file /etc/p\n").unwrap_err().to_string();
         assert!(err.contains("not supported yet"), "{err}");

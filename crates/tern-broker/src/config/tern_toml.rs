@@ -63,9 +63,7 @@ pub(super) fn parse(text: &str) -> Result<Config> {
     if let Some(text) = file.persistent_client_expiration {
         c.persistent_client_expiration =
             Some(parse_mosquitto_duration(&text).ok_or_else(|| {
-                anyhow!(
-                    "persistent_client_expiration: {text:?} is not a duration such as 2h or 14d"
-                )
+                anyhow!("persistent_client_expiration: {text:?} is not a duration such as 2h or 14d")
             })?);
     }
     if let Some(secs) = file.connect_timeout {
@@ -97,10 +95,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_with_a_line() {
-        let err = format!(
-            "{:#}",
-            parse("max_queued_messages = 10\nbogus = 1\n").unwrap_err()
-        );
+        let err = format!("{:#}", parse("max_queued_messages = 10\nbogus = 1\n").unwrap_err());
         assert!(err.contains("bogus") && err.contains("line 2"), "{err}");
     }
 }

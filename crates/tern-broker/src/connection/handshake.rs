@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tern_proto::{
-    decode, encode, ByteStr, Connect, ConnectAck, DecodeError, Packet, Properties, Property,
-    ProtocolVersion, ReasonCode,
+    decode, encode, ByteStr, Connect, ConnectAck, DecodeError, Packet, Properties, Property, ProtocolVersion,
+    ReasonCode,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -40,10 +40,7 @@ pub(super) async fn read_connect(
             Ok(Some(other)) => {
                 return Err(Refused {
                     reply: None,
-                    message: format!(
-                        "[MQTT-3.1.0-1] first packet is {}, not CONNECT",
-                        other.packet_type()
-                    ),
+                    message: format!("[MQTT-3.1.0-1] first packet is {}, not CONNECT", other.packet_type()),
                 })
             }
             Ok(None) => {}
@@ -131,17 +128,8 @@ pub(super) async fn accept(
     let client_id = if connect.client_id.is_empty() {
         // 3.1.1: a zero-length id needs Clean Session [MQTT-3.1.3-8]; 3.1 needs an id; 5.0
         // always gets one assigned.
-        if version == ProtocolVersion::V3_1
-            || (version == ProtocolVersion::V3_1_1 && !connect.clean_start)
-        {
-            refuse(
-                writer,
-                version,
-                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                peer,
-                "",
-            )
-            .await;
+        if version == ProtocolVersion::V3_1 || (version == ProtocolVersion::V3_1_1 && !connect.clean_start) {
+            refuse(writer, version, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, peer, "").await;
             return None;
         }
         let id = ByteStr::from(format!("tern-{:x}-{generation}", broker.started_unix));
@@ -153,27 +141,13 @@ pub(super) async fn accept(
         connect.client_id.clone()
     };
     if connect.username.is_none() && !allow_anonymous {
-        refuse(
-            writer,
-            version,
-            ReasonCode::NOT_AUTHORIZED,
-            peer,
-            &client_id,
-        )
-        .await;
+        refuse(writer, version, ReasonCode::NOT_AUTHORIZED, peer, &client_id).await;
         return None;
     }
     if connect.username.is_some() && !allow_anonymous {
         // No password file support yet: like mosquitto with allow_anonymous false and no
         // password_file, every client is refused.
-        refuse(
-            writer,
-            version,
-            ReasonCode::NOT_AUTHORIZED,
-            peer,
-            &client_id,
-        )
-        .await;
+        refuse(writer, version, ReasonCode::NOT_AUTHORIZED, peer, &client_id).await;
         return None;
     }
     let mut keep_alive = connect.keep_alive;
@@ -208,8 +182,13 @@ pub(super) async fn accept(
         generation,
         control: control_tx,
     };
-    let (session, session_present) =
-        attach_session(broker, &client_id, connect.clean_start, handle).await?;
+    let lifetime = session_lifetime(&connect, &config);
+    let Some((session, session_present)) =
+        attach_session(broker, &client_id, connect.clean_start, lifetime, handle).await
+    else {
+        refuse(writer, version, ReasonCode::SERVER_UNAVAILABLE, peer, &client_id).await;
+        return None;
+    };
     session.set_v5(version.is_v5());
 
     let reply = connack(version, session_present, ReasonCode::SUCCESS, properties);
@@ -222,10 +201,7 @@ pub(super) async fn accept(
     if config.connection_messages {
         tracing::info!(%peer, client = %client_id, "client connected (MQTT {version}, clean {}, keepalive {keep_alive})", connect.clean_start);
     }
-    let receive_maximum = connect
-        .properties
-        .receive_maximum()
-        .map_or(usize::MAX, usize::from);
+    let receive_maximum = connect.properties.receive_maximum().map_or(usize::MAX, usize::from);
     let window = match config.max_inflight_messages {
         0 => receive_maximum,
         n => n.min(receive_maximum),
@@ -237,8 +213,7 @@ pub(super) async fn accept(
         session,
         generation,
         client_id,
-        keep_alive_limit: (keep_alive > 0)
-            .then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+        keep_alive_limit: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
         will: connect.will,
         out: BytesMut::with_capacity(256),
         topic_aliases: HashMap::new(),
@@ -258,10 +233,44 @@ pub(super) async fn accept(
 
 /// Finds or creates the session for `client_id`, taking it over from a live connection
 /// first [MQTT-3.1.4-2]. Returns the session and whether it was resumed.
+/// Whether the session ends with the connection, and how long it outlives it otherwise.
+#[derive(Debug, Clone, Copy)]
+struct Lifetime {
+    ends_with_connection: bool,
+    expiry: Option<Duration>,
+}
+
+/// 3.x: Clean Session decides, persistent sessions live persistent_client_expiration.
+/// 5.0: the Session Expiry Interval decides (absent or 0: the session ends with the
+/// connection; 0xFFFFFFFF: never expires) [MQTT-3.1.2-23].
+fn session_lifetime(connect: &Connect, config: &crate::Config) -> Lifetime {
+    if !connect.protocol_version.is_v5() {
+        return Lifetime {
+            ends_with_connection: connect.clean_start,
+            expiry: config.persistent_client_expiration,
+        };
+    }
+    match connect.properties.session_expiry_interval().unwrap_or(0) {
+        0 => Lifetime {
+            ends_with_connection: true,
+            expiry: None,
+        },
+        u32::MAX => Lifetime {
+            ends_with_connection: false,
+            expiry: None,
+        },
+        seconds => Lifetime {
+            ends_with_connection: false,
+            expiry: Some(Duration::from_secs(u64::from(seconds))),
+        },
+    }
+}
+
 async fn attach_session(
     broker: &BrokerState,
     client_id: &ByteStr,
     clean_start: bool,
+    lifetime: Lifetime,
     handle: ConnectionHandle,
 ) -> Option<(Arc<Session>, bool)> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -275,7 +284,8 @@ async fn attach_session(
                 }
                 if !clean_start {
                     state.connection = Some(handle.clone());
-                    state.clean = false;
+                    state.clean = lifetime.ends_with_connection;
+                    state.expiry = lifetime.expiry;
                     state.disconnected_at = None;
                     drop(state);
                     return Ok((session.clone(), true, None));
@@ -284,9 +294,13 @@ async fn attach_session(
             let fresh = broker.sessions.create(
                 client_id.clone(),
                 broker.config().outbox_limits(),
-                clean_start,
+                lifetime.ends_with_connection,
             );
-            fresh.state.lock().connection = Some(handle.clone());
+            {
+                let mut state = fresh.state.lock();
+                state.connection = Some(handle.clone());
+                state.expiry = lifetime.expiry;
+            }
             map.insert(client_id.clone(), fresh.clone());
             Ok((fresh, false, existing))
         });

@@ -20,11 +20,7 @@ impl Connection {
                 Ok(())
             }
             Packet::PublishComplete(r) => {
-                self.session
-                    .state
-                    .lock()
-                    .outbox
-                    .on_publish_complete(r.packet_id);
+                self.session.state.lock().outbox.on_publish_complete(r.packet_id);
                 Ok(())
             }
             Packet::Subscribe(s) => self.on_subscribe(s),
@@ -36,9 +32,14 @@ impl Connection {
                 self.send(&Packet::PingResponse);
                 Ok(())
             }
-            Packet::Disconnect(d) => Err(Close::Disconnect {
-                publish_will: d.reason_code == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
-            }),
+            Packet::Disconnect(d) => {
+                if let Some(seconds) = d.properties.session_expiry_interval() {
+                    self.override_session_expiry(seconds)?;
+                }
+                Err(Close::Disconnect {
+                    publish_will: d.reason_code == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
+                })
+            }
             Packet::Connect(_) => Err(Close::violation(
                 ReasonCode::PROTOCOL_ERROR,
                 "[MQTT-3.1.0-2] second CONNECT on one connection",
@@ -108,12 +109,7 @@ impl Connection {
 
     /// Replaces a 5.0 Topic Alias by its topic, or records a new alias.
     fn resolve_topic_alias(&mut self, publish: &mut Publish) -> Result<(), Close> {
-        if publish
-            .properties
-            .subscription_identifiers()
-            .next()
-            .is_some()
-        {
+        if publish.properties.subscription_identifiers().next().is_some() {
             return Err(Close::violation(
                 ReasonCode::PROTOCOL_ERROR,
                 "[MQTT-3.3.4-6] PUBLISH from a client carries a Subscription Identifier",
@@ -125,9 +121,7 @@ impl Connection {
         if alias > TOPIC_ALIAS_MAXIMUM {
             return Err(Close::violation(
                 ReasonCode::TOPIC_ALIAS_INVALID,
-                format!(
-                    "[MQTT-3.3.2-9] Topic Alias {alias} exceeds the maximum {TOPIC_ALIAS_MAXIMUM}"
-                ),
+                format!("[MQTT-3.3.2-9] Topic Alias {alias} exceeds the maximum {TOPIC_ALIAS_MAXIMUM}"),
             ));
         }
         if publish.topic.is_empty() {
@@ -190,12 +184,7 @@ impl Connection {
     }
 
     fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Close> {
-        if subscribe
-            .properties
-            .subscription_identifiers()
-            .next()
-            .is_some()
-        {
+        if subscribe.properties.subscription_identifiers().next().is_some() {
             return Err(Close::violation(
                 ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
                 "Subscription Identifiers are not supported",
@@ -208,15 +197,8 @@ impl Connection {
                 reason_codes.push(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
                 continue;
             }
-            let existed = self
-                .broker
-                .router
-                .subscribe(&self.session, &filter, options);
-            self.session
-                .state
-                .lock()
-                .subscriptions
-                .insert(filter.clone(), options);
+            let existed = self.broker.router.subscribe(&self.session, &filter, options);
+            self.session.state.lock().subscriptions.insert(filter.clone(), options);
             reason_codes.push(ReasonCode(options.qos as u8));
             let send = match options.retain_handling {
                 RetainHandling::SendAtSubscribe => true,
@@ -256,6 +238,20 @@ impl Connection {
             reason_codes,
             properties: Properties::default(),
         }));
+    }
+
+    /// A 5.0 DISCONNECT may change the Session Expiry Interval, but not from 0 [MQTT-3.14.2-2].
+    fn override_session_expiry(&self, seconds: u32) -> Result<(), Close> {
+        let mut state = self.session.state.lock();
+        if state.clean && seconds != 0 {
+            return Err(Close::violation(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-3.14.2-2] DISCONNECT sets a Session Expiry Interval after CONNECT set 0",
+            ));
+        }
+        state.clean = seconds == 0;
+        state.expiry = (seconds != u32::MAX).then(|| std::time::Duration::from_secs(u64::from(seconds)));
+        Ok(())
     }
 
     /// Publishes the will after an abnormal close.

@@ -19,8 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_core::Stage;
 use tern_proto::{
-    encode, ByteStr, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, PublishResponse,
-    ReasonCode, Will,
+    encode, ByteStr, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, PublishResponse, ReasonCode, Will,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -96,12 +95,7 @@ pub(crate) struct Connection {
 }
 
 /// Serves one accepted socket until it closes.
-pub(crate) async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    broker: Arc<BrokerState>,
-    allow_anonymous: bool,
-) {
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<BrokerState>, allow_anonymous: bool) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let mut input = BytesMut::with_capacity(512);
@@ -125,14 +119,11 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let Some((mut connection, control)) =
-        handshake::accept(connect, peer, &broker, allow_anonymous, &mut writer).await
+    let Some((mut connection, control)) = handshake::accept(connect, peer, &broker, allow_anonymous, &mut writer).await
     else {
         return;
     };
-    let close = connection
-        .run(&mut reader, &mut writer, input, control)
-        .await;
+    let close = connection.run(&mut reader, &mut writer, input, control).await;
     connection.finish(close, &mut writer).await;
 }
 
@@ -147,8 +138,7 @@ impl Connection {
         let broker = self.broker.clone();
         let max_packet_size = broker.config().max_packet_size();
         let mut last_read = Instant::now();
-        let keep_alive =
-            tokio::time::sleep(self.keep_alive_limit.unwrap_or(Duration::from_secs(86_400)));
+        let keep_alive = tokio::time::sleep(self.keep_alive_limit.unwrap_or(Duration::from_secs(86_400)));
         tokio::pin!(keep_alive);
         loop {
             if self.out.len() < OUTPUT_HIGH_WATER {
@@ -260,16 +250,8 @@ impl Connection {
         let (publish_will, disconnect_reason, log) = match &close {
             Close::Disconnect { publish_will } => (*publish_will, None, "disconnected".to_string()),
             Close::Gone(why) => (true, None, why.clone()),
-            Close::Violation { reason, message } => (
-                true,
-                Some(*reason),
-                format!("protocol violation: {message}"),
-            ),
-            Close::KeepAliveTimeout => (
-                true,
-                Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
-                "keepalive timeout".into(),
-            ),
+            Close::Violation { reason, message } => (true, Some(*reason), format!("protocol violation: {message}")),
+            Close::KeepAliveTimeout => (true, Some(ReasonCode::KEEP_ALIVE_TIMEOUT), "keepalive timeout".into()),
             Close::TakenOver(_) => (
                 true,
                 Some(ReasonCode::SESSION_TAKEN_OVER),
@@ -334,8 +316,6 @@ impl Connection {
         for filter in filters {
             self.broker.router.unsubscribe(self.session.id, &filter);
         }
-        self.broker
-            .sessions
-            .remove_if(&self.client_id, self.session.id);
+        self.broker.sessions.remove_if(&self.client_id, self.session.id);
     }
 }

@@ -54,12 +54,7 @@ impl Broker {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(
-                        addr.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_string(),
-                    );
+                    let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_string());
                 }
                 sink.lock().unwrap().push(line);
             }
@@ -118,12 +113,7 @@ impl Drop for Broker {
     }
 }
 
-pub fn connect_packet(
-    version: ProtocolVersion,
-    client_id: &str,
-    clean: bool,
-    keep_alive: u16,
-) -> Connect {
+pub fn connect_packet(version: ProtocolVersion, client_id: &str, clean: bool, keep_alive: u16) -> Connect {
     Connect {
         protocol_version: version,
         clean_start: clean,
@@ -146,9 +136,7 @@ pub struct Client {
 impl Client {
     pub fn open(addr: SocketAddr, version: ProtocolVersion) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         stream.set_nodelay(true).unwrap();
         Client {
             stream,
@@ -180,9 +168,7 @@ impl Client {
     pub fn recv_within(&mut self, timeout: Duration) -> Option<Packet> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(p) = decode(&mut self.buf, self.version, usize::MAX)
-                .expect("broker sent a malformed packet")
-            {
+            if let Some(p) = decode(&mut self.buf, self.version, usize::MAX).expect("broker sent a malformed packet") {
                 return Some(p);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -194,10 +180,7 @@ impl Client {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut =>
-                {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
                     return None
                 }
                 Err(_) => return None,
@@ -206,8 +189,7 @@ impl Client {
     }
 
     pub fn recv(&mut self) -> Packet {
-        self.recv_within(Duration::from_secs(5))
-            .expect("no packet within 5 s")
+        self.recv_within(Duration::from_secs(5)).expect("no packet within 5 s")
     }
 
     /// Asserts nothing arrives within `ms` milliseconds.
@@ -222,17 +204,12 @@ impl Client {
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            assert!(
-                Instant::now() < deadline,
-                "connection not closed; got {seen:?}"
-            );
+            assert!(Instant::now() < deadline, "connection not closed; got {seen:?}");
             if let Some(p) = decode(&mut self.buf, self.version, usize::MAX).unwrap_or(None) {
                 seen.push(p);
                 continue;
             }
-            self.stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
+            self.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
                 Ok(0) | Err(_) => return seen,
@@ -254,11 +231,7 @@ impl Client {
         )
     }
 
-    pub fn subscribe_with(
-        &mut self,
-        packet_id: u16,
-        filters: &[(&str, SubscriptionOptions)],
-    ) -> Vec<ReasonCode> {
+    pub fn subscribe_with(&mut self, packet_id: u16, filters: &[(&str, SubscriptionOptions)]) -> Vec<ReasonCode> {
         let subscriptions = filters
             .iter()
             .map(|(f, o)| Subscription {
@@ -281,14 +254,7 @@ impl Client {
     }
 
     /// Publishes and completes the QoS flow; returns the reason code of PUBACK/PUBREC.
-    pub fn publish(
-        &mut self,
-        topic: &str,
-        payload: &[u8],
-        qos: QoS,
-        retain: bool,
-        packet_id: u16,
-    ) -> ReasonCode {
+    pub fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool, packet_id: u16) -> ReasonCode {
         self.send(&publish_packet(topic, payload, qos, retain, packet_id));
         match qos {
             QoS::AtMostOnce => ReasonCode::SUCCESS,
@@ -330,13 +296,7 @@ impl Client {
     }
 }
 
-pub fn publish_packet(
-    topic: &str,
-    payload: &[u8],
-    qos: QoS,
-    retain: bool,
-    packet_id: u16,
-) -> Packet {
+pub fn publish_packet(topic: &str, payload: &[u8], qos: QoS, retain: bool, packet_id: u16) -> Packet {
     Packet::Publish(Publish {
         dup: false,
         qos,

@@ -1,0 +1,120 @@
+"""Interop check with paho-mqtt (Eclipse Paho, PyPI): a client nobody at Tern wrote.
+
+Usage: paho_check.py HOST PORT {3.1.1|5}. Exits 0 when every check passed, 1 otherwise,
+printing what failed. Covers: connect, subscribe with wildcards, publish and receive at
+QoS 0, 1 and 2, retained messages, the will of a dropped client, a persistent session
+receiving QoS 1 messages queued while it was offline.
+"""
+import sys
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+HOST, PORT, VERSION = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+PROTOCOL = mqtt.MQTTv5 if VERSION == "5" else mqtt.MQTTv311
+
+
+def client(client_id, clean=True):
+    kwargs = {"client_id": client_id, "protocol": PROTOCOL}
+    if PROTOCOL != mqtt.MQTTv5:
+        kwargs["clean_session"] = clean
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
+    c.received = []
+    c.arrived = threading.Event()
+    c.connected = threading.Event()
+
+    def on_message(_c, _u, msg):
+        c.received.append((msg.topic, msg.payload, msg.qos, msg.retain))
+        c.arrived.set()
+
+    def on_connect(_c, _u, _flags, reason, _props):
+        c.connect_reason = reason
+        c.session_present = _flags.session_present
+        c.connected.set()
+
+    c.on_message = on_message
+    c.on_connect = on_connect
+    return c
+
+
+def start(c, clean=True):
+    if PROTOCOL == mqtt.MQTTv5:
+        props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0 if clean else 3600
+        c.connect(HOST, PORT, keepalive=30, clean_start=clean, properties=props)
+    else:
+        c.connect(HOST, PORT, keepalive=30)
+    c.loop_start()
+    if not c.connected.wait(5):
+        raise SystemExit("no CONNACK")
+    return c
+
+
+def wait_for(c, count, timeout=5.0):
+    deadline = time.time() + timeout
+    while len(c.received) < count and time.time() < deadline:
+        time.sleep(0.01)
+    return c.received
+
+
+failures = []
+checks = []
+
+
+def check(name, condition, detail=""):
+    checks.append(name)
+    print(("ok   " if condition else "FAIL ") + name + (": " + str(detail) if not condition else ""))
+    if not condition:
+        failures.append(name)
+
+
+tag = "paho" + VERSION.replace(".", "")
+sub = start(client(tag + "-sub"))
+sub.subscribe([("p/+/qos", 2), ("p/retained/#", 1)])
+time.sleep(0.3)
+pub = start(client(tag + "-pub"))
+for qos in (0, 1, 2):
+    info = pub.publish("p/%d/qos" % qos, b"payload-%d" % qos, qos=qos)
+    info.wait_for_publish(5)
+got = sorted(wait_for(sub, 3))
+check("three QoS levels delivered", len(got) == 3, got)
+check("QoS preserved", [m[2] for m in got] == [0, 1, 2], got)
+check("payloads intact", [m[1] for m in got] == [b"payload-0", b"payload-1", b"payload-2"], got)
+
+pub.publish("p/retained/x", b"kept", qos=1, retain=True).wait_for_publish(5)
+late = start(client(tag + "-late"))
+late.subscribe("p/retained/#", 1)
+got = wait_for(late, 1)
+check("retained message sent on subscribe", got[:1] == [("p/retained/x", b"kept", 1, True)], got)
+pub.publish("p/retained/x", b"", qos=1, retain=True).wait_for_publish(5)
+
+# The will of a client whose socket drops.
+watcher = start(client(tag + "-watch"))
+watcher.subscribe("p/will", 1)
+time.sleep(0.3)
+doomed = client(tag + "-doomed")
+doomed.will_set("p/will", b"bye", qos=1)
+start(doomed)
+doomed.loop_stop()
+doomed.socket().close()
+got = wait_for(watcher, 1)
+check("will published on dropped connection", got[:1] == [("p/will", b"bye", 1, False)], got)
+
+# A persistent session collects QoS 1 messages while offline.
+durable = start(client(tag + "-durable", clean=False), clean=False)
+durable.subscribe("p/durable", 1)
+time.sleep(0.3)
+durable.disconnect()
+durable.loop_stop()
+pub.publish("p/durable", b"while-away", qos=1).wait_for_publish(5)
+back = start(client(tag + "-durable", clean=False), clean=False)
+check("session present on resume", back.session_present, back.session_present)
+got = wait_for(back, 1)
+check("queued message delivered on resume", got[:1] == [("p/durable", b"while-away", 1, False)], got)
+
+for c in (sub, pub, late, watcher, back):
+    c.disconnect()
+    c.loop_stop()
+print("paho: %d passed, %d failed" % (len(checks) - len(failures), len(failures)))
+sys.exit(1 if failures else 0)
