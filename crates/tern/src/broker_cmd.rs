@@ -116,6 +116,11 @@ pub fn run(args: BrokerArgs) -> Result<()> {
 }
 
 async fn serve(config: Config, args: BrokerArgs) -> Result<()> {
+    // Handlers first: a signal that arrives once the broker has said it listens must not
+    // meet the default action (SIGHUP would kill the process).
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     let local_default = config.is_local_default() || (args.config.is_none() && !args.port.is_empty());
     let broker = Broker::bind(config).await?;
     for addr in broker.local_addrs() {
@@ -130,9 +135,6 @@ async fn serve(config: Config, args: BrokerArgs) -> Result<()> {
     }
     let handle = broker.handle();
     let running = tokio::spawn(broker.run());
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut hangup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = terminate.recv() => break,

@@ -122,18 +122,13 @@ fn sigterm_disconnects_clients_and_exits_cleanly() {
 
 #[test]
 fn sighup_reloads_the_configuration() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reload.conf");
-    std::fs::write(&path, "listener 0 127.0.0.1\nallow_anonymous true\n").unwrap();
     let broker = Broker::with_config("reload.conf", "listener 0 127.0.0.1\nallow_anonymous true\n");
-    let conf = broker.log.lock().unwrap().clone();
-    drop(conf);
-    // Rewrite the file the broker was started with and signal it.
-    let started_with = {
-        let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", broker.child.id())).unwrap();
-        cmdline.split('\0').nth(3).unwrap().to_string()
-    };
-    std::fs::write(&started_with, "listener 0 127.0.0.1\nallow_anonymous false\n").unwrap();
+    broker.connect(V311, "before-reload");
+    std::fs::write(
+        broker.config_path.as_ref().unwrap(),
+        "listener 0 127.0.0.1\nallow_anonymous false\n",
+    )
+    .unwrap();
     broker.signal(SIGHUP);
     assert!(broker.log_contains("configuration reloaded"));
     let mut c = broker.client(V311);

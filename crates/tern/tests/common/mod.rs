@@ -21,6 +21,8 @@ pub struct Broker {
     pub addr: SocketAddr,
     /// Every line the broker wrote to stderr so far.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// The configuration file given with -c, if any.
+    pub config_path: Option<std::path::PathBuf>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -36,7 +38,9 @@ impl Broker {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, config).unwrap();
-        Self::spawn(&["broker", "-c", path.to_str().unwrap()], Some(dir))
+        let mut broker = Self::spawn(&["broker", "-c", path.to_str().unwrap()], Some(dir));
+        broker.config_path = Some(path);
+        broker
     }
 
     fn spawn(args: &[&str], dir: Option<tempfile::TempDir>) -> Broker {
@@ -66,6 +70,7 @@ impl Broker {
             child,
             addr: addr.parse().unwrap(),
             log,
+            config_path: None,
             _dir: dir,
         }
     }
