@@ -124,7 +124,10 @@ async fn serve(config: Config, args: BrokerArgs) -> Result<()> {
     let local_default = config.is_local_default() || (args.config.is_none() && !args.port.is_empty());
     let broker = Broker::bind(config).await?;
     for addr in broker.local_addrs() {
-        if local_default {
+        if args.daemon {
+            // Standard error is /dev/null now: the log destination says where it listens.
+            tracing::info!("tern broker {} listening on {addr}", env!("CARGO_PKG_VERSION"));
+        } else if local_default {
             eprintln!(
                 "tern broker {} listening on {addr} (local only, anonymous clients allowed; to accept other hosts, run `tern broker -c FILE` with a listener, see docs/configuration.md)",
                 env!("CARGO_PKG_VERSION")

@@ -129,3 +129,38 @@ fn half_open_and_idle_sockets_do_not_disturb_others() {
         assert!(c.expect_closed().is_empty());
     }
 }
+
+#[test]
+fn a_connect_flood_does_not_stop_a_control_pair() {
+    let broker = Broker::start();
+    let mut sub = broker.connect(V311, "flood-sub");
+    sub.subscribe("flood/control", QoS::AtLeastOnce);
+    let mut publisher = broker.connect(V311, "flood-pub");
+    let addr = broker.addr;
+    let flood = std::thread::spawn(move || {
+        for i in 0..400 {
+            let mut c = Client::open(addr, V311);
+            if i % 2 == 0 {
+                // Connect and vanish without DISCONNECT.
+                c.send(&Packet::Connect(Box::new(connect_packet(
+                    V311,
+                    &format!("flood-{i}"),
+                    true,
+                    60,
+                ))));
+            } else {
+                // Open a socket and drop it before CONNECT.
+                c.send_raw(b"\x10");
+            }
+        }
+    });
+    for i in 0..50u16 {
+        publisher.publish("flood/control", &i.to_be_bytes(), QoS::AtLeastOnce, false, i + 1);
+        let p = sub.recv_publish();
+        assert_eq!(&p.payload[..], &i.to_be_bytes());
+        sub.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
+    }
+    flood.join().unwrap();
+    publisher.publish("flood/control", b"after", QoS::AtLeastOnce, false, 999);
+    assert_eq!(&sub.recv_publish().payload[..], b"after");
+}

@@ -144,3 +144,51 @@ fn sighup_reloads_the_configuration() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn daemon_mode_detaches_writes_its_pid_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pid_file, log_file) = (dir.path().join("tern.pid"), dir.path().join("tern.log"));
+    let conf = dir.path().join("d.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener 0 127.0.0.1\nallow_anonymous true\npid_file {}\nlog_dest file {}\n",
+            pid_file.display(),
+            log_file.display()
+        ),
+    )
+    .unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["broker", "-d", "-c", conf.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "the foreground process exits once detached");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let addr = loop {
+        assert!(Instant::now() < deadline, "no listening line in the log file");
+        let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+        if let Some(rest) = log.split("listening on ").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<std::net::SocketAddr>()
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let mut c = Client::open(addr, V311);
+    assert_eq!(
+        c.connect(&connect_packet(V311, "daemon-client", true, 60)).reason_code,
+        ReasonCode::SUCCESS
+    );
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    assert!(c.expect_closed().is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
