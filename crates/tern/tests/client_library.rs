@@ -36,10 +36,14 @@ impl Mosquitto {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        // Owned at once, so the process is killed and reaped on every path.
+        let mosquitto = Mosquitto {
+            child,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        };
         for _ in 0..100 {
-            if std::net::TcpStream::connect(addr).is_ok() {
-                return Some(Mosquitto { child, addr });
+            if std::net::TcpStream::connect(mosquitto.addr).is_ok() {
+                return Some(mosquitto);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
