@@ -7,6 +7,7 @@
 //! exhaustively and to reuse.
 
 pub mod outbox;
+pub mod password;
 pub mod retained;
 pub mod topic;
 pub mod trie;

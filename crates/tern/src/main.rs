@@ -4,6 +4,7 @@
 //! written for mosquitto keep working.
 
 mod broker_cmd;
+mod tools;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,12 +24,60 @@ struct Cli {
 enum Command {
     /// Run the MQTT broker (mosquitto-compatible flags).
     Broker(broker_cmd::BrokerArgs),
+    /// Publish a message (mosquitto_pub's flags).
+    Pub(tools::pub_cmd::PubArgs),
+    /// Subscribe and print messages (mosquitto_sub's flags).
+    Sub(tools::sub_cmd::SubArgs),
+    /// Request/response over MQTT 5 (mosquitto_rr's flags).
+    Rr(tools::rr_cmd::RrArgs),
+    /// Manage a password file (mosquitto_passwd's flags).
+    Passwd(tools::passwd_cmd::PasswdArgs),
+}
+
+/// Runs a client tool on a small runtime and maps its result to an exit status.
+fn client_tool<F>(quiet: bool, future: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<u8>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => ExitCode::from(tools::common::report(&e, quiet)),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Broker(args) => broker_cmd::run(args),
+        Command::Pub(args) => {
+            let quiet = args.common.quiet;
+            return client_tool(quiet, async move { tools::pub_cmd::run(args).await.map(|()| 0) });
+        }
+        Command::Sub(args) => {
+            let quiet = args.common.quiet;
+            return client_tool(quiet, async move {
+                Ok(match tools::sub_cmd::run(args).await? {
+                    tools::sub_cmd::Outcome::Done => 0,
+                    tools::sub_cmd::Outcome::TimedOut => tools::sub_cmd::EXIT_TIMEOUT,
+                })
+            });
+        }
+        Command::Rr(args) => {
+            let quiet = args.common.quiet;
+            return client_tool(quiet, async move { tools::rr_cmd::run(args).await.map(|_| 0) });
+        }
+        Command::Passwd(args) => tools::passwd_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
