@@ -3,60 +3,9 @@
 mod common;
 use common::*;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tern_client::{Client, ConnectOptions, Event, Reconnect};
 use tern_proto::*;
-
-/// The mosquitto broker (Debian package mosquitto) on a free local port.
-struct Mosquitto {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Mosquitto {
-    fn start() -> Option<Mosquitto> {
-        let present = program_exists("mosquitto") || std::path::Path::new("/usr/sbin/mosquitto").exists();
-        if !peer_available("the mosquitto broker (apt-get install mosquitto)", present) {
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let program = if program_exists("mosquitto") {
-            "mosquitto"
-        } else {
-            "/usr/sbin/mosquitto"
-        };
-        let child = Command::new(program)
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Owned at once, so the process is killed and reaped on every path.
-        let mosquitto = Mosquitto {
-            child,
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(mosquitto.addr).is_ok() {
-                return Some(mosquitto);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("mosquitto did not start");
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn next_message(events: &mut tern_client::Events) -> Publish {
     loop {
@@ -123,7 +72,9 @@ async fn the_library_speaks_to_the_tern_broker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_library_speaks_to_the_mosquitto_broker() {
-    let Some(mosquitto) = Mosquitto::start() else { return };
+    let Some(mosquitto) = Mosquitto::start(None) else {
+        return;
+    };
     exchange(mosquitto.addr).await;
 }
 

@@ -30,6 +30,17 @@ fn tern_with_stdin(args: &[&str], input: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Runs `tern` with `more` (subcommand first) against `base` and asserts it succeeded.
+fn ok(base: &[String], more: &[&str]) -> Output {
+    let out = tern(&args(base, more));
+    assert!(
+        out.status.success(),
+        "tern {more:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
@@ -135,9 +146,7 @@ fn pub_sends_each_message_source_at_each_qos_and_version() {
     let file = dir.path().join("blob");
     let blob: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
     std::fs::write(&file, &blob).unwrap();
-    assert!(tern(&args(&base, &["pub", "-t", "p/f", "-f", file.to_str().unwrap()]))
-        .status
-        .success());
+    ok(&base, &["pub", "-t", "p/f", "-f", file.to_str().unwrap()]);
     assert_eq!(&sub.recv_publish().payload[..], &blob[..], "-f is binary-safe");
     assert!(
         tern_with_stdin(&args(&base, &["pub", "-t", "p/l", "-l"]), b"one\n\ntwo\n")
@@ -152,7 +161,7 @@ fn pub_sends_each_message_source_at_each_qos_and_version() {
             .success()
     );
     assert_eq!(&sub.recv_publish().payload[..], b"all\nof it");
-    assert!(tern(&args(&base, &["pub", "-t", "p/n", "-n"])).status.success());
+    ok(&base, &["pub", "-t", "p/n", "-n"]);
     assert!(sub.recv_publish().payload.is_empty());
     let out = tern(&args(&base, &["pub", "-t", "p/x", "-m", "a", "-n"]));
     assert!(!out.status.success() && stderr(&out).contains("exactly one of -m, -f, -l, -s or -n"));
@@ -163,7 +172,7 @@ fn pub_repeat_retain_inflight_url_and_ids() {
     let broker = Broker::start();
     let base = at(broker.addr);
     let mut sub = raw_sub(&broker, V311, "r/#", QoS::AtMostOnce);
-    assert!(tern(&args(
+    ok(
         &base,
         &[
             "pub",
@@ -174,42 +183,32 @@ fn pub_repeat_retain_inflight_url_and_ids() {
             "--repeat",
             "3",
             "--repeat-delay",
-            "0.05"
-        ]
-    ))
-    .status
-    .success());
+            "0.05",
+        ],
+    );
     for _ in 0..3 {
         assert_eq!(&sub.recv_publish().payload[..], b"x");
     }
-    assert!(tern(&args(
+    ok(
         &base,
-        &["pub", "-t", "r/many", "-m", "y", "-q", "1", "--repeat", "50", "-M", "2"]
-    ))
-    .status
-    .success());
+        &["pub", "-t", "r/many", "-m", "y", "-q", "1", "--repeat", "50", "-M", "2"],
+    );
     for _ in 0..50 {
         assert_eq!(&sub.recv_publish().payload[..], b"y");
     }
-    assert!(tern(&args(&base, &["pub", "-t", "r/kept", "-m", "kept", "-r"]))
-        .status
-        .success());
+    ok(&base, &["pub", "-t", "r/kept", "-m", "kept", "-r"]);
     let _ = sub.recv_publish();
     let mut late = raw_sub(&broker, V311, "r/kept", QoS::AtMostOnce);
     assert!(late.recv_publish().retain);
     let url = format!("mqtt://127.0.0.1:{}/r/url", broker.addr.port());
     assert!(tern(&["pub", "-L", &url, "-m", "via url"]).status.success());
     assert_eq!(sub.recv_publish().topic, "r/url");
-    assert!(tern(&args(
+    ok(
         &base,
-        &["pub", "-t", "r/id", "-m", "z", "-i", "my-publisher", "-k", "17"]
-    ))
-    .status
-    .success());
+        &["pub", "-t", "r/id", "-m", "z", "-i", "my-publisher", "-k", "17"],
+    );
     assert!(broker.log_contains("keepalive 17") && broker.log_contains("my-publisher"));
-    assert!(tern(&args(&base, &["pub", "-t", "r/id", "-m", "z", "-I", "prefix-"]))
-        .status
-        .success());
+    ok(&base, &["pub", "-t", "r/id", "-m", "z", "-I", "prefix-"]);
     assert!(broker.log_contains("prefix-"));
     let out = tern(&args(&base, &["pub", "-t", "r/d", "-m", "z", "-d"]));
     assert!(stderr(&out).contains("sending CONNECT") && stderr(&out).contains("sending PUBLISH"));
@@ -334,12 +333,7 @@ fn persistent_sessions_with_c_and_x() {
         );
         first.extend(extra.iter().copied());
         assert!(tern(&first).status.success());
-        assert!(tern(&args(
-            &base,
-            &["pub", "-V", version, "-t", "s/q", "-m", "queued", "-q", "1"]
-        ))
-        .status
-        .success());
+        ok(&base, &["pub", "-V", version, "-t", "s/q", "-m", "queued", "-q", "1"]);
         let mut second = args(
             &base,
             &[
@@ -356,9 +350,7 @@ fn persistent_sessions_with_c_and_x() {
 fn sub_output_and_filters() {
     let broker = Broker::start();
     let base = at(broker.addr);
-    assert!(tern(&args(&base, &["pub", "-t", "o/stale", "-m", "old", "-r"]))
-        .status
-        .success());
+    ok(&base, &["pub", "-t", "o/stale", "-m", "old", "-r"]);
     let sub = Background::start(&args(
         &base,
         &[
@@ -377,9 +369,7 @@ fn sub_output_and_filters() {
     ));
     settle();
     for (topic, message) in [("o/hidden/x", "no"), ("o/a", "first"), ("o/b", "second")] {
-        assert!(tern(&args(&base, &["pub", "-t", topic, "-m", message]))
-            .status
-            .success());
+        ok(&base, &["pub", "-t", topic, "-m", message]);
     }
     let (code, out, _) = sub.finish();
     assert_eq!(code, Some(0));
@@ -392,8 +382,8 @@ fn sub_output_and_filters() {
         &["sub", "-t", "o/f", "-C", "2", "-N", "-F", "%t:%p:%q:%l:%x|"],
     ));
     settle();
-    assert!(tern(&args(&base, &["pub", "-t", "o/f", "-m", "AB"])).status.success());
-    assert!(tern(&args(&base, &["pub", "-t", "o/f", "-m", "C"])).status.success());
+    ok(&base, &["pub", "-t", "o/f", "-m", "AB"]);
+    ok(&base, &["pub", "-t", "o/f", "-m", "C"]);
     assert_eq!(sub.finish().1, "o/f:AB:0:2:4142|o/f:C:0:1:43|");
     let out = tern(&args(
         &base,
@@ -416,18 +406,14 @@ fn retained_only_remove_retained_and_unsubscribe() {
     let broker = Broker::start();
     let base = at(broker.addr);
     for topic in ["k/1", "k/2"] {
-        assert!(tern(&args(&base, &["pub", "-t", topic, "-m", "stale", "-r"]))
-            .status
-            .success());
+        ok(&base, &["pub", "-t", topic, "-m", "stale", "-r"]);
     }
     let sub = Background::start(&args(
         &base,
         &["sub", "-t", "k/#", "--retained-only", "--remove-retained", "-v"],
     ));
     settle();
-    assert!(tern(&args(&base, &["pub", "-t", "k/live", "-m", "live"]))
-        .status
-        .success());
+    ok(&base, &["pub", "-t", "k/live", "-m", "live"]);
     let (code, out, _) = sub.finish();
     assert_eq!(code, Some(0));
     let mut lines: Vec<&str> = out.lines().collect();
@@ -440,18 +426,9 @@ fn retained_only_remove_retained_and_unsubscribe() {
         stdout(&out)
     );
     // -U removes a persistent subscription.
-    assert!(tern(&args(
-        &base,
-        &["sub", "-t", "u/t", "-q", "1", "-c", "-i", "unsub", "-E"]
-    ))
-    .status
-    .success());
-    assert!(tern(&args(&base, &["sub", "-U", "u/t", "-c", "-i", "unsub", "-E"]))
-        .status
-        .success());
-    assert!(tern(&args(&base, &["pub", "-t", "u/t", "-m", "x", "-q", "1"]))
-        .status
-        .success());
+    ok(&base, &["sub", "-t", "u/t", "-q", "1", "-c", "-i", "unsub", "-E"]);
+    ok(&base, &["sub", "-U", "u/t", "-c", "-i", "unsub", "-E"]);
+    ok(&base, &["pub", "-t", "u/t", "-m", "x", "-q", "1"]);
     let out = tern(&args(&base, &["sub", "-t", "u/other", "-c", "-i", "unsub", "-W", "1"]));
     assert!(stdout(&out).is_empty());
 }
@@ -476,9 +453,7 @@ fn retain_as_published_and_denied_subscriptions() {
         ],
     ));
     settle();
-    assert!(tern(&args(&base, &["pub", "-t", "rap", "-m", "x", "-r"]))
-        .status
-        .success());
+    ok(&base, &["pub", "-t", "rap", "-m", "x", "-r"]);
     assert_eq!(sub.finish().1, "1\n");
     let out = tern(&args(&base, &["sub", "-V", "5", "-t", "$share/g/t", "-W", "1"]));
     assert!(!out.status.success());
@@ -560,36 +535,14 @@ fn passwd_files_work_both_ways_with_mosquitto() {
         .unwrap()
         .success());
     assert!(tern(&["passwd", "-b", f, "dave", "pw4"]).status.success());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("user root\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {f}\n"),
-    )
-    .unwrap();
-    let program = if program_exists("mosquitto") {
-        "mosquitto"
-    } else {
-        "/usr/sbin/mosquitto"
+    let password_file = f.to_string();
+    let config = move |port: u16| {
+        format!("user root\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {password_file}\n")
     };
-    let mut mosquitto = Background(
-        Command::new(program)
-            .args(["-c", conf.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let port = port.to_string();
+    let Some(mosquitto) = Mosquitto::start(Some(&config)) else {
+        return;
+    };
+    let port = mosquitto.addr.port().to_string();
     for (user, password, ok) in [
         ("alice", "secret", true),
         ("bob", "hunter2", true),
@@ -616,39 +569,14 @@ fn passwd_files_work_both_ways_with_mosquitto() {
         ]);
         assert_eq!(out.status.success(), ok, "{user}/{password}: {}", stderr(&out));
     }
-    let _ = mosquitto.0.kill();
 }
 
 #[test]
 fn the_main_flows_work_against_the_mosquitto_broker() {
-    let present = program_exists("mosquitto") || std::path::Path::new("/usr/sbin/mosquitto").exists();
-    if !peer_available("the mosquitto broker (apt-get install mosquitto)", present) {
+    let Some(mosquitto) = Mosquitto::start(None) else {
         return;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let program = if program_exists("mosquitto") {
-        "mosquitto"
-    } else {
-        "/usr/sbin/mosquitto"
     };
-    let _mosquitto = Background(
-        Command::new(program)
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let started = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let addr = mosquitto.addr;
     let base = at(addr);
     for version in ["mqttv311", "mqttv5"] {
         let sub = Background::start(&args(
@@ -657,31 +585,20 @@ fn the_main_flows_work_against_the_mosquitto_broker() {
         ));
         settle();
         for qos in ["0", "1", "2"] {
-            assert!(tern(&args(
+            ok(
                 &base,
-                &["pub", "-V", version, "-t", &format!("m/{qos}"), "-m", "x", "-q", qos]
-            ))
-            .status
-            .success());
+                &["pub", "-V", version, "-t", &format!("m/{qos}"), "-m", "x", "-q", qos],
+            );
         }
         assert_eq!(sub.finish().1, "m/0 x\nm/1 x\nm/2 x\n", "{version}");
     }
-    assert!(tern(&args(&base, &["pub", "-t", "m/kept", "-m", "kept", "-r"]))
-        .status
-        .success());
+    ok(&base, &["pub", "-t", "m/kept", "-m", "kept", "-r"]);
     assert_eq!(
         stdout(&tern(&args(&base, &["sub", "-t", "m/kept", "-C", "1", "-F", "%p %r"]))),
         "kept 1\n"
     );
-    assert!(tern(&args(
-        &base,
-        &["sub", "-t", "m/q", "-q", "1", "-c", "-i", "m-keeper", "-E"]
-    ))
-    .status
-    .success());
-    assert!(tern(&args(&base, &["pub", "-t", "m/q", "-m", "queued", "-q", "1"]))
-        .status
-        .success());
+    ok(&base, &["sub", "-t", "m/q", "-q", "1", "-c", "-i", "m-keeper", "-E"]);
+    ok(&base, &["pub", "-t", "m/q", "-m", "queued", "-q", "1"]);
     assert_eq!(
         stdout(&tern(&args(
             &base,
@@ -695,8 +612,6 @@ fn the_main_flows_work_against_the_mosquitto_broker() {
         &["rr", "-t", "m/req", "-e", "m/resp", "-m", "ping", "-W", "10"],
     ));
     settle();
-    assert!(tern(&args(&base, &["pub", "-t", "m/resp", "-m", "pong"]))
-        .status
-        .success());
+    ok(&base, &["pub", "-t", "m/resp", "-m", "pong"]);
     assert_eq!(rr.finish().1, "pong\n");
 }

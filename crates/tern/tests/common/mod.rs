@@ -334,3 +334,58 @@ pub fn program_exists(name: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// The mosquitto broker (Debian package mosquitto) on a free local port, killed on drop.
+pub struct Mosquitto {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Mosquitto {
+    /// `mosquitto -p PORT`, or `mosquitto -c FILE` with `config(port)` written to FILE.
+    /// `None` (test skipped) when mosquitto is not installed outside CI.
+    pub fn start(config: Option<&dyn Fn(u16) -> String>) -> Option<Mosquitto> {
+        let program = if program_exists("mosquitto") {
+            "mosquitto"
+        } else {
+            "/usr/sbin/mosquitto"
+        };
+        let present = program_exists("mosquitto") || std::path::Path::new(program).exists();
+        if !peer_available("the mosquitto broker (apt-get install mosquitto)", present) {
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = Command::new(program);
+        match config {
+            Some(text) => {
+                let path = std::env::temp_dir().join(format!("tern-test-mosquitto-{port}.conf"));
+                std::fs::write(&path, text(port)).unwrap();
+                command.arg("-c").arg(path)
+            }
+            None => command.args(["-p", &port.to_string()]),
+        };
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        // Owned at once, so the process is killed and reaped on every path.
+        let mosquitto = Mosquitto {
+            child,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        };
+        let started = Instant::now();
+        while TcpStream::connect(mosquitto.addr).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "mosquitto did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(mosquitto)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
