@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_core::{Outbox, OutboxLimits};
 use tern_proto::{decode, ByteStr, Packet, ProtocolVersion, PublishFrame, QoS, SubscriptionOptions};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 
 /// Identifies one session object (a client id may have several over time).
 pub type SessionId = u64;
@@ -48,19 +48,17 @@ impl Delivery {
     }
 }
 
-/// A request to the connection task serving a session.
-#[derive(Debug)]
-pub enum Control {
-    /// Another connection took the client id: close (publishing the will) and report.
-    TakeOver(oneshot::Sender<()>),
-}
+/// Asks the connection serving a session to close for a newcomer with the same client id;
+/// it answers on the inner sender once it has published its will and detached.
+pub type TakeOver = oneshot::Sender<oneshot::Sender<()>>;
 
 /// The connection currently serving a session.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnectionHandle {
     /// Distinguishes this connection from later ones of the same session.
     pub generation: u64,
-    pub control: mpsc::Sender<Control>,
+    /// Taken by the one newcomer that asks this connection to close.
+    pub takeover: Option<TakeOver>,
 }
 
 /// The mutable part of a session.

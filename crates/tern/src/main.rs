@@ -3,6 +3,7 @@
 //! `tern broker` takes mosquitto's flags (-c, -p, -v, -d) so scripts and service files
 //! written for mosquitto keep working.
 
+mod bench;
 mod broker_cmd;
 mod tools;
 
@@ -32,6 +33,8 @@ enum Command {
     Rr(tools::rr_cmd::RrArgs),
     /// Manage a password file (mosquitto_passwd's flags).
     Passwd(tools::passwd_cmd::PasswdArgs),
+    /// Load generator: throughput, latency, connection storms, idle connections.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs a client tool on a small runtime and maps its result to an exit status.
@@ -78,6 +81,11 @@ fn main() -> ExitCode {
             return client_tool(quiet, async move { tools::rr_cmd::run(args).await.map(|_| 0) });
         }
         Command::Passwd(args) => tools::passwd_cmd::run(args),
+        Command::Bench(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(bench::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,9 +3,8 @@
 
 use super::{Connection, TOPIC_ALIAS_MAXIMUM};
 use crate::broker::BrokerState;
-use crate::session::{ConnectionHandle, Control, Session};
+use crate::session::{ConnectionHandle, Session};
 use bytes::BytesMut;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use tern_proto::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// A connection refused before or at CONNECT: the bytes to send (if any) and the log line.
 pub(super) struct Refused {
@@ -119,7 +118,7 @@ pub(super) async fn accept(
     broker: &Arc<BrokerState>,
     allow_anonymous: bool,
     writer: &mut OwnedWriteHalf,
-) -> Option<(Connection, mpsc::Receiver<Control>)> {
+) -> Option<(Connection, oneshot::Receiver<oneshot::Sender<()>>)> {
     let config = broker.config();
     let version = connect.protocol_version;
     let generation = CONNECTIONS.fetch_add(1, Relaxed) + 1;
@@ -177,10 +176,10 @@ pub(super) async fn accept(
         }
     }
 
-    let (control_tx, control_rx) = mpsc::channel(1);
+    let (takeover_tx, takeover_rx) = oneshot::channel();
     let handle = ConnectionHandle {
         generation,
-        control: control_tx,
+        takeover: Some(takeover_tx),
     };
     let lifetime = session_lifetime(&connect, &config);
     let Some((session, session_present)) =
@@ -212,11 +211,10 @@ pub(super) async fn accept(
         version,
         session,
         generation,
-        client_id,
         keep_alive_limit: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
-        will: connect.will,
-        out: BytesMut::with_capacity(256),
-        topic_aliases: HashMap::new(),
+        will: connect.will.map(Box::new),
+        out: BytesMut::new(),
+        topic_aliases: None,
         inflight_window: window,
         client_max_packet_size: connect
             .properties
@@ -228,7 +226,7 @@ pub(super) async fn accept(
     if session_present {
         connection.resend_inflight();
     }
-    Some((connection, control_rx))
+    Some((connection, takeover_rx))
 }
 
 /// Finds or creates the session for `client_id`, taking it over from a live connection
@@ -274,16 +272,17 @@ async fn attach_session(
     handle: ConnectionHandle,
 ) -> Option<(Arc<Session>, bool)> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut handle = Some(handle);
     while tokio::time::Instant::now() < deadline {
         let live = broker.sessions.with(|map| {
             let existing = map.get(client_id).cloned();
             if let Some(session) = &existing {
                 let mut state = session.state.lock();
-                if let Some(current) = &state.connection {
-                    return Err(current.control.clone());
+                if let Some(current) = &mut state.connection {
+                    return Err(current.takeover.take());
                 }
                 if !clean_start {
-                    state.connection = Some(handle.clone());
+                    state.connection = handle.take();
                     state.clean = lifetime.ends_with_connection;
                     state.expiry = lifetime.expiry;
                     state.disconnected_at = None;
@@ -298,7 +297,7 @@ async fn attach_session(
             );
             {
                 let mut state = fresh.state.lock();
-                state.connection = Some(handle.clone());
+                state.connection = handle.take();
                 state.expiry = lifetime.expiry;
             }
             map.insert(client_id.clone(), fresh.clone());
@@ -311,13 +310,17 @@ async fn attach_session(
                 }
                 return Some((session, present));
             }
-            Err(control) => {
-                let (done_tx, done_rx) = oneshot::channel();
-                let answered = match control.send(Control::TakeOver(done_tx)).await {
-                    Ok(()) => tokio::time::timeout_at(deadline, done_rx)
-                        .await
-                        .is_ok_and(|r| r.is_ok()),
-                    Err(_) => false,
+            Err(takeover) => {
+                let answered = match takeover {
+                    Some(takeover) => {
+                        let (done_tx, done_rx) = oneshot::channel();
+                        takeover.send(done_tx).is_ok()
+                            && tokio::time::timeout_at(deadline, done_rx)
+                                .await
+                                .is_ok_and(|r| r.is_ok())
+                    }
+                    // Another newcomer is already taking it over: wait for the outcome.
+                    None => false,
                 };
                 if !answered {
                     // The old connection is already closing: give it a moment to detach.

@@ -98,7 +98,7 @@ impl Connection {
     fn check_publish(&self, publish: &Publish) -> ReasonCode {
         let limit = self.message_size_limit;
         if limit != 0 && publish.payload.len() > limit {
-            tracing::info!(client = %self.client_id, "message of {} bytes exceeds message_size_limit {limit}: dropped", publish.payload.len());
+            tracing::info!(client = %self.session.client_id, "message of {} bytes exceeds message_size_limit {limit}: dropped", publish.payload.len());
             return ReasonCode::QUOTA_EXCEEDED;
         }
         if publish.topic.starts_with("$SYS") {
@@ -125,14 +125,21 @@ impl Connection {
             ));
         }
         if publish.topic.is_empty() {
-            publish.topic = self.topic_aliases.get(&alias).cloned().ok_or_else(|| {
-                Close::violation(
-                    ReasonCode::PROTOCOL_ERROR,
-                    format!("Topic Alias {alias} used before it was set"),
-                )
-            })?;
+            publish.topic = self
+                .topic_aliases
+                .as_ref()
+                .and_then(|aliases| aliases.get(&alias))
+                .cloned()
+                .ok_or_else(|| {
+                    Close::violation(
+                        ReasonCode::PROTOCOL_ERROR,
+                        format!("Topic Alias {alias} used before it was set"),
+                    )
+                })?;
         } else {
-            self.topic_aliases.insert(alias, publish.topic.clone());
+            self.topic_aliases
+                .get_or_insert_with(Default::default)
+                .insert(alias, publish.topic.clone());
         }
         publish.properties.remove(PropertyId::TopicAlias);
         Ok(())

@@ -11,7 +11,7 @@ mod inbound;
 
 use crate::broker::BrokerState;
 use crate::metrics::LocalCounters;
-use crate::session::{Control, Session};
+use crate::session::Session;
 use bytes::{Buf, BytesMut};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,10 +21,10 @@ use tern_core::Stage;
 use tern_proto::{
     encode, ByteStr, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, PublishResponse, ReasonCode, Will,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Output buffered beyond this stops reading from the client and refilling from the
 /// outbox until the socket drains: a client that does not read cannot grow our memory.
@@ -77,14 +77,16 @@ pub(crate) struct Connection {
     session: Arc<Session>,
     /// This connection's number in its session, to detach only itself.
     generation: u64,
-    client_id: ByteStr,
     /// 1.5 x the negotiated keepalive; `None` when keepalive is off.
     keep_alive_limit: Option<Duration>,
-    will: Option<Will>,
+    /// Boxed: most clients have none, and it is read once, at the end.
+    will: Option<Box<Will>>,
     /// Encoded packets not yet written.
     out: BytesMut,
     /// Topic aliases the client set (5.0).
-    topic_aliases: HashMap<u16, ByteStr>,
+    /// Boxed (a 5.0 feature few clients use) to keep idle connections small.
+    #[allow(clippy::box_collection)]
+    topic_aliases: Option<Box<HashMap<u16, ByteStr>>>,
     /// Smaller of the broker's in-flight limit and the client's Receive Maximum.
     inflight_window: usize,
     /// Largest packet the client accepts (5.0 Maximum Packet Size).
@@ -94,92 +96,174 @@ pub(crate) struct Connection {
     counters: LocalCounters,
 }
 
+/// Resolves with the newcomer's reply sender when a takeover is asked for; never resolves
+/// once the handle is gone without one.
+async fn next_takeover(takeover: &mut Option<oneshot::Receiver<oneshot::Sender<()>>>) -> Option<oneshot::Sender<()>> {
+    match takeover {
+        Some(receiver) => {
+            let asked = receiver.await.ok();
+            *takeover = None;
+            asked
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Serves one accepted socket until it closes.
+///
+/// Setting up (CONNECT, handshake) runs in its own boxed future and hands over one value;
+/// the future that stays resident for the connection's life is only the loop's.
 pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<BrokerState>, allow_anonymous: bool) {
+    let Some(mut live) = Box::pin(set_up(stream, peer, broker, allow_anonymous)).await else {
+        return;
+    };
+    let close = live.run().await;
+    let Live {
+        connection, mut writer, ..
+    } = live;
+    // The closing runs once: boxed, it does not size the resident future either.
+    Box::pin(connection.finish(close, &mut writer)).await;
+}
+
+/// A connection past CONNACK, with its socket halves and pending input: everything the
+/// loop needs, borrowed in place by [`Live::run`].
+struct Live {
+    connection: Connection,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    /// Bytes read and not yet decoded; empty (no allocation) while idle.
+    input: BytesMut,
+    /// Resolves when a newcomer takes the session over; `None` once the handle is gone.
+    takeover: Option<oneshot::Receiver<oneshot::Sender<()>>>,
+}
+
+/// Reads CONNECT within the connect timeout and performs the handshake.
+async fn set_up(stream: TcpStream, peer: SocketAddr, broker: Arc<BrokerState>, allow_anonymous: bool) -> Option<Live> {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let mut input = BytesMut::with_capacity(512);
     let connect_timeout = broker.config().connect_timeout;
-    let connect = match tokio::time::timeout(
+    let read = tokio::time::timeout(
         connect_timeout,
         handshake::read_connect(&mut reader, &mut input, &broker),
     )
-    .await
-    {
+    .await;
+    let connect = match read {
         Ok(Ok(connect)) => connect,
         Ok(Err(handshake::Refused { reply, message })) => {
             tracing::info!(%peer, "connection refused: {message}");
             if let Some(reply) = reply {
                 let _ = writer.write_all(&reply).await;
             }
-            return;
+            return None;
         }
         Err(_) => {
             tracing::info!(%peer, "no CONNECT within {connect_timeout:?}: closing");
-            return;
+            return None;
         }
     };
-    let Some((mut connection, control)) = handshake::accept(connect, peer, &broker, allow_anonymous, &mut writer).await
-    else {
-        return;
-    };
-    let close = connection.run(&mut reader, &mut writer, input, control).await;
-    connection.finish(close, &mut writer).await;
+    let (connection, takeover) = handshake::accept(connect, peer, &broker, allow_anonymous, &mut writer).await?;
+    if input.is_empty() {
+        input = BytesMut::new();
+    }
+    Some(Live {
+        connection,
+        reader,
+        writer,
+        input,
+        takeover: Some(takeover),
+    })
 }
 
-impl Connection {
-    async fn run(
-        &mut self,
-        reader: &mut OwnedReadHalf,
-        writer: &mut OwnedWriteHalf,
-        mut input: BytesMut,
-        mut control: mpsc::Receiver<Control>,
-    ) -> Close {
-        let broker = self.broker.clone();
+impl Live {
+    /// The connection's loop, until it must close.
+    async fn run(&mut self) -> Close {
+        let Live {
+            connection: c,
+            reader,
+            writer,
+            input,
+            takeover,
+        } = self;
+        let broker = &*c.broker.clone();
         let max_packet_size = broker.config().max_packet_size();
         let mut last_read = Instant::now();
-        let keep_alive = tokio::time::sleep(self.keep_alive_limit.unwrap_or(Duration::from_secs(86_400)));
+        let keep_alive = tokio::time::sleep(c.keep_alive_limit.unwrap_or(Duration::from_secs(86_400)));
         tokio::pin!(keep_alive);
         loop {
-            if self.out.len() < OUTPUT_HIGH_WATER {
-                self.fill_from_outbox();
+            if c.out.len() < OUTPUT_HIGH_WATER {
+                c.fill_from_outbox();
             }
-            broker.metrics.flush(&mut self.counters);
-            if input.capacity() - input.len() < READ_CHUNK / 4 {
-                input.reserve(READ_CHUNK);
-            }
-            let can_read = self.out.len() < OUTPUT_HIGH_WATER;
+            broker.metrics.flush(&mut c.counters);
+            let can_read = c.out.len() < OUTPUT_HIGH_WATER;
             tokio::select! {
                 biased;
-                Some(Control::TakeOver(done)) = control.recv() => return Close::TakenOver(done),
-                () = broker.shutdown.cancelled() => return Close::Shutdown,
-                read = reader.read_buf(&mut input), if can_read => match read {
-                    Ok(0) => return Close::Gone("closed by the client".into()),
-                    Ok(n) => {
-                        self.counters.bytes_received += n as u64;
-                        last_read = Instant::now();
-                        if let Err(close) = self.handle_input(&mut input, max_packet_size) {
-                            return close;
-                        }
+                done = next_takeover(takeover) => {
+                    if let Some(done) = done {
+                        return Close::TakenOver(done);
                     }
-                    Err(e) => return Close::Gone(format!("read error: {e}")),
-                },
-                written = writer.write(&self.out), if !self.out.is_empty() => match written {
+                }
+                () = broker.shutdown.cancelled() => return Close::Shutdown,
+                ready = reader.readable(), if can_read => {
+                    if let Err(e) = ready {
+                        return Close::Gone(format!("read error: {e}"));
+                    }
+                    match c.read_and_handle(reader, input, max_packet_size) {
+                        Ok(true) => last_read = Instant::now(),
+                        Ok(false) => {}
+                        Err(close) => return close,
+                    }
+                }
+                written = writer.write(&c.out), if !c.out.is_empty() => match written {
                     Ok(n) => {
-                        self.counters.bytes_sent += n as u64;
-                        self.out.advance(n);
+                        c.counters.bytes_sent += n as u64;
+                        c.out.advance(n);
+                        if c.out.is_empty() && c.out.capacity() > READ_CHUNK {
+                            // Idle connections keep no large buffers.
+                            c.out = BytesMut::new();
+                        }
                     }
                     Err(e) => return Close::Gone(format!("write error: {e}")),
                 },
-                () = self.session.wake.notified() => {}
-                () = &mut keep_alive, if self.keep_alive_limit.is_some() => {
-                    let limit = self.keep_alive_limit.unwrap_or_default();
+                () = c.session.wake.notified() => {}
+                () = &mut keep_alive, if c.keep_alive_limit.is_some() => {
+                    let limit = c.keep_alive_limit.unwrap_or_default();
                     if last_read.elapsed() >= limit {
                         return Close::KeepAliveTimeout;
                     }
                     keep_alive.as_mut().reset((last_read + limit).into());
                 }
             }
+        }
+    }
+}
+
+impl Connection {
+    /// Reads what the socket has (readiness was reported) and handles every complete
+    /// packet. The read buffer exists only while bytes are pending: once everything in it
+    /// is handled it is released, so an idle connection holds no read buffer. Returns
+    /// whether anything was read.
+    fn read_and_handle(
+        &mut self,
+        reader: &OwnedReadHalf,
+        input: &mut BytesMut,
+        max_packet_size: usize,
+    ) -> Result<bool, Close> {
+        if input.capacity() - input.len() < READ_CHUNK / 4 {
+            input.reserve(READ_CHUNK);
+        }
+        match reader.try_read_buf(input) {
+            Ok(0) => Err(Close::Gone("closed by the client".into())),
+            Ok(n) => {
+                self.counters.bytes_received += n as u64;
+                self.handle_input(input, max_packet_size)?;
+                if input.is_empty() {
+                    *input = BytesMut::new();
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(Close::Gone(format!("read error: {e}"))),
         }
     }
 
@@ -241,7 +325,7 @@ impl Connection {
     /// Appends one packet to the output buffer.
     fn send(&mut self, packet: &Packet) {
         if let Err(e) = encode(packet, self.version, &mut self.out) {
-            tracing::error!(client = %self.client_id, "cannot encode {}: {e}", packet.packet_type());
+            tracing::error!(client = %self.session.client_id, "cannot encode {}: {e}", packet.packet_type());
         }
     }
 
@@ -265,10 +349,10 @@ impl Connection {
         };
         match &close {
             Close::Violation { .. } => {
-                tracing::warn!(client = %self.client_id, peer = %self.peer, "{log}")
+                tracing::warn!(client = %self.session.client_id, peer = %self.peer, "{log}")
             }
             _ if self.broker.config().connection_messages => {
-                tracing::info!(client = %self.client_id, peer = %self.peer, "client closed: {log}")
+                tracing::info!(client = %self.session.client_id, peer = %self.peer, "client closed: {log}")
             }
             _ => {}
         }
@@ -285,7 +369,7 @@ impl Connection {
         let _ = writer.shutdown().await;
         if publish_will {
             if let Some(will) = self.will.take() {
-                self.publish_will(will);
+                self.publish_will(*will);
             }
         }
         self.detach_session();
@@ -316,6 +400,6 @@ impl Connection {
         for filter in filters {
             self.broker.router.unsubscribe(self.session.id, &filter);
         }
-        self.broker.sessions.remove_if(&self.client_id, self.session.id);
+        self.broker.sessions.remove_if(&self.session.client_id, self.session.id);
     }
 }

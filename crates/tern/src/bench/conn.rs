@@ -1,0 +1,123 @@
+//! Connection scenarios: `storm` (connects per second, CONNACK latency), `idle` (memory
+//! per idle connection), and `drain`, the trivial server for ceiling measurements.
+
+use super::report::{sample, Latency};
+use super::{wire, BenchArgs};
+use anyhow::Result;
+use bytes::BytesMut;
+use hdrhistogram::Histogram;
+use std::sync::Arc;
+use std::time::Duration;
+use tern_proto::{decode, encode, ConnectAck, Packet, Properties, ProtocolVersion, ReasonCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+/// Opens `args.connections` connections, `args.concurrency` at a time, keeping them open.
+async fn open_many(args: &BenchArgs) -> Result<(Vec<wire::Raw>, Histogram<u64>, f64)> {
+    let (addr, version) = (args.addr()?, args.version()?);
+    let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(args.connections);
+    for i in 0..args.connections {
+        let permit = gate.clone().acquire_owned().await?;
+        let id = format!("bench-{}-c{i}", std::process::id());
+        tasks.push(tokio::spawn(async move {
+            let began = Instant::now();
+            let raw = wire::connect(addr, version, &id, 0).await;
+            drop(permit);
+            raw.map(|r| (r, began.elapsed()))
+        }));
+    }
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut open = Vec::with_capacity(args.connections);
+    for task in tasks {
+        let (raw, took) = task.await??;
+        let _ = latency.record(took.as_micros().max(1) as u64);
+        open.push(raw);
+    }
+    Ok((open, latency, started.elapsed().as_secs_f64()))
+}
+
+pub async fn storm(args: &BenchArgs) -> Result<()> {
+    let (open, latency, seconds) = open_many(args).await?;
+    let l = Latency::from(&latency);
+    let rate = open.len() as f64 / seconds;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"scenario": "Storm", "connections": open.len(), "seconds": seconds, "connects_per_second": rate, "connack_latency_us": l})
+        );
+    } else {
+        println!(
+            "storm           {} connections in {seconds:.2} s: {rate:.0} connects/s",
+            open.len()
+        );
+        println!(
+            "CONNACK (us)    p50 {}  p99 {}  p99.9 {}  max {}",
+            l.p50, l.p99, l.p999, l.max
+        );
+    }
+    Ok(())
+}
+
+pub async fn idle(args: &BenchArgs) -> Result<()> {
+    let before = args.broker_pid.and_then(sample);
+    let (open, _, seconds) = open_many(args).await?;
+    tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
+    let after = args.broker_pid.and_then(sample);
+    let per_connection = match (before, after) {
+        (Some(b), Some(a)) => Some(a.rss_bytes.saturating_sub(b.rss_bytes) as f64 / open.len().max(1) as f64),
+        _ => None,
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"scenario": "Idle", "connections": open.len(), "connect_seconds": seconds,
+                "broker_rss_before": before.map(|s| s.rss_bytes), "broker_rss_after": after.map(|s| s.rss_bytes),
+                "broker_bytes_per_connection": per_connection})
+        );
+    } else {
+        println!("idle            {} connections held {:.1} s", open.len(), args.hold);
+        if let (Some(b), Some(a), Some(per)) = (before, after, per_connection) {
+            println!(
+                "broker RSS      {:.1} MiB -> {:.1} MiB: {per:.0} bytes per connection",
+                b.rss_bytes as f64 / 1048576.0,
+                a.rss_bytes as f64 / 1048576.0
+            );
+        }
+    }
+    drop(open);
+    Ok(())
+}
+
+/// Accepts connections, answers CONNECT with CONNACK and discards everything after it.
+pub async fn drain(args: &BenchArgs) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await?;
+    eprintln!("drain server listening on {}", listener.local_addr()?);
+    loop {
+        let (mut socket, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let mut buf = BytesMut::with_capacity(64 * 1024);
+            loop {
+                match socket.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                if let Ok(Some(Packet::Connect(c))) = decode(&mut buf, ProtocolVersion::V3_1_1, usize::MAX) {
+                    let mut out = BytesMut::new();
+                    let ack = ConnectAck {
+                        session_present: false,
+                        reason_code: ReasonCode::SUCCESS,
+                        properties: Properties::default(),
+                    };
+                    let _ = encode(&Packet::ConnectAck(ack), c.protocol_version, &mut out);
+                    if socket.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+                buf.clear();
+            }
+        });
+    }
+}

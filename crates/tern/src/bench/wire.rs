@@ -1,0 +1,157 @@
+//! The load generator's own MQTT plumbing: raw sockets, pre-encoded frames and batched
+//! writes, so that the generator costs far less per message than the broker it measures.
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::{BufMut, Bytes, BytesMut};
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tern_proto::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+/// Bytes at the start of every payload: send time (ns since 1970), sequence, publisher.
+pub const HEADER: usize = 16;
+
+pub fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A connected client's two halves and the bytes read past CONNACK.
+pub struct Raw {
+    pub reader: OwnedReadHalf,
+    pub writer: OwnedWriteHalf,
+    pub input: BytesMut,
+    pub version: ProtocolVersion,
+}
+
+/// Connects, sends CONNECT and waits for a successful CONNACK.
+pub async fn connect(addr: SocketAddr, version: ProtocolVersion, client_id: &str, keep_alive: u16) -> Result<Raw> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let (reader, writer) = stream.into_split();
+    let mut raw = Raw {
+        reader,
+        writer,
+        input: BytesMut::with_capacity(64 * 1024),
+        version,
+    };
+    let connect = Connect {
+        protocol_version: version,
+        clean_start: true,
+        keep_alive,
+        client_id: ByteStr::from(client_id),
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+    };
+    raw.send(&Packet::Connect(Box::new(connect))).await?;
+    match raw.next().await? {
+        Packet::ConnectAck(ack) if ack.reason_code.is_success() => Ok(raw),
+        Packet::ConnectAck(ack) => bail!("{addr}: connection refused: {}", ack.reason_code),
+        other => bail!("{addr}: expected CONNACK, got {}", other.packet_type()),
+    }
+}
+
+impl Raw {
+    pub async fn send(&mut self, packet: &Packet) -> Result<()> {
+        let mut out = BytesMut::new();
+        encode(packet, self.version, &mut out)?;
+        self.writer.write_all(&out).await?;
+        Ok(())
+    }
+
+    /// The next packet, reading as needed.
+    pub async fn next(&mut self) -> Result<Packet> {
+        loop {
+            if let Some(p) = decode(&mut self.input, self.version, usize::MAX)? {
+                return Ok(p);
+            }
+            if self.input.capacity() - self.input.len() < 4096 {
+                self.input.reserve(64 * 1024);
+            }
+            if self.reader.read_buf(&mut self.input).await? == 0 {
+                bail!("connection closed by the broker");
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<()> {
+        let options = SubscriptionOptions {
+            qos,
+            ..Default::default()
+        };
+        let subscription = Subscription {
+            filter: ByteStr::from(filter),
+            options,
+        };
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id: 1,
+            subscriptions: vec![subscription],
+            properties: Properties::default(),
+        }))
+        .await?;
+        match self.next().await? {
+            Packet::SubscribeAck(ack) if ack.reason_codes.iter().all(|c| c.is_success()) => Ok(()),
+            Packet::SubscribeAck(ack) => Err(anyhow!("subscription to {filter} refused: {:?}", ack.reason_codes)),
+            other => bail!("expected SUBACK, got {}", other.packet_type()),
+        }
+    }
+}
+
+/// A PUBLISH frame for a publisher, encoded once; each send patches the timestamp,
+/// sequence and packet id into a copy.
+pub struct Frame {
+    frame: PublishFrame,
+    /// Offset of the payload within the frame.
+    payload_at: usize,
+}
+
+impl Frame {
+    pub fn new(topic: &str, qos: QoS, size: usize, publisher: u32, version: ProtocolVersion) -> Result<Frame> {
+        let mut payload = BytesMut::with_capacity(size.max(HEADER));
+        payload.put_u64(0);
+        payload.put_u32(0);
+        payload.put_u32(publisher);
+        payload.resize(size.max(HEADER), b'x');
+        let publish = Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic: ByteStr::from(topic),
+            packet_id: u16::from(qos != QoS::AtMostOnce),
+            properties: Properties::default(),
+            payload: payload.freeze(),
+        };
+        let frame = PublishFrame::new(&publish, version)?;
+        let payload_at = frame.len() - publish.payload.len();
+        Ok(Frame { frame, payload_at })
+    }
+
+    /// Appends the frame with this `packet_id`, `sequence` and the current time.
+    pub fn write(&self, out: &mut BytesMut, packet_id: u16, sequence: u32) {
+        let start = out.len();
+        self.frame.write(out, packet_id, false);
+        let at = start + self.payload_at;
+        out[at..at + 8].copy_from_slice(&now_nanos().to_be_bytes());
+        out[at + 8..at + 12].copy_from_slice(&sequence.to_be_bytes());
+    }
+}
+
+/// (send time, sequence, publisher) from a received payload.
+pub fn read_header(payload: &Bytes) -> Option<(u64, u32, u32)> {
+    if payload.len() < HEADER {
+        return None;
+    }
+    let field = |from: usize, len: usize| {
+        payload[from..from + len]
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+    };
+    Some((field(0, 8), field(8, 4) as u32, field(12, 4) as u32))
+}
