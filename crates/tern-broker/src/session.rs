@@ -111,6 +111,10 @@ impl Session {
         if state.connection.is_none() && qos == QoS::AtMostOnce {
             return false;
         }
+        // Wake the connection only when the queue goes from empty to not: while it is not
+        // empty the connection is draining it, or waiting for socket space or for acks,
+        // each of which brings it back to the queue. One wake per burst, not per message.
+        let was_empty = state.outbox.queued() == 0;
         if state.outbox.push(delivery, qos, payload_len).is_err() {
             drop(state);
             let dropped = metrics.messages_dropped.fetch_add(1, Relaxed);
@@ -120,7 +124,9 @@ impl Session {
             return false;
         }
         drop(state);
-        self.wake.notify_one();
+        if was_empty {
+            self.wake.notify_one();
+        }
         true
     }
 }

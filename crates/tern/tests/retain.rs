@@ -49,7 +49,8 @@ fn retained_messages_are_sent_at_most_at_the_granted_qos() {
 fn mqtt_5_retain_handling_and_retain_as_published() {
     let broker = Broker::start();
     let mut publisher = broker.connect(V5, "rh-pub");
-    publisher.publish("rh", b"kept", QoS::AtMostOnce, true, 0);
+    // QoS 1: acknowledged, so stored before the subscriptions below are made.
+    publisher.publish("rh", b"kept", QoS::AtLeastOnce, true, 1);
     let mut sub = broker.connect(V5, "rh-sub");
     let opts = |rh, rap| SubscriptionOptions {
         qos: QoS::AtMostOnce,

@@ -135,6 +135,8 @@ struct Live {
     input: BytesMut,
     /// Resolves when a newcomer takes the session over; `None` once the handle is gone.
     takeover: Option<oneshot::Receiver<oneshot::Sender<()>>>,
+    /// The last write found the socket full: wait for it to become writable.
+    write_blocked: bool,
 }
 
 /// Reads CONNECT within the connect timeout and performs the handshake.
@@ -172,6 +174,7 @@ async fn set_up(stream: TcpStream, peer: SocketAddr, broker: Arc<BrokerState>, a
         writer,
         input,
         takeover: Some(takeover),
+        write_blocked: false,
     })
 }
 
@@ -184,6 +187,7 @@ impl Live {
             writer,
             input,
             takeover,
+            write_blocked,
         } = self;
         let broker = &*c.broker.clone();
         let max_packet_size = broker.config().max_packet_size();
@@ -191,8 +195,20 @@ impl Live {
         let keep_alive = tokio::time::sleep(c.keep_alive_limit.unwrap_or(Duration::from_secs(86_400)));
         tokio::pin!(keep_alive);
         loop {
-            if c.out.len() < OUTPUT_HIGH_WATER {
-                c.fill_from_outbox();
+            let more = c.out.len() >= OUTPUT_HIGH_WATER || c.fill_from_outbox();
+            if !c.out.is_empty() && !*write_blocked {
+                // Write at once when the socket has room: the common case needs no extra
+                // turn through the select below.
+                match c.write_now(writer) {
+                    Ok(blocked) => *write_blocked = blocked,
+                    Err(close) => return close,
+                }
+            }
+            if more && c.out.len() < OUTPUT_HIGH_WATER {
+                // More is queued than fitted and there is room again; publishers wake us
+                // only when the queue was empty, so wake ourselves (through the select,
+                // which keeps the scheduler's fairness budget).
+                c.session.wake.notify_one();
             }
             broker.metrics.flush(&mut c.counters);
             let can_read = c.out.len() < OUTPUT_HIGH_WATER;
@@ -214,17 +230,15 @@ impl Live {
                         Err(close) => return close,
                     }
                 }
-                written = writer.write(&c.out), if !c.out.is_empty() => match written {
-                    Ok(n) => {
-                        c.counters.bytes_sent += n as u64;
-                        c.out.advance(n);
-                        if c.out.is_empty() && c.out.capacity() > READ_CHUNK {
-                            // Idle connections keep no large buffers.
-                            c.out = BytesMut::new();
-                        }
+                ready = writer.writable(), if !c.out.is_empty() => {
+                    if let Err(e) = ready {
+                        return Close::Gone(format!("write error: {e}"));
                     }
-                    Err(e) => return Close::Gone(format!("write error: {e}")),
-                },
+                    match c.write_now(writer) {
+                        Ok(blocked) => *write_blocked = blocked,
+                        Err(close) => return close,
+                    }
+                }
                 () = c.session.wake.notified() => {}
                 () = &mut keep_alive, if c.keep_alive_limit.is_some() => {
                     let limit = c.keep_alive_limit.unwrap_or_default();
@@ -239,6 +253,24 @@ impl Live {
 }
 
 impl Connection {
+    /// Writes as much pending output as the socket takes without waiting. Returns whether
+    /// the socket was full.
+    fn write_now(&mut self, writer: &OwnedWriteHalf) -> Result<bool, Close> {
+        match writer.try_write(&self.out) {
+            Ok(n) => {
+                self.counters.bytes_sent += n as u64;
+                self.out.advance(n);
+                if self.out.is_empty() && self.out.capacity() > READ_CHUNK {
+                    // Idle connections keep no large buffers.
+                    self.out = BytesMut::new();
+                }
+                Ok(false)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
+            Err(e) => Err(Close::Gone(format!("write error: {e}"))),
+        }
+    }
+
     /// Reads what the socket has (readiness was reported) and handles every complete
     /// packet. The read buffer exists only while bytes are pending: once everything in it
     /// is handled it is released, so an idle connection holds no read buffer. Returns
@@ -278,13 +310,17 @@ impl Connection {
         }
     }
 
-    /// Moves sendable deliveries from the session's outbox into the output buffer.
-    fn fill_from_outbox(&mut self) {
+    /// Moves sendable deliveries from the session's outbox into the output buffer. Returns
+    /// whether it stopped at the high-water mark with more still queued.
+    fn fill_from_outbox(&mut self) -> bool {
         let v5 = self.version.is_v5();
         let mut state = self.session.state.lock();
-        while self.out.len() < OUTPUT_HIGH_WATER {
+        loop {
+            if self.out.len() >= OUTPUT_HIGH_WATER {
+                return state.outbox.queued() > 0;
+            }
             let Some(sendable) = state.outbox.pop_sendable(self.inflight_window) else {
-                break;
+                return false;
             };
             let Some(frame) = sendable.delivery.frame_for(v5) else {
                 continue;
