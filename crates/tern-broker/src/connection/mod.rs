@@ -225,8 +225,15 @@ impl Live {
                         return Close::Gone(format!("read error: {e}"));
                     }
                     match c.read_and_handle(reader, input, max_packet_size) {
-                        Ok(true) => last_read = Instant::now(),
-                        Ok(false) => {}
+                        Ok(0) => {}
+                        Ok(n) => {
+                            last_read = Instant::now();
+                            if n >= READ_CHUNK / 2 {
+                                // A client that always has more to send would otherwise keep
+                                // this worker to itself and starve the connections it feeds.
+                                tokio::task::yield_now().await;
+                            }
+                        }
                         Err(close) => return close,
                     }
                 }
@@ -274,13 +281,13 @@ impl Connection {
     /// Reads what the socket has (readiness was reported) and handles every complete
     /// packet. The read buffer exists only while bytes are pending: once everything in it
     /// is handled it is released, so an idle connection holds no read buffer. Returns
-    /// whether anything was read.
+    /// how many bytes were read.
     fn read_and_handle(
         &mut self,
         reader: &OwnedReadHalf,
         input: &mut BytesMut,
         max_packet_size: usize,
-    ) -> Result<bool, Close> {
+    ) -> Result<usize, Close> {
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
@@ -292,9 +299,9 @@ impl Connection {
                 if input.is_empty() {
                     *input = BytesMut::new();
                 }
-                Ok(true)
+                Ok(n)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(Close::Gone(format!("read error: {e}"))),
         }
     }

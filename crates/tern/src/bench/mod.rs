@@ -205,7 +205,15 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     for task in publishing {
         sent.push(task.await??);
     }
-    for (target, filter) in expected.iter().zip(&filters) {
+    if topics.is_empty() {
+        // Subscribers only: messages come from another process; listen for the duration
+        // and end when the stream goes quiet.
+        tokio::time::sleep_until(stop).await;
+        for target in &expected {
+            target.store(u64::MAX / 2, Relaxed);
+        }
+    }
+    for (target, filter) in expected.iter().zip(&filters).filter(|_| !topics.is_empty()) {
         let n: u64 = topics
             .iter()
             .zip(&sent)
@@ -226,7 +234,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     ticker.abort();
     let after = args.broker_pid.and_then(report::sample);
-    let expected_total: u64 = expected.iter().map(|e| e.load(Relaxed)).sum();
+    let expected_total: u64 = if topics.is_empty() {
+        delivered
+    } else {
+        expected.iter().map(|e| e.load(Relaxed)).sum()
+    };
     let seconds = if filters.is_empty() {
         started.elapsed().as_secs_f64()
     } else {
