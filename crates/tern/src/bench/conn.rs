@@ -99,12 +99,19 @@ pub async fn drain(args: &BenchArgs) -> Result<()> {
         let (mut socket, _) = listener.accept().await?;
         tokio::spawn(async move {
             let mut buf = BytesMut::with_capacity(64 * 1024);
+            let mut connected = false;
             loop {
                 match socket.read_buf(&mut buf).await {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {}
                 }
+                if connected {
+                    // Past CONNECT: discard without looking, the cheapest possible peer.
+                    buf.clear();
+                    continue;
+                }
                 if let Ok(Some(Packet::Connect(c))) = decode(&mut buf, ProtocolVersion::V3_1_1, usize::MAX) {
+                    connected = true;
                     let mut out = BytesMut::new();
                     let ack = ConnectAck {
                         session_present: false,
