@@ -154,6 +154,22 @@ pub struct Connect {
     pub properties: Properties,
 }
 
+impl Connect {
+    /// A CONNECT without will, credentials or properties.
+    pub fn new(protocol_version: ProtocolVersion, client_id: ByteStr, clean_start: bool, keep_alive: u16) -> Connect {
+        Connect {
+            protocol_version,
+            clean_start,
+            keep_alive,
+            client_id,
+            will: None,
+            username: None,
+            password: None,
+            properties: Properties::default(),
+        }
+    }
+}
+
 /// The Will Message of a CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Will {

@@ -40,16 +40,7 @@ pub async fn connect(addr: SocketAddr, version: ProtocolVersion, client_id: &str
         input: BytesMut::with_capacity(64 * 1024),
         version,
     };
-    let connect = Connect {
-        protocol_version: version,
-        clean_start: true,
-        keep_alive,
-        client_id: ByteStr::from(client_id),
-        will: None,
-        username: None,
-        password: None,
-        properties: Properties::default(),
-    };
+    let connect = Connect::new(version, ByteStr::from(client_id), true, keep_alive);
     raw.send(&Packet::Connect(Box::new(connect))).await?;
     match raw.next().await? {
         Packet::ConnectAck(ack) if ack.reason_code.is_success() => Ok(raw),

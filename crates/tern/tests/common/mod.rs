@@ -119,16 +119,7 @@ impl Drop for Broker {
 }
 
 pub fn connect_packet(version: ProtocolVersion, client_id: &str, clean: bool, keep_alive: u16) -> Connect {
-    Connect {
-        protocol_version: version,
-        clean_start: clean,
-        keep_alive,
-        client_id: ByteStr::from(client_id),
-        will: None,
-        username: None,
-        password: None,
-        properties: Properties::default(),
-    }
+    Connect::new(version, ByteStr::from(client_id), clean, keep_alive)
 }
 
 /// A raw MQTT client over a blocking socket.
