@@ -11,13 +11,25 @@ use crate::session::{Delivery, Session, SessionId};
 use parking_lot::RwLock;
 use std::sync::Arc;
 use tern_core::{RetainedStore, SubscriptionTrie};
-use tern_proto::{ProtocolVersion, Publish, PublishFrame, QoS, SubscriptionOptions};
+use tern_proto::{Property, ProtocolVersion, Publish, PublishFrame, QoS, SubscriptionOptions};
 
 /// A subscription as the trie stores it.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
     pub session: Arc<Session>,
     pub options: SubscriptionOptions,
+    /// The 5.0 Subscription Identifier given with the subscription, sent back with every
+    /// message it matches [MQTT-3.3.4-3].
+    pub identifier: Option<u32>,
+}
+
+/// One receiver of a message, its overlapping subscriptions merged.
+struct Target<'a> {
+    subscriber: &'a Subscriber,
+    qos: QoS,
+    retain_as_published: bool,
+    /// Identifiers of every matching subscription (no allocation when there are none).
+    identifiers: Vec<u32>,
 }
 
 /// Subscriptions and retained messages of the whole broker.
@@ -69,10 +81,17 @@ fn encode_forward(publish: &Publish, v5: bool, qos: QoS, retain: bool) -> Option
 
 impl Router {
     /// Adds or replaces `session`'s subscription to `filter`. Returns whether it existed.
-    pub fn subscribe(&self, session: &Arc<Session>, filter: &str, options: SubscriptionOptions) -> bool {
+    pub fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        filter: &str,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+    ) -> bool {
         let subscriber = Subscriber {
             session: session.clone(),
             options,
+            identifier,
         };
         self.subscriptions
             .write()
@@ -107,33 +126,42 @@ impl Router {
     }
 
     /// Delivers `publish` (its forwarded form) to every matching subscription and
-    /// returns the number of sessions it was queued for.
-    pub fn publish(&self, publish: &Publish, metrics: &Metrics) -> usize {
+    /// returns the number of sessions it was queued for. `origin` is the publishing
+    /// session, skipped by its own No Local subscriptions [MQTT-3.8.3-3].
+    pub fn publish(&self, publish: &Publish, origin: Option<SessionId>, metrics: &Metrics) -> usize {
         let trie = self.subscriptions.read();
-        let mut targets: Vec<(&Subscriber, QoS, bool)> = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
         trie.for_each_match(&publish.topic, |_, s| {
-            targets.push((s, s.options.qos, s.options.retain_as_published));
+            if s.options.no_local && origin == Some(s.session.id) {
+                return;
+            }
+            targets.push(Target {
+                subscriber: s,
+                qos: s.options.qos,
+                retain_as_published: s.options.retain_as_published,
+                identifiers: s.identifier.into_iter().collect(),
+            });
         });
         if targets.len() > 1 {
             merge_overlapping(&mut targets);
         }
         let mut cache = FrameCache::new();
         let mut delivered = 0;
-        for (subscriber, granted, retain_as_published) in targets {
-            let session = &subscriber.session;
+        for target in targets {
+            let session = &target.subscriber.session;
             let v5 = session.is_v5();
-            let qos = publish.qos.min(granted);
+            let qos = publish.qos.min(target.qos);
             // [MQTT-3.3.1-9]: RETAIN is cleared on forwarding, unless a 5.0 subscriber asked
             // for Retain As Published.
-            let retain = v5 && retain_as_published && publish.retain;
-            let Some(frame) = cache.get(publish, v5, qos, retain) else {
-                continue;
+            let retain = v5 && target.retain_as_published && publish.retain;
+            let frame = if v5 && !target.identifiers.is_empty() {
+                // Identifiers make the frame this subscriber's own: encoded for it alone.
+                encode_with_identifiers(publish, qos, retain, &target.identifiers)
+            } else {
+                cache.get(publish, v5, qos, retain).cloned()
             };
-            let delivery = Delivery {
-                frame: frame.clone(),
-                v5,
-            };
-            if session.deliver(delivery, qos, publish.payload.len(), metrics) {
+            let Some(frame) = frame else { continue };
+            if session.deliver(Delivery { frame, v5 }, qos, publish.payload.len(), metrics) {
                 delivered += 1;
             }
         }
@@ -142,7 +170,14 @@ impl Router {
 
     /// Queues for `session` the retained messages matching `filter`, at most at QoS
     /// `granted`, with RETAIN set [MQTT-3.3.1-8].
-    pub fn send_retained(&self, session: &Session, filter: &str, granted: QoS, metrics: &Metrics) {
+    pub fn send_retained(
+        &self,
+        session: &Session,
+        filter: &str,
+        granted: QoS,
+        identifier: Option<u32>,
+        metrics: &Metrics,
+    ) {
         let matches: Vec<Arc<Publish>> = {
             let mut found = Vec::new();
             self.retained
@@ -153,7 +188,11 @@ impl Router {
         let v5 = session.is_v5();
         for message in matches {
             let qos = message.qos.min(granted);
-            if let Some(frame) = encode_forward(&message, v5, qos, true) {
+            let frame = match identifier.filter(|_| v5) {
+                Some(id) => encode_with_identifiers(&message, qos, true, &[id]),
+                None => encode_forward(&message, v5, qos, true),
+            };
+            if let Some(frame) = frame {
                 session.deliver(Delivery { frame, v5 }, qos, message.payload.len(), metrics);
             }
         }
@@ -161,15 +200,33 @@ impl Router {
 }
 
 /// Folds the several matching subscriptions of one session into one entry with the
-/// highest QoS [MQTT-3.3.5-1].
-fn merge_overlapping(targets: &mut Vec<(&Subscriber, QoS, bool)>) {
-    targets.sort_by_key(|(s, _, _)| s.session.id);
+/// highest QoS and every Subscription Identifier [MQTT-3.3.5-1], [MQTT-3.3.4-3].
+fn merge_overlapping(targets: &mut Vec<Target>) {
+    targets.sort_by_key(|t| t.subscriber.session.id);
     targets.dedup_by(|later, kept| {
-        if later.0.session.id != kept.0.session.id {
+        if later.subscriber.session.id != kept.subscriber.session.id {
             return false;
         }
-        kept.1 = kept.1.max(later.1);
-        kept.2 |= later.2;
+        kept.qos = kept.qos.max(later.qos);
+        kept.retain_as_published |= later.retain_as_published;
+        kept.identifiers.append(&mut later.identifiers);
         true
     });
+}
+
+/// A 5.0 frame carrying the receiver's Subscription Identifiers.
+fn encode_with_identifiers(publish: &Publish, qos: QoS, retain: bool, identifiers: &[u32]) -> Option<PublishFrame> {
+    let mut p = publish.clone();
+    p.qos = qos;
+    p.retain = retain;
+    p.properties
+        .0
+        .extend(identifiers.iter().map(|id| Property::SubscriptionIdentifier(*id)));
+    match PublishFrame::new(&p, ProtocolVersion::V5) {
+        Ok(frame) => Some(frame),
+        Err(e) => {
+            tracing::error!(topic = %publish.topic, "cannot encode message for forwarding: {e}");
+            None
+        }
+    }
 }

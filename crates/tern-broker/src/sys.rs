@@ -126,7 +126,7 @@ impl SysState {
                 payload: Bytes::from(value.clone().into_bytes()),
             };
             state.router.retain(&publish);
-            state.router.publish(&publish, &state.metrics);
+            state.router.publish(&publish, None, &state.metrics);
             self.published.insert(name, value);
         }
     }

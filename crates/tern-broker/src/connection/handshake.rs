@@ -170,7 +170,6 @@ pub(super) async fn accept(
     if version.is_v5() {
         properties.push(Property::TopicAliasMaximum(TOPIC_ALIAS_MAXIMUM));
         properties.push(Property::SharedSubscriptionAvailable(0));
-        properties.push(Property::SubscriptionIdentifierAvailable(0));
         if config.message_size_limit != 0 {
             properties.push(Property::MaximumPacketSize(config.max_packet_size() as u32));
         }

@@ -153,7 +153,9 @@ impl Connection {
         if publish.retain {
             self.broker.router.retain(&publish);
         }
-        self.broker.router.publish(&publish, &self.broker.metrics)
+        self.broker
+            .router
+            .publish(&publish, Some(self.session.id), &self.broker.metrics)
     }
 
     fn on_publish_received(&mut self, response: PublishResponse) {
@@ -191,12 +193,8 @@ impl Connection {
     }
 
     fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Close> {
-        if subscribe.properties.subscription_identifiers().next().is_some() {
-            return Err(Close::violation(
-                ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
-                "Subscription Identifiers are not supported",
-            ));
-        }
+        // 5.0: one identifier for every subscription of the packet (the codec checked it).
+        let identifier = subscribe.properties.subscription_identifiers().next();
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut retained = Vec::new();
         for Subscription { filter, options } in subscribe.subscriptions {
@@ -204,7 +202,10 @@ impl Connection {
                 reason_codes.push(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
                 continue;
             }
-            let existed = self.broker.router.subscribe(&self.session, &filter, options);
+            let existed = self
+                .broker
+                .router
+                .subscribe(&self.session, &filter, options, identifier);
             self.session.state.lock().subscriptions.insert(filter.clone(), options);
             reason_codes.push(ReasonCode(options.qos as u8));
             let send = match options.retain_handling {
@@ -224,7 +225,7 @@ impl Connection {
         for (filter, qos) in retained {
             self.broker
                 .router
-                .send_retained(&self.session, &filter, qos, &self.broker.metrics);
+                .send_retained(&self.session, &filter, qos, identifier, &self.broker.metrics);
         }
         Ok(())
     }

@@ -1,0 +1,97 @@
+//! MQTT 5.0 subscription features: No Local and Subscription Identifiers.
+#![allow(clippy::unwrap_used)]
+mod common;
+use common::*;
+use tern_proto::*;
+
+fn subscribe_with_id(c: &mut Client, packet_id: u16, filter: &str, options: SubscriptionOptions, id: Option<u32>) {
+    let properties = Properties(id.map(Property::SubscriptionIdentifier).into_iter().collect());
+    let subscriptions = vec![Subscription {
+        filter: ByteStr::from(filter),
+        options,
+    }];
+    c.send(&Packet::Subscribe(Subscribe {
+        packet_id,
+        subscriptions,
+        properties,
+    }));
+    let Packet::SubscribeAck(ack) = c.recv() else {
+        panic!("no SUBACK")
+    };
+    assert_eq!(ack.reason_codes, vec![ReasonCode(options.qos as u8)]);
+}
+
+#[test]
+fn no_local_skips_only_the_publishers_own_subscription() {
+    let broker = Broker::start();
+    let mut me = broker.connect(V5, "nl-me");
+    let no_local = SubscriptionOptions {
+        qos: QoS::AtMostOnce,
+        no_local: true,
+        ..Default::default()
+    };
+    subscribe_with_id(&mut me, 1, "nl/t", no_local, None);
+    me.publish("nl/t", b"mine", QoS::AtLeastOnce, false, 2);
+    me.expect_nothing(300);
+    let mut other = broker.connect(V5, "nl-other");
+    other.publish("nl/t", b"theirs", QoS::AtLeastOnce, false, 3);
+    assert_eq!(&me.recv_publish().payload[..], b"theirs");
+    // A second, ordinary subscription of the same client still matches its own messages.
+    subscribe_with_id(&mut me, 4, "nl/#", SubscriptionOptions::default(), None);
+    me.publish("nl/t", b"again", QoS::AtLeastOnce, false, 5);
+    assert_eq!(&me.recv_publish().payload[..], b"again");
+    me.expect_nothing(300);
+}
+
+#[test]
+fn subscription_identifiers_come_back_with_every_matching_message() {
+    let broker = Broker::start();
+    let mut sub = broker.client(V5);
+    let ack = sub.connect(&connect_packet(V5, "si-sub", true, 60));
+    assert_ne!(
+        ack.properties.subscription_identifier_available(),
+        Some(0),
+        "advertised as available"
+    );
+    subscribe_with_id(&mut sub, 1, "si/+", SubscriptionOptions::default(), Some(7));
+    subscribe_with_id(&mut sub, 2, "si/#", SubscriptionOptions::default(), Some(300_000));
+    subscribe_with_id(&mut sub, 3, "si/a/b", SubscriptionOptions::default(), None);
+    let mut publisher = broker.connect(V5, "si-pub");
+    publisher.publish("si/a", b"both", QoS::AtLeastOnce, false, 1);
+    let p = sub.recv_publish();
+    let mut ids: Vec<u32> = p.properties.subscription_identifiers().collect();
+    ids.sort();
+    assert_eq!(ids, vec![7, 300_000], "one copy carrying every matching identifier");
+    publisher.publish("si/a/b", b"one", QoS::AtLeastOnce, false, 2);
+    let p = sub.recv_publish();
+    assert_eq!(
+        p.properties.subscription_identifiers().collect::<Vec<_>>(),
+        vec![300_000]
+    );
+    sub.expect_nothing(300);
+    // A retained message sent because of a new subscription carries its identifier.
+    publisher.publish("kept/x", b"stored", QoS::AtLeastOnce, true, 3);
+    subscribe_with_id(&mut sub, 4, "kept/#", SubscriptionOptions::default(), Some(42));
+    let p = sub.recv_publish();
+    assert!(p.retain);
+    assert_eq!(p.properties.subscription_identifiers().collect::<Vec<_>>(), vec![42]);
+}
+
+#[test]
+fn a_3_1_1_subscriber_never_sees_identifiers() {
+    let broker = Broker::start();
+    let mut v3 = broker.connect(V311, "si-v3");
+    v3.subscribe("mix/#", QoS::AtMostOnce);
+    let mut v5 = broker.connect(V5, "si-v5");
+    subscribe_with_id(&mut v5, 1, "mix/#", SubscriptionOptions::default(), Some(5));
+    let mut publisher = broker.connect(V5, "si-pub2");
+    publisher.publish("mix/t", b"x", QoS::AtLeastOnce, false, 1);
+    assert!(v3.recv_publish().properties.is_empty());
+    assert_eq!(
+        v5.recv_publish()
+            .properties
+            .subscription_identifiers()
+            .collect::<Vec<_>>(),
+        vec![5]
+    );
+}
