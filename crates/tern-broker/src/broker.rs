@@ -5,13 +5,14 @@ use crate::config::{listener_addr, Config};
 use crate::connection;
 use crate::metrics::Metrics;
 use crate::router::Router;
-use crate::session::Sessions;
+use crate::session::{SessionId, Sessions};
 use anyhow::{Context, Result};
 use parking_lot::RwLock;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tern_proto::{PropertyId, Publish, Will};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,6 +36,25 @@ impl BrokerState {
     /// The configuration in force. Read at connect time and by housekeeping, not per message.
     pub fn config(&self) -> Arc<Config> {
         self.config.read().clone()
+    }
+
+    /// Publishes the will of session `origin`: stored if retained, then forwarded.
+    pub fn publish_will(&self, will: Will, origin: SessionId) {
+        let mut properties = will.properties;
+        properties.remove(PropertyId::WillDelayInterval);
+        let publish = Publish {
+            dup: false,
+            qos: will.qos,
+            retain: will.retain,
+            topic: will.topic,
+            packet_id: 0,
+            properties,
+            payload: will.payload,
+        };
+        if publish.retain {
+            self.router.retain(&publish);
+        }
+        self.router.publish(&publish, Some(origin), &self.metrics);
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_core::{Outbox, OutboxLimits};
-use tern_proto::{decode, ByteStr, Packet, ProtocolVersion, PublishFrame, QoS, SubscriptionOptions};
+use tern_proto::{decode, ByteStr, Packet, ProtocolVersion, PublishFrame, QoS, SubscriptionOptions, Will};
 use tokio::sync::{oneshot, Notify};
 
 /// Identifies one session object (a client id may have several over time).
@@ -79,6 +79,16 @@ pub struct SessionState {
     /// How long the session outlives its connection: the 5.0 Session Expiry Interval, or
     /// persistent_client_expiration for 3.x; `None` is forever.
     pub expiry: Option<Duration>,
+    /// A will held back by its Will Delay Interval (5.0): published when due or when the
+    /// session ends, dropped if the client reconnects first.
+    pub pending_will: Option<Box<PendingWill>>,
+}
+
+/// A will waiting for its delay to pass.
+#[derive(Debug)]
+pub struct PendingWill {
+    pub will: Will,
+    pub due: Instant,
 }
 
 /// The broker's state for one client identifier.
@@ -159,6 +169,7 @@ impl Sessions {
                 clean,
                 disconnected_at: None,
                 expiry: None,
+                pending_will: None,
             }),
             wake: Notify::new(),
         })

@@ -1,6 +1,7 @@
 //! `$SYS/broker/...`: the broker's own statistics under mosquitto's topic names, published
 //! as retained messages every `sys_interval` seconds (only the values that changed), and
-//! the housekeeping that runs on the same clock (expiry of offline sessions).
+//! the housekeeping that runs on the same clock: delayed wills that fall due, and expiry
+//! of offline sessions.
 
 use crate::broker::BrokerState;
 use crate::metrics::Metrics;
@@ -22,6 +23,7 @@ pub(crate) fn spawn(state: Arc<BrokerState>) -> JoinHandle<()> {
                 sys.publish(&state, interval);
                 next_sys = Instant::now() + Duration::from_secs(interval);
             }
+            publish_due_wills(&state);
             expire_sessions(&state);
             tokio::select! {
                 () = state.shutdown.cancelled() => return,
@@ -148,9 +150,39 @@ fn expire_sessions(state: &BrokerState) {
     });
     for session in expired {
         tracing::info!(client = %session.client_id, "persistent session expired");
-        let filters: Vec<ByteStr> = session.state.lock().subscriptions.drain().map(|(f, _)| f).collect();
+        let (filters, pending_will): (Vec<ByteStr>, _) = {
+            let mut st = session.state.lock();
+            (
+                st.subscriptions.drain().map(|(f, _)| f).collect(),
+                st.pending_will.take(),
+            )
+        };
         for filter in filters {
             state.router.unsubscribe(session.id, &filter);
         }
+        // The session ended: a will still waiting for its delay goes out now.
+        if let Some(pending) = pending_will {
+            state.publish_will(pending.will, session.id);
+        }
+    }
+}
+
+/// Publishes the delayed wills whose Will Delay Interval has passed.
+fn publish_due_wills(state: &BrokerState) {
+    let now = Instant::now();
+    let due: Vec<(crate::session::SessionId, tern_proto::Will)> = state.sessions.with(|map| {
+        map.values()
+            .filter_map(|s| {
+                let mut st = s.state.lock();
+                if st.pending_will.as_ref().is_some_and(|p| p.due <= now) {
+                    st.pending_will.take().map(|p| (s.id, p.will))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    });
+    for (origin, will) in due {
+        state.publish_will(will, origin);
     }
 }

@@ -76,3 +76,52 @@ fn the_will_is_published_on_keepalive_timeout_and_can_be_retained() {
     assert!(p.retain);
     assert_eq!(&p.payload[..], b"gone");
 }
+
+/// A 5.0 client with a will delayed `delay` seconds and a session of `expiry` seconds.
+fn delayed_will(broker: &Broker, id: &str, topic: &str, delay: u32, expiry: u32) -> Client {
+    let mut connect = with_will(V5, id, topic, false, 60);
+    connect.clean_start = false;
+    connect.properties.push(Property::SessionExpiryInterval(expiry));
+    if let Some(will) = connect.will.as_mut() {
+        will.properties.push(Property::WillDelayInterval(delay));
+    }
+    let mut c = broker.client(V5);
+    assert_eq!(c.connect(&connect).reason_code, ReasonCode::SUCCESS);
+    c
+}
+
+#[test]
+fn a_delayed_will_waits_for_its_delay() {
+    let broker = Broker::start();
+    let mut w = watcher(&broker, V5, "will/delayed");
+    drop(delayed_will(&broker, "slow-will", "will/delayed", 2, 600));
+    w.expect_nothing(1200);
+    let p = w.recv_publish();
+    assert_eq!(&p.payload[..], b"gone");
+    assert_eq!(p.properties.will_delay_interval(), None, "the delay is not forwarded");
+}
+
+#[test]
+fn a_reconnect_within_the_delay_cancels_the_will() {
+    let broker = Broker::start();
+    let mut w = watcher(&broker, V5, "will/cancelled");
+    drop(delayed_will(&broker, "back-soon", "will/cancelled", 2, 600));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _back = delayed_will(&broker, "back-soon", "will/cancelled", 2, 600);
+    w.expect_nothing(3000);
+}
+
+#[test]
+fn a_session_ending_first_sends_the_will_before_its_delay() {
+    let broker = Broker::start();
+    let mut w = watcher(&broker, V5, "will/expiry");
+    drop(delayed_will(&broker, "short-session", "will/expiry", 60, 1));
+    // The session expires after 1 s, long before the 60 s delay: the will goes out then.
+    let p = w.recv_publish();
+    assert_eq!(&p.payload[..], b"gone");
+    // A clean start by the same client id ends the old session at once, too.
+    drop(delayed_will(&broker, "replaced", "will/expiry", 60, 600));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _fresh = broker.connect(V5, "replaced");
+    assert_eq!(&w.recv_publish().payload[..], b"gone");
+}

@@ -282,6 +282,8 @@ async fn attach_session(
                 }
                 if !clean_start {
                     state.connection = handle.take();
+                    // A reconnect within the Will Delay Interval cancels the will.
+                    state.pending_will = None;
                     state.clean = lifetime.ends_with_connection;
                     state.expiry = lifetime.expiry;
                     state.disconnected_at = None;
@@ -334,11 +336,18 @@ async fn attach_session(
 
 /// Removes a persistent session replaced by a clean one.
 fn discard(broker: &BrokerState, session: &Session) {
-    let filters: Vec<ByteStr> = {
+    let (filters, pending_will): (Vec<ByteStr>, _) = {
         let mut state = session.state.lock();
         state.outbox.clear();
-        state.subscriptions.drain().map(|(f, _)| f).collect()
+        (
+            state.subscriptions.drain().map(|(f, _)| f).collect(),
+            state.pending_will.take(),
+        )
     };
+    // The session ends here, before its will's delay: the will goes out now.
+    if let Some(pending) = pending_will {
+        broker.publish_will(pending.will, session.id);
+    }
     for filter in filters {
         broker.router.unsubscribe(session.id, &filter);
     }

@@ -261,20 +261,4 @@ impl Connection {
         state.expiry = (seconds != u32::MAX).then(|| std::time::Duration::from_secs(u64::from(seconds)));
         Ok(())
     }
-
-    /// Publishes the will after an abnormal close.
-    pub(super) fn publish_will(&self, will: Will) {
-        let mut properties = will.properties;
-        properties.remove(PropertyId::WillDelayInterval);
-        let publish = Publish {
-            dup: false,
-            qos: will.qos,
-            retain: will.retain,
-            topic: will.topic,
-            packet_id: 0,
-            properties,
-            payload: will.payload,
-        };
-        self.route(publish);
-    }
 }

@@ -11,7 +11,7 @@ mod inbound;
 
 use crate::broker::BrokerState;
 use crate::metrics::LocalCounters;
-use crate::session::Session;
+use crate::session::{PendingWill, Session};
 use bytes::{Buf, BytesMut};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -410,12 +410,11 @@ impl Connection {
             let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&self.out)).await;
         }
         let _ = writer.shutdown().await;
-        if publish_will {
-            if let Some(will) = self.will.take() {
-                self.publish_will(*will);
-            }
+        let will = if publish_will { self.will.take() } else { None };
+        let session_ended = self.detach_session();
+        if let Some(will) = will {
+            self.publish_or_delay_will(*will, session_ended);
         }
-        self.detach_session();
         self.broker.metrics.flush(&mut self.counters);
         self.broker.metrics.client_disconnected();
         if let Close::TakenOver(done) = close {
@@ -423,8 +422,33 @@ impl Connection {
         }
     }
 
-    /// Leaves the session to later connections, or ends it if it is clean.
-    fn detach_session(&self) {
+    /// Publishes the will now, or holds it in the session for its Will Delay Interval
+    /// (5.0), capped by the session's own expiry [MQTT-3.1.3-9].
+    fn publish_or_delay_will(&self, will: Will, session_ended: bool) {
+        let delay = if self.version.is_v5() {
+            will.properties.will_delay_interval().unwrap_or(0)
+        } else {
+            0
+        };
+        if delay == 0 || session_ended {
+            self.broker.publish_will(will, self.session.id);
+            return;
+        }
+        let mut state = self.session.state.lock();
+        if state.connection.is_some() {
+            // The client is already back: a reconnect within the delay cancels the will.
+            return;
+        }
+        let delay = Duration::from_secs(u64::from(delay)).min(state.expiry.unwrap_or(Duration::MAX));
+        state.pending_will = Some(Box::new(PendingWill {
+            will,
+            due: Instant::now() + delay,
+        }));
+    }
+
+    /// Leaves the session to later connections, or ends it if it is clean. Returns whether
+    /// the session ended.
+    fn detach_session(&self) -> bool {
         let mut state = self.session.state.lock();
         if state
             .connection
@@ -435,7 +459,7 @@ impl Connection {
             state.disconnected_at = Some(Instant::now());
         }
         if !state.clean || state.connection.is_some() {
-            return;
+            return false;
         }
         let filters: Vec<ByteStr> = state.subscriptions.drain().map(|(f, _)| f).collect();
         state.outbox.clear();
@@ -444,5 +468,6 @@ impl Connection {
             self.broker.router.unsubscribe(self.session.id, &filter);
         }
         self.broker.sessions.remove_if(&self.session.client_id, self.session.id);
+        true
     }
 }
