@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::session::{Delivery, Session, SessionId};
 use parking_lot::RwLock;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tern_core::{RetainedStore, SubscriptionTrie};
 use tern_proto::{Property, ProtocolVersion, Publish, PublishFrame, QoS, SubscriptionOptions};
 
@@ -21,6 +22,21 @@ pub struct Subscriber {
     /// The 5.0 Subscription Identifier given with the subscription, sent back with every
     /// message it matches [MQTT-3.3.4-3].
     pub identifier: Option<u32>,
+}
+
+/// A retained message and when it expires (5.0 Message Expiry Interval).
+#[derive(Debug)]
+pub struct RetainedMessage {
+    pub publish: Publish,
+    pub expires_at: Option<Instant>,
+}
+
+/// When a message arriving now expires.
+fn expires_at(publish: &Publish) -> Option<Instant> {
+    publish
+        .properties
+        .message_expiry_interval()
+        .map(|s| Instant::now() + Duration::from_secs(u64::from(s)))
 }
 
 /// One receiver of a message, its overlapping subscriptions merged.
@@ -37,7 +53,7 @@ struct Target<'a> {
 pub struct Router {
     subscriptions: RwLock<SubscriptionTrie<SessionId, Subscriber>>,
     /// Retained messages in their forwarded form (DUP clear, no packet id).
-    retained: RwLock<RetainedStore<Arc<Publish>>>,
+    retained: RwLock<RetainedStore<Arc<RetainedMessage>>>,
 }
 
 /// Up to 12 frames: 2 flavours (3.x, 5.0) x 3 QoS x RETAIN on/off.
@@ -121,7 +137,11 @@ impl Router {
         if publish.payload.is_empty() {
             store.remove(&publish.topic);
         } else {
-            store.set(&publish.topic, Arc::new(publish.clone()));
+            let message = RetainedMessage {
+                publish: publish.clone(),
+                expires_at: expires_at(publish),
+            };
+            store.set(&publish.topic, Arc::new(message));
         }
     }
 
@@ -147,6 +167,7 @@ impl Router {
         }
         let mut cache = FrameCache::new();
         let mut delivered = 0;
+        let expires_at = expires_at(publish);
         for target in targets {
             let session = &target.subscriber.session;
             let v5 = session.is_v5();
@@ -161,7 +182,7 @@ impl Router {
                 cache.get(publish, v5, qos, retain).cloned()
             };
             let Some(frame) = frame else { continue };
-            if session.deliver(Delivery { frame, v5 }, qos, publish.payload.len(), metrics) {
+            if session.deliver(Delivery { frame, v5, expires_at }, qos, publish.payload.len(), metrics) {
                 delivered += 1;
             }
         }
@@ -178,24 +199,41 @@ impl Router {
         identifier: Option<u32>,
         metrics: &Metrics,
     ) {
-        let matches: Vec<Arc<Publish>> = {
+        let now = Instant::now();
+        let matches: Vec<Arc<RetainedMessage>> = {
             let mut found = Vec::new();
-            self.retained
-                .read()
-                .for_each_match(filter, |_, m| found.push(m.clone()));
+            self.retained.read().for_each_match(filter, |_, m| {
+                if m.expires_at.is_none_or(|at| at > now) {
+                    found.push(m.clone());
+                }
+            });
             found
         };
         let v5 = session.is_v5();
-        for message in matches {
+        for retained in matches {
+            let message = &retained.publish;
             let qos = message.qos.min(granted);
             let frame = match identifier.filter(|_| v5) {
-                Some(id) => encode_with_identifiers(&message, qos, true, &[id]),
-                None => encode_forward(&message, v5, qos, true),
+                Some(id) => encode_with_identifiers(message, qos, true, &[id]),
+                None => encode_forward(message, v5, qos, true),
             };
             if let Some(frame) = frame {
-                session.deliver(Delivery { frame, v5 }, qos, message.payload.len(), metrics);
+                let delivery = Delivery {
+                    frame,
+                    v5,
+                    expires_at: retained.expires_at,
+                };
+                session.deliver(delivery, qos, message.payload.len(), metrics);
             }
         }
+    }
+
+    /// Removes expired retained messages; returns how many.
+    pub fn purge_expired_retained(&self, now: Instant) -> usize {
+        let mut store = self.retained.write();
+        let before = store.len();
+        store.retain(|_, m| m.expires_at.is_none_or(|at| at > now));
+        before - store.len()
     }
 }
 

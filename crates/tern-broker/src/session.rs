@@ -26,9 +26,33 @@ pub struct Delivery {
     pub frame: PublishFrame,
     /// Whether `frame` was encoded for MQTT 5.0 (else 3.1 / 3.1.1, which are identical).
     pub v5: bool,
+    /// When the message expires (5.0 Message Expiry Interval): not sent after that.
+    pub expires_at: Option<Instant>,
+}
+
+/// Where a delivery stands against its Message Expiry Interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Never,
+    Expired,
+    /// Whole seconds left, rounded up.
+    Remaining(u32),
 }
 
 impl Delivery {
+    /// Where this delivery stands against its expiry at `now`.
+    pub fn expiry(&self, now: Instant) -> Expiry {
+        match self.expires_at {
+            None => Expiry::Never,
+            Some(at) if at <= now => Expiry::Expired,
+            Some(at) => {
+                let left = at - now;
+                let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+                Expiry::Remaining(u32::try_from(seconds).unwrap_or(u32::MAX))
+            }
+        }
+    }
+
     /// The frame for a connection speaking 5.0 (`v5`) or not; re-encoded only in the rare
     /// case that a session resumes under another protocol version than it was queued for.
     pub fn frame_for(&self, v5: bool) -> Option<PublishFrame> {

@@ -25,6 +25,7 @@ pub(crate) fn spawn(state: Arc<BrokerState>) -> JoinHandle<()> {
             }
             publish_due_wills(&state);
             expire_sessions(&state);
+            purge_expired_messages(&state);
             tokio::select! {
                 () = state.shutdown.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -164,6 +165,21 @@ fn expire_sessions(state: &BrokerState) {
         if let Some(pending) = pending_will {
             state.publish_will(pending.will, session.id);
         }
+    }
+}
+
+/// Drops messages whose Message Expiry Interval has passed from the retained store and
+/// from every session's queue, so they cost nothing while nobody asks for them.
+fn purge_expired_messages(state: &BrokerState) {
+    let now = Instant::now();
+    state.router.purge_expired_retained(now);
+    let sessions: Vec<_> = state.sessions.with(|map| map.values().cloned().collect());
+    for session in sessions {
+        session
+            .state
+            .lock()
+            .outbox
+            .drop_queued(|d| d.expires_at.is_some_and(|at| at <= now));
     }
 }
 

@@ -216,6 +216,22 @@ impl<D: Clone> Outbox<D> {
         self.inflight.iter()
     }
 
+    /// Removes queued (not yet sent) messages for which `expired` is true; returns how
+    /// many were removed. In-flight messages are left to finish.
+    pub fn drop_queued(&mut self, mut expired: impl FnMut(&D) -> bool) -> usize {
+        let before = self.queue.len();
+        let mut freed = 0;
+        self.queue.retain(|q| {
+            let keep = !expired(&q.delivery);
+            if !keep {
+                freed += q.bytes;
+            }
+            keep
+        });
+        self.queued_bytes -= freed;
+        before - self.queue.len()
+    }
+
     /// Drops everything (a clean session ending).
     pub fn clear(&mut self) {
         self.queue.clear();

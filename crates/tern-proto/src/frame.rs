@@ -7,7 +7,7 @@
 
 use crate::encode::{publish_body_len, publish_flags, put_publish_body};
 use crate::wire::{put_variable_integer, variable_integer_len};
-use crate::{EncodeError, PacketType, ProtocolVersion, Publish, QoS, MAX_VARIABLE_BYTE_INTEGER};
+use crate::{EncodeError, PacketType, PropertyId, ProtocolVersion, Publish, QoS, MAX_VARIABLE_BYTE_INTEGER};
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// A PUBLISH packet encoded once, to be sent many times.
@@ -16,7 +16,9 @@ pub struct PublishFrame {
     /// The encoded packet, shared by reference count between all receivers.
     bytes: Bytes,
     /// Where the two Packet Identifier bytes start; 0 for QoS 0, which has none.
-    packet_id_offset: usize,
+    packet_id_offset: u32,
+    /// Where the four bytes of the Message Expiry Interval start (5.0); 0 when absent.
+    expiry_offset: u32,
 }
 
 impl PublishFrame {
@@ -35,14 +37,22 @@ impl PublishFrame {
         out.put_u8(((PacketType::Publish as u8) << 4) | publish_flags(false, publish.qos, publish.retain));
         put_variable_integer(&mut out, body as u32);
         put_publish_body(publish, version, &mut out)?;
-        let packet_id_offset = if publish.qos == QoS::AtMostOnce {
-            0
+        let after_topic = header + 2 + publish.topic.len();
+        let packet_id_offset = if publish.qos == QoS::AtMostOnce { 0 } else { after_topic };
+        let properties_at = after_topic + if publish.qos == QoS::AtMostOnce { 0 } else { 2 };
+        let expiry_offset = if version.is_v5() {
+            let content = publish.properties.content_len();
+            publish
+                .properties
+                .value_offset(PropertyId::MessageExpiryInterval)
+                .map_or(0, |at| properties_at + variable_integer_len(content as u32) + at)
         } else {
-            header + 2 + publish.topic.len()
+            0
         };
         Ok(PublishFrame {
             bytes: out.freeze(),
-            packet_id_offset,
+            packet_id_offset: packet_id_offset as u32,
+            expiry_offset: expiry_offset as u32,
         })
     }
 
@@ -74,8 +84,24 @@ impl PublishFrame {
             out[start] |= 0x08;
         }
         if self.packet_id_offset != 0 {
-            let at = start + self.packet_id_offset;
+            let at = start + self.packet_id_offset as usize;
             out[at..at + 2].copy_from_slice(&packet_id.to_be_bytes());
+        }
+    }
+
+    /// Whether the frame carries a Message Expiry Interval (5.0).
+    pub fn has_expiry(&self) -> bool {
+        self.expiry_offset != 0
+    }
+
+    /// As [`write`](Self::write), with the Message Expiry Interval set to `remaining`
+    /// seconds (the time the message has left when it is forwarded, [MQTT-3.3.2-6]).
+    pub fn write_expiring(&self, out: &mut BytesMut, packet_id: u16, dup: bool, remaining: u32) {
+        let start = out.len();
+        self.write(out, packet_id, dup);
+        if self.expiry_offset != 0 {
+            let at = start + self.expiry_offset as usize;
+            out[at..at + 4].copy_from_slice(&remaining.to_be_bytes());
         }
     }
 }
@@ -114,6 +140,26 @@ mod tests {
                 Some(Packet::Publish(expected))
             );
         }
+    }
+
+    #[test]
+    fn the_message_expiry_interval_is_patched_per_copy() {
+        let mut p = publish(QoS::AtLeastOnce);
+        p.properties = Properties(vec![
+            crate::Property::UserProperty((ByteStr::from_static("k"), ByteStr::from_static("v"))),
+            crate::Property::MessageExpiryInterval(60),
+        ]);
+        let frame = PublishFrame::new(&p, ProtocolVersion::V5).unwrap();
+        assert!(frame.has_expiry());
+        let mut out = BytesMut::new();
+        frame.write_expiring(&mut out, 9, false, 17);
+        let Some(Packet::Publish(got)) = decode(&mut out, ProtocolVersion::V5, usize::MAX).unwrap() else {
+            panic!()
+        };
+        assert_eq!(got.properties.message_expiry_interval(), Some(17));
+        assert_eq!(got.packet_id, 9);
+        assert_eq!(got.properties.user_properties().count(), 1);
+        assert!(!PublishFrame::new(&p, ProtocolVersion::V3_1_1).unwrap().has_expiry());
     }
 
     #[test]

@@ -256,6 +256,19 @@ impl Properties {
         Ok(Properties(list))
     }
 
+    /// Where the value of the first property `id` starts, counted from the start of the
+    /// block's content (after its length prefix).
+    pub(crate) fn value_offset(&self, id: PropertyId) -> Option<usize> {
+        let mut offset = 0;
+        for property in &self.0 {
+            if property.id() == id {
+                return Some(offset + 1);
+            }
+            offset += value_len(property);
+        }
+        None
+    }
+
     /// The length of the block's content, without its length prefix.
     pub(crate) fn content_len(&self) -> usize {
         self.0.iter().map(value_len).sum()

@@ -95,3 +95,66 @@ fn a_3_1_1_subscriber_never_sees_identifiers() {
         vec![5]
     );
 }
+
+fn expiring(topic: &str, payload: &'static [u8], seconds: u32, retain: bool, packet_id: u16) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain,
+        topic: ByteStr::from(topic),
+        packet_id,
+        properties: Properties(vec![Property::MessageExpiryInterval(seconds)]),
+        payload: bytes::Bytes::from_static(payload),
+    })
+}
+
+fn send_acked(c: &mut Client, packet: Packet) {
+    c.send(&packet);
+    assert!(matches!(c.recv(), Packet::PublishAck(_)));
+}
+
+#[test]
+fn expired_messages_are_dropped_and_the_rest_carry_what_they_have_left() {
+    let broker = Broker::start();
+    let mut connect = connect_packet(V5, "expiry-sub", false, 60);
+    connect.properties.push(Property::SessionExpiryInterval(600));
+    let mut sub = broker.client(V5);
+    sub.connect(&connect);
+    sub.subscribe("exp/#", QoS::AtLeastOnce);
+    // Live: the interval arrives no larger than sent.
+    let mut publisher = broker.connect(V5, "expiry-pub");
+    send_acked(&mut publisher, expiring("exp/live", b"live", 30, false, 1));
+    let live = sub.recv_publish();
+    let left = live.properties.message_expiry_interval().unwrap();
+    assert!((29..=30).contains(&left), "{left}");
+    sub.send(&Packet::PublishAck(PublishResponse::new(live.packet_id)));
+    sub.disconnect();
+    // Offline: one message expires while queued, the other does not.
+    send_acked(&mut publisher, expiring("exp/short", b"short", 1, false, 2));
+    send_acked(&mut publisher, expiring("exp/long", b"long", 60, false, 3));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let mut sub = broker.client(V5);
+    assert!(sub.connect(&connect).session_present);
+    let p = sub.recv_publish();
+    assert_eq!(&p.payload[..], b"long");
+    let left = p.properties.message_expiry_interval().unwrap();
+    assert!((55..=58).contains(&left), "{left} seconds left after about 2.5 s");
+    sub.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
+    sub.expect_nothing(300);
+}
+
+#[test]
+fn an_expired_retained_message_is_gone() {
+    let broker = Broker::start();
+    let mut publisher = broker.connect(V5, "ret-exp");
+    send_acked(&mut publisher, expiring("rexp/a", b"brief", 1, true, 1));
+    send_acked(&mut publisher, expiring("rexp/b", b"lasting", 600, true, 2));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let mut late = broker.connect(V5, "ret-late");
+    late.subscribe("rexp/#", QoS::AtLeastOnce);
+    let p = late.recv_publish();
+    assert_eq!(&p.payload[..], b"lasting");
+    assert!(p.retain);
+    late.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
+    late.expect_nothing(300);
+}

@@ -11,7 +11,7 @@ mod inbound;
 
 use crate::broker::BrokerState;
 use crate::metrics::LocalCounters;
-use crate::session::{PendingWill, Session};
+use crate::session::{Expiry, PendingWill, Session};
 use bytes::{Buf, BytesMut};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_core::Stage;
 use tern_proto::{
-    encode, ByteStr, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, PublishResponse, ReasonCode, Will,
+    encode, ByteStr, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, PublishFrame, PublishResponse,
+    ReasonCode, Will,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -94,6 +95,15 @@ pub(crate) struct Connection {
     /// message_size_limit when the client connected (a reload applies to new connections).
     message_size_limit: usize,
     counters: LocalCounters,
+}
+
+/// Appends a frame with its packet id, DUP flag and, when it has one, the Message Expiry
+/// Interval it has left [MQTT-3.3.2-6].
+fn write_frame(frame: &PublishFrame, out: &mut BytesMut, packet_id: u16, dup: bool, expiry: Expiry) {
+    match expiry {
+        Expiry::Remaining(seconds) if frame.has_expiry() => frame.write_expiring(out, packet_id, dup, seconds),
+        _ => frame.write(out, packet_id, dup),
+    }
 }
 
 /// Resolves with the newcomer's reply sender when a takeover is asked for; never resolves
@@ -329,7 +339,18 @@ impl Connection {
             let Some(sendable) = state.outbox.pop_sendable(self.inflight_window) else {
                 return false;
             };
-            let Some(frame) = sendable.delivery.frame_for(v5) else {
+            // The clock is read only for the few messages that can expire.
+            let expiry = match sendable.delivery.expires_at {
+                None => Expiry::Never,
+                Some(_) => sendable.delivery.expiry(Instant::now()),
+            };
+            let frame = match expiry {
+                // [MQTT-3.3.2-5]: an expired message is not sent; it leaves the window too.
+                Expiry::Expired => None,
+                _ => sendable.delivery.frame_for(v5),
+            };
+            let Some(frame) = frame else {
+                state.outbox.forget(sendable.packet_id);
                 continue;
             };
             if frame.len() > self.client_max_packet_size {
@@ -338,7 +359,7 @@ impl Connection {
                 state.outbox.forget(sendable.packet_id);
                 continue;
             }
-            frame.write(&mut self.out, sendable.packet_id, false);
+            write_frame(&frame, &mut self.out, sendable.packet_id, false, expiry);
             self.counters.messages_sent += 1;
         }
     }
@@ -351,7 +372,13 @@ impl Connection {
             match inflight.stage {
                 Stage::AwaitingPublishAck | Stage::AwaitingPublishReceived => {
                     if let Some(frame) = inflight.delivery.frame_for(v5) {
-                        frame.write(&mut self.out, inflight.packet_id, true);
+                        // Onward delivery has started: it finishes even if the message has
+                        // expired meanwhile, with at least a second left on its interval.
+                        let expiry = match inflight.delivery.expiry(Instant::now()) {
+                            Expiry::Expired => Expiry::Remaining(1),
+                            other => other,
+                        };
+                        write_frame(&frame, &mut self.out, inflight.packet_id, true, expiry);
                         self.counters.messages_sent += 1;
                     }
                 }
