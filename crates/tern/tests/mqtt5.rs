@@ -158,3 +158,38 @@ fn an_expired_retained_message_is_gone() {
     late.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
     late.expect_nothing(300);
 }
+
+#[test]
+fn the_brokers_receive_maximum_is_advertised_and_enforced() {
+    let broker = Broker::with_config(
+        "rm.conf",
+        "listener 0 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 3\n",
+    );
+    let mut c = broker.client(V5);
+    let ack = c.connect(&connect_packet(V5, "greedy", true, 60));
+    assert_eq!(ack.properties.receive_maximum(), Some(3));
+    // Three QoS 2 messages left unreleased are allowed; a fourth exceeds the maximum.
+    for id in 1..=3u16 {
+        c.send(&publish_packet("rm/t", b"x", QoS::ExactlyOnce, false, id));
+        assert!(matches!(c.recv(), Packet::PublishReceived(r) if r.packet_id == id));
+    }
+    // A resend of one of them is not a new message.
+    c.send(&publish_packet("rm/t", b"x", QoS::ExactlyOnce, false, 2));
+    assert!(matches!(c.recv(), Packet::PublishReceived(r) if r.packet_id == 2));
+    c.send(&publish_packet("rm/t", b"x", QoS::ExactlyOnce, false, 4));
+    let seen = c.expect_closed();
+    assert_eq!(
+        seen,
+        vec![Packet::Disconnect(Disconnect {
+            reason_code: ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+            properties: Properties::default()
+        })]
+    );
+    assert!(broker.log_contains("[MQTT-3.3.4-9]"));
+    // Releasing keeps a well-behaved client within the limit indefinitely.
+    let mut polite = broker.client(V5);
+    polite.connect(&connect_packet(V5, "polite", true, 60));
+    for id in 1..=10u16 {
+        polite.publish("rm/t", b"y", QoS::ExactlyOnce, false, id);
+    }
+}

@@ -167,7 +167,16 @@ pub(super) async fn accept(
             return None;
         }
     }
+    // mosquitto's rule: max_inflight_messages is also the Receive Maximum of 5.0 clients.
+    let broker_receive_maximum = if version.is_v5() {
+        u16::try_from(config.max_inflight_messages).unwrap_or(u16::MAX)
+    } else {
+        0
+    };
     if version.is_v5() {
+        if broker_receive_maximum != 0 {
+            properties.push(Property::ReceiveMaximum(broker_receive_maximum));
+        }
         properties.push(Property::TopicAliasMaximum(TOPIC_ALIAS_MAXIMUM));
         properties.push(Property::SharedSubscriptionAvailable(0));
         if config.message_size_limit != 0 {
@@ -219,6 +228,7 @@ pub(super) async fn accept(
             .properties
             .maximum_packet_size()
             .map_or(usize::MAX, |m| m as usize),
+        receive_maximum: broker_receive_maximum,
         message_size_limit: config.message_size_limit,
         counters: Default::default(),
     };

@@ -62,6 +62,9 @@ impl Connection {
         }
         let packet_id = publish.packet_id;
         let qos = publish.qos;
+        if qos == QoS::ExactlyOnce {
+            self.check_receive_maximum(packet_id)?;
+        }
         let accepted = self.check_publish(&publish);
         let mut delivered = 0;
         if accepted.is_success() {
@@ -89,6 +92,23 @@ impl Connection {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.send(&Packet::PublishAck(response)),
             QoS::ExactlyOnce => self.send(&Packet::PublishReceived(response)),
+        }
+        Ok(())
+    }
+
+    /// 5.0: a client may leave at most the advertised Receive Maximum of QoS 2 messages
+    /// unreleased (QoS 1 messages are acknowledged at once and never accumulate).
+    fn check_receive_maximum(&self, packet_id: u16) -> Result<(), Close> {
+        let limit = usize::from(self.receive_maximum);
+        if limit == 0 {
+            return Ok(());
+        }
+        let state = self.session.state.lock();
+        if state.incoming_qos2.len() >= limit && !state.incoming_qos2.contains(&packet_id) {
+            return Err(Close::violation(
+                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                format!("[MQTT-3.3.4-9] more than the Receive Maximum of {limit} QoS 2 messages unreleased"),
+            ));
         }
         Ok(())
     }

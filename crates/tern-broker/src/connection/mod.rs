@@ -92,6 +92,8 @@ pub(crate) struct Connection {
     inflight_window: usize,
     /// Largest packet the client accepts (5.0 Maximum Packet Size).
     client_max_packet_size: usize,
+    /// The Receive Maximum advertised to a 5.0 client; 0 when none is enforced.
+    receive_maximum: u16,
     /// message_size_limit when the client connected (a reload applies to new connections).
     message_size_limit: usize,
     counters: LocalCounters,
