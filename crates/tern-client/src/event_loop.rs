@@ -69,6 +69,8 @@ struct State {
     waiting: VecDeque<(Publish, Done<ReasonCode>)>,
     /// QoS 2 ids received and not yet released by PUBREL.
     incoming_qos2: HashSet<u16>,
+    /// Topic aliases the broker set on this connection (5.0).
+    topic_aliases: HashMap<u16, ByteStr>,
     /// Smaller of ours and the broker's Receive Maximum.
     window: usize,
     out: BytesMut,
@@ -94,6 +96,7 @@ pub(crate) async fn start(
         order: VecDeque::new(),
         waiting: VecDeque::new(),
         incoming_qos2: HashSet::new(),
+        topic_aliases: HashMap::new(),
         out: BytesMut::new(),
         events: events_tx,
     };
@@ -161,6 +164,7 @@ async fn handshake(
     if let Some(receive_maximum) = connack.properties.receive_maximum() {
         state.window = state.options.max_inflight.min(usize::from(receive_maximum));
     }
+    state.topic_aliases.clear();
     if connack.session_present {
         state.resend();
     } else {
@@ -385,7 +389,17 @@ impl State {
         Ok(())
     }
 
-    async fn incoming_publish(&mut self, publish: Publish) {
+    async fn incoming_publish(&mut self, mut publish: Publish) {
+        // 5.0 topic aliases set by the broker (when CONNECT allowed them): resolved here,
+        // so applications always see the topic.
+        if let Some(alias) = publish.properties.topic_alias() {
+            if publish.topic.is_empty() {
+                publish.topic = self.topic_aliases.get(&alias).cloned().unwrap_or_default();
+            } else {
+                self.topic_aliases.insert(alias, publish.topic.clone());
+            }
+            publish.properties.remove(PropertyId::TopicAlias);
+        }
         let id = publish.packet_id;
         let deliver = match publish.qos {
             QoS::AtMostOnce => true,

@@ -193,3 +193,75 @@ fn the_brokers_receive_maximum_is_advertised_and_enforced() {
         polite.publish("rm/t", b"y", QoS::ExactlyOnce, false, id);
     }
 }
+
+#[test]
+fn the_broker_assigns_topic_aliases_to_clients_that_allow_them() {
+    let broker = Broker::start();
+    let mut c = broker.client(V5);
+    let mut connect = connect_packet(V5, "alias-taker", true, 60);
+    connect.properties.push(Property::TopicAliasMaximum(2));
+    c.connect(&connect);
+    c.subscribe("ta/#", QoS::AtMostOnce);
+    let mut publisher = broker.connect(V5, "alias-giver");
+    for topic in ["ta/a", "ta/a", "ta/b", "ta/c", "ta/a"] {
+        publisher.publish(topic, topic.as_bytes(), QoS::AtLeastOnce, false, 1);
+    }
+    let seen: Vec<(String, Option<u16>, Vec<u8>)> = (0..5)
+        .map(|_| {
+            let p = c.recv_publish();
+            (p.topic.to_string(), p.properties.topic_alias(), p.payload.to_vec())
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("ta/a".into(), Some(1), b"ta/a".to_vec()),
+            ("".into(), Some(1), b"ta/a".to_vec()),
+            ("ta/b".into(), Some(2), b"ta/b".to_vec()),
+            ("ta/c".into(), None, b"ta/c".to_vec()),
+            ("".into(), Some(1), b"ta/a".to_vec()),
+        ],
+        "two aliases at most; later topics in full"
+    );
+    // A client that did not allow aliases never receives one.
+    let mut plain = broker.connect(V5, "no-alias");
+    plain.subscribe("ta/#", QoS::AtMostOnce);
+    publisher.publish("ta/a", b"x", QoS::AtLeastOnce, false, 2);
+    let _ = c.recv_publish();
+    let p = plain.recv_publish();
+    assert_eq!((p.topic.as_str(), p.properties.topic_alias()), ("ta/a", None));
+}
+
+#[test]
+fn tern_sub_resolves_the_aliases_it_allows() {
+    let broker = Broker::start();
+    let port = broker.addr.port().to_string();
+    let sub = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args([
+            "sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            "5",
+            "-t",
+            "tsa/#",
+            "-v",
+            "-C",
+            "3",
+            "-W",
+            "10",
+        ])
+        .args(["-D", "connect", "topic-alias-maximum", "5"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let mut publisher = broker.connect(V5, "tsa-pub");
+    for (i, topic) in ["tsa/x", "tsa/x", "tsa/y"].iter().enumerate() {
+        publisher.publish(topic, format!("m{i}").as_bytes(), QoS::AtLeastOnce, false, 1);
+    }
+    let out = sub.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "tsa/x m0\ntsa/x m1\ntsa/y m2\n");
+}

@@ -223,6 +223,11 @@ pub(super) async fn accept(
         will: connect.will.map(Box::new),
         out: BytesMut::new(),
         topic_aliases: None,
+        outgoing_aliases: connect
+            .properties
+            .topic_alias_maximum()
+            .filter(|max| *max > 0 && version.is_v5())
+            .map(|max| Box::new(super::OutgoingAliases::new(max))),
         inflight_window: window,
         client_max_packet_size: connect
             .properties

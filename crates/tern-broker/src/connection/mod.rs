@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_core::Stage;
 use tern_proto::{
-    encode, ByteStr, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, PublishFrame, PublishResponse,
-    ReasonCode, Will,
+    encode, ByteStr, DecodeError, Disconnect, Packet, Properties, Property, PropertyId, ProtocolVersion, PublishFrame,
+    PublishResponse, ReasonCode, Will,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -88,6 +88,8 @@ pub(crate) struct Connection {
     /// Boxed (a 5.0 feature few clients use) to keep idle connections small.
     #[allow(clippy::box_collection)]
     topic_aliases: Option<Box<HashMap<u16, ByteStr>>>,
+    /// Topic aliases the broker assigns towards a 5.0 client that allows them.
+    outgoing_aliases: Option<Box<OutgoingAliases>>,
     /// Smaller of the broker's in-flight limit and the client's Receive Maximum.
     inflight_window: usize,
     /// Largest packet the client accepts (5.0 Maximum Packet Size).
@@ -97,6 +99,55 @@ pub(crate) struct Connection {
     /// message_size_limit when the client connected (a reload applies to new connections).
     message_size_limit: usize,
     counters: LocalCounters,
+}
+
+/// Topic aliases from the broker to one client (5.0): the first message on a topic sends
+/// the topic with a new alias, later ones the alias alone. Aliases are assigned until the
+/// client's Topic Alias Maximum is reached; later topics are sent in full.
+#[derive(Debug)]
+pub(crate) struct OutgoingAliases {
+    /// The client's Topic Alias Maximum.
+    maximum: u16,
+    assigned: HashMap<ByteStr, u16>,
+}
+
+impl OutgoingAliases {
+    pub(crate) fn new(maximum: u16) -> OutgoingAliases {
+        OutgoingAliases {
+            maximum,
+            assigned: HashMap::new(),
+        }
+    }
+
+    /// Appends the message of `frame`, re-encoded with an alias (a client that asked for
+    /// aliases pays for its own copy).
+    fn write(&mut self, frame: &PublishFrame, out: &mut BytesMut, packet_id: u16, expiry: Expiry) {
+        let mut bytes = BytesMut::from(&frame.bytes()[..]);
+        let Ok(Some(Packet::Publish(mut publish))) = tern_proto::decode(&mut bytes, ProtocolVersion::V5, usize::MAX)
+        else {
+            return write_frame(frame, out, packet_id, false, expiry);
+        };
+        publish.packet_id = packet_id;
+        if let Expiry::Remaining(seconds) = expiry {
+            publish.properties.remove(PropertyId::MessageExpiryInterval);
+            publish.properties.push(Property::MessageExpiryInterval(seconds));
+        }
+        match self.assigned.get(&publish.topic) {
+            Some(&alias) => {
+                publish.topic = ByteStr::default();
+                publish.properties.push(Property::TopicAlias(alias));
+            }
+            None if self.assigned.len() < usize::from(self.maximum) => {
+                let alias = self.assigned.len() as u16 + 1;
+                self.assigned.insert(publish.topic.clone(), alias);
+                publish.properties.push(Property::TopicAlias(alias));
+            }
+            None => {}
+        }
+        if let Err(e) = encode(&Packet::Publish(publish), ProtocolVersion::V5, out) {
+            tracing::error!("cannot encode an aliased PUBLISH: {e}");
+        }
+    }
 }
 
 /// Appends a frame with its packet id, DUP flag and, when it has one, the Message Expiry
@@ -361,7 +412,10 @@ impl Connection {
                 state.outbox.forget(sendable.packet_id);
                 continue;
             }
-            write_frame(&frame, &mut self.out, sendable.packet_id, false, expiry);
+            match self.outgoing_aliases.as_deref_mut() {
+                Some(aliases) => aliases.write(&frame, &mut self.out, sendable.packet_id, expiry),
+                None => write_frame(&frame, &mut self.out, sendable.packet_id, false, expiry),
+            }
             self.counters.messages_sent += 1;
         }
     }
