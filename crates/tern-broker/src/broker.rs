@@ -5,14 +5,14 @@ use crate::config::{listener_addr, Config};
 use crate::connection;
 use crate::metrics::Metrics;
 use crate::router::Router;
-use crate::session::{SessionId, Sessions};
+use crate::session::{Session, SessionId, Sessions};
 use anyhow::{Context, Result};
 use parking_lot::RwLock;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tern_proto::{PropertyId, Publish, Will};
+use tern_proto::{ByteStr, PropertyId, Publish, Will};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,6 +36,26 @@ impl BrokerState {
     /// The configuration in force. Read at connect time and by housekeeping, not per message.
     pub fn config(&self) -> Arc<Config> {
         self.config.read().clone()
+    }
+
+    /// Ends a session: its queue and subscriptions go, and a will still waiting for its
+    /// delay is published now (the session ending comes first) [MQTT-3.1.3-9]. The
+    /// caller takes care of the registry.
+    pub fn end_session(&self, session: &Session) {
+        let (filters, pending_will): (Vec<ByteStr>, _) = {
+            let mut state = session.state.lock();
+            state.outbox.clear();
+            (
+                state.subscriptions.drain().map(|(f, _)| f).collect(),
+                state.pending_will.take(),
+            )
+        };
+        for filter in filters {
+            self.router.unsubscribe(session.id, &filter);
+        }
+        if let Some(pending) = pending_will {
+            self.publish_will(pending.will, session.id);
+        }
     }
 
     /// Publishes the will of session `origin`: stored if retained, then forwarded.

@@ -71,13 +71,15 @@ impl FrameCache {
     fn get(&mut self, publish: &Publish, v5: bool, qos: QoS, retain: bool) -> Option<&PublishFrame> {
         let index = usize::from(v5) * 6 + (qos as usize) * 2 + usize::from(retain);
         if self.frames[index].is_none() {
-            self.frames[index] = Some(encode_forward(publish, v5, qos, retain)?);
+            self.frames[index] = Some(encode_forward(publish, v5, qos, retain, &[])?);
         }
         self.frames[index].as_ref()
     }
 }
 
-fn encode_forward(publish: &Publish, v5: bool, qos: QoS, retain: bool) -> Option<PublishFrame> {
+/// The forwarded form of `publish` for one (flavour, QoS, RETAIN), with the receiver's
+/// Subscription Identifiers when it speaks 5.0 and has any.
+fn encode_forward(publish: &Publish, v5: bool, qos: QoS, retain: bool, identifiers: &[u32]) -> Option<PublishFrame> {
     let version = if v5 {
         ProtocolVersion::V5
     } else {
@@ -86,6 +88,11 @@ fn encode_forward(publish: &Publish, v5: bool, qos: QoS, retain: bool) -> Option
     let mut p = publish.clone();
     p.qos = qos;
     p.retain = retain;
+    if v5 {
+        p.properties
+            .0
+            .extend(identifiers.iter().map(|id| Property::SubscriptionIdentifier(*id)));
+    }
     match PublishFrame::new(&p, version) {
         Ok(frame) => Some(frame),
         Err(e) => {
@@ -177,7 +184,7 @@ impl Router {
             let retain = v5 && target.retain_as_published && publish.retain;
             let frame = if v5 && !target.identifiers.is_empty() {
                 // Identifiers make the frame this subscriber's own: encoded for it alone.
-                encode_with_identifiers(publish, qos, retain, &target.identifiers)
+                encode_forward(publish, v5, qos, retain, &target.identifiers)
             } else {
                 cache.get(publish, v5, qos, retain).cloned()
             };
@@ -213,10 +220,7 @@ impl Router {
         for retained in matches {
             let message = &retained.publish;
             let qos = message.qos.min(granted);
-            let frame = match identifier.filter(|_| v5) {
-                Some(id) => encode_with_identifiers(message, qos, true, &[id]),
-                None => encode_forward(message, v5, qos, true),
-            };
+            let frame = encode_forward(message, v5, qos, true, identifier.as_slice());
             if let Some(frame) = frame {
                 let delivery = Delivery {
                     frame,
@@ -250,21 +254,4 @@ fn merge_overlapping(targets: &mut Vec<Target>) {
         kept.identifiers.append(&mut later.identifiers);
         true
     });
-}
-
-/// A 5.0 frame carrying the receiver's Subscription Identifiers.
-fn encode_with_identifiers(publish: &Publish, qos: QoS, retain: bool, identifiers: &[u32]) -> Option<PublishFrame> {
-    let mut p = publish.clone();
-    p.qos = qos;
-    p.retain = retain;
-    p.properties
-        .0
-        .extend(identifiers.iter().map(|id| Property::SubscriptionIdentifier(*id)));
-    match PublishFrame::new(&p, ProtocolVersion::V5) {
-        Ok(frame) => Some(frame),
-        Err(e) => {
-            tracing::error!(topic = %publish.topic, "cannot encode message for forwarding: {e}");
-            None
-        }
-    }
 }

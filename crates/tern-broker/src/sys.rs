@@ -151,20 +151,7 @@ fn expire_sessions(state: &BrokerState) {
     });
     for session in expired {
         tracing::info!(client = %session.client_id, "persistent session expired");
-        let (filters, pending_will): (Vec<ByteStr>, _) = {
-            let mut st = session.state.lock();
-            (
-                st.subscriptions.drain().map(|(f, _)| f).collect(),
-                st.pending_will.take(),
-            )
-        };
-        for filter in filters {
-            state.router.unsubscribe(session.id, &filter);
-        }
-        // The session ended: a will still waiting for its delay goes out now.
-        if let Some(pending) = pending_will {
-            state.publish_will(pending.will, session.id);
-        }
+        state.end_session(&session);
     }
 }
 

@@ -139,13 +139,9 @@ pub(super) async fn accept(
     } else {
         connect.client_id.clone()
     };
-    if connect.username.is_none() && !allow_anonymous {
-        refuse(writer, version, ReasonCode::NOT_AUTHORIZED, peer, &client_id).await;
-        return None;
-    }
-    if connect.username.is_some() && !allow_anonymous {
+    if !allow_anonymous {
         // No password file support yet: like mosquitto with allow_anonymous false and no
-        // password_file, every client is refused.
+        // password_file, every client is refused, with or without a user name.
         refuse(writer, version, ReasonCode::NOT_AUTHORIZED, peer, &client_id).await;
         return None;
     }
@@ -322,7 +318,8 @@ async fn attach_session(
         match live {
             Ok((session, present, discarded)) => {
                 if let Some(old) = discarded {
-                    discard(broker, &old);
+                    // A clean start ends the session it replaces.
+                    broker.end_session(&old);
                 }
                 return Some((session, present));
             }
@@ -347,23 +344,4 @@ async fn attach_session(
     }
     tracing::warn!(client = %client_id, "could not take over the session within 5 s");
     None
-}
-
-/// Removes a persistent session replaced by a clean one.
-fn discard(broker: &BrokerState, session: &Session) {
-    let (filters, pending_will): (Vec<ByteStr>, _) = {
-        let mut state = session.state.lock();
-        state.outbox.clear();
-        (
-            state.subscriptions.drain().map(|(f, _)| f).collect(),
-            state.pending_will.take(),
-        )
-    };
-    // The session ends here, before its will's delay: the will goes out now.
-    if let Some(pending) = pending_will {
-        broker.publish_will(pending.will, session.id);
-    }
-    for filter in filters {
-        broker.router.unsubscribe(session.id, &filter);
-    }
 }

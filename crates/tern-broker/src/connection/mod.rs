@@ -544,12 +544,8 @@ impl Connection {
         if !state.clean || state.connection.is_some() {
             return false;
         }
-        let filters: Vec<ByteStr> = state.subscriptions.drain().map(|(f, _)| f).collect();
-        state.outbox.clear();
         drop(state);
-        for filter in filters {
-            self.broker.router.unsubscribe(self.session.id, &filter);
-        }
+        self.broker.end_session(&self.session);
         self.broker.sessions.remove_if(&self.session.client_id, self.session.id);
         true
     }
