@@ -104,10 +104,12 @@ impl Broker {
         let started_unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let router = Router::default();
+        router.set_share_strategy(config.shared_subscription_strategy);
         let state = Arc::new(BrokerState {
             config: RwLock::new(Arc::new(config)),
             sessions: Sessions::default(),
-            router: Router::default(),
+            router,
             metrics: Metrics::default(),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
@@ -161,6 +163,7 @@ impl BrokerHandle {
         if new.effective_listeners() != current.effective_listeners() {
             tracing::warn!("listener changes take effect at the next restart");
         }
+        self.state.router.set_share_strategy(new.shared_subscription_strategy);
         *current = Arc::new(new);
         tracing::info!("configuration reloaded");
     }

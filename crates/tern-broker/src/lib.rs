@@ -11,6 +11,7 @@ mod connection;
 pub mod metrics;
 pub mod router;
 pub mod session;
+pub mod shared;
 mod sys;
 
 pub use broker::{Broker, BrokerHandle, BrokerState};

@@ -5,14 +5,19 @@
 //! session into a single delivery at the highest granted QoS, and encodes the message
 //! once per (protocol flavour, QoS, RETAIN) actually needed. Each receiver gets a
 //! reference-counted copy of that frame in its outbox.
+//!
+//! Shared subscriptions live in a second trie, keyed by group name: each matching group
+//! adds one member, picked by the group, to the receivers (see [`crate::shared`]).
 
 use crate::metrics::Metrics;
 use crate::session::{Delivery, Session, SessionId};
+use crate::shared::{parse_share, ShareStrategy, SharedGroup};
 use parking_lot::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_core::{RetainedStore, SubscriptionTrie};
-use tern_proto::{Property, ProtocolVersion, Publish, PublishFrame, QoS, SubscriptionOptions};
+use tern_proto::{ByteStr, Property, PropertyId, ProtocolVersion, Publish, PublishFrame, QoS, SubscriptionOptions};
 
 /// A subscription as the trie stores it.
 #[derive(Debug, Clone)]
@@ -46,6 +51,8 @@ struct Target<'a> {
     retain_as_published: bool,
     /// Identifiers of every matching subscription (no allocation when there are none).
     identifiers: Vec<u32>,
+    /// The shared subscription it was picked from, if any.
+    shared: Option<ByteStr>,
 }
 
 /// Subscriptions and retained messages of the whole broker.
@@ -54,6 +61,12 @@ pub struct Router {
     subscriptions: RwLock<SubscriptionTrie<SessionId, Subscriber>>,
     /// Retained messages in their forwarded form (DUP clear, no packet id).
     retained: RwLock<RetainedStore<Arc<RetainedMessage>>>,
+    /// Shared subscriptions: the filter after `$share/{group}/`, keyed by group name.
+    shared: RwLock<SubscriptionTrie<ByteStr, SharedGroup>>,
+    /// Number of shared subscriptions, read without locking to skip `shared` when empty.
+    shared_count: AtomicUsize,
+    /// The configured [`ShareStrategy`].
+    strategy: RwLock<ShareStrategy>,
 }
 
 /// Up to 12 frames: 2 flavours (3.x, 5.0) x 3 QoS x RETAIN on/off.
@@ -103,11 +116,17 @@ fn encode_forward(publish: &Publish, v5: bool, qos: QoS, retain: bool, identifie
 }
 
 impl Router {
-    /// Adds or replaces `session`'s subscription to `filter`. Returns whether it existed.
+    /// Sets how shared subscription groups pick a member.
+    pub fn set_share_strategy(&self, strategy: ShareStrategy) {
+        *self.strategy.write() = strategy;
+    }
+
+    /// Adds or replaces `session`'s subscription to `filter` (a valid topic filter or a
+    /// valid `$share/{group}/{filter}`). Returns whether it existed.
     pub fn subscribe(
         &self,
         session: &Arc<Session>,
-        filter: &str,
+        filter: &ByteStr,
         options: SubscriptionOptions,
         identifier: Option<u32>,
     ) -> bool {
@@ -116,6 +135,19 @@ impl Router {
             options,
             identifier,
         };
+        if let Some(Ok((group, topic_filter))) = parse_share(filter) {
+            let mut shared = self.shared.write();
+            let key = ByteStr::from(group);
+            let mut entry = shared
+                .remove(topic_filter, &key)
+                .unwrap_or_else(|| SharedGroup::new(filter.clone()));
+            let existed = entry.join(subscriber);
+            if !existed {
+                self.shared_count.fetch_add(1, Relaxed);
+            }
+            shared.insert(topic_filter, key, entry);
+            return existed;
+        }
         self.subscriptions
             .write()
             .insert(filter, session.id, subscriber)
@@ -124,12 +156,27 @@ impl Router {
 
     /// Removes a subscription. Returns whether it existed.
     pub fn unsubscribe(&self, session: SessionId, filter: &str) -> bool {
+        if let Some(Ok((group, topic_filter))) = parse_share(filter) {
+            let mut shared = self.shared.write();
+            let key = ByteStr::from(group);
+            let Some(mut entry) = shared.remove(topic_filter, &key) else {
+                return false;
+            };
+            let existed = entry.leave(session);
+            if existed {
+                self.shared_count.fetch_sub(1, Relaxed);
+            }
+            if !entry.members.is_empty() {
+                shared.insert(topic_filter, key, entry);
+            }
+            return existed;
+        }
         self.subscriptions.write().remove(filter, &session).is_some()
     }
 
-    /// Number of subscriptions.
+    /// Number of subscriptions (each member of a shared subscription counts).
     pub fn subscription_count(&self) -> usize {
-        self.subscriptions.read().len()
+        self.subscriptions.read().len() + self.shared_count.load(Relaxed)
     }
 
     /// Number of retained messages.
@@ -167,32 +214,53 @@ impl Router {
                 qos: s.options.qos,
                 retain_as_published: s.options.retain_as_published,
                 identifiers: s.identifier.into_iter().collect(),
+                shared: None,
             });
         });
         if targets.len() > 1 {
             merge_overlapping(&mut targets);
         }
         let mut cache = FrameCache::new();
-        let mut delivered = 0;
         let expires_at = expires_at(publish);
+        let mut delivered = 0;
         for target in targets {
-            let session = &target.subscriber.session;
-            let v5 = session.is_v5();
-            let qos = publish.qos.min(target.qos);
-            // [MQTT-3.3.1-9]: RETAIN is cleared on forwarding, unless a 5.0 subscriber asked
-            // for Retain As Published.
-            let retain = v5 && target.retain_as_published && publish.retain;
-            let frame = if v5 && !target.identifiers.is_empty() {
-                // Identifiers make the frame this subscriber's own: encoded for it alone.
-                encode_forward(publish, v5, qos, retain, &target.identifiers)
-            } else {
-                cache.get(publish, v5, qos, retain).cloned()
-            };
-            let Some(frame) = frame else { continue };
-            if session.deliver(Delivery { frame, v5, expires_at }, qos, publish.payload.len(), metrics) {
-                delivered += 1;
-            }
+            delivered += usize::from(deliver(publish, target, &mut cache, expires_at, metrics));
         }
+        if self.shared_count.load(Relaxed) > 0 {
+            delivered += self.publish_shared(publish, &mut cache, expires_at, metrics);
+        }
+        delivered
+    }
+
+    /// Each matching shared subscription is one of its own: one member gets a copy even
+    /// if it also matches through another subscription. A member whose queue is full is
+    /// passed over for the next.
+    fn publish_shared(
+        &self,
+        publish: &Publish,
+        cache: &mut FrameCache,
+        expires_at: Option<Instant>,
+        metrics: &Metrics,
+    ) -> usize {
+        let strategy = *self.strategy.read();
+        let mut delivered = 0;
+        self.shared.read().for_each_match(&publish.topic, |_, group| {
+            let mut passed_over = Vec::new();
+            while let Some(s) = group.pick(strategy, &publish.topic, &passed_over, false) {
+                let target = Target {
+                    subscriber: s,
+                    qos: s.options.qos,
+                    retain_as_published: s.options.retain_as_published,
+                    identifiers: s.identifier.into_iter().collect(),
+                    shared: Some(group.name.clone()),
+                };
+                if deliver(publish, target, cache, expires_at, metrics) {
+                    delivered += 1;
+                    break;
+                }
+                passed_over.push(s.session.id);
+            }
+        });
         delivered
     }
 
@@ -226,10 +294,69 @@ impl Router {
                     frame,
                     v5,
                     expires_at: retained.expires_at,
+                    shared: None,
                 };
                 session.deliver(delivery, qos, message.payload.len(), metrics);
             }
         }
+    }
+
+    /// Hands the shared-subscription messages `session` has not acknowledged to other
+    /// connected members of their groups, when its connection is gone: queued messages
+    /// and QoS 1 in flight (QoS 2 in flight stays, [MQTT-4.8.2-4]). Those no other member
+    /// can take stay with the session, unless it `ended` (then they are dropped).
+    pub fn hand_off_shared(&self, session: &Session, ended: bool, metrics: &Metrics) {
+        if self.shared_count.load(Relaxed) == 0 {
+            return;
+        }
+        let moved = session.state.lock().outbox.take_movable(|d| d.shared.is_some());
+        if moved.is_empty() {
+            return;
+        }
+        let strategy = *self.strategy.read();
+        let mut left = Vec::new();
+        {
+            let shared = self.shared.read();
+            for (delivery, qos) in moved {
+                let member = delivery
+                    .shared
+                    .as_deref()
+                    .and_then(parse_share)
+                    .and_then(Result::ok)
+                    .and_then(|(group, filter)| shared.get(filter, &ByteStr::from(group)))
+                    .and_then(|g| g.pick(strategy, "", &[session.id], true));
+                match member.and_then(|m| Self::redirect(&delivery, qos, m)) {
+                    Some((member, moved, qos)) => {
+                        member.session.deliver(moved, qos, delivery.frame.len(), metrics);
+                    }
+                    None => left.push((delivery, qos)),
+                }
+            }
+        }
+        if !ended && !left.is_empty() {
+            let mut state = session.state.lock();
+            for (delivery, qos) in left {
+                let len = delivery.frame.len();
+                let _ = state.outbox.push(delivery, qos, len);
+            }
+        }
+    }
+
+    /// `delivery`, queued for one member at `qos`, encoded for another.
+    fn redirect<'a>(delivery: &Delivery, qos: QoS, to: &'a Subscriber) -> Option<(&'a Subscriber, Delivery, QoS)> {
+        let mut publish = delivery.publish()?;
+        publish.properties.remove(PropertyId::SubscriptionIdentifier);
+        let v5 = to.session.is_v5();
+        let qos = qos.min(to.options.qos);
+        let retain = publish.retain;
+        let frame = encode_forward(&publish, v5, qos, retain, to.identifier.as_slice())?;
+        let moved = Delivery {
+            frame,
+            v5,
+            expires_at: delivery.expires_at,
+            shared: delivery.shared.clone(),
+        };
+        Some((to, moved, qos))
     }
 
     /// Removes expired retained messages; returns how many.
@@ -239,6 +366,36 @@ impl Router {
         store.retain(|_, m| m.expires_at.is_none_or(|at| at > now));
         before - store.len()
     }
+}
+
+/// Queues `publish` for one target in the frame it needs; returns whether it was queued.
+fn deliver(
+    publish: &Publish,
+    target: Target,
+    cache: &mut FrameCache,
+    expires_at: Option<Instant>,
+    metrics: &Metrics,
+) -> bool {
+    let session = &target.subscriber.session;
+    let v5 = session.is_v5();
+    let qos = publish.qos.min(target.qos);
+    // [MQTT-3.3.1-9]: RETAIN is cleared on forwarding, unless a 5.0 subscriber asked for
+    // Retain As Published.
+    let retain = v5 && target.retain_as_published && publish.retain;
+    let frame = if v5 && !target.identifiers.is_empty() {
+        // Identifiers make the frame this subscriber's own: encoded for it alone.
+        encode_forward(publish, v5, qos, retain, &target.identifiers)
+    } else {
+        cache.get(publish, v5, qos, retain).cloned()
+    };
+    let Some(frame) = frame else { return false };
+    let delivery = Delivery {
+        frame,
+        v5,
+        expires_at,
+        shared: target.shared,
+    };
+    session.deliver(delivery, qos, publish.payload.len(), metrics)
 }
 
 /// Folds the several matching subscriptions of one session into one entry with the

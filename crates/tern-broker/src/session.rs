@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_core::{Outbox, OutboxLimits};
-use tern_proto::{decode, ByteStr, Packet, ProtocolVersion, PublishFrame, QoS, SubscriptionOptions, Will};
+use tern_proto::{decode, ByteStr, Packet, ProtocolVersion, Publish, PublishFrame, QoS, SubscriptionOptions, Will};
 use tokio::sync::{oneshot, Notify};
 
 /// Identifies one session object (a client id may have several over time).
@@ -28,6 +28,9 @@ pub struct Delivery {
     pub v5: bool,
     /// When the message expires (5.0 Message Expiry Interval): not sent after that.
     pub expires_at: Option<Instant>,
+    /// The shared subscription (`$share/{group}/{filter}`) it came through, so that it
+    /// can go to another member if this one leaves before acknowledging it.
+    pub shared: Option<ByteStr>,
 }
 
 /// Where a delivery stands against its Message Expiry Interval.
@@ -59,14 +62,27 @@ impl Delivery {
         if self.v5 == v5 {
             return Some(self.frame.clone());
         }
-        let (from, to) = if self.v5 {
-            (ProtocolVersion::V5, ProtocolVersion::V3_1_1)
+        let to = if v5 {
+            ProtocolVersion::V5
         } else {
-            (ProtocolVersion::V3_1_1, ProtocolVersion::V5)
+            ProtocolVersion::V3_1_1
         };
-        let mut buf = BytesMut::from(&self.frame.bytes()[..]);
-        match decode(&mut buf, from, usize::MAX) {
-            Ok(Some(Packet::Publish(p))) => PublishFrame::new(&p, to).ok(),
+        PublishFrame::new(&self.publish()?, to).ok()
+    }
+
+    /// The message decoded back from its frame (to encode it for another receiver).
+    pub fn publish(&self) -> Option<Publish> {
+        let version = if self.v5 {
+            ProtocolVersion::V5
+        } else {
+            ProtocolVersion::V3_1_1
+        };
+        // The frame's packet id is a placeholder (0), which the decoder rightly refuses for
+        // QoS 1 and 2: write it with a real one.
+        let mut buf = BytesMut::with_capacity(self.frame.len());
+        self.frame.write(&mut buf, 1, false);
+        match decode(&mut buf, version, usize::MAX) {
+            Ok(Some(Packet::Publish(p))) => Some(p),
             _ => None,
         }
     }
@@ -135,6 +151,11 @@ impl Session {
 
     pub fn set_v5(&self, v5: bool) {
         self.v5.store(v5, Relaxed);
+    }
+
+    /// Whether a connection serves the session now.
+    pub fn is_online(&self) -> bool {
+        self.state.lock().connection.is_some()
     }
 
     /// Queues `delivery` for this session and wakes its connection. QoS 0 messages for an

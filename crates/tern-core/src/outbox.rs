@@ -232,6 +232,33 @@ impl<D: Clone> Outbox<D> {
         before - self.queue.len()
     }
 
+    /// Takes out the messages another client may still receive instead: queued ones for
+    /// which `movable` is true, and QoS 1 ones in flight (not QoS 2, whose delivery must
+    /// finish with the client it started with [MQTT-4.8.2-4]). Order is kept.
+    pub fn take_movable(&mut self, mut movable: impl FnMut(&D) -> bool) -> Vec<(D, QoS)> {
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.inflight.len());
+        for m in self.inflight.drain(..) {
+            if m.stage == Stage::AwaitingPublishAck && movable(&m.delivery) {
+                taken.push((m.delivery, QoS::AtLeastOnce));
+            } else {
+                kept.push_back(m);
+            }
+        }
+        self.inflight = kept;
+        let mut queue = VecDeque::with_capacity(self.queue.len());
+        for q in self.queue.drain(..) {
+            if movable(&q.delivery) {
+                self.queued_bytes -= q.bytes;
+                taken.push((q.delivery, q.qos));
+            } else {
+                queue.push_back(q);
+            }
+        }
+        self.queue = queue;
+        taken
+    }
+
     /// Drops everything (a clean session ending).
     pub fn clear(&mut self) {
         self.queue.clear();
@@ -301,6 +328,21 @@ mod tests {
         });
         out.push(1, QoS::AtMostOnce, 10).unwrap();
         assert_eq!(out.push(2, QoS::AtMostOnce, 10), Err(QueueFull));
+    }
+
+    #[test]
+    fn qos_1_in_flight_and_queued_messages_can_move_but_not_qos_2_in_flight() {
+        let mut out = Outbox::new(limits(10, 0));
+        out.push("q1", QoS::AtLeastOnce, 1).unwrap();
+        out.push("q2", QoS::ExactlyOnce, 1).unwrap();
+        out.pop_sendable(10).unwrap();
+        out.pop_sendable(10).unwrap();
+        out.push("waiting", QoS::ExactlyOnce, 1).unwrap();
+        out.push("mine", QoS::AtLeastOnce, 1).unwrap();
+        let taken = out.take_movable(|d| *d != "mine");
+        assert_eq!(taken, vec![("q1", QoS::AtLeastOnce), ("waiting", QoS::ExactlyOnce)]);
+        assert_eq!(out.inflight().map(|m| m.delivery).collect::<Vec<_>>(), vec!["q2"]);
+        assert_eq!(out.queued(), 1);
     }
 
     #[test]

@@ -90,6 +90,24 @@ impl<K: PartialEq + Clone, V> SubscriptionTrie<K, V> {
         (node, false)
     }
 
+    /// The value of `key`'s subscription to `filter`, if there is one.
+    pub fn get(&self, filter: &str, key: &K) -> Option<&V> {
+        let mut node = &self.root;
+        let mut list = &node.exact;
+        for level in filter.split('/') {
+            match level {
+                "#" => {
+                    list = &node.hash;
+                    break;
+                }
+                "+" => node = node.plus.as_deref()?,
+                _ => node = node.children.get(level)?,
+            }
+            list = &node.exact;
+        }
+        list.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
     /// Removes the subscription of `key` to `filter`, returning its value.
     pub fn remove(&mut self, filter: &str, key: &K) -> Option<V> {
         let levels: Vec<&str> = filter.split('/').collect();
@@ -189,6 +207,12 @@ mod tests {
         assert_eq!(trie.insert("a/+/c", 1, 'x'), None);
         assert_eq!(trie.insert("a/+/c", 1, 'y'), Some('x'));
         assert_eq!(trie.len(), 1);
+        assert_eq!(trie.get("a/+/c", &1), Some(&'y'));
+        assert_eq!(trie.get("a/+", &1), None);
+        assert_eq!(trie.get("a/+/c", &2), None);
+        trie.insert("a/#", 1, 'h');
+        assert_eq!(trie.get("a/#", &1), Some(&'h'));
+        assert_eq!(trie.remove("a/#", &1), Some('h'));
         assert_eq!(trie.remove("a/+/c", &1), Some('y'));
         assert_eq!(trie.remove("a/+/c", &1), None);
         assert!(trie.is_empty());

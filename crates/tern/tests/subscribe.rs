@@ -115,18 +115,3 @@ fn unsubscribe_stops_delivery() {
         c.expect_nothing(200);
     }
 }
-
-#[test]
-fn shared_subscriptions_are_refused_until_supported() {
-    let broker = Broker::start();
-    let mut c = broker.connect(V5, "share5");
-    assert_eq!(
-        c.subscribe("$share/g/t", QoS::AtMostOnce),
-        vec![ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED]
-    );
-    let mut c = broker.connect(V311, "share3");
-    assert_eq!(
-        c.subscribe("$share/g/t", QoS::AtMostOnce),
-        vec![ReasonCode::UNSPECIFIED_ERROR]
-    );
-}

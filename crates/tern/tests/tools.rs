@@ -455,10 +455,10 @@ fn retain_as_published_and_denied_subscriptions() {
     settle();
     ok(&base, &["pub", "-t", "rap", "-m", "x", "-r"]);
     assert_eq!(sub.finish().1, "1\n");
-    let out = tern(&args(&base, &["sub", "-V", "5", "-t", "$share/g/t", "-W", "1"]));
+    let out = tern(&args(&base, &["sub", "-V", "5", "-t", "$share/g", "-W", "1"]));
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("Subscription denied: $share/g/t")
+        stderr(&out).contains("Subscription denied: $share/g")
             && stderr(&out).contains("All subscription requests were denied."),
         "{}",
         stderr(&out)

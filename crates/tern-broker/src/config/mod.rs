@@ -8,6 +8,7 @@
 mod mosquitto;
 mod tern_toml;
 
+use crate::shared::ShareStrategy;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,15 @@ pub struct Config {
     pub pid_file: Option<PathBuf>,
     /// The file this configuration was read from, re-read on SIGHUP.
     pub source: Option<PathBuf>,
+    /// How a shared subscription group picks the member for a message.
+    pub shared_subscription_strategy: ShareStrategy,
+    /// When set, 5.0 clients are sent to this server (CONNACK 0x9C, or 0x9D with
+    /// `server_moved`, carrying it as Server Reference); 3.x clients are refused (0x03).
+    pub server_reference: Option<String>,
+    /// With `server_reference`: the move is permanent (0x9D Server moved).
+    pub server_moved: bool,
+    /// Response Information for clients that request it: this prefix and the client id.
+    pub response_information: String,
 }
 
 impl Default for Config {
@@ -84,6 +94,10 @@ impl Default for Config {
             log_dest: Vec::new(),
             pid_file: None,
             source: None,
+            shared_subscription_strategy: ShareStrategy::RoundRobin,
+            server_reference: None,
+            server_moved: false,
+            response_information: "response/".to_string(),
         }
     }
 }

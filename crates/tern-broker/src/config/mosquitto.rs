@@ -5,6 +5,7 @@
 //! `FILE:LINE: directive: problem`.
 
 use super::{parse_mosquitto_duration, Config, ListenerConfig, LogDest};
+use crate::shared::ShareStrategy;
 use anyhow::{anyhow, bail, Result};
 use std::path::{Path, PathBuf};
 
@@ -66,6 +67,11 @@ fn boolean(args: &[&str]) -> Result<bool> {
         "false" => Ok(false),
         other => bail!("{other:?} is neither true nor false"),
     }
+}
+
+pub(super) fn strategy(name: &str) -> Result<ShareStrategy> {
+    ShareStrategy::parse(name)
+        .ok_or_else(|| anyhow!("unknown strategy {name:?}; use round_robin, random, sticky or hash_topic"))
 }
 
 fn current_listener(config: &mut Config) -> Option<&mut ListenerConfig> {
@@ -158,6 +164,11 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
             _ => bail!("expected stdout, stderr, none or file PATH"),
         }),
         "log_timestamp" | "log_timestamp_format" => {}
+        // Tern's own directives (MQTT 5.0 choices mosquitto does not offer).
+        "shared_subscription_strategy" => config.shared_subscription_strategy = strategy(one(args)?)?,
+        "server_reference" => config.server_reference = Some(one(args)?.to_string()),
+        "server_moved" => config.server_moved = boolean(args)?,
+        "response_information" => config.response_information = one(args)?.to_string(),
         "pid_file" => config.pid_file = Some(PathBuf::from(one(args)?)),
         "include_dir" => include_dir(config, Path::new(one(args)?))?,
         _ => {

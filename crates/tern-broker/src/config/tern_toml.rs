@@ -24,6 +24,10 @@ struct File {
     verbose: Option<bool>,
     log_dest: Option<Vec<String>>,
     pid_file: Option<PathBuf>,
+    shared_subscription_strategy: Option<String>,
+    server_reference: Option<String>,
+    server_moved: Option<bool>,
+    response_information: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +64,12 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         message_size_limit
     );
     set!(max_keepalive, sys_interval, connection_messages, verbose);
+    set!(server_moved, response_information);
+    c.server_reference = file.server_reference;
+    if let Some(name) = file.shared_subscription_strategy {
+        c.shared_subscription_strategy =
+            super::mosquitto::strategy(&name).map_err(|e| anyhow!("shared_subscription_strategy: {e}"))?;
+    }
     if let Some(text) = file.persistent_client_expiration {
         c.persistent_client_expiration =
             Some(parse_mosquitto_duration(&text).ok_or_else(|| {

@@ -97,17 +97,50 @@ fn connack(
     out
 }
 
+/// Refuses the connection with `reason`; a 5.0 client also gets `why` as Reason String
+/// (always allowed on CONNACK [MQTT-3.1.2-29]) and any `extra` properties.
 async fn refuse(
     writer: &mut OwnedWriteHalf,
     version: ProtocolVersion,
-    reason: ReasonCode,
+    (reason, why): (ReasonCode, &str),
+    peer: SocketAddr,
+    client_id: &str,
+    extra: Vec<Property>,
+) {
+    tracing::info!(%peer, client = client_id, "connection refused: {reason}: {why}");
+    let mut properties = Properties(extra);
+    if version.is_v5() && !why.is_empty() {
+        properties.push(Property::ReasonString(ByteStr::from(why)));
+    }
+    if !version.is_v5() {
+        properties = Properties::default();
+    }
+    let reply = connack(version, false, reason, properties);
+    let _ = writer.write_all(&reply).await;
+    let _ = writer.shutdown().await;
+}
+
+/// Sends the client to `server`: 5.0 clients get 0x9C Use another server (0x9D Server
+/// moved if `moved`) with the Server Reference; 3.x clients, who cannot be told where,
+/// get 0x03 Server unavailable.
+async fn redirect(
+    writer: &mut OwnedWriteHalf,
+    version: ProtocolVersion,
+    server: &str,
+    moved: bool,
     peer: SocketAddr,
     client_id: &str,
 ) {
-    tracing::info!(%peer, client = client_id, "connection refused: {reason}");
-    let reply = connack(version, false, reason, Properties::default());
-    let _ = writer.write_all(&reply).await;
-    let _ = writer.shutdown().await;
+    let (reason, why) = match (version.is_v5(), moved) {
+        (false, _) => (
+            ReasonCode::SERVER_UNAVAILABLE,
+            "this server sends its clients elsewhere",
+        ),
+        (true, false) => (ReasonCode::USE_ANOTHER_SERVER, "use another server"),
+        (true, true) => (ReasonCode::SERVER_MOVED, "server moved"),
+    };
+    let reference = vec![Property::ServerReference(ByteStr::from(server))];
+    refuse(writer, version, (reason, why), peer, client_id, reference).await;
 }
 
 /// Checks CONNECT, resolves the session and sends CONNACK. Returns the connection ready
@@ -124,11 +157,17 @@ pub(super) async fn accept(
     let generation = CONNECTIONS.fetch_add(1, Relaxed) + 1;
     let mut properties = Properties::default();
 
+    if let Some(server) = &config.server_reference {
+        redirect(writer, version, server, config.server_moved, peer, &connect.client_id).await;
+        return None;
+    }
     let client_id = if connect.client_id.is_empty() {
         // 3.1.1: a zero-length id needs Clean Session [MQTT-3.1.3-8]; 3.1 needs an id; 5.0
         // always gets one assigned.
         if version == ProtocolVersion::V3_1 || (version == ProtocolVersion::V3_1_1 && !connect.clean_start) {
-            refuse(writer, version, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, peer, "").await;
+            let why = "[MQTT-3.1.3-8] an empty client id needs Clean Start (3.1.1) and is not allowed in 3.1";
+            let reason = (ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, why);
+            refuse(writer, version, reason, peer, "", Vec::new()).await;
             return None;
         }
         let id = ByteStr::from(format!("tern-{:x}-{generation}", broker.started_unix));
@@ -142,7 +181,8 @@ pub(super) async fn accept(
     if !allow_anonymous {
         // No password file support yet: like mosquitto with allow_anonymous false and no
         // password_file, every client is refused, with or without a user name.
-        refuse(writer, version, ReasonCode::NOT_AUTHORIZED, peer, &client_id).await;
+        let reason = (ReasonCode::NOT_AUTHORIZED, "anonymous clients are not allowed");
+        refuse(writer, version, reason, peer, &client_id, Vec::new()).await;
         return None;
     }
     let mut keep_alive = connect.keep_alive;
@@ -152,14 +192,8 @@ pub(super) async fn accept(
             properties.push(Property::ServerKeepAlive(keep_alive));
         } else {
             // mosquitto's rule for 3.x clients, which cannot be told another keepalive.
-            refuse(
-                writer,
-                version,
-                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                peer,
-                &client_id,
-            )
-            .await;
+            let reason = (ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "keepalive above max_keepalive");
+            refuse(writer, version, reason, peer, &client_id, Vec::new()).await;
             return None;
         }
     }
@@ -174,9 +208,12 @@ pub(super) async fn accept(
             properties.push(Property::ReceiveMaximum(broker_receive_maximum));
         }
         properties.push(Property::TopicAliasMaximum(TOPIC_ALIAS_MAXIMUM));
-        properties.push(Property::SharedSubscriptionAvailable(0));
         if config.message_size_limit != 0 {
             properties.push(Property::MaximumPacketSize(config.max_packet_size() as u32));
+        }
+        if connect.properties.request_response_information() == Some(1) {
+            let information = format!("{}{client_id}", config.response_information);
+            properties.push(Property::ResponseInformation(ByteStr::from(information)));
         }
     }
 
@@ -189,7 +226,8 @@ pub(super) async fn accept(
     let Some((session, session_present)) =
         attach_session(broker, &client_id, connect.clean_start, lifetime, handle).await
     else {
-        refuse(writer, version, ReasonCode::SERVER_UNAVAILABLE, peer, &client_id).await;
+        let reason = (ReasonCode::SERVER_UNAVAILABLE, "the session could not be taken over");
+        refuse(writer, version, reason, peer, &client_id, Vec::new()).await;
         return None;
     };
     session.set_v5(version.is_v5());
@@ -231,6 +269,7 @@ pub(super) async fn accept(
             .map_or(usize::MAX, |m| m as usize),
         receive_maximum: broker_receive_maximum,
         message_size_limit: config.message_size_limit,
+        problem_information: connect.properties.request_problem_information() != Some(0),
         counters: Default::default(),
     };
     if session_present {

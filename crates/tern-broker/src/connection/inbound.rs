@@ -1,6 +1,7 @@
 //! Handling of each packet a connected client sends.
 
 use super::{Close, Connection, TOPIC_ALIAS_MAXIMUM};
+use crate::shared::parse_share;
 use tern_proto::*;
 
 impl Connection {
@@ -65,7 +66,7 @@ impl Connection {
         if qos == QoS::ExactlyOnce {
             self.check_receive_maximum(packet_id)?;
         }
-        let accepted = self.check_publish(&publish);
+        let (accepted, why) = self.check_publish(&publish);
         let mut delivered = 0;
         if accepted.is_success() {
             let forward_now = match qos {
@@ -86,7 +87,11 @@ impl Connection {
         let response = PublishResponse {
             packet_id,
             reason_code: reason,
-            properties: Properties::default(),
+            properties: if accepted.is_success() {
+                Properties::default()
+            } else {
+                self.problem(why)
+            },
         };
         match qos {
             QoS::AtMostOnce => {}
@@ -115,16 +120,16 @@ impl Connection {
 
     /// Whether a PUBLISH is accepted for forwarding, as the reason code a 5.0 client
     /// receives; 3.x clients are acknowledged either way and the message dropped.
-    fn check_publish(&self, publish: &Publish) -> ReasonCode {
+    fn check_publish(&self, publish: &Publish) -> (ReasonCode, &'static str) {
         let limit = self.message_size_limit;
         if limit != 0 && publish.payload.len() > limit {
             tracing::info!(client = %self.session.client_id, "message of {} bytes exceeds message_size_limit {limit}: dropped", publish.payload.len());
-            return ReasonCode::QUOTA_EXCEEDED;
+            return (ReasonCode::QUOTA_EXCEEDED, "payload exceeds message_size_limit");
         }
         if publish.topic.starts_with("$SYS") {
-            return ReasonCode::NOT_AUTHORIZED;
+            return (ReasonCode::NOT_AUTHORIZED, "clients may not publish to $SYS");
         }
-        ReasonCode::SUCCESS
+        (ReasonCode::SUCCESS, "")
     }
 
     /// Replaces a 5.0 Topic Alias by its topic, or records a new alias.
@@ -216,12 +221,29 @@ impl Connection {
         // 5.0: one identifier for every subscription of the packet (the codec checked it).
         let identifier = subscribe.properties.subscription_identifiers().next();
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
+        let mut problems = Vec::new();
         let mut retained = Vec::new();
         for Subscription { filter, options } in subscribe.subscriptions {
-            if filter.starts_with("$share/") {
-                reason_codes.push(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
-                continue;
-            }
+            let shared = match parse_share(&filter) {
+                None => false,
+                Some(Ok(_)) if options.no_local => {
+                    return Err(Close::violation(
+                        ReasonCode::PROTOCOL_ERROR,
+                        "[MQTT-3.8.3-4] No Local set on a shared subscription",
+                    ))
+                }
+                Some(Ok(_)) => true,
+                Some(Err(rule)) => {
+                    tracing::debug!(client = %self.session.client_id, "refused subscription {filter:?}: {rule}");
+                    problems.push(format!("{filter}: {rule}"));
+                    reason_codes.push(if self.version.is_v5() {
+                        ReasonCode::TOPIC_FILTER_INVALID
+                    } else {
+                        ReasonCode::UNSPECIFIED_ERROR
+                    });
+                    continue;
+                }
+            };
             let existed = self
                 .broker
                 .router
@@ -229,6 +251,8 @@ impl Connection {
             self.session.state.lock().subscriptions.insert(filter.clone(), options);
             reason_codes.push(ReasonCode(options.qos as u8));
             let send = match options.retain_handling {
+                // Retained messages are not sent to a new shared subscription [MQTT-4.8.2].
+                _ if shared => false,
                 RetainHandling::SendAtSubscribe => true,
                 RetainHandling::SendAtNewSubscribe => !existed,
                 RetainHandling::DoNotSend => false,
@@ -237,10 +261,15 @@ impl Connection {
                 retained.push((filter, options.qos));
             }
         }
+        let properties = self.problem(&problems.join("; "));
         self.send(&Packet::SubscribeAck(SubscribeAck {
             packet_id: subscribe.packet_id,
             reason_codes,
-            properties: Properties::default(),
+            properties: if problems.is_empty() {
+                Properties::default()
+            } else {
+                properties
+            },
         }));
         for (filter, qos) in retained {
             self.broker

@@ -98,6 +98,9 @@ pub(crate) struct Connection {
     receive_maximum: u16,
     /// message_size_limit when the client connected (a reload applies to new connections).
     message_size_limit: usize,
+    /// The 5.0 client's Request Problem Information: when false, acknowledgements carry
+    /// no Reason String [MQTT-3.1.2-29].
+    problem_information: bool,
     counters: LocalCounters,
 }
 
@@ -448,6 +451,16 @@ impl Connection {
         }
     }
 
+    /// The properties of an acknowledgement that reports a problem: `why` as Reason String
+    /// for a 5.0 client that did not opt out, and if it fits the client's packet limit.
+    fn problem(&self, why: &str) -> Properties {
+        let mut properties = Properties::default();
+        if self.version.is_v5() && self.problem_information && why.len() + 32 <= self.client_max_packet_size {
+            properties.push(Property::ReasonString(ByteStr::from(why)));
+        }
+        properties
+    }
+
     /// Appends one packet to the output buffer.
     fn send(&mut self, packet: &Packet) {
         if let Err(e) = encode(packet, self.version, &mut self.out) {
@@ -483,9 +496,15 @@ impl Connection {
             _ => {}
         }
         if let (Some(reason), true) = (disconnect_reason, self.version.is_v5()) {
+            // A DISCONNECT may always carry a Reason String, but never exceed the client's
+            // Maximum Packet Size [MQTT-3.14.2-3].
+            let mut properties = Properties::default();
+            if log.len() + 16 <= self.client_max_packet_size {
+                properties.push(Property::ReasonString(ByteStr::from(log.as_str())));
+            }
             let packet = Packet::Disconnect(Disconnect {
                 reason_code: reason,
-                properties: Properties::default(),
+                properties,
             });
             self.send(&packet);
         }
@@ -494,7 +513,8 @@ impl Connection {
         }
         let _ = writer.shutdown().await;
         let will = if publish_will { self.will.take() } else { None };
-        let session_ended = self.detach_session();
+        let taken_over = matches!(close, Close::TakenOver(_));
+        let session_ended = self.detach_session(!taken_over);
         if let Some(will) = will {
             self.publish_or_delay_will(*will, session_ended);
         }
@@ -529,9 +549,10 @@ impl Connection {
         }));
     }
 
-    /// Leaves the session to later connections, or ends it if it is clean. Returns whether
-    /// the session ended.
-    fn detach_session(&self) -> bool {
+    /// Leaves the session to later connections, or ends it if it is clean; with
+    /// `hand_off`, its unacknowledged shared-subscription messages go to other members.
+    /// Returns whether the session ended.
+    fn detach_session(&self, hand_off: bool) -> bool {
         let mut state = self.session.state.lock();
         if state
             .connection
@@ -541,10 +562,16 @@ impl Connection {
             state.connection = None;
             state.disconnected_at = Some(Instant::now());
         }
-        if !state.clean || state.connection.is_some() {
+        let ends = state.clean && state.connection.is_none();
+        let online = state.connection.is_some();
+        drop(state);
+        if hand_off && !online {
+            let metrics = &self.broker.metrics;
+            self.broker.router.hand_off_shared(&self.session, ends, metrics);
+        }
+        if !ends {
             return false;
         }
-        drop(state);
         self.broker.end_session(&self.session);
         self.broker.sessions.remove_if(&self.session.client_id, self.session.id);
         true

@@ -118,6 +118,19 @@ impl Drop for Broker {
     }
 }
 
+/// The reason code of the one DISCONNECT in `seen`, after checking that it explains
+/// itself with a Reason String.
+pub fn disconnect_reason(seen: &[Packet]) -> ReasonCode {
+    match seen {
+        [Packet::Disconnect(d)] => {
+            let why = d.properties.reason_string();
+            assert!(why.is_some_and(|w| !w.is_empty()), "no Reason String in {d:?}");
+            d.reason_code
+        }
+        other => panic!("expected one DISCONNECT, got {other:?}"),
+    }
+}
+
 pub fn connect_packet(version: ProtocolVersion, client_id: &str, clean: bool, keep_alive: u16) -> Connect {
     Connect::new(version, ByteStr::from(client_id), clean, keep_alive)
 }
