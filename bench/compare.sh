@@ -8,6 +8,7 @@
 #
 #   bench/compare.sh                 # all scenarios, 3 rounds of 5 s
 #   ROUNDS=5 DURATION=10 bench/compare.sh
+#   ONLY=shared bench/compare.sh     # only scenarios whose name matches the regex
 #
 # QoS 1/2 publishers keep 20 messages unacknowledged (--inflight 20): mosquitto accepts
 # no more than max_inflight_messages unreleased QoS 2 messages from a client.
@@ -78,6 +79,7 @@ stop() {
 measure() {
     local name=$1 broker=$2
     shift 2
+    [[ -z "${ONLY:-}" || "$name" =~ $ONLY ]] || return 0
     local pid
     pid=$(start "$broker")
     local json
@@ -96,6 +98,7 @@ syscalls() {
     command -v strace >/dev/null || { echo "  strace missing: syscall counts skipped" >&2; return; }
     local name=$1 broker=$2
     shift 2
+    [[ -z "${ONLY:-}" || "$name" =~ $ONLY ]] || return 0
     local pid json
     pid=$(start "$broker")
     strace -f -c -o "$work/strace.txt" -p "$pid" 2>/dev/null &
@@ -122,6 +125,8 @@ for round in $(seq "$ROUNDS"); do
         measure "QoS 0 1->1 at 20,000/s" "$broker" one-to-one -r 20000 -d "$D"
         measure "QoS 0 fan-out 20 at 2,000/s (40,000 deliveries/s)" "$broker" fan-out -S 20 -r 2000 -d "$D"
         measure "QoS 1 1->1 at 10,000/s" "$broker" one-to-one -q 1 --inflight 20 -r 10000 -d "$D"
+        measure "QoS 1 shared subscription, 4 members, max rate" "$broker" shared -S 4 -q 1 --inflight 20 -d "$D"
+        measure "QoS 0 shared subscription, 4 members, at 20,000/s" "$broker" shared -S 4 -r 20000 -d "$D"
         measure "idle connections" "$broker" idle -c "$IDLE" --concurrency 200 --hold 2
     done
 done

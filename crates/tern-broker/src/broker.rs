@@ -1,6 +1,7 @@
 //! The broker: its shared state, its listeners and its lifecycle (bind, serve, reload,
 //! drain and stop).
 
+use crate::auth::{Authenticator, Authenticators};
 use crate::config::{listener_addr, Config};
 use crate::connection;
 use crate::metrics::Metrics;
@@ -30,12 +31,19 @@ pub struct BrokerState {
     pub started: Instant,
     /// Start time in seconds since 1970, to make generated client ids unique across runs.
     pub started_unix: u64,
+    /// Enhanced authentication methods; replaced on reload.
+    authenticators: RwLock<Authenticators>,
 }
 
 impl BrokerState {
     /// The configuration in force. Read at connect time and by housekeeping, not per message.
     pub fn config(&self) -> Arc<Config> {
         self.config.read().clone()
+    }
+
+    /// The enhanced authentication method called `method`, if offered.
+    pub fn authenticator(&self, method: &str) -> Option<Arc<dyn Authenticator>> {
+        self.authenticators.read().find(method).cloned()
     }
 
     /// Ends a session: its queue and subscriptions go, and a will still waiting for its
@@ -104,6 +112,7 @@ impl Broker {
         let started_unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let authenticators = Authenticators::from_file(config.scram_file.as_deref())?;
         let router = Router::default();
         router.set_share_strategy(config.shared_subscription_strategy);
         let state = Arc::new(BrokerState {
@@ -114,6 +123,7 @@ impl Broker {
             shutdown: CancellationToken::new(),
             started: Instant::now(),
             started_unix,
+            authenticators: RwLock::new(authenticators),
         });
         Ok(Broker { state, listeners })
     }
@@ -159,6 +169,14 @@ impl BrokerHandle {
     /// Applies a new configuration. Limits apply to connections made from now on;
     /// listeners are kept as they were bound (a change needs a restart).
     pub fn reload(&self, new: Config) {
+        match Authenticators::from_file(new.scram_file.as_deref()) {
+            Ok(mut methods) => {
+                let mut current = self.state.authenticators.write();
+                methods.merge_custom(&current);
+                *current = methods;
+            }
+            Err(e) => tracing::error!("scram_file not reloaded, the previous credentials stay: {e:#}"),
+        }
         let mut current = self.state.config.write();
         if new.effective_listeners() != current.effective_listeners() {
             tracing::warn!("listener changes take effect at the next restart");
@@ -166,6 +184,11 @@ impl BrokerHandle {
         self.state.router.set_share_strategy(new.shared_subscription_strategy);
         *current = Arc::new(new);
         tracing::info!("configuration reloaded");
+    }
+
+    /// Offers another enhanced authentication method (or replaces the one of its name).
+    pub fn add_authenticator(&self, authenticator: Arc<dyn Authenticator>) {
+        self.state.authenticators.write().add(authenticator);
     }
 
     pub fn state(&self) -> &Arc<BrokerState> {

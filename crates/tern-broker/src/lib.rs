@@ -5,6 +5,7 @@
 //! only code that awaits a socket; the [`router::Router`] matches topics and fans out;
 //! sessions hold what outlives a connection; `$SYS` and housekeeping run on one timer.
 
+pub mod auth;
 mod broker;
 pub mod config;
 mod connection;

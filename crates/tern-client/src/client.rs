@@ -29,6 +29,8 @@ pub enum ClientError {
     Closed,
     #[error("cannot encode the packet: {0}")]
     Encode(#[from] tern_proto::EncodeError),
+    #[error("enhanced authentication failed: {0}")]
+    Authentication(String),
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -178,6 +180,12 @@ impl Client {
             properties,
         };
         self.request(|done| Command::Unsubscribe { unsubscribe, done }).await
+    }
+
+    /// Re-authenticates a connection made with SCRAM-SHA-256 (MQTT 5.0 AUTH 0x19); ends
+    /// when the broker confirms.
+    pub async fn reauthenticate(&self) -> Result<(), ClientError> {
+        self.request(|done| Command::Reauthenticate { done }).await
     }
 
     /// Sends DISCONNECT (normal, no will) and closes the connection.

@@ -9,6 +9,7 @@
 //! [`Client`]: crate::Client
 
 use crate::client::{ClientError, Event};
+use crate::enhanced_auth::Exchange;
 use crate::options::ConnectOptions;
 use bytes::BytesMut;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -43,6 +44,9 @@ pub(crate) enum Command {
         properties: Properties,
         done: Done<()>,
     },
+    Reauthenticate {
+        done: Done<()>,
+    },
 }
 
 /// An outgoing flow waiting for its acknowledgement.
@@ -75,6 +79,8 @@ struct State {
     window: usize,
     out: BytesMut,
     events: mpsc::Sender<Event>,
+    /// A re-authentication in progress (5.0 AUTH 0x19).
+    reauth: Option<(Exchange, Done<()>)>,
 }
 
 pub(crate) async fn start(
@@ -99,6 +105,7 @@ pub(crate) async fn start(
         topic_aliases: HashMap::new(),
         out: BytesMut::new(),
         events: events_tx,
+        reauth: None,
     };
     let clean = state.options.clean_start;
     let (connection, connack) = handshake(&mut state, transport, clean).await?;
@@ -136,20 +143,35 @@ async fn handshake(
         input: BytesMut::with_capacity(4096),
     };
     let mut out = BytesMut::new();
-    encode(
-        &Packet::Connect(Box::new(state.options.connect_packet(clean))),
-        state.version,
-        &mut out,
-    )?;
+    let mut connect = state.options.connect_packet(clean);
+    let mut exchange = match &state.options.scram {
+        Some(login) => {
+            let (exchange, first) = Exchange::start(login)?;
+            connect.properties.0.extend(Exchange::properties(first));
+            Some(exchange)
+        }
+        None => None,
+    };
+    encode(&Packet::Connect(Box::new(connect)), state.version, &mut out)?;
     connection.writer.write_all(&out).await?;
     let timeout = state.options.connect_timeout;
     let connack = tokio::time::timeout(timeout, async {
         loop {
             if let Some(packet) = decode(&mut connection.input, state.version, usize::MAX)? {
-                return match packet {
-                    Packet::ConnectAck(ack) => Ok(ack),
-                    other => Err(ClientError::Unexpected(other.packet_type().name())),
-                };
+                match (packet, exchange.as_mut()) {
+                    (Packet::ConnectAck(ack), Some(exchange)) if ack.reason_code.is_success() => {
+                        exchange.verify(&ack.properties)?;
+                        return Ok(ack);
+                    }
+                    (Packet::ConnectAck(ack), _) => return Ok(ack),
+                    (Packet::Auth(auth), Some(exchange)) => {
+                        let mut out = BytesMut::new();
+                        encode(&exchange.respond(&auth)?, state.version, &mut out)?;
+                        connection.writer.write_all(&out).await?;
+                        continue;
+                    }
+                    (other, _) => return Err(ClientError::Unexpected(other.packet_type().name())),
+                }
             }
             if connection.reader.read_buf(&mut connection.input).await? == 0 {
                 return Err(ClientError::ConnectionLost("closed before CONNACK".into()));
@@ -317,6 +339,58 @@ impl State {
                 self.send(&Packet::Unsubscribe(unsubscribe));
             }
             Command::Disconnect { .. } => {}
+            Command::Reauthenticate { done } => self.start_reauthentication(done),
+        }
+    }
+
+    /// Sends AUTH 0x19 with a new SCRAM client-first message.
+    fn start_reauthentication(&mut self, done: Done<()>) {
+        let Some(login) = self.options.scram.clone() else {
+            let _ = done.send(Err(ClientError::Authentication(
+                "the connection was not made with enhanced authentication".into(),
+            )));
+            return;
+        };
+        if self.reauth.is_some() {
+            let _ = done.send(Err(ClientError::Authentication(
+                "a re-authentication is in progress".into(),
+            )));
+            return;
+        }
+        match Exchange::start(&login) {
+            Ok((exchange, first)) => {
+                self.send(&Packet::Auth(Auth {
+                    reason_code: ReasonCode::RE_AUTHENTICATE,
+                    properties: Properties(Exchange::properties(first)),
+                }));
+                self.reauth = Some((exchange, done));
+            }
+            Err(e) => {
+                let _ = done.send(Err(e));
+            }
+        }
+    }
+
+    /// The broker's AUTH during a re-authentication.
+    fn incoming_auth(&mut self, auth: Auth) -> Result<(), String> {
+        let Some((mut exchange, done)) = self.reauth.take() else {
+            return Err("[MQTT-4.12.0-6] AUTH from the broker with no authentication in progress".into());
+        };
+        if auth.reason_code == ReasonCode::SUCCESS {
+            let _ = done.send(exchange.verify(&auth.properties));
+            return Ok(());
+        }
+        match exchange.respond(&auth) {
+            Ok(answer) => {
+                self.send(&answer);
+                self.reauth = Some((exchange, done));
+                Ok(())
+            }
+            Err(e) => {
+                let why = e.to_string();
+                let _ = done.send(Err(e));
+                Err(why)
+            }
         }
     }
 
@@ -384,6 +458,7 @@ impl State {
                     let _ = done.send(Ok(ack));
                 }
             }
+            Packet::Auth(auth) => return self.incoming_auth(auth),
             other => return Err(format!("unexpected {} from the broker", other.packet_type())),
         }
         Ok(())

@@ -29,9 +29,11 @@
 //! plugs in without touching the protocol code.
 
 mod client;
+mod enhanced_auth;
 mod event_loop;
 mod options;
 
 pub use client::{Client, ClientError, Event, Events};
+pub use enhanced_auth::ScramLogin;
 pub use options::{ConnectOptions, Reconnect};
 pub use tern_proto;

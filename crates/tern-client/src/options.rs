@@ -1,5 +1,6 @@
 //! What a client connects with.
 
+use crate::enhanced_auth::ScramLogin;
 use bytes::Bytes;
 use std::time::Duration;
 use tern_proto::{ByteStr, Properties, Property, ProtocolVersion, QoS, Will};
@@ -43,6 +44,8 @@ pub struct ConnectOptions {
     /// `None`: a lost connection ends the event stream.
     pub reconnect: Option<Reconnect>,
     pub connect_timeout: Duration,
+    /// MQTT 5.0 enhanced authentication with SCRAM-SHA-256 instead of a password.
+    pub scram: Option<ScramLogin>,
 }
 
 impl ConnectOptions {
@@ -61,6 +64,7 @@ impl ConnectOptions {
             max_inflight: 20,
             reconnect: None,
             connect_timeout: Duration::from_secs(10),
+            scram: None,
         }
     }
 
@@ -105,6 +109,16 @@ impl ConnectOptions {
     pub fn session_expiry(mut self, seconds: u32) -> Self {
         self.properties.remove(tern_proto::PropertyId::SessionExpiryInterval);
         self.properties.push(Property::SessionExpiryInterval(seconds));
+        self
+    }
+
+    /// Authenticates with SCRAM-SHA-256 (MQTT 5.0 enhanced authentication; selects 5.0).
+    pub fn scram_sha_256(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.version = ProtocolVersion::V5;
+        self.scram = Some(ScramLogin {
+            user: user.into(),
+            password: password.into(),
+        });
         self
     }
 

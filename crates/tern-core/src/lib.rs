@@ -9,6 +9,7 @@
 pub mod outbox;
 pub mod password;
 pub mod retained;
+pub mod scram;
 pub mod topic;
 pub mod trie;
 

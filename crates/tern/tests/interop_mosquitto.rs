@@ -214,3 +214,25 @@ fn the_will_of_a_killed_mosquitto_sub_is_published() {
     doomed.child.kill().unwrap();
     assert_eq!(watcher.message(), "seed/will lost");
 }
+
+#[test]
+fn mosquitto_subs_share_a_subscription() {
+    if !clients_installed() {
+        return;
+    }
+    let broker = Broker::start();
+    for version in ["mqttv311", "mqttv5"] {
+        let subs: Vec<Sub> = (0..2)
+            .map(|_| Sub::start(&broker, &["-V", version, "-t", "$share/workers/jobs", "-q", "1"]))
+            .collect();
+        for i in 0..6 {
+            publish(
+                &broker,
+                &["-V", version, "-t", "jobs", "-m", &format!("job{i}"), "-q", "1"],
+            );
+        }
+        let mut got: Vec<String> = subs.iter().flat_map(|s| (0..3).map(|_| s.message())).collect();
+        got.sort();
+        assert_eq!(got, (0..6).map(|i| format!("job{i}")).collect::<Vec<_>>(), "{version}");
+    }
+}

@@ -74,6 +74,8 @@ pub struct Config {
     pub server_moved: bool,
     /// Response Information for clients that request it: this prefix and the client id.
     pub response_information: String,
+    /// SCRAM-SHA-256 credentials (`tern passwd --scram`) for enhanced authentication.
+    pub scram_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -98,6 +100,7 @@ impl Default for Config {
             server_reference: None,
             server_moved: false,
             response_information: "response/".to_string(),
+            scram_file: None,
         }
     }
 }

@@ -169,6 +169,7 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
         "server_reference" => config.server_reference = Some(one(args)?.to_string()),
         "server_moved" => config.server_moved = boolean(args)?,
         "response_information" => config.response_information = one(args)?.to_string(),
+        "scram_file" => config.scram_file = Some(PathBuf::from(one(args)?)),
         "pid_file" => config.pid_file = Some(PathBuf::from(one(args)?)),
         "include_dir" => include_dir(config, Path::new(one(args)?))?,
         _ => {

@@ -28,6 +28,7 @@ struct File {
     server_reference: Option<String>,
     server_moved: Option<bool>,
     response_information: Option<String>,
+    scram_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +67,7 @@ pub(super) fn parse(text: &str) -> Result<Config> {
     set!(max_keepalive, sys_interval, connection_messages, verbose);
     set!(server_moved, response_information);
     c.server_reference = file.server_reference;
+    c.scram_file = file.scram_file;
     if let Some(name) = file.shared_subscription_strategy {
         c.shared_subscription_strategy =
             super::mosquitto::strategy(&name).map_err(|e| anyhow!("shared_subscription_strategy: {e}"))?;

@@ -1,7 +1,7 @@
 //! CONNECT: reading it, checking it, resolving the session (new, resumed or taken over)
 //! and answering with CONNACK.
 
-use super::{Connection, TOPIC_ALIAS_MAXIMUM};
+use super::{enhanced_auth, Connection, TOPIC_ALIAS_MAXIMUM};
 use crate::broker::BrokerState;
 use crate::session::{ConnectionHandle, Session};
 use bytes::BytesMut;
@@ -26,6 +26,37 @@ pub(super) struct Refused {
 /// Connections accepted since start, for connection generations and generated ids.
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
+/// Why a packet could not be read during the handshake.
+pub(super) enum ReadError {
+    Malformed(DecodeError),
+    Closed,
+    Io(std::io::Error),
+}
+
+/// Reads the next whole packet (CONNECT, or AUTH during enhanced authentication).
+pub(super) async fn read_packet(
+    reader: &mut OwnedReadHalf,
+    input: &mut BytesMut,
+    version: ProtocolVersion,
+    max: usize,
+) -> Result<Packet, ReadError> {
+    loop {
+        match decode(input, version, max) {
+            Ok(Some(packet)) => return Ok(packet),
+            Ok(None) => {}
+            Err(e) => return Err(ReadError::Malformed(e)),
+        }
+        if input.capacity() - input.len() < 256 {
+            input.reserve(1024);
+        }
+        match reader.read_buf(input).await {
+            Ok(0) => return Err(ReadError::Closed),
+            Ok(_) => {}
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+}
+
 /// Reads the first packet, which must be CONNECT [MQTT-3.1.0-1].
 pub(super) async fn read_connect(
     reader: &mut OwnedReadHalf,
@@ -33,49 +64,24 @@ pub(super) async fn read_connect(
     broker: &BrokerState,
 ) -> Result<Connect, Refused> {
     let max = broker.config().max_packet_size();
-    loop {
-        match decode(input, ProtocolVersion::V3_1_1, max) {
-            Ok(Some(Packet::Connect(connect))) => return Ok(*connect),
-            Ok(Some(other)) => {
-                return Err(Refused {
-                    reply: None,
-                    message: format!("[MQTT-3.1.0-1] first packet is {}, not CONNECT", other.packet_type()),
-                })
-            }
-            Ok(None) => {}
-            Err(e @ DecodeError::UnsupportedProtocolVersion { .. }) => {
-                // [MQTT-3.1.2-2]: answer with return code 0x01 in the 3.1.1 format, which
-                // every version can read, then close.
-                return Err(Refused {
-                    reply: Some(BytesMut::from(&b"\x20\x02\x00\x01"[..])),
-                    message: e.to_string(),
-                });
-            }
-            Err(e) => {
-                return Err(Refused {
-                    reply: None,
-                    message: format!("malformed CONNECT: {e}"),
-                })
-            }
+    let refused = |message: String| Refused { reply: None, message };
+    match read_packet(reader, input, ProtocolVersion::V3_1_1, max).await {
+        Ok(Packet::Connect(connect)) => Ok(*connect),
+        Ok(other) => Err(refused(format!(
+            "[MQTT-3.1.0-1] first packet is {}, not CONNECT",
+            other.packet_type()
+        ))),
+        Err(ReadError::Malformed(e @ DecodeError::UnsupportedProtocolVersion { .. })) => {
+            // [MQTT-3.1.2-2]: answer with return code 0x01 in the 3.1.1 format, which
+            // every version can read, then close.
+            Err(Refused {
+                reply: Some(BytesMut::from(&b"\x20\x02\x00\x01"[..])),
+                message: e.to_string(),
+            })
         }
-        if input.capacity() - input.len() < 256 {
-            input.reserve(1024);
-        }
-        match reader.read_buf(input).await {
-            Ok(0) => {
-                return Err(Refused {
-                    reply: None,
-                    message: "closed before CONNECT".into(),
-                })
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(Refused {
-                    reply: None,
-                    message: format!("read error before CONNECT: {e}"),
-                })
-            }
-        }
+        Err(ReadError::Malformed(e)) => Err(refused(format!("malformed CONNECT: {e}"))),
+        Err(ReadError::Closed) => Err(refused("closed before CONNECT".into())),
+        Err(ReadError::Io(e)) => Err(refused(format!("read error before CONNECT: {e}"))),
     }
 }
 
@@ -150,7 +156,7 @@ pub(super) async fn accept(
     peer: SocketAddr,
     broker: &Arc<BrokerState>,
     allow_anonymous: bool,
-    writer: &mut OwnedWriteHalf,
+    (reader, input, writer): (&mut OwnedReadHalf, &mut BytesMut, &mut OwnedWriteHalf),
 ) -> Option<(Connection, oneshot::Receiver<oneshot::Sender<()>>)> {
     let config = broker.config();
     let version = connect.protocol_version;
@@ -178,9 +184,28 @@ pub(super) async fn accept(
     } else {
         connect.client_id.clone()
     };
-    if !allow_anonymous {
+    let mut user = None;
+    let mut auth = None;
+    if let (Some(method), true) = (connect.properties.authentication_method(), version.is_v5()) {
+        let socket = (&mut *reader, &mut *input, &mut *writer);
+        match enhanced_auth::authenticate(&connect, &method, broker, socket, config.connect_timeout).await {
+            Ok(done) => {
+                properties.push(Property::AuthenticationMethod(method.clone()));
+                if let Some(data) = done.data {
+                    properties.push(Property::AuthenticationData(data.into()));
+                }
+                user = Some(done.user.into_boxed_str());
+                auth = Some(Box::new(enhanced_auth::ConnectionAuth { method, exchange: None }));
+            }
+            Err((reason, why)) => {
+                refuse(writer, version, (reason, &why), peer, &client_id, Vec::new()).await;
+                return None;
+            }
+        }
+    }
+    if user.is_none() && !allow_anonymous {
         // No password file support yet: like mosquitto with allow_anonymous false and no
-        // password_file, every client is refused, with or without a user name.
+        // password_file, every client without enhanced authentication is refused.
         let reason = (ReasonCode::NOT_AUTHORIZED, "anonymous clients are not allowed");
         refuse(writer, version, reason, peer, &client_id, Vec::new()).await;
         return None;
@@ -270,6 +295,8 @@ pub(super) async fn accept(
         receive_maximum: broker_receive_maximum,
         message_size_limit: config.message_size_limit,
         problem_information: connect.properties.request_problem_information() != Some(0),
+        user,
+        auth,
         counters: Default::default(),
     };
     if session_present {

@@ -45,10 +45,7 @@ impl Connection {
                 ReasonCode::PROTOCOL_ERROR,
                 "[MQTT-3.1.0-2] second CONNECT on one connection",
             )),
-            Packet::Auth(_) => Err(Close::violation(
-                ReasonCode::PROTOCOL_ERROR,
-                "AUTH without an authentication method in CONNECT",
-            )),
+            Packet::Auth(auth) => self.on_auth(auth),
             other => Err(Close::violation(
                 ReasonCode::PROTOCOL_ERROR,
                 format!("a client must not send {}", other.packet_type()),

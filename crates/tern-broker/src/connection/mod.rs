@@ -6,6 +6,7 @@
 //! Everything decoded in one read is handled before anything is written, and everything
 //! pending is written with one `write` call: batching in both directions.
 
+mod enhanced_auth;
 mod handshake;
 mod inbound;
 
@@ -101,6 +102,10 @@ pub(crate) struct Connection {
     /// The 5.0 client's Request Problem Information: when false, acknowledgements carry
     /// no Reason String [MQTT-3.1.2-29].
     problem_information: bool,
+    /// The user the client authenticated as (password or enhanced authentication).
+    user: Option<Box<str>>,
+    /// The enhanced-authentication method of CONNECT, for re-authentication (5.0).
+    auth: Option<Box<enhanced_auth::ConnectionAuth>>,
     counters: LocalCounters,
 }
 
@@ -230,7 +235,8 @@ async fn set_up(stream: TcpStream, peer: SocketAddr, broker: Arc<BrokerState>, a
             return None;
         }
     };
-    let (connection, takeover) = handshake::accept(connect, peer, &broker, allow_anonymous, &mut writer).await?;
+    let socket = (&mut reader, &mut input, &mut writer);
+    let (connection, takeover) = handshake::accept(connect, peer, &broker, allow_anonymous, socket).await?;
     if input.is_empty() {
         input = BytesMut::new();
     }

@@ -3,7 +3,8 @@
 Usage: paho_check.py HOST PORT {3.1.1|5}. Exits 0 when every check passed, 1 otherwise,
 printing what failed. Covers: connect, subscribe with wildcards, publish and receive at
 QoS 0, 1 and 2, retained messages, the will of a dropped client, a persistent session
-receiving QoS 1 messages queued while it was offline.
+receiving QoS 1 messages queued while it was offline, shared subscriptions; under 5.0
+also request/response and user properties, Message Expiry and Response Information.
 """
 import sys
 import threading
@@ -113,6 +114,57 @@ check("session present on resume", back.session_present, back.session_present)
 got = wait_for(back, 1)
 check("queued message delivered on resume", got[:1] == [("p/durable", b"while-away", 1, False)], got)
 
+# Shared subscriptions: each message to one member of the group.
+members = [start(client(tag + "-member%d" % i)) for i in range(2)]
+for m in members:
+    m.subscribe("$share/pg/p/shared", 1)
+time.sleep(0.3)
+for i in range(10):
+    pub.publish("p/shared", b"job-%d" % i, qos=1).wait_for_publish(5)
+time.sleep(0.5)
+shared = [m.received for m in members]
+payloads = sorted(p for r in shared for (_t, p, _q, _r) in r)
+check("shared subscription: every message once", payloads == sorted(b"job-%d" % i for i in range(10)), shared)
+check("shared subscription: both members used", all(len(r) == 5 for r in shared), [len(r) for r in shared])
+extra = members
+
+if PROTOCOL == mqtt.MQTTv5:
+    # Request/response properties and user properties pass through unchanged.
+    responder = start(client(tag + "-responder"))
+    responder.subscribe("p/request", 1)
+    time.sleep(0.3)
+    props = mqtt.Properties(mqtt.PacketTypes.PUBLISH)
+    props.ResponseTopic = "p/reply"
+    props.CorrelationData = b"\x01\x02"
+    props.UserProperty = [("k", "v")]
+    props.MessageExpiryInterval = 600
+    pub.publish("p/request", b"?", qos=1, properties=props).wait_for_publish(5)
+    got = []
+    deadline = time.time() + 5
+    responder.on_message = lambda _c, _u, msg: got.append(msg.properties)
+    while not got and time.time() < deadline:
+        time.sleep(0.01)
+    p5 = got[0] if got else None
+    check("5.0 properties forwarded",
+          p5 is not None and p5.ResponseTopic == "p/reply" and p5.CorrelationData == b"\x01\x02"
+          and ("k", "v") in p5.UserProperty and 0 < p5.MessageExpiryInterval <= 600,
+          p5)
+    # Response Information on request.
+    asker = client(tag + "-asker")
+    seen = {}
+    asker.on_connect = lambda _c, _u, _f, reason, props: (seen.update(p=props), asker.connected.set())
+    cprops = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+    cprops.RequestResponseInformation = 1
+    asker.connect(HOST, PORT, keepalive=30, properties=cprops)
+    asker.loop_start()
+    asker.connected.wait(5)
+    info = getattr(seen.get("p"), "ResponseInformation", None)
+    check("Response Information given", info == "response/" + tag + "-asker", info)
+    extra = extra + [responder, asker]
+
+for c in extra:
+    c.disconnect()
+    c.loop_stop()
 for c in (sub, pub, late, watcher, back):
     c.disconnect()
     c.loop_stop()
