@@ -1,11 +1,13 @@
 //! The broker: its shared state, its listeners and its lifecycle (bind, serve, reload,
 //! drain and stop).
 
+use crate::admission::ListenerGate;
 use crate::auth::{Authenticator, Authenticators};
 use crate::config::{listener_addr, Config};
 use crate::connection;
 use crate::metrics::Metrics;
 use crate::router::Router;
+use crate::security::{self, ListenerSecurity};
 use crate::session::{Session, SessionId, Sessions};
 use anyhow::{Context, Result};
 use parking_lot::RwLock;
@@ -33,12 +35,19 @@ pub struct BrokerState {
     pub started_unix: u64,
     /// Enhanced authentication methods; replaced on reload.
     authenticators: RwLock<Authenticators>,
+    /// Each listener's anonymous setting, passwords and ACL; replaced on reload.
+    security: RwLock<Vec<Arc<ListenerSecurity>>>,
 }
 
 impl BrokerState {
     /// The configuration in force. Read at connect time and by housekeeping, not per message.
     pub fn config(&self) -> Arc<Config> {
         self.config.read().clone()
+    }
+
+    /// The security settings of listener `index`.
+    pub fn listener_security(&self, index: usize) -> Arc<ListenerSecurity> {
+        self.security.read().get(index).cloned().unwrap_or_default()
     }
 
     /// The enhanced authentication method called `method`, if offered.
@@ -113,6 +122,7 @@ impl Broker {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let authenticators = Authenticators::from_file(config.scram_file.as_deref())?;
+        let security = security::load(&config)?;
         let router = Router::default();
         router.set_share_strategy(config.shared_subscription_strategy);
         let state = Arc::new(BrokerState {
@@ -124,6 +134,7 @@ impl Broker {
             started: Instant::now(),
             started_unix,
             authenticators: RwLock::new(authenticators),
+            security: RwLock::new(security),
         });
         Ok(Broker { state, listeners })
     }
@@ -169,6 +180,13 @@ impl BrokerHandle {
     /// Applies a new configuration. Limits apply to connections made from now on;
     /// listeners are kept as they were bound (a change needs a restart).
     pub fn reload(&self, new: Config) {
+        match security::load(&new) {
+            Ok(tables) => {
+                self.apply_security(&tables);
+                *self.state.security.write() = tables;
+            }
+            Err(e) => tracing::error!("password and ACL files not reloaded, the previous ones stay: {e:#}"),
+        }
         match Authenticators::from_file(new.scram_file.as_deref()) {
             Ok(mut methods) => {
                 let mut current = self.state.authenticators.write();
@@ -186,6 +204,21 @@ impl BrokerHandle {
         tracing::info!("configuration reloaded");
     }
 
+    /// Gives every session that is under an ACL the reloaded ACL of its listener.
+    fn apply_security(&self, tables: &[Arc<ListenerSecurity>]) {
+        let sessions: Vec<Arc<Session>> = self.state.sessions.with(|map| map.values().cloned().collect());
+        for session in sessions {
+            let mut state = session.state.lock();
+            let Some(access) = state.access.as_deref_mut() else {
+                continue;
+            };
+            match tables.get(access.listener).and_then(|t| t.acl.clone()) {
+                Some(acl) => access.acl = acl,
+                None => state.access = None,
+            }
+        }
+    }
+
     /// Offers another enhanced authentication method (or replaces the one of its name).
     pub fn add_authenticator(&self, authenticator: Arc<dyn Authenticator>) {
         self.state.authenticators.write().add(authenticator);
@@ -197,6 +230,8 @@ impl BrokerHandle {
 }
 
 async fn accept_loop(index: usize, listener: TcpListener, state: Arc<BrokerState>, tracker: TaskTracker) {
+    let gate = ListenerGate::default();
+    let mut refused = 0u64;
     loop {
         let accepted = tokio::select! {
             () = state.shutdown.cancelled() => return,
@@ -206,16 +241,18 @@ async fn accept_loop(index: usize, listener: TcpListener, state: Arc<BrokerState
             Ok((stream, peer)) => {
                 state.metrics.connections_total.fetch_add(1, Relaxed);
                 let config = state.config();
-                let allow_anonymous = if config.is_local_default() {
-                    true
-                } else {
-                    config
-                        .listeners
-                        .get(index)
-                        .and_then(|l| l.allow_anonymous)
-                        .unwrap_or(config.allow_anonymous)
-                };
-                tracker.spawn(connection::serve(stream, peer, state.clone(), allow_anonymous));
+                let max_connections = config.listeners.get(index).and_then(|l| l.max_connections);
+                match gate.admit(peer.ip(), max_connections, config.max_connection_rate) {
+                    Ok(slot) => {
+                        tracker.spawn(connection::serve(stream, peer, state.clone(), (index, slot)));
+                    }
+                    Err(refusal) => {
+                        refused += 1;
+                        if refused.is_power_of_two() {
+                            tracing::warn!(%peer, "connection refused: {refusal} ({refused} refused so far)");
+                        }
+                    }
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: the listener stays, the pause

@@ -5,12 +5,14 @@
 //! only code that awaits a socket; the [`router::Router`] matches topics and fans out;
 //! sessions hold what outlives a connection; `$SYS` and housekeeping run on one timer.
 
+mod admission;
 pub mod auth;
 mod broker;
 pub mod config;
 mod connection;
 pub mod metrics;
 pub mod router;
+pub mod security;
 pub mod session;
 pub mod shared;
 mod sys;

@@ -296,7 +296,7 @@ impl Router {
                     expires_at: retained.expires_at,
                     shared: None,
                 };
-                session.deliver(delivery, qos, message.payload.len(), metrics);
+                session.deliver(delivery, &message.topic, qos, message.payload.len(), metrics);
             }
         }
     }
@@ -326,8 +326,10 @@ impl Router {
                     .and_then(|(group, filter)| shared.get(filter, &ByteStr::from(group)))
                     .and_then(|g| g.pick(strategy, "", &[session.id], true));
                 match member.and_then(|m| Self::redirect(&delivery, qos, m)) {
-                    Some((member, moved, qos)) => {
-                        member.session.deliver(moved, qos, delivery.frame.len(), metrics);
+                    Some((member, moved, topic, qos)) => {
+                        member
+                            .session
+                            .deliver(moved, &topic, qos, delivery.frame.len(), metrics);
                     }
                     None => left.push((delivery, qos)),
                 }
@@ -343,7 +345,11 @@ impl Router {
     }
 
     /// `delivery`, queued for one member at `qos`, encoded for another.
-    fn redirect<'a>(delivery: &Delivery, qos: QoS, to: &'a Subscriber) -> Option<(&'a Subscriber, Delivery, QoS)> {
+    fn redirect<'a>(
+        delivery: &Delivery,
+        qos: QoS,
+        to: &'a Subscriber,
+    ) -> Option<(&'a Subscriber, Delivery, ByteStr, QoS)> {
         let mut publish = delivery.publish()?;
         publish.properties.remove(PropertyId::SubscriptionIdentifier);
         let v5 = to.session.is_v5();
@@ -356,7 +362,7 @@ impl Router {
             expires_at: delivery.expires_at,
             shared: delivery.shared.clone(),
         };
-        Some((to, moved, qos))
+        Some((to, moved, publish.topic, qos))
     }
 
     /// Removes expired retained messages; returns how many.
@@ -395,7 +401,7 @@ fn deliver(
         expires_at,
         shared: target.shared,
     };
-    session.deliver(delivery, qos, publish.payload.len(), metrics)
+    session.deliver(delivery, &publish.topic, qos, publish.payload.len(), metrics)
 }
 
 /// Folds the several matching subscriptions of one session into one entry with the

@@ -7,6 +7,7 @@
 //! all writing to the socket.
 
 use crate::metrics::Metrics;
+use crate::security::ClientAccess;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
@@ -122,6 +123,9 @@ pub struct SessionState {
     /// A will held back by its Will Delay Interval (5.0): published when due or when the
     /// session ends, dropped if the client reconnects first.
     pub pending_will: Option<Box<PendingWill>>,
+    /// The ACL the client is under, if its listener has one: deliveries are checked
+    /// against it (the client's read access) before they are queued.
+    pub access: Option<Box<ClientAccess>>,
 }
 
 /// A will waiting for its delay to pass.
@@ -161,10 +165,15 @@ impl Session {
     /// Queues `delivery` for this session and wakes its connection. QoS 0 messages for an
     /// offline client are dropped (mosquitto's default); a full queue drops the message
     /// and counts it. Returns whether the message was queued.
-    pub fn deliver(&self, delivery: Delivery, qos: QoS, payload_len: usize, metrics: &Metrics) -> bool {
+    pub fn deliver(&self, delivery: Delivery, topic: &str, qos: QoS, payload_len: usize, metrics: &Metrics) -> bool {
         let mut state = self.state.lock();
         if state.connection.is_none() && qos == QoS::AtMostOnce {
             return false;
+        }
+        if let Some(access) = &state.access {
+            if !access.may_read(&self.client_id, topic) {
+                return false;
+            }
         }
         // Wake the connection only when the queue goes from empty to not: while it is not
         // empty the connection is draining it, or waiting for socket space or for acks,
@@ -215,6 +224,7 @@ impl Sessions {
                 disconnected_at: None,
                 expiry: None,
                 pending_will: None,
+                access: None,
             }),
             wake: Notify::new(),
         })

@@ -6,6 +6,7 @@
 //! wraps them in its connection tasks; keeping them free of I/O makes them easy to test
 //! exhaustively and to reuse.
 
+pub mod acl;
 pub mod outbox;
 pub mod password;
 pub mod retained;

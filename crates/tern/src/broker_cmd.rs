@@ -35,12 +35,12 @@ fn build_config(args: &BrokerArgs) -> Result<Config> {
                 port,
                 bind_address: Some("127.0.0.1".into()),
                 allow_anonymous: Some(true),
+                ..ListenerConfig::default()
             }
         } else {
             ListenerConfig {
                 port,
-                bind_address: None,
-                allow_anonymous: None,
+                ..ListenerConfig::default()
             }
         };
         config.listeners.push(listener);

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tern_core::OutboxLimits;
 
 /// One network listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListenerConfig {
     /// Port to listen on; 0 picks a free one (tests).
     pub port: u16,
@@ -24,6 +24,12 @@ pub struct ListenerConfig {
     pub bind_address: Option<String>,
     /// Whether clients without a user name may connect; `None` takes the global setting.
     pub allow_anonymous: Option<bool>,
+    /// This listener's password file (per_listener_settings); `None` takes the global one.
+    pub password_file: Option<PathBuf>,
+    /// This listener's ACL file (per_listener_settings); `None` takes the global one.
+    pub acl_file: Option<PathBuf>,
+    /// Most clients connected through this listener at once; `None`: no limit.
+    pub max_connections: Option<usize>,
 }
 
 /// Where log lines go.
@@ -74,8 +80,23 @@ pub struct Config {
     pub server_moved: bool,
     /// Response Information for clients that request it: this prefix and the client id.
     pub response_information: String,
-    /// SCRAM-SHA-256 credentials (`tern passwd --scram`) for enhanced authentication.
+    /// SCRAM-SHA-256 credentials (`tern passwd -H scram-sha-256`) for enhanced authentication.
     pub scram_file: Option<PathBuf>,
+    /// mosquitto password file for listeners without their own.
+    pub password_file: Option<PathBuf>,
+    /// mosquitto ACL file for listeners without their own.
+    pub acl_file: Option<PathBuf>,
+    /// mosquitto's per_listener_settings: security directives after a `listener` line
+    /// apply to that listener only (otherwise they are global wherever they appear).
+    pub per_listener_settings: bool,
+    /// A refused password is answered only after this long, to slow down guessing.
+    pub auth_failure_delay: Duration,
+    /// New connections accepted per second from one source address; 0: no limit.
+    pub max_connection_rate: u32,
+    /// Most levels in a topic name or filter; 0: no limit.
+    pub max_topic_levels: usize,
+    /// Longest topic name or filter in bytes; 0: the protocol's 65,535.
+    pub max_topic_length: usize,
 }
 
 impl Default for Config {
@@ -101,6 +122,13 @@ impl Default for Config {
             server_moved: false,
             response_information: "response/".to_string(),
             scram_file: None,
+            password_file: None,
+            acl_file: None,
+            per_listener_settings: false,
+            auth_failure_delay: Duration::from_secs(1),
+            max_connection_rate: 0,
+            max_topic_levels: 128,
+            max_topic_length: 0,
         }
     }
 }
@@ -128,6 +156,7 @@ impl Config {
                 port: 1883,
                 bind_address: Some("127.0.0.1".into()),
                 allow_anonymous: Some(true),
+                ..ListenerConfig::default()
             }]
         } else {
             self.listeners.clone()

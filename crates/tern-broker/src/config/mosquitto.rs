@@ -17,8 +17,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "the embedded store is not implemented yet; remove it or set it to false",
     ),
     ("persistence_location", "the embedded store is not implemented yet"),
-    ("password_file", "password files are not supported yet"),
-    ("acl_file", "ACL files are not supported yet"),
     ("cafile", "TLS is not supported yet"),
     ("capath", "TLS is not supported yet"),
     ("certfile", "TLS is not supported yet"),
@@ -26,11 +24,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("require_certificate", "TLS is not supported yet"),
     ("use_identity_as_username", "TLS is not supported yet"),
     ("use_subject_as_username", "TLS is not supported yet"),
-    (
-        "per_listener_settings",
-        "per-listener security settings are not supported yet",
-    ),
-    ("max_connections", "connection limits are not supported yet"),
 ];
 
 pub(super) fn parse_into(config: &mut Config, path: &Path, text: &str) -> Result<()> {
@@ -74,6 +67,16 @@ pub(super) fn strategy(name: &str) -> Result<ShareStrategy> {
         .ok_or_else(|| anyhow!("unknown strategy {name:?}; use round_robin, random, sticky or hash_topic"))
 }
 
+/// The listener a security directive belongs to: the current one with
+/// per_listener_settings, none (global) without.
+fn security_listener(config: &mut Config) -> Option<&mut ListenerConfig> {
+    if config.per_listener_settings {
+        config.listeners.last_mut()
+    } else {
+        None
+    }
+}
+
 fn current_listener(config: &mut Config) -> Option<&mut ListenerConfig> {
     config.listeners.last_mut()
 }
@@ -96,7 +99,7 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
             config.listeners.push(ListenerConfig {
                 port,
                 bind_address: bind,
-                allow_anonymous: None,
+                ..ListenerConfig::default()
             });
         }
         "port" => {
@@ -105,8 +108,7 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
                 Some(l) => l.port = port,
                 None => config.listeners.push(ListenerConfig {
                     port,
-                    bind_address: None,
-                    allow_anonymous: None,
+                    ..ListenerConfig::default()
                 }),
             }
         }
@@ -117,7 +119,7 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
                 None => config.listeners.push(ListenerConfig {
                     port: 1883,
                     bind_address: Some(addr),
-                    allow_anonymous: None,
+                    ..ListenerConfig::default()
                 }),
             }
         }
@@ -126,13 +128,46 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
             "websockets" => bail!("websockets listeners are not supported yet"),
             other => bail!("unknown protocol {other:?}"),
         },
+        "per_listener_settings" => config.per_listener_settings = boolean(args)?,
+        // Security settings: per listener with per_listener_settings, else global.
         "allow_anonymous" => {
             let allow = boolean(args)?;
-            match current_listener(config) {
+            match security_listener(config) {
                 Some(l) => l.allow_anonymous = Some(allow),
                 None => config.allow_anonymous = allow,
             }
         }
+        "password_file" => {
+            let file = Some(PathBuf::from(one(args)?));
+            match security_listener(config) {
+                Some(l) => l.password_file = file,
+                None => config.password_file = file,
+            }
+        }
+        "acl_file" => {
+            let file = Some(PathBuf::from(one(args)?));
+            match security_listener(config) {
+                Some(l) => l.acl_file = file,
+                None => config.acl_file = file,
+            }
+        }
+        "max_connections" => {
+            // mosquitto: -1 means no limit; it belongs to the listener it follows.
+            let n: i64 = number(args)?;
+            let limit = usize::try_from(n).ok();
+            match current_listener(config) {
+                Some(l) => l.max_connections = limit,
+                None => config.listeners.push(ListenerConfig {
+                    port: 1883,
+                    max_connections: limit,
+                    ..ListenerConfig::default()
+                }),
+            }
+        }
+        "auth_failure_delay" => config.auth_failure_delay = std::time::Duration::from_millis(number(args)?),
+        "max_connection_rate" => config.max_connection_rate = number(args)?,
+        "max_topic_levels" => config.max_topic_levels = number(args)?,
+        "max_topic_length" => config.max_topic_length = number(args)?,
         "max_inflight_messages" => config.max_inflight_messages = number(args)?,
         "max_queued_messages" => config.max_queued_messages = number(args)?,
         "max_queued_bytes" => config.max_queued_bytes = number(args)?,
@@ -208,7 +243,7 @@ mod tests {
     #[test]
     fn listeners_and_limits_are_read() {
         let config = parse(
-            "# comment\nlistener 1884 127.0.0.1\nallow_anonymous true\nlistener 1885\nmax_inflight_messages 5\nmax_queued_messages 0\nsys_interval 1\npersistent_client_expiration 2h\n",
+            "# comment\nper_listener_settings true\nlistener 1884 127.0.0.1\nallow_anonymous true\nlistener 1885\nmax_inflight_messages 5\nmax_queued_messages 0\nsys_interval 1\npersistent_client_expiration 2h\n",
         )
         .unwrap();
         assert_eq!(config.listeners.len(), 2);
@@ -228,7 +263,21 @@ mod tests {
         assert_eq!(err, "test.conf:2: bogus_directive: unknown or unsupported directive");
         let err = parse("max_inflight_messages many\n").unwrap_err().to_string();
         assert!(err.contains("test.conf:1: max_inflight_messages"), "{err}");
-        let err = parse("password_file /etc/p\n").unwrap_err().to_string();
+        let err = parse("certfile /etc/c\n").unwrap_err().to_string();
         assert!(err.contains("not supported yet"), "{err}");
+    }
+
+    #[test]
+    fn security_directives_are_global_unless_per_listener_settings() {
+        let global = parse("listener 1883\nallow_anonymous true\npassword_file /p\n").unwrap();
+        assert!(global.allow_anonymous);
+        assert_eq!(global.password_file, Some(PathBuf::from("/p")));
+        assert_eq!(global.listeners[0].password_file, None);
+        let per = parse("per_listener_settings true\nlistener 1883\npassword_file /p\nacl_file /a\nmax_connections 5\nlistener 1884\nmax_connections -1\n").unwrap();
+        assert_eq!(per.password_file, None);
+        assert_eq!(per.listeners[0].password_file, Some(PathBuf::from("/p")));
+        assert_eq!(per.listeners[0].acl_file, Some(PathBuf::from("/a")));
+        assert_eq!(per.listeners[0].max_connections, Some(5));
+        assert_eq!(per.listeners[1].max_connections, None);
     }
 }

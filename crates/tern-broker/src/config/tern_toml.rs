@@ -29,6 +29,13 @@ struct File {
     server_moved: Option<bool>,
     response_information: Option<String>,
     scram_file: Option<PathBuf>,
+    password_file: Option<PathBuf>,
+    acl_file: Option<PathBuf>,
+    /// Milliseconds.
+    auth_failure_delay: Option<u64>,
+    max_connection_rate: Option<u32>,
+    max_topic_levels: Option<usize>,
+    max_topic_length: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -37,6 +44,9 @@ struct Listener {
     port: u16,
     bind_address: Option<String>,
     allow_anonymous: Option<bool>,
+    password_file: Option<PathBuf>,
+    acl_file: Option<PathBuf>,
+    max_connections: Option<usize>,
 }
 
 pub(super) fn parse(text: &str) -> Result<Config> {
@@ -48,6 +58,9 @@ pub(super) fn parse(text: &str) -> Result<Config> {
             port: l.port,
             bind_address: l.bind_address,
             allow_anonymous: l.allow_anonymous,
+            password_file: l.password_file,
+            acl_file: l.acl_file,
+            max_connections: l.max_connections,
         })
         .collect();
     let mut c = Config {
@@ -68,6 +81,14 @@ pub(super) fn parse(text: &str) -> Result<Config> {
     set!(server_moved, response_information);
     c.server_reference = file.server_reference;
     c.scram_file = file.scram_file;
+    c.password_file = file.password_file;
+    c.acl_file = file.acl_file;
+    // Tern's own format is per listener by nature: a listener's keys are its own.
+    c.per_listener_settings = true;
+    set!(max_connection_rate, max_topic_levels, max_topic_length);
+    if let Some(ms) = file.auth_failure_delay {
+        c.auth_failure_delay = std::time::Duration::from_millis(ms);
+    }
     if let Some(name) = file.shared_subscription_strategy {
         c.shared_subscription_strategy =
             super::mosquitto::strategy(&name).map_err(|e| anyhow!("shared_subscription_strategy: {e}"))?;

@@ -3,6 +3,7 @@
 
 use super::{enhanced_auth, Connection, TOPIC_ALIAS_MAXIMUM};
 use crate::broker::BrokerState;
+use crate::security::{ClientAccess, Login};
 use crate::session::{ConnectionHandle, Session};
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -155,7 +156,7 @@ pub(super) async fn accept(
     connect: Connect,
     peer: SocketAddr,
     broker: &Arc<BrokerState>,
-    allow_anonymous: bool,
+    listener: usize,
     (reader, input, writer): (&mut OwnedReadHalf, &mut BytesMut, &mut OwnedWriteHalf),
 ) -> Option<(Connection, oneshot::Receiver<oneshot::Sender<()>>)> {
     let config = broker.config();
@@ -203,12 +204,23 @@ pub(super) async fn accept(
             }
         }
     }
-    if user.is_none() && !allow_anonymous {
-        // No password file support yet: like mosquitto with allow_anonymous false and no
-        // password_file, every client without enhanced authentication is refused.
-        let reason = (ReasonCode::NOT_AUTHORIZED, "anonymous clients are not allowed");
-        refuse(writer, version, reason, peer, &client_id, Vec::new()).await;
-        return None;
+    let security = broker.listener_security(listener);
+    if user.is_none() {
+        match security.login(connect.username.as_deref(), connect.password.as_deref()) {
+            Login::Accepted(name) => user = name.map(String::into_boxed_str),
+            Login::AnonymousRefused => {
+                let reason = (ReasonCode::NOT_AUTHORIZED, "anonymous clients are not allowed");
+                refuse(writer, version, reason, peer, &client_id, Vec::new()).await;
+                return None;
+            }
+            Login::BadCredentials => {
+                // Slows password guessing down: one answer per delay per connection.
+                tokio::time::sleep(config.auth_failure_delay).await;
+                let reason = (ReasonCode::BAD_USER_NAME_OR_PASSWORD, "bad user name or password");
+                refuse(writer, version, reason, peer, &client_id, Vec::new()).await;
+                return None;
+            }
+        }
     }
     let mut keep_alive = connect.keep_alive;
     if keep_alive > config.max_keepalive || (keep_alive == 0 && config.max_keepalive < 65535) {
@@ -256,6 +268,14 @@ pub(super) async fn accept(
         return None;
     };
     session.set_v5(version.is_v5());
+    let acl_enforced = security.acl.is_some();
+    session.state.lock().access = security.acl.clone().map(|acl| {
+        Box::new(ClientAccess {
+            acl,
+            user: user.clone(),
+            listener,
+        })
+    });
 
     let reply = connack(version, session_present, ReasonCode::SUCCESS, properties);
     if writer.write_all(&reply).await.is_err() {
@@ -297,6 +317,7 @@ pub(super) async fn accept(
         problem_information: connect.properties.request_problem_information() != Some(0),
         user,
         auth,
+        acl_enforced,
         counters: Default::default(),
     };
     if session_present {

@@ -126,7 +126,63 @@ impl Connection {
         if publish.topic.starts_with("$SYS") {
             return (ReasonCode::NOT_AUTHORIZED, "clients may not publish to $SYS");
         }
+        if !self.topic_within_limits(&publish.topic) {
+            return (
+                ReasonCode::TOPIC_NAME_INVALID,
+                "topic exceeds max_topic_levels or max_topic_length",
+            );
+        }
+        if self.acl_enforced {
+            let state = self.session.state.lock();
+            if let Some(access) = &state.access {
+                if !access.may_write(&self.session.client_id, &publish.topic) {
+                    tracing::info!(client = %self.session.client_id, topic = %publish.topic, "publish denied by the ACL");
+                    return (
+                        ReasonCode::NOT_AUTHORIZED,
+                        "the ACL does not allow publishing to this topic",
+                    );
+                }
+            }
+        }
         (ReasonCode::SUCCESS, "")
+    }
+
+    /// max_topic_levels and max_topic_length, for topic names and filters.
+    fn topic_within_limits(&self, topic: &str) -> bool {
+        let config = self.broker.config();
+        (config.max_topic_length == 0 || topic.len() <= config.max_topic_length)
+            && (config.max_topic_levels == 0 || topic.split('/').count() <= config.max_topic_levels)
+    }
+
+    /// Why a subscription to `filter` is refused, if it is: topic limits or the ACL.
+    fn subscription_refusal(&self, filter: &str) -> Option<(ReasonCode, &'static str)> {
+        if !self.topic_within_limits(filter) {
+            Some((
+                ReasonCode::TOPIC_FILTER_INVALID,
+                "exceeds max_topic_levels or max_topic_length",
+            ))
+        } else if !self.may_subscribe(filter) {
+            Some((ReasonCode::NOT_AUTHORIZED, "not allowed by the ACL"))
+        } else {
+            None
+        }
+    }
+
+    /// Whether the ACL (if any) lets this client subscribe to `filter` (for a shared
+    /// subscription, the filter after the group).
+    fn may_subscribe(&self, filter: &str) -> bool {
+        if !self.acl_enforced {
+            return true;
+        }
+        let filter = match parse_share(filter) {
+            Some(Ok((_, topic_filter))) => topic_filter,
+            _ => filter,
+        };
+        let state = self.session.state.lock();
+        state
+            .access
+            .as_ref()
+            .is_none_or(|access| access.may_subscribe(&self.session.client_id, filter))
     }
 
     /// Replaces a 5.0 Topic Alias by its topic, or records a new alias.
@@ -221,26 +277,26 @@ impl Connection {
         let mut problems = Vec::new();
         let mut retained = Vec::new();
         for Subscription { filter, options } in subscribe.subscriptions {
-            let shared = match parse_share(&filter) {
-                None => false,
+            let (shared, refusal) = match parse_share(&filter) {
                 Some(Ok(_)) if options.no_local => {
                     return Err(Close::violation(
                         ReasonCode::PROTOCOL_ERROR,
                         "[MQTT-3.8.3-4] No Local set on a shared subscription",
                     ))
                 }
-                Some(Ok(_)) => true,
-                Some(Err(rule)) => {
-                    tracing::debug!(client = %self.session.client_id, "refused subscription {filter:?}: {rule}");
-                    problems.push(format!("{filter}: {rule}"));
-                    reason_codes.push(if self.version.is_v5() {
-                        ReasonCode::TOPIC_FILTER_INVALID
-                    } else {
-                        ReasonCode::UNSPECIFIED_ERROR
-                    });
-                    continue;
-                }
+                Some(Err(rule)) => (true, Some((ReasonCode::TOPIC_FILTER_INVALID, rule))),
+                share => (share.is_some(), self.subscription_refusal(&filter)),
             };
+            if let Some((reason, why)) = refusal {
+                tracing::info!(client = %self.session.client_id, "subscription to {filter:?} refused: {why}");
+                problems.push(format!("{filter}: {why}"));
+                reason_codes.push(if self.version.is_v5() {
+                    reason
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
+            }
             let existed = self
                 .broker
                 .router

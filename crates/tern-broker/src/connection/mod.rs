@@ -10,6 +10,7 @@ mod enhanced_auth;
 mod handshake;
 mod inbound;
 
+use crate::admission::Slot;
 use crate::broker::BrokerState;
 use crate::metrics::LocalCounters;
 use crate::session::{Expiry, PendingWill, Session};
@@ -104,6 +105,8 @@ pub(crate) struct Connection {
     problem_information: bool,
     /// The user the client authenticated as (password or enhanced authentication).
     user: Option<Box<str>>,
+    /// Whether the client is under an ACL (kept in its session, where a reload updates it).
+    acl_enforced: bool,
     /// The enhanced-authentication method of CONNECT, for re-authentication (5.0).
     auth: Option<Box<enhanced_auth::ConnectionAuth>>,
     counters: LocalCounters,
@@ -184,8 +187,15 @@ async fn next_takeover(takeover: &mut Option<oneshot::Receiver<oneshot::Sender<(
 ///
 /// Setting up (CONNECT, handshake) runs in its own boxed future and hands over one value;
 /// the future that stays resident for the connection's life is only the loop's.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<BrokerState>, allow_anonymous: bool) {
-    let Some(mut live) = Box::pin(set_up(stream, peer, broker, allow_anonymous)).await else {
+/// `listener` is the index of the listener that accepted it; `_slot` counts it against the
+/// listener's max_connections until this returns.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<BrokerState>,
+    (listener, _slot): (usize, Slot),
+) {
+    let Some(mut live) = Box::pin(set_up(stream, peer, broker, listener)).await else {
         return;
     };
     let close = live.run().await;
@@ -211,7 +221,7 @@ struct Live {
 }
 
 /// Reads CONNECT within the connect timeout and performs the handshake.
-async fn set_up(stream: TcpStream, peer: SocketAddr, broker: Arc<BrokerState>, allow_anonymous: bool) -> Option<Live> {
+async fn set_up(stream: TcpStream, peer: SocketAddr, broker: Arc<BrokerState>, listener: usize) -> Option<Live> {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let mut input = BytesMut::with_capacity(512);
@@ -236,7 +246,7 @@ async fn set_up(stream: TcpStream, peer: SocketAddr, broker: Arc<BrokerState>, a
         }
     };
     let socket = (&mut reader, &mut input, &mut writer);
-    let (connection, takeover) = handshake::accept(connect, peer, &broker, allow_anonymous, socket).await?;
+    let (connection, takeover) = handshake::accept(connect, peer, &broker, listener, socket).await?;
     if input.is_empty() {
         input = BytesMut::new();
     }

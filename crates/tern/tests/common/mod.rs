@@ -75,6 +75,17 @@ impl Broker {
         }
     }
 
+    /// Every address the broker listens on, in listener order.
+    pub fn listening_addrs(&self) -> Vec<SocketAddr> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.split("listening on ").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+
     /// Whether some log line contains `needle`, waiting up to 3 s for it.
     pub fn log_contains(&self, needle: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(3);
