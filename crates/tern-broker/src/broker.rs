@@ -244,7 +244,9 @@ async fn accept_loop(index: usize, listener: TcpListener, state: Arc<BrokerState
                 let max_connections = config.listeners.get(index).and_then(|l| l.max_connections);
                 match gate.admit(peer.ip(), max_connections, config.max_connection_rate) {
                     Ok(slot) => {
-                        tracker.spawn(connection::serve(stream, peer, state.clone(), (index, slot)));
+                        let _ = stream.set_nodelay(true);
+                        let socket = connection::transport::Socket::plain(stream);
+                        tracker.spawn(connection::serve(socket, peer, state.clone(), (index, slot)));
                     }
                     Err(refusal) => {
                         refused += 1;

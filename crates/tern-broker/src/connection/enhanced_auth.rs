@@ -2,14 +2,13 @@
 //! CONNECT and CONNACK, and re-authentication of a connected client with AUTH 0x19.
 
 use super::handshake::{read_packet, ReadError};
+use super::transport::Socket;
 use super::{Close, Connection};
 use crate::auth::{AuthExchange, AuthStep};
 use crate::broker::BrokerState;
 use bytes::{Bytes, BytesMut};
 use std::time::Duration;
 use tern_proto::{encode, Auth, ByteStr, Connect, Packet, Properties, Property, ProtocolVersion, ReasonCode};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// The method a connection authenticated with, and a re-authentication in progress.
 pub(crate) struct ConnectionAuth {
@@ -41,7 +40,7 @@ pub(super) async fn authenticate(
     connect: &Connect,
     method: &ByteStr,
     broker: &BrokerState,
-    (reader, input, writer): (&mut OwnedReadHalf, &mut BytesMut, &mut OwnedWriteHalf),
+    (socket, input): (&mut Socket, &mut BytesMut),
     timeout: Duration,
 ) -> Result<Authenticated, (ReasonCode, String)> {
     let Some(authenticator) = broker.authenticator(method) else {
@@ -58,10 +57,10 @@ pub(super) async fn authenticate(
             AuthStep::Continue(challenge) => {
                 let mut out = BytesMut::new();
                 let packet = auth_packet(ReasonCode::CONTINUE_AUTHENTICATION, method, Some(challenge));
-                if encode(&packet, ProtocolVersion::V5, &mut out).is_err() || writer.write_all(&out).await.is_err() {
+                if encode(&packet, ProtocolVersion::V5, &mut out).is_err() || socket.write_all(&out).await.is_err() {
                     return Err((ReasonCode::UNSPECIFIED_ERROR, "cannot send AUTH".into()));
                 }
-                let read = tokio::time::timeout(timeout, read_packet(reader, input, ProtocolVersion::V5, max)).await;
+                let read = tokio::time::timeout(timeout, read_packet(socket, input, ProtocolVersion::V5, max)).await;
                 data = match read {
                     Ok(Ok(Packet::Auth(auth))) => {
                         continuation(&auth, method).map_err(|why| (ReasonCode::PROTOCOL_ERROR, why))?

@@ -1,6 +1,7 @@
 //! CONNECT: reading it, checking it, resolving the session (new, resumed or taken over)
 //! and answering with CONNACK.
 
+use super::transport::Socket;
 use super::{enhanced_auth, Connection, TOPIC_ALIAS_MAXIMUM};
 use crate::broker::BrokerState;
 use crate::security::{ClientAccess, Login};
@@ -14,8 +15,6 @@ use tern_proto::{
     decode, encode, ByteStr, Connect, ConnectAck, DecodeError, Packet, Properties, Property, ProtocolVersion,
     ReasonCode,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
 /// A connection refused before or at CONNECT: the bytes to send (if any) and the log line.
@@ -36,7 +35,7 @@ pub(super) enum ReadError {
 
 /// Reads the next whole packet (CONNECT, or AUTH during enhanced authentication).
 pub(super) async fn read_packet(
-    reader: &mut OwnedReadHalf,
+    socket: &mut Socket,
     input: &mut BytesMut,
     version: ProtocolVersion,
     max: usize,
@@ -50,7 +49,7 @@ pub(super) async fn read_packet(
         if input.capacity() - input.len() < 256 {
             input.reserve(1024);
         }
-        match reader.read_buf(input).await {
+        match socket.read_buf(input).await {
             Ok(0) => return Err(ReadError::Closed),
             Ok(_) => {}
             Err(e) => return Err(ReadError::Io(e)),
@@ -60,13 +59,13 @@ pub(super) async fn read_packet(
 
 /// Reads the first packet, which must be CONNECT [MQTT-3.1.0-1].
 pub(super) async fn read_connect(
-    reader: &mut OwnedReadHalf,
+    socket: &mut Socket,
     input: &mut BytesMut,
     broker: &BrokerState,
 ) -> Result<Connect, Refused> {
     let max = broker.config().max_packet_size();
     let refused = |message: String| Refused { reply: None, message };
-    match read_packet(reader, input, ProtocolVersion::V3_1_1, max).await {
+    match read_packet(socket, input, ProtocolVersion::V3_1_1, max).await {
         Ok(Packet::Connect(connect)) => Ok(*connect),
         Ok(other) => Err(refused(format!(
             "[MQTT-3.1.0-1] first packet is {}, not CONNECT",
@@ -107,7 +106,7 @@ fn connack(
 /// Refuses the connection with `reason`; a 5.0 client also gets `why` as Reason String
 /// (always allowed on CONNACK [MQTT-3.1.2-29]) and any `extra` properties.
 async fn refuse(
-    writer: &mut OwnedWriteHalf,
+    socket: &mut Socket,
     version: ProtocolVersion,
     (reason, why): (ReasonCode, &str),
     peer: SocketAddr,
@@ -123,15 +122,15 @@ async fn refuse(
         properties = Properties::default();
     }
     let reply = connack(version, false, reason, properties);
-    let _ = writer.write_all(&reply).await;
-    let _ = writer.shutdown().await;
+    let _ = socket.write_all(&reply).await;
+    socket.shutdown().await;
 }
 
 /// Sends the client to `server`: 5.0 clients get 0x9C Use another server (0x9D Server
 /// moved if `moved`) with the Server Reference; 3.x clients, who cannot be told where,
 /// get 0x03 Server unavailable.
 async fn redirect(
-    writer: &mut OwnedWriteHalf,
+    socket: &mut Socket,
     version: ProtocolVersion,
     server: &str,
     moved: bool,
@@ -147,7 +146,7 @@ async fn redirect(
         (true, true) => (ReasonCode::SERVER_MOVED, "server moved"),
     };
     let reference = vec![Property::ServerReference(ByteStr::from(server))];
-    refuse(writer, version, (reason, why), peer, client_id, reference).await;
+    refuse(socket, version, (reason, why), peer, client_id, reference).await;
 }
 
 /// Checks CONNECT, resolves the session and sends CONNACK. Returns the connection ready
@@ -157,7 +156,7 @@ pub(super) async fn accept(
     peer: SocketAddr,
     broker: &Arc<BrokerState>,
     listener: usize,
-    (reader, input, writer): (&mut OwnedReadHalf, &mut BytesMut, &mut OwnedWriteHalf),
+    (socket, input): (&mut Socket, &mut BytesMut),
 ) -> Option<(Connection, oneshot::Receiver<oneshot::Sender<()>>)> {
     let config = broker.config();
     let version = connect.protocol_version;
@@ -165,7 +164,7 @@ pub(super) async fn accept(
     let mut properties = Properties::default();
 
     if let Some(server) = &config.server_reference {
-        redirect(writer, version, server, config.server_moved, peer, &connect.client_id).await;
+        redirect(socket, version, server, config.server_moved, peer, &connect.client_id).await;
         return None;
     }
     let client_id = if connect.client_id.is_empty() {
@@ -174,7 +173,7 @@ pub(super) async fn accept(
         if version == ProtocolVersion::V3_1 || (version == ProtocolVersion::V3_1_1 && !connect.clean_start) {
             let why = "[MQTT-3.1.3-8] an empty client id needs Clean Start (3.1.1) and is not allowed in 3.1";
             let reason = (ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, why);
-            refuse(writer, version, reason, peer, "", Vec::new()).await;
+            refuse(socket, version, reason, peer, "", Vec::new()).await;
             return None;
         }
         let id = ByteStr::from(format!("tern-{:x}-{generation}", broker.started_unix));
@@ -188,8 +187,8 @@ pub(super) async fn accept(
     let mut user = None;
     let mut auth = None;
     if let (Some(method), true) = (connect.properties.authentication_method(), version.is_v5()) {
-        let socket = (&mut *reader, &mut *input, &mut *writer);
-        match enhanced_auth::authenticate(&connect, &method, broker, socket, config.connect_timeout).await {
+        let io = (&mut *socket, &mut *input);
+        match enhanced_auth::authenticate(&connect, &method, broker, io, config.connect_timeout).await {
             Ok(done) => {
                 properties.push(Property::AuthenticationMethod(method.clone()));
                 if let Some(data) = done.data {
@@ -199,7 +198,7 @@ pub(super) async fn accept(
                 auth = Some(Box::new(enhanced_auth::ConnectionAuth { method, exchange: None }));
             }
             Err((reason, why)) => {
-                refuse(writer, version, (reason, &why), peer, &client_id, Vec::new()).await;
+                refuse(socket, version, (reason, &why), peer, &client_id, Vec::new()).await;
                 return None;
             }
         }
@@ -210,14 +209,14 @@ pub(super) async fn accept(
             Login::Accepted(name) => user = name.map(String::into_boxed_str),
             Login::AnonymousRefused => {
                 let reason = (ReasonCode::NOT_AUTHORIZED, "anonymous clients are not allowed");
-                refuse(writer, version, reason, peer, &client_id, Vec::new()).await;
+                refuse(socket, version, reason, peer, &client_id, Vec::new()).await;
                 return None;
             }
             Login::BadCredentials => {
                 // Slows password guessing down: one answer per delay per connection.
                 tokio::time::sleep(config.auth_failure_delay).await;
                 let reason = (ReasonCode::BAD_USER_NAME_OR_PASSWORD, "bad user name or password");
-                refuse(writer, version, reason, peer, &client_id, Vec::new()).await;
+                refuse(socket, version, reason, peer, &client_id, Vec::new()).await;
                 return None;
             }
         }
@@ -230,7 +229,7 @@ pub(super) async fn accept(
         } else {
             // mosquitto's rule for 3.x clients, which cannot be told another keepalive.
             let reason = (ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "keepalive above max_keepalive");
-            refuse(writer, version, reason, peer, &client_id, Vec::new()).await;
+            refuse(socket, version, reason, peer, &client_id, Vec::new()).await;
             return None;
         }
     }
@@ -264,7 +263,7 @@ pub(super) async fn accept(
         attach_session(broker, &client_id, connect.clean_start, lifetime, handle).await
     else {
         let reason = (ReasonCode::SERVER_UNAVAILABLE, "the session could not be taken over");
-        refuse(writer, version, reason, peer, &client_id, Vec::new()).await;
+        refuse(socket, version, reason, peer, &client_id, Vec::new()).await;
         return None;
     };
     session.set_v5(version.is_v5());
@@ -278,7 +277,7 @@ pub(super) async fn accept(
     });
 
     let reply = connack(version, session_present, ReasonCode::SUCCESS, properties);
-    if writer.write_all(&reply).await.is_err() {
+    if socket.write_all(&reply).await.is_err() {
         let mut state = session.state.lock();
         state.connection = None;
         return None;

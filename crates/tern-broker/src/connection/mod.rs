@@ -9,6 +9,9 @@
 mod enhanced_auth;
 mod handshake;
 mod inbound;
+pub(crate) mod transport;
+
+use transport::Socket;
 
 use crate::admission::Slot;
 use crate::broker::BrokerState;
@@ -24,9 +27,6 @@ use tern_proto::{
     encode, ByteStr, DecodeError, Disconnect, Packet, Properties, Property, PropertyId, ProtocolVersion, PublishFrame,
     PublishResponse, ReasonCode, Will,
 };
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 /// Output buffered beyond this stops reading from the client and refilling from the
@@ -190,28 +190,27 @@ async fn next_takeover(takeover: &mut Option<oneshot::Receiver<oneshot::Sender<(
 /// `listener` is the index of the listener that accepted it; `_slot` counts it against the
 /// listener's max_connections until this returns.
 pub(crate) async fn serve(
-    stream: TcpStream,
+    socket: Socket,
     peer: SocketAddr,
     broker: Arc<BrokerState>,
     (listener, _slot): (usize, Slot),
 ) {
-    let Some(mut live) = Box::pin(set_up(stream, peer, broker, listener)).await else {
+    let Some(mut live) = Box::pin(set_up(socket, peer, broker, listener)).await else {
         return;
     };
     let close = live.run().await;
     let Live {
-        connection, mut writer, ..
+        connection, mut socket, ..
     } = live;
     // The closing runs once: boxed, it does not size the resident future either.
-    Box::pin(connection.finish(close, &mut writer)).await;
+    Box::pin(connection.finish(close, &mut socket)).await;
 }
 
 /// A connection past CONNACK, with its socket halves and pending input: everything the
 /// loop needs, borrowed in place by [`Live::run`].
 struct Live {
     connection: Connection,
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    socket: Socket,
     /// Bytes read and not yet decoded; empty (no allocation) while idle.
     input: BytesMut,
     /// Resolves when a newcomer takes the session over; `None` once the handle is gone.
@@ -221,14 +220,12 @@ struct Live {
 }
 
 /// Reads CONNECT within the connect timeout and performs the handshake.
-async fn set_up(stream: TcpStream, peer: SocketAddr, broker: Arc<BrokerState>, listener: usize) -> Option<Live> {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+async fn set_up(mut socket: Socket, peer: SocketAddr, broker: Arc<BrokerState>, listener: usize) -> Option<Live> {
     let mut input = BytesMut::with_capacity(512);
     let connect_timeout = broker.config().connect_timeout;
     let read = tokio::time::timeout(
         connect_timeout,
-        handshake::read_connect(&mut reader, &mut input, &broker),
+        handshake::read_connect(&mut socket, &mut input, &broker),
     )
     .await;
     let connect = match read {
@@ -236,7 +233,7 @@ async fn set_up(stream: TcpStream, peer: SocketAddr, broker: Arc<BrokerState>, l
         Ok(Err(handshake::Refused { reply, message })) => {
             tracing::info!(%peer, "connection refused: {message}");
             if let Some(reply) = reply {
-                let _ = writer.write_all(&reply).await;
+                let _ = socket.write_all(&reply).await;
             }
             return None;
         }
@@ -245,15 +242,14 @@ async fn set_up(stream: TcpStream, peer: SocketAddr, broker: Arc<BrokerState>, l
             return None;
         }
     };
-    let socket = (&mut reader, &mut input, &mut writer);
-    let (connection, takeover) = handshake::accept(connect, peer, &broker, listener, socket).await?;
+    let io = (&mut socket, &mut input);
+    let (connection, takeover) = handshake::accept(connect, peer, &broker, listener, io).await?;
     if input.is_empty() {
         input = BytesMut::new();
     }
     Some(Live {
         connection,
-        reader,
-        writer,
+        socket,
         input,
         takeover: Some(takeover),
         write_blocked: false,
@@ -265,8 +261,7 @@ impl Live {
     async fn run(&mut self) -> Close {
         let Live {
             connection: c,
-            reader,
-            writer,
+            socket,
             input,
             takeover,
             write_blocked,
@@ -278,10 +273,10 @@ impl Live {
         tokio::pin!(keep_alive);
         loop {
             let more = c.out.len() >= OUTPUT_HIGH_WATER || c.fill_from_outbox();
-            if !c.out.is_empty() && !*write_blocked {
+            if (!c.out.is_empty() || socket.has_pending_output()) && !*write_blocked {
                 // Write at once when the socket has room: the common case needs no extra
                 // turn through the select below.
-                match c.write_now(writer) {
+                match c.write_now(socket) {
                     Ok(blocked) => *write_blocked = blocked,
                     Err(close) => return close,
                 }
@@ -302,11 +297,11 @@ impl Live {
                     }
                 }
                 () = broker.shutdown.cancelled() => return Close::Shutdown,
-                ready = reader.readable(), if can_read => {
+                ready = socket.readable(), if can_read => {
                     if let Err(e) = ready {
                         return Close::Gone(format!("read error: {e}"));
                     }
-                    match c.read_and_handle(reader, input, max_packet_size) {
+                    match c.read_and_handle(socket, input, max_packet_size) {
                         Ok(0) => {}
                         Ok(n) => {
                             last_read = Instant::now();
@@ -319,11 +314,11 @@ impl Live {
                         Err(close) => return close,
                     }
                 }
-                ready = writer.writable(), if !c.out.is_empty() => {
+                ready = socket.writable(), if !c.out.is_empty() || socket.has_pending_output() => {
                     if let Err(e) = ready {
                         return Close::Gone(format!("write error: {e}"));
                     }
-                    match c.write_now(writer) {
+                    match c.write_now(socket) {
                         Ok(blocked) => *write_blocked = blocked,
                         Err(close) => return close,
                     }
@@ -344,8 +339,14 @@ impl Live {
 impl Connection {
     /// Writes as much pending output as the socket takes without waiting. Returns whether
     /// the socket was full.
-    fn write_now(&mut self, writer: &OwnedWriteHalf) -> Result<bool, Close> {
-        match writer.try_write(&self.out) {
+    fn write_now(&mut self, socket: &mut Socket) -> Result<bool, Close> {
+        if self.out.is_empty() {
+            return match socket.flush_pending() {
+                Ok(()) => Ok(socket.has_pending_output()),
+                Err(e) => Err(Close::Gone(format!("write error: {e}"))),
+            };
+        }
+        match socket.try_write(&self.out) {
             Ok(n) => {
                 self.counters.bytes_sent += n as u64;
                 self.out.advance(n);
@@ -353,7 +354,7 @@ impl Connection {
                     // Idle connections keep no large buffers.
                     self.out = BytesMut::new();
                 }
-                Ok(false)
+                Ok(socket.has_pending_output())
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
             Err(e) => Err(Close::Gone(format!("write error: {e}"))),
@@ -366,14 +367,14 @@ impl Connection {
     /// how many bytes were read.
     fn read_and_handle(
         &mut self,
-        reader: &OwnedReadHalf,
+        socket: &mut Socket,
         input: &mut BytesMut,
         max_packet_size: usize,
     ) -> Result<usize, Close> {
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
-        match reader.try_read_buf(input) {
+        match socket.try_read_buf(input) {
             Ok(0) => Err(Close::Gone("closed by the client".into())),
             Ok(n) => {
                 self.counters.bytes_received += n as u64;
@@ -485,7 +486,7 @@ impl Connection {
     }
 
     /// Ends the connection: last packet to a 5.0 client, will, detaching the session.
-    async fn finish(mut self, close: Close, writer: &mut OwnedWriteHalf) {
+    async fn finish(mut self, close: Close, socket: &mut Socket) {
         let (publish_will, disconnect_reason, log) = match &close {
             Close::Disconnect { publish_will } => (*publish_will, None, "disconnected".to_string()),
             Close::Gone(why) => (true, None, why.clone()),
@@ -525,9 +526,9 @@ impl Connection {
             self.send(&packet);
         }
         if !self.out.is_empty() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&self.out)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(&self.out)).await;
         }
-        let _ = writer.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.shutdown()).await;
         let will = if publish_will { self.will.take() } else { None };
         let taken_over = matches!(close, Close::TakenOver(_));
         let session_ended = self.detach_session(!taken_over);
