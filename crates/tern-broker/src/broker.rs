@@ -5,10 +5,12 @@ use crate::admission::ListenerGate;
 use crate::auth::{Authenticator, Authenticators};
 use crate::config::{listener_addr, Config};
 use crate::connection;
+use crate::connection::transport::Socket;
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::security::{self, ListenerSecurity};
 use crate::session::{Session, SessionId, Sessions};
+use crate::tls::{self, ListenerTls};
 use anyhow::{Context, Result};
 use parking_lot::RwLock;
 use std::net::SocketAddr;
@@ -37,6 +39,23 @@ pub struct BrokerState {
     authenticators: RwLock<Authenticators>,
     /// Each listener's anonymous setting, passwords and ACL; replaced on reload.
     security: RwLock<Vec<Arc<ListenerSecurity>>>,
+    /// Each listener's TLS configuration (`None` for plain TCP); replaced on reload.
+    tls: RwLock<Vec<Option<Arc<ListenerTls>>>>,
+}
+
+/// The TLS configuration of every listener of `config`, in order.
+fn load_tls(config: &Config) -> Result<Vec<Option<Arc<ListenerTls>>>> {
+    config
+        .effective_listeners()
+        .iter()
+        .map(|l| {
+            if !l.tls.enabled() {
+                return Ok(None);
+            }
+            let tls = tls::build(&l.tls).with_context(|| format!("TLS listener on port {}", l.port))?;
+            Ok(Some(Arc::new(tls)))
+        })
+        .collect()
 }
 
 impl BrokerState {
@@ -48,6 +67,11 @@ impl BrokerState {
     /// The security settings of listener `index`.
     pub fn listener_security(&self, index: usize) -> Arc<ListenerSecurity> {
         self.security.read().get(index).cloned().unwrap_or_default()
+    }
+
+    /// The TLS configuration of listener `index`, if it is a TLS listener.
+    pub fn listener_tls(&self, index: usize) -> Option<Arc<ListenerTls>> {
+        self.tls.read().get(index).cloned().flatten()
     }
 
     /// The enhanced authentication method called `method`, if offered.
@@ -123,6 +147,7 @@ impl Broker {
             .map_or(0, |d| d.as_secs());
         let authenticators = Authenticators::from_file(config.scram_file.as_deref())?;
         let security = security::load(&config)?;
+        let tls = load_tls(&config)?;
         let router = Router::default();
         router.set_share_strategy(config.shared_subscription_strategy);
         let state = Arc::new(BrokerState {
@@ -135,6 +160,7 @@ impl Broker {
             started_unix,
             authenticators: RwLock::new(authenticators),
             security: RwLock::new(security),
+            tls: RwLock::new(tls),
         });
         Ok(Broker { state, listeners })
     }
@@ -186,6 +212,10 @@ impl BrokerHandle {
                 *self.state.security.write() = tables;
             }
             Err(e) => tracing::error!("password and ACL files not reloaded, the previous ones stay: {e:#}"),
+        }
+        match load_tls(&new) {
+            Ok(tls) => *self.state.tls.write() = tls,
+            Err(e) => tracing::error!("certificates not reloaded, the previous ones stay: {e:#}"),
         }
         match Authenticators::from_file(new.scram_file.as_deref()) {
             Ok(mut methods) => {
@@ -245,7 +275,14 @@ async fn accept_loop(index: usize, listener: TcpListener, state: Arc<BrokerState
                 match gate.admit(peer.ip(), max_connections, config.max_connection_rate) {
                     Ok(slot) => {
                         let _ = stream.set_nodelay(true);
-                        let socket = connection::transport::Socket::plain(stream);
+                        let socket = match state.listener_tls(index).map(|tls| tls.session()) {
+                            None => Socket::plain(stream),
+                            Some(Ok(session)) => Socket::tls(stream, session),
+                            Some(Err(e)) => {
+                                tracing::error!(%peer, "cannot start a TLS session: {e}");
+                                continue;
+                            }
+                        };
                         tracker.spawn(connection::serve(socket, peer, state.clone(), (index, slot)));
                     }
                     Err(refusal) => {

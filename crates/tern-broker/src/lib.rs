@@ -16,6 +16,7 @@ pub mod security;
 pub mod session;
 pub mod shared;
 mod sys;
+pub mod tls;
 
 pub use broker::{Broker, BrokerHandle, BrokerState};
 pub use config::Config;

@@ -29,6 +29,8 @@ pub enum ClientError {
     Closed,
     #[error("cannot encode the packet: {0}")]
     Encode(#[from] tern_proto::EncodeError),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("enhanced authentication failed: {0}")]
     Authentication(String),
     #[error("i/o error: {0}")]

@@ -121,6 +121,17 @@ async fn dial(options: &ConnectOptions) -> Result<BoxedTransport, ClientError> {
         .map_err(|_| ClientError::Timeout)?
         .map_err(|source| ClientError::Connect { address, source })?;
     let _ = stream.set_nodelay(true);
+    let Some(tls) = &options.tls else {
+        return Ok(Box::new(stream));
+    };
+    let config = crate::tls::client_config(tls)?;
+    let name = rustls::pki_types::ServerName::try_from(options.host.clone())
+        .map_err(|e| ClientError::Tls(format!("{}: {e}", options.host)))?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let stream = tokio::time::timeout(options.connect_timeout, connector.connect(name, stream))
+        .await
+        .map_err(|_| ClientError::Timeout)?
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
     Ok(Box::new(stream))
 }
 

@@ -32,8 +32,10 @@ mod client;
 mod enhanced_auth;
 mod event_loop;
 mod options;
+mod tls;
 
 pub use client::{Client, ClientError, Event, Events};
 pub use enhanced_auth::ScramLogin;
 pub use options::{ConnectOptions, Reconnect};
 pub use tern_proto;
+pub use tls::TlsOptions;

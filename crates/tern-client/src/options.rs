@@ -1,6 +1,7 @@
 //! What a client connects with.
 
 use crate::enhanced_auth::ScramLogin;
+use crate::tls::TlsOptions;
 use bytes::Bytes;
 use std::time::Duration;
 use tern_proto::{ByteStr, Properties, Property, ProtocolVersion, QoS, Will};
@@ -46,6 +47,8 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// MQTT 5.0 enhanced authentication with SCRAM-SHA-256 instead of a password.
     pub scram: Option<ScramLogin>,
+    /// Connect over TLS with these settings.
+    pub tls: Option<TlsOptions>,
 }
 
 impl ConnectOptions {
@@ -65,6 +68,7 @@ impl ConnectOptions {
             reconnect: None,
             connect_timeout: Duration::from_secs(10),
             scram: None,
+            tls: None,
         }
     }
 
@@ -119,6 +123,12 @@ impl ConnectOptions {
             user: user.into(),
             password: password.into(),
         });
+        self
+    }
+
+    /// Connects over TLS (the host name is verified unless `tls.insecure`).
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
         self
     }
 

@@ -30,6 +30,37 @@ pub struct ListenerConfig {
     pub acl_file: Option<PathBuf>,
     /// Most clients connected through this listener at once; `None`: no limit.
     pub max_connections: Option<usize>,
+    /// TLS settings; the listener speaks TLS when `certfile` is set.
+    pub tls: TlsListenerConfig,
+}
+
+/// mosquitto's per-listener TLS directives.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsListenerConfig {
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
+    /// CA certificates client certificates are checked against.
+    pub cafile: Option<PathBuf>,
+    /// A folder of CA certificates (`*.pem`, `*.crt`).
+    pub capath: Option<PathBuf>,
+    /// Mutual TLS: a client without a valid certificate is refused during the handshake.
+    pub require_certificate: bool,
+    /// The client certificate's Common Name is the user name (password file not used).
+    pub use_identity_as_username: bool,
+    /// The client certificate's whole subject is the user name.
+    pub use_subject_as_username: bool,
+    /// Certificate revocation list for client certificates.
+    pub crlfile: Option<PathBuf>,
+    /// Lowest TLS version offered: `tlsv1.2` (default) or `tlsv1.3`.
+    pub tls_version: Option<String>,
+    /// ALPN protocols offered (Tern's `tls_alpn`); empty: no ALPN.
+    pub alpn: Vec<String>,
+}
+
+impl TlsListenerConfig {
+    pub fn enabled(&self) -> bool {
+        self.certfile.is_some() || self.keyfile.is_some()
+    }
 }
 
 /// Where log lines go.

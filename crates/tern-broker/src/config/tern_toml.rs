@@ -1,7 +1,7 @@
 //! Tern's own TOML configuration: mosquitto's directive names as keys, listeners as
 //! `[[listener]]` tables. Unknown keys are errors (with line and column from the parser).
 
-use super::{parse_mosquitto_duration, Config, ListenerConfig, LogDest};
+use super::{parse_mosquitto_duration, Config, ListenerConfig, LogDest, TlsListenerConfig};
 use anyhow::{anyhow, Result};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -47,6 +47,20 @@ struct Listener {
     password_file: Option<PathBuf>,
     acl_file: Option<PathBuf>,
     max_connections: Option<usize>,
+    certfile: Option<PathBuf>,
+    keyfile: Option<PathBuf>,
+    cafile: Option<PathBuf>,
+    capath: Option<PathBuf>,
+    crlfile: Option<PathBuf>,
+    tls_version: Option<String>,
+    #[serde(default)]
+    tls_alpn: Vec<String>,
+    #[serde(default)]
+    require_certificate: bool,
+    #[serde(default)]
+    use_identity_as_username: bool,
+    #[serde(default)]
+    use_subject_as_username: bool,
 }
 
 pub(super) fn parse(text: &str) -> Result<Config> {
@@ -61,6 +75,18 @@ pub(super) fn parse(text: &str) -> Result<Config> {
             password_file: l.password_file,
             acl_file: l.acl_file,
             max_connections: l.max_connections,
+            tls: TlsListenerConfig {
+                certfile: l.certfile,
+                keyfile: l.keyfile,
+                cafile: l.cafile,
+                capath: l.capath,
+                require_certificate: l.require_certificate,
+                use_identity_as_username: l.use_identity_as_username,
+                use_subject_as_username: l.use_subject_as_username,
+                crlfile: l.crlfile,
+                tls_version: l.tls_version,
+                alpn: l.tls_alpn,
+            },
         })
         .collect();
     let mut c = Config {

@@ -6,6 +6,7 @@ use super::{enhanced_auth, Connection, TOPIC_ALIAS_MAXIMUM};
 use crate::broker::BrokerState;
 use crate::security::{ClientAccess, Login};
 use crate::session::{ConnectionHandle, Session};
+use crate::tls::{identity_of, IdentityAsUser};
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -204,6 +205,26 @@ pub(super) async fn accept(
         }
     }
     let security = broker.listener_security(listener);
+    if let Some(tls) = broker
+        .listener_tls(listener)
+        .filter(|t| t.identity != IdentityAsUser::No)
+    {
+        // use_identity_as_username / use_subject_as_username: the verified certificate
+        // names the user; CONNECT's user name and password are not used.
+        let certificate = socket
+            .tls_session()
+            .and_then(|s| s.peer_certificates())
+            .and_then(|c| c.first());
+        match certificate.and_then(|c| identity_of(c, tls.identity)) {
+            Some(name) if user.is_none() => user = Some(name.into_boxed_str()),
+            Some(_) => {}
+            None => {
+                let reason = (ReasonCode::NOT_AUTHORIZED, "this listener needs a client certificate");
+                refuse(socket, version, reason, peer, &client_id, Vec::new()).await;
+                return None;
+            }
+        }
+    }
     if user.is_none() {
         match security.login(connect.username.as_deref(), connect.password.as_deref()) {
             Login::Accepted(name) => user = name.map(String::into_boxed_str),

@@ -4,8 +4,9 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
+use std::path::PathBuf;
 use std::time::Duration;
-use tern_client::{Client, ClientError, ConnectOptions, Events};
+use tern_client::{Client, ClientError, ConnectOptions, Events, TlsOptions};
 use tern_proto::{ByteStr, ConnectAck, Properties, Property, PropertyContext, ProtocolVersion, QoS, Will};
 
 /// Exit status when the connection is refused or lost (mosquitto's tools exit non-zero).
@@ -79,6 +80,9 @@ pub struct Common {
     pub insecure: bool,
     #[arg(long = "tls-version")]
     pub tls_version: Option<String>,
+    /// Set by an mqtts:// URL.
+    #[arg(skip)]
+    pub url_tls: bool,
     #[arg(long = "help", action = clap::ArgAction::Help, help = "Print help")]
     pub help: Option<bool>,
     #[arg(long = "version", action = clap::ArgAction::Version, help = "Print version")]
@@ -106,9 +110,17 @@ impl Common {
     /// Applies `-L mqtt://user:pass@host:port/topic`.
     fn apply_url(&mut self) -> Result<()> {
         let Some(url) = self.url.clone() else { return Ok(()) };
-        let rest = url
-            .strip_prefix("mqtt://")
-            .ok_or_else(|| anyhow!("unsupported URL {url:?}: it must start with mqtt:// (mqtts:// needs TLS)"))?;
+        let rest = match (url.strip_prefix("mqtt://"), url.strip_prefix("mqtts://")) {
+            (Some(rest), _) => rest,
+            (None, Some(rest)) => {
+                // mosquitto: TLS on port 8883, with the system's CA store unless --cafile
+                // or --capath says otherwise.
+                self.url_tls = true;
+                self.port = 8883;
+                rest
+            }
+            _ => bail!("unsupported URL {url:?}: it must start with mqtt:// or mqtts://"),
+        };
         let (authority, topic) = rest
             .split_once('/')
             .ok_or_else(|| anyhow!("URL {url:?} has no topic"))?;
@@ -188,19 +200,36 @@ impl Common {
         Ok(())
     }
 
+    /// TLS settings from --cafile, --capath, --cert, --key, --insecure, --tls-version and
+    /// mqtts:// URLs; `None` for plain TCP.
+    fn tls_options(&self) -> Result<Option<TlsOptions>> {
+        let wanted = self.url_tls || self.cafile.is_some() || self.capath.is_some();
+        if !wanted {
+            if self.cert.is_some() || self.key.is_some() || self.insecure || self.tls_version.is_some() {
+                bail!("TLS options need --cafile or --capath (or an mqtts:// URL)");
+            }
+            return Ok(None);
+        }
+        let mut capath = self.capath.clone().map(PathBuf::from);
+        if self.cafile.is_none() && capath.is_none() {
+            capath = Some(PathBuf::from("/etc/ssl/certs"));
+        }
+        Ok(Some(TlsOptions {
+            cafile: self.cafile.clone().map(PathBuf::from),
+            capath,
+            cert: self.cert.clone().map(PathBuf::from),
+            key: self.key.clone().map(PathBuf::from),
+            insecure: self.insecure,
+            tls_version: self.tls_version.clone(),
+            alpn: Vec::new(),
+        }))
+    }
+
     /// Validates the flags and builds the connection options. `tool` names the default
     /// client id, as mosquitto does (`mosquitto_sub_1234`).
     pub fn connect_options(&mut self, tool: &str) -> Result<ConnectOptions> {
         self.apply_url()?;
-        if self.cafile.is_some()
-            || self.capath.is_some()
-            || self.cert.is_some()
-            || self.key.is_some()
-            || self.insecure
-            || self.tls_version.is_some()
-        {
-            bail!("TLS options are accepted but TLS is not available yet in this build of tern");
-        }
+        let tls = self.tls_options()?;
         let version = self.protocol()?;
         if !self.properties.is_empty() && version != ProtocolVersion::V5 {
             bail!("-D properties need MQTT 5 (-V mqttv5)");
@@ -244,6 +273,7 @@ impl Common {
             }
         }
         options.connect_timeout = Duration::from_secs(10);
+        options.tls = tls;
         Ok(options)
     }
 

@@ -2,6 +2,8 @@
 //! real sockets with a raw client that sends and reads exact packets.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod pki;
+
 use bytes::{Bytes, BytesMut};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,0 +1,344 @@
+//! TLS listeners (rustls): a mosquitto.conf with cafile/certfile/keyfile works unchanged
+//! with mosquitto_pub/mosquitto_sub and the tern tools; mutual TLS with the certificate's
+//! identity as user name and an ACL; revocation lists; ALPN; host name checks; SIGHUP
+//! reloading certificates while connected clients stay.
+#![allow(clippy::unwrap_used)]
+mod common;
+use common::pki::Ca;
+use common::*;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use tern_client::{Client as LibClient, ConnectOptions, TlsOptions};
+use tern_proto::*;
+
+fn tern(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn tls_broker(dir: &Path, extra: &str) -> (Broker, Ca) {
+    let ca = Ca::new(dir, "test");
+    let (cert, key) = ca.server("server");
+    let conf = format!(
+        "listener 0 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n{extra}",
+        ca.cafile().display(),
+        cert.display(),
+        key.display()
+    );
+    (Broker::with_config("tls.conf", &conf), ca)
+}
+
+fn lib_options(broker: &Broker, tls: TlsOptions) -> ConnectOptions {
+    ConnectOptions::new("localhost", broker.addr.port())
+        .client_id("lib-tls")
+        .tls(tls)
+}
+
+fn trusting(ca: &Ca) -> TlsOptions {
+    TlsOptions {
+        cafile: Some(ca.cafile()),
+        ..TlsOptions::default()
+    }
+}
+
+#[test]
+fn mosquitto_and_tern_clients_talk_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, ca) = tls_broker(dir.path(), "allow_anonymous true\n");
+    let port = broker.addr.port().to_string();
+    let cafile = ca.cafile().display().to_string();
+    let base = ["-h", "localhost", "-p", &port, "--cafile", &cafile];
+    // tern sub and tern pub, both protocol versions.
+    for version in ["mqttv311", "mqttv5"] {
+        let sub = Command::new(env!("CARGO_BIN_EXE_tern"))
+            .arg("sub")
+            .args(base)
+            .args(["-V", version, "-t", "tls/t", "-C", "1", "-W", "10"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let out = tern(
+            &[
+                &["pub"][..],
+                &base,
+                &["-V", version, "-t", "tls/t", "-m", "secret", "-q", "1"],
+            ]
+            .concat(),
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&sub.wait_with_output().unwrap().stdout),
+            "secret\n"
+        );
+    }
+    // The certificate names localhost, not 127.0.0.1: refused unless --insecure.
+    let by_ip = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "--cafile",
+        &cafile,
+        "-t",
+        "t",
+        "-m",
+        "x",
+    ];
+    let out = tern(&[&["pub"][..], &by_ip].concat());
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TLS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tern(&[&["pub"][..], &by_ip, &["--insecure"]].concat()).status.success());
+    // Plain MQTT on a TLS listener goes nowhere.
+    let mut plain = broker.client(V311);
+    plain.send(&Packet::Connect(Box::new(connect_packet(V311, "plain", true, 60))));
+    assert!(plain.expect_closed().is_empty());
+
+    if !peer_available(
+        "mosquitto_pub/mosquitto_sub (apt-get install mosquitto-clients)",
+        program_exists("mosquitto_sub"),
+    ) {
+        return;
+    }
+    for version in ["mqttv311", "mqttv5"] {
+        let sub = Command::new("mosquitto_sub")
+            .args(base)
+            .args(["-V", version, "-t", "tls/m", "-C", "1", "-W", "10"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let status = Command::new("mosquitto_pub")
+            .args(base)
+            .args(["-V", version, "-t", "tls/m", "-m", "from mosquitto_pub", "-q", "1"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&sub.wait_with_output().unwrap().stdout),
+            "from mosquitto_pub\n"
+        );
+    }
+}
+
+#[test]
+fn mutual_tls_uses_the_certificate_identity_and_the_acl() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "user device-1\ntopic readwrite devices/1/#\n").unwrap();
+    let (broker, ca) = tls_broker(
+        dir.path(),
+        &format!(
+            "require_certificate true\nuse_identity_as_username true\nallow_anonymous false\nacl_file {}\n",
+            acl.display()
+        ),
+    );
+    let (cert, key) = ca.client("device-1", "device-1", 11);
+    let port = broker.addr.port().to_string();
+    let cafile = ca.cafile().display().to_string();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let with_cert = [
+        "-h",
+        "localhost",
+        "-p",
+        &port,
+        "--cafile",
+        &cafile,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+    ];
+    let out = tern(
+        &[
+            &["pub"][..],
+            &with_cert,
+            &["-t", "devices/1/state", "-m", "on", "-q", "1", "-V", "mqttv5"],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The ACL applies to the certificate's identity.
+    let out = tern(&[&["sub"][..], &with_cert, &["-t", "devices/2/#", "-W", "2"]].concat());
+    assert!(!out.status.success(), "devices/2 is not device-1's");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Subscription denied"));
+    // Without a certificate the handshake fails.
+    let out = tern(&[
+        "pub",
+        "-h",
+        "localhost",
+        "-p",
+        &port,
+        "--cafile",
+        &cafile,
+        "-t",
+        "devices/1/x",
+        "-m",
+        "x",
+    ]);
+    assert!(!out.status.success());
+    assert!(broker.log_contains("TLS"), "the broker logs why");
+
+    if !peer_available(
+        "mosquitto_pub/mosquitto_sub (apt-get install mosquitto-clients)",
+        program_exists("mosquitto_sub"),
+    ) {
+        return;
+    }
+    let sub = Command::new("mosquitto_sub")
+        .args(with_cert)
+        .args(["-t", "devices/1/#", "-C", "1", "-W", "10", "-v"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let status = Command::new("mosquitto_pub")
+        .args(with_cert)
+        .args(["-t", "devices/1/temp", "-m", "21"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&sub.wait_with_output().unwrap().stdout),
+        "devices/1/temp 21\n"
+    );
+    let refused = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &port,
+            "--cafile",
+            &cafile,
+            "-t",
+            "devices/1/x",
+            "-m",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "mosquitto_pub without a certificate is refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_client_certificates_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("pki");
+    std::fs::create_dir(&ca_dir).unwrap();
+    // The CRL must exist before the broker reads its configuration.
+    let ca = Ca::new(&ca_dir, "test");
+    let (server_cert, server_key) = ca.server("server");
+    let (good_cert, good_key) = ca.client("good", "good", 21);
+    let (bad_cert, bad_key) = ca.client("bad", "bad", 22);
+    let crl = ca.crl(&[22]);
+    let broker = Broker::with_config(
+        "crl.conf",
+        &format!(
+            "listener 0 127.0.0.1\nallow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\ncrlfile {}\n",
+            ca.cafile().display(),
+            server_cert.display(),
+            server_key.display(),
+            crl.display()
+        ),
+    );
+    let with = |cert: &Path, key: &Path| TlsOptions {
+        cafile: Some(ca.cafile()),
+        cert: Some(cert.to_path_buf()),
+        key: Some(key.to_path_buf()),
+        ..TlsOptions::default()
+    };
+    let (client, _events, _) = LibClient::connect(lib_options(&broker, with(&good_cert, &good_key)))
+        .await
+        .unwrap();
+    client.publish("crl/ok", "x", QoS::AtLeastOnce, false).await.unwrap();
+    assert!(LibClient::connect(lib_options(&broker, with(&bad_cert, &bad_key)))
+        .await
+        .is_err());
+    assert!(broker.log_contains("TLS"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpn_and_minimum_version_are_negotiated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, ca) = tls_broker(dir.path(), "allow_anonymous true\ntls_alpn mqtt\ntls_version tlsv1.3\n");
+    let offer = |alpn: &[&str], version: Option<&str>| TlsOptions {
+        alpn: alpn.iter().map(|s| s.to_string()).collect(),
+        tls_version: version.map(str::to_string),
+        ..trusting(&ca)
+    };
+    let (client, _, _) = LibClient::connect(lib_options(&broker, offer(&["mqtt"], None)))
+        .await
+        .unwrap();
+    client.disconnect().await.unwrap();
+    assert!(LibClient::connect(lib_options(&broker, offer(&[], Some("tlsv1.3"))))
+        .await
+        .is_ok());
+    assert!(
+        LibClient::connect(lib_options(&broker, offer(&["h2"], None)))
+            .await
+            .is_err(),
+        "a client offering only other protocols is refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_certificates_without_dropping_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, old_ca) = tls_broker(dir.path(), "allow_anonymous true\n");
+    let options = |ca: &Ca, id: &str| lib_options(&broker, trusting(ca)).client_id(id);
+    let (stays, mut events, _) = LibClient::connect(options(&old_ca, "stays")).await.unwrap();
+    stays.subscribe("reload/#", QoS::AtLeastOnce).await.unwrap();
+    // A new CA and server certificate replace the files in place.
+    let old_copy = dir.path().join("old-ca.crt");
+    std::fs::copy(old_ca.cafile(), &old_copy).unwrap();
+    let new_dir = dir.path().join("new");
+    std::fs::create_dir(&new_dir).unwrap();
+    let new_ca = Ca::new(&new_dir, "test");
+    let (cert, key) = new_ca.server("server");
+    for (from, to) in [
+        (new_ca.cafile(), old_ca.cafile()),
+        (cert, dir.path().join("server.crt")),
+        (key, dir.path().join("server.key")),
+    ] {
+        std::fs::copy(from, to).unwrap();
+    }
+    broker.signal(SIGHUP);
+    assert!(broker.log_contains("configuration reloaded"));
+    let (newcomer, _, _) = LibClient::connect(options(&new_ca, "newcomer")).await.unwrap();
+    newcomer
+        .publish("reload/x", "after", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .unwrap()
+        {
+            Some(tern_client::Event::Message(p)) => {
+                assert_eq!(&p.payload[..], b"after", "the old connection still receives");
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("the old connection was dropped"),
+        }
+    }
+    // New connections get the new certificate: the old CA no longer vouches for it.
+    let old_trust = TlsOptions {
+        cafile: Some(old_copy),
+        ..TlsOptions::default()
+    };
+    assert!(LibClient::connect(lib_options(&broker, old_trust).client_id("late"))
+        .await
+        .is_err());
+}
