@@ -21,6 +21,14 @@ pub struct ListenerGate {
 #[derive(Debug)]
 pub struct Slot(Arc<AtomicUsize>);
 
+impl Slot {
+    /// A slot outside any listener (a stream handed in by an embedder).
+    pub fn unlisted() -> Slot {
+        let open = Arc::new(AtomicUsize::new(1));
+        Slot(open)
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Relaxed);

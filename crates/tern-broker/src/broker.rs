@@ -249,6 +249,15 @@ impl BrokerHandle {
         }
     }
 
+    /// Serves one client over a connected Unix stream, as if listener 0 had accepted it:
+    /// for in-process transports (embedding, tests, the fuzz target).
+    pub fn serve_unix(&self, stream: tokio::net::UnixStream) -> tokio::task::JoinHandle<()> {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+        let socket = Socket::unix(stream);
+        let slot = crate::admission::Slot::unlisted();
+        tokio::spawn(connection::serve(socket, peer, self.state.clone(), (0, slot)))
+    }
+
     /// Offers another enhanced authentication method (or replaces the one of its name).
     pub fn add_authenticator(&self, authenticator: Arc<dyn Authenticator>) {
         self.state.authenticators.write().add(authenticator);

@@ -12,13 +12,64 @@ use bytes::BytesMut;
 use rustls::ServerConnection;
 use std::io::{self, Read, Write};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 /// Plaintext taken from rustls per read call, at most.
 const TLS_READ_CHUNK: usize = 16 * 1024;
 
-/// `io::Read` / `io::Write` over a non-blocking tokio `TcpStream`, for rustls.
-struct Nonblocking<'a>(&'a TcpStream);
+/// The byte stream under a connection: TCP from a listener, or a Unix stream handed in
+/// by an embedder (in-process transports, the fuzz target).
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.readable().await,
+            Stream::Unix(s) => s.readable().await,
+        }
+    }
+
+    async fn writable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.writable().await,
+            Stream::Unix(s) => s.writable().await,
+        }
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read(buf),
+            Stream::Unix(s) => s.try_read(buf),
+        }
+    }
+
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read_buf(buf),
+            Stream::Unix(s) => s.try_read_buf(buf),
+        }
+    }
+
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_write(buf),
+            Stream::Unix(s) => s.try_write(buf),
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown().await,
+            Stream::Unix(s) => s.shutdown().await,
+        }
+    }
+}
+
+/// `io::Read` / `io::Write` over a non-blocking stream, for rustls.
+struct Nonblocking<'a>(&'a Stream);
 
 impl Read for Nonblocking<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -38,7 +89,7 @@ impl Write for Nonblocking<'_> {
 
 /// A client's socket.
 pub(crate) struct Socket {
-    tcp: TcpStream,
+    tcp: Stream,
     /// The TLS session on a TLS listener; boxed, as it is large.
     tls: Option<Box<ServerConnection>>,
 }
@@ -49,13 +100,23 @@ fn would_block() -> io::Error {
 
 impl Socket {
     pub fn plain(tcp: TcpStream) -> Socket {
-        Socket { tcp, tls: None }
+        Socket {
+            tcp: Stream::Tcp(tcp),
+            tls: None,
+        }
     }
 
     pub fn tls(tcp: TcpStream, tls: ServerConnection) -> Socket {
         Socket {
-            tcp,
+            tcp: Stream::Tcp(tcp),
             tls: Some(Box::new(tls)),
+        }
+    }
+
+    pub fn unix(stream: UnixStream) -> Socket {
+        Socket {
+            tcp: Stream::Unix(stream),
+            tls: None,
         }
     }
 
@@ -189,7 +250,7 @@ impl Socket {
     }
 }
 
-fn flush_tls(tls: &mut ServerConnection, tcp: &TcpStream) -> io::Result<()> {
+fn flush_tls(tls: &mut ServerConnection, tcp: &Stream) -> io::Result<()> {
     while tls.wants_write() {
         match tls.write_tls(&mut Nonblocking(tcp)) {
             Ok(_) => {}
