@@ -342,3 +342,42 @@ async fn sighup_reloads_certificates_without_dropping_clients() {
         .await
         .is_err());
 }
+
+#[test]
+fn the_certificate_subject_can_be_the_user_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "user O=Tern Tests,CN=device-2\ntopic readwrite subject/#\n").unwrap();
+    let (broker, ca) = tls_broker(
+        dir.path(),
+        &format!(
+            "require_certificate true\nuse_subject_as_username true\nallow_anonymous false\nacl_file {}\n",
+            acl.display()
+        ),
+    );
+    let (cert, key) = ca.client("device-2", "device-2", 12);
+    let port = broker.addr.port().to_string();
+    let cafile = ca.cafile().display().to_string();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let with_cert = [
+        "-h",
+        "localhost",
+        "-p",
+        &port,
+        "--cafile",
+        &cafile,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+    ];
+    let granted = tern(&[&["sub"][..], &with_cert, &["-t", "subject/#", "-W", "1"]].concat());
+    assert_eq!(
+        granted.status.code(),
+        Some(27),
+        "subscribed, then timed out: {}",
+        String::from_utf8_lossy(&granted.stderr)
+    );
+    let denied = tern(&[&["sub"][..], &with_cert, &["-t", "other/#", "-W", "1"]].concat());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("Subscription denied"));
+}
