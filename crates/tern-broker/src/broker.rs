@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::security::{self, ListenerSecurity};
 use crate::session::{Session, SessionId, Sessions};
+use crate::store::{Durability, Store};
 use crate::tls::{self, ListenerTls};
 use anyhow::{Context, Result};
 use parking_lot::RwLock;
@@ -41,6 +42,8 @@ pub struct BrokerState {
     security: RwLock<Vec<Arc<ListenerSecurity>>>,
     /// Each listener's TLS configuration (`None` for plain TCP); replaced on reload.
     tls: RwLock<Vec<Option<Arc<ListenerTls>>>>,
+    /// The durable store, when persistence is on.
+    pub store: Option<Arc<Store>>,
 }
 
 /// The TLS configuration of every listener of `config`, in order.
@@ -86,6 +89,7 @@ impl BrokerState {
         let (filters, pending_will): (Vec<ByteStr>, _) = {
             let mut state = session.state.lock();
             state.outbox.clear();
+            session.persist(&mut state, true);
             (
                 state.subscriptions.drain().map(|(f, _)| f).collect(),
                 state.pending_will.take(),
@@ -148,11 +152,17 @@ impl Broker {
         let authenticators = Authenticators::from_file(config.scram_file.as_deref())?;
         let security = security::load(&config)?;
         let tls = load_tls(&config)?;
-        let router = Router::default();
+        let (store, loaded) = if config.persistence && config.durability != Durability::Off {
+            let (store, loaded) = Store::open(&config.persistence_location, config.durability)?;
+            (Some(store), Some(loaded))
+        } else {
+            (None, None)
+        };
+        let router = Router::with_store(store.clone());
         router.set_share_strategy(config.shared_subscription_strategy);
         let state = Arc::new(BrokerState {
             config: RwLock::new(Arc::new(config)),
-            sessions: Sessions::default(),
+            sessions: Sessions::with_store(store.clone()),
             router,
             metrics: Metrics::default(),
             shutdown: CancellationToken::new(),
@@ -161,7 +171,12 @@ impl Broker {
             authenticators: RwLock::new(authenticators),
             security: RwLock::new(security),
             tls: RwLock::new(tls),
+            store,
         });
+        if let Some(loaded) = loaded {
+            let summary = crate::restore::restore(&state, loaded);
+            tracing::info!("{summary} from {}", state.config().persistence_location.display());
+        }
         Ok(Broker { state, listeners })
     }
 
@@ -193,6 +208,9 @@ impl Broker {
             tracing::warn!("some connections did not close within 10 s");
         }
         background.abort();
+        if let Some(store) = &self.state.store {
+            store.close();
+        }
         Ok(())
     }
 }

@@ -11,10 +11,13 @@ mod broker;
 pub mod config;
 mod connection;
 pub mod metrics;
+mod restore;
 pub mod router;
 pub mod security;
 pub mod session;
+mod session_store;
 pub mod shared;
+pub mod store;
 mod sys;
 pub mod tls;
 

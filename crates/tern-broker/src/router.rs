@@ -12,6 +12,8 @@
 use crate::metrics::Metrics;
 use crate::session::{Delivery, Session, SessionId};
 use crate::shared::{parse_share, ShareStrategy, SharedGroup};
+use crate::store::records::RetainedRecord;
+use crate::store::{Op, Store};
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -67,6 +69,8 @@ pub struct Router {
     shared_count: AtomicUsize,
     /// The configured [`ShareStrategy`].
     strategy: RwLock<ShareStrategy>,
+    /// Where retained messages are kept across restarts, when persistence is on.
+    store: Option<Arc<Store>>,
 }
 
 /// Up to 12 frames: 2 flavours (3.x, 5.0) x 3 QoS x RETAIN on/off.
@@ -116,6 +120,22 @@ fn encode_forward(publish: &Publish, v5: bool, qos: QoS, retain: bool, identifie
 }
 
 impl Router {
+    /// A router whose retained messages are written to `store`.
+    pub fn with_store(store: Option<Arc<Store>>) -> Router {
+        Router {
+            store,
+            ..Router::default()
+        }
+    }
+
+    /// Puts back a retained message read from the store.
+    pub fn restore_retained(&self, publish: Publish, expires_at: Option<Instant>) {
+        let topic = publish.topic.clone();
+        self.retained
+            .write()
+            .set(&topic, Arc::new(RetainedMessage { publish, expires_at }));
+    }
+
     /// Sets how shared subscription groups pick a member.
     pub fn set_share_strategy(&self, strategy: ShareStrategy) {
         *self.strategy.write() = strategy;
@@ -187,6 +207,23 @@ impl Router {
     /// Stores (non-empty payload) or clears (empty payload) the retained message of the
     /// topic of `publish`.
     pub fn retain(&self, publish: &Publish) {
+        if let Some(disk) = self.store.as_ref().filter(|_| !publish.topic.starts_with('$')) {
+            let record = if publish.payload.is_empty() {
+                None
+            } else {
+                PublishFrame::new(publish, ProtocolVersion::V5).ok().map(|frame| {
+                    RetainedRecord {
+                        expires_at: expires_at(publish).map(crate::session_store::unix_ms),
+                        frame: crate::session_store::decodable(&frame),
+                    }
+                    .encode()
+                })
+            };
+            disk.enqueue(Op::Retained {
+                topic: publish.topic.to_string(),
+                record,
+            });
+        }
         let mut store = self.retained.write();
         if publish.payload.is_empty() {
             store.remove(&publish.topic);
@@ -295,6 +332,7 @@ impl Router {
                     v5,
                     expires_at: retained.expires_at,
                     shared: None,
+                    seq: 0,
                 };
                 session.deliver(delivery, &message.topic, qos, message.payload.len(), metrics);
             }
@@ -312,6 +350,9 @@ impl Router {
         let moved = session.state.lock().outbox.take_movable(|d| d.shared.is_some());
         if moved.is_empty() {
             return;
+        }
+        for (delivery, _) in &moved {
+            session.forget_message(delivery.seq);
         }
         let strategy = *self.strategy.read();
         let mut left = Vec::new();
@@ -337,8 +378,10 @@ impl Router {
         }
         if !ended && !left.is_empty() {
             let mut state = session.state.lock();
-            for (delivery, qos) in left {
+            for (mut delivery, qos) in left {
                 let len = delivery.frame.len();
+                delivery.seq = 0;
+                session.persist_new(&mut state, &mut delivery, qos);
                 let _ = state.outbox.push(delivery, qos, len);
             }
         }
@@ -361,6 +404,7 @@ impl Router {
             v5,
             expires_at: delivery.expires_at,
             shared: delivery.shared.clone(),
+            seq: 0,
         };
         Some((to, moved, publish.topic, qos))
     }
@@ -400,6 +444,7 @@ fn deliver(
         v5,
         expires_at,
         shared: target.shared,
+        seq: 0,
     };
     session.deliver(delivery, &publish.topic, qos, publish.payload.len(), metrics)
 }

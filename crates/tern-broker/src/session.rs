@@ -8,6 +8,7 @@
 
 use crate::metrics::Metrics;
 use crate::security::ClientAccess;
+use crate::store::Store;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
@@ -32,6 +33,8 @@ pub struct Delivery {
     /// The shared subscription (`$share/{group}/{filter}`) it came through, so that it
     /// can go to another member if this one leaves before acknowledging it.
     pub shared: Option<ByteStr>,
+    /// Its number in the session's stored messages; 0 when it is not stored.
+    pub seq: u64,
 }
 
 /// Where a delivery stands against its Message Expiry Interval.
@@ -108,8 +111,9 @@ pub struct SessionState {
     pub outbox: Outbox<Delivery>,
     /// The serving connection; `None` while the client is offline.
     pub connection: Option<ConnectionHandle>,
-    /// The session's subscriptions, to remove them from the router when it ends.
-    pub subscriptions: HashMap<ByteStr, SubscriptionOptions>,
+    /// The session's subscriptions with their identifiers, to remove them from the
+    /// router when it ends and to store them.
+    pub subscriptions: HashMap<ByteStr, (SubscriptionOptions, Option<u32>)>,
     /// QoS 2 packet ids received and not yet released: a resent PUBLISH with one of these
     /// is acknowledged again but not forwarded again (exactly once).
     pub incoming_qos2: HashSet<u16>,
@@ -126,6 +130,10 @@ pub struct SessionState {
     /// The ACL the client is under, if its listener has one: deliveries are checked
     /// against it (the client's read access) before they are queued.
     pub access: Option<Box<ClientAccess>>,
+    /// The last sequence number given to a stored message.
+    pub next_seq: u64,
+    /// Whether the store holds a record of this session.
+    pub stored: bool,
 }
 
 /// A will waiting for its delay to pass.
@@ -146,6 +154,8 @@ pub struct Session {
     pub state: Mutex<SessionState>,
     /// Wakes the serving connection task when deliveries are queued.
     pub wake: Notify,
+    /// The durable store, when persistence is on.
+    pub store: Option<Arc<Store>>,
 }
 
 impl Session {
@@ -165,7 +175,14 @@ impl Session {
     /// Queues `delivery` for this session and wakes its connection. QoS 0 messages for an
     /// offline client are dropped (mosquitto's default); a full queue drops the message
     /// and counts it. Returns whether the message was queued.
-    pub fn deliver(&self, delivery: Delivery, topic: &str, qos: QoS, payload_len: usize, metrics: &Metrics) -> bool {
+    pub fn deliver(
+        &self,
+        mut delivery: Delivery,
+        topic: &str,
+        qos: QoS,
+        payload_len: usize,
+        metrics: &Metrics,
+    ) -> bool {
         let mut state = self.state.lock();
         if state.connection.is_none() && qos == QoS::AtMostOnce {
             return false;
@@ -179,7 +196,7 @@ impl Session {
         // empty the connection is draining it, or waiting for socket space or for acks,
         // each of which brings it back to the queue. One wake per burst, not per message.
         let was_empty = state.outbox.queued() == 0;
-        if state.outbox.push(delivery, qos, payload_len).is_err() {
+        if !state.outbox.has_room(payload_len) {
             drop(state);
             let dropped = metrics.messages_dropped.fetch_add(1, Relaxed);
             if dropped.is_power_of_two() {
@@ -187,6 +204,8 @@ impl Session {
             }
             return false;
         }
+        self.persist_new(&mut state, &mut delivery, qos);
+        let _ = state.outbox.push(delivery, qos, payload_len);
         drop(state);
         if was_empty {
             self.wake.notify_one();
@@ -195,11 +214,28 @@ impl Session {
     }
 }
 
+impl Sessions {
+    /// An empty registry whose sessions write to `store`.
+    pub fn with_store(store: Option<Arc<Store>>) -> Sessions {
+        Sessions {
+            store,
+            ..Sessions::default()
+        }
+    }
+
+    /// Registers a session restored from the store.
+    pub fn insert(&self, session: Arc<Session>) {
+        self.map.lock().insert(session.client_id.clone(), session);
+    }
+}
+
 /// All sessions by client identifier.
 #[derive(Debug, Default)]
 pub struct Sessions {
     map: Mutex<HashMap<ByteStr, Arc<Session>>>,
     next_id: AtomicU64,
+    /// Given to every session created, when persistence is on.
+    pub store: Option<Arc<Store>>,
 }
 
 impl Sessions {
@@ -225,8 +261,11 @@ impl Sessions {
                 expiry: None,
                 pending_will: None,
                 access: None,
+                next_seq: 0,
+                stored: false,
             }),
             wake: Notify::new(),
+            store: self.store.clone(),
         })
     }
 

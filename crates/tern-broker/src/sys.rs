@@ -162,11 +162,17 @@ fn purge_expired_messages(state: &BrokerState) {
     state.router.purge_expired_retained(now);
     let sessions: Vec<_> = state.sessions.with(|map| map.values().cloned().collect());
     for session in sessions {
-        session
-            .state
-            .lock()
-            .outbox
-            .drop_queued(|d| d.expires_at.is_some_and(|at| at <= now));
+        let mut gone = Vec::new();
+        session.state.lock().outbox.drop_queued(|d| {
+            let expired = d.expires_at.is_some_and(|at| at <= now);
+            if expired && d.seq != 0 {
+                gone.push(d.seq);
+            }
+            expired
+        });
+        for seq in gone {
+            session.forget_message(seq);
+        }
     }
 }
 

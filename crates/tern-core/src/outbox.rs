@@ -103,12 +103,16 @@ impl<D: Clone> Outbox<D> {
         self.inflight.len()
     }
 
+    /// Whether a message of `bytes` payload bytes fits within the bounds.
+    pub fn has_room(&self, bytes: usize) -> bool {
+        let l = &self.limits;
+        !((l.max_queued_messages != 0 && self.queue.len() >= l.max_queued_messages)
+            || (l.max_queued_bytes != 0 && self.queued_bytes + bytes > l.max_queued_bytes && !self.queue.is_empty()))
+    }
+
     /// Appends a message of `bytes` payload bytes, unless a bound is reached.
     pub fn push(&mut self, delivery: D, qos: QoS, bytes: usize) -> Result<(), QueueFull> {
-        let l = &self.limits;
-        if (l.max_queued_messages != 0 && self.queue.len() >= l.max_queued_messages)
-            || (l.max_queued_bytes != 0 && self.queued_bytes + bytes > l.max_queued_bytes && !self.queue.is_empty())
-        {
+        if !self.has_room(bytes) {
             return Err(QueueFull);
         }
         self.queued_bytes += bytes;
@@ -209,6 +213,22 @@ impl<D: Clone> Outbox<D> {
             Some(i) => self.inflight.remove(i).is_some(),
             None => false,
         }
+    }
+
+    /// The in-flight message with `packet_id`, if any.
+    pub fn find(&self, packet_id: u16) -> Option<&Inflight<D>> {
+        self.inflight.iter().find(|m| m.packet_id == packet_id)
+    }
+
+    /// Puts back a message that was in flight when the broker stopped (from the store),
+    /// with its packet id and stage, behind those already restored.
+    pub fn restore_inflight(&mut self, packet_id: u16, stage: Stage, delivery: D) {
+        self.last_packet_id = self.last_packet_id.max(packet_id);
+        self.inflight.push_back(Inflight {
+            packet_id,
+            stage,
+            delivery,
+        });
     }
 
     /// The in-flight messages, in the order first sent, for resending after a reconnect.

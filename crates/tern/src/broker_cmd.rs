@@ -27,7 +27,11 @@ pub struct BrokerArgs {
 fn build_config(args: &BrokerArgs) -> Result<Config> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
-        None => Config::default(),
+        // No configuration: state is kept in ./tern-data, acknowledged messages durably.
+        None => Config {
+            persistence: true,
+            ..Config::default()
+        },
     };
     for &port in &args.port {
         let listener = if args.config.is_none() {

@@ -9,6 +9,7 @@ mod mosquitto;
 mod tern_toml;
 
 use crate::shared::ShareStrategy;
+use crate::store::Durability;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -128,6 +129,12 @@ pub struct Config {
     pub max_topic_levels: usize,
     /// Longest topic name or filter in bytes; 0: the protocol's 65,535.
     pub max_topic_length: usize,
+    /// Whether sessions, their messages and retained messages are kept on disk.
+    pub persistence: bool,
+    /// The data directory of the store.
+    pub persistence_location: PathBuf,
+    /// When stored changes reach the disk.
+    pub durability: Durability,
 }
 
 impl Default for Config {
@@ -160,6 +167,9 @@ impl Default for Config {
             max_connection_rate: 0,
             max_topic_levels: 128,
             max_topic_length: 0,
+            persistence: false,
+            persistence_location: PathBuf::from("tern-data"),
+            durability: Durability::Sync,
         }
     }
 }

@@ -6,18 +6,9 @@
 
 use super::{parse_mosquitto_duration, Config, ListenerConfig, LogDest};
 use crate::shared::ShareStrategy;
+use crate::store::Durability;
 use anyhow::{anyhow, bail, Result};
 use std::path::{Path, PathBuf};
-
-/// Directives that exist in mosquitto but are not implemented by Tern yet, with the reason
-/// reported to the user.
-const NOT_YET: &[(&str, &str)] = &[
-    (
-        "persistence",
-        "the embedded store is not implemented yet; remove it or set it to false",
-    ),
-    ("persistence_location", "the embedded store is not implemented yet"),
-];
 
 pub(super) fn parse_into(config: &mut Config, path: &Path, text: &str) -> Result<()> {
     for (index, raw) in text.lines().enumerate() {
@@ -53,6 +44,19 @@ fn boolean(args: &[&str]) -> Result<bool> {
         "false" => Ok(false),
         other => bail!("{other:?} is neither true nor false"),
     }
+}
+
+/// `sync`, `periodic` (keeping a configured interval, else 100 ms) or `off`.
+pub(super) fn durability(name: &str, current: Durability) -> Result<Durability> {
+    Ok(match name {
+        "sync" => Durability::Sync,
+        "periodic" => match current {
+            Durability::Periodic(every) => Durability::Periodic(every),
+            _ => Durability::Periodic(std::time::Duration::from_millis(100)),
+        },
+        "off" => Durability::Off,
+        other => bail!("unknown durability {other:?}; use sync, periodic or off"),
+    })
 }
 
 pub(super) fn strategy(name: &str) -> Result<ShareStrategy> {
@@ -104,12 +108,6 @@ fn current_listener(config: &mut Config) -> Option<&mut ListenerConfig> {
 }
 
 fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Result<()> {
-    if let Some((_, why)) = NOT_YET.iter().find(|(name, _)| *name == directive) {
-        if directive == "persistence" && one(args)? == "false" {
-            return Ok(());
-        }
-        bail!("{why}");
-    }
     match directive {
         "listener" => {
             let (port, bind) = match args {
@@ -196,6 +194,21 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
         | "require_certificate"
         | "use_identity_as_username"
         | "use_subject_as_username" => tls_directive(config, directive, args)?,
+        "persistence" => config.persistence = boolean(args)?,
+        "persistence_location" => config.persistence_location = PathBuf::from(one(args)?),
+        // mosquitto's snapshot settings: Tern writes continuously, so the file name is
+        // fixed and autosave_interval becomes the periodic flush interval.
+        "persistence_file" | "autosave_on_changes" => {}
+        "autosave_interval" => {
+            let seconds: u64 = number(args)?;
+            if let Durability::Periodic(_) = config.durability {
+                config.durability = Durability::Periodic(std::time::Duration::from_secs(seconds.max(1)));
+            }
+        }
+        "durability" => config.durability = durability(one(args)?, config.durability)?,
+        "flush_interval_ms" => {
+            config.durability = Durability::Periodic(std::time::Duration::from_millis(number::<u64>(args)?.max(1)));
+        }
         "auth_failure_delay" => config.auth_failure_delay = std::time::Duration::from_millis(number(args)?),
         "max_connection_rate" => config.max_connection_rate = number(args)?,
         "max_topic_levels" => config.max_topic_levels = number(args)?,
@@ -295,8 +308,8 @@ mod tests {
         assert_eq!(err, "test.conf:2: bogus_directive: unknown or unsupported directive");
         let err = parse("max_inflight_messages many\n").unwrap_err().to_string();
         assert!(err.contains("test.conf:1: max_inflight_messages"), "{err}");
-        let err = parse("persistence_location /var/lib\n").unwrap_err().to_string();
-        assert!(err.contains("not implemented yet"), "{err}");
+        let err = parse("ciphers ALL\n").unwrap_err().to_string();
+        assert!(err.contains("unsupported directive"), "{err}");
     }
 
     #[test]

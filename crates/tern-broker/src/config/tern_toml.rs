@@ -36,6 +36,10 @@ struct File {
     max_connection_rate: Option<u32>,
     max_topic_levels: Option<usize>,
     max_topic_length: Option<usize>,
+    persistence: Option<bool>,
+    persistence_location: Option<PathBuf>,
+    durability: Option<String>,
+    flush_interval_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +116,15 @@ pub(super) fn parse(text: &str) -> Result<Config> {
     // Tern's own format is per listener by nature: a listener's keys are its own.
     c.per_listener_settings = true;
     set!(max_connection_rate, max_topic_levels, max_topic_length);
+    // Tern's own format keeps state by default (in ./tern-data), safely (sync).
+    c.persistence = file.persistence.unwrap_or(true);
+    set!(persistence_location);
+    if let Some(ms) = file.flush_interval_ms {
+        c.durability = crate::store::Durability::Periodic(std::time::Duration::from_millis(ms.max(1)));
+    }
+    if let Some(name) = file.durability {
+        c.durability = super::mosquitto::durability(&name, c.durability).map_err(|e| anyhow!("durability: {e}"))?;
+    }
     if let Some(ms) = file.auth_failure_delay {
         c.auth_failure_delay = std::time::Duration::from_millis(ms);
     }

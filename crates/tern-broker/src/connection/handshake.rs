@@ -289,13 +289,18 @@ pub(super) async fn accept(
     };
     session.set_v5(version.is_v5());
     let acl_enforced = security.acl.is_some();
-    session.state.lock().access = security.acl.clone().map(|acl| {
-        Box::new(ClientAccess {
-            acl,
-            user: user.clone(),
-            listener,
-        })
-    });
+    {
+        let mut state = session.state.lock();
+        state.access = security.acl.clone().map(|acl| {
+            Box::new(ClientAccess {
+                acl,
+                user: user.clone(),
+                listener,
+            })
+        });
+        state.disconnected_at = None;
+        session.persist(&mut state, false);
+    }
 
     let reply = connack(version, session_present, ReasonCode::SUCCESS, properties);
     if socket.write_all(&reply).await.is_err() {
@@ -338,6 +343,7 @@ pub(super) async fn accept(
         user,
         auth,
         acl_enforced,
+        hold: 0,
         counters: Default::default(),
     };
     if session_present {

@@ -9,7 +9,11 @@ impl Connection {
         match packet {
             Packet::Publish(p) => self.on_publish(p),
             Packet::PublishAck(r) => {
-                self.session.state.lock().outbox.on_publish_ack(r.packet_id);
+                let mut state = self.session.state.lock();
+                let seq = state.outbox.find(r.packet_id).map_or(0, |m| m.delivery.seq);
+                if state.outbox.on_publish_ack(r.packet_id) {
+                    self.session.forget_message(seq);
+                }
                 Ok(())
             }
             Packet::PublishReceived(r) => {
@@ -21,7 +25,11 @@ impl Connection {
                 Ok(())
             }
             Packet::PublishComplete(r) => {
-                self.session.state.lock().outbox.on_publish_complete(r.packet_id);
+                let mut state = self.session.state.lock();
+                let seq = state.outbox.find(r.packet_id).map_or(0, |m| m.delivery.seq);
+                if state.outbox.on_publish_complete(r.packet_id) {
+                    self.session.forget_message(seq);
+                }
                 Ok(())
             }
             Packet::Subscribe(s) => self.on_subscribe(s),
@@ -67,7 +75,14 @@ impl Connection {
         let mut delivered = 0;
         if accepted.is_success() {
             let forward_now = match qos {
-                QoS::ExactlyOnce => self.session.state.lock().incoming_qos2.insert(packet_id),
+                QoS::ExactlyOnce => {
+                    let mut state = self.session.state.lock();
+                    let new = state.incoming_qos2.insert(packet_id);
+                    if new {
+                        self.session.persist_incoming(&state, packet_id, true);
+                    }
+                    new
+                }
                 _ => true,
             };
             if forward_now {
@@ -238,11 +253,19 @@ impl Connection {
 
     fn on_publish_received(&mut self, response: PublishResponse) {
         let mut state = self.session.state.lock();
+        let seq = state.outbox.find(response.packet_id).map_or(0, |m| m.delivery.seq);
         if !response.reason_code.is_success() {
-            state.outbox.on_publish_received_failure(response.packet_id);
+            if state.outbox.on_publish_received_failure(response.packet_id) {
+                self.session.forget_message(seq);
+            }
             return;
         }
         let known = state.outbox.on_publish_received(response.packet_id);
+        if let Some(m) = state.outbox.find(response.packet_id).filter(|_| known && seq != 0) {
+            let stage = crate::store::records::StoredStage::AwaitingPublishComplete;
+            self.session
+                .persist_message(&m.delivery, QoS::ExactlyOnce, response.packet_id, stage);
+        }
         drop(state);
         let reason = if known {
             ReasonCode::SUCCESS
@@ -257,7 +280,14 @@ impl Connection {
     }
 
     fn on_publish_release(&mut self, packet_id: u16) {
-        let known = self.session.state.lock().incoming_qos2.remove(&packet_id);
+        let known = {
+            let state = &mut *self.session.state.lock();
+            let known = state.incoming_qos2.remove(&packet_id);
+            if known {
+                self.session.persist_incoming(state, packet_id, false);
+            }
+            known
+        };
         let reason = if known {
             ReasonCode::SUCCESS
         } else {
@@ -301,7 +331,11 @@ impl Connection {
                 .broker
                 .router
                 .subscribe(&self.session, &filter, options, identifier);
-            self.session.state.lock().subscriptions.insert(filter.clone(), options);
+            {
+                let mut state = self.session.state.lock();
+                state.subscriptions.insert(filter.clone(), (options, identifier));
+                self.session.persist(&mut state, false);
+            }
             reason_codes.push(ReasonCode(options.qos as u8));
             let send = match options.retain_handling {
                 // Retained messages are not sent to a new shared subscription [MQTT-4.8.2].
@@ -336,7 +370,11 @@ impl Connection {
         let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
             let existed = self.broker.router.unsubscribe(self.session.id, filter);
-            self.session.state.lock().subscriptions.remove(filter);
+            {
+                let mut state = self.session.state.lock();
+                state.subscriptions.remove(filter);
+                self.session.persist(&mut state, false);
+            }
             reason_codes.push(if existed {
                 ReasonCode::SUCCESS
             } else {
@@ -361,6 +399,7 @@ impl Connection {
         }
         state.clean = seconds == 0;
         state.expiry = (seconds != u32::MAX).then(|| std::time::Duration::from_secs(u64::from(seconds)));
+        self.session.persist(&mut state, false);
         Ok(())
     }
 }

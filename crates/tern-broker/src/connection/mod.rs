@@ -17,6 +17,8 @@ use crate::admission::Slot;
 use crate::broker::BrokerState;
 use crate::metrics::LocalCounters;
 use crate::session::{Expiry, PendingWill, Session};
+use crate::store::records::StoredStage;
+use crate::store::Store;
 use bytes::{Buf, BytesMut};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 use tern_core::Stage;
 use tern_proto::{
     encode, ByteStr, DecodeError, Disconnect, Packet, Properties, Property, PropertyId, ProtocolVersion, PublishFrame,
-    PublishResponse, ReasonCode, Will,
+    PublishResponse, QoS, ReasonCode, Will,
 };
 use tokio::sync::oneshot;
 
@@ -107,6 +109,9 @@ pub(crate) struct Connection {
     user: Option<Box<str>>,
     /// Whether the client is under an ACL (kept in its session, where a reload updates it).
     acl_enforced: bool,
+    /// The last store ticket this connection's handling produced: in sync mode, output
+    /// waits until it is durable.
+    hold: u64,
     /// The enhanced-authentication method of CONNECT, for re-authentication (5.0).
     auth: Option<Box<enhanced_auth::ConnectionAuth>>,
     counters: LocalCounters,
@@ -180,6 +185,13 @@ async fn next_takeover(takeover: &mut Option<oneshot::Receiver<oneshot::Sender<(
             asked
         }
         None => std::future::pending().await,
+    }
+}
+
+/// Resolves when store ticket `ticket` is durable.
+async fn wait_durable(store: Option<&Store>, ticket: u64) {
+    if let Some(store) = store {
+        store.wait_durable(ticket).await;
     }
 }
 
@@ -268,12 +280,18 @@ impl Live {
         } = self;
         let broker = &*c.broker.clone();
         let max_packet_size = broker.config().max_packet_size();
+        // In sync mode, what this connection's packets changed must be on disk before the
+        // answers to them (and outgoing PUBLISH with new packet ids) leave.
+        let store = broker.store.as_deref().filter(|s| s.is_sync());
+        Store::take_thread_ticket();
         let mut last_read = Instant::now();
         let keep_alive = tokio::time::sleep(c.keep_alive_limit.unwrap_or(Duration::from_secs(86_400)));
         tokio::pin!(keep_alive);
         loop {
             let more = c.out.len() >= OUTPUT_HIGH_WATER || c.fill_from_outbox();
-            if (!c.out.is_empty() || socket.has_pending_output()) && !*write_blocked {
+            c.hold = c.hold.max(Store::take_thread_ticket());
+            let held = store.is_some_and(|s| !s.is_durable(c.hold));
+            if (!c.out.is_empty() || socket.has_pending_output()) && !*write_blocked && !held {
                 // Write at once when the socket has room: the common case needs no extra
                 // turn through the select below.
                 match c.write_now(socket) {
@@ -301,7 +319,9 @@ impl Live {
                     if let Err(e) = ready {
                         return Close::Gone(format!("read error: {e}"));
                     }
-                    match c.read_and_handle(socket, input, max_packet_size) {
+                    let read = c.read_and_handle(socket, input, max_packet_size);
+                    c.hold = c.hold.max(Store::take_thread_ticket());
+                    match read {
                         Ok(0) => {}
                         Ok(n) => {
                             last_read = Instant::now();
@@ -314,7 +334,8 @@ impl Live {
                         Err(close) => return close,
                     }
                 }
-                ready = socket.writable(), if !c.out.is_empty() || socket.has_pending_output() => {
+                () = wait_durable(store, c.hold), if held => {}
+                ready = socket.writable(), if (!c.out.is_empty() || socket.has_pending_output()) && !held => {
                     if let Err(e) = ready {
                         return Close::Gone(format!("write error: {e}"));
                     }
@@ -424,13 +445,25 @@ impl Connection {
             };
             let Some(frame) = frame else {
                 state.outbox.forget(sendable.packet_id);
+                self.session.forget_message(sendable.delivery.seq);
                 continue;
             };
             if frame.len() > self.client_max_packet_size {
                 // [MQTT-3.1.2-25]: never send more than the client accepts; the message is
                 // dropped for this client as if it had been acknowledged.
                 state.outbox.forget(sendable.packet_id);
+                self.session.forget_message(sendable.delivery.seq);
                 continue;
+            }
+            if sendable.delivery.seq != 0 {
+                // The packet id is stored before the PUBLISH leaves (the output waits for
+                // it in sync mode), so a restart resends it under the same id.
+                let stage = match sendable.qos {
+                    QoS::ExactlyOnce => StoredStage::AwaitingPublishReceived,
+                    _ => StoredStage::AwaitingPublishAck,
+                };
+                let (delivery, qos, id) = (&sendable.delivery, sendable.qos, sendable.packet_id);
+                self.session.persist_message(delivery, qos, id, stage);
             }
             match self.outgoing_aliases.as_deref_mut() {
                 Some(aliases) => aliases.write(&frame, &mut self.out, sendable.packet_id, expiry),
@@ -525,6 +558,10 @@ impl Connection {
             });
             self.send(&packet);
         }
+        if let Some(store) = self.broker.store.clone().filter(|s| s.is_sync()) {
+            // Answers still waiting for the disk go out only once it has them.
+            let _ = tokio::time::timeout(Duration::from_secs(1), store.wait_durable(self.hold)).await;
+        }
         if !self.out.is_empty() {
             let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(&self.out)).await;
         }
@@ -581,6 +618,9 @@ impl Connection {
         }
         let ends = state.clean && state.connection.is_none();
         let online = state.connection.is_some();
+        if !ends && !online {
+            self.session.persist(&mut state, false);
+        }
         drop(state);
         if hand_off && !online {
             let metrics = &self.broker.metrics;

@@ -31,7 +31,9 @@ pub struct Broker {
 impl Broker {
     /// `tern broker -p 0`: the local default (anonymous allowed).
     pub fn start() -> Broker {
-        Self::spawn(&["broker", "-p", "0"], None)
+        // Without a configuration the broker keeps its store in ./tern-data: give each
+        // broker a folder of its own to run in.
+        Self::spawn(&["broker", "-p", "0"], Some(tempfile::tempdir().unwrap()))
     }
 
     /// `tern broker -c FILE` with `config` written to a file named `name` (its extension
@@ -46,7 +48,11 @@ impl Broker {
     }
 
     fn spawn(args: &[&str], dir: Option<tempfile::TempDir>) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tern"));
+        if let Some(dir) = &dir {
+            command.current_dir(dir.path());
+        }
+        let mut child = command
             .args(args)
             .env("TERN_LOG", "info")
             .stdout(Stdio::null())

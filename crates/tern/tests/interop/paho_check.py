@@ -131,6 +131,8 @@ extra = members
 if PROTOCOL == mqtt.MQTTv5:
     # Request/response properties and user properties pass through unchanged.
     responder = start(client(tag + "-responder"))
+    got = []
+    responder.on_message = lambda _c, _u, msg: got.append(msg.properties)
     responder.subscribe("p/request", 1)
     time.sleep(0.3)
     props = mqtt.Properties(mqtt.PacketTypes.PUBLISH)
@@ -139,9 +141,7 @@ if PROTOCOL == mqtt.MQTTv5:
     props.UserProperty = [("k", "v")]
     props.MessageExpiryInterval = 600
     pub.publish("p/request", b"?", qos=1, properties=props).wait_for_publish(5)
-    got = []
     deadline = time.time() + 5
-    responder.on_message = lambda _c, _u, msg: got.append(msg.properties)
     while not got and time.time() < deadline:
         time.sleep(0.01)
     p5 = got[0] if got else None
