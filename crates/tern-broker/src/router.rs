@@ -411,10 +411,28 @@ impl Router {
 
     /// Removes expired retained messages; returns how many.
     pub fn purge_expired_retained(&self, now: Instant) -> usize {
-        let mut store = self.retained.write();
-        let before = store.len();
-        store.retain(|_, m| m.expires_at.is_none_or(|at| at > now));
-        before - store.len()
+        let mut expired = Vec::new();
+        let removed = {
+            let mut store = self.retained.write();
+            let before = store.len();
+            store.retain(|topic, m| {
+                let keep = m.expires_at.is_none_or(|at| at > now);
+                if !keep && self.store.is_some() {
+                    expired.push(topic.to_string());
+                }
+                keep
+            });
+            before - store.len()
+        };
+        if let Some(disk) = &self.store {
+            for topic in &expired {
+                disk.enqueue(Op::Retained {
+                    topic: topic.clone(),
+                    record: None,
+                });
+            }
+        }
+        removed
     }
 }
 

@@ -123,7 +123,7 @@ impl Session {
     /// Removes a stored message (acknowledged, expired, moved or dropped).
     pub fn forget_message(&self, seq: u64) {
         if let (Some(store), true) = (&self.store, seq != 0) {
-            store.enqueue(Op::Message {
+            store.enqueue_quiet(Op::Message {
                 client_id: self.client_id.to_string(),
                 seq,
                 record: None,

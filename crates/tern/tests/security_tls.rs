@@ -129,34 +129,43 @@ fn mosquitto_and_tern_clients_talk_over_tls() {
     }
 }
 
-#[test]
-fn mutual_tls_uses_the_certificate_identity_and_the_acl() {
-    let dir = tempfile::tempdir().unwrap();
-    let acl = dir.path().join("acl");
-    std::fs::write(&acl, "user device-1\ntopic readwrite devices/1/#\n").unwrap();
+/// A mutual-TLS broker whose client certificate identity (`mode`) is the user name, with
+/// an ACL giving `user` read and write on `filter`; returns it and the tern/mosquitto
+/// client arguments that connect with a certificate whose CN is `device-N`.
+fn mtls_broker(dir: &Path, mode: &str, user: &str, filter: &str) -> (Broker, Vec<String>) {
+    let acl = dir.join("acl");
+    std::fs::write(&acl, format!("user {user}\ntopic readwrite {filter}\n")).unwrap();
     let (broker, ca) = tls_broker(
-        dir.path(),
+        dir,
         &format!(
-            "require_certificate true\nuse_identity_as_username true\nallow_anonymous false\nacl_file {}\n",
+            "require_certificate true\n{mode} true\nallow_anonymous false\nacl_file {}\n",
             acl.display()
         ),
     );
-    let (cert, key) = ca.client("device-1", "device-1", 11);
-    let port = broker.addr.port().to_string();
-    let cafile = ca.cafile().display().to_string();
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let with_cert = [
-        "-h",
-        "localhost",
-        "-p",
-        &port,
-        "--cafile",
-        &cafile,
-        "--cert",
-        &cert,
-        "--key",
-        &key,
+    let cn = user.rsplit("CN=").next().unwrap_or(user);
+    let (cert, key) = ca.client(cn, cn, 11);
+    let args = [
+        "-h".to_string(),
+        "localhost".into(),
+        "-p".into(),
+        broker.addr.port().to_string(),
+        "--cafile".into(),
+        ca.cafile().display().to_string(),
+        "--cert".into(),
+        cert.display().to_string(),
+        "--key".into(),
+        key.display().to_string(),
     ];
+    (broker, args.to_vec())
+}
+
+#[test]
+fn mutual_tls_uses_the_certificate_identity_and_the_acl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, args) = mtls_broker(dir.path(), "use_identity_as_username", "device-1", "devices/1/#");
+    let port = broker.addr.port().to_string();
+    let cafile = dir.path().join("test.crt").display().to_string();
+    let with_cert: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = tern(
         &[
             &["pub"][..],
@@ -194,14 +203,14 @@ fn mutual_tls_uses_the_certificate_identity_and_the_acl() {
         return;
     }
     let sub = Command::new("mosquitto_sub")
-        .args(with_cert)
+        .args(&with_cert)
         .args(["-t", "devices/1/#", "-C", "1", "-W", "10", "-v"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(400));
     let status = Command::new("mosquitto_pub")
-        .args(with_cert)
+        .args(&with_cert)
         .args(["-t", "devices/1/temp", "-m", "21"])
         .status()
         .unwrap();
@@ -346,31 +355,13 @@ async fn sighup_reloads_certificates_without_dropping_clients() {
 #[test]
 fn the_certificate_subject_can_be_the_user_name() {
     let dir = tempfile::tempdir().unwrap();
-    let acl = dir.path().join("acl");
-    std::fs::write(&acl, "user O=Tern Tests,CN=device-2\ntopic readwrite subject/#\n").unwrap();
-    let (broker, ca) = tls_broker(
+    let (_broker, args) = mtls_broker(
         dir.path(),
-        &format!(
-            "require_certificate true\nuse_subject_as_username true\nallow_anonymous false\nacl_file {}\n",
-            acl.display()
-        ),
+        "use_subject_as_username",
+        "O=Tern Tests,CN=device-2",
+        "subject/#",
     );
-    let (cert, key) = ca.client("device-2", "device-2", 12);
-    let port = broker.addr.port().to_string();
-    let cafile = ca.cafile().display().to_string();
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let with_cert = [
-        "-h",
-        "localhost",
-        "-p",
-        &port,
-        "--cafile",
-        &cafile,
-        "--cert",
-        &cert,
-        "--key",
-        &key,
-    ];
+    let with_cert: Vec<&str> = args.iter().map(String::as_str).collect();
     let granted = tern(&[&["sub"][..], &with_cert, &["-t", "subject/#", "-W", "1"]].concat());
     assert_eq!(
         granted.status.code(),

@@ -455,15 +455,14 @@ impl Connection {
                 self.session.forget_message(sendable.delivery.seq);
                 continue;
             }
-            if sendable.delivery.seq != 0 {
-                // The packet id is stored before the PUBLISH leaves (the output waits for
-                // it in sync mode), so a restart resends it under the same id.
-                let stage = match sendable.qos {
-                    QoS::ExactlyOnce => StoredStage::AwaitingPublishReceived,
-                    _ => StoredStage::AwaitingPublishAck,
-                };
-                let (delivery, qos, id) = (&sendable.delivery, sendable.qos, sendable.packet_id);
-                self.session.persist_message(delivery, qos, id, stage);
+            if sendable.delivery.seq != 0 && sendable.qos == QoS::ExactlyOnce {
+                // A QoS 2 packet id is stored before the PUBLISH leaves (the output waits
+                // for it in sync mode), so a restart resends it under the same id and the
+                // client cannot take it for a new message. A QoS 1 message is simply sent
+                // again after a restart (duplicates are allowed at QoS 1).
+                let (delivery, id) = (&sendable.delivery, sendable.packet_id);
+                self.session
+                    .persist_message(delivery, QoS::ExactlyOnce, id, StoredStage::AwaitingPublishReceived);
             }
             match self.outgoing_aliases.as_deref_mut() {
                 Some(aliases) => aliases.write(&frame, &mut self.out, sendable.packet_id, expiry),

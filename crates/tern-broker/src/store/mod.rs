@@ -118,16 +118,28 @@ impl Store {
         self.durability == Durability::Sync
     }
 
-    /// Queues a change.
+    /// Queues a change that what the current connection sends next depends on (its
+    /// output waits for it in sync mode).
     pub fn enqueue(&self, op: Op) {
+        if let Some(ticket) = self.send(op) {
+            LAST_TICKET.with(|t| t.set(ticket));
+        }
+    }
+
+    /// Queues a change nothing has to wait for (a removal whose loss in a crash only
+    /// means a QoS 1 message is sent again, or a QoS 2 one gets its PUBREL again).
+    pub fn enqueue_quiet(&self, op: Op) {
+        self.send(op);
+    }
+
+    fn send(&self, op: Op) -> Option<u64> {
         let mut queue = self.queue.lock();
         let ticket = queue.0 + 1;
-        if let Some(tx) = &queue.1 {
-            if tx.send((ticket, op)).is_ok() {
-                queue.0 = ticket;
-                LAST_TICKET.with(|t| t.set(ticket));
-            }
-        }
+        let sent = queue.1.as_ref().is_some_and(|tx| tx.send((ticket, op)).is_ok());
+        sent.then(|| {
+            queue.0 = ticket;
+            ticket
+        })
     }
 
     /// The last ticket this thread enqueued since the previous call (0 if none).

@@ -97,6 +97,9 @@ pub struct BenchArgs {
     broker_pid: Option<u32>,
     #[arg(long = "json")]
     json: bool,
+    /// Subscribers keep persistent sessions (what the broker's store writes).
+    #[arg(long = "persistent")]
+    persistent: bool,
     #[arg(long = "help", action = clap::ArgAction::Help)]
     help: Option<bool>,
 }
@@ -172,7 +175,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let mut subscribers = Vec::new();
     let mut expected = Vec::new();
     for (i, filter) in filters.iter().enumerate() {
-        let mut raw = wire::connect(addr, version, &format!("bench-{run_id}-s{i}"), 600).await?;
+        let id = format!("bench-{run_id}-s{i}");
+        let mut raw = wire::connect_with(addr, version, &id, 600, args.persistent).await?;
         raw.subscribe(filter, qos).await?;
         let target = Arc::new(AtomicU64::new(0));
         expected.push(target.clone());

@@ -29,6 +29,18 @@ pub struct Raw {
 
 /// Connects, sends CONNECT and waits for a successful CONNACK.
 pub async fn connect(addr: SocketAddr, version: ProtocolVersion, client_id: &str, keep_alive: u16) -> Result<Raw> {
+    connect_with(addr, version, client_id, keep_alive, false).await
+}
+
+/// As [`connect`]; with `persistent`, the session outlives the connection (Clean Session
+/// 0, or Clean Start 0 with a Session Expiry Interval of an hour), so the broker stores it.
+pub async fn connect_with(
+    addr: SocketAddr,
+    version: ProtocolVersion,
+    client_id: &str,
+    keep_alive: u16,
+    persistent: bool,
+) -> Result<Raw> {
     let stream = TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot connect to {addr}"))?;
@@ -40,7 +52,12 @@ pub async fn connect(addr: SocketAddr, version: ProtocolVersion, client_id: &str
         input: BytesMut::with_capacity(64 * 1024),
         version,
     };
-    let connect = Connect::new(version, ByteStr::from(client_id), true, keep_alive);
+    let mut connect = Connect::new(version, ByteStr::from(client_id), !persistent, keep_alive);
+    if persistent && version.is_v5() {
+        connect
+            .properties
+            .push(tern_proto::Property::SessionExpiryInterval(3600));
+    }
     raw.send(&Packet::Connect(Box::new(connect))).await?;
     match raw.next().await? {
         Packet::ConnectAck(ack) if ack.reason_code.is_success() => Ok(raw),

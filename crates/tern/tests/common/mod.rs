@@ -47,6 +47,20 @@ impl Broker {
         broker
     }
 
+    /// `tern broker -c PATH` with a configuration file the test keeps (and may restart
+    /// the broker with).
+    pub fn from_file(path: &std::path::Path) -> Broker {
+        let mut broker = Self::spawn(&["broker", "-c", path.to_str().unwrap()], None);
+        broker.config_path = Some(path.to_path_buf());
+        broker
+    }
+
+    /// SIGKILL: the broker gets no chance to write anything.
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn spawn(args: &[&str], dir: Option<tempfile::TempDir>) -> Broker {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tern"));
         if let Some(dir) = &dir {
