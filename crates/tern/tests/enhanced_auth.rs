@@ -104,11 +104,10 @@ fn an_unknown_method_is_refused_with_0x8c() {
     assert_eq!(c.connect(&connect).reason_code, ReasonCode::BAD_AUTHENTICATION_METHOD);
 }
 
-#[test]
-fn re_authentication_on_the_wire_and_its_violations() {
-    let broker = broker();
-    let (mut c, _) = connect_by_hand(&broker, "wonderland");
-    let (mut scram, first) = ScramClient::start("alice", "wonderland").unwrap();
+/// Sends AUTH 0x19 and answers the broker's challenge with `password`; returns the SCRAM
+/// state to check the broker's final AUTH with.
+fn start_reauthentication(c: &mut Client, password: &str) -> ScramClient {
+    let (mut scram, first) = ScramClient::start("alice", password).unwrap();
     c.send(&auth(ReasonCode::RE_AUTHENTICATE, first));
     let Packet::Auth(challenge) = c.recv() else {
         panic!("expected AUTH 0x18")
@@ -117,6 +116,14 @@ fn re_authentication_on_the_wire_and_its_violations() {
         .respond(&challenge.properties.authentication_data().unwrap())
         .unwrap();
     c.send(&auth(ReasonCode::CONTINUE_AUTHENTICATION, answer));
+    scram
+}
+
+#[test]
+fn re_authentication_on_the_wire_and_its_violations() {
+    let broker = broker();
+    let (mut c, _) = connect_by_hand(&broker, "wonderland");
+    let scram = start_reauthentication(&mut c, "wonderland");
     let Packet::Auth(done) = c.recv() else {
         panic!("expected AUTH 0x00")
     };
@@ -125,15 +132,7 @@ fn re_authentication_on_the_wire_and_its_violations() {
     c.send(&Packet::PingRequest);
     assert_eq!(c.recv(), Packet::PingResponse);
     // A re-authentication with a wrong password ends the connection.
-    let (mut scram, first) = ScramClient::start("alice", "guess").unwrap();
-    c.send(&auth(ReasonCode::RE_AUTHENTICATE, first));
-    let Packet::Auth(challenge) = c.recv() else {
-        panic!("expected AUTH 0x18")
-    };
-    let answer = scram
-        .respond(&challenge.properties.authentication_data().unwrap())
-        .unwrap();
-    c.send(&auth(ReasonCode::CONTINUE_AUTHENTICATION, answer));
+    start_reauthentication(&mut c, "guess");
     assert_eq!(disconnect_reason(&c.expect_closed()), ReasonCode::NOT_AUTHORIZED);
     // Another method in re-authentication, or AUTH without enhanced authentication at all,
     // is a protocol error.

@@ -263,3 +263,21 @@ fn a_corrupt_data_file_is_moved_aside_and_the_broker_starts() {
     c.publish("x", b"y", QoS::AtLeastOnce, false, 1);
     assert_eq!(&c.recv_publish().payload[..], b"y");
 }
+
+#[test]
+fn a_data_directory_in_use_is_refused_not_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = config(dir.path(), "sync");
+    let first = Broker::from_file(&conf);
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["broker", "-c", conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("in use by another running broker"), "{stderr}");
+    assert!(!first.log_contains("moved to"));
+    let mut c = first.connect(V5, "still-fine");
+    c.send(&Packet::PingRequest);
+    assert_eq!(c.recv(), Packet::PingResponse);
+}

@@ -304,57 +304,38 @@ fn mosquitto_clients_use_the_password_and_acl_files() {
     let dir = tempfile::tempdir().unwrap();
     let broker = secured(dir.path(), false);
     let port = broker.addr.port().to_string();
+    // mosquitto's tools connecting as `user` with `password`.
+    let tool = |program: &str, version: &str, user: &str, password: &str| {
+        let mut command = Command::new(program);
+        command.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            version,
+            "-u",
+            user,
+            "-P",
+            password,
+        ]);
+        command
+    };
     for version in ["mqttv311", "mqttv5"] {
-        let sub = std::process::Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-V",
-                version,
-                "-u",
-                "alice",
-                "-P",
-                "apple",
-            ])
+        let sub = tool("mosquitto_sub", version, "alice", "apple")
             .args(["-t", "alice/#", "-C", "1", "-W", "10", "-v"])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(300));
-        let status = Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-V",
-                version,
-                "-u",
-                "bob",
-                "-P",
-                "banana",
-            ])
+        let status = tool("mosquitto_pub", version, "bob", "banana")
             .args(["-t", "alice/inbox", "-m", "from bob", "-q", "1"])
             .status()
             .unwrap();
         assert!(status.success());
         let out = sub.wait_with_output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "alice/inbox from bob\n");
-        let refused = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-V",
-                version,
-                "-u",
-                "alice",
-                "-P",
-                "wrong",
-            ])
+        let refused = tool("mosquitto_sub", version, "alice", "wrong")
             .args(["-t", "alice/#", "-C", "1", "-W", "5"])
             .output()
             .unwrap();

@@ -14,7 +14,7 @@ pub mod records;
 
 pub use load::Loaded;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use parking_lot::Mutex;
 use redb::{Database, TableDefinition};
 use std::cell::Cell;
@@ -293,6 +293,18 @@ fn apply(db: &Database, ops: Vec<(u64, Op)>, fsync: bool) -> Result<()> {
 fn open_or_set_aside(path: &Path) -> Result<Database> {
     match Database::create(path) {
         Ok(db) => Ok(db),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => bail!(
+            "{} is in use by another running broker: each broker needs a persistence_location of its own",
+            path.display()
+        ),
+        Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            bail!("cannot open {}: {e}", path.display())
+        }
         Err(e) => {
             let stamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -173,6 +173,8 @@ pub struct Client {
     pub stream: TcpStream,
     pub version: ProtocolVersion,
     buf: BytesMut,
+    /// Why the last receive ended empty-handed, for failure messages.
+    ended: String,
 }
 
 impl Client {
@@ -184,6 +186,7 @@ impl Client {
             stream,
             version,
             buf: BytesMut::new(),
+            ended: String::new(),
         }
     }
 
@@ -220,18 +223,28 @@ impl Client {
             self.stream.set_read_timeout(Some(left)).unwrap();
             let mut chunk = [0u8; 8192];
             match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
+                Ok(0) => {
+                    self.ended = "the broker closed the connection".into();
+                    return None;
+                }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
-                    return None
+                    self.ended = "timed out".into();
+                    return None;
                 }
-                Err(_) => return None,
+                Err(e) => {
+                    self.ended = format!("read error: {e}");
+                    return None;
+                }
             }
         }
     }
 
     pub fn recv(&mut self) -> Packet {
-        self.recv_within(Duration::from_secs(5)).expect("no packet within 5 s")
+        match self.recv_within(Duration::from_secs(5)) {
+            Some(p) => p,
+            None => panic!("no packet within 5 s: {}", self.ended),
+        }
     }
 
     /// Asserts nothing arrives within `ms` milliseconds.
