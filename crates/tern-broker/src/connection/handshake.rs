@@ -183,7 +183,9 @@ pub(super) async fn accept(
         }
         id
     } else {
-        connect.client_id.clone()
+        // A copy: the decoded id shares the whole read buffer, which the session would
+        // otherwise keep alive for its lifetime.
+        ByteStr::from(connect.client_id.as_str())
     };
     let mut user = None;
     let mut auth = None;
@@ -324,7 +326,12 @@ pub(super) async fn accept(
         session,
         generation,
         keep_alive_limit: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
-        will: connect.will.map(Box::new),
+        will: connect.will.map(|mut will| {
+            // Copies, for the same reason as the client id.
+            will.topic = ByteStr::from(will.topic.as_str());
+            will.payload = bytes::Bytes::copy_from_slice(&will.payload);
+            Box::new(will)
+        }),
         out: BytesMut::new(),
         topic_aliases: None,
         outgoing_aliases: connect

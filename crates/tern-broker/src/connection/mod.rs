@@ -405,7 +405,14 @@ impl Connection {
                 }
                 Ok(n)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // Readiness was stale (or TLS had no whole record yet): an idle connection
+                // must not keep the buffer reserved for this read.
+                if input.is_empty() {
+                    *input = BytesMut::new();
+                }
+                Ok(0)
+            }
             Err(e) => Err(Close::Gone(format!("read error: {e}"))),
         }
     }

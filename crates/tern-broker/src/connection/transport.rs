@@ -206,8 +206,8 @@ impl Socket {
     pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         loop {
             self.readable().await?;
-            if buf.capacity() - buf.len() < 1024 {
-                buf.reserve(4096);
+            if buf.capacity() == buf.len() {
+                buf.reserve(1024);
             }
             match self.try_read_buf(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
