@@ -281,3 +281,86 @@ fn a_data_directory_in_use_is_refused_not_moved_aside() {
     c.send(&Packet::PingRequest);
     assert_eq!(c.recv(), Packet::PingResponse);
 }
+
+/// Exactly-once towards a subscriber that is online when the broker dies: QoS 2 messages
+/// it received but did not acknowledge come back under the same packet ids (so a receiver
+/// that remembers ids, as QoS 2 requires, takes none twice), those it acknowledged with
+/// PUBREC get their PUBREL, and the rest follow.
+#[test]
+fn qos_2_in_flight_to_an_online_subscriber_survives_kill_9_under_the_same_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = config(dir.path(), "sync");
+    let broker = Broker::from_file(&conf);
+    let mut sub = broker.client(V311);
+    sub.connect(&connect_packet(V311, "flight-sub", false, 60));
+    sub.subscribe("flight/#", QoS::ExactlyOnce);
+    let mut publisher = broker.connect(V311, "flight-pub");
+    for i in 1..=40u16 {
+        publisher.publish("flight/t", format!("m{i}").as_bytes(), QoS::ExactlyOnce, false, i);
+    }
+    // The window holds 20 (max_inflight_messages): take them; PUBREC the first 10.
+    let mut before: HashMap<u16, String> = HashMap::new();
+    let mut released = HashSet::new();
+    while before.len() < 20 || released.len() < 10 {
+        match sub.recv() {
+            Packet::Publish(p) => {
+                if before.len() < 10 {
+                    sub.send(&Packet::PublishReceived(PublishResponse::new(p.packet_id)));
+                }
+                before.insert(p.packet_id, String::from_utf8(p.payload.to_vec()).unwrap());
+            }
+            Packet::PublishRelease(r) => assert!(released.insert(r.packet_id)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    broker.kill_9();
+    let broker = Broker::from_file(&conf);
+    let mut sub = broker.client(V311);
+    assert!(
+        sub.connect(&connect_packet(V311, "flight-sub", false, 60))
+            .session_present
+    );
+    let mut delivered: HashSet<String> = before
+        .iter()
+        .filter(|(id, _)| released.contains(id))
+        .map(|(_, payload)| payload.clone())
+        .collect();
+    let mut releases_again = HashSet::new();
+    let mut received_now = HashSet::new();
+    while let Some(packet) = sub.recv_within(Duration::from_millis(1500)) {
+        match packet {
+            Packet::PublishRelease(r) => {
+                if !received_now.remove(&r.packet_id) {
+                    assert!(
+                        released.contains(&r.packet_id),
+                        "PUBREL for {} out of nowhere",
+                        r.packet_id
+                    );
+                    releases_again.insert(r.packet_id);
+                }
+                sub.send(&Packet::PublishComplete(PublishResponse::new(r.packet_id)));
+            }
+            Packet::Publish(p) => {
+                let payload = String::from_utf8(p.payload.to_vec()).unwrap();
+                if let Some((id, _)) = before.iter().find(|(id, b)| **b == payload && !released.contains(id)) {
+                    assert_eq!(*id, p.packet_id, "{payload} resent under another packet id");
+                }
+                if let Some(earlier) = before.get(&p.packet_id).filter(|_| !released.contains(&p.packet_id)) {
+                    // A resend: same id, same message, DUP set.
+                    assert_eq!(earlier, &payload, "packet id {} now names another message", p.packet_id);
+                    assert!(p.dup, "a resent PUBLISH carries DUP");
+                }
+                assert!(
+                    delivered.insert(payload.clone()) || before.values().any(|b| *b == payload),
+                    "{payload} twice"
+                );
+                received_now.insert(p.packet_id);
+                sub.send(&Packet::PublishReceived(PublishResponse::new(p.packet_id)));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(releases_again, released, "every PUBREC'd message gets its PUBREL again");
+    let expected: HashSet<String> = (1..=40).map(|i| format!("m{i}")).collect();
+    assert_eq!(delivered, expected, "all 40 messages, each once");
+}
