@@ -117,6 +117,7 @@ impl Session {
             client_id: self.client_id.to_string(),
             seq: delivery.seq,
             record: Some(record.encode()),
+            first: stage == StoredStage::Queued,
         });
     }
 
@@ -127,6 +128,7 @@ impl Session {
                 client_id: self.client_id.to_string(),
                 seq,
                 record: None,
+                first: false,
             });
         }
     }

@@ -49,11 +49,13 @@ pub enum Durability {
 pub enum Op {
     /// A session's record; `None` deletes the session with its messages and QoS 2 ids.
     Session { client_id: String, record: Option<Vec<u8>> },
-    /// A message of a session by sequence number; `None` deletes it.
+    /// A message of a session by sequence number; `None` deletes it. `first` marks the
+    /// write that creates the record (the message was just queued).
     Message {
         client_id: String,
         seq: u64,
         record: Option<Vec<u8>>,
+        first: bool,
     },
     /// A QoS 2 packet id received from the session's client and not yet released.
     Incoming {
@@ -199,6 +201,7 @@ impl Store {
             }
             let fsync = self.is_sync() || flush_due;
             let last = batch.last().map(|(t, _)| *t);
+            coalesce(&mut batch);
             if let Err(e) = apply(&db, batch, fsync) {
                 tracing::error!("store write failed ({e:#}); acknowledgements continue without durability");
             }
@@ -215,6 +218,42 @@ impl Store {
             tracing::error!("final store flush failed: {e:#}");
         }
     }
+}
+
+/// Drops from a batch the messages that were created and removed within it: delivered
+/// and acknowledged before they reached the disk, they never need to. Under load most
+/// QoS 1 messages take this path, which keeps the writer's work to the ones still owed.
+fn coalesce(batch: &mut Vec<(u64, Op)>) {
+    use std::collections::HashMap;
+    // Per message: whether its first op in the batch created it, and whether it is removed.
+    let mut messages: HashMap<(&str, u64), (bool, bool)> = HashMap::new();
+    for (_, op) in batch.iter() {
+        if let Op::Message {
+            client_id,
+            seq,
+            record,
+            first,
+        } = op
+        {
+            let entry = messages.entry((client_id.as_str(), *seq)).or_insert((*first, false));
+            entry.1 |= record.is_none();
+        }
+    }
+    let keep: Vec<bool> = batch
+        .iter()
+        .map(|(_, op)| match op {
+            Op::Message { client_id, seq, .. } => messages
+                .get(&(client_id.as_str(), *seq))
+                .is_none_or(|(created, removed)| !(*created && *removed)),
+            _ => true,
+        })
+        .collect();
+    drop(messages);
+    let mut index = 0;
+    batch.retain(|_| {
+        index += 1;
+        keep[index - 1]
+    });
 }
 
 /// Applies `ops` in one transaction, fsynced if `fsync`.
@@ -251,6 +290,7 @@ fn apply(db: &Database, ops: Vec<(u64, Op)>, fsync: bool) -> Result<()> {
                     client_id,
                     seq,
                     record: Some(r),
+                    ..
                 } => {
                     messages.insert((client_id.as_str(), seq), r.as_slice())?;
                 }
@@ -258,6 +298,7 @@ fn apply(db: &Database, ops: Vec<(u64, Op)>, fsync: bool) -> Result<()> {
                     client_id,
                     seq,
                     record: None,
+                    ..
                 } => {
                     messages.remove((client_id.as_str(), seq))?;
                 }
@@ -319,5 +360,43 @@ fn open_or_set_aside(path: &Path) -> Result<Database> {
             );
             Database::create(path).with_context(|| format!("cannot create {}", path.display()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(seq: u64, record: bool, first: bool) -> (u64, Op) {
+        let record = record.then(|| vec![1]);
+        (
+            seq,
+            Op::Message {
+                client_id: "c".into(),
+                seq,
+                record,
+                first,
+            },
+        )
+    }
+
+    #[test]
+    fn messages_created_and_removed_in_one_batch_never_reach_the_disk() {
+        let mut batch = vec![
+            message(1, true, true),  // created
+            message(2, true, false), // an update of a stored message
+            message(1, false, false),
+            message(2, false, false),
+            message(3, true, true), // still owed
+        ];
+        coalesce(&mut batch);
+        let left: Vec<(u64, bool)> = batch
+            .iter()
+            .map(|(t, op)| match op {
+                Op::Message { record, .. } => (*t, record.is_some()),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(left, vec![(2, true), (2, false), (3, true)]);
     }
 }
