@@ -2,13 +2,15 @@
 //! socket pair handed to `BrokerHandle::serve_unix`), as one client's bytes, then reads
 //! whatever the broker answers until it closes. One broker serves every input, so state
 //! left by earlier inputs (sessions, retained messages, subscriptions) is exercised too.
-//! A panic anywhere in the broker aborts the process (libfuzzer's panic hook).
+//! The durable store is on (in a temporary folder), so its write path runs too. A panic
+//! anywhere in the broker aborts the process (libfuzzer's panic hook).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use std::time::Duration;
 use tern_broker::config::{Config, ListenerConfig};
+use tern_broker::store::Durability;
 use tern_broker::{Broker, BrokerHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
@@ -30,6 +32,12 @@ fn broker() -> &'static (Runtime, BrokerHandle) {
             }],
             message_size_limit: 65_536,
             connect_timeout: Duration::from_millis(200),
+            // The store is on, so persistent sessions, QoS 2 state and retained messages
+            // from the inputs are written too (periodic: an fsync per input would only
+            // slow the run down).
+            persistence: true,
+            persistence_location: std::env::temp_dir().join(format!("tern-fuzz-{}", std::process::id())),
+            durability: Durability::Periodic(Duration::from_millis(100)),
             ..Config::default()
         };
         let broker = runtime.block_on(Broker::bind(config)).expect("bind");
