@@ -7,18 +7,10 @@ mod common;
 use common::pki::Ca;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use tern_client::{Client as LibClient, ConnectOptions, TlsOptions};
 use tern_proto::*;
-
-fn tern(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
 fn tls_broker(dir: &Path, extra: &str) -> (Broker, Ca) {
     let ca = Ca::new(dir, "test");

@@ -151,6 +151,15 @@ impl Drop for Broker {
     }
 }
 
+/// Runs the `tern` binary with `args` (no standard input) and returns what it did.
+pub fn tern(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 /// The reason code of the one DISCONNECT in `seen`, after checking that it explains
 /// itself with a Reason String.
 pub fn disconnect_reason(seen: &[Packet]) -> ReasonCode {
