@@ -269,14 +269,6 @@ impl Sessions {
         })
     }
 
-    /// Removes `client_id` from the registry if it still maps to session `id`.
-    pub fn remove_if(&self, client_id: &ByteStr, id: SessionId) {
-        let mut map = self.map.lock();
-        if map.get(client_id).is_some_and(|s| s.id == id) {
-            map.remove(client_id);
-        }
-    }
-
     /// Number of sessions, online and offline.
     pub fn len(&self) -> usize {
         self.map.lock().len()

@@ -306,8 +306,19 @@ pub(super) async fn accept(
 
     let reply = connack(version, session_present, ReasonCode::SUCCESS, properties);
     if socket.write_all(&reply).await.is_err() {
-        let mut state = session.state.lock();
-        state.connection = None;
+        // Gone before CONNACK: the session is left as a disconnect would leave it.
+        let ends = broker.sessions.with(|map| {
+            let mut state = session.state.lock();
+            state.connection = None;
+            state.disconnected_at = Some(std::time::Instant::now());
+            if state.clean && map.get(&session.client_id).is_some_and(|s| s.id == session.id) {
+                map.remove(&session.client_id);
+            }
+            state.clean
+        });
+        if ends {
+            broker.end_session(&session);
+        }
         return None;
     }
     broker.metrics.client_connected();

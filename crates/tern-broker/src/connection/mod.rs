@@ -613,30 +613,39 @@ impl Connection {
     /// `hand_off`, its unacknowledged shared-subscription messages go to other members.
     /// Returns whether the session ended.
     fn detach_session(&self, hand_off: bool) -> bool {
-        let mut state = self.session.state.lock();
-        if state
-            .connection
-            .as_ref()
-            .is_some_and(|c| c.generation == self.generation)
-        {
-            state.connection = None;
-            state.disconnected_at = Some(Instant::now());
-        }
-        let ends = state.clean && state.connection.is_none();
-        let online = state.connection.is_some();
-        if !ends && !online {
-            self.session.persist(&mut state, false);
-        }
-        drop(state);
+        // Under the registry lock: a session that ends leaves the registry in the same
+        // step as its connection, so a newcomer cannot resume it in between.
+        let (ends, online) = self.broker.sessions.with(|map| {
+            let mut state = self.session.state.lock();
+            if state
+                .connection
+                .as_ref()
+                .is_some_and(|c| c.generation == self.generation)
+            {
+                state.connection = None;
+                state.disconnected_at = Some(Instant::now());
+            }
+            let ends = state.clean && state.connection.is_none();
+            let online = state.connection.is_some();
+            if ends
+                && map
+                    .get(&self.session.client_id)
+                    .is_some_and(|s| s.id == self.session.id)
+            {
+                map.remove(&self.session.client_id);
+            }
+            if !ends && !online {
+                self.session.persist(&mut state, false);
+            }
+            (ends, online)
+        });
         if hand_off && !online {
             let metrics = &self.broker.metrics;
             self.broker.router.hand_off_shared(&self.session, ends, metrics);
         }
-        if !ends {
-            return false;
+        if ends {
+            self.broker.end_session(&self.session);
         }
-        self.broker.end_session(&self.session);
-        self.broker.sessions.remove_if(&self.session.client_id, self.session.id);
-        true
+        ends
     }
 }
