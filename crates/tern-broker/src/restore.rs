@@ -5,7 +5,7 @@
 use crate::broker::BrokerState;
 use crate::session::Delivery;
 use crate::session_store::{instant_of, stored_stage};
-use crate::store::records::{options_from_byte, StoredStage};
+use crate::store::records::{options_from_byte, with_packet_id_placeholder_filled, StoredStage};
 use crate::store::Loaded;
 use bytes::BytesMut;
 use std::time::{Duration, Instant};
@@ -18,7 +18,8 @@ fn decode_publish(frame: &[u8], v5: bool) -> Option<Publish> {
     } else {
         ProtocolVersion::V3_1_1
     };
-    match decode(&mut BytesMut::from(frame), version, usize::MAX) {
+    let frame = with_packet_id_placeholder_filled(frame)?;
+    match decode(&mut BytesMut::from(&frame[..]), version, usize::MAX) {
         Ok(Some(Packet::Publish(p))) => Some(p),
         _ => None,
     }

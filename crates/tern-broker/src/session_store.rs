@@ -60,7 +60,7 @@ impl Session {
     /// persistent (or has ended: `ended`).
     pub fn persist(&self, state: &mut SessionState, ended: bool) {
         let Some(store) = &self.store else { return };
-        let client_id = self.client_id.to_string();
+        let client_id = self.client_id.clone();
         if ended || state.clean {
             if state.stored {
                 store.enqueue(Op::Session {
@@ -104,19 +104,16 @@ impl Session {
         let (Some(store), true) = (&self.store, delivery.seq != 0) else {
             return;
         };
-        let record = MessageRecord {
-            qos,
-            v5: delivery.v5,
-            packet_id,
-            stage,
-            expires_at: delivery.expires_at.map(unix_ms),
-            shared: delivery.shared.as_ref().map(|s| s.to_string()),
-            frame: decodable(&delivery.frame),
-        };
+        let record = MessageRecord::encode_parts(
+            (qos, delivery.v5, packet_id, stage),
+            delivery.expires_at.map(unix_ms),
+            delivery.shared.as_deref(),
+            delivery.frame.bytes(),
+        );
         store.enqueue(Op::Message {
-            client_id: self.client_id.to_string(),
+            client_id: self.client_id.clone(),
             seq: delivery.seq,
-            record: Some(record.encode()),
+            record: Some(record),
             first: stage == StoredStage::Queued,
         });
     }
@@ -125,7 +122,7 @@ impl Session {
     pub fn forget_message(&self, seq: u64) {
         if let (Some(store), true) = (&self.store, seq != 0) {
             store.enqueue_quiet(Op::Message {
-                client_id: self.client_id.to_string(),
+                client_id: self.client_id.clone(),
                 seq,
                 record: None,
                 first: false,
@@ -137,7 +134,7 @@ impl Session {
     pub fn persist_incoming(&self, state: &SessionState, packet_id: u16, present: bool) {
         if let (Some(store), true) = (&self.store, self.persistent(state)) {
             store.enqueue(Op::Incoming {
-                client_id: self.client_id.to_string(),
+                client_id: self.client_id.clone(),
                 packet_id,
                 present,
             });

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tern_proto::ByteStr;
 use tokio::sync::Notify;
 
 pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
@@ -48,18 +49,21 @@ pub enum Durability {
 #[derive(Debug)]
 pub enum Op {
     /// A session's record; `None` deletes the session with its messages and QoS 2 ids.
-    Session { client_id: String, record: Option<Vec<u8>> },
+    Session {
+        client_id: ByteStr,
+        record: Option<Vec<u8>>,
+    },
     /// A message of a session by sequence number; `None` deletes it. `first` marks the
     /// write that creates the record (the message was just queued).
     Message {
-        client_id: String,
+        client_id: ByteStr,
         seq: u64,
         record: Option<Vec<u8>>,
         first: bool,
     },
     /// A QoS 2 packet id received from the session's client and not yet released.
     Incoming {
-        client_id: String,
+        client_id: ByteStr,
         packet_id: u16,
         present: bool,
     },
@@ -372,7 +376,7 @@ mod tests {
         (
             seq,
             Op::Message {
-                client_id: "c".into(),
+                client_id: ByteStr::from("c"),
                 seq,
                 record,
                 first,

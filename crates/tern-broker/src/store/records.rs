@@ -196,17 +196,31 @@ pub struct MessageRecord {
 
 impl MessageRecord {
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        let stage = match self.stage {
+        let header = (self.qos, self.v5, self.packet_id, self.stage);
+        Self::encode_parts(header, self.expires_at, self.shared.as_deref(), &self.frame)
+    }
+
+    /// The record of a message, written in one allocation (the hot path of the store).
+    /// `frame` may carry packet id 0 (the shared frame's placeholder); see
+    /// [`with_packet_id_placeholder_filled`].
+    pub fn encode_parts(
+        (qos, v5, packet_id, stage): (QoS, bool, u16, StoredStage),
+        expires_at: Option<u64>,
+        shared: Option<&str>,
+        frame: &[u8],
+    ) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(frame.len() + shared.map_or(0, str::len) + 32));
+        w.u8(VERSION);
+        let stage = match stage {
             StoredStage::Queued => 0,
             StoredStage::AwaitingPublishAck => 1,
             StoredStage::AwaitingPublishReceived => 2,
             StoredStage::AwaitingPublishComplete => 3,
         };
-        w.u8(self.qos as u8).u8(u8::from(self.v5)).u16(self.packet_id).u8(stage);
-        w.opt_u64(self.expires_at);
-        w.bytes(self.shared.as_deref().unwrap_or_default().as_bytes());
-        w.bytes(&self.frame);
+        w.u8(qos as u8).u8(u8::from(v5)).u16(packet_id).u8(stage);
+        w.opt_u64(expires_at);
+        w.bytes(shared.unwrap_or_default().as_bytes());
+        w.bytes(frame);
         w.0
     }
 
@@ -235,6 +249,28 @@ impl MessageRecord {
             frame,
         })
     }
+}
+
+/// A stored PUBLISH made decodable: a QoS 1/2 frame stored with the placeholder packet id
+/// 0 (which decoders rightly refuse) gets id 1; the real id lives in the record.
+pub fn with_packet_id_placeholder_filled(frame: &[u8]) -> Option<Vec<u8>> {
+    let mut frame = frame.to_vec();
+    let qos = (frame.first()? >> 1) & 3;
+    if qos == 0 {
+        return Some(frame);
+    }
+    // Fixed header: type byte, then the Remaining Length (1 to 4 bytes).
+    let mut at = 1;
+    while frame.get(at)? & 0x80 != 0 {
+        at += 1;
+    }
+    at += 1;
+    let topic_len = usize::from(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]));
+    let id = at + 2 + topic_len;
+    if frame.get(id..id + 2)? == [0, 0] {
+        frame[id + 1] = 1;
+    }
+    Some(frame)
 }
 
 /// A retained message: its PUBLISH encoded for 5.0, and its expiry.
