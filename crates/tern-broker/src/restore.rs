@@ -4,7 +4,7 @@
 
 use crate::broker::BrokerState;
 use crate::session::Delivery;
-use crate::session_store::{instant_of, stored_stage};
+use crate::session_store::instant_of;
 use crate::store::records::{options_from_byte, with_packet_id_placeholder_filled, StoredStage};
 use crate::store::Loaded;
 use bytes::BytesMut;
@@ -99,10 +99,7 @@ pub fn restore(state: &BrokerState, loaded: Loaded) -> String {
                 StoredStage::AwaitingPublishComplete => Some(Stage::AwaitingPublishComplete),
             };
             match stage {
-                Some(stage) => {
-                    debug_assert_eq!(stored_stage(stage), record.stage);
-                    st.outbox.restore_inflight(record.packet_id, stage, delivery);
-                }
+                Some(stage) => st.outbox.restore_inflight(record.packet_id, stage, delivery),
                 None => {
                     let len = publish.payload.len();
                     let _ = st.outbox.push(delivery, record.qos, len);

@@ -214,7 +214,7 @@ impl Router {
                 PublishFrame::new(publish, ProtocolVersion::V5).ok().map(|frame| {
                     RetainedRecord {
                         expires_at: expires_at(publish).map(crate::session_store::unix_ms),
-                        frame: crate::session_store::decodable(&frame),
+                        frame: frame.bytes().to_vec(),
                     }
                     .encode()
                 })

@@ -6,7 +6,6 @@ use crate::session::{Delivery, Session, SessionState};
 use crate::store::records::{options_byte, MessageRecord, SessionRecord, StoredStage};
 use crate::store::Op;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tern_core::Stage;
 use tern_proto::QoS;
 
 /// Milliseconds since 1970 for an `Instant` (past or future).
@@ -33,21 +32,6 @@ pub fn instant_of(ms: u64) -> Instant {
             .unwrap_or(now)
     } else {
         now + std::time::Duration::from_millis(ms - now_unix)
-    }
-}
-
-/// A frame as a decodable packet (its packet id placeholder set to 1).
-pub fn decodable(frame: &tern_proto::PublishFrame) -> Vec<u8> {
-    let mut out = bytes::BytesMut::with_capacity(frame.len());
-    frame.write(&mut out, 1, false);
-    out.to_vec()
-}
-
-pub fn stored_stage(stage: Stage) -> StoredStage {
-    match stage {
-        Stage::AwaitingPublishAck => StoredStage::AwaitingPublishAck,
-        Stage::AwaitingPublishReceived => StoredStage::AwaitingPublishReceived,
-        Stage::AwaitingPublishComplete => StoredStage::AwaitingPublishComplete,
     }
 }
 

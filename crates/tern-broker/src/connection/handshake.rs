@@ -357,6 +357,7 @@ pub(super) async fn accept(
             .map_or(usize::MAX, |m| m as usize),
         receive_maximum: broker_receive_maximum,
         message_size_limit: config.message_size_limit,
+        topic_limits: (config.max_topic_levels, config.max_topic_length),
         problem_information: connect.properties.request_problem_information() != Some(0),
         user,
         auth,

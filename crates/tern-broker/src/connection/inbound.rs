@@ -10,7 +10,7 @@ impl Connection {
             Packet::Publish(p) => self.on_publish(p),
             Packet::PublishAck(r) => {
                 let mut state = self.session.state.lock();
-                let seq = state.outbox.find(r.packet_id).map_or(0, |m| m.delivery.seq);
+                let seq = self.stored_seq(&state, r.packet_id);
                 if state.outbox.on_publish_ack(r.packet_id) {
                     self.session.forget_message(seq);
                 }
@@ -26,7 +26,7 @@ impl Connection {
             }
             Packet::PublishComplete(r) => {
                 let mut state = self.session.state.lock();
-                let seq = state.outbox.find(r.packet_id).map_or(0, |m| m.delivery.seq);
+                let seq = self.stored_seq(&state, r.packet_id);
                 if state.outbox.on_publish_complete(r.packet_id) {
                     self.session.forget_message(seq);
                 }
@@ -162,11 +162,22 @@ impl Connection {
         (ReasonCode::SUCCESS, "")
     }
 
+    /// The store sequence number of the in-flight message `packet_id` (0 when it is not
+    /// stored); looked up only when there is a store.
+    fn stored_seq(&self, state: &crate::session::SessionState, packet_id: u16) -> u64 {
+        if self.session.store.is_none() {
+            return 0;
+        }
+        state.outbox.find(packet_id).map_or(0, |m| m.delivery.seq)
+    }
+
     /// max_topic_levels and max_topic_length, for topic names and filters.
     fn topic_within_limits(&self, topic: &str) -> bool {
-        let config = self.broker.config();
-        (config.max_topic_length == 0 || topic.len() <= config.max_topic_length)
-            && (config.max_topic_levels == 0 || topic.split('/').count() <= config.max_topic_levels)
+        let (levels, length) = self.topic_limits;
+        // A topic shorter than the level limit cannot have more levels than it: the common
+        // case costs one comparison.
+        (length == 0 || topic.len() <= length)
+            && (levels == 0 || topic.len() < levels || topic.bytes().filter(|b| *b == b'/').count() < levels)
     }
 
     /// Why a subscription to `filter` is refused, if it is: topic limits or the ACL.
@@ -253,7 +264,7 @@ impl Connection {
 
     fn on_publish_received(&mut self, response: PublishResponse) {
         let mut state = self.session.state.lock();
-        let seq = state.outbox.find(response.packet_id).map_or(0, |m| m.delivery.seq);
+        let seq = self.stored_seq(&state, response.packet_id);
         if !response.reason_code.is_success() {
             if state.outbox.on_publish_received_failure(response.packet_id) {
                 self.session.forget_message(seq);

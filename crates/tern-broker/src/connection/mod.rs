@@ -102,6 +102,8 @@ pub(crate) struct Connection {
     receive_maximum: u16,
     /// message_size_limit when the client connected (a reload applies to new connections).
     message_size_limit: usize,
+    /// max_topic_levels and max_topic_length when the client connected, read per PUBLISH.
+    topic_limits: (usize, usize),
     /// The 5.0 client's Request Problem Information: when false, acknowledgements carry
     /// no Reason String [MQTT-3.1.2-29].
     problem_information: bool,
@@ -283,13 +285,17 @@ impl Live {
         // In sync mode, what this connection's packets changed must be on disk before the
         // answers to them (and outgoing PUBLISH with new packet ids) leave.
         let store = broker.store.as_deref().filter(|s| s.is_sync());
-        Store::take_thread_ticket();
+        if store.is_some() {
+            Store::take_thread_ticket();
+        }
         let mut last_read = Instant::now();
         let keep_alive = tokio::time::sleep(c.keep_alive_limit.unwrap_or(Duration::from_secs(86_400)));
         tokio::pin!(keep_alive);
         loop {
             let more = c.out.len() >= OUTPUT_HIGH_WATER || c.fill_from_outbox();
-            c.hold = c.hold.max(Store::take_thread_ticket());
+            if store.is_some() {
+                c.hold = c.hold.max(Store::take_thread_ticket());
+            }
             let held = store.is_some_and(|s| !s.is_durable(c.hold));
             if (!c.out.is_empty() || socket.has_pending_output()) && !*write_blocked && !held {
                 // Write at once when the socket has room: the common case needs no extra
@@ -320,7 +326,9 @@ impl Live {
                         return Close::Gone(format!("read error: {e}"));
                     }
                     let read = c.read_and_handle(socket, input, max_packet_size);
-                    c.hold = c.hold.max(Store::take_thread_ticket());
+                    if store.is_some() {
+                        c.hold = c.hold.max(Store::take_thread_ticket());
+                    }
                     match read {
                         Ok(0) => {}
                         Ok(n) => {
