@@ -364,3 +364,14 @@ fn qos_2_in_flight_to_an_online_subscriber_survives_kill_9_under_the_same_ids() 
     let expected: HashSet<String> = (1..=40).map(|i| format!("m{i}")).collect();
     assert_eq!(delivered, expected, "all 40 messages, each once");
 }
+
+#[test]
+fn tern_broker_without_configuration_keeps_its_state_in_tern_data() {
+    let broker = Broker::start();
+    park_subscriber(&broker, "default-store", "d/#", QoS::AtLeastOnce);
+    let mut p = broker.connect(V311, "default-pub");
+    p.publish("d/x", b"kept", QoS::AtLeastOnce, false, 1);
+    let data = broker.dir().unwrap().join("tern-data").join("tern.redb");
+    assert!(data.exists(), "{} is missing", data.display());
+    assert!(broker.log_contains("store: restored 0 sessions"));
+}

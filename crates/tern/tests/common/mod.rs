@@ -97,6 +97,11 @@ impl Broker {
         }
     }
 
+    /// The folder the broker runs in (and its configuration file lives in), if it has one.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.path())
+    }
+
     /// Every address the broker listens on, in listener order.
     pub fn listening_addrs(&self) -> Vec<SocketAddr> {
         self.log
