@@ -8,14 +8,20 @@
 //!
 //! Shared subscriptions live in a second trie, keyed by group name: each matching group
 //! adds one member, picked by the group, to the receivers (see [`crate::shared`]).
+//!
+//! Retained messages are stored in bytes of their own and reach a new subscriber as a
+//! stream its connection draws from as it has room (see [`retained`]).
+
+mod retained;
+
+pub use retained::{Feed, RetainedMessage};
 
 use crate::metrics::Metrics;
 use crate::session::{Delivery, Session, SessionId};
 use crate::shared::{parse_share, ShareStrategy, SharedGroup};
-use crate::store::records::RetainedRecord;
 use crate::store::{Op, Store};
 use parking_lot::RwLock;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_core::{RetainedStore, SubscriptionTrie};
@@ -29,13 +35,6 @@ pub struct Subscriber {
     /// The 5.0 Subscription Identifier given with the subscription, sent back with every
     /// message it matches [MQTT-3.3.4-3].
     pub identifier: Option<u32>,
-}
-
-/// A retained message and when it expires (5.0 Message Expiry Interval).
-#[derive(Debug)]
-pub struct RetainedMessage {
-    pub publish: Publish,
-    pub expires_at: Option<Instant>,
 }
 
 /// When a message arriving now expires.
@@ -63,6 +62,10 @@ pub struct Router {
     subscriptions: RwLock<SubscriptionTrie<SessionId, Subscriber>>,
     /// Retained messages in their forwarded form (DUP clear, no packet id).
     retained: RwLock<RetainedStore<Arc<RetainedMessage>>>,
+    /// Retained messages stored so far (the `seq` of the last one).
+    retained_seq: AtomicU64,
+    /// Retained messages still to be sent to sessions for their SUBSCRIBEs.
+    backlogs: retained::Backlogs,
     /// Shared subscriptions: the filter after `$share/{group}/`, keyed by group name.
     shared: RwLock<SubscriptionTrie<ByteStr, SharedGroup>>,
     /// Number of shared subscriptions, read without locking to skip `shared` when empty.
@@ -128,14 +131,6 @@ impl Router {
         }
     }
 
-    /// Puts back a retained message read from the store.
-    pub fn restore_retained(&self, publish: Publish, expires_at: Option<Instant>) {
-        let topic = publish.topic.clone();
-        self.retained
-            .write()
-            .set(&topic, Arc::new(RetainedMessage { publish, expires_at }));
-    }
-
     /// Sets how shared subscription groups pick a member.
     pub fn set_share_strategy(&self, strategy: ShareStrategy) {
         *self.strategy.write() = strategy;
@@ -168,10 +163,15 @@ impl Router {
             shared.insert(topic_filter, key, entry);
             return existed;
         }
-        self.subscriptions
+        let existed = self
+            .subscriptions
             .write()
             .insert(filter, session.id, subscriber)
-            .is_some()
+            .is_some();
+        if existed {
+            self.retained_subscription_changed(session.id, filter, options.qos, identifier);
+        }
+        existed
     }
 
     /// Removes a subscription. Returns whether it existed.
@@ -191,49 +191,13 @@ impl Router {
             }
             return existed;
         }
+        self.drop_retained_stream(session, filter);
         self.subscriptions.write().remove(filter, &session).is_some()
     }
 
     /// Number of subscriptions (each member of a shared subscription counts).
     pub fn subscription_count(&self) -> usize {
         self.subscriptions.read().len() + self.shared_count.load(Relaxed)
-    }
-
-    /// Number of retained messages.
-    pub fn retained_count(&self) -> usize {
-        self.retained.read().len()
-    }
-
-    /// Stores (non-empty payload) or clears (empty payload) the retained message of the
-    /// topic of `publish`.
-    pub fn retain(&self, publish: &Publish) {
-        if let Some(disk) = self.store.as_ref().filter(|_| !publish.topic.starts_with('$')) {
-            let record = if publish.payload.is_empty() {
-                None
-            } else {
-                PublishFrame::new(publish, ProtocolVersion::V5).ok().map(|frame| {
-                    RetainedRecord {
-                        expires_at: expires_at(publish).map(crate::session_store::unix_ms),
-                        frame: frame.bytes().to_vec(),
-                    }
-                    .encode()
-                })
-            };
-            disk.enqueue(Op::Retained {
-                topic: publish.topic.to_string(),
-                record,
-            });
-        }
-        let mut store = self.retained.write();
-        if publish.payload.is_empty() {
-            store.remove(&publish.topic);
-        } else {
-            let message = RetainedMessage {
-                publish: publish.clone(),
-                expires_at: expires_at(publish),
-            };
-            store.set(&publish.topic, Arc::new(message));
-        }
     }
 
     /// Delivers `publish` (its forwarded form) to every matching subscription and
@@ -299,44 +263,6 @@ impl Router {
             }
         });
         delivered
-    }
-
-    /// Queues for `session` the retained messages matching `filter`, at most at QoS
-    /// `granted`, with RETAIN set [MQTT-3.3.1-8].
-    pub fn send_retained(
-        &self,
-        session: &Session,
-        filter: &str,
-        granted: QoS,
-        identifier: Option<u32>,
-        metrics: &Metrics,
-    ) {
-        let now = Instant::now();
-        let matches: Vec<Arc<RetainedMessage>> = {
-            let mut found = Vec::new();
-            self.retained.read().for_each_match(filter, |_, m| {
-                if m.expires_at.is_none_or(|at| at > now) {
-                    found.push(m.clone());
-                }
-            });
-            found
-        };
-        let v5 = session.is_v5();
-        for retained in matches {
-            let message = &retained.publish;
-            let qos = message.qos.min(granted);
-            let frame = encode_forward(message, v5, qos, true, identifier.as_slice());
-            if let Some(frame) = frame {
-                let delivery = Delivery {
-                    frame,
-                    v5,
-                    expires_at: retained.expires_at,
-                    shared: None,
-                    seq: 0,
-                };
-                session.deliver(delivery, &message.topic, qos, message.payload.len(), metrics);
-            }
-        }
     }
 
     /// Hands the shared-subscription messages `session` has not acknowledged to other

@@ -16,6 +16,7 @@ use transport::Socket;
 use crate::admission::Slot;
 use crate::broker::BrokerState;
 use crate::metrics::LocalCounters;
+use crate::router::Feed;
 use crate::session::{Expiry, PendingWill, Session};
 use crate::store::records::StoredStage;
 use crate::store::Store;
@@ -436,16 +437,27 @@ impl Connection {
         }
     }
 
-    /// Moves sendable deliveries from the session's outbox into the output buffer. Returns
-    /// whether it stopped at the high-water mark with more still queued.
+    /// Moves sendable deliveries from the session's outbox into the output buffer, and
+    /// when the outbox runs empty, retained messages its SUBSCRIBEs still have coming.
+    /// Returns whether it stopped with more to send (at the high-water mark, or with a
+    /// retained stream paused).
     fn fill_from_outbox(&mut self) -> bool {
         let v5 = self.version.is_v5();
         let mut state = self.session.state.lock();
         loop {
             if self.out.len() >= OUTPUT_HIGH_WATER {
-                return state.outbox.queued() > 0;
+                return state.outbox.queued() > 0 || self.broker.router.has_retained_backlog(self.session.id);
             }
             let Some(sendable) = state.outbox.pop_sendable(self.inflight_window) else {
+                // The retained messages wait in the router rather than in the bounded
+                // queue, and enter it a batch at a time.
+                if state.outbox.queued() == 0 {
+                    match self.broker.router.feed_retained(&self.session, &mut state) {
+                        Feed::Queued => continue,
+                        Feed::Paused => return true,
+                        Feed::Idle => {}
+                    }
+                }
                 return false;
             };
             // The clock is read only for the few messages that can expire.
