@@ -5,25 +5,71 @@
 //! prefix (all of them for a filter starting with a wildcard), stops when its caller has
 //! no room, and resumes later after the last topic it passed. It holds the filter and that
 //! one topic, never the messages, so a subscriber that reads slowly costs no memory per
-//! message waiting. A filter without wildcards is a single lookup. The key of each entry
-//! is given by the caller and may share the message's own bytes.
+//! message waiting. A filter without wildcards is a single lookup. A message is its own
+//! key (it knows its topic), so an entry of the ordered set is one pointer when the
+//! messages are reference-counted.
 
 use crate::topic::matches;
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
 use std::ops::Bound;
+use std::sync::Arc;
 use tern_proto::topic::has_wildcard;
 use tern_proto::ByteStr;
+
+/// A retained message as the store sees it: something with a topic.
+pub trait Retained {
+    fn topic(&self) -> &ByteStr;
+}
+
+impl<T: Retained> Retained for Arc<T> {
+    fn topic(&self) -> &ByteStr {
+        (**self).topic()
+    }
+}
+
+/// A message in the store's ordered set, ordered and looked up by its topic.
+#[derive(Debug)]
+struct Entry<M>(M);
+
+impl<M: Retained> Borrow<str> for Entry<M> {
+    fn borrow(&self) -> &str {
+        self.0.topic()
+    }
+}
+
+impl<M: Retained> PartialEq for Entry<M> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.topic() == other.0.topic()
+    }
+}
+
+impl<M: Retained> Eq for Entry<M> {}
+
+impl<M: Retained> PartialOrd for Entry<M> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<M: Retained> Ord for Entry<M> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // As `str` orders, which the lookups by `&str` rely on.
+        self.0.topic().as_str().cmp(other.0.topic().as_str())
+    }
+}
 
 /// The retained message of each topic, in topic order.
 #[derive(Debug)]
 pub struct RetainedStore<M> {
-    messages: BTreeMap<ByteStr, M>,
+    messages: BTreeSet<Entry<M>>,
 }
 
 impl<M> Default for RetainedStore<M> {
     fn default() -> Self {
         RetainedStore {
-            messages: BTreeMap::new(),
+            messages: BTreeSet::new(),
         }
     }
 }
@@ -36,7 +82,7 @@ fn literal_prefix(filter: &str) -> &str {
     prefix.strip_suffix('/').unwrap_or(prefix)
 }
 
-impl<M> RetainedStore<M> {
+impl<M: Retained> RetainedStore<M> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -50,19 +96,19 @@ impl<M> RetainedStore<M> {
         self.messages.is_empty()
     }
 
-    /// Stores `message` as the retained message of `topic`, replacing any earlier one.
-    pub fn set(&mut self, topic: ByteStr, message: M) {
-        self.messages.insert(topic, message);
+    /// Stores `message` as the retained message of its topic; returns the one it replaces.
+    pub fn set(&mut self, message: M) -> Option<M> {
+        self.messages.replace(Entry(message)).map(|e| e.0)
     }
 
     /// The retained message of `topic`.
     pub fn get(&self, topic: &str) -> Option<&M> {
-        self.messages.get(topic)
+        self.messages.get(topic).map(|e| &e.0)
     }
 
     /// Clears the retained message of `topic` (a retained PUBLISH with an empty payload).
     pub fn remove(&mut self, topic: &str) -> Option<M> {
-        self.messages.remove(topic)
+        self.messages.take(topic).map(|e| e.0)
     }
 
     /// Calls `f` for every retained message whose topic matches `filter`, in topic order.
@@ -76,7 +122,7 @@ impl<M> RetainedStore<M> {
 
     /// Keeps only the messages for which `keep` returns true (expiry).
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &M) -> bool) {
-        self.messages.retain(|topic, m| keep(topic, m));
+        self.messages.retain(|e| keep(e.0.topic(), &e.0));
     }
 }
 
@@ -123,7 +169,7 @@ impl RetainedScan {
     /// filter that matches few of many topics costs bounded time per call), handing each
     /// matching message to `f`, until `f` says [`Visit::Stop`] or the matching topics run
     /// out (then the scan is finished). Returns the number of topics visited.
-    pub fn resume<M>(
+    pub fn resume<M: Retained>(
         &mut self,
         store: &RetainedStore<M>,
         budget: usize,
@@ -133,8 +179,8 @@ impl RetainedScan {
             return 0;
         }
         if !has_wildcard(&self.filter) {
-            if let Some((topic, m)) = store.messages.get_key_value(self.filter.as_str()) {
-                if f(topic, m) == Visit::Stop {
+            if let Some(Entry(m)) = store.messages.get(self.filter.as_str()) {
+                if f(m.topic(), m) == Visit::Stop {
                     return 1;
                 }
             }
@@ -149,7 +195,8 @@ impl RetainedScan {
         let mut visited = 0;
         let mut passed: Option<&ByteStr> = None;
         let mut stopped = false;
-        for (topic, m) in store.messages.range::<str, _>((start, Bound::Unbounded)) {
+        for Entry(m) in store.messages.range::<str, _>((start, Bound::Unbounded)) {
+            let topic = m.topic();
             if !topic.starts_with(prefix) {
                 break;
             }
@@ -172,10 +219,24 @@ impl RetainedScan {
 mod tests {
     use super::*;
 
-    fn store(topics: &[&str]) -> RetainedStore<usize> {
+    /// A message: its topic and a number.
+    #[derive(Debug, PartialEq)]
+    struct M(ByteStr, usize);
+
+    impl Retained for M {
+        fn topic(&self) -> &ByteStr {
+            &self.0
+        }
+    }
+
+    fn m(topic: &str, n: usize) -> M {
+        M(ByteStr::from(topic), n)
+    }
+
+    fn store(topics: &[&str]) -> RetainedStore<M> {
         let mut store = RetainedStore::new();
         for (i, t) in topics.iter().enumerate() {
-            store.set(ByteStr::from(*t), i);
+            store.set(m(t, i));
         }
         store
     }
@@ -183,17 +244,18 @@ mod tests {
     #[test]
     fn retained_messages_are_replaced_cleared_and_matched() {
         let mut store = RetainedStore::new();
-        store.set(ByteStr::from("a/b"), 1);
-        store.set(ByteStr::from("a/b"), 2);
-        store.set(ByteStr::from("a/c"), 3);
-        store.set(ByteStr::from("$SYS/x"), 4);
+        assert_eq!(store.set(m("a/b", 1)), None);
+        assert_eq!(store.set(m("a/b", 2)), Some(m("a/b", 1)));
+        store.set(m("a/c", 3));
+        store.set(m("$SYS/x", 4));
         let mut seen = Vec::new();
-        store.for_each_match("a/+", |_, m| seen.push(*m));
+        store.for_each_match("a/+", |_, m| seen.push(m.1));
         assert_eq!(seen, vec![2, 3]);
         let mut all = Vec::new();
-        store.for_each_match("#", |_, m| all.push(*m));
+        store.for_each_match("#", |_, m| all.push(m.1));
         assert_eq!(all.len(), 2, "$ topics are not matched by #");
-        assert_eq!(store.remove("a/b"), Some(2));
+        assert_eq!(store.get("a/c"), Some(&m("a/c", 3)));
+        assert_eq!(store.remove("a/b"), Some(m("a/b", 2)));
         assert_eq!(store.len(), 2);
     }
 
@@ -275,7 +337,7 @@ mod tests {
             Visit::Next
         });
         store.remove("t/2");
-        store.set(ByteStr::from("t/3"), 9);
+        store.set(m("t/3", 9));
         scan.resume(&store, 10, |t, _| {
             got.push(t.to_string());
             Visit::Next

@@ -26,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
-use tern_core::retained::{RetainedScan, Visit};
+use tern_core::retained::{Retained, RetainedScan, Visit};
 use tern_proto::{ByteStr, Property, ProtocolVersion, Publish, PublishFrame, QoS};
 
 /// Messages queued by one call of [`Router::feed_retained`].
@@ -43,6 +43,12 @@ pub struct RetainedMessage {
     /// Its number in the order retained messages were stored: a stream sends only those
     /// stored before its SUBSCRIBE.
     pub seq: u64,
+}
+
+impl Retained for RetainedMessage {
+    fn topic(&self) -> &ByteStr {
+        &self.publish.topic
+    }
 }
 
 /// What [`Router::feed_retained`] did.
@@ -220,17 +226,16 @@ impl Router {
     }
 
     fn store_retained(&self, publish: Publish, expires_at: Option<Instant>) {
-        let topic = publish.topic.clone();
         let mut store = self.retained.write();
         let seq = self.retained_seq.fetch_add(1, Relaxed) + 1;
-        store.set(
-            topic,
-            Arc::new(RetainedMessage {
-                publish,
-                expires_at,
-                seq,
-            }),
-        );
+        let replaced = store.set(Arc::new(RetainedMessage {
+            publish,
+            expires_at,
+            seq,
+        }));
+        drop(store);
+        // Freed (unless a stream or a queue still holds it) outside the lock.
+        drop(replaced);
     }
 
     /// Number of retained messages.
