@@ -12,8 +12,10 @@
 //! its SUBSCRIBE that are still retained when their turn comes: one replaced or stored
 //! later reached the subscriber live, through its subscription. A stream belongs to the
 //! session, so it goes on when a persistent session comes back after its connection
-//! ended; UNSUBSCRIBE (and so the end of the session) drops it, and a new SUBSCRIBE to the
-//! same filter starts it again from the beginning.
+//! ended, then with the messages as they are at that point (what was published while the
+//! client was away did not all reach it: QoS 0 is not kept for an offline session).
+//! UNSUBSCRIBE (and so the end of the session) drops it, and a new SUBSCRIBE to the same
+//! filter starts it again from the beginning.
 
 use super::{encode_forward, expires_at, Router};
 use crate::metrics::Metrics;
@@ -68,8 +70,11 @@ struct Stream {
     scan: RetainedScan,
     granted: QoS,
     identifier: Option<u32>,
-    /// The last retained message stored before the SUBSCRIBE.
+    /// The last retained message stored before the SUBSCRIBE, or before the connection
+    /// it goes to began.
     snapshot: u64,
+    /// That connection's number in its session.
+    generation: u64,
 }
 
 /// The streams of one session, in the order their SUBSCRIBEs came.
@@ -116,6 +121,11 @@ impl Backlogs {
             self.count.fetch_sub(1, Relaxed);
         }
     }
+}
+
+/// The number of the connection serving the session; 0 when offline.
+fn connection_generation(state: &SessionState) -> u64 {
+    state.connection.as_ref().map_or(0, |c| c.generation)
 }
 
 /// `publish` with its topic, payload and string and binary properties copied into one
@@ -265,6 +275,7 @@ impl Router {
             granted,
             identifier,
             snapshot,
+            generation: connection_generation(&session.state.lock()),
         };
         self.backlogs.with(session.id, true, |streams| {
             streams.retain(|s| s.scan.filter() != filter);
@@ -311,16 +322,25 @@ impl Router {
         };
         let v5 = session.is_v5();
         let now = Instant::now();
+        let generation = connection_generation(state);
         let (mut queued, mut budget) = (0, SCAN_BUDGET);
         let emptied = {
             let mut backlog = backlog.lock();
             let store = self.retained.read();
             while let Some(stream) = backlog.streams.front_mut() {
+                if stream.generation != generation {
+                    // A persistent session back with a new connection: what changed while
+                    // it was away may not have reached it, so it gets the messages as
+                    // they are now.
+                    stream.generation = generation;
+                    stream.snapshot = self.retained_seq.load(Relaxed);
+                }
                 let Stream {
                     scan,
                     granted,
                     identifier,
                     snapshot,
+                    ..
                 } = stream;
                 budget -= scan.resume(&store, budget, |topic, m| {
                     if queued == FEED_BATCH {
@@ -481,6 +501,50 @@ mod tests {
         router.retain(&publish("k/3", b"", QoS::AtMostOnce));
         router.retain(&publish("k/5", b"later", QoS::AtMostOnce));
         assert_eq!(drain(&router, &session), ["k/1", "k/4"]);
+    }
+
+    #[test]
+    fn a_stream_resumed_by_a_new_connection_sends_the_messages_as_they_are_then() {
+        let router = Router::default();
+        for t in ["g/1", "g/2", "g/3"] {
+            router.retain(&publish(t, b"old", QoS::AtMostOnce));
+        }
+        let session = session(limits(1));
+        let connected = |generation| {
+            session.state.lock().connection = Some(crate::session::ConnectionHandle {
+                generation,
+                takeover: None,
+            })
+        };
+        connected(1);
+        router.send_retained(&session, "g/#", QoS::AtMostOnce, None, &Metrics::default());
+        let mut state = session.state.lock();
+        assert_eq!(router.feed_retained(&session, &mut state), Feed::Queued);
+        assert_eq!(
+            state
+                .outbox
+                .pop_sendable(0)
+                .map(|s| s.delivery.publish().map(|p| p.payload)),
+            Some(Some(Bytes::from_static(b"old")))
+        );
+        drop(state);
+        // Replaced while the client was online: it had the new one live.
+        router.retain(&publish("g/2", b"live", QoS::AtMostOnce));
+        session.state.lock().connection = None;
+        // Replaced while it was away.
+        router.retain(&publish("g/3", b"away", QoS::AtMostOnce));
+        connected(2);
+        let mut payloads = Vec::new();
+        loop {
+            let mut state = session.state.lock();
+            while let Some(s) = state.outbox.pop_sendable(0) {
+                payloads.extend(s.delivery.publish().map(|p| p.payload));
+            }
+            if router.feed_retained(&session, &mut state) == Feed::Idle {
+                break;
+            }
+        }
+        assert_eq!(payloads, [&b"live"[..], b"away"]);
     }
 
     #[test]
