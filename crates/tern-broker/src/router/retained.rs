@@ -16,6 +16,10 @@
 //! client was away did not all reach it: QoS 0 is not kept for an offline session).
 //! UNSUBSCRIBE (and so the end of the session) drops it, and a new SUBSCRIBE to the same
 //! filter starts it again from the beginning.
+//!
+//! Live messages are not held back behind a stream: one published after the SUBSCRIBE may
+//! arrive before retained messages still waiting in it (before its own topic's, if it was
+//! not itself retained). Streams draw only on an empty queue, so live traffic goes first.
 
 use super::{encode_forward, expires_at, Router};
 use crate::metrics::Metrics;
@@ -244,7 +248,7 @@ impl Router {
             seq,
         }));
         drop(store);
-        // Freed (unless a stream or a queue still holds it) outside the lock.
+        // The message replaced, freed outside the lock.
         drop(replaced);
     }
 
