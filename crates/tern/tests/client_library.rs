@@ -9,9 +9,9 @@ use tern_proto::*;
 
 async fn next_message(events: &mut tern_client::Events) -> Publish {
     loop {
-        match tokio::time::timeout(Duration::from_secs(5), events.recv())
+        match tokio::time::timeout(PATIENCE, events.recv())
             .await
-            .expect("no event within 5 s")
+            .expect("no event in time")
         {
             Some(Event::Message(p)) => return p,
             Some(_) => continue,
@@ -104,10 +104,7 @@ async fn the_client_reconnects_and_resumes_its_session() {
     intruder.connect(&connect_packet(V311, "resumer", false, 60));
     intruder.disconnect();
     loop {
-        match tokio::time::timeout(Duration::from_secs(5), events.recv())
-            .await
-            .unwrap()
-        {
+        match tokio::time::timeout(PATIENCE, events.recv()).await.unwrap() {
             Some(Event::Reconnected(ack)) => {
                 assert!(ack.session_present);
                 break;

@@ -6,7 +6,6 @@ use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
 
 fn clients_installed() -> bool {
     peer_available(
@@ -35,7 +34,7 @@ impl Sub {
                 &broker.addr.port().to_string(),
                 "-d",
                 "-W",
-                "20",
+                "60",
             ])
             .args(args)
             .stdout(Stdio::piped())
@@ -56,10 +55,7 @@ impl Sub {
 
     fn wait_for(&self, want: impl Fn(&str) -> bool) -> String {
         loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(10))
-                .expect("mosquitto_sub went quiet");
+            let line = self.lines.recv_timeout(PATIENCE).expect("mosquitto_sub went quiet");
             if want(&line) {
                 return line;
             }
@@ -136,7 +132,7 @@ fn mosquitto_clients_see_retained_messages() {
                 "-C",
                 "1",
                 "-W",
-                "10",
+                "20",
                 "-F",
                 "%t %p %r",
             ])
@@ -179,7 +175,7 @@ fn a_mosquitto_sub_persistent_session_receives_what_was_published_while_away() {
             "-C",
             "1",
             "-W",
-            "10",
+            "20",
         ];
         args.extend(extra.iter().copied());
         let out = Command::new("mosquitto_sub")

@@ -34,8 +34,11 @@ fn a_client_that_pings_stays_connected() {
     let broker = Broker::start();
     let mut c = broker.client(V311);
     c.connect(&connect_packet(V311, "chatty", true, 1));
-    for _ in 0..4 {
-        std::thread::sleep(Duration::from_millis(600));
+    // Time is the subject: pings 0.3 s apart for 2.4 s, well past the 1.5 s the broker
+    // allows a silent client (a stall of over a second between two pings would be needed
+    // to miss it).
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(300));
         c.send(&Packet::PingRequest);
         assert_eq!(c.recv(), Packet::PingResponse);
     }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 use common::*;
+use std::time::{Duration, Instant};
 use tern_proto::*;
 
 fn subscribe_with_id(c: &mut Client, packet_id: u16, filter: &str, options: SubscriptionOptions, id: Option<u32>) {
@@ -32,7 +33,7 @@ fn no_local_skips_only_the_publishers_own_subscription() {
     };
     subscribe_with_id(&mut me, 1, "nl/t", no_local, None);
     me.publish("nl/t", b"mine", QoS::AtLeastOnce, false, 2);
-    me.expect_nothing(300);
+    me.expect_quiet();
     let mut other = broker.connect(V5, "nl-other");
     other.publish("nl/t", b"theirs", QoS::AtLeastOnce, false, 3);
     assert_eq!(&me.recv_publish().payload[..], b"theirs");
@@ -40,7 +41,7 @@ fn no_local_skips_only_the_publishers_own_subscription() {
     subscribe_with_id(&mut me, 4, "nl/#", SubscriptionOptions::default(), None);
     me.publish("nl/t", b"again", QoS::AtLeastOnce, false, 5);
     assert_eq!(&me.recv_publish().payload[..], b"again");
-    me.expect_nothing(300);
+    me.expect_quiet();
 }
 
 #[test]
@@ -68,7 +69,7 @@ fn subscription_identifiers_come_back_with_every_matching_message() {
         p.properties.subscription_identifiers().collect::<Vec<_>>(),
         vec![300_000]
     );
-    sub.expect_nothing(300);
+    sub.expect_quiet();
     // A retained message sent because of a new subscription carries its identifier.
     publisher.publish("kept/x", b"stored", QoS::AtLeastOnce, true, 3);
     subscribe_with_id(&mut sub, 4, "kept/#", SubscriptionOptions::default(), Some(42));
@@ -113,6 +114,30 @@ fn send_acked(c: &mut Client, packet: Packet) {
     assert!(matches!(c.recv(), Packet::PublishAck(_)));
 }
 
+/// Asserts that `left`, the Message Expiry Interval a message arrived with, is what an
+/// interval of `sent` seconds has left after the time that passed between `before` (just
+/// before it was published) and now: the broker's own count of that time is no longer
+/// than ours, whatever the load.
+fn assert_left(left: u32, sent: u32, before: Instant, at_least_passed: Duration) {
+    let passed = before.elapsed().as_secs_f64();
+    let (low, high) = (
+        f64::from(sent) - passed.ceil() - 1.0,
+        f64::from(sent) - at_least_passed.as_secs_f64().floor(),
+    );
+    assert!(
+        (low..=high).contains(&f64::from(left)),
+        "{left} s left of {sent} after {passed:.1} s (at least {at_least_passed:?})"
+    );
+}
+
+/// Sleeps until `published + seconds` has certainly passed for the broker too: it received
+/// the message before `published` (the moment its acknowledgement came), so its expiry
+/// clock started no later than ours. Time itself is what is under test here.
+fn wait_past(published: Instant, seconds: u64) {
+    let until = published + Duration::from_secs(seconds) + Duration::from_millis(100);
+    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+}
+
 #[test]
 fn expired_messages_are_dropped_and_the_rest_carry_what_they_have_left() {
     let broker = Broker::start();
@@ -123,24 +148,33 @@ fn expired_messages_are_dropped_and_the_rest_carry_what_they_have_left() {
     sub.subscribe("exp/#", QoS::AtLeastOnce);
     // Live: the interval arrives no larger than sent.
     let mut publisher = broker.connect(V5, "expiry-pub");
+    let before = Instant::now();
     send_acked(&mut publisher, expiring("exp/live", b"live", 30, false, 1));
     let live = sub.recv_publish();
-    let left = live.properties.message_expiry_interval().unwrap();
-    assert!((29..=30).contains(&left), "{left}");
+    assert_left(
+        live.properties.message_expiry_interval().unwrap(),
+        30,
+        before,
+        Duration::ZERO,
+    );
     sub.send(&Packet::PublishAck(PublishResponse::new(live.packet_id)));
     sub.disconnect();
     // Offline: one message expires while queued, the other does not.
     send_acked(&mut publisher, expiring("exp/short", b"short", 1, false, 2));
+    let before = Instant::now();
     send_acked(&mut publisher, expiring("exp/long", b"long", 60, false, 3));
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let published = Instant::now();
+    wait_past(published, 1);
+    // The broker sends what is queued after this CONNECT: at least this long after it
+    // had the message.
+    let waited = published.elapsed();
     let mut sub = broker.client(V5);
     assert!(sub.connect(&connect).session_present);
     let p = sub.recv_publish();
     assert_eq!(&p.payload[..], b"long");
-    let left = p.properties.message_expiry_interval().unwrap();
-    assert!((55..=58).contains(&left), "{left} seconds left after about 2.5 s");
+    assert_left(p.properties.message_expiry_interval().unwrap(), 60, before, waited);
     sub.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
-    sub.expect_nothing(300);
+    sub.expect_quiet();
 }
 
 #[test]
@@ -148,15 +182,16 @@ fn an_expired_retained_message_is_gone() {
     let broker = Broker::start();
     let mut publisher = broker.connect(V5, "ret-exp");
     send_acked(&mut publisher, expiring("rexp/a", b"brief", 1, true, 1));
+    let published = Instant::now();
     send_acked(&mut publisher, expiring("rexp/b", b"lasting", 600, true, 2));
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    wait_past(published, 1);
     let mut late = broker.connect(V5, "ret-late");
     late.subscribe("rexp/#", QoS::AtLeastOnce);
     let p = late.recv_publish();
     assert_eq!(&p.payload[..], b"lasting");
     assert!(p.retain);
     late.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
-    late.expect_nothing(300);
+    late.expect_quiet();
 }
 
 #[test]
@@ -230,32 +265,32 @@ fn the_broker_assigns_topic_aliases_to_clients_that_allow_them() {
 fn tern_sub_resolves_the_aliases_it_allows() {
     let broker = Broker::start();
     let port = broker.addr.port().to_string();
-    let sub = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args([
-            "sub",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-V",
-            "5",
-            "-t",
-            "tsa/#",
-            "-v",
-            "-C",
-            "3",
-            "-W",
-            "10",
-        ])
-        .args(["-D", "connect", "topic-alias-maximum", "5"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(400));
     let mut publisher = broker.connect(V5, "tsa-pub");
+    // A retained probe, printed once the subscription is in place.
+    publisher.publish("tsa/probe", b"ready", QoS::AtLeastOnce, true, 1);
+    let sub = Background::tern(&[
+        "sub",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "5",
+        "-t",
+        "tsa/#",
+        "-v",
+        "-C",
+        "4",
+        "-W",
+        "20",
+        "-D",
+        "connect",
+        "topic-alias-maximum",
+        "5",
+    ]);
+    sub.wait_stdout("tsa/probe ready");
     for (i, topic) in ["tsa/x", "tsa/x", "tsa/y"].iter().enumerate() {
         publisher.publish(topic, format!("m{i}").as_bytes(), QoS::AtLeastOnce, false, 1);
     }
-    let out = sub.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "tsa/x m0\ntsa/x m1\ntsa/y m2\n");
+    assert_eq!(sub.finish().1, "tsa/probe ready\ntsa/x m0\ntsa/x m1\ntsa/y m2\n");
 }

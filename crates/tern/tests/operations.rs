@@ -28,7 +28,7 @@ fn sys_topics_use_mosquitto_names() {
         "$SYS/broker/retained messages/count",
         "$SYS/broker/load/messages/received/1min",
     ];
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + PATIENCE;
     while Instant::now() < deadline && !wanted.iter().all(|t| seen.contains_key(*t)) {
         if let Some(Packet::Publish(p)) = c.recv_within(Duration::from_millis(500)) {
             seen.insert(p.topic.to_string(), String::from_utf8_lossy(&p.payload).to_string());
@@ -41,7 +41,7 @@ fn sys_topics_use_mosquitto_names() {
     assert!(seen["$SYS/broker/version"].starts_with("tern version"));
     // The reader's own subscription is counted once the next update comes.
     let mut count = seen["$SYS/broker/subscriptions/count"].clone();
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + PATIENCE;
     while count == "0" && Instant::now() < deadline {
         if let Some(Packet::Publish(p)) = c.recv_within(Duration::from_millis(500)) {
             if p.topic == "$SYS/broker/subscriptions/count" {
@@ -103,7 +103,7 @@ fn sigterm_disconnects_clients_and_exits_cleanly() {
     broker.signal(SIGTERM);
     assert_eq!(disconnect_reason(&c5.expect_closed()), ReasonCode::SERVER_SHUTTING_DOWN);
     assert!(c3.expect_closed().is_empty());
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(status) = broker.child.try_wait().unwrap() {
             assert!(status.success(), "{status}");
@@ -158,7 +158,7 @@ fn daemon_mode_detaches_writes_its_pid_and_serves() {
         .status()
         .unwrap();
     assert!(status.success(), "the foreground process exits once detached");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     let addr = loop {
         assert!(Instant::now() < deadline, "no listening line in the log file");
         let log = std::fs::read_to_string(&log_file).unwrap_or_default();
@@ -180,7 +180,7 @@ fn daemon_mode_detaches_writes_its_pid_and_serves() {
     );
     let _ = Command::new("kill").arg(pid.to_string()).status();
     assert!(c.expect_closed().is_empty());
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     while std::path::Path::new(&format!("/proc/{pid}")).exists() {
         assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));

@@ -19,7 +19,7 @@ fn a_retained_message_is_sent_to_later_subscribers_with_retain_set() {
         assert!(p.retain);
         assert_eq!(&p.payload[..], b"second", "replaced by the later message");
         sub.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
-        sub.expect_nothing(200);
+        sub.expect_quiet();
         // Live forwarding clears RETAIN [MQTT-3.3.1-9].
         publisher.publish(&topic, b"third", QoS::AtMostOnce, true, 0);
         let live = sub.recv_publish();
@@ -30,7 +30,7 @@ fn a_retained_message_is_sent_to_later_subscribers_with_retain_set() {
         let _ = sub.recv_publish();
         let mut late = broker.connect(version, "rl");
         late.subscribe(&topic, QoS::AtMostOnce);
-        late.expect_nothing(300);
+        late.expect_quiet();
     }
 }
 
@@ -59,9 +59,9 @@ fn mqtt_5_retain_handling_and_retain_as_published() {
         retain_handling: rh,
     };
     sub.subscribe_with(1, &[("rh", opts(RetainHandling::DoNotSend, true))]);
-    sub.expect_nothing(200);
+    sub.expect_quiet();
     sub.subscribe_with(2, &[("rh", opts(RetainHandling::SendAtNewSubscribe, true))]);
-    sub.expect_nothing(200);
+    sub.expect_quiet();
     sub.subscribe_with(3, &[("rh", opts(RetainHandling::SendAtSubscribe, true))]);
     assert!(sub.recv_publish().retain);
     publisher.publish("rh", b"live", QoS::AtMostOnce, true, 0);

@@ -7,8 +7,7 @@ mod common;
 use common::pki::Ca;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 use tern_client::{Client as LibClient, ConnectOptions, TlsOptions};
 use tern_proto::*;
 
@@ -44,16 +43,20 @@ fn mosquitto_and_tern_clients_talk_over_tls() {
     let port = broker.addr.port().to_string();
     let cafile = ca.cafile().display().to_string();
     let base = ["-h", "localhost", "-p", &port, "--cafile", &cafile];
-    // tern sub and tern pub, both protocol versions.
+    // tern sub and tern pub, both protocol versions. A retained probe, printed once a
+    // subscription is in place, says when to publish.
+    let probe = tern(&[&["pub"][..], &base, &["-t", "tls/t", "-m", "ready", "-r"]].concat());
+    assert!(probe.status.success(), "{}", String::from_utf8_lossy(&probe.stderr));
     for version in ["mqttv311", "mqttv5"] {
-        let sub = Command::new(env!("CARGO_BIN_EXE_tern"))
-            .arg("sub")
-            .args(base)
-            .args(["-V", version, "-t", "tls/t", "-C", "1", "-W", "10"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(400));
+        let sub = Background::tern(
+            &[
+                &["sub"][..],
+                &base,
+                &["-V", version, "-t", "tls/t", "-C", "2", "-W", "20"],
+            ]
+            .concat(),
+        );
+        sub.wait_stdout("ready");
         let out = tern(
             &[
                 &["pub"][..],
@@ -63,10 +66,7 @@ fn mosquitto_and_tern_clients_talk_over_tls() {
             .concat(),
         );
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(
-            String::from_utf8_lossy(&sub.wait_with_output().unwrap().stdout),
-            "secret\n"
-        );
+        assert_eq!(sub.finish().1, "ready\nsecret\n");
     }
     // The certificate names localhost, not 127.0.0.1: refused unless --insecure.
     let by_ip = [
@@ -101,23 +101,15 @@ fn mosquitto_and_tern_clients_talk_over_tls() {
         return;
     }
     for version in ["mqttv311", "mqttv5"] {
-        let sub = Command::new("mosquitto_sub")
-            .args(base)
-            .args(["-V", version, "-t", "tls/m", "-C", "1", "-W", "10"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(400));
+        let sub =
+            Background::mosquitto_sub(&[&base[..], &["-V", version, "-t", "tls/m", "-C", "1", "-W", "20"]].concat());
         let status = Command::new("mosquitto_pub")
             .args(base)
             .args(["-V", version, "-t", "tls/m", "-m", "from mosquitto_pub", "-q", "1"])
             .status()
             .unwrap();
         assert!(status.success());
-        assert_eq!(
-            String::from_utf8_lossy(&sub.wait_with_output().unwrap().stdout),
-            "from mosquitto_pub\n"
-        );
+        assert_eq!(mosquitto_messages(&sub.finish().1), ["from mosquitto_pub"]);
     }
 }
 
@@ -182,23 +174,15 @@ fn mutual_tls_uses_the_certificate_identity_and_the_acl() {
     ) {
         return;
     }
-    let sub = Command::new("mosquitto_sub")
-        .args(&with_cert)
-        .args(["-t", "devices/1/#", "-C", "1", "-W", "10", "-v"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    let sub =
+        Background::mosquitto_sub(&[&with_cert[..], &["-t", "devices/1/#", "-C", "1", "-W", "20", "-v"]].concat());
     let status = Command::new("mosquitto_pub")
         .args(&with_cert)
         .args(["-t", "devices/1/temp", "-m", "21"])
         .status()
         .unwrap();
     assert!(status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&sub.wait_with_output().unwrap().stdout),
-        "devices/1/temp 21\n"
-    );
+    assert_eq!(mosquitto_messages(&sub.finish().1), ["devices/1/temp 21"]);
     let refused = Command::new("mosquitto_pub").args(&without_cert).output().unwrap();
     assert!(
         !refused.status.success(),
@@ -296,10 +280,7 @@ async fn sighup_reloads_certificates_without_dropping_clients() {
         .await
         .unwrap();
     loop {
-        match tokio::time::timeout(Duration::from_secs(5), events.recv())
-            .await
-            .unwrap()
-        {
+        match tokio::time::timeout(PATIENCE, events.recv()).await.unwrap() {
             Some(tern_client::Event::Message(p)) => {
                 assert_eq!(&p.payload[..], b"after", "the old connection still receives");
                 break;

@@ -17,7 +17,7 @@ fn wildcards_match_by_level() {
         }
         let got: Vec<String> = (0..3).map(|_| sub.recv_publish().topic.to_string()).collect();
         assert_eq!(got, vec!["a/b/c", "x", "x/y/z"]);
-        sub.expect_nothing(200);
+        sub.expect_quiet();
     }
 }
 
@@ -74,7 +74,7 @@ fn overlapping_subscriptions_deliver_one_copy_at_the_highest_qos() {
         sub.send(&Packet::PublishReceived(PublishResponse::new(p.packet_id)));
         assert!(matches!(sub.recv(), Packet::PublishRelease(_)));
         sub.send(&Packet::PublishComplete(PublishResponse::new(p.packet_id)));
-        sub.expect_nothing(300);
+        sub.expect_quiet();
     }
 }
 
@@ -86,8 +86,16 @@ fn dollar_topics_are_not_matched_by_leading_wildcards() {
     all.subscribe("+/broker/uptime", QoS::AtMostOnce);
     let mut sys = broker.connect(V311, "sys");
     sys.subscribe("$SYS/broker/uptime", QoS::AtMostOnce);
-    assert!(sys.recv_publish().topic.starts_with("$SYS/"));
-    all.expect_nothing(1500);
+    // A live update (not the retained copy sent on subscribing) is routed to every
+    // matching subscription at once: once sys has one, all would have it too.
+    loop {
+        let p = sys.recv_publish();
+        assert!(p.topic.starts_with("$SYS/"));
+        if !p.retain {
+            break;
+        }
+    }
+    all.expect_quiet();
 }
 
 #[test]
@@ -112,6 +120,6 @@ fn unsubscribe_stops_delivery() {
             );
         }
         c.publish("u/1", b"x", QoS::AtLeastOnce, false, 2);
-        c.expect_nothing(200);
+        c.expect_quiet();
     }
 }

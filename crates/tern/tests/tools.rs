@@ -4,10 +4,9 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 use tern_proto::*;
 
 fn tern_with_stdin(args: &[&str], input: &[u8]) -> Output {
@@ -53,48 +52,6 @@ fn args<'a>(base: &'a [String], more: &[&'a str]) -> Vec<&'a str> {
         .chain(base.iter().map(String::as_str))
         .chain(rest.iter().copied())
         .collect()
-}
-
-/// A `tern sub` started in the background, with its output collected when it exits.
-struct Background(Child);
-
-impl Background {
-    fn start(args: &[&str]) -> Background {
-        let child = Command::new(env!("CARGO_BIN_EXE_tern"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Background(child)
-    }
-
-    fn finish(mut self) -> (Option<i32>, String, String) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                let (mut out, mut err) = (String::new(), String::new());
-                self.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-                self.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-                return (status.code(), out, err);
-            }
-            assert!(Instant::now() < deadline, "tool did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits until the broker has `n` subscriptions more than `before` ($SYS-free: polls a
-/// retained probe) — simpler: give a background subscriber time to subscribe.
-fn settle() {
-    std::thread::sleep(Duration::from_millis(400));
 }
 
 fn raw_sub(broker: &Broker, version: ProtocolVersion, filter: &str, qos: QoS) -> Client {
@@ -291,11 +248,13 @@ fn mqtt_5_properties_and_wills_from_the_command_line() {
         ],
     ));
     assert!(stderr(&out).contains("not allowed in publish"), "{}", stderr(&out));
-    // A will, published when the subscriber holding it is killed.
-    let doomed = Background::start(&args(
+    // A will, published when the subscriber holding it is killed (once connected: -d
+    // prints the CONNACK).
+    let doomed = Background::tern(&args(
         &base,
         &[
             "sub",
+            "-d",
             "-t",
             "v5/nothing",
             "--will-topic",
@@ -306,7 +265,7 @@ fn mqtt_5_properties_and_wills_from_the_command_line() {
             "1",
         ],
     ));
-    settle();
+    doomed.wait_stderr("received CONNACK");
     drop(doomed);
     assert_eq!(&sub.recv_publish().payload[..], b"bye");
 }
@@ -329,7 +288,7 @@ fn persistent_sessions_with_c_and_x() {
         let mut second = args(
             &base,
             &[
-                "sub", "-V", version, "-t", "s/q", "-q", "1", "-c", "-i", &id, "-C", "1", "-W", "5",
+                "sub", "-V", version, "-t", "s/q", "-q", "1", "-c", "-i", &id, "-C", "1", "-W", "20",
             ],
         );
         second.extend(extra.iter().copied());
@@ -343,12 +302,21 @@ fn sub_output_and_filters() {
     let broker = Broker::start();
     let base = at(broker.addr);
     ok(&base, &["pub", "-t", "o/stale", "-m", "old", "-r"]);
-    let sub = Background::start(&args(
+    // The subscription is made first, by a persistent session (-E returns once it is
+    // acknowledged), so the QoS 1 messages below reach the subscriber whether they come
+    // before it has reconnected (queued) or after (live).
+    ok(&base, &["sub", "-t", "o/#", "-q", "1", "-c", "-i", "filters", "-E"]);
+    let sub = Background::tern(&args(
         &base,
         &[
             "sub",
             "-t",
             "o/#",
+            "-q",
+            "1",
+            "-c",
+            "-i",
+            "filters",
             "-v",
             "-R",
             "-T",
@@ -356,12 +324,11 @@ fn sub_output_and_filters() {
             "-C",
             "2",
             "-W",
-            "10",
+            "20",
         ],
     ));
-    settle();
     for (topic, message) in [("o/hidden/x", "no"), ("o/a", "first"), ("o/b", "second")] {
-        ok(&base, &["pub", "-t", topic, "-m", message]);
+        ok(&base, &["pub", "-t", topic, "-m", message, "-q", "1"]);
     }
     let (code, out, _) = sub.finish();
     assert_eq!(code, Some(0));
@@ -369,12 +336,14 @@ fn sub_output_and_filters() {
         out, "o/a first\no/b second\n",
         "-R skips the retained message, -T the filtered topic"
     );
-    let sub = Background::start(&args(
+    // AB is retained, so it reaches the subscriber when its subscription is made: once
+    // it is printed, C published next reaches it too.
+    ok(&base, &["pub", "-t", "o/f", "-m", "AB", "-r"]);
+    let sub = Background::tern(&args(
         &base,
         &["sub", "-t", "o/f", "-C", "2", "-N", "-F", "%t:%p:%q:%l:%x|"],
     ));
-    settle();
-    ok(&base, &["pub", "-t", "o/f", "-m", "AB"]);
+    sub.wait_stdout("o/f:AB");
     ok(&base, &["pub", "-t", "o/f", "-m", "C"]);
     assert_eq!(sub.finish().1, "o/f:AB:0:2:4142|o/f:C:0:1:43|");
     let out = tern(&args(
@@ -400,13 +369,26 @@ fn retained_only_remove_retained_and_unsubscribe() {
     for topic in ["k/1", "k/2"] {
         ok(&base, &["pub", "-t", topic, "-m", "stale", "-r"]);
     }
-    let sub = Background::start(&args(
+    let sub = Background::tern(&args(
         &base,
-        &["sub", "-t", "k/#", "--retained-only", "--remove-retained", "-v"],
+        &[
+            "sub",
+            "-t",
+            "k/#",
+            "--retained-only",
+            "--remove-retained",
+            "-v",
+            "-i",
+            "retained-only",
+        ],
     ));
-    settle();
+    // Both retained messages printed: subscribed, so the live message reaches it.
+    sub.wait_stdout("k/1 stale");
+    sub.wait_stdout("k/2 stale");
     ok(&base, &["pub", "-t", "k/live", "-m", "live"]);
     let (code, out, _) = sub.finish();
+    // Its removals were sent before it disconnected: handled once the broker closes it.
+    broker.wait_closed("retained-only");
     assert_eq!(code, Some(0));
     let mut lines: Vec<&str> = out.lines().collect();
     lines.sort();
@@ -429,7 +411,10 @@ fn retained_only_remove_retained_and_unsubscribe() {
 fn retain_as_published_and_denied_subscriptions() {
     let broker = Broker::start();
     let base = at(broker.addr);
-    let sub = Background::start(&args(
+    // The retained probe arrives when the subscription is made (always with RETAIN); the
+    // live message after it keeps RETAIN only because of --retain-as-published.
+    ok(&base, &["pub", "-t", "rap", "-m", "probe", "-r"]);
+    let sub = Background::tern(&args(
         &base,
         &[
             "sub",
@@ -439,14 +424,14 @@ fn retain_as_published_and_denied_subscriptions() {
             "rap",
             "--retain-as-published",
             "-C",
-            "1",
+            "2",
             "-F",
-            "%r",
+            "%r %p",
         ],
     ));
-    settle();
+    sub.wait_stdout("1 probe");
     ok(&base, &["pub", "-t", "rap", "-m", "x", "-r"]);
-    assert_eq!(sub.finish().1, "1\n");
+    assert_eq!(sub.finish().1, "1 probe\n1 x\n");
     let out = tern(&args(&base, &["sub", "-V", "5", "-t", "$share/g", "-W", "1"]));
     assert!(!out.status.success());
     assert!(
@@ -463,7 +448,7 @@ fn rr_prints_the_matching_response() {
     let base = at(broker.addr);
     let mut responder = broker.connect(V5, "responder");
     responder.subscribe("svc/time", QoS::AtMostOnce);
-    let rr = Background::start(&args(
+    let rr = Background::tern(&args(
         &base,
         &["rr", "-t", "svc/time", "-e", "reply/me", "-m", "what time?"],
     ));
@@ -570,19 +555,21 @@ fn the_main_flows_work_against_the_mosquitto_broker() {
     };
     let addr = mosquitto.addr;
     let base = at(addr);
+    // A retained probe: printed once a subscriber's subscription is in place.
+    ok(&base, &["pub", "-t", "m/probe", "-m", "ready", "-r"]);
     for version in ["mqttv311", "mqttv5"] {
-        let sub = Background::start(&args(
+        let sub = Background::tern(&args(
             &base,
-            &["sub", "-V", version, "-t", "m/#", "-q", "2", "-C", "3", "-v"],
+            &["sub", "-V", version, "-t", "m/#", "-q", "2", "-C", "4", "-v"],
         ));
-        settle();
+        sub.wait_stdout("m/probe ready");
         for qos in ["0", "1", "2"] {
             ok(
                 &base,
                 &["pub", "-V", version, "-t", &format!("m/{qos}"), "-m", "x", "-q", qos],
             );
         }
-        assert_eq!(sub.finish().1, "m/0 x\nm/1 x\nm/2 x\n", "{version}");
+        assert_eq!(sub.finish().1, "m/probe ready\nm/0 x\nm/1 x\nm/2 x\n", "{version}");
     }
     ok(&base, &["pub", "-t", "m/kept", "-m", "kept", "-r"]);
     assert_eq!(
@@ -594,16 +581,20 @@ fn the_main_flows_work_against_the_mosquitto_broker() {
     assert_eq!(
         stdout(&tern(&args(
             &base,
-            &["sub", "-t", "m/q", "-q", "1", "-c", "-i", "m-keeper", "-C", "1", "-W", "5"]
+            &["sub", "-t", "m/q", "-q", "1", "-c", "-i", "m-keeper", "-C", "1", "-W", "20"]
         ))),
         "queued\n"
     );
-    // rr against mosquitto, with tern sub -F as a responder's eyes and tern pub as its mouth.
-    let rr = Background::start(&args(
+    // rr against mosquitto, with a raw client as a responder's eyes and tern pub as its
+    // mouth: rr subscribes to its response topic before it sends the request.
+    let mut eyes = Client::open(addr, V311);
+    eyes.connect(&connect_packet(V311, "m-eyes", true, 60));
+    eyes.subscribe("m/req", QoS::AtMostOnce);
+    let rr = Background::tern(&args(
         &base,
-        &["rr", "-t", "m/req", "-e", "m/resp", "-m", "ping", "-W", "10"],
+        &["rr", "-t", "m/req", "-e", "m/resp", "-m", "ping", "-W", "20"],
     ));
-    settle();
+    assert_eq!(&eyes.recv_publish().payload[..], b"ping");
     ok(&base, &["pub", "-t", "m/resp", "-m", "pong"]);
     assert_eq!(rr.finish().1, "pong\n");
 }

@@ -7,10 +7,25 @@ pub mod pki;
 use bytes::{Bytes, BytesMut};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tern_proto::*;
+
+/// How long a test waits for something that is certain to happen (a packet, a log line,
+/// a process exit). Generous: the suite runs on loaded machines; a passing test never
+/// waits this long.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Polls `done` every 10 ms until it holds; panics naming `what` after `PATIENCE`.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 pub const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
 pub const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -20,7 +35,10 @@ pub const VERSIONS: [ProtocolVersion; 2] = [V311, V5];
 /// A running broker process, killed on drop.
 pub struct Broker {
     pub child: Child,
+    /// The first listener's address.
     pub addr: SocketAddr,
+    /// Every listener's address, in listener order.
+    addrs: Vec<SocketAddr>,
     /// Every line the broker wrote to stderr so far.
     pub log: Arc<Mutex<Vec<String>>>,
     /// The configuration file given with -c, if any.
@@ -61,7 +79,11 @@ impl Broker {
         let _ = self.child.wait();
     }
 
+    /// Starts the broker and returns once it has announced every listener it will open:
+    /// it binds them all, then prints one "listening on" line each, so the first line
+    /// alone says nothing about the others.
     fn spawn(args: &[&str], dir: Option<tempfile::TempDir>) -> Broker {
+        let expected = expected_listeners(args, dir.as_ref().map(|d| d.path()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_tern"));
         if let Some(dir) = &dir {
             command.current_dir(dir.path());
@@ -79,18 +101,37 @@ impl Broker {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_string());
-                }
+                let addr = line
+                    .split("listening on ")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next()?.parse::<SocketAddr>().ok());
                 sink.lock().unwrap().push(line);
+                if let Some(addr) = addr {
+                    let _ = tx.send(addr);
+                }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("broker did not start: {:?}", log.lock().unwrap()));
+        let deadline = Instant::now() + PATIENCE;
+        let mut addrs = Vec::new();
+        while addrs.len() < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(addr) => addrs.push(addr),
+                Err(e) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    panic!(
+                        "broker did not announce {expected} listeners ({e:?}; {} so far; exit {status:?}): {:?}",
+                        addrs.len(),
+                        log.lock().unwrap()
+                    )
+                }
+            }
+        }
         Broker {
             child,
-            addr: addr.parse().unwrap(),
+            addr: addrs[0],
+            addrs,
             log,
             config_path: None,
             _dir: dir,
@@ -102,27 +143,77 @@ impl Broker {
         self._dir.as_ref().map(|d| d.path())
     }
 
-    /// Every address the broker listens on, in listener order.
+    /// Every address the broker listens on, in listener order (all of them: `spawn`
+    /// waited for every announcement).
     pub fn listening_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs.clone()
+    }
+
+    /// Whether some log line contains `needle`, waiting up to `PATIENCE` for it. For
+    /// something that must appear; to check that a line is absent use [`Broker::logged`]
+    /// after an event that proves it would be there by now.
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.log_line(&[needle])
+    }
+
+    /// Whether one log line contains every one of `needles`, waiting up to `PATIENCE`.
+    pub fn log_line(&self, needles: &[&str]) -> bool {
+        self.wait_log_count(needles, 1)
+    }
+
+    /// Whether `n` or more log lines contain every one of `needles`, waiting up to
+    /// `PATIENCE` (a line logged on every reload, say, counts the reloads).
+    pub fn wait_log_count(&self, needles: &[&str], n: usize) -> bool {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if self.log_count(needles) >= n {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// How many log lines so far contain every one of `needles` (no waiting).
+    pub fn log_count(&self, needles: &[&str]) -> usize {
         self.log
             .lock()
             .unwrap()
             .iter()
-            .filter_map(|l| l.split("listening on ").nth(1))
-            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
-            .collect()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
     }
 
-    /// Whether some log line contains `needle`, waiting up to 3 s for it.
-    pub fn log_contains(&self, needle: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
-                return true;
+    /// Whether some log line so far contains `needle` (no waiting).
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log_count(&[needle]) > 0
+    }
+
+    /// Waits until the broker has logged that `client_id`'s connection closed: it has
+    /// handled everything that client sent and is letting the connection go.
+    pub fn wait_closed(&self, client_id: &str) {
+        let id = format!("client={client_id} ");
+        assert!(
+            self.log_line(&["client closed", &id]),
+            "no close of {client_id} logged: {:?}",
+            self.log.lock().unwrap()
+        );
+    }
+
+    /// SIGTERM, then waits for the broker to exit and checks it exited cleanly.
+    pub fn stop(mut self) {
+        self.signal(SIGTERM);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "broker exited with {status}");
+                return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            assert!(Instant::now() < deadline, "broker did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
         }
-        false
     }
 
     pub fn signal(&self, signal: i32) {
@@ -140,6 +231,26 @@ impl Broker {
         assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "{client_id}: {ack:?}");
         c
     }
+}
+
+/// How many listeners `tern broker ARGS` opens: those of its configuration file (read
+/// with the broker's own parser) plus one per `-p`, or the one default listener.
+fn expected_listeners(args: &[&str], dir: Option<&Path>) -> usize {
+    let ports = args.iter().filter(|a| **a == "-p").count();
+    let configured = match args.iter().position(|a| *a == "-c") {
+        Some(i) => {
+            let path = Path::new(args[i + 1]);
+            let path = match dir {
+                Some(dir) if path.is_relative() => dir.join(path),
+                _ => path.to_path_buf(),
+            };
+            // A file the broker cannot read either: it will say so and exit, and the
+            // harness reports what it said.
+            tern_broker::Config::load(&path).map_or(0, |c| c.listeners.len())
+        }
+        None => 0,
+    };
+    (configured + ports).max(1)
 }
 
 extern "C" {
@@ -194,7 +305,7 @@ pub struct Client {
 impl Client {
     pub fn open(addr: SocketAddr, version: ProtocolVersion) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
         stream.set_nodelay(true).unwrap();
         Client {
             stream,
@@ -255,30 +366,89 @@ impl Client {
     }
 
     pub fn recv(&mut self) -> Packet {
-        match self.recv_within(Duration::from_secs(5)) {
+        match self.recv_within(PATIENCE) {
             Some(p) => p,
-            None => panic!("no packet within 5 s: {}", self.ended),
+            None => panic!("no packet within {PATIENCE:?}: {}", self.ended),
         }
     }
 
-    /// Asserts nothing arrives within `ms` milliseconds.
+    /// Asserts nothing arrives within `ms` milliseconds. Meaningful only after a barrier
+    /// that proves the broker already decided (see [`Client::expect_quiet`]); on its own
+    /// it only says nothing came *yet*.
     pub fn expect_nothing(&mut self, ms: u64) {
         if let Some(p) = self.recv_within(Duration::from_millis(ms)) {
             panic!("expected nothing, got {p:?}");
         }
     }
 
+    /// PINGREQ, and every packet that arrives before its PINGRESP or in the same write
+    /// right behind it. The broker handles a connection's packets in order and, after
+    /// handling what it read, moves what the session's outbox allows into the output
+    /// behind the PINGRESP: an empty answer means the broker had nothing to send this
+    /// client once it had handled everything the client sent before.
+    pub fn ping_collect(&mut self) -> Vec<Packet> {
+        self.send(&Packet::PingRequest);
+        let mut seen = Vec::new();
+        loop {
+            match self.recv() {
+                Packet::PingResponse => break,
+                other => seen.push(other),
+            }
+        }
+        // What was written with the PINGRESP is on its way already (same write on
+        // loopback): a short grace covers the read, it does not stand in for an event.
+        while let Some(p) = self.recv_within(Duration::from_millis(50)) {
+            seen.push(p);
+        }
+        seen
+    }
+
+    /// A PINGREQ/PINGRESP round trip that must see nothing else: proves the broker has
+    /// handled everything sent before on this connection.
+    pub fn ping(&mut self) {
+        self.send(&Packet::PingRequest);
+        match self.recv() {
+            Packet::PingResponse => {}
+            other => panic!("expected PINGRESP, got {other:?}"),
+        }
+    }
+
+    /// Asserts that nothing is waiting for this client: a ping round trip (anything the
+    /// broker had queued for it comes before or right behind the PINGRESP) that brings
+    /// nothing else. Anything routed to this client before the call (by a publisher that
+    /// got its PUBACK, or whose own ping came back) is covered.
+    pub fn expect_quiet(&mut self) {
+        let seen = self.ping_collect();
+        assert!(seen.is_empty(), "expected nothing, got {seen:?}");
+    }
+
+    /// Receives until the broker has nothing more to send this client, passing each
+    /// packet to `handle` (which may answer it): rounds of [`Client::ping_collect`] until
+    /// one brings nothing, so acknowledgements that free the in-flight window are handled
+    /// before the broker is asked again. No quiet period is waited for.
+    pub fn drain(&mut self, mut handle: impl FnMut(&mut Client, Packet)) {
+        loop {
+            let seen = self.ping_collect();
+            if seen.is_empty() {
+                return;
+            }
+            for p in seen {
+                handle(self, p);
+            }
+        }
+    }
+
     /// Waits for the broker to close the socket; returns the packets received before.
     pub fn expect_closed(&mut self) -> Vec<Packet> {
         let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             assert!(Instant::now() < deadline, "connection not closed; got {seen:?}");
             if let Some(p) = decode(&mut self.buf, self.version, usize::MAX).unwrap_or(None) {
                 seen.push(p);
                 continue;
             }
-            self.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            self.stream.set_read_timeout(Some(PATIENCE)).unwrap();
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
                 Ok(0) | Err(_) => return seen,
@@ -360,8 +530,15 @@ impl Client {
         }
     }
 
+    /// Sends DISCONNECT and waits until the broker closes the socket, which it does once
+    /// it has handled the DISCONNECT: what the test does next happens after it. (The
+    /// socket may already be closed, by a takeover say: then there is nothing to wait for.)
     pub fn disconnect(mut self) {
-        self.send(&Packet::Disconnect(Disconnect::default()));
+        let mut out = BytesMut::new();
+        encode(&Packet::Disconnect(Disconnect::default()), self.version, &mut out).unwrap();
+        if self.stream.write_all(&out).is_ok() {
+            self.expect_closed();
+        }
     }
 }
 
@@ -440,7 +617,7 @@ impl Mosquitto {
         };
         let started = Instant::now();
         while TcpStream::connect(mosquitto.addr).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "mosquitto did not start");
+            assert!(started.elapsed() < PATIENCE, "mosquitto did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(mosquitto)
@@ -452,4 +629,126 @@ impl Drop for Mosquitto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A client tool (`tern sub`, `tern rr`, `mosquitto_sub`) running in the background, its
+/// standard output and error collected as they come so that a test can wait for what it
+/// prints. Killed on drop.
+pub struct Background {
+    child: Child,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Starts `command` with its output piped (and no standard input).
+    pub fn spawn(command: &mut Command) -> Background {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stdout, stderr) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), stdout.clone()),
+            collect(child.stderr.take().unwrap(), stderr.clone()),
+        ];
+        Background {
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    /// `tern ARGS`.
+    pub fn tern(args: &[&str]) -> Background {
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_tern")).args(args))
+    }
+
+    /// `mosquitto_sub -d ARGS` with line-buffered output (stdbuf), returned once its
+    /// SUBACK has arrived: from then on the broker delivers to it. Its messages are the
+    /// lines [`mosquitto_messages`] keeps.
+    pub fn mosquitto_sub(args: &[&str]) -> Background {
+        let sub = Self::spawn(Command::new("stdbuf").args(["-oL", "mosquitto_sub", "-d"]).args(args));
+        sub.wait_stdout("received SUBACK");
+        sub
+    }
+
+    /// Waits until the tool has printed `needle` on standard output.
+    pub fn wait_stdout(&self, needle: &str) {
+        self.wait_for(&self.stdout, "standard output", needle);
+    }
+
+    /// Waits until the tool has printed `needle` on standard error.
+    pub fn wait_stderr(&self, needle: &str) {
+        self.wait_for(&self.stderr, "standard error", needle);
+    }
+
+    fn wait_for(&self, buffer: &Mutex<Vec<u8>>, name: &str, needle: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if String::from_utf8_lossy(&buffer.lock().unwrap()).contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not on {name} within {PATIENCE:?}; stdout {:?}, stderr {:?}",
+                String::from_utf8_lossy(&self.stdout.lock().unwrap()),
+                String::from_utf8_lossy(&self.stderr.lock().unwrap())
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for the tool to exit; returns its exit code, standard output and error.
+    pub fn finish(mut self) -> (Option<i32>, String, String) {
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tool did not exit; stdout {:?}, stderr {:?}",
+                String::from_utf8_lossy(&self.stdout.lock().unwrap()),
+                String::from_utf8_lossy(&self.stderr.lock().unwrap())
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        let text = |b: &Mutex<Vec<u8>>| String::from_utf8_lossy(&b.lock().unwrap()).to_string();
+        (status.code(), text(&self.stdout), text(&self.stderr))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A thread appending everything `from` yields to `into`, until end of file.
+fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = from.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    })
+}
+
+/// The message lines of `mosquitto_sub -d` output (its debug lines left out).
+pub fn mosquitto_messages(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| !l.starts_with("Client ") && !l.starts_with("Subscribed"))
+        .collect()
 }

@@ -14,6 +14,9 @@ import paho.mqtt.client as mqtt
 
 HOST, PORT, VERSION = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 PROTOCOL = mqtt.MQTTv5 if VERSION == "5" else mqtt.MQTTv311
+# How long to wait for something that must happen (generous: the suite runs on loaded
+# machines; a passing run never waits this long).
+PATIENCE = 20.0
 
 
 def client(client_id, clean=True):
@@ -24,6 +27,7 @@ def client(client_id, clean=True):
     c.received = []
     c.arrived = threading.Event()
     c.connected = threading.Event()
+    c.subacks = set()
 
     def on_message(_c, _u, msg):
         c.received.append((msg.topic, msg.payload, msg.qos, msg.retain))
@@ -34,9 +38,24 @@ def client(client_id, clean=True):
         c.session_present = _flags.session_present
         c.connected.set()
 
+    def on_subscribe(_c, _u, mid, _reasons, _props):
+        c.subacks.add(mid)
+
     c.on_message = on_message
     c.on_connect = on_connect
+    c.on_subscribe = on_subscribe
     return c
+
+
+def subscribe(c, *args):
+    """Subscribes and returns once the SUBACK has arrived: from then on the broker
+    delivers to the new subscription."""
+    _result, mid = c.subscribe(*args)
+    deadline = time.time() + PATIENCE
+    while mid not in c.subacks:
+        if time.time() > deadline:
+            raise SystemExit("no SUBACK")
+        time.sleep(0.01)
 
 
 def start(c, clean=True):
@@ -47,12 +66,12 @@ def start(c, clean=True):
     else:
         c.connect(HOST, PORT, keepalive=30)
     c.loop_start()
-    if not c.connected.wait(5):
+    if not c.connected.wait(PATIENCE):
         raise SystemExit("no CONNACK")
     return c
 
 
-def wait_for(c, count, timeout=5.0):
+def wait_for(c, count, timeout=PATIENCE):
     deadline = time.time() + timeout
     while len(c.received) < count and time.time() < deadline:
         time.sleep(0.01)
@@ -72,28 +91,26 @@ def check(name, condition, detail=""):
 
 tag = "paho" + VERSION.replace(".", "")
 sub = start(client(tag + "-sub"))
-sub.subscribe([("p/+/qos", 2), ("p/retained/#", 1)])
-time.sleep(0.3)
+subscribe(sub, [("p/+/qos", 2), ("p/retained/#", 1)])
 pub = start(client(tag + "-pub"))
 for qos in (0, 1, 2):
     info = pub.publish("p/%d/qos" % qos, b"payload-%d" % qos, qos=qos)
-    info.wait_for_publish(5)
+    info.wait_for_publish(PATIENCE)
 got = sorted(wait_for(sub, 3))
 check("three QoS levels delivered", len(got) == 3, got)
 check("QoS preserved", [m[2] for m in got] == [0, 1, 2], got)
 check("payloads intact", [m[1] for m in got] == [b"payload-0", b"payload-1", b"payload-2"], got)
 
-pub.publish("p/retained/x", b"kept", qos=1, retain=True).wait_for_publish(5)
+pub.publish("p/retained/x", b"kept", qos=1, retain=True).wait_for_publish(PATIENCE)
 late = start(client(tag + "-late"))
-late.subscribe("p/retained/#", 1)
+subscribe(late, "p/retained/#", 1)
 got = wait_for(late, 1)
 check("retained message sent on subscribe", got[:1] == [("p/retained/x", b"kept", 1, True)], got)
-pub.publish("p/retained/x", b"", qos=1, retain=True).wait_for_publish(5)
+pub.publish("p/retained/x", b"", qos=1, retain=True).wait_for_publish(PATIENCE)
 
 # The will of a client whose socket drops.
 watcher = start(client(tag + "-watch"))
-watcher.subscribe("p/will", 1)
-time.sleep(0.3)
+subscribe(watcher, "p/will", 1)
 doomed = client(tag + "-doomed")
 doomed.will_set("p/will", b"bye", qos=1)
 start(doomed)
@@ -104,11 +121,10 @@ check("will published on dropped connection", got[:1] == [("p/will", b"bye", 1, 
 
 # A persistent session collects QoS 1 messages while offline.
 durable = start(client(tag + "-durable", clean=False), clean=False)
-durable.subscribe("p/durable", 1)
-time.sleep(0.3)
+subscribe(durable, "p/durable", 1)
 durable.disconnect()
 durable.loop_stop()
-pub.publish("p/durable", b"while-away", qos=1).wait_for_publish(5)
+pub.publish("p/durable", b"while-away", qos=1).wait_for_publish(PATIENCE)
 back = start(client(tag + "-durable", clean=False), clean=False)
 check("session present on resume", back.session_present, back.session_present)
 got = wait_for(back, 1)
@@ -117,11 +133,12 @@ check("queued message delivered on resume", got[:1] == [("p/durable", b"while-aw
 # Shared subscriptions: each message to one member of the group.
 members = [start(client(tag + "-member%d" % i)) for i in range(2)]
 for m in members:
-    m.subscribe("$share/pg/p/shared", 1)
-time.sleep(0.3)
+    subscribe(m, "$share/pg/p/shared", 1)
 for i in range(10):
-    pub.publish("p/shared", b"job-%d" % i, qos=1).wait_for_publish(5)
-time.sleep(0.5)
+    pub.publish("p/shared", b"job-%d" % i, qos=1).wait_for_publish(PATIENCE)
+deadline = time.time() + PATIENCE
+while sum(len(m.received) for m in members) < 10 and time.time() < deadline:
+    time.sleep(0.01)
 shared = [m.received for m in members]
 payloads = sorted(p for r in shared for (_t, p, _q, _r) in r)
 check("shared subscription: every message once", payloads == sorted(b"job-%d" % i for i in range(10)), shared)
@@ -133,15 +150,14 @@ if PROTOCOL == mqtt.MQTTv5:
     responder = start(client(tag + "-responder"))
     got = []
     responder.on_message = lambda _c, _u, msg: got.append(msg.properties)
-    responder.subscribe("p/request", 1)
-    time.sleep(0.3)
+    subscribe(responder, "p/request", 1)
     props = mqtt.Properties(mqtt.PacketTypes.PUBLISH)
     props.ResponseTopic = "p/reply"
     props.CorrelationData = b"\x01\x02"
     props.UserProperty = [("k", "v")]
     props.MessageExpiryInterval = 600
-    pub.publish("p/request", b"?", qos=1, properties=props).wait_for_publish(5)
-    deadline = time.time() + 5
+    pub.publish("p/request", b"?", qos=1, properties=props).wait_for_publish(PATIENCE)
+    deadline = time.time() + PATIENCE
     while not got and time.time() < deadline:
         time.sleep(0.01)
     p5 = got[0] if got else None
@@ -157,7 +173,7 @@ if PROTOCOL == mqtt.MQTTv5:
     cprops.RequestResponseInformation = 1
     asker.connect(HOST, PORT, keepalive=30, properties=cprops)
     asker.loop_start()
-    asker.connected.wait(5)
+    asker.connected.wait(PATIENCE)
     info = getattr(seen.get("p"), "ResponseInformation", None)
     check("Response Information given", info == "response/" + tag + "-asker", info)
     extra = extra + [responder, asker]
