@@ -14,6 +14,8 @@ pub struct Metrics {
     pub bytes_sent: AtomicU64,
     /// Messages dropped because a session's queue was full.
     pub messages_dropped: AtomicU64,
+    /// QoS 1/2 publishes refused because the store could not write (sync mode).
+    pub publishes_refused: AtomicU64,
     pub clients_connected: AtomicU64,
     pub clients_maximum: AtomicU64,
     /// Sockets accepted since start.

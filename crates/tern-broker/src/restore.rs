@@ -62,6 +62,7 @@ pub fn restore(state: &BrokerState, loaded: Loaded) -> String {
         }
         let mut st = session.state.lock();
         st.expiry = stored.record.expiry.map(Duration::from_secs);
+        st.owner = stored.record.owner.as_deref().map(Box::from);
         st.disconnected_at = Some(stored.record.disconnected_at.map_or_else(Instant::now, instant_of));
         st.stored = true;
         st.incoming_qos2 = stored.incoming_qos2.into_iter().collect();

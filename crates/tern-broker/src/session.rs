@@ -134,6 +134,9 @@ pub struct SessionState {
     pub next_seq: u64,
     /// Whether the store holds a record of this session.
     pub stored: bool,
+    /// The user name (or certificate identity) the session belongs to: a client of
+    /// another identity connecting with the same client id never resumes it.
+    pub owner: Option<Box<str>>,
 }
 
 /// A will waiting for its delay to pass.
@@ -263,6 +266,7 @@ impl Sessions {
                 access: None,
                 next_seq: 0,
                 stored: false,
+                owner: None,
             }),
             wake: Notify::new(),
             store: self.store.clone(),

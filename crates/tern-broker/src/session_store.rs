@@ -64,6 +64,7 @@ impl Session {
                 .iter()
                 .map(|(filter, (options, identifier))| (filter.to_string(), options_byte(options), *identifier))
                 .collect(),
+            owner: state.owner.as_deref().map(str::to_string),
         };
         store.enqueue(Op::Session {
             client_id,

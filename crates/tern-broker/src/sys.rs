@@ -17,6 +17,7 @@ pub(crate) fn spawn(state: Arc<BrokerState>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut sys = SysState::default();
         let mut next_sys = Instant::now();
+        let mut ticks: u64 = 0;
         loop {
             let interval = state.config().sys_interval;
             if interval > 0 && Instant::now() >= next_sys {
@@ -26,12 +27,31 @@ pub(crate) fn spawn(state: Arc<BrokerState>) -> JoinHandle<()> {
             publish_due_wills(&state);
             expire_sessions(&state);
             purge_expired_messages(&state);
+            ticks += 1;
+            if ticks % TRIM_EVERY_TICKS == 0 {
+                release_free_memory();
+            }
             tokio::select! {
                 () = state.shutdown.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
     })
+}
+
+/// Seconds between returns of freed memory to the system.
+const TRIM_EVERY_TICKS: u64 = 5;
+
+/// Gives memory freed after a burst (queues drained, buffers released) back to the
+/// system: glibc's allocator keeps freed pages of its per-thread arenas otherwise, so a
+/// broker's resident size would stay at its peak.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it has no
+    // preconditions and may be called from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Exponentially weighted moving averages per minute, as mosquitto's load figures.
@@ -99,6 +119,14 @@ impl SysState {
                 state.router.retained_count().to_string(),
             ),
         ];
+        if let Some(store) = &state.store {
+            values.push(("store/write failures".into(), store.write_failures().to_string()));
+            values.push(("store/writable".into(), u8::from(store.is_writable()).to_string()));
+            values.push((
+                "publish/messages/refused".into(),
+                Metrics::get(&m.publishes_refused).to_string(),
+            ));
+        }
         for (name, counter) in [
             ("messages/received", &m.messages_received),
             ("messages/sent", &m.messages_sent),

@@ -84,8 +84,12 @@ pub struct Config {
     pub max_inflight_messages: usize,
     pub max_queued_messages: usize,
     pub max_queued_bytes: usize,
-    /// Largest accepted PUBLISH payload in bytes; 0 means the protocol's limit.
+    /// Largest accepted PUBLISH payload in bytes (default 1 MiB); 0 means the
+    /// protocol's limit (256 MB).
     pub message_size_limit: usize,
+    /// Largest packet read before CONNACK (CONNECT, AUTH), so that nobody unauthenticated
+    /// makes the broker buffer more; raise it for large wills or authentication data.
+    pub max_connect_packet_size: usize,
     /// Largest keepalive a client may ask for, in seconds.
     pub max_keepalive: u16,
     /// Seconds between $SYS updates; 0 turns $SYS off.
@@ -137,6 +141,13 @@ pub struct Config {
     pub durability: Durability,
 }
 
+/// Default largest PUBLISH payload: ample for IoT payloads, and what EMQX allows.
+pub const DEFAULT_MESSAGE_SIZE_LIMIT: usize = 1 << 20;
+/// Default bytes queued toward one client: a slow subscriber costs at most this.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 64 << 20;
+/// Default largest packet before CONNACK.
+pub const DEFAULT_MAX_CONNECT_PACKET_SIZE: usize = 64 << 10;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -144,8 +155,9 @@ impl Default for Config {
             allow_anonymous: false,
             max_inflight_messages: 20,
             max_queued_messages: 1000,
-            max_queued_bytes: 0,
-            message_size_limit: 0,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            message_size_limit: DEFAULT_MESSAGE_SIZE_LIMIT,
+            max_connect_packet_size: DEFAULT_MAX_CONNECT_PACKET_SIZE,
             max_keepalive: 65535,
             sys_interval: 10,
             persistent_client_expiration: None,
@@ -219,6 +231,15 @@ impl Config {
     }
 
     /// Largest packet accepted from a client, in bytes.
+    /// Largest packet accepted before CONNACK: the smaller of `max_connect_packet_size`
+    /// and the largest packet at all.
+    pub fn max_connect_packet_size(&self) -> usize {
+        match self.max_connect_packet_size {
+            0 => self.max_packet_size(),
+            n => n.min(self.max_packet_size()),
+        }
+    }
+
     pub fn max_packet_size(&self) -> usize {
         const PROTOCOL_LIMIT: usize = 268_435_455 + 5;
         if self.message_size_limit == 0 {

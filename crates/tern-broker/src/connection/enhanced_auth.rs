@@ -49,7 +49,7 @@ pub(super) async fn authenticate(
     };
     let mut exchange = authenticator.start();
     let mut data = connect.properties.authentication_data().unwrap_or_default();
-    let max = broker.config().max_packet_size();
+    let max = broker.config().max_connect_packet_size();
     loop {
         match exchange.step(&data) {
             AuthStep::Success { user, data } => return Ok(Authenticated { user, data }),

@@ -64,7 +64,7 @@ pub(super) async fn read_connect(
     input: &mut BytesMut,
     broker: &BrokerState,
 ) -> Result<Connect, Refused> {
-    let max = broker.config().max_packet_size();
+    let max = broker.config().max_connect_packet_size();
     let refused = |message: String| Refused { reply: None, message };
     match read_packet(socket, input, ProtocolVersion::V3_1_1, max).await {
         Ok(Packet::Connect(connect)) => Ok(*connect),
@@ -80,10 +80,30 @@ pub(super) async fn read_connect(
                 message: e.to_string(),
             })
         }
+        Err(ReadError::Malformed(e @ DecodeError::PacketTooLarge { .. })) => {
+            // Refused at the fixed header, before the body is buffered. A 5.0 client (its
+            // protocol level is in the first bytes) is told with CONNACK 0x95.
+            let reply = is_v5_connect(input).then(|| BytesMut::from(&b"\x20\x03\x00\x95\x00"[..]));
+            Err(Refused {
+                reply,
+                message: format!("CONNECT larger than max_connect_packet_size {max}: {e}"),
+            })
+        }
         Err(ReadError::Malformed(e)) => Err(refused(format!("malformed CONNECT: {e}"))),
         Err(ReadError::Closed) => Err(refused("closed before CONNECT".into())),
         Err(ReadError::Io(e)) => Err(refused(format!("read error before CONNECT: {e}"))),
     }
+}
+
+/// Whether the start of a CONNECT in `input` names protocol level 5.
+fn is_v5_connect(input: &[u8]) -> bool {
+    // Fixed header: type byte and 1-4 bytes of Remaining Length; then "\0\x04MQTT" and
+    // the level.
+    let Some(length_bytes) = input.iter().skip(1).take(4).position(|b| b & 0x80 == 0) else {
+        return false;
+    };
+    let level_at = 1 + length_bytes + 1 + 6;
+    input.get(level_at - 6..level_at) == Some(&b"\0\x04MQTT"[..]) && input.get(level_at) == Some(&5)
 }
 
 fn connack(
@@ -282,8 +302,14 @@ pub(super) async fn accept(
         takeover: Some(takeover_tx),
     };
     let lifetime = session_lifetime(&connect, &config);
-    let Some((session, session_present)) =
-        attach_session(broker, &client_id, connect.clean_start, lifetime, handle).await
+    let Some((session, session_present)) = attach_session(
+        broker,
+        (&client_id, user.as_deref()),
+        connect.clean_start,
+        lifetime,
+        handle,
+    )
+    .await
     else {
         let reason = (ReasonCode::SERVER_UNAVAILABLE, "the session could not be taken over");
         refuse(socket, version, reason, peer, &client_id, Vec::new()).await;
@@ -408,7 +434,7 @@ fn session_lifetime(connect: &Connect, config: &crate::Config) -> Lifetime {
 
 async fn attach_session(
     broker: &BrokerState,
-    client_id: &ByteStr,
+    (client_id, user): (&ByteStr, Option<&str>),
     clean_start: bool,
     lifetime: Lifetime,
     handle: ConnectionHandle,
@@ -423,7 +449,13 @@ async fn attach_session(
                 if let Some(current) = &mut state.connection {
                     return Err(current.takeover.take());
                 }
-                if !clean_start {
+                // A session belongs to the identity that made it: another user with the
+                // same client id starts afresh and never sees its messages (mosquitto's rule).
+                let same_owner = state.owner.as_deref() == user;
+                if !same_owner {
+                    tracing::info!(client = %client_id, "session of user {:?} discarded: the client id now connects as user {:?}", state.owner.as_deref().unwrap_or(""), user.unwrap_or(""));
+                }
+                if !clean_start && same_owner {
                     state.connection = handle.take();
                     // A reconnect within the Will Delay Interval cancels the will.
                     state.pending_will = None;
@@ -443,6 +475,7 @@ async fn attach_session(
                 let mut state = fresh.state.lock();
                 state.connection = handle.take();
                 state.expiry = lifetime.expiry;
+                state.owner = user.map(Box::from);
             }
             map.insert(client_id.clone(), fresh.clone());
             Ok((fresh, false, existing))

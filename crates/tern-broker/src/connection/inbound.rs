@@ -2,7 +2,12 @@
 
 use super::{Close, Connection, TOPIC_ALIAS_MAXIMUM};
 use crate::shared::parse_share;
+use std::sync::atomic::Ordering::Relaxed;
 use tern_proto::*;
+
+/// Why a QoS 1/2 publish is refused while the store cannot write.
+const STORE_REFUSES: &str =
+    "the broker's data directory cannot be written (full?): QoS 1/2 publishes are refused until it can";
 
 impl Connection {
     pub(super) fn handle_packet(&mut self, packet: Packet) -> Result<(), Close> {
@@ -71,7 +76,11 @@ impl Connection {
         if qos == QoS::ExactlyOnce {
             self.check_receive_maximum(packet_id)?;
         }
-        let (accepted, why) = self.check_publish(&publish);
+        let (accepted, why) = if qos != QoS::AtMostOnce && self.store_refuses()? {
+            (ReasonCode::QUOTA_EXCEEDED, STORE_REFUSES)
+        } else {
+            self.check_publish(&publish)
+        };
         let mut delivered = 0;
         if accepted.is_success() {
             let forward_now = match qos {
@@ -111,6 +120,20 @@ impl Connection {
             QoS::ExactlyOnce => self.send(&Packet::PublishReceived(response)),
         }
         Ok(())
+    }
+
+    /// Whether the store cannot take a QoS 1/2 message now (sync mode, disk full or
+    /// failing): a 5.0 client is told with 0x97; a 3.x client, which cannot be refused,
+    /// is disconnected without an acknowledgement and sends the message again later.
+    fn store_refuses(&self) -> Result<bool, Close> {
+        let refuses = self.broker.store.as_ref().is_some_and(|s| s.refuses_publishes());
+        if refuses {
+            self.broker.metrics.publishes_refused.fetch_add(1, Relaxed);
+            if !self.version.is_v5() {
+                return Err(Close::Gone(STORE_REFUSES.into()));
+            }
+        }
+        Ok(refuses)
     }
 
     /// 5.0: a client may leave at most the advertised Receive Maximum of QoS 2 messages

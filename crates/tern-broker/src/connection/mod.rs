@@ -585,8 +585,13 @@ impl Connection {
             self.send(&packet);
         }
         if let Some(store) = self.broker.store.clone().filter(|s| s.is_sync()) {
-            // Answers still waiting for the disk go out only once it has them.
+            // Answers still waiting for the disk go out only once it has them; if it does
+            // not take them in time (full or failing disk) they never go out, and the
+            // client sends those messages again.
             let _ = tokio::time::timeout(Duration::from_secs(1), store.wait_durable(self.hold)).await;
+            if !store.is_durable(self.hold) {
+                self.out.clear();
+            }
         }
         if !self.out.is_empty() {
             let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(&self.out)).await;

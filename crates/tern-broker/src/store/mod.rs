@@ -10,19 +10,21 @@
 //! `periodic` mode fsyncs on a timer and holds nothing; `off` keeps no store at all.
 
 mod load;
+mod open;
 pub mod records;
+mod writer;
 
 pub use load::Loaded;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use parking_lot::Mutex;
-use redb::{Database, TableDefinition};
+use redb::TableDefinition;
 use std::cell::Cell;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tern_proto::ByteStr;
 use tokio::sync::Notify;
 
@@ -92,16 +94,20 @@ pub struct Store {
     advanced: Notify,
     durability: Durability,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// False while commits fail (full disk, I/O error): QoS 1/2 publishes are refused.
+    writable: AtomicBool,
+    /// Commits that failed since start, for `$SYS` and the metrics.
+    write_failures: AtomicU64,
 }
 
 impl Store {
-    /// Opens (or creates) the store under `dir` and reads everything in it. A file that
-    /// cannot be opened is moved aside and an empty store started, with one log line.
+    /// Opens (or creates) the store under `dir` and reads everything in it. A damaged file
+    /// never stops the start: what can be read is salvaged into a fresh file, the damaged
+    /// one is moved aside, and the log says so in one line.
     pub fn open(dir: &Path, durability: Durability) -> Result<(Arc<Store>, Loaded)> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
         let path = dir.join(FILE);
-        let db = open_or_set_aside(&path)?;
-        let loaded = load::read_all(&db)?;
+        let (db, loaded) = open::open_and_load(&path)?;
         let (tx, rx) = mpsc::channel();
         let store = Arc::new(Store {
             queue: Mutex::new((0, Some(tx))),
@@ -109,11 +115,13 @@ impl Store {
             advanced: Notify::new(),
             durability,
             writer: Mutex::new(None),
+            writable: AtomicBool::new(true),
+            write_failures: AtomicU64::new(0),
         });
         let writer_store = store.clone();
         let handle = std::thread::Builder::new()
             .name("tern-store".into())
-            .spawn(move || writer_store.write_loop(db, rx))
+            .spawn(move || writer::Writer::new(&writer_store, path, db).run(rx))
             .context("cannot start the store writer")?;
         *store.writer.lock() = Some(handle);
         Ok((store, loaded))
@@ -122,6 +130,22 @@ impl Store {
     /// Whether acknowledgements wait for the disk.
     pub fn is_sync(&self) -> bool {
         self.durability == Durability::Sync
+    }
+
+    /// Whether commits succeed; false while the disk is full or failing.
+    pub fn is_writable(&self) -> bool {
+        self.writable.load(Relaxed)
+    }
+
+    /// Whether a QoS 1/2 publish must be refused now: in sync mode nothing may be
+    /// acknowledged that cannot reach the disk.
+    pub fn refuses_publishes(&self) -> bool {
+        self.is_sync() && !self.is_writable()
+    }
+
+    /// Commits that failed since start.
+    pub fn write_failures(&self) -> u64 {
+        self.write_failures.load(Relaxed)
     }
 
     /// Queues a change that what the current connection sends next depends on (its
@@ -178,50 +202,6 @@ impl Store {
             let _ = handle.join();
         }
     }
-
-    fn write_loop(&self, db: Database, rx: mpsc::Receiver<(u64, Op)>) {
-        let interval = match self.durability {
-            Durability::Periodic(every) => every,
-            _ => Duration::from_secs(3600),
-        };
-        let mut last_flush = Instant::now();
-        let mut dirty = false;
-        loop {
-            let first = match rx.recv_timeout(interval.saturating_sub(last_flush.elapsed())) {
-                Ok(op) => Some(op),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            let mut batch: Vec<(u64, Op)> = first.into_iter().collect();
-            while batch.len() < 50_000 {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
-            }
-            let flush_due = dirty && last_flush.elapsed() >= interval;
-            if batch.is_empty() && !flush_due {
-                continue;
-            }
-            let fsync = self.is_sync() || flush_due;
-            let last = batch.last().map(|(t, _)| *t);
-            coalesce(&mut batch);
-            if let Err(e) = apply(&db, batch, fsync) {
-                tracing::error!("store write failed ({e:#}); acknowledgements continue without durability");
-            }
-            dirty = !fsync;
-            if fsync {
-                last_flush = Instant::now();
-            }
-            if let Some(ticket) = last {
-                self.durable.store(ticket, Relaxed);
-                self.advanced.notify_waiters();
-            }
-        }
-        if let Err(e) = apply(&db, Vec::new(), true) {
-            tracing::error!("final store flush failed: {e:#}");
-        }
-    }
 }
 
 /// Drops from a batch the messages that were created and removed within it: delivered
@@ -258,113 +238,6 @@ fn coalesce(batch: &mut Vec<(u64, Op)>) {
         index += 1;
         keep[index - 1]
     });
-}
-
-/// Applies `ops` in one transaction, fsynced if `fsync`.
-fn apply(db: &Database, ops: Vec<(u64, Op)>, fsync: bool) -> Result<()> {
-    let mut tx = db.begin_write()?;
-    tx.set_durability(if fsync {
-        redb::Durability::Immediate
-    } else {
-        redb::Durability::None
-    });
-    {
-        let mut sessions = tx.open_table(SESSIONS)?;
-        let mut messages = tx.open_table(MESSAGES)?;
-        let mut incoming = tx.open_table(INCOMING)?;
-        let mut retained = tx.open_table(RETAINED)?;
-        for (_, op) in ops {
-            match op {
-                Op::Session {
-                    client_id,
-                    record: Some(r),
-                } => {
-                    sessions.insert(client_id.as_str(), r.as_slice())?;
-                }
-                Op::Session {
-                    client_id,
-                    record: None,
-                } => {
-                    let id = client_id.as_str();
-                    sessions.remove(id)?;
-                    messages.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
-                    incoming.retain_in((id, 0)..=(id, u16::MAX), |_, _| false)?;
-                }
-                Op::Message {
-                    client_id,
-                    seq,
-                    record: Some(r),
-                    ..
-                } => {
-                    messages.insert((client_id.as_str(), seq), r.as_slice())?;
-                }
-                Op::Message {
-                    client_id,
-                    seq,
-                    record: None,
-                    ..
-                } => {
-                    messages.remove((client_id.as_str(), seq))?;
-                }
-                Op::Incoming {
-                    client_id,
-                    packet_id,
-                    present: true,
-                } => {
-                    incoming.insert((client_id.as_str(), packet_id), ())?;
-                }
-                Op::Incoming {
-                    client_id,
-                    packet_id,
-                    present: false,
-                } => {
-                    incoming.remove((client_id.as_str(), packet_id))?;
-                }
-                Op::Retained { topic, record: Some(r) } => {
-                    retained.insert(topic.as_str(), r.as_slice())?;
-                }
-                Op::Retained { topic, record: None } => {
-                    retained.remove(topic.as_str())?;
-                }
-            }
-        }
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// Opens the database; one that cannot be opened (corrupt, torn beyond repair, not a
-/// redb file) is renamed `tern.redb.corrupt-<unix time>` and a new one created.
-fn open_or_set_aside(path: &Path) -> Result<Database> {
-    match Database::create(path) {
-        Ok(db) => Ok(db),
-        Err(redb::DatabaseError::DatabaseAlreadyOpen) => bail!(
-            "{} is in use by another running broker: each broker needs a persistence_location of its own",
-            path.display()
-        ),
-        Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
-            if !matches!(
-                e.kind(),
-                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
-            ) =>
-        {
-            bail!("cannot open {}: {e}", path.display())
-        }
-        Err(e) => {
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let aside: PathBuf = path.with_extension(format!("redb.corrupt-{stamp}"));
-            std::fs::rename(path, &aside)
-                .with_context(|| format!("{} is unreadable ({e}) and cannot be moved aside", path.display()))?;
-            tracing::error!(
-                "data file {} is unreadable ({e}): moved to {}; starting with an empty store, every stored session and retained message in it is lost",
-                path.display(),
-                aside.display()
-            );
-            Database::create(path).with_context(|| format!("cannot create {}", path.display()))
-        }
-    }
 }
 
 #[cfg(test)]

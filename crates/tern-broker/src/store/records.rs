@@ -128,6 +128,9 @@ pub struct SessionRecord {
     pub disconnected_at: Option<u64>,
     /// (filter, options byte, subscription identifier)
     pub subscriptions: Vec<(String, u8, Option<u32>)>,
+    /// The user name the session belongs to (records written before it was kept have
+    /// none at the end, read as anonymous).
+    pub owner: Option<String>,
 }
 
 impl SessionRecord {
@@ -142,6 +145,10 @@ impl SessionRecord {
                 .u8(*options)
                 .opt_u64(identifier.map(u64::from));
         }
+        match &self.owner {
+            Some(owner) => w.u8(1).bytes(owner.as_bytes()),
+            None => w.u8(0),
+        };
         w.0
     }
 
@@ -162,11 +169,20 @@ impl SessionRecord {
                 .map_or(Some(None), |i| i.map(Some))?;
             subscriptions.push((filter, options, identifier));
         }
+        let owner = match r.is_empty() {
+            true => None,
+            false => match r.u8()? {
+                0 => None,
+                1 => Some(r.string()?.to_string()),
+                _ => return None,
+            },
+        };
         r.is_empty().then_some(SessionRecord {
             v5,
             expiry,
             disconnected_at,
             subscriptions,
+            owner,
         })
     }
 }
@@ -306,10 +322,15 @@ mod tests {
             expiry: Some(60),
             disconnected_at: None,
             subscriptions: vec![("a/#".into(), 0x21, Some(7)), ("b".into(), 1, None)],
+            owner: Some("alice".into()),
         };
         let bytes = s.encode();
-        assert_eq!(SessionRecord::decode(&bytes), Some(s));
+        assert_eq!(SessionRecord::decode(&bytes), Some(s.clone()));
         assert_eq!(SessionRecord::decode(&bytes[..bytes.len() - 1]), None);
+        // A record written before owners were kept ends after the subscriptions.
+        let anonymous = SessionRecord { owner: None, ..s };
+        let old = anonymous.encode();
+        assert_eq!(SessionRecord::decode(&old[..old.len() - 1]), Some(anonymous));
         assert_eq!(SessionRecord::decode(&[9, 9, 9]), None);
         let m = MessageRecord {
             qos: QoS::ExactlyOnce,
