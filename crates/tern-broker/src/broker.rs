@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tern_proto::{ByteStr, PropertyId, Publish, Will};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -138,13 +138,21 @@ pub struct BrokerHandle {
 impl Broker {
     /// Binds every listener of `config`.
     pub async fn bind(config: Config) -> Result<Broker> {
-        let mut listeners = Vec::new();
+        // Ports are taken first (a port in use fails the start at once) but listened on
+        // only once the store is restored: until then a client's connect is refused, and
+        // it tries again, rather than waiting unanswered through a long restore.
+        let mut bound = Vec::new();
         for (index, listener) in config.effective_listeners().iter().enumerate() {
             let addr = listener_addr(listener)?;
-            let socket = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
-            listeners.push((index, socket));
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            }
+            .with_context(|| format!("cannot open a socket for {addr}"))?;
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+            bound.push((index, addr, socket));
         }
         let started_unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -176,6 +184,15 @@ impl Broker {
         if let Some(loaded) = loaded {
             let summary = crate::restore::restore(&state, loaded);
             tracing::info!("{summary} from {}", state.config().persistence_location.display());
+            // What the restore read and decoded is freed: give it back now.
+            crate::sys::release_free_memory();
+        }
+        let mut listeners = Vec::new();
+        for (index, addr, socket) in bound {
+            let listener = socket
+                .listen(1024)
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            listeners.push((index, listener));
         }
         Ok(Broker { state, listeners })
     }

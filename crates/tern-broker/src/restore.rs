@@ -8,6 +8,7 @@ use crate::session_store::instant_of;
 use crate::store::records::{options_from_byte, with_packet_id_placeholder_filled, StoredStage};
 use crate::store::Loaded;
 use bytes::BytesMut;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tern_core::Stage;
 use tern_proto::{decode, ByteStr, Packet, ProtocolVersion, Publish, PublishFrame};
@@ -22,6 +23,34 @@ fn decode_publish(frame: &[u8], v5: bool) -> Option<Publish> {
     match decode(&mut BytesMut::from(&frame[..]), version, usize::MAX) {
         Ok(Some(Packet::Publish(p))) => Some(p),
         _ => None,
+    }
+}
+
+/// The frames of restored messages, one per distinct message: a message queued for many
+/// sessions is stored once per session but held once in memory, as before the restart.
+#[derive(Default)]
+struct SharedFrames {
+    /// (encoded for 5.0, stored frame) to the frame and its payload length.
+    by_bytes: HashMap<(bool, Vec<u8>), (PublishFrame, usize)>,
+}
+
+impl SharedFrames {
+    /// The frame for a stored one, decoded and encoded the first time it is met.
+    fn get(&mut self, v5: bool, stored: &[u8]) -> Option<(PublishFrame, usize)> {
+        let key = (v5, stored.to_vec());
+        if let Some(found) = self.by_bytes.get(&key) {
+            return Some(found.clone());
+        }
+        let publish = decode_publish(stored, v5)?;
+        let version = if v5 {
+            ProtocolVersion::V5
+        } else {
+            ProtocolVersion::V3_1_1
+        };
+        let frame = PublishFrame::new(&publish, version).ok()?;
+        let entry = (frame, publish.payload.len());
+        self.by_bytes.insert(key, entry.clone());
+        Some(entry)
     }
 }
 
@@ -42,6 +71,7 @@ pub fn restore(state: &BrokerState, loaded: Loaded) -> String {
     }
     let (sessions, mut messages) = (loaded.sessions.len(), 0);
     let limits = state.config().outbox_limits();
+    let mut frames = SharedFrames::default();
     for stored in loaded.sessions {
         let session = state
             .sessions
@@ -72,16 +102,7 @@ pub fn restore(state: &BrokerState, loaded: Loaded) -> String {
             .partition(|(_, m)| m.stage != StoredStage::Queued);
         for (seq, record) in inflight.into_iter().chain(queued) {
             st.next_seq = st.next_seq.max(seq);
-            let Some(publish) = decode_publish(&record.frame, record.v5) else {
-                skipped += 1;
-                continue;
-            };
-            let version = if record.v5 {
-                ProtocolVersion::V5
-            } else {
-                ProtocolVersion::V3_1_1
-            };
-            let Ok(frame) = PublishFrame::new(&publish, version) else {
+            let Some((frame, len)) = frames.get(record.v5, &record.frame) else {
                 skipped += 1;
                 continue;
             };
@@ -102,7 +123,6 @@ pub fn restore(state: &BrokerState, loaded: Loaded) -> String {
             match stage {
                 Some(stage) => st.outbox.restore_inflight(record.packet_id, stage, delivery),
                 None => {
-                    let len = publish.payload.len();
                     let _ = st.outbox.push(delivery, record.qos, len);
                 }
             }

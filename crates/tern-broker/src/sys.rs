@@ -45,7 +45,7 @@ const TRIM_EVERY_TICKS: u64 = 5;
 /// Gives memory freed after a burst (queues drained, buffers released) back to the
 /// system: glibc's allocator keeps freed pages of its per-thread arenas otherwise, so a
 /// broker's resident size would stay at its peak.
-fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists; it has no
     // preconditions and may be called from any thread at any time.

@@ -53,6 +53,15 @@ pub(super) fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T>
     }
 }
 
+/// The storage engine's page cache: what it reads at start-up and what it writes stay
+/// cached up to this size, for the broker's whole life (the engine's default is 1 GiB).
+const CACHE_BYTES: usize = 32 << 20;
+
+/// Opens or creates the file with the broker's cache size.
+pub(super) fn create_database(path: &Path) -> Result<Database, redb::DatabaseError> {
+    Database::builder().set_cache_size(CACHE_BYTES).create(path)
+}
+
 /// Drops a database whose file may be damaged or whose disk may be full: its closing
 /// must not take the process down with it.
 pub(super) fn close_quietly(db: Database) {
@@ -78,7 +87,7 @@ pub(super) fn open_and_load(path: &Path) -> Result<(Database, Loaded)> {
 /// The engine's open; `None` when the file is damaged beyond opening (the caller moves
 /// it aside), an error when it cannot be used for another reason (in use, no access).
 fn open_database(path: &Path) -> Result<Option<Database>> {
-    let opened = guarded("opening the store", || Ok(Database::create(path)));
+    let opened = guarded("opening the store", || Ok(create_database(path)));
     match opened {
         Ok(Ok(db)) => Ok(Some(db)),
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => bail!(
@@ -112,7 +121,7 @@ fn start_empty(path: &Path) -> Result<(Database, Loaded)> {
         path.display(),
         aside.display()
     );
-    let db = Database::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let db = create_database(path).with_context(|| format!("cannot create {}", path.display()))?;
     let loaded = guarded("reading the new store", || load::read_all(&db))?;
     Ok((db, loaded))
 }
@@ -133,7 +142,7 @@ fn set_aside(path: &Path) -> Result<PathBuf> {
 fn salvage(db: Database, path: &Path, damage: &anyhow::Error) -> Result<(Database, Loaded)> {
     let fresh_path = path.with_extension("redb.salvage");
     let _ = std::fs::remove_file(&fresh_path);
-    let fresh = Database::create(&fresh_path).with_context(|| format!("cannot create {}", fresh_path.display()))?;
+    let fresh = create_database(&fresh_path).with_context(|| format!("cannot create {}", fresh_path.display()))?;
     let mut copied = Copied::default();
     copy_table(&db, &fresh, SESSIONS, &mut copied);
     copy_table(&db, &fresh, MESSAGES, &mut copied);
@@ -151,7 +160,7 @@ fn salvage(db: Database, path: &Path, damage: &anyhow::Error) -> Result<(Databas
         copied.records,
         copied.broken_tables
     );
-    let db = Database::create(path).with_context(|| format!("cannot open the salvaged {}", path.display()))?;
+    let db = create_database(path).with_context(|| format!("cannot open the salvaged {}", path.display()))?;
     let loaded = guarded("reading the salvaged store", || load::read_all(&db))?;
     Ok((db, loaded))
 }

@@ -5,7 +5,7 @@
 //! QoS 1/2 publishes are refused, and the writer reopens the file and retries every
 //! second until a commit goes through, with one log line per change of state.
 
-use super::open::{close_quietly, guarded};
+use super::open::{close_quietly, create_database, guarded};
 use super::{Durability, Op, Store, INCOMING, MESSAGES, RETAINED, SESSIONS};
 use anyhow::Result;
 use redb::Database;
@@ -139,7 +139,7 @@ impl<'a> Writer<'a> {
     fn try_commit(&mut self, fsync: bool) -> Result<()> {
         if self.db.is_none() {
             let path = self.path.clone();
-            self.db = Some(guarded("reopening the store", || Ok(Database::create(&path)?))?);
+            self.db = Some(guarded("reopening the store", || Ok(create_database(&path)?))?);
         }
         let Some(db) = self.db.as_ref() else {
             return Ok(());
