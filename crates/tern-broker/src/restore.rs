@@ -95,6 +95,7 @@ pub fn restore(state: &BrokerState, loaded: Loaded) -> String {
         st.owner = stored.record.owner.as_deref().map(Box::from);
         st.disconnected_at = Some(stored.record.disconnected_at.map_or_else(Instant::now, instant_of));
         st.stored = true;
+        session.schedule_expiry(&mut st);
         st.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
         let (inflight, queued): (Vec<_>, Vec<_>) = stored
             .messages
@@ -106,10 +107,14 @@ pub fn restore(state: &BrokerState, loaded: Loaded) -> String {
                 skipped += 1;
                 continue;
             };
+            let expires_at = record.expires_at.map(instant_of);
+            if let Some(at) = expires_at {
+                session.schedule_purge(&mut st, at);
+            }
             let delivery = Delivery {
                 frame,
                 v5: record.v5,
-                expires_at: record.expires_at.map(instant_of),
+                expires_at,
                 shared: record.shared.as_deref().map(ByteStr::from),
                 seq,
             };

@@ -20,11 +20,11 @@ use crate::metrics::Metrics;
 use crate::session::{Delivery, Session, SessionId};
 use crate::shared::{parse_share, ShareStrategy, SharedGroup};
 use crate::store::{Op, Store};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tern_core::{RetainedStore, SubscriptionTrie};
+use tern_core::{Deadlines, RetainedStore, SubscriptionTrie};
 use tern_proto::{ByteStr, Property, PropertyId, ProtocolVersion, Publish, PublishFrame, QoS, SubscriptionOptions};
 
 /// A subscription as the trie stores it.
@@ -66,6 +66,9 @@ pub struct Router {
     retained_seq: AtomicU64,
     /// Retained messages still to be sent to sessions for their SUBSCRIBEs.
     backlogs: retained::Backlogs,
+    /// Retained messages with a Message Expiry Interval, by when they expire: (topic,
+    /// seq of the message as stored), stale once the topic holds another message.
+    retained_expiry: Mutex<Deadlines<(ByteStr, u64)>>,
     /// Shared subscriptions: the filter after `$share/{group}/`, keyed by group name.
     shared: RwLock<SubscriptionTrie<ByteStr, SharedGroup>>,
     /// Number of shared subscriptions, read without locking to skip `shared` when empty.
@@ -335,30 +338,37 @@ impl Router {
         Some((to, moved, publish.topic, qos))
     }
 
-    /// Removes expired retained messages; returns how many.
+    /// Removes the retained messages whose expiry has come (only those: the others are
+    /// not looked at); returns how many.
     pub fn purge_expired_retained(&self, now: Instant) -> usize {
+        let due = self.retained_expiry.lock().take_due(now);
+        if due.is_empty() {
+            return 0;
+        }
         let mut expired = Vec::new();
-        let removed = {
+        {
             let mut store = self.retained.write();
-            let before = store.len();
-            store.retain(|topic, m| {
-                let keep = m.expires_at.is_none_or(|at| at > now);
-                if !keep && self.store.is_some() {
-                    expired.push(topic.to_string());
+            for (topic, seq) in due {
+                if store.get(&topic).is_some_and(|m| m.seq == seq) {
+                    store.remove(&topic);
+                    expired.push(topic);
                 }
-                keep
-            });
-            before - store.len()
-        };
+            }
+        }
         if let Some(disk) = &self.store {
             for topic in &expired {
                 disk.enqueue(Op::Retained {
-                    topic: topic.clone(),
+                    topic: topic.to_string(),
                     record: None,
                 });
             }
         }
-        removed
+        expired.len()
+    }
+
+    /// Notes when a retained message stored as `seq` expires.
+    fn schedule_retained_expiry(&self, topic: &ByteStr, seq: u64, at: Instant) {
+        self.retained_expiry.lock().schedule(at, (topic.clone(), seq));
     }
 }
 

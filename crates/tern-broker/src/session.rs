@@ -15,12 +15,27 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tern_core::{Outbox, OutboxLimits};
+use tern_core::{Deadlines, Outbox, OutboxLimits};
 use tern_proto::{decode, ByteStr, Packet, ProtocolVersion, Publish, PublishFrame, QoS, SubscriptionOptions, Will};
 use tokio::sync::{oneshot, Notify};
 
 /// Identifies one session object (a client id may have several over time).
 pub type SessionId = u64;
+
+/// What falls due for a session at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// The offline session may have outlived its expiry interval.
+    Expiry,
+    /// A delayed will may be due.
+    Will,
+    /// A queued message may have passed its Message Expiry Interval.
+    MessageExpiry,
+}
+
+/// Every session's timed work, in the order it falls due (shared by the registry and its
+/// sessions); stale entries are checked and dropped when they come up.
+pub type SessionDeadlines = Mutex<Deadlines<(Due, ByteStr, SessionId)>>;
 
 /// One message on its way to one session: a PUBLISH encoded once and shared.
 #[derive(Debug, Clone)]
@@ -137,6 +152,12 @@ pub struct SessionState {
     /// The user name (or certificate identity) the session belongs to: a client of
     /// another identity connecting with the same client id never resumes it.
     pub owner: Option<Box<str>>,
+    /// The earliest message expiry a purge is scheduled for, so that a queue of expiring
+    /// messages costs one scheduled purge, not one per message.
+    pub purge_at: Option<Instant>,
+    /// When the scheduled expiry check comes up, so that a client that connects and
+    /// leaves again and again keeps one entry, not one per disconnect.
+    pub expiry_check_at: Option<Instant>,
 }
 
 /// A will waiting for its delay to pass.
@@ -159,6 +180,8 @@ pub struct Session {
     pub wake: Notify,
     /// The durable store, when persistence is on.
     pub store: Option<Arc<Store>>,
+    /// Where the session's timed work is scheduled.
+    deadlines: Arc<SessionDeadlines>,
 }
 
 impl Session {
@@ -168,6 +191,42 @@ impl Session {
 
     pub fn set_v5(&self, v5: bool) {
         self.v5.store(v5, Relaxed);
+    }
+
+    /// Schedules `due` for `at`.
+    pub fn schedule(&self, at: Instant, due: Due) {
+        self.deadlines
+            .lock()
+            .schedule(at, (due, self.client_id.clone(), self.id));
+    }
+
+    /// Schedules the session's expiry if it is offline with an expiry interval (it went
+    /// offline, or was restored so).
+    pub fn schedule_expiry(&self, state: &mut SessionState) {
+        if state.connection.is_some() {
+            return;
+        }
+        let at = state
+            .disconnected_at
+            .zip(state.expiry)
+            .and_then(|(t, e)| t.checked_add(e));
+        if let Some(at) = at {
+            // A later check than one already scheduled is made by that one, which
+            // schedules again when it finds the session not yet due.
+            if state.expiry_check_at.is_none_or(|scheduled| at < scheduled) {
+                state.expiry_check_at = Some(at);
+                self.schedule(at, Due::Expiry);
+            }
+        }
+    }
+
+    /// Schedules a purge of the queue for a message expiring at `at`, unless one is due
+    /// sooner already.
+    pub fn schedule_purge(&self, state: &mut SessionState, at: Instant) {
+        if state.purge_at.is_none_or(|p| at < p) {
+            state.purge_at = Some(at);
+            self.schedule(at, Due::MessageExpiry);
+        }
     }
 
     /// Whether a connection serves the session now.
@@ -208,6 +267,9 @@ impl Session {
             return false;
         }
         self.persist_new(&mut state, &mut delivery, qos);
+        if let Some(at) = delivery.expires_at {
+            self.schedule_purge(&mut state, at);
+        }
         let _ = state.outbox.push(delivery, qos, payload_len);
         drop(state);
         if was_empty {
@@ -239,6 +301,8 @@ pub struct Sessions {
     next_id: AtomicU64,
     /// Given to every session created, when persistence is on.
     pub store: Option<Arc<Store>>,
+    /// Every session's timed work.
+    deadlines: Arc<SessionDeadlines>,
 }
 
 impl Sessions {
@@ -267,10 +331,23 @@ impl Sessions {
                 next_seq: 0,
                 stored: false,
                 owner: None,
+                purge_at: None,
+                expiry_check_at: None,
             }),
             wake: Notify::new(),
             store: self.store.clone(),
+            deadlines: self.deadlines.clone(),
         })
+    }
+
+    /// Takes the timed work due at `now`.
+    pub fn take_due(&self, now: Instant) -> Vec<(Due, ByteStr, SessionId)> {
+        self.deadlines.lock().take_due(now)
+    }
+
+    /// The session registered under `client_id` if it is still session `id`.
+    pub fn current(&self, client_id: &ByteStr, id: SessionId) -> Option<Arc<Session>> {
+        self.map.lock().get(client_id).filter(|s| s.id == id).cloned()
     }
 
     /// Number of sessions, online and offline.

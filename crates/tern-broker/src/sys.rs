@@ -5,6 +5,7 @@
 
 use crate::broker::BrokerState;
 use crate::metrics::Metrics;
+use crate::session::{Due, Session, SessionId};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,9 +25,9 @@ pub(crate) fn spawn(state: Arc<BrokerState>) -> JoinHandle<()> {
                 sys.publish(&state, interval);
                 next_sys = Instant::now() + Duration::from_secs(interval);
             }
-            publish_due_wills(&state);
-            expire_sessions(&state);
-            purge_expired_messages(&state);
+            let now = Instant::now();
+            run_due(&state, now);
+            state.router.purge_expired_retained(now);
             ticks += 1;
             if ticks % TRIM_EVERY_TICKS == 0 {
                 release_free_memory();
@@ -163,63 +164,86 @@ impl SysState {
     }
 }
 
-/// Removes persistent sessions offline for longer than persistent_client_expiration.
-fn expire_sessions(state: &BrokerState) {
-    let expired: Vec<_> = state.sessions.with(|map| {
-        let ids: Vec<ByteStr> = map
-            .iter()
-            .filter(|(_, s)| {
-                let st = s.state.lock();
-                let expired = |limit| st.disconnected_at.is_some_and(|t: Instant| t.elapsed() >= limit);
-                st.connection.is_none() && st.expiry.is_some_and(expired)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        ids.iter().filter_map(|id| map.remove(id)).collect()
+/// Does the sessions' timed work that has fallen due: expiry of offline sessions,
+/// delayed wills, expired queued messages. Each entry is checked against the session as it
+/// is now (an entry whose session came back online, was replaced or rescheduled is stale).
+fn run_due(state: &BrokerState, now: Instant) {
+    for (due, client_id, id) in state.sessions.take_due(now) {
+        match due {
+            Due::Expiry => expire_session(state, &client_id, id, now),
+            Due::Will => {
+                let Some(session) = state.sessions.current(&client_id, id) else {
+                    continue;
+                };
+                let will = {
+                    let mut st = session.state.lock();
+                    let is_due = st.pending_will.as_ref().is_some_and(|p| p.due <= now);
+                    if is_due {
+                        st.pending_will.take()
+                    } else {
+                        None
+                    }
+                };
+                if let Some(pending) = will {
+                    state.publish_will(pending.will, session.id);
+                }
+            }
+            Due::MessageExpiry => {
+                if let Some(session) = state.sessions.current(&client_id, id) {
+                    purge_expired_messages(&session, now);
+                }
+            }
+        }
+    }
+}
+
+/// Ends session `id` of `client_id` if it is still offline past its expiry.
+fn expire_session(state: &BrokerState, client_id: &ByteStr, id: SessionId, now: Instant) {
+    let expired = state.sessions.with(|map| {
+        let session = map.get(client_id).filter(|s| s.id == id)?.clone();
+        let mut st = session.state.lock();
+        st.expiry_check_at = None;
+        let ends_at = st.disconnected_at.zip(st.expiry).and_then(|(t, e)| t.checked_add(e));
+        let is_due = st.connection.is_none() && ends_at.is_some_and(|at| at <= now);
+        if !is_due {
+            // Back online since (scheduled again when it leaves), or offline again later.
+            session.schedule_expiry(&mut st);
+        }
+        drop(st);
+        if is_due {
+            map.remove(client_id);
+        }
+        is_due.then_some(session)
     });
-    for session in expired {
+    if let Some(session) = expired {
         tracing::info!(client = %session.client_id, "persistent session expired");
         state.end_session(&session);
     }
 }
 
-/// Drops messages whose Message Expiry Interval has passed from the retained store and
-/// from every session's queue, so they cost nothing while nobody asks for them.
-fn purge_expired_messages(state: &BrokerState) {
-    let now = Instant::now();
-    state.router.purge_expired_retained(now);
-    let sessions: Vec<_> = state.sessions.with(|map| map.values().cloned().collect());
-    for session in sessions {
-        let mut gone = Vec::new();
-        session.state.lock().outbox.drop_queued(|d| {
+/// Drops the messages of `session`'s queue whose Message Expiry Interval has passed, and
+/// schedules the next purge for the earliest one left.
+fn purge_expired_messages(session: &Session, now: Instant) {
+    let mut gone = Vec::new();
+    let mut next: Option<Instant> = None;
+    {
+        let mut st = session.state.lock();
+        st.outbox.drop_queued(|d| {
             let expired = d.expires_at.is_some_and(|at| at <= now);
             if expired && d.seq != 0 {
                 gone.push(d.seq);
             }
+            if let Some(at) = d.expires_at.filter(|_| !expired) {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
             expired
         });
-        for seq in gone {
-            session.forget_message(seq);
+        st.purge_at = None;
+        if let Some(at) = next {
+            session.schedule_purge(&mut st, at);
         }
     }
-}
-
-/// Publishes the delayed wills whose Will Delay Interval has passed.
-fn publish_due_wills(state: &BrokerState) {
-    let now = Instant::now();
-    let due: Vec<(crate::session::SessionId, tern_proto::Will)> = state.sessions.with(|map| {
-        map.values()
-            .filter_map(|s| {
-                let mut st = s.state.lock();
-                if st.pending_will.as_ref().is_some_and(|p| p.due <= now) {
-                    st.pending_will.take().map(|p| (s.id, p.will))
-                } else {
-                    None
-                }
-            })
-            .collect()
-    });
-    for (origin, will) in due {
-        state.publish_will(will, origin);
+    for seq in gone {
+        session.forget_message(seq);
     }
 }

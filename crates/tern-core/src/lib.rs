@@ -7,6 +7,7 @@
 //! exhaustively and to reuse.
 
 pub mod acl;
+pub mod deadlines;
 pub mod outbox;
 pub mod password;
 pub mod retained;
@@ -14,6 +15,7 @@ pub mod scram;
 pub mod topic;
 pub mod trie;
 
+pub use deadlines::Deadlines;
 pub use outbox::{Inflight, Outbox, OutboxLimits, QueueFull, Sendable, Stage};
 pub use retained::RetainedStore;
 pub use trie::SubscriptionTrie;

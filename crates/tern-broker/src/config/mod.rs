@@ -90,6 +90,9 @@ pub struct Config {
     /// Largest packet read before CONNACK (CONNECT, AUTH), so that nobody unauthenticated
     /// makes the broker buffer more; raise it for large wills or authentication data.
     pub max_connect_packet_size: usize,
+    /// Most subscriptions one client may hold (0: no limit): every publish matching a
+    /// client's overlapping filters costs a step per filter, for every client.
+    pub max_subscriptions_per_client: usize,
     /// Largest keepalive a client may ask for, in seconds.
     pub max_keepalive: u16,
     /// Seconds between $SYS updates; 0 turns $SYS off.
@@ -145,6 +148,8 @@ pub struct Config {
 pub const DEFAULT_MESSAGE_SIZE_LIMIT: usize = 1 << 20;
 /// Default bytes queued toward one client: a slow subscriber costs at most this.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 64 << 20;
+/// Default most subscriptions per client (EMQX's max_subscriptions; mosquitto has none).
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT: usize = 1000;
 /// Default largest packet before CONNACK.
 pub const DEFAULT_MAX_CONNECT_PACKET_SIZE: usize = 64 << 10;
 
@@ -158,6 +163,7 @@ impl Default for Config {
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             message_size_limit: DEFAULT_MESSAGE_SIZE_LIMIT,
             max_connect_packet_size: DEFAULT_MAX_CONNECT_PACKET_SIZE,
+            max_subscriptions_per_client: DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT,
             max_keepalive: 65535,
             sys_interval: 10,
             persistent_client_expiration: None,

@@ -218,6 +218,7 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
         "max_queued_bytes" => config.max_queued_bytes = number(args)?,
         "message_size_limit" => config.message_size_limit = number(args)?,
         "max_connect_packet_size" => config.max_connect_packet_size = number(args)?,
+        "max_subscriptions_per_client" => config.max_subscriptions_per_client = number(args)?,
         "max_keepalive" => config.max_keepalive = number(args)?,
         "sys_interval" => config.sys_interval = number(args)?,
         "persistent_client_expiration" => {

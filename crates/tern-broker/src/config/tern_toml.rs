@@ -17,6 +17,7 @@ struct File {
     max_queued_bytes: Option<usize>,
     message_size_limit: Option<usize>,
     max_connect_packet_size: Option<usize>,
+    max_subscriptions_per_client: Option<usize>,
     max_keepalive: Option<u16>,
     sys_interval: Option<u64>,
     persistent_client_expiration: Option<String>,
@@ -107,7 +108,8 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         max_queued_messages,
         max_queued_bytes,
         message_size_limit,
-        max_connect_packet_size
+        max_connect_packet_size,
+        max_subscriptions_per_client
     );
     set!(max_keepalive, sys_interval, connection_messages, verbose);
     set!(server_moved, response_information);

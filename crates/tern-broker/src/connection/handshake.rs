@@ -340,6 +340,7 @@ pub(super) async fn accept(
             if state.clean && map.get(&session.client_id).is_some_and(|s| s.id == session.id) {
                 map.remove(&session.client_id);
             }
+            session.schedule_expiry(&mut state);
             state.clean
         });
         if ends {

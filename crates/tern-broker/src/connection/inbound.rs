@@ -340,6 +340,7 @@ impl Connection {
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut problems = Vec::new();
         let mut retained = Vec::new();
+        let limit = self.broker.config().max_subscriptions_per_client;
         for Subscription { filter, options } in subscribe.subscriptions {
             let (shared, refusal) = match parse_share(&filter) {
                 Some(Ok(_)) if options.no_local => {
@@ -351,8 +352,11 @@ impl Connection {
                 Some(Err(rule)) => (true, Some((ReasonCode::TOPIC_FILTER_INVALID, rule))),
                 share => (share.is_some(), self.subscription_refusal(&filter)),
             };
+            let refusal = refusal.or_else(|| self.over_subscription_limit(&filter, limit));
             if let Some((reason, why)) = refusal {
-                tracing::info!(client = %self.session.client_id, "subscription to {filter:?} refused: {why}");
+                if problems.is_empty() {
+                    tracing::info!(client = %self.session.client_id, "subscription to {filter:?} refused: {why}");
+                }
                 problems.push(format!("{filter}: {why}"));
                 reason_codes.push(if self.version.is_v5() {
                     reason
@@ -398,6 +402,17 @@ impl Connection {
                 .send_retained(&self.session, &filter, qos, identifier, &self.broker.metrics);
         }
         Ok(())
+    }
+
+    /// Whether a new subscription to `filter` would take the client past
+    /// max_subscriptions_per_client (a replaced one does not count).
+    fn over_subscription_limit(&self, filter: &ByteStr, limit: usize) -> Option<(ReasonCode, &'static str)> {
+        let state = self.session.state.lock();
+        let over = limit != 0 && state.subscriptions.len() >= limit && !state.subscriptions.contains_key(filter);
+        over.then_some((
+            ReasonCode::QUOTA_EXCEEDED,
+            "the client holds max_subscriptions_per_client subscriptions already",
+        ))
     }
 
     fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) {

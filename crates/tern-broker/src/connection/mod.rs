@@ -530,6 +530,14 @@ impl Connection {
     /// The properties of an acknowledgement that reports a problem: `why` as Reason String
     /// for a 5.0 client that did not opt out, and if it fits the client's packet limit.
     fn problem(&self, why: &str) -> Properties {
+        // A Reason String is for people: long ones (a SUBSCRIBE refused thousands of times)
+        // are cut, and never reach the 65,535 bytes a string may hold.
+        const MOST: usize = 1024;
+        let mut cut = why.len().min(MOST);
+        while !why.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let why = &why[..cut];
         let mut properties = Properties::default();
         if self.version.is_v5() && self.problem_information && why.len() + 32 <= self.client_max_packet_size {
             properties.push(Property::ReasonString(ByteStr::from(why)));
@@ -628,10 +636,11 @@ impl Connection {
             return;
         }
         let delay = Duration::from_secs(u64::from(delay)).min(state.expiry.unwrap_or(Duration::MAX));
-        state.pending_will = Some(Box::new(PendingWill {
-            will,
-            due: Instant::now() + delay,
-        }));
+        let Some(due) = Instant::now().checked_add(delay) else {
+            return;
+        };
+        state.pending_will = Some(Box::new(PendingWill { will, due }));
+        self.session.schedule(due, crate::session::Due::Will);
     }
 
     /// Leaves the session to later connections, or ends it if it is clean; with
@@ -661,6 +670,7 @@ impl Connection {
             }
             if !ends && !online {
                 self.session.persist(&mut state, false);
+                self.session.schedule_expiry(&mut state);
             }
             (ends, online)
         });

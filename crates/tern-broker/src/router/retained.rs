@@ -242,12 +242,16 @@ impl Router {
     fn store_retained(&self, publish: Publish, expires_at: Option<Instant>) {
         let mut store = self.retained.write();
         let seq = self.retained_seq.fetch_add(1, Relaxed) + 1;
+        let topic = publish.topic.clone();
         let replaced = store.set(Arc::new(RetainedMessage {
             publish,
             expires_at,
             seq,
         }));
         drop(store);
+        if let Some(at) = expires_at {
+            self.schedule_retained_expiry(&topic, seq, at);
+        }
         // The message replaced, freed outside the lock.
         drop(replaced);
     }
