@@ -578,13 +578,15 @@ pub fn program_exists(name: &str) -> bool {
 
 /// The mosquitto broker (Debian package mosquitto) on a free local port, killed on drop.
 pub struct Mosquitto {
-    child: Child,
+    _process: Background,
     pub addr: SocketAddr,
 }
 
 impl Mosquitto {
-    /// `mosquitto -p PORT`, or `mosquitto -c FILE` with `config(port)` written to FILE.
-    /// `None` (test skipped) when mosquitto is not installed outside CI.
+    /// `mosquitto -p PORT`, or `mosquitto -c FILE` with `config(port)` written to FILE
+    /// (which must leave logging to standard error on). Returns once mosquitto says it is
+    /// running, so once it has bound PORT; `None` (test skipped) when mosquitto is not
+    /// installed outside CI.
     pub fn start(config: Option<&dyn Fn(u16) -> String>) -> Option<Mosquitto> {
         let program = if program_exists("mosquitto") {
             "mosquitto"
@@ -595,39 +597,45 @@ impl Mosquitto {
         if !peer_available("the mosquitto broker (apt-get install mosquitto)", present) {
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut command = Command::new(program);
-        match config {
-            Some(text) => {
-                let path = std::env::temp_dir().join(format!("tern-test-mosquitto-{port}.conf"));
-                std::fs::write(&path, text(port)).unwrap();
-                command.arg("-c").arg(path)
+        // mosquitto cannot listen on port 0: a free port is picked here and may be taken by
+        // another process before mosquitto binds it. Then mosquitto exits, and another
+        // port is tried.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut command = Command::new(program);
+            match config {
+                Some(text) => {
+                    let path = std::env::temp_dir().join(format!("tern-test-mosquitto-{port}.conf"));
+                    std::fs::write(&path, text(port)).unwrap();
+                    command.arg("-c").arg(path)
+                }
+                None => command.args(["-p", &port.to_string()]),
+            };
+            let mut process = Background::spawn(&mut command);
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                if process.stderr_contains(" running") {
+                    return Some(Mosquitto {
+                        _process: process,
+                        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+                    });
+                }
+                if process.child.try_wait().unwrap().is_some() {
+                    eprintln!(
+                        "mosquitto on port {port} exited: {}",
+                        String::from_utf8_lossy(&process.stderr.lock().unwrap())
+                    );
+                    break;
+                }
+                assert!(Instant::now() < deadline, "mosquitto did not start");
+                std::thread::sleep(Duration::from_millis(10));
             }
-            None => command.args(["-p", &port.to_string()]),
-        };
-        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        // Owned at once, so the process is killed and reaped on every path.
-        let mosquitto = Mosquitto {
-            child,
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        };
-        let started = Instant::now();
-        while TcpStream::connect(mosquitto.addr).is_err() {
-            assert!(started.elapsed() < PATIENCE, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(50));
         }
-        Some(mosquitto)
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        panic!("mosquitto did not start on any of five ports");
     }
 }
 
@@ -675,6 +683,11 @@ impl Background {
         let sub = Self::spawn(Command::new("stdbuf").args(["-oL", "mosquitto_sub", "-d"]).args(args));
         sub.wait_stdout("received SUBACK");
         sub
+    }
+
+    /// Whether the tool has printed `needle` on standard error so far.
+    pub fn stderr_contains(&self, needle: &str) -> bool {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).contains(needle)
     }
 
     /// Waits until the tool has printed `needle` on standard output.
