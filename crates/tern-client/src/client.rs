@@ -192,8 +192,17 @@ impl Client {
 
     /// Sends DISCONNECT (normal, no will) and closes the connection.
     pub async fn disconnect(&self) -> Result<(), ClientError> {
+        self.disconnect_with(ReasonCode::NORMAL_DISCONNECTION, Properties::default())
+            .await
+    }
+
+    /// Sends DISCONNECT with this reason code and these properties (both 5.0 only; 0x04
+    /// asks the broker to publish the will all the same) and closes the connection. While
+    /// the client is between connections (reconnect enabled) it just stops.
+    pub async fn disconnect_with(&self, reason_code: ReasonCode, properties: Properties) -> Result<(), ClientError> {
         self.request(|done| Command::Disconnect {
-            properties: Properties::default(),
+            reason_code,
+            properties,
             done,
         })
         .await

@@ -10,7 +10,7 @@
 
 use crate::client::{ClientError, Event};
 use crate::enhanced_auth::Exchange;
-use crate::options::ConnectOptions;
+use crate::options::{ConnectOptions, Direction};
 use bytes::BytesMut;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -41,6 +41,7 @@ pub(crate) enum Command {
         done: Done<UnsubscribeAck>,
     },
     Disconnect {
+        reason_code: ReasonCode,
         properties: Properties,
         done: Done<()>,
     },
@@ -163,12 +164,15 @@ async fn handshake(
         }
         None => None,
     };
-    encode(&Packet::Connect(Box::new(connect)), state.version, &mut out)?;
+    let connect = Packet::Connect(Box::new(connect));
+    encode(&connect, state.version, &mut out)?;
+    state.trace(Direction::Sent, &connect);
     connection.writer.write_all(&out).await?;
     let timeout = state.options.connect_timeout;
     let connack = tokio::time::timeout(timeout, async {
         loop {
             if let Some(packet) = decode(&mut connection.input, state.version, usize::MAX)? {
+                state.trace(Direction::Received, &packet);
                 match (packet, exchange.as_mut()) {
                     (Packet::ConnectAck(ack), Some(exchange)) if ack.reason_code.is_success() => {
                         exchange.verify(&ack.properties)?;
@@ -177,7 +181,9 @@ async fn handshake(
                     (Packet::ConnectAck(ack), _) => return Ok(ack),
                     (Packet::Auth(auth), Some(exchange)) => {
                         let mut out = BytesMut::new();
-                        encode(&exchange.respond(&auth)?, state.version, &mut out)?;
+                        let answer = exchange.respond(&auth)?;
+                        encode(&answer, state.version, &mut out)?;
+                        state.trace(Direction::Sent, &answer);
                         connection.writer.write_all(&out).await?;
                         continue;
                     }
@@ -215,6 +221,8 @@ async fn run(
     loop {
         let reason = serve(&mut state, &mut connection, &mut commands).await;
         let Some(reason) = reason else { return };
+        // What was not written went with the connection; a resumed session resends it.
+        state.out.clear();
         let _ = state.events.send(Event::Disconnected(reason.clone())).await;
         state.fail_requests(&reason);
         let Some(policy) = state.options.reconnect.filter(|_| reconnect_allowed) else {
@@ -222,11 +230,14 @@ async fn run(
             return;
         };
         let mut delay = policy.initial_delay;
+        let clean = state.options.clean_start;
         connection = loop {
-            tokio::time::sleep(delay).await;
+            if !backoff(&mut state, &mut commands, delay).await {
+                return;
+            }
             delay = (delay * 2).min(policy.max_delay);
             let attempt = match dial(&state.options).await {
-                Ok(transport) => handshake(&mut state, transport, false).await,
+                Ok(transport) => handshake(&mut state, transport, clean).await,
                 Err(e) => Err(e),
             };
             match attempt {
@@ -240,6 +251,27 @@ async fn run(
                 return;
             }
         };
+    }
+}
+
+/// Waits `delay` between connections, taking commands meanwhile (publishes and
+/// subscriptions wait for the next connection). Returns false when a DISCONNECT was asked
+/// for: there is no connection to send it on, so the client just stops.
+async fn backoff(state: &mut State, commands: &mut mpsc::Receiver<Command>, delay: Duration) -> bool {
+    let until = Instant::now() + delay;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => return true,
+            command = commands.recv(), if !commands.is_closed() => match command {
+                Some(Command::Disconnect { done, .. }) => {
+                    state.fail_all("disconnected");
+                    let _ = done.send(Ok(()));
+                    return false;
+                }
+                Some(command) => state.command(command),
+                None => {}
+            },
+        }
     }
 }
 
@@ -266,8 +298,8 @@ async fn serve(state: &mut State, c: &mut Connection, commands: &mut mpsc::Recei
         }
         tokio::select! {
             command = commands.recv() => match command {
-                Some(Command::Disconnect { properties, done }) => {
-                    state.send(&Packet::Disconnect(Disconnect { reason_code: ReasonCode::SUCCESS, properties }));
+                Some(Command::Disconnect { reason_code, properties, done }) => {
+                    state.send(&Packet::Disconnect(Disconnect { reason_code, properties }));
                     let _ = c.writer.write_all(&state.out).await;
                     let _ = c.writer.shutdown().await;
                     state.fail_all("disconnected");
@@ -283,7 +315,11 @@ async fn serve(state: &mut State, c: &mut Connection, commands: &mut mpsc::Recei
             read = c.reader.read_buf(&mut c.input) => match read {
                 Ok(0) => return Some("closed by the broker".into()),
                 Ok(_) => loop {
-                    match decode(&mut c.input, state.version, usize::MAX) {
+                    let decoded = decode(&mut c.input, state.version, usize::MAX);
+                    if let Ok(Some(packet)) = &decoded {
+                        state.trace(Direction::Received, packet);
+                    }
+                    match decoded {
                         Ok(Some(Packet::PingResponse)) => ping_outstanding = None,
                         Ok(Some(Packet::Disconnect(d))) => {
                             let _ = state.events.send(Event::DisconnectedByBroker(d.reason_code)).await;
@@ -315,8 +351,15 @@ async fn serve(state: &mut State, c: &mut Connection, commands: &mut mpsc::Recei
 
 impl State {
     fn send(&mut self, packet: &Packet) {
-        if let Err(e) = encode(packet, self.version, &mut self.out) {
-            tracing::error!("cannot encode {}: {e}", packet.packet_type());
+        match encode(packet, self.version, &mut self.out) {
+            Ok(()) => self.trace(Direction::Sent, packet),
+            Err(e) => tracing::error!("cannot encode {}: {e}", packet.packet_type()),
+        }
+    }
+
+    fn trace(&self, direction: Direction, packet: &Packet) {
+        if let Some(trace) = &self.options.trace {
+            trace.record(direction, packet);
         }
     }
 

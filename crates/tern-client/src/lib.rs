@@ -36,6 +36,6 @@ mod tls;
 
 pub use client::{Client, ClientError, Event, Events};
 pub use enhanced_auth::ScramLogin;
-pub use options::{ConnectOptions, Reconnect};
+pub use options::{ConnectOptions, Direction, PacketTrace, Reconnect};
 pub use tern_proto;
 pub use tls::TlsOptions;

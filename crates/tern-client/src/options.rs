@@ -3,8 +3,40 @@
 use crate::enhanced_auth::ScramLogin;
 use crate::tls::TlsOptions;
 use bytes::Bytes;
+use std::sync::Arc;
 use std::time::Duration;
-use tern_proto::{ByteStr, Properties, Property, ProtocolVersion, QoS, Will};
+use tern_proto::{ByteStr, Packet, Properties, Property, ProtocolVersion, QoS, Will};
+
+/// Which way a traced packet went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Sent,
+    Received,
+}
+
+/// Called with every packet the client sends (once encoded into the output) and
+/// receives (once decoded), on every connection including reconnects: debug output such
+/// as the tools' `-d`. It runs on the connection's task, so it should be quick.
+#[derive(Clone)]
+pub struct PacketTrace(Arc<TraceFn>);
+
+type TraceFn = dyn Fn(Direction, &Packet) + Send + Sync;
+
+impl PacketTrace {
+    pub fn new(trace: impl Fn(Direction, &Packet) + Send + Sync + 'static) -> Self {
+        PacketTrace(Arc::new(trace))
+    }
+
+    pub(crate) fn record(&self, direction: Direction, packet: &Packet) {
+        (self.0)(direction, packet);
+    }
+}
+
+impl std::fmt::Debug for PacketTrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PacketTrace(..)")
+    }
+}
 
 /// Automatic reconnection with exponential backoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,13 +74,17 @@ pub struct ConnectOptions {
     pub properties: Properties,
     /// Maximum QoS 1/2 messages in flight; the broker's Receive Maximum may lower it.
     pub max_inflight: usize,
-    /// `None`: a lost connection ends the event stream.
+    /// `None`: a lost connection ends the event stream. A reconnect asks for the same
+    /// Clean Session / Clean Start as the first connection (as libmosquitto does): a
+    /// persistent session is resumed, a clean one starts afresh.
     pub reconnect: Option<Reconnect>,
     pub connect_timeout: Duration,
     /// MQTT 5.0 enhanced authentication with SCRAM-SHA-256 instead of a password.
     pub scram: Option<ScramLogin>,
     /// Connect over TLS with these settings.
     pub tls: Option<TlsOptions>,
+    /// Sees every packet sent and received.
+    pub trace: Option<PacketTrace>,
 }
 
 impl ConnectOptions {
@@ -69,6 +105,7 @@ impl ConnectOptions {
             connect_timeout: Duration::from_secs(10),
             scram: None,
             tls: None,
+            trace: None,
         }
     }
 
@@ -139,6 +176,12 @@ impl ConnectOptions {
 
     pub fn reconnect(mut self, reconnect: Option<Reconnect>) -> Self {
         self.reconnect = reconnect;
+        self
+    }
+
+    /// Calls `trace` with every packet sent and received.
+    pub fn trace(mut self, trace: impl Fn(Direction, &Packet) + Send + Sync + 'static) -> Self {
+        self.trace = Some(PacketTrace::new(trace));
         self
     }
 

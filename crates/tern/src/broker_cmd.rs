@@ -1,14 +1,33 @@
 //! `tern broker`: builds the configuration from flags and file, sets up logging, binds,
 //! and runs until SIGTERM or SIGINT; SIGHUP reloads the configuration file.
+//!
+//! Where state is kept: without `-c` and `--data-dir`, in `./tern-data`, unless another
+//! broker holds that store (two `tern broker -p N` started in one folder both run, as two
+//! mosquittos do): the second then keeps its state in memory and says so. A store named
+//! by `--data-dir` or by the configuration file must be free, or the broker does not
+//! start. With `-d` the process detaches only once it listens, so a start that fails
+//! (port in use, store locked) is reported on standard error with status 1.
 
 use anyhow::{bail, Context, Result};
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use tern_broker::config::{ListenerConfig, LogDest};
 use tern_broker::{Broker, Config};
 use tokio::signal::unix::{signal, SignalKind};
 
+/// `tern broker --help`, after the flags: where state is kept.
+const STATE_HELP: &str = "\
+Where state is kept (persistent sessions, their QoS 1/2 messages, retained messages):
+  without -c:   in ./tern-data (in the folder the broker runs in), or in --data-dir DIR.
+                If another running broker holds ./tern-data, this one keeps its state
+                in memory only (it says so); give each a --data-dir to keep both.
+  with -c:      where the file says (persistence, persistence_location; a mosquitto.conf
+                keeps nothing unless `persistence true`); --data-dir DIR overrides it.
+See docs/persistence.md and docs/tools.md.";
+
 #[derive(clap::Args)]
+#[command(after_help = STATE_HELP)]
 pub struct BrokerArgs {
     /// Configuration file: Tern's TOML (*.toml) or a mosquitto.conf.
     #[arg(short = 'c', long = "config-file", value_name = "FILE")]
@@ -19,9 +38,21 @@ pub struct BrokerArgs {
     /// Verbose logging (every log type, as mosquitto's -v).
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
-    /// Run in the background.
+    /// Run in the background, once listening (a start that fails is reported first).
     #[arg(short = 'd', long = "daemon")]
     daemon: bool,
+    /// Keep state in DIR (created if missing), with persistence on, also over a
+    /// configuration file's persistence settings.
+    #[arg(long = "data-dir", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl BrokerArgs {
+    /// Whether the store is the implicit ./tern-data, which a second broker started in the
+    /// same folder may find in use.
+    fn default_store(&self) -> bool {
+        self.config.is_none() && self.data_dir.is_none()
+    }
 }
 
 fn build_config(args: &BrokerArgs) -> Result<Config> {
@@ -49,8 +80,55 @@ fn build_config(args: &BrokerArgs) -> Result<Config> {
         };
         config.listeners.push(listener);
     }
+    if let Some(dir) = &args.data_dir {
+        config.persistence = true;
+        config.persistence_location = dir.clone();
+    }
     config.verbose |= args.verbose;
     Ok(config)
+}
+
+/// Whether another process holds the store in `dir` (the storage engine takes an
+/// exclusive `flock` on its file while open).
+fn store_in_use(dir: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(dir.join(tern_broker::store::FILE)) else {
+        return false;
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function owns; the lock, if taken, goes with the
+    // descriptor when `file` is dropped.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    locked != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+}
+
+/// Binds the listeners and opens the store. The implicit ./tern-data held by another
+/// broker is no reason not to start: this broker then keeps its state in memory.
+async fn bind(config: Config, args: &BrokerArgs) -> Result<Broker> {
+    let dir = config.persistence_location.clone();
+    let fallback = args.default_store() && config.persistence;
+    let in_memory = Config {
+        persistence: false,
+        ..config.clone()
+    };
+    let warn = || {
+        tracing::warn!(
+            "{} is in use by another broker: this one keeps its state in memory only (lost when it stops); give it --data-dir DIR to keep it on disk",
+            dir.display()
+        )
+    };
+    if fallback && store_in_use(&dir) {
+        warn();
+        return Broker::bind(in_memory).await;
+    }
+    match Broker::bind(config).await {
+        Ok(broker) => Ok(broker),
+        // Another broker took the store between the look and the open.
+        Err(_) if fallback && store_in_use(&dir) => {
+            warn();
+            Broker::bind(in_memory).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn init_logging(config: &Config) -> Result<()> {
@@ -80,33 +158,81 @@ fn init_logging(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Detaches from the terminal: fork, the parent exits, the child starts a new session
-/// with its standard streams on /dev/null. Done before any thread is started.
-fn daemonize() -> Result<()> {
-    // SAFETY: called while the process is single-threaded (before the runtime starts);
-    // only async-signal-safe libc calls follow the fork in the child.
-    unsafe {
-        match libc::fork() {
-            -1 => bail!("fork failed: {}", std::io::Error::last_os_error()),
-            0 => {}
-            _ => libc::_exit(0),
+/// The daemon's side of `-d`: the pipe its waiting parent reads.
+struct Detach {
+    to_parent: OwnedFd,
+}
+
+/// Forks. The parent waits for the child to report that it listens (then exits 0) or to
+/// exit (then exits with its status; the child has printed why on the standard error
+/// they share). The child starts a new session and returns. Done before any thread is
+/// started.
+fn daemonize() -> Result<Detach> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills `fds` with two new descriptors, owned from here on.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        bail!("cannot create a pipe: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    let (from_child, to_parent) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: the process is single-threaded here (the runtime is not started yet), so
+    // the child may go on running ordinary code.
+    match unsafe { libc::fork() } {
+        -1 => bail!("fork failed: {}", std::io::Error::last_os_error()),
+        0 => {
+            drop(from_child);
+            // SAFETY: plain system call; the child is not a process group leader.
+            unsafe { libc::setsid() };
+            Ok(Detach { to_parent })
         }
-        libc::setsid();
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            libc::dup2(null, 0);
-            libc::dup2(null, 1);
-            libc::dup2(null, 2);
+        child => {
+            drop(to_parent);
+            wait_for_daemon(from_child, child)
         }
     }
-    Ok(())
+}
+
+/// The parent of `-d`: exits 0 once the daemon says it listens, or with the daemon's own
+/// status if it exits first.
+fn wait_for_daemon(from_child: OwnedFd, child: libc::pid_t) -> ! {
+    let mut byte = [0u8; 1];
+    if matches!(std::fs::File::from(from_child).read(&mut byte), Ok(1)) {
+        std::process::exit(0);
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child; `status` is a valid out-pointer.
+    let waited = unsafe { libc::waitpid(child, &mut status, 0) };
+    let code = if waited == child && libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        1
+    };
+    std::process::exit(code.max(1));
+}
+
+impl Detach {
+    /// Called once the broker listens: standard streams go to /dev/null, then the parent
+    /// is told to exit 0.
+    fn ready(self) {
+        // SAFETY: open and dup2 on descriptors 0-2, which this process owns.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            if null >= 0 {
+                libc::dup2(null, 0);
+                libc::dup2(null, 1);
+                libc::dup2(null, 2);
+                if null > 2 {
+                    libc::close(null);
+                }
+            }
+        }
+        let _ = std::fs::File::from(self.to_parent).write_all(b"1");
+    }
 }
 
 pub fn run(args: BrokerArgs) -> Result<()> {
     let config = build_config(&args)?;
-    if args.daemon {
-        daemonize()?;
-    }
+    let detach = if args.daemon { Some(daemonize()?) } else { None };
     init_logging(&config)?;
     if let Some(pid_file) = &config.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
@@ -116,21 +242,30 @@ pub fn run(args: BrokerArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(serve(config, args))
+    runtime.block_on(serve(config, args, detach))
 }
 
-async fn serve(config: Config, args: BrokerArgs) -> Result<()> {
+async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Result<()> {
     // Handlers first: a signal that arrives once the broker has said it listens must not
     // meet the default action (SIGHUP would kill the process).
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
     let local_default = config.is_local_default() || (args.config.is_none() && !args.port.is_empty());
-    let broker = Broker::bind(config).await?;
+    let logs_elsewhere = !matches!(config.log_dest.first(), None | Some(LogDest::Stderr));
+    let broker = bind(config, &args).await?;
     for addr in broker.local_addrs() {
         if args.daemon {
-            // Standard error is /dev/null now: the log destination says where it listens.
-            tracing::info!("tern broker {} listening on {addr}", env!("CARGO_PKG_VERSION"));
+            // Said on the terminal before detaching, and in the log if it goes elsewhere.
+            let line = format!(
+                "tern broker {} listening on {addr} (in the background, pid {})",
+                env!("CARGO_PKG_VERSION"),
+                std::process::id()
+            );
+            eprintln!("{line}");
+            if logs_elsewhere {
+                tracing::info!("{line}");
+            }
         } else if local_default {
             eprintln!(
                 "tern broker {} listening on {addr} (local only, anonymous clients allowed; to accept other hosts, run `tern broker -c FILE` with a listener, see docs/configuration.md)",
@@ -139,6 +274,9 @@ async fn serve(config: Config, args: BrokerArgs) -> Result<()> {
         } else {
             eprintln!("tern broker {} listening on {addr}", env!("CARGO_PKG_VERSION"));
         }
+    }
+    if let Some(detach) = detach {
+        detach.ready();
     }
     let handle = broker.handle();
     let running = tokio::spawn(broker.run());

@@ -24,6 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the MQTT broker (mosquitto-compatible flags).
+    #[command(version)]
     Broker(broker_cmd::BrokerArgs),
     /// Publish a message (mosquitto_pub's flags).
     Pub(tools::pub_cmd::PubArgs),
@@ -78,9 +79,15 @@ fn main() -> ExitCode {
         }
         Command::Rr(args) => {
             let quiet = args.common.quiet;
-            return client_tool(quiet, async move { tools::rr_cmd::run(args).await.map(|_| 0) });
+            return client_tool(quiet, tools::rr_cmd::run(args));
         }
-        Command::Passwd(args) => tools::passwd_cmd::run(args),
+        Command::Passwd(args) => {
+            // mosquitto_passwd's form: `Error: Empty password.`, status 1.
+            return match tools::passwd_cmd::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => ExitCode::from(tools::common::report(&e, false)),
+            };
+        }
         Command::Bench(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

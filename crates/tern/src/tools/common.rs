@@ -7,7 +7,7 @@ use bytes::Bytes;
 use std::path::PathBuf;
 use std::time::Duration;
 use tern_client::{Client, ClientError, ConnectOptions, Events, TlsOptions};
-use tern_proto::{ByteStr, ConnectAck, Properties, Property, PropertyContext, ProtocolVersion, QoS, Will};
+use tern_proto::{ByteStr, ConnectAck, Properties, Property, PropertyContext, ProtocolVersion, QoS, ReasonCode, Will};
 
 /// Exit status when the connection is refused or lost (mosquitto's tools exit non-zero).
 pub const EXIT_CONNECTION: u8 = 1;
@@ -20,7 +20,8 @@ pub struct Common {
     /// Broker port.
     #[arg(short = 'p', long = "port", default_value_t = 1883)]
     pub port: u16,
-    /// mqtt://[user[:password]@]host[:port]/topic
+    /// Host, port, credentials and topic in one URL:
+    /// mqtt://[user[:password]@]host[:port]/topic (mqtts:// for TLS, port 8883).
     #[arg(short = 'L', long = "url")]
     pub url: Option<String>,
     /// Client id (default: the tool's name and the process id).
@@ -41,8 +42,10 @@ pub struct Common {
     /// mqttv31, mqttv311 or mqttv5 (also 31, 311, 5).
     #[arg(short = 'V', long = "protocol-version", default_value = "mqttv311")]
     pub protocol_version: String,
+    /// User name to connect with.
     #[arg(short = 'u', long = "username")]
     pub username: Option<String>,
+    /// Password to connect with (needs -u).
     #[arg(short = 'P', long = "pw")]
     pub password: Option<String>,
     /// Topic (repeatable where the tool takes several).
@@ -54,30 +57,42 @@ pub struct Common {
     /// MQTT 5 property: COMMAND NAME VALUE (user-property takes NAME KEY VALUE).
     #[arg(short = 'D', long = "property", num_args = 3..=4, action = clap::ArgAction::Append, value_names = ["COMMAND", "NAME", "VALUE"])]
     pub properties: Vec<String>,
-    /// Print debug messages.
+    /// Print every packet sent and received on standard error, in mosquitto's words.
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
     /// Print no error messages.
     #[arg(long = "quiet")]
     pub quiet: bool,
+    /// Topic of the will, published by the broker if this client goes away without
+    /// DISCONNECT.
     #[arg(long = "will-topic")]
     pub will_topic: Option<String>,
+    /// Payload of the will (default: empty).
     #[arg(long = "will-payload")]
     pub will_payload: Option<String>,
+    /// QoS of the will.
     #[arg(long = "will-qos", default_value_t = 0)]
     pub will_qos: u8,
+    /// Retain the will.
     #[arg(long = "will-retain")]
     pub will_retain: bool,
+    /// Connect over TLS, trusting the CA certificates in this PEM file.
     #[arg(long = "cafile")]
     pub cafile: Option<String>,
+    /// Connect over TLS, trusting the CA certificates (*.pem, *.crt) in this folder.
     #[arg(long = "capath")]
     pub capath: Option<String>,
+    /// Client certificate (PEM) for brokers that require one (with --key; needs TLS).
     #[arg(long = "cert")]
     pub cert: Option<String>,
+    /// Private key (PEM) of --cert.
     #[arg(long = "key")]
     pub key: Option<String>,
+    /// Do not check that the broker's certificate names the host (the chain is still
+    /// checked).
     #[arg(long = "insecure")]
     pub insecure: bool,
+    /// Lowest TLS version: tlsv1.2 (default) or tlsv1.3.
     #[arg(long = "tls-version")]
     pub tls_version: Option<String>,
     /// Set by an mqtts:// URL.
@@ -274,22 +289,18 @@ impl Common {
         }
         options.connect_timeout = Duration::from_secs(10);
         options.tls = tls;
+        if self.debug {
+            let subscribed = tool == "tern_sub";
+            options.trace = Some(super::debug::tracer(options.client_id.clone(), version, subscribed));
+        }
         Ok(options)
     }
 
-    /// Connects, printing debug lines with -d.
+    /// Connects (with -d the options trace every packet).
     pub async fn connect(&self, options: ConnectOptions) -> Result<(Client, Events, ConnectAck)> {
-        if self.debug {
-            eprintln!("Client {} sending CONNECT", options.client_id);
-        }
         let address = format!("{}:{}", options.host, options.port);
-        match Client::connect(options.clone()).await {
-            Ok((client, events, ack)) => {
-                if self.debug {
-                    eprintln!("Client {} received CONNACK ({})", options.client_id, ack.reason_code.0);
-                }
-                Ok((client, events, ack))
-            }
+        match Client::connect(options).await {
+            Ok(connected) => Ok(connected),
             Err(e @ ClientError::Connect { .. }) => Err(ToolError::connection(e.to_string())),
             Err(ClientError::Refused(code)) => Err(ToolError::connection(format!(
                 "{address}: {}",
@@ -297,6 +308,30 @@ impl Common {
             ))),
             Err(e) => Err(ToolError::connection(format!("{address}: {e}"))),
         }
+    }
+}
+
+impl Common {
+    /// Sends DISCONNECT with `reason_code` (5.0; 3.x has none) and the `-D disconnect`
+    /// properties. Waits a few seconds at most: a tool that is leaving does not hang on a
+    /// broker that has gone.
+    pub async fn leave(&self, client: &Client, reason_code: ReasonCode) {
+        let properties = match self.protocol() {
+            Ok(v) if v.is_v5() => self.properties_for("disconnect").unwrap_or_default(),
+            _ => Properties::default(),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.disconnect_with(reason_code, properties)).await;
+    }
+
+    /// How mosquitto's tools leave when interrupted (SIGINT, SIGTERM) or timed out (-W):
+    /// DISCONNECT, under MQTT 5 with 0x04 "Disconnect with Will Message", so that the
+    /// broker publishes the will all the same. A 3.x DISCONNECT cannot say that: no will.
+    pub async fn leave_interrupted(&self, client: &Client) {
+        let reason = match self.protocol() {
+            Ok(v) if v.is_v5() => ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
+            _ => ReasonCode::NORMAL_DISCONNECTION,
+        };
+        self.leave(client, reason).await;
     }
 }
 

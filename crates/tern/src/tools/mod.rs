@@ -2,6 +2,7 @@
 //! same flags, letters and meanings, built on tern-client.
 
 pub mod common;
+pub mod debug;
 pub mod format;
 pub mod passwd_cmd;
 pub mod pub_cmd;

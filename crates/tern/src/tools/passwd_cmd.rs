@@ -24,11 +24,11 @@ pub struct PasswdArgs {
     /// scram-sha-256 (Tern's, for MQTT 5.0 enhanced authentication; see scram_file).
     #[arg(short = 'H', default_value = "sha512-pbkdf2")]
     hash: String,
-    /// PBKDF2 iterations.
+    /// Iterations of sha512-pbkdf2 (scram-sha-256: 4096 unless given).
     #[arg(short = 'I', default_value_t = DEFAULT_ITERATIONS)]
     iterations: u32,
-    /// passwordfile [username [password]]
-    #[arg(required = true, num_args = 1..=3)]
+    /// The password file, then the user name (not with -U), then the password (-b only).
+    #[arg(required = true, num_args = 1..=3, value_name = "passwordfile [username [password]]")]
     args: Vec<String>,
 }
 
@@ -51,15 +51,27 @@ fn algorithm(args: &PasswdArgs) -> Result<Algorithm> {
     }
 }
 
+/// mosquitto_passwd's refusal of an empty password (which would let anyone who knows
+/// the user name in).
+const EMPTY_PASSWORD: &str = "Empty password.";
+
 /// Reads a password: without echo from a terminal (twice, to confirm), or a line of stdin.
+/// An empty one is refused at once, as mosquitto_passwd does.
 fn prompt_password() -> Result<String> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         let mut line = String::new();
         stdin.lock().read_line(&mut line)?;
-        return Ok(line.trim_end_matches(['\n', '\r']).to_string());
+        let password = line.trim_end_matches(['\n', '\r']).to_string();
+        if password.is_empty() {
+            bail!(EMPTY_PASSWORD);
+        }
+        return Ok(password);
     }
     let first = read_hidden("Password: ")?;
+    if first.is_empty() {
+        bail!(EMPTY_PASSWORD);
+    }
     let second = read_hidden("Reenter password: ")?;
     if first != second {
         bail!("Passwords do not match.");
@@ -156,6 +168,11 @@ pub fn run(args: PasswdArgs) -> Result<()> {
         (false, Some(_)) => bail!("a password on the command line needs -b"),
         (false, None) => prompt_password()?,
     };
+    if password.is_empty() {
+        // mosquitto_passwd 2.0 accepts `-b FILE USER ""`; an empty password is refused in
+        // every mode here.
+        bail!(EMPTY_PASSWORD);
+    }
     let secret = Secret::Hashed(PasswordHash::new(password.as_bytes(), algorithm)?);
     match entries.iter_mut().find(|e| &e.user == user) {
         Some(entry) => entry.secret = secret,

@@ -93,7 +93,7 @@ pub async fn run(mut args: PubArgs) -> Result<()> {
     let qos = args.common.qos()?;
     let properties = args.common.properties_for("publish")?;
     let source = args.source()?;
-    let (client, _events, _) = args.common.connect(options.clone()).await?;
+    let (client, _events, _) = args.common.connect(options).await?;
     let message = |payload: Bytes| Publish {
         dup: false,
         qos,
@@ -104,18 +104,7 @@ pub async fn run(mut args: PubArgs) -> Result<()> {
         payload,
     };
     let mut in_flight = Vec::new();
-    let send = |payload: Bytes| {
-        if args.common.debug {
-            eprintln!(
-                "Client {} sending PUBLISH (q{}, r{}, '{topic}', ... ({} bytes))",
-                options.client_id,
-                qos as u8,
-                u8::from(args.retain),
-                payload.len()
-            );
-        }
-        client.start_publish(message(payload))
-    };
+    let send = |payload: Bytes| client.start_publish(message(payload));
     match source {
         Source::One(payload) => {
             for i in 0..args.repeat {

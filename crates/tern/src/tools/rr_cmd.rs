@@ -3,7 +3,7 @@
 //! first response that carries the same correlation data (or none).
 
 use super::common::Common;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -18,12 +18,16 @@ pub struct RrArgs {
     /// Topic on which the response is expected.
     #[arg(short = 'e', long = "response-topic")]
     response_topic: String,
+    /// Request payload.
     #[arg(short = 'm', long = "message")]
     message: Option<String>,
+    /// Send the contents of a file as the request (binary-safe).
     #[arg(short = 'f', long = "file")]
     file: Option<std::path::PathBuf>,
+    /// Send all of standard input as the request.
     #[arg(short = 's', long = "stdin-file")]
     stdin_file: bool,
+    /// Send a zero-length request.
     #[arg(short = 'n', long = "null-message")]
     null_message: bool,
     /// Print the response topic too.
@@ -32,7 +36,7 @@ pub struct RrArgs {
     /// No newline after the response.
     #[arg(short = 'N', long = "no-newline")]
     no_newline: bool,
-    /// Seconds to wait for the response.
+    /// Seconds to wait for the response; then "Timed out" and exit status 27.
     #[arg(short = 'W', long = "timeout", default_value_t = 30)]
     timeout: u64,
 }
@@ -53,7 +57,11 @@ fn payload(args: &RrArgs) -> Result<Bytes> {
     })
 }
 
-pub async fn run(mut args: RrArgs) -> Result<bool> {
+/// Exit status when no response came within -W (mosquitto_rr's).
+pub const EXIT_TIMEOUT: u8 = 27;
+
+/// Returns the exit status: 0 with a response, [`EXIT_TIMEOUT`] without one.
+pub async fn run(mut args: RrArgs) -> Result<u8> {
     // Request/response needs MQTT 5 properties, as mosquitto_rr always uses 5.
     args.common.protocol_version = "mqttv5".into();
     let options = args.common.connect_options("tern_rr")?;
@@ -85,9 +93,13 @@ pub async fn run(mut args: RrArgs) -> Result<bool> {
     client.publish_message(request).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
     loop {
-        let event = tokio::time::timeout_at(deadline, events.recv())
-            .await
-            .map_err(|_| anyhow!("Timed out waiting for a response on {}", args.response_topic))?;
+        let Ok(event) = tokio::time::timeout_at(deadline, events.recv()).await else {
+            if !args.common.quiet {
+                eprintln!("Timed out");
+            }
+            args.common.leave_interrupted(&client).await;
+            return Ok(EXIT_TIMEOUT);
+        };
         match event {
             Some(Event::Message(p)) if p.properties.correlation_data().is_none_or(|c| c == correlation) => {
                 let mut out = std::io::stdout().lock();
@@ -100,7 +112,7 @@ pub async fn run(mut args: RrArgs) -> Result<bool> {
                 }
                 out.flush()?;
                 let _ = client.disconnect().await;
-                return Ok(true);
+                return Ok(0);
             }
             Some(_) => continue,
             None => bail!("connection closed before a response arrived"),
