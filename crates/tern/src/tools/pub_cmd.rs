@@ -5,7 +5,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use std::io::{BufRead, Read};
 use std::time::Duration;
-use tern_proto::{ByteStr, Publish};
+use tern_proto::{ByteStr, Publish, ReasonCode};
 
 #[derive(clap::Args, Debug)]
 #[command(disable_help_flag = true, disable_version_flag = true, version)]
@@ -136,6 +136,6 @@ pub async fn run(mut args: PubArgs) -> Result<()> {
             eprintln!("Warning: publish returned {reason}");
         }
     }
-    client.disconnect().await?;
+    args.common.leave(&client, ReasonCode::NORMAL_DISCONNECTION).await;
     Ok(())
 }

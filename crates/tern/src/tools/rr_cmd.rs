@@ -8,7 +8,7 @@ use bytes::Bytes;
 use std::io::{Read, Write};
 use std::time::Duration;
 use tern_client::Event;
-use tern_proto::{ByteStr, Property, Publish};
+use tern_proto::{ByteStr, Property, Publish, ReasonCode};
 
 #[derive(clap::Args, Debug)]
 #[command(disable_help_flag = true, disable_version_flag = true, version)]
@@ -111,7 +111,7 @@ pub async fn run(mut args: RrArgs) -> Result<u8> {
                     out.write_all(b"\n")?;
                 }
                 out.flush()?;
-                let _ = client.disconnect().await;
+                args.common.leave(&client, ReasonCode::NORMAL_DISCONNECTION).await;
                 return Ok(0);
             }
             Some(_) => continue,
