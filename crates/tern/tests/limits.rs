@@ -9,16 +9,6 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use tern_proto::*;
 
-/// The broker's resident memory in KiB.
-fn rss_kib(broker: &Broker) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", broker.child.id())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
 fn secured_broker() -> Broker {
     let dir = tempfile::tempdir().unwrap();
     let passwords = dir.path().join("passwd");
@@ -58,7 +48,7 @@ fn stream_until_closed(broker: &Broker, head: &[u8], total: usize) -> usize {
 #[test]
 fn an_unauthenticated_giant_connect_is_refused_at_its_fixed_header() {
     let broker = secured_broker();
-    let before = rss_kib(&broker);
+    let before = broker.rss_kib();
     // Eight sockets each announcing a 256 MB CONNECT and streaming 32 MB.
     let threads: Vec<_> = (0..8)
         .map(|_| {
@@ -80,7 +70,7 @@ fn an_unauthenticated_giant_connect_is_refused_at_its_fixed_header() {
         })
         .collect();
     let sent: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    let after = rss_kib(&broker);
+    let after = broker.rss_kib();
     eprintln!("giant CONNECTs: RSS {before} KiB before, {after} KiB after; bytes taken {sent:?}");
     assert!(
         sent.iter().all(|&n| n < 32 << 20),
@@ -140,7 +130,7 @@ fn the_default_message_size_limit_is_1_mib_and_advertised() {
 #[test]
 fn a_slow_subscriber_costs_at_most_its_queued_bytes_and_memory_comes_back() {
     let broker = Broker::start();
-    let idle = rss_kib(&broker);
+    let idle = broker.rss_kib();
     // A subscriber that never reads, at QoS 1 so nothing of its queue may be skipped.
     let mut slow = broker.client(V311);
     slow.connect(&connect_packet(V311, "slow", true, 60));
@@ -150,7 +140,7 @@ fn a_slow_subscriber_costs_at_most_its_queued_bytes_and_memory_comes_back() {
     for i in 1..=400u16 {
         publisher.publish("burst", &payload, QoS::AtLeastOnce, false, i);
     }
-    let during = rss_kib(&broker);
+    let during = broker.rss_kib();
     assert!(
         during < idle + 160 * 1024,
         "400 MB published to a subscriber that does not read: RSS {idle} -> {during} KiB"
@@ -159,10 +149,10 @@ fn a_slow_subscriber_costs_at_most_its_queued_bytes_and_memory_comes_back() {
     drop(publisher);
     // Freed memory is returned within seconds: wait for it, with a deadline.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut after = rss_kib(&broker);
+    let mut after = broker.rss_kib();
     while after > idle + 24 * 1024 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
-        after = rss_kib(&broker);
+        after = broker.rss_kib();
     }
     eprintln!("slow subscriber, 400 x 1 MiB: RSS {idle} KiB idle, {during} KiB during, {after} KiB after");
     assert!(

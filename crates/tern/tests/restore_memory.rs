@@ -6,15 +6,6 @@ use common::*;
 use std::path::Path;
 use tern_proto::*;
 
-fn rss_kib(broker: &Broker) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", broker.child.id())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
 fn config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("tern.conf");
     std::fs::write(
@@ -46,7 +37,7 @@ fn restored_messages_shared_by_many_sessions_are_held_once() {
     for id in 1..=MESSAGES {
         publisher.publish("fleet/update", &payload, QoS::AtLeastOnce, false, id);
     }
-    let live = rss_kib(&broker);
+    let live = broker.rss_kib();
     broker.signal(SIGTERM);
     let mut stopped = broker;
     let _ = stopped.child.wait();
@@ -57,7 +48,7 @@ fn restored_messages_shared_by_many_sessions_are_held_once() {
         SESSIONS * usize::from(MESSAGES)
     );
     assert!(broker.log_contains(&expected), "{expected}");
-    let restored = rss_kib(&broker);
+    let restored = broker.rss_kib();
     let copies_kib = (SESSIONS * usize::from(MESSAGES)) as u64; // 1 KiB each if copied per session
     eprintln!("{SESSIONS} sessions x {MESSAGES} messages of 1 KiB: RSS {live} KiB live, {restored} KiB after restart (copies would add {copies_kib} KiB)");
     assert!(

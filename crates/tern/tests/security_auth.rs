@@ -24,20 +24,6 @@ topic write alice/secret
 pattern readwrite devices/%c/#
 ";
 
-fn tern_passwd(file: &Path, user: &str, password: &str, create: bool) {
-    let mut args = vec!["passwd", "-b"];
-    if create {
-        args.push("-c");
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(&args)
-        .arg(file)
-        .args([user, password])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// A broker with a password file (alice/apple, plus bob/banana from mosquitto_passwd when
 /// it is installed), the ACL above and no anonymous access unless `anonymous`.
 fn secured(dir: &Path, anonymous: bool) -> Broker {

@@ -6,27 +6,12 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use std::path::Path;
-use std::process::Command;
 use tern_proto::*;
-
-fn passwd(file: &Path, user: &str, password: &str, create: bool) {
-    let mut args = vec!["passwd", "-b"];
-    if create {
-        args.push("-c");
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(&args)
-        .arg(file)
-        .args([user, password])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
 
 fn broker(dir: &Path) -> Broker {
     let passwords = dir.join("passwd");
-    passwd(&passwords, "alice", "apple", true);
-    passwd(&passwords, "bob", "banana", false);
+    tern_passwd(&passwords, "alice", "apple", true);
+    tern_passwd(&passwords, "bob", "banana", false);
     let acl = dir.join("acl");
     std::fs::write(
         &acl,

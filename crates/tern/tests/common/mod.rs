@@ -765,3 +765,30 @@ pub fn mosquitto_messages(out: &str) -> Vec<&str> {
         .filter(|l| !l.starts_with("Client ") && !l.starts_with("Subscribed"))
         .collect()
 }
+
+/// `tern passwd -b [-c] FILE USER PASSWORD`, which must succeed.
+pub fn tern_passwd(file: &std::path::Path, user: &str, password: &str, create: bool) {
+    let mut args = vec!["passwd", "-b"];
+    if create {
+        args.push("-c");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(&args)
+        .arg(file)
+        .args([user, password])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Broker {
+    /// The broker's resident memory in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    }
+}
