@@ -8,6 +8,7 @@
 mod admission;
 pub mod auth;
 mod broker;
+pub mod clock;
 pub mod config;
 mod connection;
 pub mod metrics;

@@ -9,7 +9,7 @@ use crate::store::records::{options_from_byte, with_packet_id_placeholder_filled
 use crate::store::Loaded;
 use bytes::BytesMut;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tern_core::Stage;
 use tern_proto::{decode, ByteStr, Packet, ProtocolVersion, Publish, PublishFrame};
 
@@ -93,7 +93,7 @@ pub fn restore(state: &BrokerState, loaded: Loaded) -> String {
         let mut st = session.state.lock();
         st.expiry = stored.record.expiry.map(Duration::from_secs);
         st.owner = stored.record.owner.as_deref().map(Box::from);
-        st.disconnected_at = Some(stored.record.disconnected_at.map_or_else(Instant::now, instant_of));
+        st.disconnected_at = Some(stored.record.disconnected_at.map_or_else(crate::clock::now, instant_of));
         st.stored = true;
         session.schedule_expiry(&mut st);
         st.incoming_qos2 = stored.incoming_qos2.into_iter().collect();

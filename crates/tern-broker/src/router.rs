@@ -42,7 +42,7 @@ fn expires_at(publish: &Publish) -> Option<Instant> {
     publish
         .properties
         .message_expiry_interval()
-        .map(|s| Instant::now() + Duration::from_secs(u64::from(s)))
+        .map(|s| crate::clock::now() + Duration::from_secs(u64::from(s)))
 }
 
 /// One receiver of a message, its overlapping subscriptions merged.

@@ -5,15 +5,15 @@
 use crate::session::{Delivery, Session, SessionState};
 use crate::store::records::{options_byte, MessageRecord, SessionRecord, StoredStage};
 use crate::store::Op;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, UNIX_EPOCH};
 use tern_proto::QoS;
 
 /// Milliseconds since 1970 for an `Instant` (past or future).
 pub fn unix_ms(at: Instant) -> u64 {
-    let now_unix = SystemTime::now()
+    let now_unix = crate::clock::system_now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let now = Instant::now();
+    let now = crate::clock::now();
     if at <= now {
         now_unix.saturating_sub((now - at).as_millis() as u64)
     } else {
@@ -23,10 +23,10 @@ pub fn unix_ms(at: Instant) -> u64 {
 
 /// The `Instant` of a time in milliseconds since 1970.
 pub fn instant_of(ms: u64) -> Instant {
-    let now_unix = SystemTime::now()
+    let now_unix = crate::clock::system_now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let now = Instant::now();
+    let now = crate::clock::now();
     if ms <= now_unix {
         now.checked_sub(std::time::Duration::from_millis(now_unix - ms))
             .unwrap_or(now)

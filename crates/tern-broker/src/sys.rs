@@ -19,15 +19,21 @@ pub(crate) fn spawn(state: Arc<BrokerState>) -> JoinHandle<()> {
         let mut sys = SysState::default();
         let mut next_sys = Instant::now();
         let mut ticks: u64 = 0;
+        let mut clock_offset = crate::clock::offset();
+        crate::clock::listen_for_tests();
         loop {
             let interval = state.config().sys_interval;
             if interval > 0 && Instant::now() >= next_sys {
                 sys.publish(&state, interval);
                 next_sys = Instant::now() + Duration::from_secs(interval);
             }
-            let now = Instant::now();
+            let now = crate::clock::now();
             run_due(&state, now);
             state.router.purge_expired_retained(now);
+            if crate::clock::offset() != clock_offset {
+                clock_offset = crate::clock::offset();
+                tracing::info!("test clock advanced to +{} s: due work done", clock_offset.as_secs_f64());
+            }
             ticks += 1;
             if ticks % TRIM_EVERY_TICKS == 0 {
                 release_free_memory();
@@ -35,6 +41,7 @@ pub(crate) fn spawn(state: Arc<BrokerState>) -> JoinHandle<()> {
             tokio::select! {
                 () = state.shutdown.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = crate::clock::ADVANCED.notified() => {}
             }
         }
     })

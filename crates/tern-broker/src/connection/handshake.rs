@@ -336,7 +336,7 @@ pub(super) async fn accept(
         let ends = broker.sessions.with(|map| {
             let mut state = session.state.lock();
             state.connection = None;
-            state.disconnected_at = Some(std::time::Instant::now());
+            state.disconnected_at = Some(crate::clock::now());
             if state.clean && map.get(&session.client_id).is_some_and(|s| s.id == session.id) {
                 map.remove(&session.client_id);
             }

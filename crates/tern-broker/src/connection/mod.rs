@@ -463,7 +463,7 @@ impl Connection {
             // The clock is read only for the few messages that can expire.
             let expiry = match sendable.delivery.expires_at {
                 None => Expiry::Never,
-                Some(_) => sendable.delivery.expiry(Instant::now()),
+                Some(_) => sendable.delivery.expiry(crate::clock::now()),
             };
             let frame = match expiry {
                 // [MQTT-3.3.2-5]: an expired message is not sent; it leaves the window too.
@@ -509,7 +509,7 @@ impl Connection {
                     if let Some(frame) = inflight.delivery.frame_for(v5) {
                         // Onward delivery has started: it finishes even if the message has
                         // expired meanwhile, with at least a second left on its interval.
-                        let expiry = match inflight.delivery.expiry(Instant::now()) {
+                        let expiry = match inflight.delivery.expiry(crate::clock::now()) {
                             Expiry::Expired => Expiry::Remaining(1),
                             other => other,
                         };
@@ -636,7 +636,7 @@ impl Connection {
             return;
         }
         let delay = Duration::from_secs(u64::from(delay)).min(state.expiry.unwrap_or(Duration::MAX));
-        let Some(due) = Instant::now().checked_add(delay) else {
+        let Some(due) = crate::clock::now().checked_add(delay) else {
             return;
         };
         state.pending_will = Some(Box::new(PendingWill { will, due }));
@@ -657,7 +657,7 @@ impl Connection {
                 .is_some_and(|c| c.generation == self.generation)
             {
                 state.connection = None;
-                state.disconnected_at = Some(Instant::now());
+                state.disconnected_at = Some(crate::clock::now());
             }
             let ends = state.clean && state.connection.is_none();
             let online = state.connection.is_some();

@@ -329,7 +329,7 @@ impl Router {
             return Feed::Idle;
         };
         let v5 = session.is_v5();
-        let now = Instant::now();
+        let now = crate::clock::now();
         let generation = connection_generation(state);
         let (mut queued, mut budget) = (0, SCAN_BUDGET);
         let emptied = {
@@ -501,7 +501,7 @@ mod tests {
         }
         router.store_retained(
             own_bytes(&publish("k/0", b"gone", QoS::AtMostOnce)),
-            Some(Instant::now()),
+            Some(crate::clock::now()),
         );
         let session = session(limits(0));
         router.send_retained(&session, "k/+", QoS::AtMostOnce, None, &Metrics::default());
