@@ -168,6 +168,7 @@ impl Broker {
         };
         let router = Router::with_store(store.clone());
         router.set_share_strategy(config.shared_subscription_strategy);
+        router.set_delivery_rules(config.upgrade_outgoing_qos, config.queue_qos0_messages);
         let state = Arc::new(BrokerState {
             config: RwLock::new(Arc::new(config)),
             sessions: Sessions::with_store(store.clone()),
@@ -265,6 +266,9 @@ impl BrokerHandle {
             tracing::warn!("listener changes take effect at the next restart");
         }
         self.state.router.set_share_strategy(new.shared_subscription_strategy);
+        self.state
+            .router
+            .set_delivery_rules(new.upgrade_outgoing_qos, new.queue_qos0_messages);
         *current = Arc::new(new);
         tracing::info!("configuration reloaded");
     }

@@ -21,7 +21,7 @@ use crate::session::{Delivery, Session, SessionId};
 use crate::shared::{parse_share, ShareStrategy, SharedGroup};
 use crate::store::{Op, Store};
 use parking_lot::{Mutex, RwLock};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_core::{Deadlines, RetainedStore, SubscriptionTrie};
@@ -77,17 +77,26 @@ pub struct Router {
     strategy: RwLock<ShareStrategy>,
     /// Where retained messages are kept across restarts, when persistence is on.
     store: Option<Arc<Store>>,
+    /// upgrade_outgoing_qos: deliver at the subscription's QoS, not the lower of the two.
+    upgrade_outgoing_qos: AtomicBool,
+    /// queue_qos0_messages: offline persistent sessions keep QoS 0 messages too.
+    queue_qos0_messages: AtomicBool,
 }
 
-/// Up to 12 frames: 2 flavours (3.x, 5.0) x 3 QoS x RETAIN on/off.
+/// Up to 12 frames: 2 flavours (3.x, 5.0) x 3 QoS x RETAIN on/off, and the delivery
+/// rules in force for this message.
 struct FrameCache {
     frames: [Option<PublishFrame>; 12],
+    upgrade_qos: bool,
+    queue_qos0: bool,
 }
 
 impl FrameCache {
-    fn new() -> Self {
+    fn new(router: &Router) -> Self {
         FrameCache {
             frames: Default::default(),
+            upgrade_qos: router.upgrade_outgoing_qos.load(Relaxed),
+            queue_qos0: router.queue_qos0_messages.load(Relaxed),
         }
     }
 
@@ -137,6 +146,12 @@ impl Router {
     /// Sets how shared subscription groups pick a member.
     pub fn set_share_strategy(&self, strategy: ShareStrategy) {
         *self.strategy.write() = strategy;
+    }
+
+    /// Sets mosquitto's upgrade_outgoing_qos and queue_qos0_messages.
+    pub fn set_delivery_rules(&self, upgrade_outgoing_qos: bool, queue_qos0_messages: bool) {
+        self.upgrade_outgoing_qos.store(upgrade_outgoing_qos, Relaxed);
+        self.queue_qos0_messages.store(queue_qos0_messages, Relaxed);
     }
 
     /// Adds or replaces `session`'s subscription to `filter` (a valid topic filter or a
@@ -224,7 +239,7 @@ impl Router {
         if targets.len() > 1 {
             merge_overlapping(&mut targets);
         }
-        let mut cache = FrameCache::new();
+        let mut cache = FrameCache::new(self);
         let expires_at = expires_at(publish);
         let mut delivered = 0;
         for target in targets {
@@ -299,7 +314,7 @@ impl Router {
                     Some((member, moved, topic, qos)) => {
                         member
                             .session
-                            .deliver(moved, &topic, qos, delivery.frame.len(), metrics);
+                            .deliver(moved, &topic, (qos, false), delivery.frame.len(), metrics);
                     }
                     None => left.push((delivery, qos)),
                 }
@@ -382,7 +397,11 @@ fn deliver(
 ) -> bool {
     let session = &target.subscriber.session;
     let v5 = session.is_v5();
-    let qos = publish.qos.min(target.qos);
+    let qos = if cache.upgrade_qos {
+        target.qos
+    } else {
+        publish.qos.min(target.qos)
+    };
     // [MQTT-3.3.1-9]: RETAIN is cleared on forwarding, unless a 5.0 subscriber asked for
     // Retain As Published.
     let retain = v5 && target.retain_as_published && publish.retain;
@@ -400,7 +419,14 @@ fn deliver(
         shared: target.shared,
         seq: 0,
     };
-    session.deliver(delivery, &publish.topic, qos, publish.payload.len(), metrics)
+    let keep_qos0 = cache.queue_qos0;
+    session.deliver(
+        delivery,
+        &publish.topic,
+        (qos, keep_qos0),
+        publish.payload.len(),
+        metrics,
+    )
 }
 
 /// Folds the several matching subscriptions of one session into one entry with the

@@ -235,18 +235,19 @@ impl Session {
     }
 
     /// Queues `delivery` for this session and wakes its connection. QoS 0 messages for an
-    /// offline client are dropped (mosquitto's default); a full queue drops the message
-    /// and counts it. Returns whether the message was queued.
+    /// offline client are dropped (mosquitto's default) unless `keep_qos0`
+    /// (queue_qos0_messages); a full queue drops the message and counts it. Returns
+    /// whether the message was queued.
     pub fn deliver(
         &self,
         mut delivery: Delivery,
         topic: &str,
-        qos: QoS,
+        (qos, keep_qos0): (QoS, bool),
         payload_len: usize,
         metrics: &Metrics,
     ) -> bool {
         let mut state = self.state.lock();
-        if state.connection.is_none() && qos == QoS::AtMostOnce {
+        if state.connection.is_none() && qos == QoS::AtMostOnce && !keep_qos0 {
             return false;
         }
         if let Some(access) = &state.access {

@@ -132,30 +132,65 @@ async fn bind(config: Config, args: &BrokerArgs) -> Result<Broker> {
 }
 
 fn init_logging(config: &Config) -> Result<()> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let level = if config.verbose { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TERN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    match config.log_dest.first() {
-        None | Some(LogDest::Stderr) => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
-            .init(),
-        Some(LogDest::Stdout) => builder
-            .with_ansi(std::io::stdout().is_terminal())
-            .with_writer(std::io::stdout)
-            .init(),
-        Some(LogDest::None) => builder.with_writer(std::io::sink).init(),
+    let (writer, ansi) = match config.log_dest.first() {
+        None | Some(LogDest::Stderr) => (BoxMakeWriter::new(std::io::stderr), std::io::stderr().is_terminal()),
+        Some(LogDest::Stdout) => (BoxMakeWriter::new(std::io::stdout), std::io::stdout().is_terminal()),
+        Some(LogDest::None) => (BoxMakeWriter::new(std::io::sink), false),
         Some(LogDest::File(path)) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open log file {}", path.display()))?;
-            builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init()
+            (BoxMakeWriter::new(std::sync::Mutex::new(file)), false)
         }
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(writer);
+    // mosquitto's log_timestamp and log_timestamp_format.
+    match (config.log_timestamp, &config.log_timestamp_format) {
+        (false, _) => builder.without_time().init(),
+        (true, Some(format)) => builder.with_timer(Strftime::new(format)?).init(),
+        (true, None) => builder.init(),
     }
     Ok(())
+}
+
+/// Log timestamps in a strftime format (log_timestamp_format), in local time.
+struct Strftime(std::ffi::CString);
+
+impl Strftime {
+    fn new(format: &str) -> Result<Strftime> {
+        let format = std::ffi::CString::new(format).context("log_timestamp_format contains a NUL byte")?;
+        Ok(Strftime(format))
+    }
+}
+
+impl tracing_subscriber::fmt::time::FormatTime for Strftime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        // SAFETY: time with a null pointer only returns the time; localtime_r fills the
+        // zeroed `tm` this function owns (or fails, returning null); strftime writes at
+        // most `buf.len()` bytes into `buf` and returns how many (0 if it did not fit),
+        // reading the NUL-terminated format and `tm`.
+        let written = unsafe {
+            let now = libc::time(std::ptr::null_mut());
+            let mut tm: libc::tm = std::mem::zeroed();
+            if libc::localtime_r(&now, &mut tm).is_null() {
+                return Ok(());
+            }
+            let mut buf = [0u8; 256];
+            let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), self.0.as_ptr(), &tm);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        w.write_str(&written)
+    }
 }
 
 /// The daemon's side of `-d`: the pipe its waiting parent reads.

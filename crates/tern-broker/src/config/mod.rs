@@ -31,6 +31,13 @@ pub struct ListenerConfig {
     pub acl_file: Option<PathBuf>,
     /// Most clients connected through this listener at once; `None`: no limit.
     pub max_connections: Option<usize>,
+    /// Highest QoS clients of this listener may use (mosquitto's `max_qos`); `None` takes
+    /// the global setting.
+    pub max_qos: Option<u8>,
+    /// allow_zero_length_clientid for this listener (per_listener_settings).
+    pub allow_zero_length_clientid: Option<bool>,
+    /// auto_id_prefix for this listener (per_listener_settings).
+    pub auto_id_prefix: Option<String>,
     /// TLS settings; the listener speaks TLS when `certfile` is set.
     pub tls: TlsListenerConfig,
 }
@@ -142,6 +149,27 @@ pub struct Config {
     pub persistence_location: PathBuf,
     /// When stored changes reach the disk.
     pub durability: Durability,
+    /// Whether a client may connect with an empty client id and be given one.
+    pub allow_zero_length_clientid: bool,
+    /// Prefix of the client ids the broker makes up; `None`: `tern-`.
+    pub auto_id_prefix: Option<String>,
+    /// mosquitto's clientid_prefixes: only client ids starting with this may connect.
+    pub clientid_prefixes: Option<String>,
+    /// mosquitto's max_packet_size: largest packet a client may send (and is told of in
+    /// a 5.0 CONNACK); 0: no limit beyond the one message_size_limit implies.
+    pub packet_size_limit: usize,
+    /// Highest QoS for listeners that do not set their own `max_qos`.
+    pub max_qos: u8,
+    /// Whether clients may publish retained messages (mosquitto's retain_available).
+    pub retain_available: bool,
+    /// Deliver messages at the subscription's QoS rather than the lower of the two.
+    pub upgrade_outgoing_qos: bool,
+    /// Queue QoS 0 messages for offline persistent sessions too.
+    pub queue_qos0_messages: bool,
+    /// Whether log lines start with a timestamp.
+    pub log_timestamp: bool,
+    /// strftime format of log timestamps; `None`: RFC 3339.
+    pub log_timestamp_format: Option<String>,
 }
 
 /// Default largest PUBLISH payload: ample for IoT payloads, and what EMQX allows.
@@ -188,6 +216,16 @@ impl Default for Config {
             persistence: false,
             persistence_location: PathBuf::from("tern-data"),
             durability: Durability::Sync,
+            allow_zero_length_clientid: true,
+            auto_id_prefix: None,
+            clientid_prefixes: None,
+            packet_size_limit: 0,
+            max_qos: 2,
+            retain_available: true,
+            upgrade_outgoing_qos: false,
+            queue_qos0_messages: false,
+            log_timestamp: true,
+            log_timestamp_format: None,
         }
     }
 }
@@ -248,12 +286,60 @@ impl Config {
 
     pub fn max_packet_size(&self) -> usize {
         const PROTOCOL_LIMIT: usize = 268_435_455 + 5;
-        if self.message_size_limit == 0 {
+        let implied = if self.message_size_limit == 0 {
             PROTOCOL_LIMIT
         } else {
             // The payload limit plus room for a topic and properties.
             (self.message_size_limit + 65_536 + 4096).min(PROTOCOL_LIMIT)
+        };
+        match self.packet_size_limit {
+            0 => implied,
+            n => n.min(implied),
         }
+    }
+
+    /// The Maximum Packet Size a 5.0 CONNACK announces, if any limit is set.
+    pub fn advertised_max_packet_size(&self) -> Option<u32> {
+        (self.message_size_limit != 0 || self.packet_size_limit != 0)
+            .then(|| u32::try_from(self.max_packet_size()).unwrap_or(u32::MAX))
+    }
+
+    /// The highest QoS clients of listener `index` may use.
+    pub fn max_qos(&self, index: usize) -> u8 {
+        self.listeners
+            .get(index)
+            .and_then(|l| l.max_qos)
+            .unwrap_or(self.max_qos)
+    }
+
+    /// Why CONNECT's client id is refused on listener `index` (allow_zero_length_clientid,
+    /// clientid_prefixes), if it is.
+    pub fn client_id_refusal(&self, index: usize, client_id: &str) -> Option<&'static str> {
+        let listener = self.listeners.get(index);
+        let allow_empty = listener
+            .and_then(|l| l.allow_zero_length_clientid)
+            .unwrap_or(self.allow_zero_length_clientid);
+        if client_id.is_empty() {
+            return (!allow_empty).then_some("empty client ids are not allowed (allow_zero_length_clientid false)");
+        }
+        match &self.clientid_prefixes {
+            Some(prefix) if !client_id.starts_with(prefix.as_str()) => {
+                Some("the client id does not start with clientid_prefixes")
+            }
+            _ => None,
+        }
+    }
+
+    /// A client id for a client that sent an empty one: auto_id_prefix (default `tern-`)
+    /// followed by `unique`.
+    pub fn assigned_client_id(&self, index: usize, unique: std::fmt::Arguments<'_>) -> String {
+        let prefix = self
+            .listeners
+            .get(index)
+            .and_then(|l| l.auto_id_prefix.as_deref())
+            .or(self.auto_id_prefix.as_deref())
+            .unwrap_or("tern-");
+        format!("{prefix}{unique}")
     }
 }
 

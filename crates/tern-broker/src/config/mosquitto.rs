@@ -245,7 +245,57 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
             ),
             _ => bail!("expected stdout, stderr, none or file PATH"),
         }),
-        "log_timestamp" | "log_timestamp_format" => {}
+        "log_timestamp" => config.log_timestamp = boolean(args)?,
+        // A strftime format, which may contain spaces: the rest of the line.
+        "log_timestamp_format" => match args {
+            [] => bail!("missing value"),
+            _ => config.log_timestamp_format = Some(args.join(" ")),
+        },
+        "allow_zero_length_clientid" => {
+            let allow = boolean(args)?;
+            match security_listener(config) {
+                Some(l) => l.allow_zero_length_clientid = Some(allow),
+                None => config.allow_zero_length_clientid = allow,
+            }
+        }
+        "auto_id_prefix" => {
+            let prefix = one(args)?.to_string();
+            match security_listener(config) {
+                Some(l) => l.auto_id_prefix = Some(prefix),
+                None => config.auto_id_prefix = Some(prefix),
+            }
+        }
+        "clientid_prefixes" => config.clientid_prefixes = Some(one(args)?.to_string()),
+        "max_packet_size" => {
+            let size: usize = number(args)?;
+            if size != 0 && size < 20 {
+                bail!("{size} is below 20 bytes, which mosquitto forbids too");
+            }
+            config.packet_size_limit = size;
+        }
+        "max_qos" | "maximum_qos" => {
+            let qos: u8 = number(args)?;
+            if qos > 2 {
+                bail!("{qos} is not a QoS (0, 1 or 2)");
+            }
+            // A listener setting (mosquitto's); before any listener, the default for all.
+            match current_listener(config) {
+                Some(l) => l.max_qos = Some(qos),
+                None => config.max_qos = qos,
+            }
+        }
+        // Values that say what Tern does anyway (no check of the retained message's
+        // publisher; no byte limit in flight; no heap limit).
+        "check_retain_source" if args == ["false"] => {}
+        "max_inflight_bytes" | "memory_limit" if args == ["0"] => {}
+        "retain_available" => config.retain_available = boolean(args)?,
+        "upgrade_outgoing_qos" => config.upgrade_outgoing_qos = boolean(args)?,
+        "queue_qos0_messages" => config.queue_qos0_messages = boolean(args)?,
+        // Tern always turns Nagle's algorithm off: it writes what a wake-up produced in one
+        // call, so there is nothing for Nagle to merge.
+        "set_tcp_nodelay" => {
+            boolean(args)?;
+        }
         // Tern's own directives (MQTT 5.0 choices mosquitto does not offer).
         "shared_subscription_strategy" => config.shared_subscription_strategy = strategy(one(args)?)?,
         "server_reference" => config.server_reference = Some(one(args)?.to_string()),
@@ -256,10 +306,75 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
         "include_dir" => include_dir(config, Path::new(one(args)?))?,
         _ => {
             let _ = path;
-            bail!("unknown or unsupported directive")
+            match refusal(directive) {
+                Some(why) => bail!("{why}"),
+                None => bail!("unknown or unsupported directive"),
+            }
         }
     }
     Ok(())
+}
+
+/// Bridge directives of mosquitto.conf (besides those starting with `bridge_`).
+const BRIDGE_DIRECTIVES: &[&str] = &[
+    "connection",
+    "address",
+    "addresses",
+    "topic",
+    "cleansession",
+    "local_cleansession",
+    "idle_timeout",
+    "keepalive_interval",
+    "local_clientid",
+    "local_password",
+    "local_username",
+    "notifications",
+    "notifications_local_only",
+    "notification_topic",
+    "remote_clientid",
+    "remote_password",
+    "remote_username",
+    "restart_timeout",
+    "round_robin",
+    "start_type",
+    "threshold",
+    "try_private",
+];
+
+/// Why a mosquitto directive Tern does not implement is refused, and what to use
+/// instead; `None` for a directive mosquitto does not know either.
+fn refusal(directive: &str) -> Option<String> {
+    let why = match directive {
+        "psk_file" | "psk_hint" => {
+            "TLS with pre-shared keys is not supported (rustls has no PSK cipher suites); use certificates (certfile, keyfile, cafile) or password_file over TLS"
+        }
+        "plugin" | "auth_plugin" | "global_plugin" | "auth_plugin_deny_special_chars" => {
+            "plugins are not supported (Tern cannot load mosquitto's C plugins); use password_file, acl_file, scram_file or TLS client certificates (use_identity_as_username)"
+        }
+        d if d.starts_with("plugin_opt_") || d.starts_with("auth_opt_") => {
+            "plugin options are not supported, nor are plugins; use password_file, acl_file, scram_file or TLS client certificates"
+        }
+        d if d.starts_with("bridge_") || BRIDGE_DIRECTIVES.contains(&d) => {
+            "bridges are not supported; run the bridge in a separate mosquitto (its configuration holding only the bridge section) connected to Tern as a client"
+        }
+        "check_retain_source" => {
+            "Tern does not keep who published a retained message, so it cannot check that publisher's access again on delivery (mosquitto's default, true); write check_retain_source false to accept Tern's behaviour: the subscriber's access is checked"
+        }
+        "max_inflight_bytes" => {
+            "a limit on bytes in flight is not supported; use max_inflight_messages (and max_queued_bytes for what waits)"
+        }
+        "memory_limit" => {
+            "a heap limit is not supported; bound memory with max_queued_messages, max_queued_bytes, message_size_limit and max_connections, or the service manager's limit (systemd MemoryMax)"
+        }
+        "ciphers" | "ciphers_tls1.3" | "dhparamfile" | "ecdh_curve" | "tls_engine" | "tls_engine_kpass_sha1" | "tls_keyform" | "keyfile_password" => {
+            "Tern's TLS (rustls) offers only its own modern cipher suites and keys in PEM files; remove this line"
+        }
+        "user" => "Tern does not change user; start it as the user it should run as (systemd User=)",
+        "websockets_log_level" | "websockets_headers_size" | "http_dir" => "websockets listeners are not supported yet",
+        "log_facility" => "syslog is not supported; use log_dest stderr (journald) or log_dest file",
+        _ => return None,
+    };
+    Some(why.to_string())
 }
 
 /// mosquitto's include_dir: every `*.conf` in the folder, in name order.
@@ -311,7 +426,46 @@ mod tests {
         let err = parse("max_inflight_messages many\n").unwrap_err().to_string();
         assert!(err.contains("test.conf:1: max_inflight_messages"), "{err}");
         let err = parse("ciphers ALL\n").unwrap_err().to_string();
-        assert!(err.contains("unsupported directive"), "{err}");
+        assert!(err.contains("test.conf:1: ciphers: Tern's TLS"), "{err}");
+    }
+
+    #[test]
+    fn mosquitto_client_rules_are_read() {
+        let c = parse("allow_zero_length_clientid false\nauto_id_prefix gen-\nclientid_prefixes ok-\nmax_packet_size 1000\nmax_qos 1\nlistener 1883\nmax_qos 0\nretain_available false\nupgrade_outgoing_qos true\nqueue_qos0_messages true\nset_tcp_nodelay true\nlog_timestamp false\nlog_timestamp_format %Y-%m-%d %H:%M:%S\ncheck_retain_source false\nmax_inflight_bytes 0\nmemory_limit 0\n").unwrap();
+        assert!(!c.allow_zero_length_clientid && !c.retain_available && !c.log_timestamp);
+        assert!(c.upgrade_outgoing_qos && c.queue_qos0_messages);
+        assert_eq!(c.auto_id_prefix.as_deref(), Some("gen-"));
+        assert_eq!(c.max_packet_size(), 1000);
+        assert_eq!((c.max_qos(0), c.max_qos(1)), (0, 1));
+        assert_eq!(c.log_timestamp_format.as_deref(), Some("%Y-%m-%d %H:%M:%S"));
+        assert_eq!(c.client_id_refusal(0, "ok-1"), None);
+        assert!(c.client_id_refusal(0, "other").is_some());
+        assert!(c.client_id_refusal(0, "").is_some());
+        assert!(parse("max_packet_size 19\n").is_err());
+        assert!(parse("max_qos 3\n").is_err());
+    }
+
+    #[test]
+    fn refused_directives_say_what_to_use_instead() {
+        for (line, says) in [
+            ("psk_hint hint", "pre-shared keys"),
+            ("psk_file /p", "pre-shared keys"),
+            ("plugin /usr/lib/x.so", "plugins are not supported"),
+            ("auth_plugin /usr/lib/x.so", "plugins are not supported"),
+            ("plugin_opt_x 1", "plugin options"),
+            ("connection bridge-1", "bridges are not supported"),
+            ("address 10.0.0.1:1883", "bridges are not supported"),
+            ("topic # both 0", "bridges are not supported"),
+            ("bridge_cafile /c", "bridges are not supported"),
+            ("check_retain_source true", "check_retain_source false"),
+            ("memory_limit 1000000", "max_queued_bytes"),
+            ("max_inflight_bytes 100", "max_inflight_messages"),
+        ] {
+            let err = parse(&format!("{line}\n")).unwrap_err().to_string();
+            let directive = line.split(' ').next().unwrap();
+            assert!(err.starts_with(&format!("test.conf:1: {directive}: ")), "{err}");
+            assert!(err.contains(says), "{line}: {err}");
+        }
     }
 
     #[test]

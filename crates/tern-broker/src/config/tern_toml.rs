@@ -42,6 +42,17 @@ struct File {
     persistence_location: Option<PathBuf>,
     durability: Option<String>,
     flush_interval_ms: Option<u64>,
+    allow_zero_length_clientid: Option<bool>,
+    auto_id_prefix: Option<String>,
+    clientid_prefixes: Option<String>,
+    max_packet_size: Option<usize>,
+    max_qos: Option<u8>,
+    retain_available: Option<bool>,
+    upgrade_outgoing_qos: Option<bool>,
+    queue_qos0_messages: Option<bool>,
+    set_tcp_nodelay: Option<bool>,
+    log_timestamp: Option<bool>,
+    log_timestamp_format: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +64,9 @@ struct Listener {
     password_file: Option<PathBuf>,
     acl_file: Option<PathBuf>,
     max_connections: Option<usize>,
+    max_qos: Option<u8>,
+    allow_zero_length_clientid: Option<bool>,
+    auto_id_prefix: Option<String>,
     certfile: Option<PathBuf>,
     keyfile: Option<PathBuf>,
     cafile: Option<PathBuf>,
@@ -81,6 +95,9 @@ pub(super) fn parse(text: &str) -> Result<Config> {
             password_file: l.password_file,
             acl_file: l.acl_file,
             max_connections: l.max_connections,
+            max_qos: l.max_qos,
+            allow_zero_length_clientid: l.allow_zero_length_clientid,
+            auto_id_prefix: l.auto_id_prefix,
             tls: TlsListenerConfig {
                 certfile: l.certfile,
                 keyfile: l.keyfile,
@@ -146,6 +163,24 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         c.connect_timeout = std::time::Duration::from_secs(secs);
     }
     c.pid_file = file.pid_file;
+    set!(
+        allow_zero_length_clientid,
+        retain_available,
+        upgrade_outgoing_qos,
+        queue_qos0_messages
+    );
+    set!(max_qos, log_timestamp);
+    c.auto_id_prefix = file.auto_id_prefix;
+    c.clientid_prefixes = file.clientid_prefixes;
+    c.log_timestamp_format = file.log_timestamp_format;
+    let _ = file.set_tcp_nodelay;
+    if let Some(size) = file.max_packet_size {
+        c.packet_size_limit = size;
+    }
+    let qos = c.listeners.iter().filter_map(|l| l.max_qos).chain([c.max_qos]);
+    if let Some(bad) = qos.into_iter().find(|q| *q > 2) {
+        return Err(anyhow!("max_qos: {bad} is not a QoS (0, 1 or 2)"));
+    }
     for dest in file.log_dest.unwrap_or_default() {
         c.log_dest.push(match dest.as_str() {
             "stdout" => LogDest::Stdout,
