@@ -43,6 +43,8 @@ pub struct Broker {
     pub log: Arc<Mutex<Vec<String>>>,
     /// The configuration file given with -c, if any.
     pub config_path: Option<std::path::PathBuf>,
+    /// The broker's standard input when its test clock is on (`with_test_clock`).
+    clock: Option<std::process::ChildStdin>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -73,6 +75,35 @@ impl Broker {
         broker
     }
 
+    /// Like `with_config`, with the broker's test clock on: `advance_clock` moves the
+    /// time its expiry, will delay and message expiry follow.
+    pub fn with_test_clock(name: &str, config: &str) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, config).unwrap();
+        let mut broker = Self::spawn_with(&["broker", "-c", path.to_str().unwrap()], Some(dir), true);
+        broker.config_path = Some(path);
+        broker
+    }
+
+    /// Moves the broker's test clock forward by `seconds` and returns once it says its
+    /// housekeeping has run at the new time.
+    pub fn advance_clock(&mut self, seconds: u64) {
+        let before = self.count_log("test clock advanced to");
+        let stdin = self.clock.as_mut().expect("started with_test_clock");
+        writeln!(stdin, "advance {seconds}").unwrap();
+        stdin.flush().unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while self.count_log("test clock advanced to") == before {
+            assert!(Instant::now() < deadline, "the broker did not advance its clock");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn count_log(&self, needle: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
     /// SIGKILL: the broker gets no chance to write anything.
     pub fn kill_9(mut self) {
         let _ = self.child.kill();
@@ -83,10 +114,19 @@ impl Broker {
     /// it binds them all, then prints one "listening on" line each, so the first line
     /// alone says nothing about the others.
     fn spawn(args: &[&str], dir: Option<tempfile::TempDir>) -> Broker {
+        Self::spawn_with(args, dir, false)
+    }
+
+    fn spawn_with(args: &[&str], dir: Option<tempfile::TempDir>, test_clock: bool) -> Broker {
         let expected = expected_listeners(args, dir.as_ref().map(|d| d.path()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_tern"));
         if let Some(dir) = &dir {
             command.current_dir(dir.path());
+        }
+        if test_clock {
+            command.env("TERN_TEST_CLOCK", "1").stdin(Stdio::piped());
+        } else {
+            command.stdin(Stdio::null());
         }
         let mut child = command
             .args(args)
@@ -96,6 +136,7 @@ impl Broker {
             .spawn()
             .expect("start tern broker");
         let stderr = child.stderr.take().unwrap();
+        let clock = child.stdin.take();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = log.clone();
@@ -134,6 +175,7 @@ impl Broker {
             addrs,
             log,
             config_path: None,
+            clock,
             _dir: dir,
         }
     }
