@@ -28,6 +28,7 @@ def client(client_id, clean=True):
     c.arrived = threading.Event()
     c.connected = threading.Event()
     c.subacks = set()
+    c.disconnected = threading.Event()
 
     def on_message(_c, _u, msg):
         c.received.append((msg.topic, msg.payload, msg.qos, msg.retain))
@@ -41,9 +42,13 @@ def client(client_id, clean=True):
     def on_subscribe(_c, _u, mid, _reasons, _props):
         c.subacks.add(mid)
 
+    def on_disconnect(_c, _u, _flags, _reason, _props):
+        c.disconnected.set()
+
     c.on_message = on_message
     c.on_connect = on_connect
     c.on_subscribe = on_subscribe
+    c.on_disconnect = on_disconnect
     return c
 
 
@@ -123,6 +128,9 @@ check("will published on dropped connection", got[:1] == [("p/will", b"bye", 1, 
 durable = start(client(tag + "-durable", clean=False), clean=False)
 subscribe(durable, "p/durable", 1)
 durable.disconnect()
+# Its socket closed: what is published next is queued for the session, not taken by it.
+if not durable.disconnected.wait(PATIENCE):
+    raise SystemExit("no disconnect")
 durable.loop_stop()
 pub.publish("p/durable", b"while-away", qos=1).wait_for_publish(PATIENCE)
 back = start(client(tag + "-durable", clean=False), clean=False)
