@@ -56,9 +56,11 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
         .ok_or_else(|| anyhow!("keyfile {} holds no private key", path.display()))
 }
 
-/// The CA certificates of `cafile` and of every file in `capath`.
-fn roots(config: &TlsListenerConfig) -> Result<RootCertStore> {
+/// The CA certificates of `cafile` and of every file in `capath`: as a store for webpki,
+/// and as they are (for X.509 v1 client certificates, which webpki refuses).
+fn roots(config: &TlsListenerConfig) -> Result<(RootCertStore, Vec<CertificateDer<'static>>)> {
     let mut store = RootCertStore::empty();
+    let mut all = Vec::new();
     let mut files = Vec::new();
     if let Some(file) = &config.cafile {
         files.push(file.clone());
@@ -75,11 +77,12 @@ fn roots(config: &TlsListenerConfig) -> Result<RootCertStore> {
     for file in files {
         for cert in certificates(&file, "CA certificate file")? {
             store
-                .add(cert)
+                .add(cert.clone())
                 .with_context(|| format!("CA certificate in {} is not usable", file.display()))?;
+            all.push(cert);
         }
     }
-    Ok(store)
+    Ok((store, all))
 }
 
 fn revocation_lists(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
@@ -106,21 +109,27 @@ pub fn build(config: &TlsListenerConfig) -> Result<ListenerTls> {
         .context("TLS protocol versions")?;
     let has_ca = config.cafile.is_some() || config.capath.is_some();
     let builder = if has_ca {
-        let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(config)?), provider);
-        if let Some(crlfile) = &config.crlfile {
-            verifier = verifier.with_crls(revocation_lists(crlfile)?);
+        let (store, cas) = roots(config)?;
+        let crls = match &config.crlfile {
+            Some(crlfile) => revocation_lists(crlfile)?,
+            None => Vec::new(),
+        };
+        let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider.clone());
+        if !crls.is_empty() {
+            verifier = verifier.with_crls(crls.clone());
         }
         if !config.require_certificate {
             verifier = verifier.allow_unauthenticated();
         }
-        builder.with_client_cert_verifier(verifier.build().context("client certificate verifier")?)
+        let webpki = verifier.build().context("client certificate verifier")?;
+        let algorithms = provider.signature_verification_algorithms;
+        builder.with_client_cert_verifier(Arc::new(v1::ClientVerifier::new(webpki, cas, crls, algorithms)))
     } else if config.require_certificate {
         bail!("require_certificate needs cafile or capath to check client certificates against");
     } else {
         builder.with_no_client_auth()
     };
-    let mut server = builder
-        .with_single_cert(certificates(certfile, "certfile")?, private_key(keyfile)?)
+    let certified = v1::certified_key(certificates(certfile, "certfile")?, private_key(keyfile)?, &provider)
         .with_context(|| {
             format!(
                 "certfile {} and keyfile {} do not form a usable pair",
@@ -128,6 +137,7 @@ pub fn build(config: &TlsListenerConfig) -> Result<ListenerTls> {
                 keyfile.display()
             )
         })?;
+    let mut server = builder.with_cert_resolver(Arc::new(v1::OneCert(Arc::new(certified))));
     server.alpn_protocols = config.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     let identity = match (config.use_identity_as_username, config.use_subject_as_username) {
         (_, true) => IdentityAsUser::Subject,
@@ -142,6 +152,8 @@ pub fn build(config: &TlsListenerConfig) -> Result<ListenerTls> {
         identity,
     })
 }
+
+mod v1;
 
 /// The user name a verified client certificate gives, per `identity`.
 pub fn identity_of(certificate: &CertificateDer<'_>, identity: IdentityAsUser) -> Option<String> {

@@ -134,8 +134,15 @@ async fn bind(config: Config, args: &BrokerArgs) -> Result<Broker> {
 fn init_logging(config: &Config) -> Result<()> {
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let level = if config.verbose { "debug" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TERN_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("TERN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    if !std::env::var("TERN_LOG").is_ok_and(|v| v.contains("rustls")) {
+        // rustls warns for every client that sends an IP address as SNI (mosquitto_pub
+        // -h 127.0.0.1 does), which is harmless: the name is ignored.
+        if let Ok(quiet) = "rustls::msgs::handshake=error".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let (writer, ansi) = match config.log_dest.first() {
         None | Some(LogDest::Stderr) => (BoxMakeWriter::new(std::io::stderr), std::io::stderr().is_terminal()),
         Some(LogDest::Stdout) => (BoxMakeWriter::new(std::io::stdout), std::io::stdout().is_terminal()),
