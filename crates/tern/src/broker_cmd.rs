@@ -295,8 +295,12 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
     let mut hangup = signal(SignalKind::hangup())?;
     let local_default = config.is_local_default() || (args.config.is_none() && !args.port.is_empty());
     let logs_elsewhere = !matches!(config.log_dest.first(), None | Some(LogDest::Stderr));
+    let summaries: Vec<String> = (0..config.effective_listeners().len())
+        .map(|i| config.listener_summary(i))
+        .collect();
     let broker = bind(config, &args).await?;
-    for addr in broker.local_addrs() {
+    for (index, addr) in broker.local_addrs().into_iter().enumerate() {
+        let summary = summaries.get(index).map_or("mqtt", String::as_str);
         if args.daemon {
             // Said on the terminal before detaching, and in the log if it goes elsewhere.
             let line = format!(
@@ -314,7 +318,10 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
                 env!("CARGO_PKG_VERSION")
             );
         } else {
-            eprintln!("tern broker {} listening on {addr}", env!("CARGO_PKG_VERSION"));
+            eprintln!(
+                "tern broker {} listening on {addr} ({summary})",
+                env!("CARGO_PKG_VERSION")
+            );
         }
     }
     if let Some(detach) = detach {

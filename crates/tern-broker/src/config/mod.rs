@@ -330,6 +330,56 @@ impl Config {
         }
     }
 
+    /// How listener `index` is reached and who may connect, for the start-up line: its
+    /// protocol, TLS and authentication, e.g. `mqtt, TLS with client certificates
+    /// required; users from the certificate CN, anonymous refused`.
+    pub fn listener_summary(&self, index: usize) -> String {
+        let listeners = self.effective_listeners();
+        let Some(listener) = listeners.get(index) else {
+            return "mqtt".into();
+        };
+        let tls = &listener.tls;
+        let transport = match (
+            tls.enabled(),
+            tls.require_certificate,
+            tls.cafile.is_some() || tls.capath.is_some(),
+        ) {
+            (false, _, _) => "plain TCP",
+            (true, true, _) => "TLS with client certificates required",
+            (true, false, true) => "TLS, client certificates optional",
+            (true, false, false) => "TLS",
+        };
+        let mut auth = Vec::new();
+        if tls.use_subject_as_username {
+            auth.push("users from the certificate subject".to_string());
+        } else if tls.use_identity_as_username {
+            auth.push("users from the certificate CN".to_string());
+        }
+        if let Some(file) = listener.password_file.as_ref().or(self.password_file.as_ref()) {
+            auth.push(format!("password_file {}", file.display()));
+        }
+        if self.scram_file.is_some() {
+            auth.push("SCRAM-SHA-256".into());
+        }
+        let anonymous = if self.is_local_default() && self.password_file.is_none() {
+            true
+        } else {
+            listener.allow_anonymous.unwrap_or(self.allow_anonymous)
+        };
+        auth.push(
+            if anonymous {
+                "anonymous allowed"
+            } else {
+                "anonymous refused"
+            }
+            .into(),
+        );
+        if let Some(file) = listener.acl_file.as_ref().or(self.acl_file.as_ref()) {
+            auth.push(format!("acl_file {}", file.display()));
+        }
+        format!("mqtt, {transport}; {}", auth.join(", "))
+    }
+
     /// A client id for a client that sent an empty one: auto_id_prefix (default `tern-`)
     /// followed by `unique`.
     pub fn assigned_client_id(&self, index: usize, unique: std::fmt::Arguments<'_>) -> String {
