@@ -32,7 +32,10 @@ pub(crate) fn spawn(state: Arc<BrokerState>) -> JoinHandle<()> {
             state.router.purge_expired_retained(now);
             if crate::clock::offset() != clock_offset {
                 clock_offset = crate::clock::offset();
-                tracing::info!("test clock advanced to +{} s: due work done", clock_offset.as_secs_f64());
+                tracing::info!(
+                    "test clock advanced to +{} s: due work done",
+                    clock_offset.as_secs_f64()
+                );
             }
             ticks += 1;
             if ticks % TRIM_EVERY_TICKS == 0 {
