@@ -288,6 +288,26 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
         // publisher; no byte limit in flight; no heap limit).
         "check_retain_source" if args == ["false"] => {}
         "max_inflight_bytes" | "memory_limit" if args == ["0"] => {}
+        // Tern sends a message once to a client whose subscriptions overlap, which is
+        // what either value allows.
+        "allow_duplicate_messages" => {
+            boolean(args)?;
+        }
+        "max_topic_alias" => match number::<u32>(args)? {
+            10 => {}
+            n => bail!("{n}: Tern's topic alias maximum is 10 (mosquitto's default) on every listener"),
+        },
+        // Before any listener it concerns the default one, which binds as Tern does anyway.
+        "socket_domain" => {
+            let any = match one(args)? {
+                "ipv4" => "0.0.0.0",
+                "ipv6" => "::",
+                other => bail!("{other:?}: use ipv4 or ipv6"),
+            };
+            if let Some(l) = current_listener(config).filter(|l| l.bind_address.is_none()) {
+                l.bind_address = Some(any.to_string());
+            }
+        }
         "retain_available" => config.retain_available = boolean(args)?,
         "upgrade_outgoing_qos" => config.upgrade_outgoing_qos = boolean(args)?,
         "queue_qos0_messages" => config.queue_qos0_messages = boolean(args)?,
@@ -368,6 +388,13 @@ fn refusal(directive: &str) -> Option<String> {
         }
         "ciphers" | "ciphers_tls1.3" | "dhparamfile" | "ecdh_curve" | "tls_engine" | "tls_engine_kpass_sha1" | "tls_keyform" | "keyfile_password" => {
             "Tern's TLS (rustls) offers only its own modern cipher suites and keys in PEM files; remove this line"
+        }
+        "mount_point" => {
+            "mount points are not supported; give each group of clients its own topic tree with an acl_file (pattern lines with %u or %c)"
+        }
+        "bind_interface" => "binding to an interface is not supported; use listener PORT ADDRESS with that interface's address",
+        "use_username_as_clientid" => {
+            "not supported yet; to stop clients from taking over each other's client id, use an acl_file, or clientid_prefixes"
         }
         "user" => "Tern does not change user; start it as the user it should run as (systemd User=)",
         "websockets_log_level" | "websockets_headers_size" | "http_dir" => "websockets listeners are not supported yet",
