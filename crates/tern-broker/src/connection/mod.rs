@@ -604,7 +604,6 @@ impl Connection {
         if !self.out.is_empty() {
             let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(&self.out)).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), socket.shutdown()).await;
         let will = if publish_will { self.will.take() } else { None };
         let taken_over = matches!(close, Close::TakenOver(_));
         let session_ended = self.detach_session(!taken_over);
@@ -613,6 +612,10 @@ impl Connection {
         }
         self.broker.metrics.flush(&mut self.counters);
         self.broker.metrics.client_disconnected();
+        // Closed for the client only once the session is detached and the will published
+        // or scheduled: the end of the stream tells a client (and a test) that all of it
+        // has happened.
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.shutdown()).await;
         if let Close::TakenOver(done) = close {
             let _ = done.send(());
         }
