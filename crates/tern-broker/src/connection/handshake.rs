@@ -188,6 +188,10 @@ pub(super) async fn accept(
         redirect(socket, version, server, config.server_moved, peer, &connect.client_id).await;
         return None;
     }
+    if let Some((reason, why)) = connect_refusal(&connect, &config, listener) {
+        refuse(socket, version, (reason, &why), peer, &connect.client_id, Vec::new()).await;
+        return None;
+    }
     let client_id = if connect.client_id.is_empty() {
         // 3.1.1: a zero-length id needs Clean Session [MQTT-3.1.3-8]; 3.1 needs an id; 5.0
         // always gets one assigned.
@@ -197,7 +201,8 @@ pub(super) async fn accept(
             refuse(socket, version, reason, peer, "", Vec::new()).await;
             return None;
         }
-        let id = ByteStr::from(format!("tern-{:x}-{generation}", broker.started_unix));
+        let unique = format_args!("{:x}-{generation}", broker.started_unix);
+        let id = ByteStr::from(config.assigned_client_id(listener, unique));
         if version.is_v5() {
             properties.push(Property::AssignedClientIdentifier(id.clone()));
         }
@@ -287,8 +292,15 @@ pub(super) async fn accept(
             properties.push(Property::ReceiveMaximum(broker_receive_maximum));
         }
         properties.push(Property::TopicAliasMaximum(TOPIC_ALIAS_MAXIMUM));
-        if config.message_size_limit != 0 {
-            properties.push(Property::MaximumPacketSize(config.max_packet_size() as u32));
+        if !config.retain_available {
+            properties.push(Property::RetainAvailable(0));
+        }
+        // max_packet_size, or the packet limit that follows from message_size_limit.
+        if let Some(size) = config.advertised_max_packet_size() {
+            properties.push(Property::MaximumPacketSize(size));
+        }
+        if config.max_qos(listener) < 2 {
+            properties.push(Property::MaximumQoS(config.max_qos(listener)));
         }
         if connect.properties.request_response_information() == Some(1) {
             let information = format!("{}{client_id}", config.response_information);
@@ -384,6 +396,7 @@ pub(super) async fn accept(
             .map_or(usize::MAX, |m| m as usize),
         receive_maximum: broker_receive_maximum,
         message_size_limit: config.message_size_limit,
+        publish_rules: (config.max_qos(listener), config.retain_available),
         topic_limits: (config.max_topic_levels, config.max_topic_length),
         problem_information: connect.properties.request_problem_information() != Some(0),
         user,
@@ -396,6 +409,28 @@ pub(super) async fn accept(
         connection.resend_inflight();
     }
     Some((connection, takeover_rx))
+}
+
+/// What the configuration refuses in CONNECT before credentials are looked at: the
+/// client id (allow_zero_length_clientid, clientid_prefixes) and a will beyond what the
+/// listener allows (retain_available, max_qos), as mosquitto refuses them.
+fn connect_refusal(connect: &Connect, config: &crate::Config, listener: usize) -> Option<(ReasonCode, String)> {
+    if let Some(why) = config.client_id_refusal(listener, &connect.client_id) {
+        return Some((ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, why.into()));
+    }
+    let will = connect.will.as_ref()?;
+    if will.retain && !config.retain_available {
+        let why = "retained messages are not available (retain_available false)";
+        return Some((ReasonCode::RETAIN_NOT_SUPPORTED, why.into()));
+    }
+    let max_qos = config.max_qos(listener);
+    if will.qos as u8 > max_qos {
+        return Some((
+            ReasonCode::QOS_NOT_SUPPORTED,
+            format!("will QoS above max_qos {max_qos}"),
+        ));
+    }
+    None
 }
 
 /// Finds or creates the session for `client_id`, taking it over from a live connection

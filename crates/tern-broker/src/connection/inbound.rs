@@ -71,6 +71,7 @@ impl Connection {
         if self.version.is_v5() {
             self.resolve_topic_alias(&mut publish)?;
         }
+        self.check_publish_rules(&publish)?;
         let packet_id = publish.packet_id;
         let qos = publish.qos;
         if qos == QoS::ExactlyOnce {
@@ -118,6 +119,22 @@ impl Connection {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.send(&Packet::PublishAck(response)),
             QoS::ExactlyOnce => self.send(&Packet::PublishReceived(response)),
+        }
+        Ok(())
+    }
+
+    /// retain_available and max_qos: a PUBLISH beyond them ends the connection (5.0:
+    /// DISCONNECT 0x9A or 0x9B), as mosquitto does.
+    fn check_publish_rules(&self, publish: &Publish) -> Result<(), Close> {
+        let (max_qos, retain_available) = self.publish_rules;
+        if publish.retain && !retain_available {
+            let why = "retained messages are not available (retain_available false)";
+            return Err(Close::violation(ReasonCode::RETAIN_NOT_SUPPORTED, why));
+        }
+        let qos = publish.qos as u8;
+        if qos > max_qos {
+            let why = format!("PUBLISH with QoS {qos} above max_qos {max_qos}");
+            return Err(Close::violation(ReasonCode::QOS_NOT_SUPPORTED, why));
         }
         Ok(())
     }
@@ -341,7 +358,11 @@ impl Connection {
         let mut problems = Vec::new();
         let mut retained = Vec::new();
         let limit = self.broker.config().max_subscriptions_per_client;
-        for Subscription { filter, options } in subscribe.subscriptions {
+        for Subscription { filter, mut options } in subscribe.subscriptions {
+            // max_qos: a subscription is granted at most the listener's QoS (mosquitto's rule).
+            options.qos = options
+                .qos
+                .min(QoS::from_u8(self.publish_rules.0).unwrap_or(QoS::ExactlyOnce));
             let (shared, refusal) = match parse_share(&filter) {
                 Some(Ok(_)) if options.no_local => {
                     return Err(Close::violation(

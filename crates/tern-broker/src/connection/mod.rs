@@ -103,6 +103,8 @@ pub(crate) struct Connection {
     receive_maximum: u16,
     /// message_size_limit when the client connected (a reload applies to new connections).
     message_size_limit: usize,
+    /// The listener's max_qos and retain_available when the client connected.
+    publish_rules: (u8, bool),
     /// max_topic_levels and max_topic_length when the client connected, read per PUBLISH.
     topic_limits: (usize, usize),
     /// The 5.0 client's Request Problem Information: when false, acknowledgements carry

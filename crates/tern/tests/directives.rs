@@ -1,0 +1,473 @@
+//! mosquitto.conf directives with mosquitto's meaning, checked against the real binary
+//! over real sockets; and the directives Tern refuses, with what to use instead.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use tern_proto::*;
+
+const LISTENER: &str = "listener 0 127.0.0.1\nallow_anonymous true\n";
+
+fn broker(extra: &str) -> Broker {
+    Broker::with_config("mosquitto.conf", &format!("{LISTENER}{extra}"))
+}
+
+fn connack(broker: &Broker, version: ProtocolVersion, client_id: &str) -> (Client, ConnectAck) {
+    let mut c = broker.client(version);
+    let ack = c.connect(&connect_packet(version, client_id, true, 60));
+    (c, ack)
+}
+
+/// Runs `tern broker -c` on `config` (which must make it refuse to start) and returns
+/// what it printed.
+fn refused_start(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mosquitto.conf");
+    std::fs::write(&path, config).unwrap();
+    let out = tern(&["broker", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn allow_zero_length_clientid_false_refuses_empty_client_ids() {
+    let broker = broker("allow_zero_length_clientid false\n");
+    let (_, ack) = connack(&broker, V311, "");
+    assert_eq!(ack.reason_code.to_connect_return_code(), 2, "{ack:?}");
+    let (_, ack) = connack(&broker, V5, "");
+    assert_eq!(ack.reason_code, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "{ack:?}");
+    broker.connect(V5, "named");
+}
+
+#[test]
+fn auto_id_prefix_starts_generated_client_ids() {
+    let broker = broker("auto_id_prefix gen-\n");
+    let (_, ack) = connack(&broker, V5, "");
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    let id = ack.properties.assigned_client_identifier().unwrap();
+    assert!(id.starts_with("gen-") && id.len() > 4, "{id}");
+}
+
+#[test]
+fn clientid_prefixes_admits_only_client_ids_with_the_prefix() {
+    let broker = broker("clientid_prefixes secure-\n");
+    for version in VERSIONS {
+        broker.connect(version, "secure-client");
+        let (_, ack) = connack(&broker, version, "mqtt");
+        assert_eq!(
+            ack.reason_code,
+            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+            "{version:?}: {ack:?}"
+        );
+    }
+}
+
+#[test]
+fn max_packet_size_is_announced_and_larger_packets_end_the_connection() {
+    let broker = broker("max_packet_size 100\n");
+    let (mut c, ack) = connack(&broker, V5, "small");
+    assert_eq!(ack.properties.maximum_packet_size(), Some(100));
+    c.send(&publish_packet("t", &[b'x'; 200], QoS::AtMostOnce, false, 0));
+    assert_eq!(disconnect_reason(&c.expect_closed()), ReasonCode::PACKET_TOO_LARGE);
+    // 3.1.1 clients cannot be told the limit; they are disconnected all the same.
+    let (mut c, _) = connack(&broker, V311, "small3");
+    c.send(&publish_packet("t", &[b'x'; 200], QoS::AtMostOnce, false, 0));
+    assert!(c.expect_closed().is_empty());
+    // Below the limit all is well.
+    let mut c = broker.connect(V5, "fits");
+    assert_eq!(
+        c.publish("t", &[b'x'; 50], QoS::AtLeastOnce, false, 1),
+        ReasonCode::NO_MATCHING_SUBSCRIBERS
+    );
+}
+
+#[test]
+fn max_packet_size_below_20_bytes_is_refused() {
+    let said = refused_start("max_packet_size 10\n");
+    assert!(
+        said.contains("mosquitto.conf:1: max_packet_size: 10 is below 20 bytes"),
+        "{said}"
+    );
+}
+
+#[test]
+fn max_qos_is_announced_caps_subscriptions_and_higher_publishes_end_the_connection() {
+    let broker = broker("max_qos 1\n");
+    for version in VERSIONS {
+        let (mut c, ack) = connack(&broker, version, "q");
+        if version == V5 {
+            assert_eq!(ack.properties.maximum_qos(), Some(1));
+        }
+        assert_eq!(c.subscribe("t", QoS::ExactlyOnce), vec![ReasonCode::GRANTED_QOS_1]);
+        assert_eq!(c.publish("t", b"one", QoS::AtLeastOnce, false, 1), ReasonCode::SUCCESS);
+        assert_eq!(c.recv_publish().qos, QoS::AtLeastOnce);
+        c.send(&publish_packet("t", b"two", QoS::ExactlyOnce, false, 2));
+        let seen = c.expect_closed();
+        if version == V5 {
+            assert_eq!(disconnect_reason(&seen), ReasonCode::QOS_NOT_SUPPORTED);
+        } else {
+            assert!(seen.is_empty(), "{seen:?}");
+        }
+    }
+    // A will above max_qos is refused at CONNECT.
+    let mut c = broker.client(V5);
+    let mut connect = connect_packet(V5, "will", true, 60);
+    connect.will = Some(Will {
+        topic: ByteStr::from("w"),
+        payload: bytes::Bytes::from_static(b"gone"),
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        properties: Properties::default(),
+    });
+    assert_eq!(c.connect(&connect).reason_code, ReasonCode::QOS_NOT_SUPPORTED);
+}
+
+#[test]
+fn max_qos_belongs_to_the_listener_it_follows() {
+    let broker = Broker::with_config(
+        "mosquitto.conf",
+        "listener 0 127.0.0.1\nallow_anonymous true\nmax_qos 0\nlistener 0 127.0.0.1\n",
+    );
+    let addrs = broker.listening_addrs();
+    let mut first = Client::open(addrs[0], V5);
+    let ack = first.connect(&connect_packet(V5, "a", true, 60));
+    assert_eq!(ack.properties.maximum_qos(), Some(0));
+    let mut second = Client::open(addrs[1], V5);
+    let ack = second.connect(&connect_packet(V5, "b", true, 60));
+    assert_eq!(ack.properties.maximum_qos(), None);
+}
+
+#[test]
+fn retain_available_false_is_announced_and_retained_publishes_end_the_connection() {
+    let broker = broker("retain_available false\n");
+    let (mut c, ack) = connack(&broker, V5, "r");
+    assert_eq!(ack.properties.retain_available(), Some(0));
+    c.send(&publish_packet("t", b"kept?", QoS::AtMostOnce, true, 0));
+    assert_eq!(disconnect_reason(&c.expect_closed()), ReasonCode::RETAIN_NOT_SUPPORTED);
+    let (mut c, _) = connack(&broker, V311, "r3");
+    c.send(&publish_packet("t", b"kept?", QoS::AtLeastOnce, true, 1));
+    assert!(c.expect_closed().is_empty());
+    // Nothing was retained.
+    let mut c = broker.connect(V5, "late");
+    c.subscribe("t", QoS::AtMostOnce);
+    c.expect_nothing(200);
+    // A retained will is refused at CONNECT.
+    let mut c = broker.client(V5);
+    let mut connect = connect_packet(V5, "will", true, 60);
+    connect.will = Some(Will {
+        topic: ByteStr::from("w"),
+        payload: bytes::Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: true,
+        properties: Properties::default(),
+    });
+    assert_eq!(c.connect(&connect).reason_code, ReasonCode::RETAIN_NOT_SUPPORTED);
+}
+
+#[test]
+fn upgrade_outgoing_qos_delivers_at_the_subscription_qos() {
+    for (extra, expected) in [("", QoS::AtMostOnce), ("upgrade_outgoing_qos true\n", QoS::AtLeastOnce)] {
+        let broker = broker(extra);
+        let mut sub = broker.connect(V311, "sub");
+        sub.subscribe("t", QoS::AtLeastOnce);
+        let mut publisher = broker.connect(V311, "pub");
+        publisher.publish("t", b"m", QoS::AtMostOnce, false, 0);
+        assert_eq!(sub.recv_publish().qos, expected, "{extra:?}");
+    }
+}
+
+#[test]
+fn queue_qos0_messages_keeps_qos0_messages_for_offline_sessions() {
+    for (extra, kept) in [("", false), ("queue_qos0_messages true\n", true)] {
+        let broker = broker(extra);
+        let mut sub = broker.client(V311);
+        sub.connect(&connect_packet(V311, "sub", false, 60));
+        sub.subscribe("t", QoS::AtMostOnce);
+        sub.disconnect();
+        broker.wait_closed("sub");
+        let mut publisher = broker.connect(V311, "pub");
+        publisher.publish("t", b"while away", QoS::AtMostOnce, false, 0);
+        publisher.ping();
+        let mut sub = broker.client(V311);
+        let ack = sub.connect(&connect_packet(V311, "sub", false, 60));
+        assert!(ack.session_present);
+        if kept {
+            assert_eq!(&sub.recv_publish().payload[..], b"while away");
+        } else {
+            sub.expect_nothing(300);
+        }
+    }
+}
+
+#[test]
+fn mosquitto_settings_with_nothing_to_change_are_accepted() {
+    let broker = broker(
+        "set_tcp_nodelay true\npersistence_file mosquitto.db\nautosave_interval 1800\nautosave_on_changes false\ncheck_retain_source false\nmax_inflight_bytes 0\nmemory_limit 0\nmaximum_qos 2\nallow_duplicate_messages false\nmax_topic_alias 10\nsocket_domain ipv4\n",
+    );
+    let mut sub = broker.connect(V5, "sub");
+    sub.subscribe("t", QoS::ExactlyOnce);
+    let mut publisher = broker.connect(V5, "pub");
+    assert_eq!(
+        publisher.publish("t", b"m", QoS::ExactlyOnce, false, 1),
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(sub.recv_publish().qos, QoS::ExactlyOnce);
+}
+
+#[test]
+fn connection_messages_false_logs_no_connects() {
+    let broker = broker("connection_messages false\n");
+    broker.connect(V311, "quiet").disconnect();
+    let mut other = broker.connect(V311, "other");
+    other.ping();
+    assert!(!broker.logged("client connected"), "{:?}", broker.log.lock().unwrap());
+    let loud = Broker::with_config("mosquitto.conf", LISTENER);
+    loud.connect(V311, "loud");
+    assert!(loud.log_contains("client connected"));
+}
+
+#[test]
+fn log_timestamp_false_and_log_timestamp_format_shape_log_lines() {
+    let broker = broker("log_timestamp false\n");
+    broker.connect(V311, "a");
+    assert!(broker.log_contains("client connected"));
+    let line = broker
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("client connected"))
+        .cloned();
+    assert!(
+        line.as_deref().is_some_and(|l| l.trim_start().starts_with("INFO")),
+        "{line:?}"
+    );
+
+    let broker = broker_with_format();
+    broker.connect(V311, "b");
+    assert!(broker.log_contains("client connected"));
+    let line = broker
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("client connected"))
+        .cloned();
+    let line = line.unwrap();
+    // "[2026-11-29 20:31:05] INFO ..."
+    let stamp = line
+        .strip_prefix('[')
+        .and_then(|l| l.split_once(']'))
+        .map(|(s, _)| s.to_string());
+    let stamp = stamp.unwrap_or_default();
+    assert_eq!(stamp.len(), 19, "{line}");
+    assert!(stamp.as_bytes()[4] == b'-' && stamp.as_bytes()[10] == b' ', "{line}");
+}
+
+fn broker_with_format() -> Broker {
+    broker("log_timestamp_format [%Y-%m-%d %H:%M:%S]\n")
+}
+
+#[test]
+fn the_start_up_lines_name_each_listeners_protocol_tls_and_authentication() {
+    let broker = Broker::with_config(
+        "mosquitto.conf",
+        "per_listener_settings true\nlistener 0 127.0.0.1\nallow_anonymous true\nlistener 0 127.0.0.1\nacl_file /dev/null\n",
+    );
+    let [first, second] = broker.listening_addrs()[..] else {
+        panic!("two listeners expected")
+    };
+    let open = format!("listening on {first} (mqtt, plain TCP; anonymous allowed)");
+    let closed = format!("listening on {second} (mqtt, plain TCP; anonymous refused, acl_file /dev/null)");
+    assert!(broker.log_contains(&open), "{:?}", broker.log.lock().unwrap());
+    assert!(broker.log_contains(&closed), "{:?}", broker.log.lock().unwrap());
+}
+
+#[test]
+fn unsupported_directives_name_themselves_and_what_to_use_instead() {
+    for (line, says) in [
+        ("psk_hint broker", "pre-shared keys"),
+        ("psk_file /etc/mosquitto/psk", "pre-shared keys"),
+        (
+            "plugin /usr/lib/mosquitto_dynamic_security.so",
+            "use password_file, acl_file",
+        ),
+        ("auth_plugin /usr/lib/auth.so", "use password_file, acl_file"),
+        ("connection to-cloud", "bridges are not supported"),
+        ("address 192.0.2.1:1883", "bridges are not supported"),
+        ("topic sensors/# out 1", "bridges are not supported"),
+        ("bridge_protocol_version mqttv311", "bridges are not supported"),
+        ("memory_limit 100000000", "max_queued_bytes"),
+        ("max_inflight_bytes 1000", "max_inflight_messages"),
+        ("check_retain_source true", "check_retain_source false"),
+        ("max_topic_alias 5", "topic alias maximum is 10"),
+        ("mount_point site1/", "acl_file"),
+        ("bind_interface eth0", "listener PORT ADDRESS"),
+        ("use_username_as_clientid true", "not supported yet"),
+        ("log_dest syslog", "use stdout, stderr or file"),
+    ] {
+        let said = refused_start(&format!("listener 0 127.0.0.1\n{line}\n"));
+        let directive = line.split(' ').next().unwrap();
+        assert!(
+            said.contains(&format!("mosquitto.conf:2: {directive}: ")),
+            "{line}: {said}"
+        );
+        assert!(said.contains(says), "{line}: {said}");
+    }
+}
+
+// mosquitto-tls(7): certificates made exactly as its openssl commands make them are X.509
+// version 1 (no extensions), which webpki refuses and mosquitto accepts.
+
+/// Runs `openssl ARGS` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate (CN localhost) and a client certificate (CN `client`) per
+/// mosquitto-tls(7), in `dir`: ca.crt, server.crt/.key, client.crt/.key.
+fn mosquitto_tls_pki(dir: &std::path::Path, client: &str) {
+    let req_ca = ["req", "-new", "-x509", "-days", "30", "-extensions", "v3_ca", "-nodes"];
+    openssl(
+        dir,
+        &[
+            &req_ca[..],
+            &["-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=Test CA/O=Tern"],
+        ]
+        .concat(),
+    );
+    for (name, cn) in [("server", "localhost"), ("client", client)] {
+        let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
+        openssl(dir, &["genrsa", "-out", &key, "2048"]);
+        let subject = format!("/CN={cn}/O=Tern {name}");
+        openssl(dir, &["req", "-out", &csr, "-key", &key, "-new", "-subj", &subject]);
+        let sign = [
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+        ];
+        openssl(dir, &[&sign[..], &["-out", &crt, "-days", "30"]].concat());
+    }
+}
+
+fn tls_pub(broker: &Broker, dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let port = broker.addr.port().to_string();
+    let mut args = vec![
+        "-h",
+        "localhost",
+        "-p",
+        &port,
+        "--cafile",
+        "ca.crt",
+        "-t",
+        "t",
+        "-m",
+        "hi",
+    ];
+    args.extend_from_slice(extra);
+    std::process::Command::new("mosquitto_pub")
+        .args(&args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn mosquitto_tls_v1_certificates_are_accepted_and_checked() {
+    if !peer_available("openssl", program_exists("openssl"))
+        || !peer_available("mosquitto_pub", program_exists("mosquitto_pub"))
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    mosquitto_tls_pki(dir, "alice");
+    // A client certificate of another CA with the same subject names.
+    let other = dir.join("other");
+    std::fs::create_dir(&other).unwrap();
+    mosquitto_tls_pki(&other, "alice");
+    let d = dir.display();
+    let config = format!(
+        "listener 0 127.0.0.1\nallow_anonymous false\ncertfile {d}/server.crt\nkeyfile {d}/server.key\ncafile {d}/ca.crt\nrequire_certificate true\nuse_identity_as_username true\n"
+    );
+    let broker = Broker::with_config("mosquitto.conf", &config);
+    let summary = "(mqtt, TLS with client certificates required; users from the certificate CN, anonymous refused)";
+    assert!(
+        broker.log_line(&["listening on", summary]),
+        "{:?}",
+        broker.log.lock().unwrap()
+    );
+    // The v1 server certificate is served, and the v1 client certificate names the user.
+    let out = tls_pub(&broker, dir, &["--cert", "client.crt", "--key", "client.key"]);
+    assert!(out.status.success(), "{out:?} {:?}", broker.log.lock().unwrap());
+    // No certificate, or one from another CA: refused in the handshake.
+    let out = tls_pub(&broker, dir, &[]);
+    assert!(!out.status.success());
+    let out = tls_pub(
+        &broker,
+        dir,
+        &["--cert", "other/client.crt", "--key", "other/client.key"],
+    );
+    assert!(!out.status.success());
+    // Same CA name, another CA key: the signature does not check out.
+    assert!(broker.log_contains("BadSignature"), "{:?}", broker.log.lock().unwrap());
+    // An IP address as SNI (what mosquitto_pub -h 127.0.0.1 sends) is no warning.
+    let port = broker.addr.port().to_string();
+    let out = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port, "--cafile", "ca.crt", "--insecure"])
+        .args(["--cert", "client.crt", "--key", "client.key", "-t", "t", "-m", "hi"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(broker.wait_log_count(&["client closed"], 2));
+    assert!(!broker.logged("SNI"), "{:?}", broker.log.lock().unwrap());
+}
+
+#[test]
+fn a_revoked_v1_client_certificate_is_refused() {
+    if !peer_available("openssl", program_exists("openssl"))
+        || !peer_available("mosquitto_pub", program_exists("mosquitto_pub"))
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    mosquitto_tls_pki(dir, "bob");
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+    let cnf = "[ ca ]\ndefault_ca = d\n[ d ]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\n";
+    std::fs::write(dir.join("ca.cnf"), cnf).unwrap();
+    let ca = ["ca", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.crt"];
+    openssl(dir, &[&ca[..], &["-gencrl", "-out", "empty.pem"]].concat());
+    openssl(dir, &[&ca[..], &["-revoke", "client.crt"]].concat());
+    openssl(dir, &[&ca[..], &["-gencrl", "-out", "crl.pem"]].concat());
+    let d = dir.display();
+    let listener = format!(
+        "listener 0 127.0.0.1\nallow_anonymous true\ncertfile {d}/server.crt\nkeyfile {d}/server.key\ncafile {d}/ca.crt\nrequire_certificate true\n"
+    );
+    let before = Broker::with_config("mosquitto.conf", &format!("{listener}crlfile {d}/empty.pem\n"));
+    let out = tls_pub(&before, dir, &["--cert", "client.crt", "--key", "client.key"]);
+    assert!(out.status.success(), "{out:?} {:?}", before.log.lock().unwrap());
+    let after = Broker::with_config("mosquitto.conf", &format!("{listener}crlfile {d}/crl.pem\n"));
+    let out = tls_pub(&after, dir, &["--cert", "client.crt", "--key", "client.key"]);
+    assert!(!out.status.success());
+    assert!(after.log_contains("Revoked"), "{:?}", after.log.lock().unwrap());
+}
