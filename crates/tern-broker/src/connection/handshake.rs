@@ -416,7 +416,14 @@ pub(super) async fn accept(
 /// listener allows (retain_available, max_qos), as mosquitto refuses them.
 fn connect_refusal(connect: &Connect, config: &crate::Config, listener: usize) -> Option<(ReasonCode, String)> {
     if let Some(why) = config.client_id_refusal(listener, &connect.client_id) {
-        return Some((ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, why.into()));
+        // mosquitto's answers: to an empty id 0x80 (3.x: 2 Identifier rejected), to one
+        // without the prefix Not authorized.
+        let reason = match (connect.client_id.is_empty(), connect.protocol_version.is_v5()) {
+            (true, true) => ReasonCode::UNSPECIFIED_ERROR,
+            (true, false) => ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+            (false, _) => ReasonCode::NOT_AUTHORIZED,
+        };
+        return Some((reason, why.into()));
     }
     let will = connect.will.as_ref()?;
     if will.retain && !config.retain_available {
