@@ -171,6 +171,11 @@ fn upgrade_outgoing_qos_delivers_at_the_subscription_qos() {
         let mut publisher = broker.connect(V311, "pub");
         publisher.publish("t", b"m", QoS::AtMostOnce, false, 0);
         assert_eq!(sub.recv_publish().qos, expected, "{extra:?}");
+        // Retained messages too.
+        publisher.publish("r", b"kept", QoS::AtMostOnce, true, 0);
+        publisher.ping();
+        sub.subscribe("r", QoS::AtLeastOnce);
+        assert_eq!(sub.recv_publish().qos, expected, "{extra:?}");
     }
 }
 

@@ -332,6 +332,7 @@ impl Router {
         let now = crate::clock::now();
         let generation = connection_generation(state);
         let (mut queued, mut budget) = (0, SCAN_BUDGET);
+        let upgrade = self.upgrade_outgoing_qos.load(Relaxed);
         let emptied = {
             let mut backlog = backlog.lock();
             let store = self.retained.read();
@@ -368,7 +369,7 @@ impl Router {
                     if !state.outbox.has_room(len) {
                         return Visit::Stop;
                     }
-                    let qos = m.publish.qos.min(*granted);
+                    let qos = if upgrade { *granted } else { m.publish.qos.min(*granted) };
                     let Some(frame) = encode_forward(&m.publish, v5, qos, true, identifier.as_slice()) else {
                         return Visit::Next;
                     };
