@@ -61,6 +61,31 @@ fn clientid_prefixes_admits_only_client_ids_with_the_prefix() {
 }
 
 #[test]
+fn use_username_as_clientid_makes_the_user_name_the_client_id() {
+    let broker = broker("use_username_as_clientid true\n");
+    let as_alice = |client_id: &str| {
+        let mut c = broker.client(V5);
+        let mut connect = connect_packet(V5, client_id, true, 60);
+        connect.username = Some(ByteStr::from("alice"));
+        let ack = c.connect(&connect);
+        assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "{ack:?}");
+        c
+    };
+    let mut first = as_alice("phone");
+    // Another client id, the same user: the same session, taken over.
+    let _second = as_alice("laptop");
+    assert_eq!(
+        disconnect_reason(&first.expect_closed()),
+        ReasonCode::SESSION_TAKEN_OVER
+    );
+    // Without a user name: refused, Not authorized (mosquitto's answer).
+    for version in VERSIONS {
+        let (_, ack) = connack(&broker, version, "anonymous");
+        assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED, "{version:?}: {ack:?}");
+    }
+}
+
+#[test]
 fn max_packet_size_is_announced_and_larger_packets_end_the_connection() {
     let broker = broker("max_packet_size 100\n");
     let (mut c, ack) = connack(&broker, V5, "small");
@@ -306,7 +331,6 @@ fn unsupported_directives_name_themselves_and_what_to_use_instead() {
         ("max_topic_alias 5", "topic alias maximum is 10"),
         ("mount_point site1/", "acl_file"),
         ("bind_interface eth0", "listener PORT ADDRESS"),
-        ("use_username_as_clientid true", "not supported yet"),
         ("log_dest syslog", "use stdout, stderr or file"),
     ] {
         let said = refused_start(&format!("listener 0 127.0.0.1\n{line}\n"));

@@ -38,6 +38,8 @@ pub struct ListenerConfig {
     pub allow_zero_length_clientid: Option<bool>,
     /// auto_id_prefix for this listener (per_listener_settings).
     pub auto_id_prefix: Option<String>,
+    /// use_username_as_clientid for this listener (per_listener_settings).
+    pub use_username_as_clientid: Option<bool>,
     /// TLS settings; the listener speaks TLS when `certfile` is set.
     pub tls: TlsListenerConfig,
 }
@@ -155,6 +157,8 @@ pub struct Config {
     pub auto_id_prefix: Option<String>,
     /// mosquitto's clientid_prefixes: only client ids starting with this may connect.
     pub clientid_prefixes: Option<String>,
+    /// The client's user name replaces its client id; clients without one are refused.
+    pub use_username_as_clientid: bool,
     /// mosquitto's max_packet_size: largest packet a client may send (and is told of in
     /// a 5.0 CONNACK); 0: no limit beyond the one message_size_limit implies.
     pub packet_size_limit: usize,
@@ -219,6 +223,7 @@ impl Default for Config {
             allow_zero_length_clientid: true,
             auto_id_prefix: None,
             clientid_prefixes: None,
+            use_username_as_clientid: false,
             packet_size_limit: 0,
             max_qos: 2,
             retain_available: true,
@@ -378,6 +383,15 @@ impl Config {
             auth.push(format!("acl_file {}", file.display()));
         }
         format!("mqtt, {transport}; {}", auth.join(", "))
+    }
+
+    /// Whether clients of listener `index` are known by their user name
+    /// (use_username_as_clientid).
+    pub fn username_as_client_id(&self, index: usize) -> bool {
+        self.listeners
+            .get(index)
+            .and_then(|l| l.use_username_as_clientid)
+            .unwrap_or(self.use_username_as_clientid)
     }
 
     /// A client id for a client that sent an empty one: auto_id_prefix (default `tern-`)

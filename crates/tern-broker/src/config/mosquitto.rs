@@ -265,6 +265,13 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
                 None => config.auto_id_prefix = Some(prefix),
             }
         }
+        "use_username_as_clientid" => {
+            let on = boolean(args)?;
+            match security_listener(config) {
+                Some(l) => l.use_username_as_clientid = Some(on),
+                None => config.use_username_as_clientid = on,
+            }
+        }
         "clientid_prefixes" => config.clientid_prefixes = Some(one(args)?.to_string()),
         "max_packet_size" => {
             let size: usize = number(args)?;
@@ -393,9 +400,6 @@ fn refusal(directive: &str) -> Option<String> {
             "mount points are not supported; give each group of clients its own topic tree with an acl_file (pattern lines with %u or %c)"
         }
         "bind_interface" => "binding to an interface is not supported; use listener PORT ADDRESS with that interface's address",
-        "use_username_as_clientid" => {
-            "not supported yet; to stop clients from taking over each other's client id, use an acl_file, or clientid_prefixes"
-        }
         "user" => "Tern does not change user; start it as the user it should run as (systemd User=)",
         "websockets_log_level" | "websockets_headers_size" | "http_dir" => "websockets listeners are not supported yet",
         "log_facility" => "syslog is not supported; use log_dest stderr (journald) or log_dest file",

@@ -45,6 +45,7 @@ struct File {
     allow_zero_length_clientid: Option<bool>,
     auto_id_prefix: Option<String>,
     clientid_prefixes: Option<String>,
+    use_username_as_clientid: Option<bool>,
     max_packet_size: Option<usize>,
     max_qos: Option<u8>,
     retain_available: Option<bool>,
@@ -67,6 +68,7 @@ struct Listener {
     max_qos: Option<u8>,
     allow_zero_length_clientid: Option<bool>,
     auto_id_prefix: Option<String>,
+    use_username_as_clientid: Option<bool>,
     certfile: Option<PathBuf>,
     keyfile: Option<PathBuf>,
     cafile: Option<PathBuf>,
@@ -98,6 +100,7 @@ pub(super) fn parse(text: &str) -> Result<Config> {
             max_qos: l.max_qos,
             allow_zero_length_clientid: l.allow_zero_length_clientid,
             auto_id_prefix: l.auto_id_prefix,
+            use_username_as_clientid: l.use_username_as_clientid,
             tls: TlsListenerConfig {
                 certfile: l.certfile,
                 keyfile: l.keyfile,
@@ -169,7 +172,7 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         upgrade_outgoing_qos,
         queue_qos0_messages
     );
-    set!(max_qos, log_timestamp);
+    set!(max_qos, log_timestamp, use_username_as_clientid);
     c.auto_id_prefix = file.auto_id_prefix;
     c.clientid_prefixes = file.clientid_prefixes;
     c.log_timestamp_format = file.log_timestamp_format;

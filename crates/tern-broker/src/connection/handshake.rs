@@ -269,6 +269,14 @@ pub(super) async fn accept(
             }
         }
     }
+    let client_id = match username_as_client_id(&config, listener, user.as_deref()) {
+        Ok(Some(name)) => name,
+        Ok(None) => client_id,
+        Err((reason, why)) => {
+            refuse(socket, version, (reason, &why), peer, &client_id, Vec::new()).await;
+            return None;
+        }
+    };
     let mut keep_alive = connect.keep_alive;
     if keep_alive > config.max_keepalive || (keep_alive == 0 && config.max_keepalive < 65535) {
         if version.is_v5() {
@@ -409,6 +417,25 @@ pub(super) async fn accept(
         connection.resend_inflight();
     }
     Some((connection, takeover_rx))
+}
+
+/// use_username_as_clientid: the user name replaces the client id (`Ok(None)`: the rule
+/// is off); without a user name the client is refused, as by mosquitto.
+fn username_as_client_id(
+    config: &crate::Config,
+    listener: usize,
+    user: Option<&str>,
+) -> Result<Option<ByteStr>, (ReasonCode, String)> {
+    if !config.username_as_client_id(listener) {
+        return Ok(None);
+    }
+    match user {
+        Some(name) => Ok(Some(ByteStr::from(name))),
+        None => {
+            let why = "use_username_as_clientid: a user name is needed";
+            Err((ReasonCode::NOT_AUTHORIZED, why.into()))
+        }
+    }
 }
 
 /// What the configuration refuses in CONNECT before credentials are looked at: the
