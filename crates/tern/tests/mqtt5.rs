@@ -117,7 +117,7 @@ fn send_acked(c: &mut Client, packet: Packet) {
 /// Asserts that `left`, the Message Expiry Interval a message arrived with, is what an
 /// interval of `sent` seconds has left after the time that passed between `before` (just
 /// before it was published) and now: the broker's own count of that time is no longer
-/// than ours, whatever the load.
+/// than ours, whatever the load. `at_least_passed`: how long the broker certainly held it.
 fn assert_left(left: u32, sent: u32, before: Instant, at_least_passed: Duration) {
     let passed = before.elapsed().as_secs_f64();
     let (low, high) = (
@@ -130,19 +130,16 @@ fn assert_left(left: u32, sent: u32, before: Instant, at_least_passed: Duration)
     );
 }
 
-/// Sleeps until `published + seconds` has certainly passed for the broker too: it received
-/// the message before `published` (the moment its acknowledgement came), so its expiry
-/// clock started no later than ours. Time itself is what is under test here.
-fn wait_past(published: Instant, seconds: u64) {
-    let until = published + Duration::from_secs(seconds) + Duration::from_millis(100);
-    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+/// A broker whose expiry clock the test moves (`advance_clock`).
+fn clocked() -> Broker {
+    Broker::with_test_clock("clock.conf", "listener 0 127.0.0.1\nallow_anonymous true\n")
 }
 
 #[test]
 fn expired_messages_are_dropped_and_the_rest_carry_what_they_have_left() {
-    let broker = Broker::start();
+    let mut broker = clocked();
     let mut connect = connect_packet(V5, "expiry-sub", false, 60);
-    connect.properties.push(Property::SessionExpiryInterval(600));
+    connect.properties.push(Property::SessionExpiryInterval(86_400));
     let mut sub = broker.client(V5);
     sub.connect(&connect);
     sub.subscribe("exp/#", QoS::AtLeastOnce);
@@ -159,32 +156,29 @@ fn expired_messages_are_dropped_and_the_rest_carry_what_they_have_left() {
     );
     sub.send(&Packet::PublishAck(PublishResponse::new(live.packet_id)));
     sub.disconnect();
-    // Offline: one message expires while queued, the other does not.
-    send_acked(&mut publisher, expiring("exp/short", b"short", 1, false, 2));
+    // Offline: one message expires while queued, the other does not. The broker's clock
+    // moves 601 s at once.
+    send_acked(&mut publisher, expiring("exp/short", b"short", 600, false, 2));
     let before = Instant::now();
-    send_acked(&mut publisher, expiring("exp/long", b"long", 60, false, 3));
-    let published = Instant::now();
-    wait_past(published, 1);
-    // The broker sends what is queued after this CONNECT: at least this long after it
-    // had the message.
-    let waited = published.elapsed();
+    send_acked(&mut publisher, expiring("exp/long", b"long", 3600, false, 3));
+    broker.advance_clock(601);
     let mut sub = broker.client(V5);
     assert!(sub.connect(&connect).session_present);
     let p = sub.recv_publish();
     assert_eq!(&p.payload[..], b"long");
-    assert_left(p.properties.message_expiry_interval().unwrap(), 60, before, waited);
+    let left = p.properties.message_expiry_interval().unwrap();
+    assert_left(left, 3600 - 601, before, Duration::ZERO);
     sub.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
     sub.expect_quiet();
 }
 
 #[test]
 fn an_expired_retained_message_is_gone() {
-    let broker = Broker::start();
+    let mut broker = clocked();
     let mut publisher = broker.connect(V5, "ret-exp");
-    send_acked(&mut publisher, expiring("rexp/a", b"brief", 1, true, 1));
-    let published = Instant::now();
-    send_acked(&mut publisher, expiring("rexp/b", b"lasting", 600, true, 2));
-    wait_past(published, 1);
+    send_acked(&mut publisher, expiring("rexp/a", b"brief", 600, true, 1));
+    send_acked(&mut publisher, expiring("rexp/b", b"lasting", 6000, true, 2));
+    broker.advance_clock(601);
     let mut late = broker.connect(V5, "ret-late");
     late.subscribe("rexp/#", QoS::AtLeastOnce);
     let p = late.recv_publish();

@@ -100,6 +100,24 @@ impl Broker {
         }
     }
 
+    /// Moves the broker's test clock `seconds` at a time until a log line contains every
+    /// one of `needles` (five steps at most). For a deadline counted from when the broker
+    /// lets a connection go: a client sees its socket closed a moment before the broker
+    /// marks the session offline and starts counting, so a first step taken at once may
+    /// come before the count started.
+    pub fn advance_clock_until(&mut self, seconds: u64, needles: &[&str]) {
+        for _ in 0..5 {
+            self.advance_clock(seconds);
+            if self.log_count(needles) > 0 {
+                return;
+            }
+        }
+        panic!(
+            "no line with {needles:?} after five steps of {seconds} s: {:?}",
+            self.log.lock().unwrap()
+        );
+    }
+
     fn count_log(&self, needle: &str) -> usize {
         self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
     }
