@@ -47,6 +47,7 @@ fn bench(c: &mut Criterion) {
         max_inflight: 20,
         max_queued_messages: 1000,
         max_queued_bytes: 0,
+        max_inflight_bytes: 0,
     };
     let mut group = c.benchmark_group("publish_with_one_clients_overlapping_filters");
     for n in [1usize, 100, 1000, 16_384] {

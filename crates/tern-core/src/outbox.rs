@@ -26,6 +26,8 @@ pub struct Inflight<D> {
     pub packet_id: u16,
     pub stage: Stage,
     pub delivery: D,
+    /// Payload bytes, for `max_inflight_bytes` (0 for messages restored from the store).
+    pub bytes: usize,
 }
 
 /// The bounds of an outbox; 0 means unlimited.
@@ -37,6 +39,9 @@ pub struct OutboxLimits {
     pub max_queued_messages: usize,
     /// Maximum payload bytes waiting in the queue (max_queued_bytes).
     pub max_queued_bytes: usize,
+    /// Maximum payload bytes of QoS 1/2 messages in flight (mosquitto's
+    /// max_inflight_bytes); a larger message still goes out alone.
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for OutboxLimits {
@@ -45,6 +50,7 @@ impl Default for OutboxLimits {
             max_inflight: 20,
             max_queued_messages: 1000,
             max_queued_bytes: 0,
+            max_inflight_bytes: 0,
         }
     }
 }
@@ -77,6 +83,8 @@ pub struct Outbox<D> {
     queued_bytes: usize,
     /// In send order, so a reconnect resends them in the order first sent [MQTT-4.4.0-1].
     inflight: VecDeque<Inflight<D>>,
+    /// Payload bytes in `inflight`, for `max_inflight_bytes`.
+    inflight_bytes: usize,
     /// The last packet identifier handed out.
     last_packet_id: u16,
     pub limits: OutboxLimits,
@@ -88,6 +96,7 @@ impl<D: Clone> Outbox<D> {
             queue: VecDeque::new(),
             queued_bytes: 0,
             inflight: VecDeque::new(),
+            inflight_bytes: 0,
             last_packet_id: 0,
             limits,
         }
@@ -125,8 +134,14 @@ impl<D: Clone> Outbox<D> {
     /// `window` is the smaller of the broker's limit and the client's Receive Maximum.
     pub fn pop_sendable(&mut self, window: usize) -> Option<Sendable<D>> {
         let head = self.queue.front()?;
-        if head.qos != QoS::AtMostOnce && window != 0 && self.inflight.len() >= window {
-            return None;
+        if head.qos != QoS::AtMostOnce {
+            if window != 0 && self.inflight.len() >= window {
+                return None;
+            }
+            let max_bytes = self.limits.max_inflight_bytes;
+            if max_bytes != 0 && !self.inflight.is_empty() && self.inflight_bytes + head.bytes > max_bytes {
+                return None;
+            }
         }
         let Queued { delivery, qos, bytes } = self.queue.pop_front()?;
         self.queued_bytes -= bytes;
@@ -143,10 +158,12 @@ impl<D: Clone> Outbox<D> {
         } else {
             Stage::AwaitingPublishReceived
         };
+        self.inflight_bytes += bytes;
         self.inflight.push_back(Inflight {
             packet_id,
             stage,
             delivery: delivery.clone(),
+            bytes,
         });
         Some(Sendable {
             packet_id,
@@ -168,6 +185,13 @@ impl<D: Clone> Outbox<D> {
         }
     }
 
+    /// Ends the flow at index `i` of the window.
+    fn remove_inflight(&mut self, i: usize) -> Option<Inflight<D>> {
+        let m = self.inflight.remove(i)?;
+        self.inflight_bytes -= m.bytes;
+        Some(m)
+    }
+
     fn position(&self, packet_id: u16, stage: Stage) -> Option<usize> {
         self.inflight
             .iter()
@@ -177,7 +201,7 @@ impl<D: Clone> Outbox<D> {
     /// PUBACK received: ends a QoS 1 flow. False if no such message was in flight.
     pub fn on_publish_ack(&mut self, packet_id: u16) -> bool {
         self.position(packet_id, Stage::AwaitingPublishAck)
-            .and_then(|i| self.inflight.remove(i))
+            .and_then(|i| self.remove_inflight(i))
             .is_some()
     }
 
@@ -196,21 +220,21 @@ impl<D: Clone> Outbox<D> {
     /// PUBREC with a failure reason code (5.0): the flow ends there.
     pub fn on_publish_received_failure(&mut self, packet_id: u16) -> bool {
         self.position(packet_id, Stage::AwaitingPublishReceived)
-            .and_then(|i| self.inflight.remove(i))
+            .and_then(|i| self.remove_inflight(i))
             .is_some()
     }
 
     /// PUBCOMP received: ends a QoS 2 flow.
     pub fn on_publish_complete(&mut self, packet_id: u16) -> bool {
         self.position(packet_id, Stage::AwaitingPublishComplete)
-            .and_then(|i| self.inflight.remove(i))
+            .and_then(|i| self.remove_inflight(i))
             .is_some()
     }
 
     /// Ends the flow of `packet_id` whatever its stage (a message that could not be sent).
     pub fn forget(&mut self, packet_id: u16) -> bool {
         match self.inflight.iter().position(|m| m.packet_id == packet_id) {
-            Some(i) => self.inflight.remove(i).is_some(),
+            Some(i) => self.remove_inflight(i).is_some(),
             None => false,
         }
     }
@@ -228,6 +252,7 @@ impl<D: Clone> Outbox<D> {
             packet_id,
             stage,
             delivery,
+            bytes: 0,
         });
     }
 
@@ -260,6 +285,7 @@ impl<D: Clone> Outbox<D> {
         let mut kept = VecDeque::with_capacity(self.inflight.len());
         for m in self.inflight.drain(..) {
             if m.stage == Stage::AwaitingPublishAck && movable(&m.delivery) {
+                self.inflight_bytes -= m.bytes;
                 taken.push((m.delivery, QoS::AtLeastOnce));
             } else {
                 kept.push_back(m);
@@ -284,6 +310,7 @@ impl<D: Clone> Outbox<D> {
         self.queue.clear();
         self.queued_bytes = 0;
         self.inflight.clear();
+        self.inflight_bytes = 0;
     }
 }
 
@@ -296,6 +323,7 @@ mod tests {
             max_inflight,
             max_queued_messages,
             max_queued_bytes: 0,
+            max_inflight_bytes: 0,
         }
     }
 
@@ -336,6 +364,36 @@ mod tests {
     }
 
     #[test]
+    fn max_inflight_bytes_holds_back_what_would_pass_it_but_lets_a_large_message_go_alone() {
+        let mut out = Outbox::new(OutboxLimits {
+            max_inflight_bytes: 100,
+            ..limits(0, 0)
+        });
+        out.push("a", QoS::AtLeastOnce, 60).unwrap();
+        out.push("b", QoS::AtLeastOnce, 60).unwrap();
+        out.push("c", QoS::AtMostOnce, 500).unwrap();
+        out.push("d", QoS::ExactlyOnce, 300).unwrap();
+        let a = out.pop_sendable(0).unwrap();
+        // 60 + 60 would pass 100: b waits, and so does everything behind it.
+        assert!(out.pop_sendable(0).is_none());
+        assert!(out.on_publish_ack(a.packet_id));
+        let b = out.pop_sendable(0).unwrap();
+        assert_eq!(b.delivery, "b");
+        assert!(out.on_publish_ack(b.packet_id));
+        // QoS 0 is not in flight; a message larger than the limit goes out alone.
+        assert_eq!(out.pop_sendable(0).unwrap().delivery, "c");
+        let d = out.pop_sendable(0).unwrap();
+        assert_eq!(d.delivery, "d");
+        assert!(out.on_publish_received(d.packet_id));
+        assert!(out.on_publish_complete(d.packet_id));
+        out.push("e", QoS::AtLeastOnce, 100).unwrap();
+        assert_eq!(out.pop_sendable(0).unwrap().delivery, "e");
+        out.clear();
+        out.push("f", QoS::AtLeastOnce, 100).unwrap();
+        assert_eq!(out.pop_sendable(0).unwrap().delivery, "f");
+    }
+
+    #[test]
     fn the_queue_is_bounded_by_count_and_bytes() {
         let mut out = Outbox::new(limits(10, 2));
         out.push(1, QoS::AtMostOnce, 10).unwrap();
@@ -345,6 +403,7 @@ mod tests {
             max_inflight: 10,
             max_queued_messages: 0,
             max_queued_bytes: 15,
+            max_inflight_bytes: 0,
         });
         out.push(1, QoS::AtMostOnce, 10).unwrap();
         assert_eq!(out.push(2, QoS::AtMostOnce, 10), Err(QueueFull));

@@ -205,6 +205,23 @@ fn upgrade_outgoing_qos_delivers_at_the_subscription_qos() {
 }
 
 #[test]
+fn max_inflight_bytes_holds_messages_back_until_acknowledgements_make_room() {
+    let broker = broker("max_inflight_bytes 100\n");
+    let mut sub = broker.connect(V311, "sub");
+    sub.subscribe("t", QoS::AtLeastOnce);
+    let mut publisher = broker.connect(V311, "pub");
+    for payload in [[b'a'; 60], [b'b'; 60]] {
+        publisher.publish("t", &payload, QoS::AtLeastOnce, false, 1);
+    }
+    let first = sub.recv_publish();
+    assert_eq!(first.payload[0], b'a');
+    // 120 bytes would be in flight: the second waits for the first's PUBACK.
+    sub.expect_nothing(300);
+    sub.send(&Packet::PublishAck(PublishResponse::new(first.packet_id)));
+    assert_eq!(sub.recv_publish().payload[0], b'b');
+}
+
+#[test]
 fn queue_qos0_messages_keeps_qos0_messages_for_offline_sessions() {
     for (extra, kept) in [("", false), ("queue_qos0_messages true\n", true)] {
         let broker = broker(extra);
@@ -326,7 +343,6 @@ fn unsupported_directives_name_themselves_and_what_to_use_instead() {
         ("topic sensors/# out 1", "bridges are not supported"),
         ("bridge_protocol_version mqttv311", "bridges are not supported"),
         ("memory_limit 100000000", "max_queued_bytes"),
-        ("max_inflight_bytes 1000", "max_inflight_messages"),
         ("check_retain_source true", "check_retain_source false"),
         ("max_topic_alias 5", "topic alias maximum is 10"),
         ("mount_point site1/", "acl_file"),

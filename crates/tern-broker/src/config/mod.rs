@@ -93,6 +93,8 @@ pub struct Config {
     pub max_inflight_messages: usize,
     pub max_queued_messages: usize,
     pub max_queued_bytes: usize,
+    /// Payload bytes of QoS 1/2 messages in flight to one client (0: no limit).
+    pub max_inflight_bytes: usize,
     /// Largest accepted PUBLISH payload in bytes (default 1 MiB); 0 means the
     /// protocol's limit (256 MB).
     pub message_size_limit: usize,
@@ -193,6 +195,7 @@ impl Default for Config {
             max_inflight_messages: 20,
             max_queued_messages: 1000,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_inflight_bytes: 0,
             message_size_limit: DEFAULT_MESSAGE_SIZE_LIMIT,
             max_connect_packet_size: DEFAULT_MAX_CONNECT_PACKET_SIZE,
             max_subscriptions_per_client: DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT,
@@ -276,6 +279,7 @@ impl Config {
             max_inflight: self.max_inflight_messages,
             max_queued_messages: self.max_queued_messages,
             max_queued_bytes: self.max_queued_bytes,
+            max_inflight_bytes: self.max_inflight_bytes,
         }
     }
 

@@ -292,9 +292,10 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
             }
         }
         // Values that say what Tern does anyway (no check of the retained message's
-        // publisher; no byte limit in flight; no heap limit).
+        // publisher; no heap limit).
         "check_retain_source" if args == ["false"] => {}
-        "max_inflight_bytes" | "memory_limit" if args == ["0"] => {}
+        "memory_limit" if args == ["0"] => {}
+        "max_inflight_bytes" => config.max_inflight_bytes = number(args)?,
         // Tern sends a message once to a client whose subscriptions overlap, which is
         // what either value allows.
         "allow_duplicate_messages" => {
@@ -386,9 +387,6 @@ fn refusal(directive: &str) -> Option<String> {
         }
         "check_retain_source" => {
             "Tern does not keep who published a retained message, so it cannot check that publisher's access again on delivery (mosquitto's default, true); write check_retain_source false to accept Tern's behaviour: the subscriber's access is checked"
-        }
-        "max_inflight_bytes" => {
-            "a limit on bytes in flight is not supported; use max_inflight_messages (and max_queued_bytes for what waits)"
         }
         "memory_limit" => {
             "a heap limit is not supported; bound memory with max_queued_messages, max_queued_bytes, message_size_limit and max_connections, or the service manager's limit (systemd MemoryMax)"
@@ -490,7 +488,6 @@ mod tests {
             ("bridge_cafile /c", "bridges are not supported"),
             ("check_retain_source true", "check_retain_source false"),
             ("memory_limit 1000000", "max_queued_bytes"),
-            ("max_inflight_bytes 100", "max_inflight_messages"),
         ] {
             let err = parse(&format!("{line}\n")).unwrap_err().to_string();
             let directive = line.split(' ').next().unwrap();

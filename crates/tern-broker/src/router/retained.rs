@@ -431,6 +431,7 @@ mod tests {
             max_inflight: 0,
             max_queued_messages,
             max_queued_bytes: 0,
+            max_inflight_bytes: 0,
         }
     }
 
