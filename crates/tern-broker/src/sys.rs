@@ -8,6 +8,7 @@ use crate::metrics::Metrics;
 use crate::session::{Due, Session, SessionId};
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_proto::{ByteStr, Properties, Publish, QoS};
@@ -37,6 +38,7 @@ pub(crate) fn spawn(state: Arc<BrokerState>) -> JoinHandle<()> {
                     clock_offset.as_secs_f64()
                 );
             }
+            check_memory_limit(state.config().memory_limit);
             ticks += 1;
             if ticks % TRIM_EVERY_TICKS == 0 {
                 release_free_memory();
@@ -48,6 +50,44 @@ pub(crate) fn spawn(state: Arc<BrokerState>) -> JoinHandle<()> {
             }
         }
     })
+}
+
+/// Whether the heap was above memory_limit at the last check (the heap is the process's,
+/// so this is too).
+static OVER_MEMORY_LIMIT: AtomicBool = AtomicBool::new(false);
+
+/// Whether the broker is above its memory_limit: incoming messages are dropped (their
+/// publisher disconnected) and new clients refused, as by mosquitto.
+pub(crate) fn over_memory_limit() -> bool {
+    OVER_MEMORY_LIMIT.load(Relaxed)
+}
+
+/// Compares the heap in use with mosquitto's memory_limit (0: none), once a second.
+fn check_memory_limit(limit: usize) {
+    let used = if limit == 0 { None } else { heap_in_use() };
+    let over = used.is_some_and(|used| used > limit);
+    if OVER_MEMORY_LIMIT.swap(over, Relaxed) != over {
+        match used {
+            Some(used) if over => tracing::warn!(
+                "heap in use {used} bytes is above memory_limit {limit}: incoming messages are dropped and new clients refused"
+            ),
+            _ => tracing::info!("memory_limit no longer exceeded: messages and new clients are accepted again"),
+        }
+    }
+}
+
+/// Bytes the allocator has handed out and not had back (glibc: in use in the arenas
+/// plus mmapped blocks).
+fn heap_in_use() -> Option<usize> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics; it has no
+        // preconditions and may be called from any thread at any time.
+        let info = unsafe { libc::mallinfo2() };
+        Some(info.uordblks.saturating_add(info.hblkhd))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
 }
 
 /// Seconds between returns of freed memory to the system.

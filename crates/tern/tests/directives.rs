@@ -222,6 +222,30 @@ fn max_inflight_bytes_holds_messages_back_until_acknowledgements_make_room() {
 }
 
 #[test]
+fn memory_limit_drops_messages_and_refuses_clients_while_the_heap_is_above_it() {
+    let broker = broker("");
+    let mut publisher = broker.connect(V5, "pub");
+    let path = broker.config_path.clone().unwrap();
+    std::fs::write(&path, format!("{LISTENER}memory_limit 1000\n")).unwrap();
+    broker.signal(SIGHUP);
+    assert!(
+        broker.log_contains("above memory_limit 1000"),
+        "{:?}",
+        broker.log.lock().unwrap()
+    );
+    publisher.send(&publish_packet("t", b"m", QoS::AtLeastOnce, false, 1));
+    assert!(publisher.expect_closed().is_empty());
+    let (_, ack) = connack(&broker, V5, "late");
+    assert_eq!(ack.reason_code, ReasonCode::SERVER_BUSY, "{ack:?}");
+    let (_, ack) = connack(&broker, V311, "late3");
+    assert_eq!(ack.reason_code.to_connect_return_code(), 3, "{ack:?}");
+    std::fs::write(&path, format!("{LISTENER}memory_limit 1000000000\n")).unwrap();
+    broker.signal(SIGHUP);
+    assert!(broker.log_contains("memory_limit no longer exceeded"));
+    broker.connect(V5, "later");
+}
+
+#[test]
 fn queue_qos0_messages_keeps_qos0_messages_for_offline_sessions() {
     for (extra, kept) in [("", false), ("queue_qos0_messages true\n", true)] {
         let broker = broker(extra);
@@ -342,7 +366,6 @@ fn unsupported_directives_name_themselves_and_what_to_use_instead() {
         ("address 192.0.2.1:1883", "bridges are not supported"),
         ("topic sensors/# out 1", "bridges are not supported"),
         ("bridge_protocol_version mqttv311", "bridges are not supported"),
-        ("memory_limit 100000000", "max_queued_bytes"),
         ("check_retain_source true", "check_retain_source false"),
         ("max_topic_alias 5", "topic alias maximum is 10"),
         ("mount_point site1/", "acl_file"),

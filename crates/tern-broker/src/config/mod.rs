@@ -95,6 +95,9 @@ pub struct Config {
     pub max_queued_bytes: usize,
     /// Payload bytes of QoS 1/2 messages in flight to one client (0: no limit).
     pub max_inflight_bytes: usize,
+    /// mosquitto's memory_limit: above this many heap bytes (checked every second),
+    /// incoming messages are dropped and new clients refused; 0: no limit.
+    pub memory_limit: usize,
     /// Largest accepted PUBLISH payload in bytes (default 1 MiB); 0 means the
     /// protocol's limit (256 MB).
     pub message_size_limit: usize,
@@ -196,6 +199,7 @@ impl Default for Config {
             max_queued_messages: 1000,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             max_inflight_bytes: 0,
+            memory_limit: 0,
             message_size_limit: DEFAULT_MESSAGE_SIZE_LIMIT,
             max_connect_packet_size: DEFAULT_MAX_CONNECT_PACKET_SIZE,
             max_subscriptions_per_client: DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT,

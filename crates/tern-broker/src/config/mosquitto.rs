@@ -291,10 +291,9 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
                 None => config.max_qos = qos,
             }
         }
-        // Values that say what Tern does anyway (no check of the retained message's
-        // publisher; no heap limit).
+        // What Tern does anyway: no check of the retained message's publisher.
         "check_retain_source" if args == ["false"] => {}
-        "memory_limit" if args == ["0"] => {}
+        "memory_limit" => config.memory_limit = number(args)?,
         "max_inflight_bytes" => config.max_inflight_bytes = number(args)?,
         // Tern sends a message once to a client whose subscriptions overlap, which is
         // what either value allows.
@@ -387,9 +386,6 @@ fn refusal(directive: &str) -> Option<String> {
         }
         "check_retain_source" => {
             "Tern does not keep who published a retained message, so it cannot check that publisher's access again on delivery (mosquitto's default, true); write check_retain_source false to accept Tern's behaviour: the subscriber's access is checked"
-        }
-        "memory_limit" => {
-            "a heap limit is not supported; bound memory with max_queued_messages, max_queued_bytes, message_size_limit and max_connections, or the service manager's limit (systemd MemoryMax)"
         }
         "ciphers" | "ciphers_tls1.3" | "dhparamfile" | "ecdh_curve" | "tls_engine" | "tls_engine_kpass_sha1" | "tls_keyform" | "keyfile_password" => {
             "Tern's TLS (rustls) offers only its own modern cipher suites and keys in PEM files; remove this line"
@@ -487,7 +483,6 @@ mod tests {
             ("topic # both 0", "bridges are not supported"),
             ("bridge_cafile /c", "bridges are not supported"),
             ("check_retain_source true", "check_retain_source false"),
-            ("memory_limit 1000000", "max_queued_bytes"),
         ] {
             let err = parse(&format!("{line}\n")).unwrap_err().to_string();
             let directive = line.split(' ').next().unwrap();

@@ -16,6 +16,7 @@ struct File {
     max_queued_messages: Option<usize>,
     max_queued_bytes: Option<usize>,
     max_inflight_bytes: Option<usize>,
+    memory_limit: Option<usize>,
     message_size_limit: Option<usize>,
     max_connect_packet_size: Option<usize>,
     max_subscriptions_per_client: Option<usize>,
@@ -129,6 +130,7 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         max_queued_messages,
         max_queued_bytes,
         max_inflight_bytes,
+        memory_limit,
         message_size_limit,
         max_connect_packet_size,
         max_subscriptions_per_client

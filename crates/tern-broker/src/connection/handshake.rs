@@ -442,6 +442,10 @@ fn username_as_client_id(
 /// client id (allow_zero_length_clientid, clientid_prefixes) and a will beyond what the
 /// listener allows (retain_available, max_qos), as mosquitto refuses them.
 fn connect_refusal(connect: &Connect, config: &crate::Config, listener: usize) -> Option<(ReasonCode, String)> {
+    if crate::sys::over_memory_limit() {
+        let why = "the broker is above its memory_limit";
+        return Some((ReasonCode::SERVER_BUSY, why.into()));
+    }
     if let Some(why) = config.client_id_refusal(listener, &connect.client_id) {
         // mosquitto's answers: to an empty id 0x80 (3.x: 2 Identifier rejected), to one
         // without the prefix Not authorized.

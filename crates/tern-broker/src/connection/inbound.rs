@@ -68,6 +68,10 @@ impl Connection {
 
     fn on_publish(&mut self, mut publish: Publish) -> Result<(), Close> {
         self.counters.messages_received += 1;
+        if crate::sys::over_memory_limit() {
+            // mosquitto's memory_limit: the message is dropped, its publisher disconnected.
+            return Err(Close::Gone("memory_limit reached: message dropped".into()));
+        }
         if self.version.is_v5() {
             self.resolve_topic_alias(&mut publish)?;
         }
