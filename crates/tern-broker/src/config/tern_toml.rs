@@ -212,6 +212,21 @@ mod tests {
     }
 
     #[test]
+    fn mosquittos_client_rules_have_toml_keys_too() {
+        let c = parse("allow_zero_length_clientid = false\nauto_id_prefix = \"gen-\"\nclientid_prefixes = \"ok-\"\nmax_packet_size = 500\nmax_qos = 1\nretain_available = false\nupgrade_outgoing_qos = true\nqueue_qos0_messages = true\nmax_inflight_bytes = 1000\nmemory_limit = 100000000\nlog_timestamp = false\nuse_username_as_clientid = true\n[[listener]]\nport = 1884\nmax_qos = 0\n").unwrap();
+        assert!(!c.allow_zero_length_clientid && !c.retain_available && !c.log_timestamp);
+        assert!(c.upgrade_outgoing_qos && c.queue_qos0_messages && c.username_as_client_id(0));
+        assert_eq!((c.max_qos(0), c.max_qos(1)), (0, 1));
+        assert_eq!(c.max_packet_size(), 500);
+        assert_eq!((c.max_inflight_bytes, c.memory_limit), (1000, 100_000_000));
+        assert_eq!(
+            c.client_id_refusal(0, "other"),
+            Some("the client id does not start with clientid_prefixes")
+        );
+        assert!(parse("max_qos = 3\n").is_err());
+    }
+
+    #[test]
     fn unknown_keys_are_errors_with_a_line() {
         let err = format!("{:#}", parse("max_queued_messages = 10\nbogus = 1\n").unwrap_err());
         assert!(err.contains("bogus") && err.contains("line 2"), "{err}");
