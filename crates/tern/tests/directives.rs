@@ -537,3 +537,39 @@ fn a_revoked_v1_client_certificate_is_refused() {
     assert!(!out.status.success());
     assert!(after.log_contains("Revoked"), "{:?}", after.log.lock().unwrap());
 }
+
+#[test]
+fn an_expired_v1_client_certificate_is_refused() {
+    if !peer_available("openssl", program_exists("openssl"))
+        || !peer_available("mosquitto_pub", program_exists("mosquitto_pub"))
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    mosquitto_tls_pki(dir, "carol");
+    // `openssl ca` without extensions also makes v1 certificates, and takes dates.
+    std::fs::create_dir(dir.join("newcerts")).unwrap();
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("serial"), "1000\n").unwrap();
+    let cnf = "[ ca ]\ndefault_ca = d\n[ d ]\ndatabase = index.txt\nnew_certs_dir = newcerts\nserial = serial\ndefault_md = sha256\npolicy = p\n[ p ]\ncommonName = supplied\n";
+    std::fs::write(dir.join("ca.cnf"), cnf).unwrap();
+    let ca = [
+        "ca", "-batch", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.crt",
+    ];
+    let dates = ["-startdate", "20200101000000Z", "-enddate", "20200201000000Z"];
+    openssl(
+        dir,
+        &[&ca[..], &["-in", "client.csr", "-out", "old.crt"], &dates[..]].concat(),
+    );
+    let d = dir.display();
+    let config = format!(
+        "listener 0 127.0.0.1\nallow_anonymous true\ncertfile {d}/server.crt\nkeyfile {d}/server.key\ncafile {d}/ca.crt\nrequire_certificate true\n"
+    );
+    let broker = Broker::with_config("mosquitto.conf", &config);
+    let out = tls_pub(&broker, dir, &["--cert", "old.crt", "--key", "client.key"]);
+    assert!(!out.status.success());
+    assert!(broker.log_contains("Expired"), "{:?}", broker.log.lock().unwrap());
+    let out = tls_pub(&broker, dir, &["--cert", "client.crt", "--key", "client.key"]);
+    assert!(out.status.success(), "{out:?}");
+}
