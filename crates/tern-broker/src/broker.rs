@@ -46,6 +46,16 @@ pub struct BrokerState {
     pub store: Option<Arc<Store>>,
 }
 
+/// Each listener's ACL, for check_retain_source (`None` when it is off).
+fn retain_source_acls(
+    config: &Config,
+    security: &[Arc<ListenerSecurity>],
+) -> Option<Vec<Option<Arc<tern_core::acl::Acl>>>> {
+    config
+        .check_retain_source
+        .then(|| security.iter().map(|s| s.acl.clone()).collect())
+}
+
 /// The TLS configuration of every listener of `config`, in order.
 fn load_tls(config: &Config) -> Result<Vec<Option<Arc<ListenerTls>>>> {
     config
@@ -169,6 +179,7 @@ impl Broker {
         let router = Router::with_store(store.clone());
         router.set_share_strategy(config.shared_subscription_strategy);
         router.set_delivery_rules(config.upgrade_outgoing_qos, config.queue_qos0_messages);
+        router.set_retain_source_check(retain_source_acls(&config, &security));
         let state = Arc::new(BrokerState {
             config: RwLock::new(Arc::new(config)),
             sessions: Sessions::with_store(store.clone()),
@@ -269,6 +280,8 @@ impl BrokerHandle {
         self.state
             .router
             .set_delivery_rules(new.upgrade_outgoing_qos, new.queue_qos0_messages);
+        let acls = retain_source_acls(&new, &self.state.security.read());
+        self.state.router.set_retain_source_check(acls);
         *current = Arc::new(new);
         tracing::info!("configuration reloaded");
     }

@@ -14,7 +14,7 @@
 
 mod retained;
 
-pub use retained::{Feed, RetainedMessage};
+pub use retained::{Feed, RetainSource, RetainedMessage};
 
 use crate::metrics::Metrics;
 use crate::session::{Delivery, Session, SessionId};
@@ -81,6 +81,9 @@ pub struct Router {
     upgrade_outgoing_qos: AtomicBool,
     /// queue_qos0_messages: offline persistent sessions keep QoS 0 messages too.
     queue_qos0_messages: AtomicBool,
+    /// check_retain_source: each listener's ACL, against which the publisher of a
+    /// retained message is checked again before it goes to a new subscriber.
+    retain_source_acls: RwLock<Option<retained::SourceAcls>>,
 }
 
 /// Up to 12 frames: 2 flavours (3.x, 5.0) x 3 QoS x RETAIN on/off, and the delivery
@@ -146,6 +149,11 @@ impl Router {
     /// Sets how shared subscription groups pick a member.
     pub fn set_share_strategy(&self, strategy: ShareStrategy) {
         *self.strategy.write() = strategy;
+    }
+
+    /// Turns check_retain_source on with each listener's ACL (`None`: off).
+    pub fn set_retain_source_check(&self, acls: Option<Vec<Option<Arc<tern_core::acl::Acl>>>>) {
+        *self.retain_source_acls.write() = acls.map(Arc::new);
     }
 
     /// Sets mosquitto's upgrade_outgoing_qos and queue_qos0_messages.

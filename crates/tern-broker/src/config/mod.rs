@@ -175,6 +175,9 @@ pub struct Config {
     pub upgrade_outgoing_qos: bool,
     /// Queue QoS 0 messages for offline persistent sessions too.
     pub queue_qos0_messages: bool,
+    /// mosquitto's check_retain_source: a retained message goes to a new subscriber only
+    /// if its publisher may still publish to its topic under the ACL in force.
+    pub check_retain_source: bool,
     /// Whether log lines start with a timestamp.
     pub log_timestamp: bool,
     /// strftime format of log timestamps; `None`: RFC 3339.
@@ -236,6 +239,7 @@ impl Default for Config {
             retain_available: true,
             upgrade_outgoing_qos: false,
             queue_qos0_messages: false,
+            check_retain_source: true,
             log_timestamp: true,
             log_timestamp_format: None,
         }

@@ -291,8 +291,7 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
                 None => config.max_qos = qos,
             }
         }
-        // What Tern does anyway: no check of the retained message's publisher.
-        "check_retain_source" if args == ["false"] => {}
+        "check_retain_source" => config.check_retain_source = boolean(args)?,
         "memory_limit" => config.memory_limit = number(args)?,
         "max_inflight_bytes" => config.max_inflight_bytes = number(args)?,
         // Tern sends a message once to a client whose subscriptions overlap, which is
@@ -383,9 +382,6 @@ fn refusal(directive: &str) -> Option<String> {
         }
         d if d.starts_with("bridge_") || BRIDGE_DIRECTIVES.contains(&d) => {
             "bridges are not supported; run the bridge in a separate mosquitto (its configuration holding only the bridge section) connected to Tern as a client"
-        }
-        "check_retain_source" => {
-            "Tern does not keep who published a retained message, so it cannot check that publisher's access again on delivery (mosquitto's default, true); write check_retain_source false to accept Tern's behaviour: the subscriber's access is checked"
         }
         "ciphers" | "ciphers_tls1.3" | "dhparamfile" | "ecdh_curve" | "tls_engine" | "tls_engine_kpass_sha1" | "tls_keyform" | "keyfile_password" => {
             "Tern's TLS (rustls) offers only its own modern cipher suites and keys in PEM files; remove this line"
@@ -482,7 +478,6 @@ mod tests {
             ("address 10.0.0.1:1883", "bridges are not supported"),
             ("topic # both 0", "bridges are not supported"),
             ("bridge_cafile /c", "bridges are not supported"),
-            ("check_retain_source true", "check_retain_source false"),
         ] {
             let err = parse(&format!("{line}\n")).unwrap_err().to_string();
             let directive = line.split(' ').next().unwrap();

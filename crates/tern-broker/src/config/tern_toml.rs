@@ -53,6 +53,7 @@ struct File {
     retain_available: Option<bool>,
     upgrade_outgoing_qos: Option<bool>,
     queue_qos0_messages: Option<bool>,
+    check_retain_source: Option<bool>,
     set_tcp_nodelay: Option<bool>,
     log_timestamp: Option<bool>,
     log_timestamp_format: Option<String>,
@@ -176,7 +177,7 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         upgrade_outgoing_qos,
         queue_qos0_messages
     );
-    set!(max_qos, log_timestamp, use_username_as_clientid);
+    set!(max_qos, log_timestamp, use_username_as_clientid, check_retain_source);
     c.auto_id_prefix = file.auto_id_prefix;
     c.clientid_prefixes = file.clientid_prefixes;
     c.log_timestamp_format = file.log_timestamp_format;

@@ -299,7 +299,14 @@ impl Connection {
         publish.dup = false;
         publish.packet_id = 0;
         if publish.retain {
-            self.broker.router.retain(&publish);
+            // The publisher, when under an ACL, for check_retain_source.
+            let listener = self.session.state.lock().access.as_ref().map(|a| a.listener);
+            let source = listener.map(|listener| crate::router::RetainSource {
+                client_id: self.session.client_id.clone(),
+                user: self.user.clone(),
+                listener,
+            });
+            self.broker.router.retain_from(&publish, source);
         }
         self.broker
             .router

@@ -49,6 +49,33 @@ pub struct RetainedMessage {
     /// Its number in the order retained messages were stored: a stream sends only those
     /// stored before its SUBSCRIBE.
     pub seq: u64,
+    /// Who published it, when that client was under an ACL (check_retain_source).
+    pub source: Option<Box<RetainSource>>,
+}
+
+/// The publisher of a retained message, whose access check_retain_source checks again
+/// (under the ACL in force then) before the message goes to a new subscriber.
+#[derive(Debug, Clone)]
+pub struct RetainSource {
+    pub client_id: ByteStr,
+    pub user: Option<Box<str>>,
+    pub listener: usize,
+}
+
+/// Each listener's ACL, when check_retain_source is on.
+pub(crate) type SourceAcls = Arc<Vec<Option<Arc<tern_core::acl::Acl>>>>;
+
+/// Whether the publisher of `m` may still publish to its topic (check_retain_source).
+fn source_may_write(acls: &SourceAcls, m: &RetainedMessage) -> bool {
+    let Some(source) = &m.source else { return true };
+    let Some(acl) = acls.get(source.listener).and_then(Option::as_ref) else {
+        return true;
+    };
+    let client = tern_core::acl::Client {
+        user: source.user.as_deref(),
+        client_id: &source.client_id,
+    };
+    acl.may_write(client, &m.publish.topic)
 }
 
 impl Retained for RetainedMessage {
@@ -209,6 +236,11 @@ impl Router {
     /// Stores (non-empty payload) or clears (empty payload) the retained message of the
     /// topic of `publish`, in bytes of its own.
     pub fn retain(&self, publish: &Publish) {
+        self.retain_from(publish, None);
+    }
+
+    /// [`Router::retain`], noting who published the message (check_retain_source).
+    pub fn retain_from(&self, publish: &Publish, source: Option<RetainSource>) {
         if let Some(disk) = self.store.as_ref().filter(|_| !publish.topic.starts_with('$')) {
             let record = if publish.payload.is_empty() {
                 None
@@ -229,17 +261,17 @@ impl Router {
         if publish.payload.is_empty() {
             self.retained.write().remove(&publish.topic);
         } else {
-            self.store_retained(own_bytes(publish), expires_at(publish));
+            self.store_retained(own_bytes(publish), expires_at(publish), source.map(Box::new));
         }
     }
 
     /// Puts back a retained message read from the store.
     pub fn restore_retained(&self, publish: Publish, expires_at: Option<Instant>) {
         // Decoded from a record, it is a slice of that record's buffer: copied the same way.
-        self.store_retained(own_bytes(&publish), expires_at);
+        self.store_retained(own_bytes(&publish), expires_at, None);
     }
 
-    fn store_retained(&self, publish: Publish, expires_at: Option<Instant>) {
+    fn store_retained(&self, publish: Publish, expires_at: Option<Instant>, source: Option<Box<RetainSource>>) {
         let mut store = self.retained.write();
         let seq = self.retained_seq.fetch_add(1, Relaxed) + 1;
         let topic = publish.topic.clone();
@@ -247,6 +279,7 @@ impl Router {
             publish,
             expires_at,
             seq,
+            source,
         }));
         drop(store);
         if let Some(at) = expires_at {
@@ -333,6 +366,7 @@ impl Router {
         let generation = connection_generation(state);
         let (mut queued, mut budget) = (0, SCAN_BUDGET);
         let upgrade = self.upgrade_outgoing_qos.load(Relaxed);
+        let source_acls = self.retain_source_acls.read().clone();
         let emptied = {
             let mut backlog = backlog.lock();
             let store = self.retained.read();
@@ -364,6 +398,9 @@ impl Router {
                         if !access.may_read(&session.client_id, topic) {
                             return Visit::Next;
                         }
+                    }
+                    if source_acls.as_ref().is_some_and(|acls| !source_may_write(acls, m)) {
+                        return Visit::Next;
                     }
                     let len = m.publish.payload.len();
                     if !state.outbox.has_room(len) {
@@ -504,6 +541,7 @@ mod tests {
         router.store_retained(
             own_bytes(&publish("k/0", b"gone", QoS::AtMostOnce)),
             Some(crate::clock::now()),
+            None,
         );
         let session = session(limits(0));
         router.send_retained(&session, "k/+", QoS::AtMostOnce, None, &Metrics::default());
