@@ -43,10 +43,8 @@ fn the_will_is_not_published_after_disconnect() {
         let mut w = watcher(&broker, version, "will/clean");
         let mut c = broker.client(version);
         c.connect(&with_will(version, "polite", "will/clean", false, 60));
+        // The broker has decided about the will when it closes the socket.
         c.disconnect();
-        // The broker decides about the will as it lets the connection go; a new connection
-        // with the same client id is admitted only once the old one has let go.
-        let _again = broker.connect(version, "polite");
         w.expect_quiet();
     }
 }
@@ -114,9 +112,8 @@ fn a_delayed_will_waits_for_its_delay() {
 fn a_reconnect_within_the_delay_cancels_the_will() {
     let mut broker = Broker::with_test_clock("will.conf", "listener 0 127.0.0.1\nallow_anonymous true\n");
     let mut w = watcher(&broker, V5, "will/cancelled");
-    drop(delayed_will(&broker, "back-soon", "will/cancelled", 600, 6000));
-    // The broker has seen the drop: the will waits for its delay.
-    broker.wait_closed("back-soon");
+    // Once the broker has closed its side too, the will waits for its delay.
+    delayed_will(&broker, "back-soon", "will/cancelled", 600, 6000).hang_up();
     let _back = delayed_will(&broker, "back-soon", "will/cancelled", 600, 6000);
     // Past the delay on the broker's clock: a will still pending is published by the
     // housekeeping that has run when this returns.
@@ -133,8 +130,7 @@ fn a_session_ending_first_sends_the_will_before_its_delay() {
     let p = w.recv_publish();
     assert_eq!(&p.payload[..], b"gone");
     // A clean start by the same client id ends the old session at once, too.
-    drop(delayed_will(&broker, "replaced", "will/expiry", 60, 600));
-    broker.wait_closed("replaced");
+    delayed_will(&broker, "replaced", "will/expiry", 60, 600).hang_up();
     let _fresh = broker.connect(V5, "replaced");
     assert_eq!(&w.recv_publish().payload[..], b"gone");
 }

@@ -100,24 +100,6 @@ impl Broker {
         }
     }
 
-    /// Moves the broker's test clock `seconds` at a time until a log line contains every
-    /// one of `needles` (five steps at most). For a deadline counted from when the broker
-    /// lets a connection go: a client sees its socket closed a moment before the broker
-    /// marks the session offline and starts counting, so a first step taken at once may
-    /// come before the count started.
-    pub fn advance_clock_until(&mut self, seconds: u64, needles: &[&str]) {
-        for _ in 0..5 {
-            self.advance_clock(seconds);
-            if self.log_count(needles) > 0 {
-                return;
-            }
-        }
-        panic!(
-            "no line with {needles:?} after five steps of {seconds} s: {:?}",
-            self.log.lock().unwrap()
-        );
-    }
-
     fn count_log(&self, needle: &str) -> usize {
         self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
     }
@@ -591,8 +573,17 @@ impl Client {
     }
 
     /// Sends DISCONNECT and waits until the broker closes the socket, which it does once
-    /// it has handled the DISCONNECT: what the test does next happens after it. (The
-    /// socket may already be closed, by a takeover say: then there is nothing to wait for.)
+    /// it has handled the DISCONNECT and detached the session: what the test does next
+    /// happens after that. (The socket may already be closed, by a takeover say: then
+    /// there is nothing to wait for.)
+    /// Ends the connection without DISCONNECT, as a client that vanishes does (the
+    /// broker reads the end of the stream), and waits until the broker closes its side
+    /// too: by then it has detached the session and published or scheduled the will.
+    pub fn hang_up(mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        self.expect_closed();
+    }
+
     pub fn disconnect(mut self) {
         let mut out = BytesMut::new();
         encode(&Packet::Disconnect(Disconnect::default()), self.version, &mut out).unwrap();
