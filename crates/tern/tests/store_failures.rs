@@ -193,6 +193,14 @@ fn a_full_disk_refuses_qos_1_publishes_and_loses_nothing_acknowledged() {
         "no PUBACK while the disk is full: {seen:?}"
     );
 
+    // A 5.0 publisher is told: 0x97 while the store cannot write.
+    let mut probe = broker.connect(V5, "probe-publisher");
+    assert_eq!(
+        probe.publish("disk/probe", b"refused", QoS::AtLeastOnce, false, 1),
+        ReasonCode::QUOTA_EXCEEDED,
+        "a QoS 1 publish is refused while the disk is full"
+    );
+
     // QoS 0 still flows while the disk is full.
     let mut live = broker.connect(V5, "qos0-reader");
     live.subscribe("live/#", QoS::AtMostOnce);
@@ -219,7 +227,8 @@ fn a_full_disk_refuses_qos_1_publishes_and_loses_nothing_acknowledged() {
     );
     let refused = count_answers(&answers, |r| r == ReasonCode::QUOTA_EXCEEDED);
     let accepted = count_answers(&answers, |r| r.is_success());
-    assert!(refused > 0, "publishes were refused while the disk was full");
+    // How many of the stream were refused depends on how far the broker had read when
+    // the disk filled (those read before wait for the disk and are accepted after).
     assert!(accepted > 0, "publishes were accepted before it filled");
     assert_eq!(refused + accepted, usize::from(COUNT));
     eprintln!("full disk: {accepted} acknowledged, {refused} refused with 0x97");
@@ -309,7 +318,9 @@ fn a_damaged_store_never_stops_the_broker_from_starting() {
         ("truncated to 10%", original[..len / 10].to_vec()),
         ("truncated to 50%", original[..len / 2].to_vec()),
         ("garbage at the header", garbage(0)),
-        ("garbage in the middle", garbage(len / 3)),
+        ("garbage at one third", garbage(len / 3)),
+        ("garbage in the middle", garbage(len / 2)),
+        ("garbage at two thirds", garbage(len * 2 / 3)),
         ("garbage at the tail", garbage(len.saturating_sub(64 * 1024))),
         ("zero length", Vec::new()),
     ];
@@ -337,13 +348,20 @@ fn a_damaged_store_never_stops_the_broker_from_starting() {
         {
             eprintln!("{case}: {line}");
         }
-        if case != "zero length" {
+        if case.starts_with("truncated") || case.ends_with("header") {
+            // Garbage elsewhere may land in pages the file no longer uses; these cannot.
             assert!(
                 log.contains("moved to"),
                 "{case}: the damaged file is set aside:\n{log}"
             );
         }
-        if log.contains("records recovered") {
+        let recovered = log
+            .split(" records recovered")
+            .next()
+            .filter(|_| log.contains(" records recovered"))
+            .and_then(|head| head.rsplit(' ').next()?.parse::<usize>().ok())
+            .unwrap_or(0);
+        if recovered > 0 {
             let restored_something = log
                 .lines()
                 .any(|l| l.contains("restored") && !l.contains("restored 0 sessions, 0 messages, 0 retained"));
