@@ -82,15 +82,12 @@ fn password_files_from_both_tools_are_used_and_failures_are_slowed() {
         );
         let started = Instant::now();
         let (_, ack) = login(&broker, version, "x", Some("alice"), Some("pear"));
-        assert_eq!(
-            ack.reason_code,
-            ReasonCode::BAD_USER_NAME_OR_PASSWORD,
-            "3.1.1: return code 4"
-        );
+        // mosquitto's answer to a failed password check: Not authorized (3.1.1: 5).
+        assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED, "3.1.1: return code 5");
         assert!(started.elapsed() >= Duration::from_millis(300), "auth_failure_delay");
         assert_eq!(
             login(&broker, version, "y", Some("mallory"), Some("x")).1.reason_code,
-            ReasonCode::BAD_USER_NAME_OR_PASSWORD
+            ReasonCode::NOT_AUTHORIZED
         );
         assert_eq!(
             login(&broker, version, "z", None, None).1.reason_code,
@@ -170,7 +167,7 @@ fn sighup_reloads_passwords_and_acls() {
     let passwords = dir.path().join("passwd");
     assert_eq!(
         login(&broker, V5, "c", Some("carol"), Some("cherry")).1.reason_code,
-        ReasonCode::BAD_USER_NAME_OR_PASSWORD
+        ReasonCode::NOT_AUTHORIZED
     );
     let (mut alice, _) = login(&broker, V5, "alice-c", Some("alice"), Some("apple"));
     assert_eq!(
@@ -372,8 +369,9 @@ fn mosquitto_clients_use_the_password_and_acl_files() {
             .unwrap();
         assert!(!refused.status.success());
         let stderr = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+        // Return code 5 (3.1.1) or 0x87 (5.0), as mosquitto answers a wrong password.
         assert!(
-            stderr.contains("bad user name or password") || stderr.contains("not authorised"),
+            stderr.contains("not authorised") || stderr.contains("not authorized"),
             "{stderr}"
         );
     }

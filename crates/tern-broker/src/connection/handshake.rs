@@ -135,6 +135,11 @@ async fn refuse(
     extra: Vec<Property>,
 ) {
     tracing::info!(%peer, client = client_id, "connection refused: {reason}: {why}");
+    if !version.is_v5() && matches!(reason, ReasonCode::RETAIN_NOT_SUPPORTED | ReasonCode::QOS_NOT_SUPPORTED) {
+        // 3.x has no return code for these: mosquitto closes without CONNACK.
+        socket.shutdown().await;
+        return;
+    }
     let mut properties = Properties(extra);
     if version.is_v5() && !why.is_empty() {
         properties.push(Property::ReasonString(ByteStr::from(why)));
@@ -145,6 +150,7 @@ async fn refuse(
     let reply = connack(version, false, reason, properties);
     let _ = socket.write_all(&reply).await;
     socket.shutdown().await;
+    super::drain(socket).await;
 }
 
 /// Sends the client to `server`: 5.0 clients get 0x9C Use another server (0x9D Server
@@ -170,6 +176,22 @@ async fn redirect(
     refuse(socket, version, (reason, why), peer, client_id, reference).await;
 }
 
+/// Why CONNECT is refused: the reason code and the Reason String a 5.0 client gets.
+type Refusal = (ReasonCode, String);
+
+/// Who the client is, once CONNECT has been checked and the credentials accepted.
+struct Admitted {
+    client_id: ByteStr,
+    /// The client id the broker made up for an empty one (a 5.0 client is told it).
+    assigned: bool,
+    user: Option<Box<str>>,
+    /// Enhanced authentication: the method, and the data the CONNACK carries.
+    auth: Option<(Box<enhanced_auth::ConnectionAuth>, Option<Vec<u8>>)>,
+    /// The keepalive in force, and whether a 5.0 client must be told it (Server Keep Alive).
+    keep_alive: u16,
+    server_keep_alive: bool,
+}
+
 /// Checks CONNECT, resolves the session and sends CONNACK. Returns the connection ready
 /// to run, or `None` if it was refused.
 pub(super) async fn accept(
@@ -182,56 +204,122 @@ pub(super) async fn accept(
     let config = broker.config();
     let version = connect.protocol_version;
     let generation = CONNECTIONS.fetch_add(1, Relaxed) + 1;
-    let mut properties = Properties::default();
-
     if let Some(server) = &config.server_reference {
         redirect(socket, version, server, config.server_moved, peer, &connect.client_id).await;
         return None;
     }
-    if let Some((reason, why)) = connect_refusal(&connect, &config, listener) {
-        refuse(socket, version, (reason, &why), peer, &connect.client_id, Vec::new()).await;
+    let admitted = match admit(&connect, broker, (listener, generation), (&mut *socket, &mut *input)).await {
+        Ok(admitted) => admitted,
+        Err((client_id, (reason, why))) => {
+            let extra = refusal_properties(&config, listener);
+            refuse(socket, version, (reason, &why), peer, &client_id, extra).await;
+            return None;
+        }
+    };
+    let properties = connack_properties(&connect, &admitted, (&config, listener));
+    let (takeover_tx, takeover_rx) = oneshot::channel();
+    let handle = ConnectionHandle {
+        generation,
+        takeover: Some(takeover_tx),
+    };
+    let lifetime = session_lifetime(&connect, &config);
+    let user = admitted.user.as_deref();
+    let Some((session, session_present)) = attach_session(
+        broker,
+        (&admitted.client_id, user),
+        connect.clean_start,
+        lifetime,
+        handle,
+    )
+    .await
+    else {
+        let reason = (ReasonCode::SERVER_UNAVAILABLE, "the session could not be taken over");
+        let extra = refusal_properties(&config, listener);
+        refuse(socket, version, reason, peer, &admitted.client_id, extra).await;
+        return None;
+    };
+    session.set_v5(version.is_v5());
+    let security = broker.listener_security(listener);
+    let acl_enforced = security.acl.is_some();
+    {
+        let mut state = session.state.lock();
+        state.access = security.acl.clone().map(|acl| {
+            Box::new(ClientAccess {
+                acl,
+                user: admitted.user.clone(),
+                listener,
+            })
+        });
+        state.disconnected_at = None;
+        session.persist(&mut state, false);
+    }
+    let reply = connack(version, session_present, ReasonCode::SUCCESS, properties);
+    if socket.write_all(&reply).await.is_err() {
+        gone_before_connack(broker, &session);
         return None;
     }
-    let client_id = if connect.client_id.is_empty() {
+    broker.metrics.client_connected();
+    if config.connection_messages {
+        let (clean, keep_alive) = (connect.clean_start, admitted.keep_alive);
+        tracing::info!(%peer, client = %admitted.client_id, "client connected (MQTT {version}, clean {clean}, keepalive {keep_alive})");
+    }
+    let mut connection = connection(
+        connect,
+        admitted,
+        (peer, session, generation),
+        broker,
+        (acl_enforced, listener),
+    );
+    if session_present {
+        connection.resend_inflight();
+    }
+    Some((connection, takeover_rx))
+}
+
+/// Checks what CONNECT says about the client: its id, its credentials (enhanced
+/// authentication, certificate or password) and its keepalive. On refusal: the client id
+/// for the log, the reason code and why.
+async fn admit(
+    connect: &Connect,
+    broker: &BrokerState,
+    (listener, generation): (usize, u64),
+    (socket, input): (&mut Socket, &mut BytesMut),
+) -> Result<Admitted, (ByteStr, Refusal)> {
+    let config = broker.config();
+    let version = connect.protocol_version;
+    if let Some(refusal) = connect_refusal(connect, &config, listener) {
+        return Err((ByteStr::from(connect.client_id.as_str()), refusal));
+    }
+    let (client_id, assigned) = if connect.client_id.is_empty() {
         // 3.1.1: a zero-length id needs Clean Session [MQTT-3.1.3-8]; 3.1 needs an id; 5.0
         // always gets one assigned.
         if version == ProtocolVersion::V3_1 || (version == ProtocolVersion::V3_1_1 && !connect.clean_start) {
             let why = "[MQTT-3.1.3-8] an empty client id needs Clean Start (3.1.1) and is not allowed in 3.1";
-            let reason = (ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, why);
-            refuse(socket, version, reason, peer, "", Vec::new()).await;
-            return None;
+            return Err((
+                ByteStr::default(),
+                (ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, why.into()),
+            ));
         }
         let unique = format_args!("{:x}-{generation}", broker.started_unix);
         let id = ByteStr::from(config.assigned_client_id(listener, unique));
-        if version.is_v5() {
-            properties.push(Property::AssignedClientIdentifier(id.clone()));
-        }
-        id
+        (id, version.is_v5())
     } else {
         // A copy: the decoded id shares the whole read buffer, which the session would
         // otherwise keep alive for its lifetime.
-        ByteStr::from(connect.client_id.as_str())
+        (ByteStr::from(connect.client_id.as_str()), false)
     };
+    let refused = |refusal: Refusal| (client_id.clone(), refusal);
     let mut user = None;
     let mut auth = None;
     if let (Some(method), true) = (connect.properties.authentication_method(), version.is_v5()) {
         let io = (&mut *socket, &mut *input);
-        match enhanced_auth::authenticate(&connect, &method, broker, io, config.connect_timeout).await {
-            Ok(done) => {
-                properties.push(Property::AuthenticationMethod(method.clone()));
-                if let Some(data) = done.data {
-                    properties.push(Property::AuthenticationData(data.into()));
-                }
-                user = Some(done.user.into_boxed_str());
-                auth = Some(Box::new(enhanced_auth::ConnectionAuth { method, exchange: None }));
-            }
-            Err((reason, why)) => {
-                refuse(socket, version, (reason, &why), peer, &client_id, Vec::new()).await;
-                return None;
-            }
-        }
+        let done = enhanced_auth::authenticate(connect, &method, broker, io, config.connect_timeout)
+            .await
+            .map_err(refused)?;
+        user = Some(done.user.into_boxed_str());
+        let exchange = Box::new(enhanced_auth::ConnectionAuth { method, exchange: None });
+        auth = Some((exchange, done.data));
     }
-    let security = broker.listener_security(listener);
     if let Some(tls) = broker
         .listener_tls(listener)
         .filter(|t| t.identity != IdentityAsUser::No)
@@ -246,196 +334,43 @@ pub(super) async fn accept(
             Some(name) if user.is_none() => user = Some(name.into_boxed_str()),
             Some(_) => {}
             None => {
-                let reason = (ReasonCode::NOT_AUTHORIZED, "this listener needs a client certificate");
-                refuse(socket, version, reason, peer, &client_id, Vec::new()).await;
-                return None;
+                let why = "this listener needs a client certificate";
+                return Err(refused((ReasonCode::NOT_AUTHORIZED, why.into())));
             }
         }
     }
     if user.is_none() {
+        let security = broker.listener_security(listener);
         match security.login(connect.username.as_deref(), connect.password.as_deref()) {
             Login::Accepted(name) => user = name.map(String::into_boxed_str),
             Login::AnonymousRefused => {
-                let reason = (ReasonCode::NOT_AUTHORIZED, "anonymous clients are not allowed");
-                refuse(socket, version, reason, peer, &client_id, Vec::new()).await;
-                return None;
+                let why = "anonymous clients are not allowed";
+                return Err(refused((ReasonCode::NOT_AUTHORIZED, why.into())));
             }
             Login::BadCredentials => {
                 // Slows password guessing down: one answer per delay per connection.
                 tokio::time::sleep(config.auth_failure_delay).await;
-                let reason = (ReasonCode::BAD_USER_NAME_OR_PASSWORD, "bad user name or password");
-                refuse(socket, version, reason, peer, &client_id, Vec::new()).await;
-                return None;
+                // mosquitto's answer to every failed password check, a user name without
+                // a password included: 5 (3.x) or 0x87 (5.0) Not authorized.
+                let why = "bad user name or password";
+                return Err(refused((ReasonCode::NOT_AUTHORIZED, why.into())));
             }
         }
     }
+    let (keep_alive, server_keep_alive) = negotiate_keep_alive(connect, &config).map_err(refused)?;
     let client_id = match username_as_client_id(&config, listener, user.as_deref()) {
         Ok(Some(name)) => name,
         Ok(None) => client_id,
-        Err((reason, why)) => {
-            refuse(socket, version, (reason, &why), peer, &client_id, Vec::new()).await;
-            return None;
-        }
+        Err(refusal) => return Err((client_id, refusal)),
     };
-    let mut keep_alive = connect.keep_alive;
-    if keep_alive > config.max_keepalive || (keep_alive == 0 && config.max_keepalive < 65535) {
-        if version.is_v5() {
-            keep_alive = config.max_keepalive;
-            properties.push(Property::ServerKeepAlive(keep_alive));
-        } else {
-            // mosquitto's rule for 3.x clients, which cannot be told another keepalive.
-            let reason = (ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "keepalive above max_keepalive");
-            refuse(socket, version, reason, peer, &client_id, Vec::new()).await;
-            return None;
-        }
-    }
-    // mosquitto's rule: max_inflight_messages is also the Receive Maximum of 5.0 clients.
-    let broker_receive_maximum = if version.is_v5() {
-        u16::try_from(config.max_inflight_messages).unwrap_or(u16::MAX)
-    } else {
-        0
-    };
-    if version.is_v5() {
-        if broker_receive_maximum != 0 {
-            properties.push(Property::ReceiveMaximum(broker_receive_maximum));
-        }
-        properties.push(Property::TopicAliasMaximum(TOPIC_ALIAS_MAXIMUM));
-        if !config.retain_available {
-            properties.push(Property::RetainAvailable(0));
-        }
-        // max_packet_size, or the packet limit that follows from message_size_limit.
-        if let Some(size) = config.advertised_max_packet_size() {
-            properties.push(Property::MaximumPacketSize(size));
-        }
-        if config.max_qos(listener) < 2 {
-            properties.push(Property::MaximumQoS(config.max_qos(listener)));
-        }
-        if connect.properties.request_response_information() == Some(1) {
-            let information = format!("{}{client_id}", config.response_information);
-            properties.push(Property::ResponseInformation(ByteStr::from(information)));
-        }
-    }
-
-    let (takeover_tx, takeover_rx) = oneshot::channel();
-    let handle = ConnectionHandle {
-        generation,
-        takeover: Some(takeover_tx),
-    };
-    let lifetime = session_lifetime(&connect, &config);
-    let Some((session, session_present)) = attach_session(
-        broker,
-        (&client_id, user.as_deref()),
-        connect.clean_start,
-        lifetime,
-        handle,
-    )
-    .await
-    else {
-        let reason = (ReasonCode::SERVER_UNAVAILABLE, "the session could not be taken over");
-        refuse(socket, version, reason, peer, &client_id, Vec::new()).await;
-        return None;
-    };
-    session.set_v5(version.is_v5());
-    let acl_enforced = security.acl.is_some();
-    {
-        let mut state = session.state.lock();
-        state.access = security.acl.clone().map(|acl| {
-            Box::new(ClientAccess {
-                acl,
-                user: user.clone(),
-                listener,
-            })
-        });
-        state.disconnected_at = None;
-        session.persist(&mut state, false);
-    }
-
-    let reply = connack(version, session_present, ReasonCode::SUCCESS, properties);
-    if socket.write_all(&reply).await.is_err() {
-        // Gone before CONNACK: the session is left as a disconnect would leave it.
-        let ends = broker.sessions.with(|map| {
-            let mut state = session.state.lock();
-            state.connection = None;
-            state.disconnected_at = Some(crate::clock::now());
-            if state.clean && map.get(&session.client_id).is_some_and(|s| s.id == session.id) {
-                map.remove(&session.client_id);
-            }
-            session.schedule_expiry(&mut state);
-            state.clean
-        });
-        if ends {
-            broker.end_session(&session);
-        }
-        return None;
-    }
-    broker.metrics.client_connected();
-    if config.connection_messages {
-        tracing::info!(%peer, client = %client_id, "client connected (MQTT {version}, clean {}, keepalive {keep_alive})", connect.clean_start);
-    }
-    let receive_maximum = connect.properties.receive_maximum().map_or(usize::MAX, usize::from);
-    let window = match config.max_inflight_messages {
-        0 => receive_maximum,
-        n => n.min(receive_maximum),
-    };
-    let mut connection = Connection {
-        broker: broker.clone(),
-        peer,
-        version,
-        session,
-        generation,
-        keep_alive_limit: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
-        will: connect.will.map(|mut will| {
-            // Copies, for the same reason as the client id.
-            will.topic = ByteStr::from(will.topic.as_str());
-            will.payload = bytes::Bytes::copy_from_slice(&will.payload);
-            Box::new(will)
-        }),
-        out: BytesMut::new(),
-        topic_aliases: None,
-        outgoing_aliases: connect
-            .properties
-            .topic_alias_maximum()
-            .filter(|max| *max > 0 && version.is_v5())
-            .map(|max| Box::new(super::OutgoingAliases::new(max))),
-        inflight_window: window,
-        client_max_packet_size: connect
-            .properties
-            .maximum_packet_size()
-            .map_or(usize::MAX, |m| m as usize),
-        receive_maximum: broker_receive_maximum,
-        message_size_limit: config.message_size_limit,
-        publish_rules: (config.max_qos(listener), config.retain_available),
-        topic_limits: (config.max_topic_levels, config.max_topic_length),
-        problem_information: connect.properties.request_problem_information() != Some(0),
+    Ok(Admitted {
+        client_id,
+        assigned,
         user,
         auth,
-        acl_enforced,
-        hold: 0,
-        counters: Default::default(),
-    };
-    if session_present {
-        connection.resend_inflight();
-    }
-    Some((connection, takeover_rx))
-}
-
-/// use_username_as_clientid: the user name replaces the client id (`Ok(None)`: the rule
-/// is off); without a user name the client is refused, as by mosquitto.
-fn username_as_client_id(
-    config: &crate::Config,
-    listener: usize,
-    user: Option<&str>,
-) -> Result<Option<ByteStr>, (ReasonCode, String)> {
-    if !config.username_as_client_id(listener) {
-        return Ok(None);
-    }
-    match user {
-        Some(name) => Ok(Some(ByteStr::from(name))),
-        None => {
-            let why = "use_username_as_clientid: a user name is needed";
-            Err((ReasonCode::NOT_AUTHORIZED, why.into()))
-        }
-    }
+        keep_alive,
+        server_keep_alive,
+    })
 }
 
 /// What the configuration refuses in CONNECT before credentials are looked at: the
@@ -471,8 +406,174 @@ fn connect_refusal(connect: &Connect, config: &crate::Config, listener: usize) -
     None
 }
 
-/// Finds or creates the session for `client_id`, taking it over from a live connection
-/// first [MQTT-3.1.4-2]. Returns the session and whether it was resumed.
+/// use_username_as_clientid: the user name replaces the client id (`Ok(None)`: the rule
+/// is off); without a user name the client is refused, as by mosquitto.
+fn username_as_client_id(
+    config: &crate::Config,
+    listener: usize,
+    user: Option<&str>,
+) -> Result<Option<ByteStr>, (ReasonCode, String)> {
+    if !config.username_as_client_id(listener) {
+        return Ok(None);
+    }
+    match user {
+        Some(name) => Ok(Some(ByteStr::from(name))),
+        None => {
+            let why = "use_username_as_clientid: a user name is needed";
+            Err((ReasonCode::NOT_AUTHORIZED, why.into()))
+        }
+    }
+}
+
+/// The keepalive in force under max_keepalive, and whether a 5.0 client is told it.
+fn negotiate_keep_alive(connect: &Connect, config: &crate::Config) -> Result<(u16, bool), Refusal> {
+    let keep_alive = connect.keep_alive;
+    if keep_alive > config.max_keepalive || (keep_alive == 0 && config.max_keepalive < 65535) {
+        if connect.protocol_version.is_v5() {
+            return Ok((config.max_keepalive, true));
+        }
+        // mosquitto's rule for 3.x clients, which cannot be told another keepalive.
+        let why = "keepalive above max_keepalive";
+        return Err((ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, why.into()));
+    }
+    Ok((keep_alive, false))
+}
+
+/// The properties of a successful 5.0 CONNACK, in the order mosquitto writes them (what
+/// CONNECT negotiated, then the broker's limits), so that the same CONNECT gets the same
+/// bytes from both brokers.
+fn connack_properties(
+    connect: &Connect,
+    admitted: &Admitted,
+    (config, listener): (&crate::Config, usize),
+) -> Properties {
+    let mut properties = Properties::default();
+    if !connect.protocol_version.is_v5() {
+        return properties;
+    }
+    properties.push(Property::TopicAliasMaximum(TOPIC_ALIAS_MAXIMUM));
+    if admitted.server_keep_alive {
+        properties.push(Property::ServerKeepAlive(admitted.keep_alive));
+    }
+    if admitted.assigned {
+        properties.push(Property::AssignedClientIdentifier(admitted.client_id.clone()));
+    }
+    if let Some((auth, data)) = &admitted.auth {
+        properties.push(Property::AuthenticationMethod(auth.method.clone()));
+        if let Some(data) = data {
+            properties.push(Property::AuthenticationData(data.clone().into()));
+        }
+    }
+    if !config.retain_available {
+        properties.push(Property::RetainAvailable(0));
+    }
+    // max_packet_size, or the packet limit that follows from message_size_limit.
+    if let Some(size) = config.advertised_max_packet_size() {
+        properties.push(Property::MaximumPacketSize(size));
+    }
+    // mosquitto's rule: max_inflight_messages is also the Receive Maximum of 5.0 clients.
+    if let Some(receive_maximum) = broker_receive_maximum(connect.protocol_version, config) {
+        properties.push(Property::ReceiveMaximum(receive_maximum));
+    }
+    if config.max_qos(listener) < 2 {
+        properties.push(Property::MaximumQoS(config.max_qos(listener)));
+    }
+    if connect.properties.request_response_information() == Some(1) {
+        let information = format!("{}{}", config.response_information, admitted.client_id);
+        properties.push(Property::ResponseInformation(ByteStr::from(information)));
+    }
+    properties
+}
+
+/// The properties of a refusing 5.0 CONNACK besides its Reason String: as mosquitto's,
+/// Maximum QoS when the listener's max_qos is below 2 (the other limits only accompany
+/// a success).
+fn refusal_properties(config: &crate::Config, listener: usize) -> Vec<Property> {
+    let max_qos = config.max_qos(listener);
+    (max_qos < 2)
+        .then_some(Property::MaximumQoS(max_qos))
+        .into_iter()
+        .collect()
+}
+
+/// The Receive Maximum the broker enforces on a 5.0 client: max_inflight_messages, when
+/// it is set.
+fn broker_receive_maximum(version: ProtocolVersion, config: &crate::Config) -> Option<u16> {
+    let limit = u16::try_from(config.max_inflight_messages).unwrap_or(u16::MAX);
+    (version.is_v5() && limit != 0).then_some(limit)
+}
+
+/// A client gone before its CONNACK could be written: the session is left as a
+/// disconnect would leave it.
+fn gone_before_connack(broker: &BrokerState, session: &Arc<Session>) {
+    let ends = broker.sessions.with(|map| {
+        let mut state = session.state.lock();
+        state.connection = None;
+        state.disconnected_at = Some(crate::clock::now());
+        if state.clean && map.get(&session.client_id).is_some_and(|s| s.id == session.id) {
+            map.remove(&session.client_id);
+        }
+        state.clean
+    });
+    if ends {
+        broker.end_session(session);
+    }
+}
+
+/// The connection's state once CONNACK has been sent.
+fn connection(
+    connect: Connect,
+    admitted: Admitted,
+    (peer, session, generation): (SocketAddr, Arc<Session>, u64),
+    broker: &Arc<BrokerState>,
+    (acl_enforced, listener): (bool, usize),
+) -> Connection {
+    let config = broker.config();
+    let version = connect.protocol_version;
+    let receive_maximum = connect.properties.receive_maximum().map_or(usize::MAX, usize::from);
+    let window = match config.max_inflight_messages {
+        0 => receive_maximum,
+        n => n.min(receive_maximum),
+    };
+    let keep_alive = admitted.keep_alive;
+    Connection {
+        broker: broker.clone(),
+        peer,
+        version,
+        session,
+        generation,
+        keep_alive_limit: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+        will: connect.will.map(|mut will| {
+            // Copies, for the same reason as the client id.
+            will.topic = ByteStr::from(will.topic.as_str());
+            will.payload = bytes::Bytes::copy_from_slice(&will.payload);
+            Box::new(will)
+        }),
+        out: BytesMut::new(),
+        topic_aliases: None,
+        outgoing_aliases: connect
+            .properties
+            .topic_alias_maximum()
+            .filter(|max| *max > 0 && version.is_v5())
+            .map(|max| Box::new(super::OutgoingAliases::new(max))),
+        inflight_window: window,
+        client_max_packet_size: connect
+            .properties
+            .maximum_packet_size()
+            .map_or(usize::MAX, |m| m as usize),
+        receive_maximum: broker_receive_maximum(version, &config).unwrap_or(0),
+        message_size_limit: config.message_size_limit,
+        publish_rules: (config.max_qos(listener), config.retain_available),
+        topic_limits: (config.max_topic_levels, config.max_topic_length),
+        problem_information: connect.properties.request_problem_information() != Some(0),
+        user: admitted.user,
+        auth: admitted.auth.map(|(auth, _)| auth),
+        acl_enforced,
+        hold: 0,
+        counters: Default::default(),
+    }
+}
+
 /// Whether the session ends with the connection, and how long it outlives it otherwise.
 #[derive(Debug, Clone, Copy)]
 struct Lifetime {
@@ -506,6 +607,8 @@ fn session_lifetime(connect: &Connect, config: &crate::Config) -> Lifetime {
     }
 }
 
+/// Finds or creates the session for `client_id`, taking it over from a live connection
+/// first [MQTT-3.1.4-2]. Returns the session and whether it was resumed.
 async fn attach_session(
     broker: &BrokerState,
     (client_id, user): (&ByteStr, Option<&str>),

@@ -86,7 +86,9 @@ impl Connection {
         } else {
             self.check_publish(&publish)
         };
-        let mut delivered = 0;
+        // How many sessions the message reached; `None` for a QoS 2 message sent again
+        // before PUBREL, forwarded the first time: its PUBREC says 0x00 (as mosquitto's).
+        let mut delivered = None;
         if accepted.is_success() {
             let forward_now = match qos {
                 QoS::ExactlyOnce => {
@@ -100,12 +102,12 @@ impl Connection {
                 _ => true,
             };
             if forward_now {
-                delivered = self.route(publish);
+                delivered = Some(self.route(publish));
             }
         }
         let reason = if !accepted.is_success() {
             accepted
-        } else if delivered == 0 && self.version.is_v5() {
+        } else if delivered == Some(0) && self.version.is_v5() {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
             ReasonCode::SUCCESS

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_core::Stage;
 use tern_proto::{
-    encode, ByteStr, DecodeError, Disconnect, Packet, Properties, Property, PropertyId, ProtocolVersion, PublishFrame,
+    encode, ByteStr, DecodeError, Disconnect, Packet, Properties, Property, ProtocolVersion, PublishFrame,
     PublishResponse, QoS, ReasonCode, Will,
 };
 use tokio::sync::oneshot;
@@ -37,8 +37,16 @@ use tokio::sync::oneshot;
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 4096;
-/// Topic aliases a 5.0 client may use towards the broker.
-pub(crate) const TOPIC_ALIAS_MAXIMUM: u16 = 64;
+/// Topic aliases a 5.0 client may use towards the broker: mosquitto's default
+/// (max_topic_alias 10), so that CONNACK carries the same Topic Alias Maximum.
+pub(crate) const TOPIC_ALIAS_MAXIMUM: u16 = 10;
+/// After the broker closes a connection, how long and how much it goes on reading (and
+/// discarding) what the client still sends, so that the client reads the DISCONNECT (or
+/// refusing CONNACK) instead of a reset. Generous in bytes: a client that sends without
+/// reading fills this quickly, and what the broker wrote last must reach it meanwhile. The
+/// bytes pass through one small buffer; only the time is spent.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+const DRAIN_BYTES: usize = 16 << 20;
 
 /// Why a connection ended; decides the will and the last packet sent.
 #[derive(Debug)]
@@ -143,16 +151,15 @@ impl OutgoingAliases {
     /// Appends the message of `frame`, re-encoded with an alias (a client that asked for
     /// aliases pays for its own copy).
     fn write(&mut self, frame: &PublishFrame, out: &mut BytesMut, packet_id: u16, expiry: Expiry) {
-        let mut bytes = BytesMut::from(&frame.bytes()[..]);
+        // The frame as this client gets it (packet id, time left), decoded back. Not the
+        // frame's own bytes: their packet id is a placeholder 0, which the decoder rightly
+        // refuses for QoS 1 and 2, so those were once sent without an alias.
+        let mut bytes = BytesMut::with_capacity(frame.len());
+        write_frame(frame, &mut bytes, packet_id, false, expiry);
         let Ok(Some(Packet::Publish(mut publish))) = tern_proto::decode(&mut bytes, ProtocolVersion::V5, usize::MAX)
         else {
             return write_frame(frame, out, packet_id, false, expiry);
         };
-        publish.packet_id = packet_id;
-        if let Expiry::Remaining(seconds) = expiry {
-            publish.properties.remove(PropertyId::MessageExpiryInterval);
-            publish.properties.push(Property::MessageExpiryInterval(seconds));
-        }
         match self.assigned.get(&publish.topic) {
             Some(&alias) => {
                 publish.topic = ByteStr::default();
@@ -160,7 +167,8 @@ impl OutgoingAliases {
             }
             None if self.assigned.len() < usize::from(self.maximum) => {
                 let alias = self.assigned.len() as u16 + 1;
-                self.assigned.insert(publish.topic.clone(), alias);
+                // A copy: the decoded topic shares the whole message's buffer.
+                self.assigned.insert(ByteStr::from(publish.topic.as_str()), alias);
                 publish.properties.push(Property::TopicAlias(alias));
             }
             None => {}
@@ -178,6 +186,26 @@ fn write_frame(frame: &PublishFrame, out: &mut BytesMut, packet_id: u16, dup: bo
         Expiry::Remaining(seconds) if frame.has_expiry() => frame.write_expiring(out, packet_id, dup, seconds),
         _ => frame.write(out, packet_id, dup),
     }
+}
+
+/// Reads and discards what the client still sends after the broker has written its last
+/// packet and shut its side down, until the client closes too, `DRAIN_BYTES` have come or
+/// `DRAIN_TIME` has passed. Closing a socket with unread input resets the connection, and
+/// a reset can destroy the DISCONNECT (or refusing CONNACK) before the client reads it.
+pub(super) async fn drain(socket: &mut Socket) {
+    let mut scratch = BytesMut::new();
+    let mut drained = 0;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while drained < DRAIN_BYTES {
+            scratch.clear();
+            scratch.reserve(4 * READ_CHUNK);
+            match socket.read_buf(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// Resolves with the newcomer's reply sender when a takeover is asked for; never resolves
@@ -251,6 +279,8 @@ async fn set_up(mut socket: Socket, peer: SocketAddr, broker: Arc<BrokerState>, 
             tracing::info!(%peer, "connection refused: {message}");
             if let Some(reply) = reply {
                 let _ = socket.write_all(&reply).await;
+                socket.shutdown().await;
+                drain(&mut socket).await;
             }
             return None;
         }
@@ -290,6 +320,9 @@ impl Live {
         let store = broker.store.as_deref().filter(|s| s.is_sync());
         if store.is_some() {
             Store::take_thread_ticket();
+        }
+        if let Err(close) = c.handle_early_input(input, max_packet_size) {
+            return close;
         }
         let mut last_read = Instant::now();
         let keep_alive = tokio::time::sleep(c.keep_alive_limit.unwrap_or(Duration::from_secs(86_400)));
@@ -426,6 +459,17 @@ impl Connection {
             }
             Err(e) => Err(Close::Gone(format!("read error: {e}"))),
         }
+    }
+
+    /// Handles the packets that came in the same read as CONNECT (a client need not wait
+    /// for CONNACK), before the loop waits for new bytes, which may never come. What the
+    /// session had queued goes out first, as it does after a CONNECT alone.
+    fn handle_early_input(&mut self, input: &mut BytesMut, max_packet_size: usize) -> Result<(), Close> {
+        if input.is_empty() {
+            return Ok(());
+        }
+        self.fill_from_outbox();
+        self.handle_input(input, max_packet_size)
     }
 
     /// Decodes and handles every complete packet in `input`.
@@ -620,6 +664,10 @@ impl Connection {
         let _ = tokio::time::timeout(Duration::from_secs(1), socket.shutdown()).await;
         if let Close::TakenOver(done) = close {
             let _ = done.send(());
+        }
+        if disconnect_reason.is_some() {
+            // The broker ended the connection: the client may still be sending.
+            drain(socket).await;
         }
     }
 
