@@ -86,3 +86,26 @@ fn another_user_taking_over_a_client_id_gets_none_of_its_messages() {
         assert!(ack.session_present, "{version:?}: bob's own session resumes");
     }
 }
+
+#[test]
+fn connect_and_refusal_log_lines_name_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let mut alice = broker.client(V311);
+    assert_eq!(
+        alice.connect(&login(V311, "alice-1", "alice", "apple")).reason_code,
+        ReasonCode::SUCCESS
+    );
+    let mut wrong = broker.client(V5);
+    let ack = wrong.connect(&login(V5, "bob-1", "bob", "not-his"));
+    assert!(!ack.reason_code.is_success());
+    // The connect line follows the CONNACK: wait for it.
+    assert!(
+        broker.log_contains("client=alice-1 user=\"alice\""),
+        "the connect line names the user"
+    );
+    assert!(
+        broker.log_contains("client=\"bob-1\" user=\"bob\""),
+        "the refusal names the user"
+    );
+}

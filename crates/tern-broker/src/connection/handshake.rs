@@ -131,10 +131,11 @@ async fn refuse(
     version: ProtocolVersion,
     (reason, why): (ReasonCode, &str),
     peer: SocketAddr,
-    client_id: &str,
+    (client_id, user): (&str, Option<&str>),
     extra: Vec<Property>,
 ) {
-    tracing::info!(%peer, client = client_id, "connection refused: {reason}: {why}");
+    let user = user.unwrap_or("");
+    tracing::info!(%peer, client = client_id, user, "connection refused: {reason}: {why}");
     if !version.is_v5() && matches!(reason, ReasonCode::RETAIN_NOT_SUPPORTED | ReasonCode::QOS_NOT_SUPPORTED) {
         // 3.x has no return code for these: mosquitto closes without CONNACK.
         socket.shutdown().await;
@@ -173,7 +174,7 @@ async fn redirect(
         (true, true) => (ReasonCode::SERVER_MOVED, "server moved"),
     };
     let reference = vec![Property::ServerReference(ByteStr::from(server))];
-    refuse(socket, version, (reason, why), peer, client_id, reference).await;
+    refuse(socket, version, (reason, why), peer, (client_id, None), reference).await;
 }
 
 /// Why CONNECT is refused: the reason code and the Reason String a 5.0 client gets.
@@ -212,7 +213,8 @@ pub(super) async fn accept(
         Ok(admitted) => admitted,
         Err((client_id, (reason, why))) => {
             let extra = refusal_properties(&config, listener);
-            refuse(socket, version, (reason, &why), peer, &client_id, extra).await;
+            let who = (client_id.as_ref(), connect.username.as_deref());
+            refuse(socket, version, (reason, &why), peer, who, extra).await;
             return None;
         }
     };
@@ -235,7 +237,8 @@ pub(super) async fn accept(
     else {
         let reason = (ReasonCode::SERVER_UNAVAILABLE, "the session could not be taken over");
         let extra = refusal_properties(&config, listener);
-        refuse(socket, version, reason, peer, &admitted.client_id, extra).await;
+        let who = (admitted.client_id.as_ref(), admitted.user.as_deref());
+        refuse(socket, version, reason, peer, who, extra).await;
         return None;
     };
     session.set_v5(version.is_v5());
@@ -261,7 +264,8 @@ pub(super) async fn accept(
     broker.metrics.client_connected();
     if config.connection_messages {
         let (clean, keep_alive) = (connect.clean_start, admitted.keep_alive);
-        tracing::info!(%peer, client = %admitted.client_id, "client connected (MQTT {version}, clean {clean}, keepalive {keep_alive})");
+        let user = admitted.user.as_deref().unwrap_or("");
+        tracing::info!(%peer, client = %admitted.client_id, user, "client connected (MQTT {version}, clean {clean}, keepalive {keep_alive})");
     }
     let mut connection = connection(
         connect,
