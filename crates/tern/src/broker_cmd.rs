@@ -148,12 +148,9 @@ fn init_logging(config: &Config) -> Result<()> {
         Some(LogDest::Stdout) => (BoxMakeWriter::new(std::io::stdout), std::io::stdout().is_terminal()),
         Some(LogDest::None) => (BoxMakeWriter::new(std::io::sink), false),
         Some(LogDest::File(path)) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("cannot open log file {}", path.display()))?;
-            (BoxMakeWriter::new(std::sync::Mutex::new(file)), false)
+            let file = std::sync::Arc::new(LogFile::open(path)?);
+            let _ = LOG_FILE.set(file.clone());
+            (BoxMakeWriter::new(file), false)
         }
     };
     let builder = tracing_subscriber::fmt()
@@ -168,6 +165,55 @@ fn init_logging(config: &Config) -> Result<()> {
         (true, None) => builder.init(),
     }
     Ok(())
+}
+
+/// The log file of `log_dest file`, reopened on SIGHUP: logrotate (Debian's
+/// /etc/logrotate.d/mosquitto among them) moves it away and signals the broker.
+static LOG_FILE: std::sync::OnceLock<std::sync::Arc<LogFile>> = std::sync::OnceLock::new();
+
+/// A log file that can be opened again under its name.
+struct LogFile {
+    path: PathBuf,
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+impl LogFile {
+    fn open(path: &Path) -> Result<LogFile> {
+        let file = Self::open_file(path).with_context(|| format!("cannot open log file {}", path.display()))?;
+        Ok(LogFile {
+            path: path.to_path_buf(),
+            file: std::sync::Mutex::new(file),
+        })
+    }
+
+    fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new().create(true).append(true).open(path)
+    }
+
+    /// Opens the file under its name again; lines go on to the old one if that fails.
+    fn reopen(&self) -> std::io::Result<()> {
+        let file = Self::open_file(&self.path)?;
+        if let Ok(mut current) = self.file.lock() {
+            *current = file;
+        }
+        Ok(())
+    }
+}
+
+impl Write for &LogFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.file.lock() {
+            Ok(mut file) => file.write(buf),
+            Err(_) => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.file.lock() {
+            Ok(mut file) => file.flush(),
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 /// Log timestamps in a strftime format (log_timestamp_format), in local time.
@@ -344,6 +390,12 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
 }
 
 fn reload(handle: &tern_broker::BrokerHandle, args: &BrokerArgs) {
+    if let Some(log) = LOG_FILE.get() {
+        match log.reopen() {
+            Ok(()) => tracing::info!("SIGHUP: log file {} reopened", log.path.display()),
+            Err(e) => tracing::error!("SIGHUP: cannot reopen log file {}: {e}", log.path.display()),
+        }
+    }
     if args.config.is_none() {
         tracing::info!("SIGHUP: no configuration file to reload");
         return;
