@@ -185,6 +185,38 @@ fn retain_available_false_is_announced_and_retained_publishes_end_the_connection
         properties: Properties::default(),
     });
     assert_eq!(c.connect(&connect).reason_code, ReasonCode::RETAIN_NOT_SUPPORTED);
+    // 3.x has no return code for it: closed without CONNACK, as by mosquitto.
+    let mut c = broker.client(V311);
+    let mut connect = connect_packet(V311, "will3", true, 60);
+    connect.will = Some(Will {
+        topic: ByteStr::from("w"),
+        payload: bytes::Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: true,
+        properties: Properties::default(),
+    });
+    c.send(&Packet::Connect(Box::new(connect)));
+    assert!(c.expect_closed().is_empty());
+}
+
+#[test]
+fn connack_with_limits_has_mosquittos_bytes() {
+    // mosquitto 2.0 answers this CONNECT under the same directives with exactly these
+    // bytes: Topic Alias Maximum 10, Retain Available 0, Maximum Packet Size 100,
+    // Receive Maximum 20, Maximum QoS 1.
+    let broker = broker("max_qos 1\nretain_available false\nmax_packet_size 100\n");
+    let mut stream = std::net::TcpStream::connect(broker.addr).unwrap();
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"\x10\x10\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x03abc")
+        .unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reply = [0u8; 20];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(
+        reply,
+        *b"\x20\x12\x00\x00\x0f\x22\x00\x0a\x25\x00\x27\x00\x00\x00\x64\x21\x00\x14\x24\x01"
+    );
 }
 
 #[test]
