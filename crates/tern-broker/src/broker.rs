@@ -12,6 +12,7 @@ use crate::security::{self, ListenerSecurity};
 use crate::session::{Session, SessionId, Sessions};
 use crate::store::{Durability, Store};
 use crate::tls::{self, ListenerTls};
+use crate::unix_listener::UnixEndpoint;
 use anyhow::{Context, Result};
 use parking_lot::RwLock;
 use std::net::SocketAddr;
@@ -137,6 +138,8 @@ impl BrokerState {
 pub struct Broker {
     state: Arc<BrokerState>,
     listeners: Vec<(usize, TcpListener)>,
+    /// Unix socket listeners (`listener 0 /path`), by their index in the configuration.
+    unix: Vec<(usize, UnixEndpoint)>,
 }
 
 /// Controls a running broker from elsewhere (signal handlers, tests).
@@ -152,7 +155,12 @@ impl Broker {
         // only once the store is restored: until then a client's connect is refused, and
         // it tries again, rather than waiting unanswered through a long restore.
         let mut bound = Vec::new();
+        let mut unix = Vec::new();
         for (index, listener) in config.effective_listeners().iter().enumerate() {
+            if let Some(path) = listener.unix_path() {
+                unix.push((index, UnixEndpoint::bind(path)?));
+                continue;
+            }
             let addr = listener_addr(listener)?;
             let socket = if addr.is_ipv4() {
                 TcpSocket::new_v4()
@@ -206,7 +214,20 @@ impl Broker {
                 .with_context(|| format!("cannot listen on {addr}"))?;
             listeners.push((index, listener));
         }
-        Ok(Broker { state, listeners })
+        Ok(Broker { state, listeners, unix })
+    }
+
+    /// Every listener's address as it is shown: `host:port` (with the port picked for
+    /// port 0) or the Unix socket's path, in configuration order.
+    pub fn local_endpoints(&self) -> Vec<String> {
+        let mut endpoints: Vec<(usize, String)> = self
+            .listeners
+            .iter()
+            .filter_map(|(i, l)| Some((*i, l.local_addr().ok()?.to_string())))
+            .chain(self.unix.iter().map(|(i, u)| (*i, u.path().display().to_string())))
+            .collect();
+        endpoints.sort_by_key(|(i, _)| *i);
+        endpoints.into_iter().map(|(_, e)| e).collect()
     }
 
     /// The addresses actually bound (with the ports picked for port 0).
@@ -227,6 +248,15 @@ impl Broker {
         let background = crate::sys::spawn(self.state.clone());
         for (index, listener) in self.listeners {
             tracker.spawn(accept_loop(index, listener, self.state.clone(), tracker.clone()));
+        }
+        for (index, endpoint) in self.unix {
+            let state = self.state.clone();
+            tracker.spawn(crate::unix_listener::accept_loop(
+                index,
+                endpoint,
+                state,
+                tracker.clone(),
+            ));
         }
         self.state.shutdown.cancelled().await;
         tracker.close();

@@ -21,6 +21,7 @@ pub mod shared;
 pub mod store;
 mod sys;
 pub mod tls;
+mod unix_listener;
 
 pub use broker::{Broker, BrokerHandle, BrokerState};
 pub use config::Config;

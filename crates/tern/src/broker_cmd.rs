@@ -345,7 +345,7 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
         .map(|i| config.listener_summary(i))
         .collect();
     let broker = bind(config, &args).await?;
-    for (index, addr) in broker.local_addrs().into_iter().enumerate() {
+    for (index, addr) in broker.local_endpoints().into_iter().enumerate() {
         let summary = summaries.get(index).map_or("mqtt", String::as_str);
         if args.daemon {
             // Said on the terminal before detaching, and in the log if it goes elsewhere.

@@ -44,6 +44,16 @@ pub struct ListenerConfig {
     pub tls: TlsListenerConfig,
 }
 
+impl ListenerConfig {
+    /// The socket file of a Unix socket listener (mosquitto's `listener 0 /path`).
+    pub fn unix_path(&self) -> Option<&std::path::Path> {
+        match &self.bind_address {
+            Some(path) if self.port == 0 && path.starts_with('/') => Some(std::path::Path::new(path)),
+            _ => None,
+        }
+    }
+}
+
 /// mosquitto's per-listener TLS directives.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TlsListenerConfig {

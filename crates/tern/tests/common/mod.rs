@@ -142,33 +142,36 @@ impl Broker {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let addr = line
+                // A TCP listener's address, or None for a Unix socket listener's path.
+                let announced = line
                     .split("listening on ")
                     .nth(1)
-                    .and_then(|rest| rest.split_whitespace().next()?.parse::<SocketAddr>().ok());
+                    .map(|rest| rest.split_whitespace().next()?.parse::<SocketAddr>().ok());
                 sink.lock().unwrap().push(line);
-                if let Some(addr) = addr {
+                if let Some(addr) = announced {
                     let _ = tx.send(addr);
                 }
             }
         });
         let deadline = Instant::now() + PATIENCE;
-        let mut addrs = Vec::new();
-        while addrs.len() < expected {
+        let mut announced: Vec<Option<SocketAddr>> = Vec::new();
+        while announced.len() < expected {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(addr) => addrs.push(addr),
+                Ok(addr) => announced.push(addr),
                 Err(e) => {
                     let _ = child.kill();
                     let status = child.wait();
                     panic!(
                         "broker did not announce {expected} listeners ({e:?}; {} so far; exit {status:?}): {:?}",
-                        addrs.len(),
+                        announced.len(),
                         log.lock().unwrap()
                     )
                 }
             }
         }
+        // TCP listeners only (a Unix socket listener's path is in the log).
+        let addrs: Vec<SocketAddr> = announced.into_iter().flatten().collect();
         Broker {
             child,
             addr: addrs[0],
