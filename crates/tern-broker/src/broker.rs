@@ -169,6 +169,11 @@ impl Broker {
             }
             .with_context(|| format!("cannot open a socket for {addr}"))?;
             socket.set_reuseaddr(true)?;
+            if let Some(interface) = &listener.bind_interface {
+                socket
+                    .bind_device(Some(interface.as_bytes()))
+                    .with_context(|| format!("bind_interface {interface}: cannot bind the listener on {addr} to it"))?;
+            }
             socket.bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
             bound.push((index, addr, socket));
         }

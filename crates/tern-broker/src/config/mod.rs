@@ -40,6 +40,8 @@ pub struct ListenerConfig {
     pub auto_id_prefix: Option<String>,
     /// use_username_as_clientid for this listener (per_listener_settings).
     pub use_username_as_clientid: Option<bool>,
+    /// The network interface the listener is bound to (mosquitto's `bind_interface`).
+    pub bind_interface: Option<String>,
     /// TLS settings; the listener speaks TLS when `certfile` is set.
     pub tls: TlsListenerConfig,
 }

@@ -171,6 +171,15 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
                 None => config.acl_file = file,
             }
         }
+        "bind_interface" => {
+            // mosquitto: the listener it follows accepts connections only through this
+            // network interface (SO_BINDTODEVICE; needs root or CAP_NET_RAW).
+            let name = one(args)?.to_string();
+            match current_listener(config) {
+                Some(l) => l.bind_interface = Some(name),
+                None => bail!("bind_interface belongs to a listener: put it after a listener line"),
+            }
+        }
         "max_connections" => {
             // mosquitto: -1 means no limit; it belongs to the listener it follows.
             let n: i64 = number(args)?;
@@ -389,7 +398,6 @@ fn refusal(directive: &str) -> Option<String> {
         "mount_point" => {
             "mount points are not supported; give each group of clients its own topic tree with an acl_file (pattern lines with %u or %c)"
         }
-        "bind_interface" => "binding to an interface is not supported; use listener PORT ADDRESS with that interface's address",
         "user" => "Tern does not change user; start it as the user it should run as (systemd User=)",
         "websockets_log_level" | "websockets_headers_size" | "http_dir" => "websockets listeners are not supported yet",
         "log_facility" => "syslog is not supported; use log_dest stderr (journald) or log_dest file",

@@ -64,6 +64,7 @@ struct File {
 struct Listener {
     port: u16,
     bind_address: Option<String>,
+    bind_interface: Option<String>,
     allow_anonymous: Option<bool>,
     password_file: Option<PathBuf>,
     acl_file: Option<PathBuf>,
@@ -96,6 +97,7 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         .map(|l| ListenerConfig {
             port: l.port,
             bind_address: l.bind_address,
+            bind_interface: l.bind_interface,
             allow_anonymous: l.allow_anonymous,
             password_file: l.password_file,
             acl_file: l.acl_file,
