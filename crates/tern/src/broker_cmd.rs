@@ -344,7 +344,11 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
     let summaries: Vec<String> = (0..config.effective_listeners().len())
         .map(|i| config.listener_summary(i))
         .collect();
+    let user = config.user.clone();
     let broker = bind(config, &args).await?;
+    if let Some(user) = user {
+        drop_privileges(&user)?;
+    }
     for (index, addr) in broker.local_endpoints().into_iter().enumerate() {
         let summary = summaries.get(index).map_or("mqtt", String::as_str);
         if args.daemon {
@@ -386,6 +390,35 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
     handle.shutdown();
     running.await.context("broker task failed")??;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// mosquitto's `user`: a broker started as root runs on as `user` and its primary group
+/// once everything that needs root (ports below 1024, files only root may open) is open.
+/// Started as another user, it stays that user.
+fn drop_privileges(user: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let name = std::ffi::CString::new(user).context("user contains a NUL byte")?;
+    // SAFETY: getpwnam reads the NUL-terminated name and returns a pointer to static
+    // storage (or null), read at once before any other passwd call.
+    let ids = unsafe {
+        let entry = libc::getpwnam(name.as_ptr());
+        (!entry.is_null()).then(|| ((*entry).pw_uid, (*entry).pw_gid))
+    };
+    let Some((uid, gid)) = ids else {
+        bail!("user {user}: no such user");
+    };
+    // SAFETY: plain system calls on ids from the passwd entry; glibc applies setgid and
+    // setuid to every thread of the process.
+    let failed =
+        unsafe { libc::initgroups(name.as_ptr(), gid) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 };
+    if failed {
+        bail!("user {user}: cannot change to it: {}", std::io::Error::last_os_error());
+    }
+    tracing::info!("running as user {user} (uid {uid}, gid {gid})");
     Ok(())
 }
 

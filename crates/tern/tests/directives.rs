@@ -661,3 +661,36 @@ fn bind_interface_binds_the_listener_to_that_interface() {
     c.publish("lo/x", b"on lo", QoS::AtMostOnce, false, 0);
     assert_eq!(&c.recv_publish().payload[..], b"on lo");
 }
+
+#[test]
+fn user_drops_root_to_that_user_once_everything_is_open() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !root {
+        eprintln!("SKIPPED: changing user needs root");
+        assert!(std::env::var("CI").is_err(), "CI must run this test as root");
+        return;
+    }
+    let said = refused_start("listener 0 127.0.0.1\nuser no-such-user-here\n");
+    assert!(said.contains("user no-such-user-here: no such user"), "{said}");
+    let broker = Broker::with_config("user.conf", "listener 0 127.0.0.1\nallow_anonymous true\nuser nobody\n");
+    assert!(broker.log_contains("running as user nobody"));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", broker.child.id())).unwrap();
+    let uids: Vec<&str> = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .collect();
+    assert!(
+        uids.iter().all(|u| *u == "65534"),
+        "real, effective and saved uid are nobody's: {uids:?}"
+    );
+    let mut c = broker.connect(V311, "served-by-nobody");
+    c.subscribe("u", QoS::AtMostOnce);
+    c.publish("u", b"ok", QoS::AtMostOnce, false, 0);
+    assert_eq!(&c.recv_publish().payload[..], b"ok");
+}

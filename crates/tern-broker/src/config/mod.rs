@@ -134,6 +134,9 @@ pub struct Config {
     pub log_dest: Vec<LogDest>,
     /// Written with the broker's process id at start.
     pub pid_file: Option<PathBuf>,
+    /// When started as root, the user (and its primary group) to run as once the
+    /// listeners, the store and the log file are open (mosquitto's `user`).
+    pub user: Option<String>,
     /// The file this configuration was read from, re-read on SIGHUP.
     pub source: Option<PathBuf>,
     /// How a shared subscription group picks the member for a message.
@@ -226,6 +229,7 @@ impl Default for Config {
             verbose: false,
             log_dest: Vec::new(),
             pid_file: None,
+            user: None,
             source: None,
             shared_subscription_strategy: ShareStrategy::RoundRobin,
             server_reference: None,

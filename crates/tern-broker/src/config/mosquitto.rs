@@ -171,6 +171,7 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
                 None => config.acl_file = file,
             }
         }
+        "user" => config.user = Some(one(args)?.to_string()),
         "bind_interface" => {
             // mosquitto: the listener it follows accepts connections only through this
             // network interface (SO_BINDTODEVICE; needs root or CAP_NET_RAW).
@@ -398,7 +399,6 @@ fn refusal(directive: &str) -> Option<String> {
         "mount_point" => {
             "mount points are not supported; give each group of clients its own topic tree with an acl_file (pattern lines with %u or %c)"
         }
-        "user" => "Tern does not change user; start it as the user it should run as (systemd User=)",
         "websockets_log_level" | "websockets_headers_size" | "http_dir" => "websockets listeners are not supported yet",
         "log_facility" => "syslog is not supported; use log_dest stderr (journald) or log_dest file",
         _ => return None,
