@@ -136,6 +136,10 @@ fn init_logging(config: &Config) -> Result<()> {
     let level = if config.verbose { "debug" } else { "info" };
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("TERN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    if config.verbose {
+        // -v and log_type debug/all show every packet, whatever TERN_LOG says.
+        filter = filter.add_directive(tracing_subscriber::filter::LevelFilter::DEBUG.into());
+    }
     if !std::env::var("TERN_LOG").is_ok_and(|v| v.contains("rustls")) {
         // rustls warns for every client that sends an IP address as SNI (mosquitto_pub
         // -h 127.0.0.1 does), which is harmless: the name is ignored.

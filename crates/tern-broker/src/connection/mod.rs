@@ -9,6 +9,7 @@
 mod enhanced_auth;
 mod handshake;
 mod inbound;
+mod packet_log;
 pub(crate) mod transport;
 
 use transport::Socket;
@@ -476,7 +477,12 @@ impl Connection {
     fn handle_input(&mut self, input: &mut BytesMut, max_packet_size: usize) -> Result<(), Close> {
         loop {
             match tern_proto::decode(input, self.version, max_packet_size) {
-                Ok(Some(packet)) => self.handle_packet(packet)?,
+                Ok(Some(packet)) => {
+                    if packet_log::enabled() {
+                        packet_log::received(&self.session.client_id, &packet);
+                    }
+                    self.handle_packet(packet)?
+                }
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(Close::from_decode(e)),
             }
@@ -537,9 +543,13 @@ impl Connection {
                 self.session
                     .persist_message(delivery, QoS::ExactlyOnce, id, StoredStage::AwaitingPublishReceived);
             }
+            let start = self.out.len();
             match self.outgoing_aliases.as_deref_mut() {
                 Some(aliases) => aliases.write(&frame, &mut self.out, sendable.packet_id, expiry),
                 None => write_frame(&frame, &mut self.out, sendable.packet_id, false, expiry),
+            }
+            if packet_log::enabled() {
+                packet_log::sending_written(&self.session.client_id, &self.out, start, self.version);
             }
             self.counters.messages_sent += 1;
         }
@@ -593,6 +603,9 @@ impl Connection {
 
     /// Appends one packet to the output buffer.
     fn send(&mut self, packet: &Packet) {
+        if packet_log::enabled() {
+            packet_log::sending(&self.session.client_id, packet);
+        }
         if let Err(e) = encode(packet, self.version, &mut self.out) {
             tracing::error!(client = %self.session.client_id, "cannot encode {}: {e}", packet.packet_type());
         }
