@@ -641,10 +641,7 @@ fn an_expired_v1_client_certificate_is_refused() {
 #[test]
 fn bind_interface_binds_the_listener_to_that_interface() {
     // SO_BINDTODEVICE needs root (or CAP_NET_RAW); CI runs as root.
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let root = running_as_root();
     let said = refused_start("listener 0 127.0.0.1\nbind_interface nosuchif0\n");
     assert!(said.contains("bind_interface nosuchif0"), "{said}");
     if !root {
@@ -664,10 +661,7 @@ fn bind_interface_binds_the_listener_to_that_interface() {
 
 #[test]
 fn user_drops_root_to_that_user_once_everything_is_open() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let root = running_as_root();
     if !root {
         eprintln!("SKIPPED: changing user needs root");
         assert!(std::env::var("CI").is_err(), "CI must run this test as root");
@@ -693,4 +687,13 @@ fn user_drops_root_to_that_user_once_everything_is_open() {
     c.subscribe("u", QoS::AtMostOnce);
     c.publish("u", b"ok", QoS::AtMostOnce, false, 0);
     assert_eq!(&c.recv_publish().payload[..], b"ok");
+}
+
+/// Whether the tests run as root (CI does): binding to an interface and changing user
+/// need it.
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
