@@ -173,7 +173,7 @@ fn retain_available_false_is_announced_and_retained_publishes_end_the_connection
     // Nothing was retained.
     let mut c = broker.connect(V5, "late");
     c.subscribe("t", QoS::AtMostOnce);
-    c.expect_nothing(200);
+    c.expect_quiet();
     // A retained will is refused at CONNECT.
     let mut c = broker.client(V5);
     let mut connect = connect_packet(V5, "will", true, 60);
@@ -248,7 +248,7 @@ fn max_inflight_bytes_holds_messages_back_until_acknowledgements_make_room() {
     let first = sub.recv_publish();
     assert_eq!(first.payload[0], b'a');
     // 120 bytes would be in flight: the second waits for the first's PUBACK.
-    sub.expect_nothing(300);
+    sub.expect_quiet();
     sub.send(&Packet::PublishAck(PublishResponse::new(first.packet_id)));
     assert_eq!(sub.recv_publish().payload[0], b'b');
 }
@@ -306,7 +306,7 @@ fn check_retain_source_withholds_retained_messages_whose_publisher_lost_its_acce
         if delivered_after {
             assert_eq!(&bob.recv_publish().payload[..], b"kept");
         } else {
-            bob.expect_nothing(300);
+            bob.expect_quiet();
         }
     }
 }
@@ -329,7 +329,7 @@ fn queue_qos0_messages_keeps_qos0_messages_for_offline_sessions() {
         if kept {
             assert_eq!(&sub.recv_publish().payload[..], b"while away");
         } else {
-            sub.expect_nothing(300);
+            sub.expect_quiet();
         }
     }
 }

@@ -152,7 +152,7 @@ fn a_wildcard_subscriber_receives_all_20000_retained_messages_at_qos_0_and_1() {
                 let ids: Vec<u32> = p.properties.subscription_identifiers().collect();
                 assert_eq!(ids, identifier.into_iter().collect::<Vec<_>>(), "{}", p.topic);
             }
-            sub.expect_nothing(200);
+            sub.expect_quiet();
         }
     }
     assert!(
@@ -232,7 +232,7 @@ fn a_second_subscription_while_retained_messages_stream_gets_its_own_and_nothing
         acknowledge(&mut sub, &first);
         let mut got = first;
         got.extend(receive(&mut sub, 4000 + 2000 - WINDOW, true));
-        sub.expect_nothing(200);
+        sub.expect_quiet();
         let seen = counts(&got);
         assert_eq!(seen.len(), 4000, "{version}: every topic of #");
         for (topic, n) in seen {
@@ -255,7 +255,7 @@ fn subscribing_again_to_a_filter_whose_retained_messages_stream_sends_them_all_a
         acknowledge(&mut sub, &first);
         // Every topic comes after the second SUBACK (after what was already queued).
         let again = receive_topics(&mut sub, 2000, |_| true);
-        sub.expect_nothing(200);
+        sub.expect_quiet();
         let mut got = first;
         got.extend(again);
         assert!(counts(&got).values().all(|&n| n <= 2), "{version}: at most twice each");
@@ -281,7 +281,7 @@ fn a_persistent_session_gets_the_rest_of_its_retained_messages_when_it_comes_bac
         let mut sub = persistent(&broker, version, &id);
         // The barrier itself (QoS 1, kept for the session) arrives too: left out.
         got.extend(receive_topics(&mut sub, 2000, |p| p.retain));
-        sub.expect_nothing(200);
+        sub.expect_quiet();
         let got: Vec<Publish> = got.into_iter().filter(|p| p.retain).collect();
         let seen = counts(&got);
         // The messages in flight when the connection ended come again (with DUP); none
@@ -298,7 +298,7 @@ fn a_persistent_session_gets_the_rest_of_its_retained_messages_when_it_comes_bac
         sub.disconnect();
         // A clean start ends the session, and with it the rest of its stream.
         let mut c = broker.connect(version, &id);
-        c.expect_nothing(100);
+        c.expect_quiet();
     }
 }
 
@@ -325,7 +325,7 @@ fn retained_messages_replaced_or_cleared_while_waiting_are_not_sent_stale() {
         let mut got = first;
         // Every topic once, except the cleared one, which arrives live (its empty PUBLISH).
         got.extend(receive(&mut sub, 2000 - WINDOW, true));
-        sub.expect_nothing(200);
+        sub.expect_quiet();
         let of = |t: &String| got.iter().filter(|p| p.topic == t.as_str()).collect::<Vec<_>>();
         let r = of(replaced);
         assert_eq!(r.len(), 1, "{version}: {replaced} once: {r:?}");
@@ -383,7 +383,7 @@ fn retained_messages_too_large_for_the_client_are_skipped_and_the_stream_goes_on
     sub.connect(&connect);
     subscribe(&mut sub, 1, "big/#", QoS::AtLeastOnce, None);
     let got = receive(&mut sub, 2700, true);
-    sub.expect_nothing(200);
+    sub.expect_quiet();
     assert!(got.iter().all(|p| p.payload.len() == 10));
     assert_eq!(counts(&got).len(), 2700);
 }
