@@ -21,7 +21,7 @@ fn config(dir: &Path, data: &Path) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "listener 0 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_queued_bytes 0\npersistence true\npersistence_location {}\n",
+            "listener 0 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_queued_bytes 0\npersistence true\npersistence_location {}\nsys_interval 1\n",
             data.display()
         ),
     )
@@ -200,6 +200,18 @@ fn a_full_disk_refuses_qos_1_publishes_and_loses_nothing_acknowledged() {
         ReasonCode::QUOTA_EXCEEDED,
         "a QoS 1 publish is refused while the disk is full"
     );
+
+    // $SYS says so.
+    let mut sys = broker.connect(V5, "sys-watcher");
+    sys.subscribe("$SYS/broker/store/writable", QoS::AtMostOnce);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "$SYS/broker/store/writable never said 0");
+        match sys.recv_within(Duration::from_secs(5)) {
+            Some(Packet::Publish(p)) if &p.payload[..] == b"0" => break,
+            _ => continue,
+        }
+    }
 
     // QoS 0 still flows while the disk is full.
     let mut live = broker.connect(V5, "qos0-reader");
