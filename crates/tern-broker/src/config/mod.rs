@@ -44,7 +44,67 @@ pub struct ListenerConfig {
     pub bind_interface: Option<String>,
     /// TLS settings; the listener speaks TLS when `certfile` is set.
     pub tls: TlsListenerConfig,
+    /// What the listener speaks over its transport (mosquitto's `protocol`).
+    pub protocol: ListenerProtocol,
+    /// WebSocket settings, for `protocol websockets`.
+    pub websockets: WebSocketSettings,
 }
+
+/// What a listener speaks (mosquitto's `protocol` directive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListenerProtocol {
+    /// MQTT straight over TCP or TLS.
+    #[default]
+    Mqtt,
+    /// MQTT over WebSocket (ws, or wss with the listener's TLS settings).
+    WebSockets,
+    /// The HTTP API, health checks and metrics.
+    Http,
+}
+
+impl ListenerProtocol {
+    /// The name mosquitto's `protocol` directive and Tern's TOML use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerProtocol::Mqtt => "mqtt",
+            ListenerProtocol::WebSockets => "websockets",
+            ListenerProtocol::Http => "http",
+        }
+    }
+
+    /// Parses the `protocol` directive's value.
+    pub fn parse(text: &str) -> Option<ListenerProtocol> {
+        match text {
+            "mqtt" => Some(ListenerProtocol::Mqtt),
+            "websockets" => Some(ListenerProtocol::WebSockets),
+            "http" => Some(ListenerProtocol::Http),
+            _ => None,
+        }
+    }
+}
+
+/// How a WebSocket listener accepts the HTTP upgrade.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WebSocketSettings {
+    /// The only request path accepted (`websockets_path`); `None` accepts any path, as
+    /// MQTT.js uses `/` and EMQX and HiveMQ clients `/mqtt`.
+    pub path: Option<String>,
+    /// Origins a browser may connect from (`websockets_origins`); empty: any origin.
+    pub origins: Vec<String>,
+    /// Proxies whose X-Forwarded-For names the client (`websockets_trusted_proxies`);
+    /// from anyone else the header is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Refuse upgrades that offer neither `mqtt` nor `mqttv3.1` as subprotocol
+    /// (`websockets_require_subprotocol`); by default they are taken as MQTT, as
+    /// mosquitto does.
+    pub require_subprotocol: bool,
+    /// Largest upgrade request accepted, in bytes (mosquitto's `websockets_headers_size`);
+    /// 0: [`DEFAULT_WEBSOCKETS_HEADERS_SIZE`].
+    pub headers_size: usize,
+}
+
+/// Default largest WebSocket upgrade request.
+pub const DEFAULT_WEBSOCKETS_HEADERS_SIZE: usize = 8 << 10;
 
 impl ListenerConfig {
     /// The socket file of a Unix socket listener (mosquitto's `listener 0 /path`).

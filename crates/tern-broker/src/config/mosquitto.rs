@@ -4,7 +4,7 @@
 //! any other directive, a bad value or a missing argument is an error of the form
 //! `FILE:LINE: directive: problem`.
 
-use super::{parse_mosquitto_duration, Config, ListenerConfig, LogDest};
+use super::{parse_mosquitto_duration, Config, ListenerConfig, ListenerProtocol, LogDest};
 use crate::shared::ShareStrategy;
 use crate::store::Durability;
 use anyhow::{anyhow, bail, Result};
@@ -107,6 +107,14 @@ fn current_listener(config: &mut Config) -> Option<&mut ListenerConfig> {
     config.listeners.last_mut()
 }
 
+/// The listener a per-listener directive belongs to: the last `listener` line.
+fn listener_for<'c>(config: &'c mut Config, directive: &str) -> Result<&'c mut ListenerConfig> {
+    config
+        .listeners
+        .last_mut()
+        .ok_or_else(|| anyhow!("{directive} belongs to a listener: put it after a listener line"))
+}
+
 fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Result<()> {
     match directive {
         "listener" => {
@@ -143,11 +151,35 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
                 }),
             }
         }
-        "protocol" => match one(args)? {
-            "mqtt" => {}
-            "websockets" => bail!("websockets listeners are not supported yet"),
-            other => bail!("unknown protocol {other:?}"),
-        },
+        "protocol" => {
+            let name = one(args)?;
+            let protocol = ListenerProtocol::parse(name)
+                .ok_or_else(|| anyhow!("unknown protocol {name:?} (expected mqtt, websockets or http)"))?;
+            listener_for(config, directive)?.protocol = protocol;
+        }
+        "websockets_path" => {
+            let path = one(args)?;
+            if !path.starts_with('/') {
+                bail!("{path:?} is not a request path (it starts with /)");
+            }
+            listener_for(config, directive)?.websockets.path = Some(path.to_string());
+        }
+        "websockets_origins" => {
+            let origins = args.iter().flat_map(|a| a.split(',')).filter(|o| !o.is_empty());
+            let origins: Vec<String> = origins.map(str::to_string).collect();
+            listener_for(config, directive)?.websockets.origins = origins;
+        }
+        "websockets_trusted_proxies" => {
+            let mut proxies = Vec::new();
+            for text in args.iter().flat_map(|a| a.split(',')).filter(|p| !p.is_empty()) {
+                proxies.push(text.parse().map_err(|_| anyhow!("{text:?} is not an IP address"))?);
+            }
+            listener_for(config, directive)?.websockets.trusted_proxies = proxies;
+        }
+        "websockets_require_subprotocol" => {
+            listener_for(config, directive)?.websockets.require_subprotocol = boolean(args)?;
+        }
+        "websockets_headers_size" => listener_for(config, directive)?.websockets.headers_size = number(args)?,
         "per_listener_settings" => config.per_listener_settings = boolean(args)?,
         // Security settings: per listener with per_listener_settings, else global.
         "allow_anonymous" => {

@@ -1,7 +1,9 @@
 //! Tern's own TOML configuration: mosquitto's directive names as keys, listeners as
 //! `[[listener]]` tables. Unknown keys are errors (with line and column from the parser).
 
-use super::{parse_mosquitto_duration, Config, ListenerConfig, LogDest, TlsListenerConfig};
+use super::{
+    parse_mosquitto_duration, Config, ListenerConfig, ListenerProtocol, LogDest, TlsListenerConfig, WebSocketSettings,
+};
 use anyhow::{anyhow, Result};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -87,14 +89,44 @@ struct Listener {
     use_identity_as_username: bool,
     #[serde(default)]
     use_subject_as_username: bool,
+    /// `mqtt` (default), `websockets` or `http`.
+    protocol: Option<String>,
+    websockets_path: Option<String>,
+    #[serde(default)]
+    websockets_origins: Vec<String>,
+    #[serde(default)]
+    websockets_trusted_proxies: Vec<std::net::IpAddr>,
+    #[serde(default)]
+    websockets_require_subprotocol: bool,
+    #[serde(default)]
+    websockets_headers_size: usize,
 }
 
 pub(super) fn parse(text: &str) -> Result<Config> {
     let file: File = toml::from_str(text)?;
-    let listeners = file
-        .listener
-        .into_iter()
-        .map(|l| ListenerConfig {
+    let mut listeners = Vec::new();
+    for l in file.listener {
+        let protocol = match l.protocol.as_deref() {
+            None => ListenerProtocol::Mqtt,
+            Some(name) => ListenerProtocol::parse(name).ok_or_else(|| {
+                anyhow!(
+                    "listener {}: unknown protocol {name:?} (expected mqtt, websockets or http)",
+                    l.port
+                )
+            })?,
+        };
+        if l.websockets_path.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            return Err(anyhow!("listener {}: websockets_path must start with /", l.port));
+        }
+        listeners.push(ListenerConfig {
+            protocol,
+            websockets: WebSocketSettings {
+                path: l.websockets_path,
+                origins: l.websockets_origins,
+                trusted_proxies: l.websockets_trusted_proxies,
+                require_subprotocol: l.websockets_require_subprotocol,
+                headers_size: l.websockets_headers_size,
+            },
             port: l.port,
             bind_address: l.bind_address,
             bind_interface: l.bind_interface,
@@ -118,8 +150,8 @@ pub(super) fn parse(text: &str) -> Result<Config> {
                 tls_version: l.tls_version,
                 alpn: l.tls_alpn,
             },
-        })
-        .collect();
+        });
+    }
     let mut c = Config {
         listeners,
         ..Config::default()
