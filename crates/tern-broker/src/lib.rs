@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 mod connection;
 pub mod metrics;
+pub mod prometheus;
 mod restore;
 pub mod router;
 pub mod security;
