@@ -45,6 +45,8 @@ pub struct BrokerState {
     tls: RwLock<Vec<Option<Arc<ListenerTls>>>>,
     /// The durable store, when persistence is on.
     pub store: Option<Arc<Store>>,
+    /// The admin facade's own state (listeners as bound, reload requests).
+    pub(crate) admin: crate::admin::AdminShared,
 }
 
 /// Each listener's ACL, for check_retain_source (`None` when it is off).
@@ -140,6 +142,9 @@ pub struct Broker {
     listeners: Vec<(usize, TcpListener)>,
     /// Unix socket listeners (`listener 0 /path`), by their index in the configuration.
     unix: Vec<(usize, UnixEndpoint)>,
+    /// The HTTP API on 127.0.0.1:8080 of a broker without configured listeners, when
+    /// that port was free.
+    http_default: Option<TcpListener>,
 }
 
 /// Controls a running broker from elsewhere (signal handlers, tests).
@@ -205,6 +210,7 @@ impl Broker {
             security: RwLock::new(security),
             tls: RwLock::new(tls),
             store,
+            admin: Default::default(),
         });
         if let Some(loaded) = loaded {
             let summary = crate::restore::restore(&state, loaded);
@@ -219,12 +225,26 @@ impl Broker {
                 .with_context(|| format!("cannot listen on {addr}"))?;
             listeners.push((index, listener));
         }
-        Ok(Broker { state, listeners, unix })
+        let http_default = match state.config().is_local_default() {
+            true => crate::http::bind_default().await,
+            false => None,
+        };
+        Ok(Broker {
+            state,
+            listeners,
+            unix,
+            http_default,
+        })
     }
 
     /// Every listener's address as it is shown: `host:port` (with the port picked for
     /// port 0) or the Unix socket's path, in configuration order.
     pub fn local_endpoints(&self) -> Vec<String> {
+        self.indexed_endpoints().into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// [`Broker::local_endpoints`] with each listener's index in the configuration.
+    fn indexed_endpoints(&self) -> Vec<(usize, String)> {
         let mut endpoints: Vec<(usize, String)> = self
             .listeners
             .iter()
@@ -232,7 +252,12 @@ impl Broker {
             .chain(self.unix.iter().map(|(i, u)| (*i, u.path().display().to_string())))
             .collect();
         endpoints.sort_by_key(|(i, _)| *i);
-        endpoints.into_iter().map(|(_, e)| e).collect()
+        endpoints
+    }
+
+    /// Where the default HTTP API listens (no listeners configured, port 8080 free).
+    pub fn default_http_endpoint(&self) -> Option<String> {
+        Some(self.http_default.as_ref()?.local_addr().ok()?.to_string())
     }
 
     /// The addresses actually bound (with the ports picked for port 0).
@@ -251,7 +276,11 @@ impl Broker {
     pub async fn run(self) -> Result<()> {
         let tracker = TaskTracker::new();
         let background = crate::sys::spawn(self.state.clone());
-        for (index, listener) in self.listeners {
+        crate::admin::Admin::new(self.state.clone())
+            .record_listeners(self.indexed_endpoints(), self.default_http_endpoint());
+        let mut listeners = self.listeners;
+        crate::http::start(&self.state, &mut listeners, self.http_default, &tracker);
+        for (index, listener) in listeners {
             tracker.spawn(accept_loop(index, listener, self.state.clone(), tracker.clone()));
         }
         for (index, endpoint) in self.unix {
@@ -283,6 +312,11 @@ impl BrokerHandle {
     /// Starts a graceful stop.
     pub fn shutdown(&self) {
         self.state.shutdown.cancel();
+    }
+
+    /// Resolves when the HTTP API asks for a reload, which the caller performs as for SIGHUP.
+    pub async fn reload_requested(&self) {
+        crate::admin::Admin::new(self.state.clone()).reload_requested().await
     }
 
     /// Applies a new configuration. Limits apply to connections made from now on;

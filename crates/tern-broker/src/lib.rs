@@ -5,12 +5,15 @@
 //! only code that awaits a socket; the [`router::Router`] matches topics and fans out;
 //! sessions hold what outlives a connection; `$SYS` and housekeeping run on one timer.
 
+pub mod admin;
 mod admission;
+pub mod api_keys;
 pub mod auth;
 mod broker;
 pub mod clock;
 pub mod config;
 mod connection;
+mod http;
 pub mod metrics;
 pub mod prometheus;
 mod restore;

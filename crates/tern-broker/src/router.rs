@@ -12,6 +12,7 @@
 //! Retained messages are stored in bytes of their own and reach a new subscriber as a
 //! stream its connection draws from as it has room (see [`retained`]).
 
+mod listing;
 mod retained;
 
 pub use retained::{Feed, RetainSource, RetainedMessage};

@@ -118,6 +118,8 @@ pub struct ConnectionHandle {
     pub generation: u64,
     /// Taken by the one newcomer that asks this connection to close.
     pub takeover: Option<TakeOver>,
+    /// Who is connected and its traffic, for the admin facade.
+    pub info: Arc<crate::admin::ConnectionInfo>,
 }
 
 /// The mutable part of a session.

@@ -156,6 +156,16 @@ impl RetainedScan {
         }
     }
 
+    /// A scan of the messages matching `filter` that come after topic `after` in the
+    /// store's order: the next page of a listing that ended at `after`.
+    pub fn starting_after(filter: ByteStr, after: ByteStr) -> RetainedScan {
+        RetainedScan {
+            filter,
+            after: Some(after),
+            finished: false,
+        }
+    }
+
     pub fn filter(&self) -> &ByteStr {
         &self.filter
     }

@@ -349,6 +349,7 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
         .map(|i| config.listener_summary(i))
         .collect();
     let user = config.user.clone();
+    let data_dir = config.persistence_location.clone();
     let broker = bind(config, &args).await?;
     if let Some(user) = user {
         drop_privileges(&user)?;
@@ -378,6 +379,13 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
             );
         }
     }
+    if let Some(addr) = broker.default_http_endpoint() {
+        eprintln!(
+            "tern broker {} listening on {addr} (HTTP API, local only; make an API key with `tern admin key create --data-dir {}`, see docs/http-api.md)",
+            env!("CARGO_PKG_VERSION"),
+            data_dir.display()
+        );
+    }
     if let Some(detach) = detach {
         detach.ready();
     }
@@ -388,6 +396,10 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => reload(&handle, &args),
+            () = handle.reload_requested() => {
+                tracing::info!("reload requested through the HTTP API");
+                reload(&handle, &args);
+            }
         }
     }
     tracing::info!("stopping: closing connections");

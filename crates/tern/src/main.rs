@@ -3,6 +3,7 @@
 //! `tern broker` takes mosquitto's flags (-c, -p, -v, -d) so scripts and service files
 //! written for mosquitto keep working.
 
+mod admin_cmd;
 mod bench;
 mod broker_cmd;
 mod tools;
@@ -36,6 +37,8 @@ enum Command {
     Passwd(tools::passwd_cmd::PasswdArgs),
     /// Load generator: throughput, latency, connection storms, idle connections.
     Bench(bench::BenchArgs),
+    /// Administration: API keys of the HTTP API (`tern admin key create|revoke|list`).
+    Admin(admin_cmd::AdminArgs),
 }
 
 /// Runs a client tool on a small runtime and maps its result to an exit status.
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Broker(args) => broker_cmd::run(args),
+        Command::Admin(args) => admin_cmd::run(args),
         Command::Pub(args) => {
             let quiet = args.common.quiet;
             return client_tool(quiet, async move { tools::pub_cmd::run(args).await.map(|()| 0) });

@@ -442,6 +442,9 @@ impl Config {
             (true, false, true) => "TLS, client certificates optional",
             (true, false, false) => "TLS",
         };
+        if listener.protocol == ListenerProtocol::Http {
+            return format!("HTTP API, {transport}; API keys (docs/http-api.md)");
+        }
         let mut auth = Vec::new();
         if tls.use_subject_as_username {
             auth.push("users from the certificate subject".to_string());

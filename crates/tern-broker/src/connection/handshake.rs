@@ -220,9 +220,17 @@ pub(super) async fn accept(
     };
     let properties = connack_properties(&connect, &admitted, (&config, listener));
     let (takeover_tx, takeover_rx) = oneshot::channel();
+    let info = Arc::new(crate::admin::ConnectionInfo::new(
+        peer,
+        version,
+        admitted.keep_alive,
+        admitted.user.clone(),
+        listener,
+    ));
     let handle = ConnectionHandle {
         generation,
         takeover: Some(takeover_tx),
+        info: info.clone(),
     };
     let lifetime = session_lifetime(&connect, &config);
     let user = admitted.user.as_deref();
@@ -270,7 +278,7 @@ pub(super) async fn accept(
     let mut connection = connection(
         connect,
         admitted,
-        (peer, session, generation),
+        (peer, session, generation, info),
         broker,
         (acl_enforced, listener),
     );
@@ -528,7 +536,7 @@ fn gone_before_connack(broker: &BrokerState, session: &Arc<Session>) {
 fn connection(
     connect: Connect,
     admitted: Admitted,
-    (peer, session, generation): (SocketAddr, Arc<Session>, u64),
+    (peer, session, generation, info): (SocketAddr, Arc<Session>, u64, Arc<crate::admin::ConnectionInfo>),
     broker: &Arc<BrokerState>,
     (acl_enforced, listener): (bool, usize),
 ) -> Connection {
@@ -575,6 +583,7 @@ fn connection(
         acl_enforced,
         hold: 0,
         counters: Default::default(),
+        info,
     }
 }
 

@@ -66,6 +66,8 @@ pub(crate) enum Close {
     KeepAliveTimeout,
     TakenOver(oneshot::Sender<()>),
     Shutdown,
+    /// Closed through the admin facade.
+    Kicked,
 }
 
 impl Close {
@@ -129,6 +131,8 @@ pub(crate) struct Connection {
     /// The enhanced-authentication method of CONNECT, for re-authentication (5.0).
     auth: Option<Box<enhanced_auth::ConnectionAuth>>,
     counters: LocalCounters,
+    /// What the admin facade sees of this connection (traffic, kick).
+    info: Arc<crate::admin::ConnectionInfo>,
 }
 
 /// Topic aliases from the broker to one client (5.0): the first message on a topic sends
@@ -348,6 +352,7 @@ impl Live {
                 // which keeps the scheduler's fairness budget).
                 c.session.wake.notify_one();
             }
+            c.info.count(&c.counters);
             broker.metrics.flush(&mut c.counters);
             let can_read = c.out.len() < OUTPUT_HIGH_WATER;
             tokio::select! {
@@ -389,7 +394,11 @@ impl Live {
                         Err(close) => return close,
                     }
                 }
-                () = c.session.wake.notified() => {}
+                () = c.session.wake.notified() => {
+                    if c.info.is_kicked() {
+                        return Close::Kicked;
+                    }
+                }
                 () = &mut keep_alive, if c.keep_alive_limit.is_some() => {
                     let limit = c.keep_alive_limit.unwrap_or_default();
                     if last_read.elapsed() >= limit {
@@ -623,6 +632,11 @@ impl Connection {
                 Some(ReasonCode::SESSION_TAKEN_OVER),
                 "session taken over by a new connection".into(),
             ),
+            Close::Kicked => (
+                true,
+                Some(ReasonCode::ADMINISTRATIVE_ACTION),
+                "disconnected by an administrator".into(),
+            ),
             Close::Shutdown => (
                 true,
                 Some(ReasonCode::SERVER_SHUTTING_DOWN),
@@ -669,6 +683,7 @@ impl Connection {
         if let Some(will) = will {
             self.publish_or_delay_will(*will, session_ended);
         }
+        self.info.count(&self.counters);
         self.broker.metrics.flush(&mut self.counters);
         self.broker.metrics.client_disconnected();
         // Closed for the client only once the session is detached and the will published

@@ -562,6 +562,13 @@ mod tests {
             session.state.lock().connection = Some(crate::session::ConnectionHandle {
                 generation,
                 takeover: None,
+                info: Arc::new(crate::admin::ConnectionInfo::new(
+                    ([127, 0, 0, 1], 1).into(),
+                    ProtocolVersion::V5,
+                    0,
+                    None,
+                    0,
+                )),
             })
         };
         connected(1);
