@@ -25,6 +25,7 @@ pub mod shared;
 pub mod store;
 mod sys;
 pub mod tls;
+pub mod topic_map;
 mod unix_listener;
 
 pub use broker::{Broker, BrokerHandle, BrokerState};

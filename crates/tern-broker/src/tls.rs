@@ -93,12 +93,37 @@ fn revocation_lists(path: &Path) -> Result<Vec<CertificateRevocationListDer<'sta
     Ok(crls)
 }
 
+/// The provider with only the suites `ciphers` and `ciphers_tls1.3` name, in their order
+/// (the client's preference decides among them, as OpenSSL's default does).
+fn with_ciphers(
+    mut provider: rustls::crypto::CryptoProvider,
+    config: &TlsListenerConfig,
+) -> rustls::crypto::CryptoProvider {
+    let offered = |wanted: &Option<Vec<rustls::CipherSuite>>, tls13: bool| -> Vec<rustls::SupportedCipherSuite> {
+        let of_version = provider
+            .cipher_suites
+            .iter()
+            .filter(|s| (s.version() == &rustls::version::TLS13) == tls13);
+        match wanted {
+            None => of_version.copied().collect(),
+            Some(names) => names
+                .iter()
+                .filter_map(|name| of_version.clone().find(|s| s.suite() == *name).copied())
+                .collect(),
+        }
+    };
+    let mut suites = offered(&config.ciphers_tls13, true);
+    suites.extend(offered(&config.ciphers, false));
+    provider.cipher_suites = suites;
+    provider
+}
+
 /// Builds a listener's TLS configuration; every error names the directive and file.
 pub fn build(config: &TlsListenerConfig) -> Result<ListenerTls> {
     let (Some(certfile), Some(keyfile)) = (&config.certfile, &config.keyfile) else {
         bail!("a TLS listener needs both certfile and keyfile");
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(with_ciphers(rustls::crypto::ring::default_provider(), config));
     let versions: &[&rustls::SupportedProtocolVersion] = match config.tls_version.as_deref() {
         None | Some("tlsv1.2") => &[&rustls::version::TLS13, &rustls::version::TLS12],
         Some("tlsv1.3") => &[&rustls::version::TLS13],
@@ -153,6 +178,7 @@ pub fn build(config: &TlsListenerConfig) -> Result<ListenerTls> {
     })
 }
 
+pub mod ciphers;
 mod v1;
 
 /// The user name a verified client certificate gives, per `identity`.

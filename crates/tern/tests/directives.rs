@@ -433,7 +433,7 @@ fn unsupported_directives_name_themselves_and_what_to_use_instead() {
         ("topic sensors/# out 1", "bridges are not supported"),
         ("bridge_protocol_version mqttv311", "bridges are not supported"),
         ("max_topic_alias 5", "topic alias maximum is 10"),
-        ("mount_point site1/", "acl_file"),
+        ("mount_point site/+/", "wildcard character"),
         ("log_dest syslog", "use stdout, stderr or file"),
     ] {
         let said = refused_start(&format!("listener 0 127.0.0.1\n{line}\n"));

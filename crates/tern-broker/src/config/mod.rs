@@ -48,6 +48,9 @@ pub struct ListenerConfig {
     pub protocol: ListenerProtocol,
     /// WebSocket settings, for `protocol websockets`.
     pub websockets: WebSocketSettings,
+    /// mosquitto's `mount_point`: the prefix of every topic of this listener's clients
+    /// inside the broker.
+    pub mount_point: Option<crate::topic_map::TopicMap>,
 }
 
 /// What a listener speaks (mosquitto's `protocol` directive).
@@ -137,6 +140,10 @@ pub struct TlsListenerConfig {
     pub tls_version: Option<String>,
     /// ALPN protocols offered (Tern's `tls_alpn`); empty: no ALPN.
     pub alpn: Vec<String>,
+    /// TLS 1.2 suites offered, in order (mosquitto's `ciphers`); `None`: all of rustls's.
+    pub ciphers: Option<Vec<rustls::CipherSuite>>,
+    /// TLS 1.3 suites offered (mosquitto's `ciphers_tls1.3`); `None`: all of rustls's.
+    pub ciphers_tls13: Option<Vec<rustls::CipherSuite>>,
 }
 
 impl TlsListenerConfig {

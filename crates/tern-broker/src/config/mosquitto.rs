@@ -85,6 +85,8 @@ fn tls_directive(config: &mut Config, directive: &str, args: &[&str]) -> Result<
         "crlfile" => tls.crlfile = Some(path()?),
         "tls_version" => tls.tls_version = Some(one(args)?.to_string()),
         "tls_alpn" => tls.alpn = one(args)?.split(',').map(str::to_string).collect(),
+        "ciphers" => tls.ciphers = Some(crate::tls::ciphers::tls12(one(args)?)?),
+        "ciphers_tls1.3" => tls.ciphers_tls13 = Some(crate::tls::ciphers::tls13(one(args)?)?),
         "require_certificate" => tls.require_certificate = boolean(args)?,
         "use_identity_as_username" => tls.use_identity_as_username = boolean(args)?,
         "use_subject_as_username" => tls.use_subject_as_username = boolean(args)?,
@@ -180,6 +182,10 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
             listener_for(config, directive)?.websockets.require_subprotocol = boolean(args)?;
         }
         "websockets_headers_size" => listener_for(config, directive)?.websockets.headers_size = number(args)?,
+        "mount_point" => {
+            let map = crate::topic_map::TopicMap::mount(one(args)?)?;
+            listener_for(config, directive)?.mount_point = Some(map);
+        }
         "per_listener_settings" => config.per_listener_settings = boolean(args)?,
         // Security settings: per listener with per_listener_settings, else global.
         "allow_anonymous" => {
@@ -233,6 +239,8 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
         | "crlfile"
         | "tls_version"
         | "tls_alpn"
+        | "ciphers"
+        | "ciphers_tls1.3"
         | "require_certificate"
         | "use_identity_as_username"
         | "use_subject_as_username" => tls_directive(config, directive, args)?,
@@ -425,11 +433,8 @@ fn refusal(directive: &str) -> Option<String> {
         d if d.starts_with("bridge_") || BRIDGE_DIRECTIVES.contains(&d) => {
             "bridges are not supported; run the bridge in a separate mosquitto (its configuration holding only the bridge section) connected to Tern as a client"
         }
-        "ciphers" | "ciphers_tls1.3" | "dhparamfile" | "ecdh_curve" | "tls_engine" | "tls_engine_kpass_sha1" | "tls_keyform" | "keyfile_password" => {
+        "dhparamfile" | "ecdh_curve" | "tls_engine" | "tls_engine_kpass_sha1" | "tls_keyform" | "keyfile_password" => {
             "Tern's TLS (rustls) offers only its own modern cipher suites and keys in PEM files; remove this line"
-        }
-        "mount_point" => {
-            "mount points are not supported; give each group of clients its own topic tree with an acl_file (pattern lines with %u or %c)"
         }
         "websockets_log_level" | "websockets_headers_size" | "http_dir" => "websockets listeners are not supported yet",
         "log_facility" => "syslog is not supported; use log_dest stderr (journald) or log_dest file",
@@ -486,8 +491,18 @@ mod tests {
         assert_eq!(err, "test.conf:2: bogus_directive: unknown or unsupported directive");
         let err = parse("max_inflight_messages many\n").unwrap_err().to_string();
         assert!(err.contains("test.conf:1: max_inflight_messages"), "{err}");
-        let err = parse("ciphers ALL\n").unwrap_err().to_string();
-        assert!(err.contains("test.conf:1: ciphers: Tern's TLS"), "{err}");
+        let err = parse("ciphers AES128-SHA\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with("test.conf:1: ciphers: cipher suite AES128-SHA is not offered"),
+            "{err}"
+        );
+        let err = parse("listener 1883\nciphers_tls1.3 TLS_AES_128_CCM_SHA256\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("test.conf:2: ciphers_tls1.3: cipher suite TLS_AES_128_CCM_SHA256"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -83,6 +83,11 @@ struct Listener {
     tls_version: Option<String>,
     #[serde(default)]
     tls_alpn: Vec<String>,
+    /// TLS 1.2 suites: an OpenSSL cipher list, as mosquitto's `ciphers`.
+    ciphers: Option<String>,
+    /// TLS 1.3 suites, as mosquitto's `ciphers_tls1.3`.
+    #[serde(rename = "ciphers_tls1.3")]
+    ciphers_tls13: Option<String>,
     #[serde(default)]
     require_certificate: bool,
     #[serde(default)]
@@ -100,6 +105,7 @@ struct Listener {
     websockets_require_subprotocol: bool,
     #[serde(default)]
     websockets_headers_size: usize,
+    mount_point: Option<String>,
 }
 
 pub(super) fn parse(text: &str) -> Result<Config> {
@@ -118,7 +124,27 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         if l.websockets_path.as_deref().is_some_and(|p| !p.starts_with('/')) {
             return Err(anyhow!("listener {}: websockets_path must start with /", l.port));
         }
+        let ciphers = l
+            .ciphers
+            .as_deref()
+            .map(crate::tls::ciphers::tls12)
+            .transpose()
+            .map_err(|e| anyhow!("listener {}: ciphers: {e}", l.port))?;
+        let ciphers_tls13 = l
+            .ciphers_tls13
+            .as_deref()
+            .map(crate::tls::ciphers::tls13)
+            .transpose()
+            .map_err(|e| anyhow!("listener {}: ciphers_tls1.3: {e}", l.port))?;
+        let mount_point = match l.mount_point.as_deref() {
+            Some(mount) => Some(
+                crate::topic_map::TopicMap::mount(mount)
+                    .map_err(|e| anyhow!("listener {}: mount_point: {e}", l.port))?,
+            ),
+            None => None,
+        };
         listeners.push(ListenerConfig {
+            mount_point,
             protocol,
             websockets: WebSocketSettings {
                 path: l.websockets_path,
@@ -149,6 +175,8 @@ pub(super) fn parse(text: &str) -> Result<Config> {
                 crlfile: l.crlfile,
                 tls_version: l.tls_version,
                 alpn: l.tls_alpn,
+                ciphers,
+                ciphers_tls13,
             },
         });
     }

@@ -415,7 +415,15 @@ fn connect_refusal(connect: &Connect, config: &crate::Config, listener: usize) -
             format!("will QoS above max_qos {max_qos}"),
         ));
     }
+    if let Some(Err(e)) = mount_point(config, listener).map(|map| map.to_broker_topic(&will.topic)) {
+        return Some((ReasonCode::TOPIC_NAME_INVALID, format!("will topic: {e}")));
+    }
     None
+}
+
+/// The topic mapping (mount_point) of listener `listener`, if it has one.
+fn mount_point(config: &crate::Config, listener: usize) -> Option<&crate::topic_map::TopicMap> {
+    config.listeners.get(listener).and_then(|l| l.mount_point.as_ref())
 }
 
 /// use_username_as_clientid: the user name replaces the client id (`Ok(None)`: the rule
@@ -548,6 +556,7 @@ fn connection(
         n => n.min(receive_maximum),
     };
     let keep_alive = admitted.keep_alive;
+    let topic_map = mount_point(&config, listener).cloned();
     Connection {
         broker: broker.clone(),
         peer,
@@ -555,11 +564,15 @@ fn connection(
         session,
         generation,
         keep_alive_limit: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
-        will: connect.will.map(|mut will| {
-            // Copies, for the same reason as the client id.
-            will.topic = ByteStr::from(will.topic.as_str());
+        will: connect.will.and_then(|mut will| {
+            // Copies, for the same reason as the client id; under the broker's name for
+            // the topic (which connect_refusal checked).
+            will.topic = match &topic_map {
+                Some(map) => map.to_broker_topic(&will.topic).ok()?,
+                None => ByteStr::from(will.topic.as_str()),
+            };
             will.payload = bytes::Bytes::copy_from_slice(&will.payload);
-            Box::new(will)
+            Some(Box::new(will))
         }),
         out: BytesMut::new(),
         topic_aliases: None,
@@ -568,6 +581,7 @@ fn connection(
             .topic_alias_maximum()
             .filter(|max| *max > 0 && version.is_v5())
             .map(|max| Box::new(super::OutgoingAliases::new(max))),
+        topic_map,
         inflight_window: window,
         client_max_packet_size: connect
             .properties

@@ -75,6 +75,13 @@ impl Connection {
         if self.version.is_v5() {
             self.resolve_topic_alias(&mut publish)?;
         }
+        if let Some(map) = &self.topic_map {
+            // mount_point: routed, retained and checked against the ACL under the
+            // broker's name (a topic alias stays the client's name).
+            publish.topic = map
+                .to_broker_topic(&publish.topic)
+                .map_err(|e| Close::violation(ReasonCode::TOPIC_NAME_INVALID, e.to_string()))?;
+        }
         self.check_publish_rules(&publish)?;
         let packet_id = publish.packet_id;
         let qos = publish.qos;
@@ -372,6 +379,7 @@ impl Connection {
         let mut retained = Vec::new();
         let limit = self.broker.config().max_subscriptions_per_client;
         for Subscription { filter, mut options } in subscribe.subscriptions {
+            let (filter, client_filter, unmapped) = self.broker_filter(filter);
             // max_qos: a subscription is granted at most the listener's QoS (mosquitto's rule).
             options.qos = options
                 .qos
@@ -386,12 +394,14 @@ impl Connection {
                 Some(Err(rule)) => (true, Some((ReasonCode::TOPIC_FILTER_INVALID, rule))),
                 share => (share.is_some(), self.subscription_refusal(&filter)),
             };
-            let refusal = refusal.or_else(|| self.over_subscription_limit(&filter, limit));
+            let refusal = unmapped
+                .or(refusal)
+                .or_else(|| self.over_subscription_limit(&filter, limit));
             if let Some((reason, why)) = refusal {
                 if problems.is_empty() {
                     tracing::info!(client = %self.session.client_id, "subscription to {filter:?} refused: {why}");
                 }
-                problems.push(format!("{filter}: {why}"));
+                problems.push(format!("{client_filter}: {why}"));
                 reason_codes.push(if self.version.is_v5() {
                     reason
                 } else {
@@ -449,10 +459,27 @@ impl Connection {
         ))
     }
 
+    /// The broker's name for a filter this client sent (mount_point), the filter as sent,
+    /// and why it is refused when it has no such name.
+    fn broker_filter(&self, filter: ByteStr) -> (ByteStr, ByteStr, Option<(ReasonCode, &'static str)>) {
+        let Some(map) = &self.topic_map else {
+            return (filter.clone(), filter, None);
+        };
+        match map.to_broker_filter(&filter) {
+            Ok(mapped) => (mapped, filter, None),
+            Err(_) => {
+                let why = "not a valid topic filter with the listener's mount_point in front";
+                (filter.clone(), filter, Some((ReasonCode::TOPIC_FILTER_INVALID, why)))
+            }
+        }
+    }
+
     fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
         let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
-            let existed = self.broker.router.unsubscribe(self.session.id, filter);
+            let (filter, _, unmapped) = self.broker_filter(filter.clone());
+            let filter = &filter;
+            let existed = unmapped.is_none() && self.broker.router.unsubscribe(self.session.id, filter);
             {
                 let mut state = self.session.state.lock();
                 state.subscriptions.remove(filter);

@@ -21,6 +21,7 @@ use crate::router::Feed;
 use crate::session::{Expiry, PendingWill, Session};
 use crate::store::records::StoredStage;
 use crate::store::Store;
+use crate::topic_map::TopicMap;
 use bytes::{Buf, BytesMut};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -106,6 +107,9 @@ pub(crate) struct Connection {
     topic_aliases: Option<Box<HashMap<u16, ByteStr>>>,
     /// Topic aliases the broker assigns towards a 5.0 client that allows them.
     outgoing_aliases: Option<Box<OutgoingAliases>>,
+    /// The listener's topic mapping (mount_point); `None` for most listeners, whose
+    /// deliveries are written as encoded.
+    topic_map: Option<TopicMap>,
     /// Smaller of the broker's in-flight limit and the client's Receive Maximum.
     inflight_window: usize,
     /// Largest packet the client accepts (5.0 Maximum Packet Size).
@@ -154,8 +158,15 @@ impl OutgoingAliases {
     }
 
     /// Appends the message of `frame`, re-encoded with an alias (a client that asked for
-    /// aliases pays for its own copy).
-    fn write(&mut self, frame: &PublishFrame, out: &mut BytesMut, packet_id: u16, expiry: Expiry) {
+    /// aliases pays for its own copy), under the client's name for its topic (`map`).
+    /// Returns false, writing nothing, when the topic has no name for this client.
+    fn write(
+        &mut self,
+        frame: &PublishFrame,
+        out: &mut BytesMut,
+        (packet_id, expiry): (u16, Expiry),
+        map: Option<&TopicMap>,
+    ) -> bool {
         // The frame as this client gets it (packet id, time left), decoded back. Not the
         // frame's own bytes: their packet id is a placeholder 0, which the decoder rightly
         // refuses for QoS 1 and 2, so those were once sent without an alias.
@@ -163,8 +174,15 @@ impl OutgoingAliases {
         write_frame(frame, &mut bytes, packet_id, false, expiry);
         let Ok(Some(Packet::Publish(mut publish))) = tern_proto::decode(&mut bytes, ProtocolVersion::V5, usize::MAX)
         else {
-            return write_frame(frame, out, packet_id, false, expiry);
+            write_frame(frame, out, packet_id, false, expiry);
+            return true;
         };
+        if let Some(map) = map {
+            match map.to_client_topic(&publish.topic) {
+                Some(topic) => publish.topic = ByteStr::from(topic),
+                None => return false,
+            }
+        }
         match self.assigned.get(&publish.topic) {
             Some(&alias) => {
                 publish.topic = ByteStr::default();
@@ -181,6 +199,7 @@ impl OutgoingAliases {
         if let Err(e) = encode(&Packet::Publish(publish), ProtocolVersion::V5, out) {
             tracing::error!("cannot encode an aliased PUBLISH: {e}");
         }
+        true
     }
 }
 
@@ -536,7 +555,8 @@ impl Connection {
                 self.session.forget_message(sendable.delivery.seq);
                 continue;
             };
-            if frame.len() > self.client_max_packet_size {
+            let saved = self.topic_map.as_ref().map_or(0, TopicMap::saved_bytes);
+            if frame.len() - saved > self.client_max_packet_size {
                 // [MQTT-3.1.2-25]: never send more than the client accepts; the message is
                 // dropped for this client as if it had been acknowledged.
                 state.outbox.forget(sendable.packet_id);
@@ -553,9 +573,22 @@ impl Connection {
                     .persist_message(delivery, QoS::ExactlyOnce, id, StoredStage::AwaitingPublishReceived);
             }
             let start = self.out.len();
-            match self.outgoing_aliases.as_deref_mut() {
-                Some(aliases) => aliases.write(&frame, &mut self.out, sendable.packet_id, expiry),
-                None => write_frame(&frame, &mut self.out, sendable.packet_id, false, expiry),
+            let written = match (self.outgoing_aliases.as_deref_mut(), &self.topic_map) {
+                (None, None) => {
+                    write_frame(&frame, &mut self.out, sendable.packet_id, false, expiry);
+                    true
+                }
+                (Some(aliases), map) => {
+                    aliases.write(&frame, &mut self.out, (sendable.packet_id, expiry), map.as_ref())
+                }
+                (None, Some(map)) => map.write_frame(&frame, &mut self.out, sendable.packet_id, false, expiry),
+            };
+            if !written {
+                // Not below this listener's mount point (a session subscribed through
+                // another listener and resumed here): not for this client.
+                state.outbox.forget(sendable.packet_id);
+                self.session.forget_message(sendable.delivery.seq);
+                continue;
             }
             if packet_log::enabled() {
                 packet_log::sending_written(&self.session.client_id, &self.out, start, self.version);
@@ -567,7 +600,8 @@ impl Connection {
     /// Resends in-flight messages after a session resumes [MQTT-4.4.0-1].
     fn resend_inflight(&mut self) {
         let v5 = self.version.is_v5();
-        let state = self.session.state.lock();
+        let mut state = self.session.state.lock();
+        let mut unmapped = Vec::new();
         for inflight in state.outbox.inflight() {
             match inflight.stage {
                 Stage::AwaitingPublishAck | Stage::AwaitingPublishReceived => {
@@ -578,7 +612,15 @@ impl Connection {
                             Expiry::Expired => Expiry::Remaining(1),
                             other => other,
                         };
-                        write_frame(&frame, &mut self.out, inflight.packet_id, true, expiry);
+                        let id = inflight.packet_id;
+                        match &self.topic_map {
+                            None => write_frame(&frame, &mut self.out, id, true, expiry),
+                            Some(map) if map.write_frame(&frame, &mut self.out, id, true, expiry) => {}
+                            Some(_) => {
+                                unmapped.push((id, inflight.delivery.seq));
+                                continue;
+                            }
+                        }
                         self.counters.messages_sent += 1;
                     }
                 }
@@ -617,6 +659,10 @@ impl Connection {
         }
         if let Err(e) = encode(packet, self.version, &mut self.out) {
             tracing::error!(client = %self.session.client_id, "cannot encode {}: {e}", packet.packet_type());
+        }
+        for (packet_id, seq) in unmapped {
+            state.outbox.forget(packet_id);
+            self.session.forget_message(seq);
         }
     }
 

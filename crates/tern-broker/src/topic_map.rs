@@ -1,0 +1,339 @@
+//! Topic mapping (the "Topic mapping" seam of the design): the name a client uses for a
+//! topic and the name the broker routes it under, for the clients of one listener.
+//!
+//! Today's one mapping is mosquitto's `mount_point`: every topic a client of the listener
+//! publishes to (its will included) and every filter it subscribes or unsubscribes to is
+//! prefixed with the mount point inside the broker, and the prefix is taken off the topic
+//! of each message delivered to it. Such a client therefore only sees topics under the
+//! mount point. ACLs, retained messages, limits and the store all see the broker's names.
+//!
+//! Connections of listeners without a mount point hold no [`TopicMap`] and never call
+//! into this module: their deliveries are the shared, encoded-once frames as before. A
+//! mounted receiver writes its own copy of each frame with the prefix cut out of the topic
+//! ([`TopicMap::write_frame`]): one copy and a header rewrite, no decoding.
+
+use crate::session::Expiry;
+use bytes::{BufMut, BytesMut};
+use std::sync::Arc;
+use tern_proto::{ByteStr, PublishFrame};
+
+/// Why a client's topic or filter has no name inside the broker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicMapError {
+    #[error("with the mount point {mount:?} the topic is {len} bytes, over the 65,535 a topic may have")]
+    TooLong { mount: String, len: usize },
+    #[error("with the mount point {mount:?} the filter {filter:?} is not a valid topic filter: {why}")]
+    InvalidFilter {
+        mount: String,
+        filter: String,
+        why: &'static str,
+    },
+}
+
+/// Why a mount point cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountPointError {
+    #[error("a mount point cannot be empty")]
+    Empty,
+    #[error("invalid mount point {0:?}: it contains a wildcard character (+ or #)")]
+    Wildcard(String),
+    #[error("invalid mount point {0:?}: it contains a NUL character")]
+    Nul(String),
+    #[error("invalid mount point: {0} bytes, over the 65,535 a topic may have")]
+    TooLong(usize),
+}
+
+/// The longest topic name or filter the protocol can carry.
+const MAX_TOPIC: usize = u16::MAX as usize;
+
+/// One listener's mapping: its mount point. Cheap to clone (shared text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMap {
+    mount: Arc<str>,
+}
+
+impl TopicMap {
+    /// A mapping that prefixes `mount_point`, checked as mosquitto checks it (a valid
+    /// topic name: no wildcard).
+    pub fn mount(mount_point: &str) -> Result<TopicMap, MountPointError> {
+        if mount_point.is_empty() {
+            return Err(MountPointError::Empty);
+        }
+        if mount_point.contains(['+', '#']) {
+            return Err(MountPointError::Wildcard(mount_point.into()));
+        }
+        if mount_point.contains('\0') {
+            return Err(MountPointError::Nul(mount_point.into()));
+        }
+        if mount_point.len() >= MAX_TOPIC {
+            return Err(MountPointError::TooLong(mount_point.len()));
+        }
+        Ok(TopicMap {
+            mount: mount_point.into(),
+        })
+    }
+
+    /// The mount point.
+    pub fn mount_point(&self) -> &str {
+        &self.mount
+    }
+
+    /// The broker's name for a topic the client publishes to (or names in its will).
+    pub fn to_broker_topic(&self, topic: &str) -> Result<ByteStr, TopicMapError> {
+        let len = self.mount.len() + topic.len();
+        if len > MAX_TOPIC {
+            return Err(TopicMapError::TooLong {
+                mount: self.mount.to_string(),
+                len,
+            });
+        }
+        let mut mapped = String::with_capacity(len);
+        mapped.push_str(&self.mount);
+        mapped.push_str(topic);
+        Ok(ByteStr::from(mapped))
+    }
+
+    /// The broker's name for a filter the client subscribes or unsubscribes to. A shared
+    /// subscription keeps its `$share/{group}/` in front: the mount point goes before the
+    /// filter inside it (`$share/g/site/a/#`). A malformed `$share/...` is passed through
+    /// unchanged for the subscription's own checks to refuse. The result must be a valid
+    /// filter: the mount point `site` and the filter `#` make `site#`, which is not.
+    pub fn to_broker_filter(&self, filter: &str) -> Result<ByteStr, TopicMapError> {
+        let (share, inner) = match crate::shared::parse_share(filter) {
+            Some(Ok((group, inner))) => (Some(group), inner),
+            Some(Err(_)) => return Ok(ByteStr::from(filter)),
+            None => (None, filter),
+        };
+        let share_len = share.map_or(0, |g| "$share/".len() + g.len() + 1);
+        let len = share_len + self.mount.len() + inner.len();
+        if len > MAX_TOPIC {
+            return Err(TopicMapError::TooLong {
+                mount: self.mount.to_string(),
+                len,
+            });
+        }
+        let mut mapped = String::with_capacity(len);
+        if let Some(group) = share {
+            mapped.push_str("$share/");
+            mapped.push_str(group);
+            mapped.push('/');
+        }
+        let at = mapped.len();
+        mapped.push_str(&self.mount);
+        mapped.push_str(inner);
+        if let Err(why) = tern_proto::topic::validate_topic_filter(&mapped[at..]) {
+            return Err(TopicMapError::InvalidFilter {
+                mount: self.mount.to_string(),
+                filter: filter.to_string(),
+                why,
+            });
+        }
+        Ok(ByteStr::from(mapped))
+    }
+
+    /// The client's name for a topic the broker routes: the topic without the mount point;
+    /// `None` when the topic is not below the mount point (such a message is not for a
+    /// client of this listener).
+    pub fn to_client_topic<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        topic.strip_prefix(&*self.mount).filter(|rest| !rest.is_empty())
+    }
+
+    /// Appends `frame` to `out` as this client gets it: the mount point cut from the
+    /// front of its topic, with `packet_id`, `dup` and the expiry it has left patched in
+    /// as [`PublishFrame::write`] does. Returns false, writing nothing, when the message's
+    /// topic is not below the mount point.
+    pub fn write_frame(
+        &self,
+        frame: &PublishFrame,
+        out: &mut BytesMut,
+        packet_id: u16,
+        dup: bool,
+        expiry: Expiry,
+    ) -> bool {
+        let mut whole = BytesMut::with_capacity(frame.len());
+        match expiry {
+            Expiry::Remaining(seconds) if frame.has_expiry() => {
+                frame.write_expiring(&mut whole, packet_id, dup, seconds)
+            }
+            _ => frame.write(&mut whole, packet_id, dup),
+        }
+        let Some((header, remaining)) = fixed_header(&whole) else {
+            return false;
+        };
+        let Some(topic_len) = whole
+            .get(header..header + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        else {
+            return false;
+        };
+        let topic_at = header + 2;
+        let Some(topic) = whole.get(topic_at..topic_at + topic_len) else {
+            return false;
+        };
+        let cut = self.mount.len();
+        if topic.len() <= cut || !topic.starts_with(self.mount.as_bytes()) {
+            return false;
+        }
+        out.reserve(whole.len() - cut);
+        out.put_u8(whole[0]);
+        put_variable_integer(out, remaining - cut);
+        out.put_u16((topic_len - cut) as u16);
+        out.extend_from_slice(&whole[topic_at + cut..]);
+        true
+    }
+
+    /// How many bytes shorter a frame is for this client than as the broker encoded it.
+    pub fn saved_bytes(&self) -> usize {
+        self.mount.len()
+    }
+}
+
+/// The length of a packet's fixed header and its Remaining Length.
+fn fixed_header(packet: &[u8]) -> Option<(usize, usize)> {
+    let mut value = 0usize;
+    for (i, byte) in packet.iter().skip(1).take(4).enumerate() {
+        value |= usize::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((i + 2, value));
+        }
+    }
+    None
+}
+
+fn put_variable_integer(out: &mut BytesMut, mut value: usize) {
+    loop {
+        let mut byte = (value % 128) as u8;
+        value /= 128;
+        if value > 0 {
+            byte |= 0x80;
+        }
+        out.put_u8(byte);
+        if value == 0 {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use tern_proto::{decode, Packet, Properties, Property, ProtocolVersion, Publish, QoS};
+
+    fn map() -> TopicMap {
+        TopicMap::mount("site/").unwrap()
+    }
+
+    #[test]
+    fn mount_points_with_wildcards_or_nothing_are_refused() {
+        assert!(matches!(TopicMap::mount(""), Err(MountPointError::Empty)));
+        assert!(matches!(TopicMap::mount("a/+/"), Err(MountPointError::Wildcard(_))));
+        assert!(matches!(TopicMap::mount("a/#"), Err(MountPointError::Wildcard(_))));
+        assert!(TopicMap::mount("$SYS-like/").is_ok());
+    }
+
+    #[test]
+    fn topics_and_filters_get_the_mount_point_in_front() {
+        let m = map();
+        assert_eq!(m.to_broker_topic("a/b").unwrap(), "site/a/b");
+        assert_eq!(m.to_broker_filter("#").unwrap(), "site/#");
+        assert_eq!(m.to_broker_filter("+/x").unwrap(), "site/+/x");
+        assert_eq!(m.to_broker_filter("$SYS/#").unwrap(), "site/$SYS/#");
+        assert_eq!(m.to_client_topic("site/a/b"), Some("a/b"));
+        assert_eq!(m.to_client_topic("other/a"), None);
+        assert_eq!(m.to_client_topic("site/"), None);
+    }
+
+    #[test]
+    fn a_shared_subscription_keeps_its_group_in_front() {
+        let m = map();
+        assert_eq!(m.to_broker_filter("$share/g/a/#").unwrap(), "$share/g/site/a/#");
+        // Malformed shares are left for the subscription's own checks.
+        assert_eq!(m.to_broker_filter("$share/g").unwrap(), "$share/g");
+    }
+
+    #[test]
+    fn a_mount_point_without_a_slash_can_make_an_invalid_filter() {
+        let m = TopicMap::mount("site").unwrap();
+        assert_eq!(m.to_broker_topic("x").unwrap(), "sitex");
+        assert!(matches!(
+            m.to_broker_filter("#"),
+            Err(TopicMapError::InvalidFilter { .. })
+        ));
+        assert!(matches!(
+            m.to_broker_filter("+/a"),
+            Err(TopicMapError::InvalidFilter { .. })
+        ));
+        assert_eq!(m.to_broker_filter("x/#").unwrap(), "sitex/#");
+    }
+
+    #[test]
+    fn topics_over_the_protocol_limit_are_refused() {
+        let long = "x".repeat(65_535 - 4);
+        assert!(map().to_broker_topic(&long).is_err());
+        assert!(map().to_broker_filter(&long).is_err());
+        assert!(map().to_broker_topic(&long[..65_535 - 5]).is_ok());
+    }
+
+    fn frame(topic: &str, qos: QoS, version: ProtocolVersion, payload: usize) -> PublishFrame {
+        let mut properties = Properties::default();
+        if version.is_v5() {
+            properties.push(Property::MessageExpiryInterval(100));
+        }
+        let publish = Publish {
+            dup: false,
+            qos,
+            retain: true,
+            topic: ByteStr::from(topic),
+            packet_id: 0,
+            properties,
+            payload: Bytes::from(vec![7u8; payload]),
+        };
+        PublishFrame::new(&publish, version).unwrap()
+    }
+
+    #[test]
+    fn a_delivered_frame_loses_the_mount_point_and_keeps_the_rest() {
+        let m = map();
+        for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+                // Around 120 bytes of payload the Remaining Length drops below 128 with
+                // the cut (a shorter header).
+                for payload in [3, 120, 300] {
+                    let f = frame("site/a/b", qos, version, payload);
+                    let mut out = BytesMut::new();
+                    // DUP only where it is allowed (QoS 1 and 2).
+                    let dup = qos != QoS::AtMostOnce;
+                    assert!(m.write_frame(&f, &mut out, 9, dup, Expiry::Remaining(42)));
+                    // Five bytes fewer, six where the Remaining Length lost a byte.
+                    assert!([f.len() - 5, f.len() - 6].contains(&out.len()));
+                    let Ok(Some(Packet::Publish(p))) = decode(&mut out, version, usize::MAX) else {
+                        panic!("not a PUBLISH")
+                    };
+                    assert!(out.is_empty());
+                    assert_eq!(p.topic, "a/b");
+                    assert_eq!(p.payload.len(), payload);
+                    assert!(p.retain);
+                    assert_eq!(p.qos, qos);
+                    if qos != QoS::AtMostOnce {
+                        assert_eq!(p.packet_id, 9);
+                        assert!(p.dup);
+                    }
+                    if version.is_v5() {
+                        assert_eq!(p.properties.message_expiry_interval(), Some(42));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_outside_the_mount_point_is_not_written() {
+        let mut out = BytesMut::new();
+        let f = frame("other/a", QoS::AtLeastOnce, ProtocolVersion::V5, 3);
+        assert!(!map().write_frame(&f, &mut out, 1, false, Expiry::Never));
+        let f = frame("site/", QoS::AtLeastOnce, ProtocolVersion::V5, 3);
+        assert!(!map().write_frame(&f, &mut out, 1, false, Expiry::Never));
+        assert!(out.is_empty());
+    }
+}

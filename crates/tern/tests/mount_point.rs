@@ -1,0 +1,351 @@
+//! mosquitto's `mount_point` against the real binary: a listener whose clients' topics
+//! are all prefixed inside the broker and stripped again on the way out, so that they see
+//! only the tree under the mount point. Each broker has a plain listener (first) and a
+//! mounted one (second); messages cross between them.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use bytes::Bytes;
+use common::*;
+use tern_proto::*;
+
+/// A plain listener, then one mounted at `site/`.
+const CONFIG: &str =
+    "listener 0 127.0.0.1\nallow_anonymous true\nsys_interval 1\nlistener 0 127.0.0.1\nmount_point site/\n";
+
+struct Pair {
+    broker: Broker,
+}
+
+impl Pair {
+    fn start(config: &str) -> Pair {
+        Pair {
+            broker: Broker::with_config("mosquitto.conf", config),
+        }
+    }
+
+    /// A client of the plain listener.
+    fn plain(&self, version: ProtocolVersion, id: &str) -> Client {
+        self.open(0, version, connect_packet(version, id, true, 60))
+    }
+
+    /// A client of the mounted listener.
+    fn mounted(&self, version: ProtocolVersion, id: &str) -> Client {
+        self.open(1, version, connect_packet(version, id, true, 60))
+    }
+
+    fn open(&self, listener: usize, version: ProtocolVersion, connect: Connect) -> Client {
+        let mut c = Client::open(self.broker.listening_addrs()[listener], version);
+        let ack = c.connect(&connect);
+        assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "{ack:?}");
+        c
+    }
+}
+
+#[test]
+fn a_mounted_client_publishes_under_the_mount_point() {
+    let pair = Pair::start(CONFIG);
+    for version in VERSIONS {
+        let mut plain = pair.plain(version, "plain");
+        plain.subscribe("site/#", QoS::AtLeastOnce);
+        plain.subscribe("a/#", QoS::AtLeastOnce);
+        let mut mounted = pair.mounted(version, "mounted");
+        mounted.publish("a/b", b"hello", QoS::AtLeastOnce, false, 1);
+        let p = plain.recv_publish();
+        assert_eq!((p.topic.as_str(), &p.payload[..]), ("site/a/b", &b"hello"[..]));
+        // Not under its own name: the plain "a/#" saw nothing.
+        plain.expect_quiet();
+        plain.disconnect();
+        mounted.disconnect();
+    }
+}
+
+#[test]
+fn a_mounted_client_receives_topics_under_the_mount_point_without_it() {
+    let pair = Pair::start(CONFIG);
+    for version in VERSIONS {
+        let mut mounted = pair.mounted(version, "mounted");
+        assert_eq!(mounted.subscribe("a/+", QoS::ExactlyOnce), [ReasonCode::GRANTED_QOS_2]);
+        assert_eq!(mounted.subscribe("#", QoS::AtMostOnce), [ReasonCode::GRANTED_QOS_0]);
+        let mut plain = pair.plain(version, "plain");
+        for (topic, qos) in [
+            ("site/a/b", QoS::AtMostOnce),
+            ("site/a/c", QoS::AtLeastOnce),
+            ("site/a/d", QoS::ExactlyOnce),
+        ] {
+            plain.publish(topic, topic.as_bytes(), qos, false, 7);
+        }
+        // Outside the mount point: never seen by a mounted client, not even with "#".
+        plain.publish("a/b", b"outside", QoS::AtLeastOnce, false, 8);
+        plain.publish("sitex/a/b", b"outside", QoS::AtLeastOnce, false, 9);
+        let mut seen = Vec::new();
+        mounted.drain(|c, p| {
+            if let Packet::PublishRelease(r) = &p {
+                c.send(&Packet::PublishComplete(PublishResponse::new(r.packet_id)));
+            }
+            if let Packet::Publish(p) = p {
+                if p.qos == QoS::AtLeastOnce {
+                    c.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
+                }
+                if p.qos == QoS::ExactlyOnce {
+                    c.send(&Packet::PublishReceived(PublishResponse::new(p.packet_id)));
+                }
+                seen.push((p.topic.to_string(), p.qos, p.payload));
+            }
+        });
+        let expected: Vec<(String, QoS, Bytes)> = [
+            ("a/b", QoS::AtMostOnce),
+            ("a/c", QoS::AtLeastOnce),
+            ("a/d", QoS::ExactlyOnce),
+        ]
+        .into_iter()
+        .map(|(t, q)| (t.to_string(), q, Bytes::from(format!("site/{t}"))))
+        .collect();
+        assert_eq!(seen, expected, "{version:?}");
+        plain.disconnect();
+        mounted.disconnect();
+    }
+}
+
+#[test]
+fn retained_messages_cross_the_mount_point_both_ways() {
+    let pair = Pair::start(CONFIG);
+    let mut plain = pair.plain(V5, "plain");
+    plain.publish("site/r/1", b"one", QoS::AtLeastOnce, true, 1);
+    plain.publish("r/2", b"outside", QoS::AtLeastOnce, true, 2);
+    let mut mounted = pair.mounted(V311, "mounted");
+    mounted.publish("r/3", b"three", QoS::AtLeastOnce, true, 3);
+    assert_eq!(mounted.subscribe("r/#", QoS::AtLeastOnce), [ReasonCode::GRANTED_QOS_1]);
+    let mut topics = Vec::new();
+    mounted.drain(|c, p| {
+        if let Packet::Publish(p) = p {
+            assert!(p.retain);
+            c.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
+            topics.push(p.topic.to_string());
+        }
+    });
+    topics.sort();
+    assert_eq!(topics, ["r/1", "r/3"]);
+    // The mounted client's retained message is stored under the broker's name.
+    plain.subscribe("site/r/3", QoS::AtMostOnce);
+    let p = plain.recv_publish();
+    assert_eq!(
+        (p.topic.as_str(), p.retain, &p.payload[..]),
+        ("site/r/3", true, &b"three"[..])
+    );
+}
+
+#[test]
+fn a_will_is_published_under_the_mount_point() {
+    let pair = Pair::start(CONFIG);
+    for version in VERSIONS {
+        let mut plain = pair.plain(version, "watcher");
+        plain.subscribe("site/status/#", QoS::AtLeastOnce);
+        let mut connect = connect_packet(version, "dying", true, 60);
+        connect.will = Some(Will {
+            topic: ByteStr::from("status/dying"),
+            payload: Bytes::from_static(b"gone"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Properties::default(),
+        });
+        pair.open(1, version, connect).hang_up();
+        let p = plain.recv_publish();
+        assert_eq!((p.topic.as_str(), &p.payload[..]), ("site/status/dying", &b"gone"[..]));
+        plain.disconnect();
+    }
+}
+
+#[test]
+fn sys_topics_are_outside_every_mount_point() {
+    let pair = Pair::start(CONFIG);
+    let mut plain = pair.plain(V311, "plain");
+    plain.subscribe("$SYS/broker/version", QoS::AtMostOnce);
+    // Retained as soon as the broker has published its $SYS tree.
+    assert!(plain.recv_publish().topic.starts_with("$SYS/broker/version"));
+    let mut mounted = pair.mounted(V311, "mounted");
+    assert_eq!(
+        mounted.subscribe("$SYS/#", QoS::AtMostOnce),
+        [ReasonCode::GRANTED_QOS_0]
+    );
+    mounted.expect_quiet();
+    // A mounted client's "$SYS/..." is an ordinary topic under its mount point.
+    mounted.publish("$SYS/fake", b"x", QoS::AtLeastOnce, false, 1);
+    plain.subscribe("site/#", QoS::AtMostOnce);
+    mounted.publish("$SYS/fake", b"y", QoS::AtMostOnce, false, 0);
+    let p = plain.recv_publish();
+    assert_eq!(p.topic.as_str(), "site/$SYS/fake");
+}
+
+#[test]
+fn a_shared_subscription_groups_members_of_both_listeners_under_the_broker_name() {
+    let pair = Pair::start(CONFIG);
+    let mut a = pair.mounted(V5, "member-a");
+    let mut b = pair.plain(V5, "member-b");
+    assert_eq!(
+        a.subscribe("$share/g/jobs/#", QoS::AtLeastOnce),
+        [ReasonCode::GRANTED_QOS_1]
+    );
+    assert_eq!(
+        b.subscribe("$share/g/site/jobs/#", QoS::AtLeastOnce),
+        [ReasonCode::GRANTED_QOS_1]
+    );
+    let mut publisher = pair.plain(V5, "publisher");
+    for i in 0..6u16 {
+        publisher.publish(&format!("site/jobs/{i}"), b"job", QoS::AtLeastOnce, false, i + 1);
+    }
+    let mut got = Vec::new();
+    for (member, prefix) in [(&mut a, ""), (&mut b, "site/")] {
+        member.drain(|c, p| {
+            if let Packet::Publish(p) = p {
+                c.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
+                let topic = p.topic.to_string();
+                assert!(topic.starts_with(&format!("{prefix}jobs/")), "{topic}");
+                got.push(topic.trim_start_matches(prefix).to_string());
+            }
+        });
+    }
+    got.sort();
+    let all: Vec<String> = (0..6).map(|i| format!("jobs/{i}")).collect();
+    assert_eq!(got, all, "each job once, to one member of the one group");
+}
+
+#[test]
+fn unsubscribe_uses_the_mounted_filter() {
+    let pair = Pair::start(CONFIG);
+    for version in VERSIONS {
+        let mut mounted = pair.mounted(version, "mounted");
+        mounted.subscribe("u/#", QoS::AtMostOnce);
+        mounted.send(&Packet::Unsubscribe(Unsubscribe {
+            packet_id: 2,
+            filters: vec![ByteStr::from("u/#")],
+            properties: Properties::default(),
+        }));
+        match mounted.recv() {
+            Packet::UnsubscribeAck(ack) if version.is_v5() => assert_eq!(ack.reason_codes, [ReasonCode::SUCCESS]),
+            Packet::UnsubscribeAck(_) => {}
+            other => panic!("expected UNSUBACK, got {other:?}"),
+        }
+        let mut plain = pair.plain(version, "plain");
+        plain.publish("site/u/1", b"x", QoS::AtLeastOnce, false, 1);
+        mounted.expect_quiet();
+        mounted.disconnect();
+        plain.disconnect();
+    }
+}
+
+#[test]
+fn topic_aliases_are_the_clients_names() {
+    let pair = Pair::start(CONFIG);
+    let mut connect = connect_packet(V5, "aliased", true, 60);
+    connect.properties.push(Property::TopicAliasMaximum(5));
+    let mut receiver = pair.open(1, V5, connect);
+    receiver.subscribe("t/#", QoS::AtMostOnce);
+    let mut plain = pair.plain(V5, "plain");
+    plain.subscribe("site/t/#", QoS::AtMostOnce);
+    let mut sender = pair.mounted(V5, "sender");
+    // The alias set and then used by the mounted sender stands for its own name, t/1.
+    for topic in ["t/1", ""] {
+        let mut properties = Properties::default();
+        properties.push(Property::TopicAlias(1));
+        sender.send(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: ByteStr::from(topic),
+            packet_id: 0,
+            properties,
+            payload: Bytes::from_static(b"m"),
+        }));
+    }
+    for _ in 0..2 {
+        assert_eq!(plain.recv_publish().topic.as_str(), "site/t/1");
+    }
+    // Towards the mounted receiver, aliases are assigned for its names too.
+    let first = receiver.recv_publish();
+    assert_eq!(first.topic.as_str(), "t/1");
+    let alias = first.properties.topic_alias().unwrap();
+    let second = receiver.recv_publish();
+    assert_eq!(
+        (second.topic.as_str(), second.properties.topic_alias()),
+        ("", Some(alias))
+    );
+}
+
+#[test]
+fn the_acl_sees_the_broker_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "topic readwrite site/ok/#\n").unwrap();
+    let config = format!("acl_file {}\n{CONFIG}", acl.display());
+    let pair = Pair::start(&config);
+    let mut mounted = pair.mounted(V5, "mounted");
+    assert_eq!(mounted.subscribe("ok/#", QoS::AtLeastOnce), [ReasonCode::GRANTED_QOS_1]);
+    assert_eq!(
+        mounted.subscribe("no/#", QoS::AtLeastOnce),
+        [ReasonCode::NOT_AUTHORIZED]
+    );
+    assert_eq!(
+        mounted.publish("no/1", b"x", QoS::AtLeastOnce, false, 2),
+        ReasonCode::NOT_AUTHORIZED
+    );
+    assert_eq!(
+        mounted.publish("ok/1", b"x", QoS::AtLeastOnce, false, 1),
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(mounted.recv_publish().topic.as_str(), "ok/1");
+}
+
+#[test]
+fn a_filter_that_the_mount_point_makes_invalid_is_refused() {
+    let pair = Pair::start("listener 0 127.0.0.1\nallow_anonymous true\nlistener 0 127.0.0.1\nmount_point pre\n");
+    for (version, refused) in [
+        (V311, ReasonCode::UNSPECIFIED_ERROR),
+        (V5, ReasonCode::TOPIC_FILTER_INVALID),
+    ] {
+        let mut mounted = pair.mounted(version, "mounted");
+        // "pre" + "#" is "pre#": not a filter. "pre" + "x/#" is fine.
+        assert_eq!(mounted.subscribe("#", QoS::AtMostOnce), [refused], "{version:?}");
+        assert_eq!(mounted.subscribe("x/#", QoS::AtMostOnce), [ReasonCode::GRANTED_QOS_0]);
+        let mut plain = pair.plain(version, "plain");
+        plain.publish("prex/1", b"x", QoS::AtLeastOnce, false, 1);
+        assert_eq!(mounted.recv_publish().topic.as_str(), "x/1");
+        mounted.disconnect();
+        plain.disconnect();
+    }
+}
+
+#[test]
+fn mount_point_is_a_toml_listener_key_too() {
+    let config = "persistence = false\n[[listener]]\nport = 0\nbind_address = \"127.0.0.1\"\nallow_anonymous = true\n[[listener]]\nport = 0\nbind_address = \"127.0.0.1\"\nallow_anonymous = true\nmount_point = \"site/\"\n";
+    let pair = Pair {
+        broker: Broker::with_config("tern.toml", config),
+    };
+    let mut plain = pair.plain(V311, "plain");
+    plain.subscribe("site/#", QoS::AtMostOnce);
+    pair.mounted(V311, "mounted")
+        .publish("x", b"1", QoS::AtLeastOnce, false, 1);
+    assert_eq!(plain.recv_publish().topic.as_str(), "site/x");
+}
+
+#[test]
+fn a_bad_mount_point_stops_the_start_naming_file_and_line() {
+    for (config, says) in [
+        (
+            "listener 0 127.0.0.1\nmount_point a/+/\n",
+            "mosquitto.conf:2: mount_point: invalid mount point \"a/+/\": it contains a wildcard",
+        ),
+        (
+            "mount_point site/\nlistener 0 127.0.0.1\n",
+            "mosquitto.conf:1: mount_point: mount_point belongs to a listener",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mosquitto.conf");
+        std::fs::write(&path, config).unwrap();
+        let out = tern(&["broker", "-c", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(says), "{said}");
+    }
+}
