@@ -9,14 +9,13 @@ use crate::connection::transport::Socket;
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::security::{self, ListenerSecurity};
-use crate::session::{Session, SessionId, Sessions};
+use crate::session::{Session, Sessions};
 use crate::store::{Durability, Store};
 use crate::tls::{self, ListenerTls};
 use crate::unix_listener::UnixEndpoint;
 use anyhow::{Context, Result};
 use parking_lot::RwLock;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tern_proto::{ByteStr, PropertyId, Publish, Will};
@@ -95,6 +94,11 @@ impl BrokerState {
         self.authenticators.read().find(method).cloned()
     }
 
+    /// The broker's event stream (connected, disconnected, published, ...).
+    pub fn events(&self) -> &crate::events::EventStream {
+        &self.metrics.events
+    }
+
     /// Ends a session: its queue and subscriptions go, and a will still waiting for its
     /// delay is published now (the session ending comes first) [MQTT-3.1.3-9]. The
     /// caller takes care of the registry.
@@ -112,12 +116,12 @@ impl BrokerState {
             self.router.unsubscribe(session.id, &filter);
         }
         if let Some(pending) = pending_will {
-            self.publish_will(pending.will, session.id);
+            self.publish_will(pending.will, session);
         }
     }
 
     /// Publishes the will of session `origin`: stored if retained, then forwarded.
-    pub fn publish_will(&self, will: Will, origin: SessionId) {
+    pub fn publish_will(&self, will: Will, origin: &Session) {
         let mut properties = will.properties;
         properties.remove(PropertyId::WillDelayInterval);
         let publish = Publish {
@@ -132,7 +136,10 @@ impl BrokerState {
         if publish.retain {
             self.router.retain(&publish);
         }
-        self.router.publish(&publish, Some(origin), &self.metrics);
+        self.events().emit(crate::events::EventKind::Published, || {
+            crate::events::published(&publish, crate::events::Origin::Will(origin.client_id.clone()))
+        });
+        self.router.publish(&publish, Some(origin.id), &self.metrics);
     }
 }
 
@@ -229,12 +236,14 @@ impl Broker {
             true => crate::http::bind_default().await,
             false => None,
         };
-        Ok(Broker {
+        let broker = Broker {
             state,
             listeners,
             unix,
             http_default,
-        })
+        };
+        broker.name_listeners();
+        Ok(broker)
     }
 
     /// Every listener's address as it is shown: `host:port` (with the port picked for
@@ -260,6 +269,23 @@ impl Broker {
         Some(self.http_default.as_ref()?.local_addr().ok()?.to_string())
     }
 
+    /// Gives the metrics each listener's label: its bound address or socket path.
+    fn name_listeners(&self) {
+        let count = self.state.config().effective_listeners().len();
+        let mut labels: Vec<String> = (0..count).map(|i| format!("listener {i}")).collect();
+        for (i, l) in &self.listeners {
+            if let (Some(label), Ok(addr)) = (labels.get_mut(*i), l.local_addr()) {
+                *label = addr.to_string();
+            }
+        }
+        for (i, u) in &self.unix {
+            if let Some(label) = labels.get_mut(*i) {
+                *label = u.path().display().to_string();
+            }
+        }
+        self.state.metrics.set_listeners(labels);
+    }
+
     /// The addresses actually bound (with the ports picked for port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().filter_map(|(_, l)| l.local_addr().ok()).collect()
@@ -276,6 +302,8 @@ impl Broker {
     pub async fn run(self) -> Result<()> {
         let tracker = TaskTracker::new();
         let background = crate::sys::spawn(self.state.clone());
+        // Subscribed to the event stream before the first client can connect.
+        let presence = crate::presence::spawn(&self.state);
         crate::admin::Admin::new(self.state.clone())
             .record_listeners(self.indexed_endpoints(), self.default_http_endpoint());
         let mut listeners = self.listeners;
@@ -301,6 +329,9 @@ impl Broker {
             tracing::warn!("some connections did not close within 10 s");
         }
         background.abort();
+        if let Some(presence) = presence {
+            presence.abort();
+        }
         if let Some(store) = &self.state.store {
             store.close();
         }
@@ -399,7 +430,7 @@ async fn accept_loop(index: usize, listener: TcpListener, state: Arc<BrokerState
         };
         match accepted {
             Ok((stream, peer)) => {
-                state.metrics.connections_total.fetch_add(1, Relaxed);
+                state.metrics.accepted(index);
                 let config = state.config();
                 let max_connections = config.listeners.get(index).and_then(|l| l.max_connections);
                 match gate.admit(peer.ip(), max_connections, config.max_connection_rate) {
@@ -409,6 +440,7 @@ async fn accept_loop(index: usize, listener: TcpListener, state: Arc<BrokerState
                             None => Socket::plain(stream),
                             Some(Ok(session)) => Socket::tls(stream, session),
                             Some(Err(e)) => {
+                                state.metrics.refused.add(crate::metrics::RefusalReason::Tls);
                                 tracing::error!(%peer, "cannot start a TLS session: {e}");
                                 continue;
                             }
@@ -416,6 +448,12 @@ async fn accept_loop(index: usize, listener: TcpListener, state: Arc<BrokerState
                         tracker.spawn(connection::serve(socket, peer, state.clone(), (index, slot)));
                     }
                     Err(refusal) => {
+                        state.metrics.refused.add(match refusal {
+                            crate::admission::Refusal::TooManyConnections(_) => {
+                                crate::metrics::RefusalReason::ListenerLimit
+                            }
+                            crate::admission::Refusal::TooFast(_) => crate::metrics::RefusalReason::RateLimit,
+                        });
                         refused += 1;
                         if refused.is_power_of_two() {
                             tracing::warn!(%peer, "connection refused: {refusal} ({refused} refused so far)");

@@ -263,7 +263,13 @@ impl Session {
         let was_empty = state.outbox.queued() == 0;
         if !state.outbox.has_room(payload_len) {
             drop(state);
-            let dropped = metrics.messages_dropped.fetch_add(1, Relaxed);
+            let dropped = metrics.dropped(crate::metrics::DropReason::QueueFull);
+            metrics
+                .events
+                .emit(crate::events::EventKind::Dropped, || crate::events::Event::Dropped {
+                    client_id: self.client_id.clone(),
+                    reason: crate::metrics::DropReason::QueueFull,
+                });
             if dropped.is_power_of_two() {
                 tracing::warn!(client = %self.client_id, "queue full: message dropped ({} dropped in total)", dropped + 1);
             }

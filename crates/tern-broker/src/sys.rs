@@ -155,10 +155,7 @@ impl SysState {
                 Metrics::get(&m.messages_received).to_string(),
             ),
             ("messages/sent".into(), Metrics::get(&m.messages_sent).to_string()),
-            (
-                "publish/messages/dropped".into(),
-                Metrics::get(&m.messages_dropped).to_string(),
-            ),
+            ("publish/messages/dropped".into(), m.dropped.total().to_string()),
             ("bytes/received".into(), Metrics::get(&m.bytes_received).to_string()),
             ("bytes/sent".into(), Metrics::get(&m.bytes_sent).to_string()),
             (
@@ -235,12 +232,12 @@ fn run_due(state: &BrokerState, now: Instant) {
                     }
                 };
                 if let Some(pending) = will {
-                    state.publish_will(pending.will, session.id);
+                    state.publish_will(pending.will, &session);
                 }
             }
             Due::MessageExpiry => {
                 if let Some(session) = state.sessions.current(&client_id, id) {
-                    purge_expired_messages(&session, now);
+                    purge_expired_messages(&session, now, &state.metrics);
                 }
             }
         }
@@ -273,13 +270,16 @@ fn expire_session(state: &BrokerState, client_id: &ByteStr, id: SessionId, now: 
 
 /// Drops the messages of `session`'s queue whose Message Expiry Interval has passed, and
 /// schedules the next purge for the earliest one left.
-fn purge_expired_messages(session: &Session, now: Instant) {
+fn purge_expired_messages(session: &Session, now: Instant, metrics: &Metrics) {
     let mut gone = Vec::new();
     let mut next: Option<Instant> = None;
     {
         let mut st = session.state.lock();
         st.outbox.drop_queued(|d| {
             let expired = d.expires_at.is_some_and(|at| at <= now);
+            if expired {
+                metrics.dropped(crate::metrics::DropReason::Expired);
+            }
             if expired && d.seq != 0 {
                 gone.push(d.seq);
             }

@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UnixListener;
@@ -66,7 +65,7 @@ pub(crate) async fn accept_loop(index: usize, endpoint: UnixEndpoint, state: Arc
         };
         match accepted {
             Ok((stream, _)) => {
-                state.metrics.connections_total.fetch_add(1, Relaxed);
+                state.metrics.accepted(index);
                 let max_connections = state.config().listeners.get(index).and_then(|l| l.max_connections);
                 match gate.admit(local.ip(), max_connections, 0) {
                     Ok(slot) => {

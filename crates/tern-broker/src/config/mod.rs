@@ -196,6 +196,9 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Whether connects and disconnects are logged.
     pub connection_messages: bool,
+    /// Whether the broker publishes a JSON event on `$SYS/broker/clients/<id>/connected`
+    /// and `.../disconnected` for every client (read at start).
+    pub presence_events: bool,
     /// Debug-level logging (mosquitto's `log_type debug` or `-v`).
     pub verbose: bool,
     pub log_dest: Vec<LogDest>,
@@ -293,6 +296,7 @@ impl Default for Config {
             persistent_client_expiration: None,
             connect_timeout: Duration::from_secs(10),
             connection_messages: true,
+            presence_events: false,
             verbose: false,
             log_dest: Vec::new(),
             pid_file: None,

@@ -279,6 +279,7 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
             );
         }
         "connection_messages" => config.connection_messages = boolean(args)?,
+        "presence_events" => config.presence_events = boolean(args)?,
         "log_type" => match one(args)? {
             "debug" | "all" => config.verbose = true,
             "error" | "warning" | "notice" | "information" | "subscribe" | "unsubscribe" | "websockets" | "none" => {}

@@ -27,6 +27,7 @@ struct File {
     persistent_client_expiration: Option<String>,
     connect_timeout: Option<u64>,
     connection_messages: Option<bool>,
+    presence_events: Option<bool>,
     verbose: Option<bool>,
     log_dest: Option<Vec<String>>,
     pid_file: Option<PathBuf>,
@@ -198,7 +199,13 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         max_connect_packet_size,
         max_subscriptions_per_client
     );
-    set!(max_keepalive, sys_interval, connection_messages, verbose);
+    set!(
+        max_keepalive,
+        sys_interval,
+        connection_messages,
+        verbose,
+        presence_events
+    );
     set!(server_moved, response_information);
     c.server_reference = file.server_reference;
     c.scram_file = file.scram_file;

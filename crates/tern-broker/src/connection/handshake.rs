@@ -4,6 +4,8 @@
 use super::transport::Socket;
 use super::{enhanced_auth, Connection, TOPIC_ALIAS_MAXIMUM};
 use crate::broker::BrokerState;
+use crate::events::{ClientInfo, Event, EventKind};
+use crate::metrics::{AuthFailure, RefusalReason};
 use crate::security::{ClientAccess, Login};
 use crate::session::{ConnectionHandle, Session};
 use crate::tls::{identity_of, IdentityAsUser};
@@ -66,7 +68,11 @@ pub(super) async fn read_connect(
 ) -> Result<Connect, Refused> {
     let max = broker.config().max_connect_packet_size();
     let refused = |message: String| Refused { reply: None, message };
-    match read_packet(socket, input, ProtocolVersion::V3_1_1, max).await {
+    let outcome = read_packet(socket, input, ProtocolVersion::V3_1_1, max).await;
+    if let Some(reason) = connect_read_refusal(&outcome) {
+        broker.metrics.refused.add(reason);
+    }
+    match outcome {
         Ok(Packet::Connect(connect)) => Ok(*connect),
         Ok(other) => Err(refused(format!(
             "[MQTT-3.1.0-1] first packet is {}, not CONNECT",
@@ -92,6 +98,30 @@ pub(super) async fn read_connect(
         Err(ReadError::Malformed(e)) => Err(refused(format!("malformed CONNECT: {e}"))),
         Err(ReadError::Closed) => Err(refused("closed before CONNECT".into())),
         Err(ReadError::Io(e)) => Err(refused(format!("read error before CONNECT: {e}"))),
+    }
+}
+
+/// How a failed read of CONNECT is counted among refused connections.
+fn connect_read_refusal(outcome: &Result<Packet, ReadError>) -> Option<RefusalReason> {
+    Some(match outcome {
+        Ok(Packet::Connect(_)) => return None,
+        Ok(_) => RefusalReason::BadConnect,
+        Err(ReadError::Malformed(DecodeError::UnsupportedProtocolVersion { .. })) => RefusalReason::UnsupportedProtocol,
+        Err(ReadError::Malformed(_)) => RefusalReason::BadConnect,
+        Err(ReadError::Closed | ReadError::Io(_)) => RefusalReason::ConnectTimeout,
+    })
+}
+
+/// How a refusing CONNACK is counted among refused connections.
+fn refusal_reason(code: ReasonCode) -> RefusalReason {
+    match code {
+        ReasonCode::NOT_AUTHORIZED | ReasonCode::BAD_USER_NAME_OR_PASSWORD | ReasonCode::BAD_AUTHENTICATION_METHOD => {
+            RefusalReason::NotAuthorized
+        }
+        ReasonCode::CLIENT_IDENTIFIER_NOT_VALID => RefusalReason::ClientIdentifier,
+        ReasonCode::SERVER_BUSY => RefusalReason::ServerBusy,
+        ReasonCode::RETAIN_NOT_SUPPORTED | ReasonCode::QOS_NOT_SUPPORTED => RefusalReason::WillNotSupported,
+        _ => RefusalReason::Other,
     }
 }
 
@@ -206,12 +236,14 @@ pub(super) async fn accept(
     let version = connect.protocol_version;
     let generation = CONNECTIONS.fetch_add(1, Relaxed) + 1;
     if let Some(server) = &config.server_reference {
+        broker.metrics.refused.add(RefusalReason::Redirected);
         redirect(socket, version, server, config.server_moved, peer, &connect.client_id).await;
         return None;
     }
     let admitted = match admit(&connect, broker, (listener, generation), (&mut *socket, &mut *input)).await {
         Ok(admitted) => admitted,
         Err((client_id, (reason, why))) => {
+            broker.metrics.refused.add(refusal_reason(reason));
             let extra = refusal_properties(&config, listener);
             let who = (client_id.as_ref(), connect.username.as_deref());
             refuse(socket, version, (reason, &why), peer, who, extra).await;
@@ -243,6 +275,7 @@ pub(super) async fn accept(
     )
     .await
     else {
+        broker.metrics.refused.add(RefusalReason::TakeoverFailed);
         let reason = (ReasonCode::SERVER_UNAVAILABLE, "the session could not be taken over");
         let extra = refusal_properties(&config, listener);
         let who = (admitted.client_id.as_ref(), admitted.user.as_deref());
@@ -269,7 +302,20 @@ pub(super) async fn accept(
         gone_before_connack(broker, &session);
         return None;
     }
-    broker.metrics.client_connected();
+    broker.metrics.client_connected(listener);
+    let events = broker.events();
+    let client = (events.wants(EventKind::Connected) || events.wants(EventKind::Disconnected)).then(|| {
+        Arc::new(ClientInfo {
+            client_id: admitted.client_id.clone(),
+            user: admitted.user.clone(),
+            address: peer,
+            protocol: version,
+            listener,
+            clean_start: connect.clean_start,
+            keep_alive: admitted.keep_alive,
+            connected_at: std::time::SystemTime::now(),
+        })
+    });
     if config.connection_messages {
         let (clean, keep_alive) = (connect.clean_start, admitted.keep_alive);
         let user = admitted.user.as_deref().unwrap_or("");
@@ -282,6 +328,12 @@ pub(super) async fn accept(
         broker,
         (acl_enforced, listener),
     );
+    if let Some(client) = client {
+        broker
+            .events()
+            .emit(EventKind::Connected, || Event::Connected(client.clone()));
+        connection.client = Some(client);
+    }
     if session_present {
         connection.resend_inflight();
     }
@@ -327,7 +379,10 @@ async fn admit(
         let io = (&mut *socket, &mut *input);
         let done = enhanced_auth::authenticate(connect, &method, broker, io, config.connect_timeout)
             .await
-            .map_err(refused)?;
+            .map_err(|refusal| {
+                broker.metrics.auth_failures.add(AuthFailure::EnhancedAuth);
+                refused(refusal)
+            })?;
         user = Some(done.user.into_boxed_str());
         let exchange = Box::new(enhanced_auth::ConnectionAuth { method, exchange: None });
         auth = Some((exchange, done.data));
@@ -346,6 +401,7 @@ async fn admit(
             Some(name) if user.is_none() => user = Some(name.into_boxed_str()),
             Some(_) => {}
             None => {
+                broker.metrics.auth_failures.add(AuthFailure::NoCertificate);
                 let why = "this listener needs a client certificate";
                 return Err(refused((ReasonCode::NOT_AUTHORIZED, why.into())));
             }
@@ -356,10 +412,12 @@ async fn admit(
         match security.login(connect.username.as_deref(), connect.password.as_deref()) {
             Login::Accepted(name) => user = name.map(String::into_boxed_str),
             Login::AnonymousRefused => {
+                broker.metrics.auth_failures.add(AuthFailure::Anonymous);
                 let why = "anonymous clients are not allowed";
                 return Err(refused((ReasonCode::NOT_AUTHORIZED, why.into())));
             }
             Login::BadCredentials => {
+                broker.metrics.auth_failures.add(AuthFailure::BadCredentials);
                 // Slows password guessing down: one answer per delay per connection.
                 tokio::time::sleep(config.auth_failure_delay).await;
                 // mosquitto's answer to every failed password check, a user name without
@@ -597,6 +655,8 @@ fn connection(
         acl_enforced,
         hold: 0,
         counters: Default::default(),
+        listener,
+        client: None,
         info,
     }
 }

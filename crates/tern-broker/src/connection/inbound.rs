@@ -1,6 +1,8 @@
 //! Handling of each packet a connected client sends.
 
 use super::{Close, Connection, TOPIC_ALIAS_MAXIMUM};
+use crate::events::{Event, EventKind, Origin};
+use crate::metrics::DropReason;
 use crate::shared::parse_share;
 use std::sync::atomic::Ordering::Relaxed;
 use tern_proto::*;
@@ -67,8 +69,8 @@ impl Connection {
     }
 
     fn on_publish(&mut self, mut publish: Publish) -> Result<(), Close> {
-        self.counters.messages_received += 1;
         if crate::sys::over_memory_limit() {
+            self.broker.metrics.dropped(DropReason::MemoryLimit);
             // mosquitto's memory_limit: the message is dropped, its publisher disconnected.
             return Err(Close::Gone("memory_limit reached: message dropped".into()));
         }
@@ -159,6 +161,7 @@ impl Connection {
         let refuses = self.broker.store.as_ref().is_some_and(|s| s.refuses_publishes());
         if refuses {
             self.broker.metrics.publishes_refused.fetch_add(1, Relaxed);
+            self.broker.metrics.dropped(DropReason::StoreUnwritable);
             if !self.version.is_v5() {
                 return Err(Close::Gone(STORE_REFUSES.into()));
             }
@@ -188,13 +191,16 @@ impl Connection {
     fn check_publish(&self, publish: &Publish) -> (ReasonCode, &'static str) {
         let limit = self.message_size_limit;
         if limit != 0 && publish.payload.len() > limit {
+            self.broker.metrics.dropped(DropReason::MessageSizeLimit);
             tracing::info!(client = %self.session.client_id, "message of {} bytes exceeds message_size_limit {limit}: dropped", publish.payload.len());
             return (ReasonCode::QUOTA_EXCEEDED, "payload exceeds message_size_limit");
         }
         if publish.topic.starts_with("$SYS") {
+            self.broker.metrics.dropped(DropReason::NotAuthorized);
             return (ReasonCode::NOT_AUTHORIZED, "clients may not publish to $SYS");
         }
         if !self.topic_within_limits(&publish.topic) {
+            self.broker.metrics.dropped(DropReason::TopicLimits);
             return (
                 ReasonCode::TOPIC_NAME_INVALID,
                 "topic exceeds max_topic_levels or max_topic_length",
@@ -204,6 +210,7 @@ impl Connection {
             let state = self.session.state.lock();
             if let Some(access) = &state.access {
                 if !access.may_write(&self.session.client_id, &publish.topic) {
+                    self.broker.metrics.dropped(DropReason::NotAuthorized);
                     tracing::info!(client = %self.session.client_id, topic = %publish.topic, "publish denied by the ACL");
                     return (
                         ReasonCode::NOT_AUTHORIZED,
@@ -317,6 +324,9 @@ impl Connection {
             });
             self.broker.router.retain_from(&publish, source);
         }
+        self.broker.events().emit(EventKind::Published, || {
+            crate::events::published(&publish, Origin::Client(self.session.client_id.clone()))
+        });
         self.broker
             .router
             .publish(&publish, Some(self.session.id), &self.broker.metrics)
@@ -419,6 +429,11 @@ impl Connection {
                 self.session.persist(&mut state, false);
             }
             reason_codes.push(ReasonCode(options.qos as u8));
+            self.broker.events().emit(EventKind::Subscribed, || Event::Subscribed {
+                client_id: self.session.client_id.clone(),
+                filter: filter.clone(),
+                qos: options.qos,
+            });
             let send = match options.retain_handling {
                 // Retained messages are not sent to a new shared subscription [MQTT-4.8.2].
                 _ if shared => false,
@@ -480,6 +495,14 @@ impl Connection {
             let (filter, _, unmapped) = self.broker_filter(filter.clone());
             let filter = &filter;
             let existed = unmapped.is_none() && self.broker.router.unsubscribe(self.session.id, filter);
+            if existed {
+                self.broker
+                    .events()
+                    .emit(EventKind::Unsubscribed, || Event::Unsubscribed {
+                        client_id: self.session.client_id.clone(),
+                        filter: filter.clone(),
+                    });
+            }
             {
                 let mut state = self.session.state.lock();
                 state.subscriptions.remove(filter);

@@ -16,7 +16,8 @@ use transport::Socket;
 
 use crate::admission::Slot;
 use crate::broker::BrokerState;
-use crate::metrics::LocalCounters;
+use crate::events::{ClientInfo, DisconnectReason, Event, EventKind};
+use crate::metrics::{DropReason, LocalCounters};
 use crate::router::Feed;
 use crate::session::{Expiry, PendingWill, Session};
 use crate::store::records::StoredStage;
@@ -26,7 +27,7 @@ use bytes::{Buf, BytesMut};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tern_core::Stage;
 use tern_proto::{
     encode, ByteStr, DecodeError, Disconnect, Packet, Properties, Property, ProtocolVersion, PublishFrame,
@@ -135,8 +136,28 @@ pub(crate) struct Connection {
     /// The enhanced-authentication method of CONNECT, for re-authentication (5.0).
     auth: Option<Box<enhanced_auth::ConnectionAuth>>,
     counters: LocalCounters,
+    /// The index of the listener that accepted it.
+    listener: usize,
+    /// Who the client is, for its disconnected event; only when some consumer of the
+    /// event stream wanted connection events when it connected.
+    client: Option<Arc<ClientInfo>>,
     /// What the admin facade sees of this connection (traffic, kick).
     info: Arc<crate::admin::ConnectionInfo>,
+}
+
+/// Why a connection ended, as the event stream says it.
+fn event_reason(close: &Close) -> DisconnectReason {
+    match close {
+        Close::Disconnect { publish_will: false } => DisconnectReason::Normal,
+        Close::Disconnect { publish_will: true } => DisconnectReason::NormalWithWill,
+        Close::Gone(_) => DisconnectReason::ConnectionLost,
+        Close::Violation { .. } => DisconnectReason::ProtocolError,
+        Close::KeepAliveTimeout => DisconnectReason::KeepAliveTimeout,
+        Close::TakenOver(_) => DisconnectReason::TakenOver,
+        Close::Shutdown => DisconnectReason::ServerShutdown,
+        #[allow(unreachable_patterns)]
+        _ => DisconnectReason::Kicked,
+    }
 }
 
 /// Topic aliases from the broker to one client (5.0): the first message on a topic sends
@@ -309,6 +330,10 @@ async fn set_up(mut socket: Socket, peer: SocketAddr, broker: Arc<BrokerState>, 
             return None;
         }
         Err(_) => {
+            broker
+                .metrics
+                .refused
+                .add(crate::metrics::RefusalReason::ConnectTimeout);
             tracing::info!(%peer, "no CONNECT within {connect_timeout:?}: closing");
             return None;
         }
@@ -504,8 +529,12 @@ impl Connection {
     /// Decodes and handles every complete packet in `input`.
     fn handle_input(&mut self, input: &mut BytesMut, max_packet_size: usize) -> Result<(), Close> {
         loop {
+            let before = input.len();
             match tern_proto::decode(input, self.version, max_packet_size) {
                 Ok(Some(packet)) => {
+                    if let Packet::Publish(publish) = &packet {
+                        self.counters.publish_received(publish.qos, before - input.len());
+                    }
                     if packet_log::enabled() {
                         packet_log::received(&self.session.client_id, &packet);
                     }
@@ -551,6 +580,7 @@ impl Connection {
                 _ => sendable.delivery.frame_for(v5),
             };
             let Some(frame) = frame else {
+                self.broker.metrics.dropped(DropReason::Expired);
                 state.outbox.forget(sendable.packet_id);
                 self.session.forget_message(sendable.delivery.seq);
                 continue;
@@ -559,6 +589,7 @@ impl Connection {
             if frame.len() - saved > self.client_max_packet_size {
                 // [MQTT-3.1.2-25]: never send more than the client accepts; the message is
                 // dropped for this client as if it had been acknowledged.
+                self.broker.metrics.dropped(DropReason::TooLargeForClient);
                 state.outbox.forget(sendable.packet_id);
                 self.session.forget_message(sendable.delivery.seq);
                 continue;
@@ -593,7 +624,7 @@ impl Connection {
             if packet_log::enabled() {
                 packet_log::sending_written(&self.session.client_id, &self.out, start, self.version);
             }
-            self.counters.messages_sent += 1;
+            self.counters.publish_sent(sendable.qos, self.out.len() - start);
         }
     }
 
@@ -621,7 +652,11 @@ impl Connection {
                                 continue;
                             }
                         }
-                        self.counters.messages_sent += 1;
+                        let qos = match inflight.stage {
+                            Stage::AwaitingPublishAck => QoS::AtLeastOnce,
+                            _ => QoS::ExactlyOnce,
+                        };
+                        self.counters.publish_sent(qos, frame.len());
                     }
                 }
                 Stage::AwaitingPublishComplete => {
@@ -631,6 +666,10 @@ impl Connection {
                     }
                 }
             }
+        }
+        for (packet_id, seq) in unmapped {
+            state.outbox.forget(packet_id);
+            self.session.forget_message(seq);
         }
     }
 
@@ -659,10 +698,6 @@ impl Connection {
         }
         if let Err(e) = encode(packet, self.version, &mut self.out) {
             tracing::error!(client = %self.session.client_id, "cannot encode {}: {e}", packet.packet_type());
-        }
-        for (packet_id, seq) in unmapped {
-            state.outbox.forget(packet_id);
-            self.session.forget_message(seq);
         }
     }
 
@@ -731,7 +766,18 @@ impl Connection {
         }
         self.info.count(&self.counters);
         self.broker.metrics.flush(&mut self.counters);
-        self.broker.metrics.client_disconnected();
+        self.broker.metrics.client_disconnected(self.listener);
+        if let Some(client) = self.client.take() {
+            // Before the takeover is answered: a newcomer's connected event comes after.
+            self.broker
+                .events()
+                .emit(EventKind::Disconnected, || Event::Disconnected {
+                    client,
+                    reason: event_reason(&close),
+                    detail: Arc::from(log.as_str()),
+                    at: SystemTime::now(),
+                });
+        }
         // Closed for the client only once the session is detached and the will published
         // or scheduled: the end of the stream tells a client (and a test) that all of it
         // has happened.
@@ -754,7 +800,7 @@ impl Connection {
             0
         };
         if delay == 0 || session_ended {
-            self.broker.publish_will(will, self.session.id);
+            self.broker.publish_will(will, &self.session);
             return;
         }
         let mut state = self.session.state.lock();

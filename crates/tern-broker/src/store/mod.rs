@@ -98,7 +98,14 @@ pub struct Store {
     writable: AtomicBool,
     /// Commits that failed since start, for `$SYS` and the metrics.
     write_failures: AtomicU64,
+    /// How long commits take (seconds), for the metrics.
+    commit_seconds: crate::metrics::Histogram,
 }
+
+/// Upper bounds of the commit duration histogram, in seconds.
+const COMMIT_BOUNDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 impl Store {
     /// Opens (or creates) the store under `dir` and reads everything in it. A damaged file
@@ -117,6 +124,7 @@ impl Store {
             writer: Mutex::new(None),
             writable: AtomicBool::new(true),
             write_failures: AtomicU64::new(0),
+            commit_seconds: crate::metrics::Histogram::new(COMMIT_BOUNDS),
         });
         let writer_store = store.clone();
         let handle = std::thread::Builder::new()
@@ -144,6 +152,11 @@ impl Store {
     }
 
     /// Commits that failed since start.
+    /// How long commits (successful or not) took, in seconds.
+    pub fn commit_seconds(&self) -> &crate::metrics::Histogram {
+        &self.commit_seconds
+    }
+
     pub fn write_failures(&self) -> u64 {
         self.write_failures.load(Relaxed)
     }

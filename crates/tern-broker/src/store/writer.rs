@@ -105,7 +105,10 @@ impl<'a> Writer<'a> {
     /// whether it succeeded.
     fn commit(&mut self, fsync: bool) -> bool {
         super::coalesce(&mut self.pending);
-        match self.try_commit(fsync) {
+        let started = Instant::now();
+        let result = self.try_commit(fsync);
+        self.store.commit_seconds.observe_duration(started.elapsed());
+        match result {
             Ok(()) => {
                 self.pending.clear();
                 if self.retry_at.take().is_some() {

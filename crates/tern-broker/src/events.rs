@@ -1,0 +1,349 @@
+//! The broker's event stream: what happens to clients and messages (connected,
+//! disconnected with its reason, published with its origin, subscribed, unsubscribed,
+//! dropped), for consumers that live beside the broker: presence (`presence.rs`), and
+//! later status topics, a last event cache, a historian, rules, the cluster.
+//!
+//! Consumers never slow the broker down. Events go through a bounded
+//! `tokio::sync::broadcast` ring: emitting never waits, and a consumer that falls more
+//! than the ring's length behind loses the oldest events (it is told how many, and
+//! `tern_events_lost_total` counts them). Each consumer says which kinds it wants; the
+//! stream keeps a count of interested consumers per kind, so emitting a kind nobody wants
+//! costs one relaxed atomic load and builds nothing. Events of one connection are emitted
+//! by its task in order, and the ring keeps the order in which they were emitted.
+
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tern_proto::{ByteStr, ProtocolVersion, Publish, QoS};
+use tokio::sync::broadcast;
+
+use crate::metrics::DropReason;
+
+/// Events held for the slowest consumer before it starts losing them.
+pub const CAPACITY: usize = 4096;
+
+/// The kinds of event, each of which a consumer asks for separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Connected,
+    Disconnected,
+    Published,
+    Subscribed,
+    Unsubscribed,
+    Dropped,
+}
+
+const KINDS: usize = 6;
+
+/// Who a connected client is, shared by its connected and disconnected events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub client_id: ByteStr,
+    /// The user it authenticated as, if any.
+    pub user: Option<Box<str>>,
+    pub address: SocketAddr,
+    pub protocol: ProtocolVersion,
+    /// The index of the listener that accepted it.
+    pub listener: usize,
+    pub clean_start: bool,
+    pub keep_alive: u16,
+    /// When its CONNACK was sent (wall clock).
+    pub connected_at: SystemTime,
+}
+
+/// Why a client's connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// DISCONNECT from the client.
+    Normal,
+    /// DISCONNECT with reason 0x04 (publish my will).
+    NormalWithWill,
+    /// The socket closed or failed without DISCONNECT.
+    ConnectionLost,
+    /// A malformed packet or protocol violation.
+    ProtocolError,
+    KeepAliveTimeout,
+    /// Another connection with the same client id took the session over.
+    TakenOver,
+    ServerShutdown,
+    /// Closed by an operator (the admin API).
+    Kicked,
+}
+
+impl DisconnectReason {
+    /// The name used in presence events and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            DisconnectReason::Normal => "normal",
+            DisconnectReason::NormalWithWill => "normal with will",
+            DisconnectReason::ConnectionLost => "connection lost",
+            DisconnectReason::ProtocolError => "protocol error",
+            DisconnectReason::KeepAliveTimeout => "keepalive timeout",
+            DisconnectReason::TakenOver => "taken over",
+            DisconnectReason::ServerShutdown => "server shutdown",
+            DisconnectReason::Kicked => "kicked",
+        }
+    }
+}
+
+/// Where a published message came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A PUBLISH from the client with this id.
+    Client(ByteStr),
+    /// The will of the client with this id.
+    Will(ByteStr),
+    /// The admin API.
+    Api,
+    /// Another node of a cluster.
+    Node(Arc<str>),
+}
+
+/// Something that happened in the broker.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Connected(Arc<ClientInfo>),
+    Disconnected {
+        client: Arc<ClientInfo>,
+        reason: DisconnectReason,
+        /// What the log says about it (e.g. the protocol rule broken).
+        detail: Arc<str>,
+        at: SystemTime,
+    },
+    /// A message accepted for routing. Topic and payload share the publisher's buffer.
+    Published {
+        topic: ByteStr,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        origin: Origin,
+    },
+    Subscribed {
+        client_id: ByteStr,
+        filter: ByteStr,
+        qos: QoS,
+    },
+    Unsubscribed {
+        client_id: ByteStr,
+        filter: ByteStr,
+    },
+    /// A message not delivered to `client_id` (or, when empty, not forwarded at all).
+    Dropped {
+        client_id: ByteStr,
+        reason: DropReason,
+    },
+}
+
+/// The event of a message accepted for routing from `origin`.
+pub fn published(publish: &Publish, origin: Origin) -> Event {
+    Event::Published {
+        topic: publish.topic.clone(),
+        payload: publish.payload.clone(),
+        qos: publish.qos,
+        retain: publish.retain,
+        origin,
+    }
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Connected(_) => EventKind::Connected,
+            Event::Disconnected { .. } => EventKind::Disconnected,
+            Event::Published { .. } => EventKind::Published,
+            Event::Subscribed { .. } => EventKind::Subscribed,
+            Event::Unsubscribed { .. } => EventKind::Unsubscribed,
+            Event::Dropped { .. } => EventKind::Dropped,
+        }
+    }
+}
+
+/// What the stream and its receivers share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Receivers interested in each kind.
+    interest: [AtomicUsize; KINDS],
+    /// Events lost by consumers that fell behind, summed over consumers.
+    lost: AtomicU64,
+}
+
+/// The sending side, owned by the broker.
+#[derive(Debug)]
+pub struct EventStream {
+    tx: broadcast::Sender<Event>,
+    shared: Arc<Shared>,
+}
+
+impl Default for EventStream {
+    fn default() -> Self {
+        EventStream::with_capacity(CAPACITY)
+    }
+}
+
+impl EventStream {
+    pub fn with_capacity(capacity: usize) -> EventStream {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        EventStream {
+            tx,
+            shared: Arc::default(),
+        }
+    }
+
+    /// Whether some consumer wants events of `kind`: check before building one.
+    #[inline]
+    pub fn wants(&self, kind: EventKind) -> bool {
+        self.shared.interest[kind as usize].load(Relaxed) > 0
+    }
+
+    /// Emits the event `make` builds, if some consumer wants `kind`. Never waits.
+    #[inline]
+    pub fn emit(&self, kind: EventKind, make: impl FnOnce() -> Event) {
+        if self.wants(kind) {
+            let _ = self.tx.send(make());
+        }
+    }
+
+    /// A new consumer of the events of `kinds` emitted from now on.
+    pub fn subscribe(&self, kinds: &[EventKind]) -> EventReceiver {
+        let mut mask = 0u8;
+        for kind in kinds {
+            if mask & (1 << *kind as u8) == 0 {
+                mask |= 1 << *kind as u8;
+                self.shared.interest[*kind as usize].fetch_add(1, Relaxed);
+            }
+        }
+        EventReceiver {
+            rx: self.tx.subscribe(),
+            mask,
+            shared: self.shared.clone(),
+            lost: 0,
+        }
+    }
+
+    /// Events lost by consumers that fell behind, since start.
+    pub fn lost(&self) -> u64 {
+        self.shared.lost.load(Relaxed)
+    }
+}
+
+/// One consumer's end of the stream.
+#[derive(Debug)]
+pub struct EventReceiver {
+    rx: broadcast::Receiver<Event>,
+    /// The kinds asked for, one bit each.
+    mask: u8,
+    shared: Arc<Shared>,
+    lost: u64,
+}
+
+impl EventReceiver {
+    /// The next event of the kinds asked for; `None` once the broker is gone. Events lost
+    /// by falling behind are counted (see [`EventReceiver::lost`]) and skipped.
+    pub async fn recv(&mut self) -> Option<Event> {
+        loop {
+            match self.rx.recv().await {
+                Ok(event) if self.mask & (1 << event.kind() as u8) != 0 => return Some(event),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => self.fell_behind(n),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next event if one is waiting, without waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(event) if self.mask & (1 << event.kind() as u8) != 0 => return Some(event),
+                Ok(_) => {}
+                Err(broadcast::error::TryRecvError::Lagged(n)) => self.fell_behind(n),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn fell_behind(&mut self, n: u64) {
+        self.lost += n;
+        self.shared.lost.fetch_add(n, Relaxed);
+        tracing::warn!(
+            "an event consumer fell behind: {n} events lost ({} in total)",
+            self.lost
+        );
+    }
+
+    /// Events this consumer lost by falling behind.
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+}
+
+impl Drop for EventReceiver {
+    fn drop(&mut self) {
+        for (kind, interest) in self.shared.interest.iter().enumerate() {
+            if self.mask & (1 << kind) != 0 {
+                interest.fetch_sub(1, Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscribed(filter: &str) -> Event {
+        Event::Subscribed {
+            client_id: ByteStr::from("c"),
+            filter: ByteStr::from(filter),
+            qos: QoS::AtMostOnce,
+        }
+    }
+
+    #[test]
+    fn nothing_is_built_while_no_one_wants_the_kind() {
+        let stream = EventStream::default();
+        stream.emit(EventKind::Subscribed, || unreachable!("built without a consumer"));
+        let receiver = stream.subscribe(&[EventKind::Connected]);
+        stream.emit(EventKind::Subscribed, || {
+            unreachable!("built for a consumer of another kind")
+        });
+        assert!(stream.wants(EventKind::Connected));
+        drop(receiver);
+        assert!(!stream.wants(EventKind::Connected));
+    }
+
+    #[test]
+    fn a_consumer_gets_only_its_kinds_in_emission_order() {
+        let stream = EventStream::default();
+        let mut receiver = stream.subscribe(&[EventKind::Subscribed]);
+        let _other = stream.subscribe(&[EventKind::Unsubscribed]);
+        stream.emit(EventKind::Subscribed, || subscribed("a"));
+        stream.emit(EventKind::Unsubscribed, || Event::Unsubscribed {
+            client_id: ByteStr::from("c"),
+            filter: ByteStr::from("x"),
+        });
+        stream.emit(EventKind::Subscribed, || subscribed("b"));
+        let filters: Vec<String> = std::iter::from_fn(|| receiver.try_recv())
+            .map(|e| match e {
+                Event::Subscribed { filter, .. } => filter.to_string(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(filters, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_consumer_that_falls_behind_loses_the_oldest_events_and_the_emitter_never_waits() {
+        let stream = EventStream::with_capacity(4);
+        let mut receiver = stream.subscribe(&[EventKind::Subscribed]);
+        for i in 0..10 {
+            stream.emit(EventKind::Subscribed, || subscribed(&i.to_string()));
+        }
+        let first = receiver.try_recv();
+        assert!(matches!(first, Some(Event::Subscribed { filter, .. }) if &*filter == "6"));
+        assert_eq!(receiver.lost(), 6);
+        assert_eq!(stream.lost(), 6);
+    }
+}
