@@ -9,7 +9,7 @@
 //! (port in use, store locked) is reported on standard error with status 1.
 
 use anyhow::{bail, Context, Result};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use tern_broker::config::{ListenerConfig, LogDest};
@@ -131,125 +131,6 @@ async fn bind(config: Config, args: &BrokerArgs) -> Result<Broker> {
     }
 }
 
-fn init_logging(config: &Config) -> Result<()> {
-    use tracing_subscriber::fmt::writer::BoxMakeWriter;
-    let level = if config.verbose { "debug" } else { "info" };
-    let mut filter = tracing_subscriber::EnvFilter::try_from_env("TERN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    if config.verbose {
-        // -v and log_type debug/all show every packet, whatever TERN_LOG says.
-        filter = filter.add_directive(tracing_subscriber::filter::LevelFilter::DEBUG.into());
-    }
-    if !std::env::var("TERN_LOG").is_ok_and(|v| v.contains("rustls")) {
-        // rustls warns for every client that sends an IP address as SNI (mosquitto_pub
-        // -h 127.0.0.1 does), which is harmless: the name is ignored.
-        if let Ok(quiet) = "rustls::msgs::handshake=error".parse() {
-            filter = filter.add_directive(quiet);
-        }
-    }
-    let (writer, ansi) = match config.log_dest.first() {
-        None | Some(LogDest::Stderr) => (BoxMakeWriter::new(std::io::stderr), std::io::stderr().is_terminal()),
-        Some(LogDest::Stdout) => (BoxMakeWriter::new(std::io::stdout), std::io::stdout().is_terminal()),
-        Some(LogDest::None) => (BoxMakeWriter::new(std::io::sink), false),
-        Some(LogDest::File(path)) => {
-            let file = std::sync::Arc::new(LogFile::open(path)?);
-            let _ = LOG_FILE.set(file.clone());
-            (BoxMakeWriter::new(file), false)
-        }
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi)
-        .with_writer(writer);
-    // mosquitto's log_timestamp and log_timestamp_format.
-    match (config.log_timestamp, &config.log_timestamp_format) {
-        (false, _) => builder.without_time().init(),
-        (true, Some(format)) => builder.with_timer(Strftime::new(format)?).init(),
-        (true, None) => builder.init(),
-    }
-    Ok(())
-}
-
-/// The log file of `log_dest file`, reopened on SIGHUP: logrotate (Debian's
-/// /etc/logrotate.d/mosquitto among them) moves it away and signals the broker.
-static LOG_FILE: std::sync::OnceLock<std::sync::Arc<LogFile>> = std::sync::OnceLock::new();
-
-/// A log file that can be opened again under its name.
-struct LogFile {
-    path: PathBuf,
-    file: std::sync::Mutex<std::fs::File>,
-}
-
-impl LogFile {
-    fn open(path: &Path) -> Result<LogFile> {
-        let file = Self::open_file(path).with_context(|| format!("cannot open log file {}", path.display()))?;
-        Ok(LogFile {
-            path: path.to_path_buf(),
-            file: std::sync::Mutex::new(file),
-        })
-    }
-
-    fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
-        std::fs::OpenOptions::new().create(true).append(true).open(path)
-    }
-
-    /// Opens the file under its name again; lines go on to the old one if that fails.
-    fn reopen(&self) -> std::io::Result<()> {
-        let file = Self::open_file(&self.path)?;
-        if let Ok(mut current) = self.file.lock() {
-            *current = file;
-        }
-        Ok(())
-    }
-}
-
-impl Write for &LogFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.file.lock() {
-            Ok(mut file) => file.write(buf),
-            Err(_) => Ok(buf.len()),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self.file.lock() {
-            Ok(mut file) => file.flush(),
-            Err(_) => Ok(()),
-        }
-    }
-}
-
-/// Log timestamps in a strftime format (log_timestamp_format), in local time.
-struct Strftime(std::ffi::CString);
-
-impl Strftime {
-    fn new(format: &str) -> Result<Strftime> {
-        let format = std::ffi::CString::new(format).context("log_timestamp_format contains a NUL byte")?;
-        Ok(Strftime(format))
-    }
-}
-
-impl tracing_subscriber::fmt::time::FormatTime for Strftime {
-    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
-        // SAFETY: time with a null pointer only returns the time; localtime_r fills the
-        // zeroed `tm` this function owns (or fails, returning null); strftime writes at
-        // most `buf.len()` bytes into `buf` and returns how many (0 if it did not fit),
-        // reading the NUL-terminated format and `tm`.
-        let written = unsafe {
-            let now = libc::time(std::ptr::null_mut());
-            let mut tm: libc::tm = std::mem::zeroed();
-            if libc::localtime_r(&now, &mut tm).is_null() {
-                return Ok(());
-            }
-            let mut buf = [0u8; 256];
-            let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), self.0.as_ptr(), &tm);
-            String::from_utf8_lossy(&buf[..n]).into_owned()
-        };
-        w.write_str(&written)
-    }
-}
-
 /// The daemon's side of `-d`: the pipe its waiting parent reads.
 struct Detach {
     to_parent: OwnedFd,
@@ -325,7 +206,7 @@ impl Detach {
 pub fn run(args: BrokerArgs) -> Result<()> {
     let config = build_config(&args)?;
     let detach = if args.daemon { Some(daemonize()?) } else { None };
-    init_logging(&config)?;
+    crate::broker_log::init(&config)?;
     if let Some(pid_file) = &config.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("cannot write pid file {}", pid_file.display()))?;
@@ -390,6 +271,7 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
         detach.ready();
     }
     let handle = broker.handle();
+    crate::broker_log::start_topic(&handle);
     let running = tokio::spawn(broker.run());
     loop {
         tokio::select! {
@@ -439,12 +321,7 @@ fn drop_privileges(user: &str) -> Result<()> {
 }
 
 fn reload(handle: &tern_broker::BrokerHandle, args: &BrokerArgs) {
-    if let Some(log) = LOG_FILE.get() {
-        match log.reopen() {
-            Ok(()) => tracing::info!("SIGHUP: log file {} reopened", log.path.display()),
-            Err(e) => tracing::error!("SIGHUP: cannot reopen log file {}: {e}", log.path.display()),
-        }
-    }
+    crate::broker_log::reopen_file();
     if args.config.is_none() {
         tracing::info!("SIGHUP: no configuration file to reload");
         return;

@@ -6,6 +6,7 @@
 mod admin_cmd;
 mod bench;
 mod broker_cmd;
+mod broker_log;
 mod tools;
 
 use clap::{Parser, Subcommand};

@@ -64,7 +64,8 @@ impl Admin {
     fn session(&self, client_id: &str) -> Result<Arc<Session>, AdminError> {
         self.state
             .sessions
-            .with(|map| map.get(client_id).cloned())
+            // Looked up as a ByteStr: its hash is not that of a str.
+            .with(|map| map.get(&ByteStr::from(client_id)).cloned())
             .ok_or_else(|| AdminError::NotFound {
                 what: "client",
                 name: client_id.to_string(),

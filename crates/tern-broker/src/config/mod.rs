@@ -158,6 +158,10 @@ pub enum LogDest {
     Stdout,
     Stderr,
     File(PathBuf),
+    /// RFC 3164 datagrams to /dev/log.
+    Syslog,
+    /// Published as `$SYS/broker/log/<E|W|I>`.
+    Topic,
     None,
 }
 
@@ -202,6 +206,8 @@ pub struct Config {
     /// Debug-level logging (mosquitto's `log_type debug` or `-v`).
     pub verbose: bool,
     pub log_dest: Vec<LogDest>,
+    /// mosquitto's log_facility: syslog lines go to local0-local7 instead of daemon.
+    pub log_facility: Option<u8>,
     /// Written with the broker's process id at start.
     pub pid_file: Option<PathBuf>,
     /// When started as root, the user (and its primary group) to run as once the
@@ -299,6 +305,7 @@ impl Default for Config {
             presence_events: false,
             verbose: false,
             log_dest: Vec::new(),
+            log_facility: None,
             pid_file: None,
             user: None,
             source: None,

@@ -290,12 +290,18 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
             ["stderr"] => LogDest::Stderr,
             ["none"] => LogDest::None,
             ["file", file] => LogDest::File(PathBuf::from(file)),
-            ["syslog"] | ["topic"] | ["dlt"] => bail!(
-                "log destination {} is not supported; use stdout, stderr or file",
-                args[0]
-            ),
-            _ => bail!("expected stdout, stderr, none or file PATH"),
+            ["syslog"] => LogDest::Syslog,
+            ["topic"] => LogDest::Topic,
+            ["dlt"] => bail!("log destination dlt is not supported; use stdout, stderr, file, syslog or topic"),
+            _ => bail!("expected stdout, stderr, syslog, topic, none or file PATH"),
         }),
+        "log_facility" => {
+            let n: u8 = number(args)?;
+            if n > 7 {
+                bail!("{n}: use 0 to 7 (syslog facilities local0 to local7)");
+            }
+            config.log_facility = Some(n);
+        }
         "log_timestamp" => config.log_timestamp = boolean(args)?,
         // A strftime format, which may contain spaces: the rest of the line.
         "log_timestamp_format" => match args {
@@ -438,7 +444,6 @@ fn refusal(directive: &str) -> Option<String> {
             "Tern's TLS (rustls) offers only its own modern cipher suites and keys in PEM files; remove this line"
         }
         "websockets_log_level" | "websockets_headers_size" | "http_dir" => "websockets listeners are not supported yet",
-        "log_facility" => "syslog is not supported; use log_dest stderr (journald) or log_dest file",
         _ => return None,
     };
     Some(why.to_string())

@@ -30,6 +30,7 @@ struct File {
     presence_events: Option<bool>,
     verbose: Option<bool>,
     log_dest: Option<Vec<String>>,
+    log_facility: Option<u8>,
     pid_file: Option<PathBuf>,
     shared_subscription_strategy: Option<String>,
     server_reference: Option<String>,
@@ -250,6 +251,14 @@ pub(super) fn parse(text: &str) -> Result<Config> {
     c.auto_id_prefix = file.auto_id_prefix;
     c.clientid_prefixes = file.clientid_prefixes;
     c.log_timestamp_format = file.log_timestamp_format;
+    if let Some(n) = file.log_facility {
+        if n > 7 {
+            return Err(anyhow!(
+                "log_facility: {n}: use 0 to 7 (syslog facilities local0 to local7)"
+            ));
+        }
+        c.log_facility = Some(n);
+    }
     let _ = file.set_tcp_nodelay;
     if let Some(size) = file.max_packet_size {
         c.packet_size_limit = size;
@@ -263,6 +272,8 @@ pub(super) fn parse(text: &str) -> Result<Config> {
             "stdout" => LogDest::Stdout,
             "stderr" => LogDest::Stderr,
             "none" => LogDest::None,
+            "syslog" => LogDest::Syslog,
+            "topic" => LogDest::Topic,
             path => LogDest::File(PathBuf::from(path.strip_prefix("file ").unwrap_or(path))),
         });
     }

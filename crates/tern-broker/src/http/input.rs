@@ -170,8 +170,20 @@ fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::bad("cursor", "not a cursor this API gave out"))
 }
 
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than {MAX_BODY} bytes"),
+        Some("body"),
+    )
+}
+
 /// Reads a body of at most [`MAX_BODY`] bytes within [`BODY_TIMEOUT`].
 pub async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
+    if axum::body::HttpBody::size_hint(&body).lower() > MAX_BODY as u64 {
+        // Announced too large (Content-Length): refused before a byte of it is read.
+        return Err(too_large());
+    }
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
         Err(_) => Err(ApiError::new(
@@ -179,11 +191,7 @@ pub async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
             "the request body did not arrive in time",
             Some("body"),
         )),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than {MAX_BODY} bytes"),
-            Some("body"),
-        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Ok(Err(_)) => Err(ApiError::bad("body", "the request body could not be read")),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
