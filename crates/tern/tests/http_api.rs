@@ -528,6 +528,10 @@ fn bad_input_gets_a_4xx_naming_what_was_wrong() {
         .refused(400, "properties.payload_format_indicator");
     post(br#"{"topic": "a", "properties": {"response_topic": "r/+"}}"#).refused(400, "properties.response_topic");
     post(br#"{"topic": "a", "properties": {"user_properties": [["k"]]}}"#).refused(400, "properties.user_properties");
+    post(br#"{"topic": "a\u0000b"}"#).refused(400, "topic");
+    post(br#"{"topic": "a", "properties": {"content_type": "x\u0000"}}"#).refused(400, "properties.content_type");
+    post(br#"{"topic": "a", "payload_base64": "/w==", "properties": {"payload_format_indicator": 1}}"#)
+        .refused(400, "payload_base64");
     post(br#"{"topic": "a", "properties": {"message_expiry_interval": 5000000000}}"#)
         .refused(400, "properties.message_expiry_interval");
     // A body announced over 1 MiB is refused before it is read.
@@ -656,6 +660,7 @@ fn stats_listeners_readiness_metrics_and_reload() {
     let metrics = api.call("GET", "/metrics", None);
     assert_eq!(metrics.status, 200);
     assert_eq!(metrics.header("content-type"), Some("text/plain; version=0.0.4"));
+    assert!(String::from_utf8_lossy(&metrics.body).contains("tern_"), "{metrics:?}");
     let reload = api.call("POST", "/api/v1/reload", None);
     assert_eq!(reload.status, 202, "{reload:?}");
     assert!(api.broker.log_contains("reload requested through the HTTP API"));
@@ -732,4 +737,40 @@ fn connections_beyond_the_limit_are_closed_and_a_silent_one_times_out() {
         rest.is_empty() || String::from_utf8_lossy(&rest).starts_with("HTTP/1.1 408"),
         "{rest:?}"
     );
+}
+
+#[test]
+fn without_configuration_the_api_is_on_localhost_8080_or_the_broker_says_why_not() {
+    // `tern broker` without -c or -p takes 127.0.0.1:1883, which this test cannot choose.
+    if TcpStream::connect("127.0.0.1:1883").is_ok() {
+        eprintln!("skipped: 127.0.0.1:1883 is in use, and a broker without configuration needs it");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let key = create_key(data.path());
+    let broker = Background::tern(&["broker", "--data-dir", data.path().to_str().unwrap()]);
+    wait_until("the broker to start or fail", || {
+        broker.stderr_contains("listening on 127.0.0.1:1883") || broker.stderr_contains("tern: ")
+    });
+    if !broker.stderr_contains("listening on 127.0.0.1:1883") {
+        eprintln!("skipped: the broker could not take 127.0.0.1:1883 (taken meanwhile)");
+        return;
+    }
+    wait_until("the HTTP API line or the warning", || {
+        broker.stderr_contains("listening on 127.0.0.1:8080") || broker.stderr_contains("HTTP API not served")
+    });
+    if broker.stderr_contains("listening on 127.0.0.1:8080") {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(send(addr, "GET", "/healthz", &[], b"").status, 200);
+        send(addr, "GET", "/api/v1/stats", &[], b"").refused(401, "authorization");
+        let auth = format!("Bearer {}", key.secret);
+        assert_eq!(
+            send(addr, "GET", "/api/v1/stats", &[("Authorization", &auth)], b"").status,
+            200
+        );
+    }
+    // With or without the API, MQTT is served.
+    let mut client = Client::open("127.0.0.1:1883".parse().unwrap(), V311);
+    let ack = client.connect(&connect_packet(V311, "default-check", true, 30));
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
 }

@@ -341,6 +341,9 @@ impl Admin {
         if publish.retain {
             self.state.router.retain(&publish);
         }
+        self.state.events().emit(crate::events::EventKind::Published, || {
+            crate::events::published(&publish, crate::events::Origin::Api)
+        });
         Ok(self.state.router.publish(&publish, None, &self.state.metrics))
     }
 

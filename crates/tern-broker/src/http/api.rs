@@ -244,6 +244,7 @@ async fn publish(State(api): Api, RawQuery(q): RawQuery, body: Body) -> Answer {
 /// The message a publish body describes.
 fn publish_request(map: &Map<String, Value>) -> Result<PublishRequest, ApiError> {
     let topic: String = field(map, "topic", "")?.ok_or_else(|| ApiError::bad("topic", "missing"))?;
+    mqtt_string("topic", &topic)?;
     let payload = match (
         field::<String>(map, "payload", "")?,
         field::<String>(map, "payload_base64", "")?,
@@ -271,6 +272,12 @@ fn publish_request(map: &Map<String, Value>) -> Result<PublishRequest, ApiError>
         Some(Value::Object(p)) => properties(p)?,
         Some(_) => return Err(ApiError::bad("properties", "expected an object")),
     };
+    if properties.payload_format_indicator() == Some(1) && std::str::from_utf8(&payload).is_err() {
+        return Err(ApiError::bad(
+            "payload_base64",
+            "payload_format_indicator 1 says UTF-8, and the payload is not",
+        ));
+    }
     Ok(PublishRequest {
         topic,
         payload,
@@ -278,6 +285,18 @@ fn publish_request(map: &Map<String, Value>) -> Result<PublishRequest, ApiError>
         retain,
         properties,
     })
+}
+
+/// Checks that `text` can be an MQTT UTF-8 string: at most 65,535 bytes, no U+0000
+/// [MQTT-1.5.4-1, MQTT-1.5.4-2].
+fn mqtt_string(field: &str, text: &str) -> Result<(), ApiError> {
+    if text.len() > usize::from(u16::MAX) {
+        return Err(ApiError::bad(field, "longer than 65,535 bytes"));
+    }
+    if text.contains('\0') {
+        return Err(ApiError::bad(field, "contains U+0000, which MQTT strings may not"));
+    }
+    Ok(())
 }
 
 /// MQTT 5.0 properties of a published message.
@@ -303,10 +322,12 @@ fn properties(map: &Map<String, Value>) -> Result<Properties, ApiError> {
         out.push(Property::MessageExpiryInterval(v));
     }
     if let Some(v) = field::<String>(map, "content_type", P)? {
+        mqtt_string("properties.content_type", &v)?;
         out.push(Property::ContentType(ByteStr::from(v.as_str())));
     }
     if let Some(v) = field::<String>(map, "response_topic", P)? {
         tern_proto::topic::validate_topic_name(&v).map_err(|e| ApiError::bad("properties.response_topic", e))?;
+        mqtt_string("properties.response_topic", &v)?;
         out.push(Property::ResponseTopic(ByteStr::from(v.as_str())));
     }
     if let Some(v) = field::<String>(map, "correlation_data", P)? {
@@ -317,6 +338,8 @@ fn properties(map: &Map<String, Value>) -> Result<Properties, ApiError> {
     }
     if let Some(pairs) = field::<Vec<(String, String)>>(map, "user_properties", P)? {
         for (k, v) in pairs {
+            mqtt_string("properties.user_properties", &k)?;
+            mqtt_string("properties.user_properties", &v)?;
             out.push(Property::UserProperty((
                 ByteStr::from(k.as_str()),
                 ByteStr::from(v.as_str()),
