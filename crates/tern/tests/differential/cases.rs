@@ -46,6 +46,7 @@ pub fn all() -> Vec<Case> {
         cases.extend(crate::cases_errors::violation_cases(v));
         cases.extend(crate::cases_errors::directive_cases(v));
         cases.extend(crate::cases_errors::listener_directive_cases(v));
+        cases.extend(crate::cases_mount::mount_cases(v));
     }
     cases.extend(crate::cases_v5::v5_cases());
     cases.extend(crate::cases_errors::v5_limit_cases());
