@@ -349,3 +349,84 @@ fn a_bad_mount_point_stops_the_start_naming_file_and_line() {
         assert!(said.contains(says), "{said}");
     }
 }
+
+/// The topics a plain subscriber ("#") and a mounted one ("#") receive when a mounted
+/// client publishes `a/b` and a plain one `site/q` and `q`, on the broker whose plain
+/// listener is `plain` and mounted one `mounted`.
+fn topics_seen(plain: std::net::SocketAddr, mounted: std::net::SocketAddr) -> (Vec<String>, Vec<String>) {
+    let connect = |addr, id: &str| {
+        let mut c = Client::open(addr, V311);
+        let ack = c.connect(&connect_packet(V311, id, true, 60));
+        assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+        c
+    };
+    let mut plain_sub = connect(plain, "plain-sub");
+    plain_sub.subscribe("#", QoS::AtLeastOnce);
+    let mut mounted_sub = connect(mounted, "mounted-sub");
+    mounted_sub.subscribe("#", QoS::AtLeastOnce);
+    connect(mounted, "mounted-pub").publish("a/b", b"1", QoS::AtLeastOnce, false, 1);
+    let mut plain_pub = connect(plain, "plain-pub");
+    plain_pub.publish("site/q", b"2", QoS::AtLeastOnce, false, 1);
+    plain_pub.publish("q", b"3", QoS::AtLeastOnce, false, 2);
+    let mut seen = Vec::new();
+    for client in [&mut plain_sub, &mut mounted_sub] {
+        let mut topics = Vec::new();
+        client.drain(|c, p| {
+            if let Packet::Publish(p) = p {
+                c.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
+                // Not mosquitto's $SYS tree, which the plain "#" does not match anyway.
+                topics.push(p.topic.to_string());
+            }
+        });
+        topics.sort();
+        seen.push(topics);
+    }
+    let mounted_seen = seen.pop().unwrap();
+    (seen.pop().unwrap(), mounted_seen)
+}
+
+#[test]
+fn mosquitto_and_tern_deliver_the_same_topics_across_the_mount_point() {
+    let second = std::cell::Cell::new(0u16);
+    let config = |port: u16| {
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        second.set(free);
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\nlistener {free} 127.0.0.1\nmount_point site/\n")
+    };
+    let Some(mosquitto) = Mosquitto::start(Some(&config)) else {
+        return;
+    };
+    let theirs = topics_seen(mosquitto.addr, format!("127.0.0.1:{}", second.get()).parse().unwrap());
+    let pair = Pair::start(CONFIG);
+    let addrs = pair.broker.listening_addrs();
+    let ours = topics_seen(addrs[0], addrs[1]);
+    // The plain listener's client sees the same topics from both brokers.
+    assert_eq!(ours.0, ["q", "site/a/b", "site/q"]);
+    assert_eq!(ours.0, theirs.0);
+    // The mounted one sees the topics under the mount point, without it; mosquitto
+    // before 2.0.12 sends them with it (mosquitto issue 2244).
+    assert_eq!(ours.1, ["a/b", "q"]);
+    if mosquitto_version().is_some_and(|v| v < (2, 0, 12)) {
+        assert_eq!(theirs.1, ["site/a/b", "site/q"]);
+    } else {
+        assert_eq!(theirs.1, ours.1);
+    }
+}
+
+/// The installed mosquitto's version, from `mosquitto -h`.
+fn mosquitto_version() -> Option<(u32, u32, u32)> {
+    let program = if program_exists("mosquitto") {
+        "mosquitto"
+    } else {
+        "/usr/sbin/mosquitto"
+    };
+    let out = std::process::Command::new(program).arg("-h").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let word = text.split("version ").nth(1)?.split_whitespace().next()?.to_string();
+    let mut parts = word.split('.').map(|n| n.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+}
