@@ -345,9 +345,15 @@ impl BrokerHandle {
         self.state.shutdown.cancel();
     }
 
+    /// The admin facade over this broker (what the HTTP API, a console or an embedding
+    /// program reads and acts through).
+    pub fn admin(&self) -> crate::admin::Admin {
+        crate::admin::Admin::new(self.state.clone())
+    }
+
     /// Resolves when the HTTP API asks for a reload, which the caller performs as for SIGHUP.
     pub async fn reload_requested(&self) {
-        crate::admin::Admin::new(self.state.clone()).reload_requested().await
+        self.admin().reload_requested().await
     }
 
     /// Applies a new configuration. Limits apply to connections made from now on;

@@ -129,7 +129,8 @@ struct Api {
     broker: Broker,
     http: SocketAddr,
     key: Key,
-    data: tempfile::TempDir,
+    data: PathBuf,
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Api {
@@ -139,11 +140,18 @@ impl Api {
 
     /// With `extra` appended to the HTTP listener's lines.
     fn with(extra: &str) -> Api {
-        let data = tempfile::tempdir().unwrap();
-        let key = create_key(data.path());
+        let dir = tempfile::tempdir().unwrap();
+        let mut api = Self::in_dir(dir.path(), extra);
+        api._data = Some(dir);
+        api
+    }
+
+    /// With its data directory (and API key) in `data`.
+    fn in_dir(data: &Path, extra: &str) -> Api {
+        let key = create_key(data);
         let config = format!(
             "listener 0 127.0.0.1\nallow_anonymous true\nlistener 0 127.0.0.1\nprotocol http\n{extra}\npersistence_location {}\n",
-            data.path().display()
+            data.display()
         );
         let broker = Broker::with_config("tern.conf", &config);
         let http = broker.listening_addrs()[1];
@@ -151,7 +159,8 @@ impl Api {
             broker,
             http,
             key,
-            data,
+            data: data.to_path_buf(),
+            _data: None,
         }
     }
 
@@ -193,7 +202,7 @@ impl Api {
     }
 
     fn data_dir(&self) -> PathBuf {
-        self.data.path().to_path_buf()
+        self.data.clone()
     }
 }
 
@@ -773,4 +782,83 @@ fn without_configuration_the_api_is_on_localhost_8080_or_the_broker_says_why_not
     let mut client = Client::open("127.0.0.1:1883".parse().unwrap(), V311);
     let ack = client.connect(&connect_packet(V311, "default-check", true, 30));
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+}
+
+/// A tmpfs of `size` mounted on a fresh folder, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` when this process may not mount (not root).
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .ok()?;
+        status.success().then_some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn readyz_says_not_ready_while_the_store_cannot_write_and_ready_again_after() {
+    let Some(disk) = SmallDisk::mount("8m") else {
+        eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    };
+    let api = Api::in_dir(disk.dir.path(), "persistence true\n");
+    let ready = || api.call("GET", "/readyz", None);
+    assert_eq!(ready().status, 200, "{:?}", ready());
+    // Fill the disk, then make the store write.
+    let filler = disk.dir.path().join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let block = vec![0u8; 64 << 10];
+    while file.write_all(&block).is_ok() {}
+    let _ = file.sync_all();
+    let payload = "x".repeat(256 << 10);
+    let mut n = 0;
+    wait_until("the store to fail to write", || {
+        n += 1;
+        let body = json!({"topic": format!("fill/{n}"), "payload": payload, "retain": true});
+        let _ = api.call("POST", "/api/v1/publish", Some(body));
+        ready().status == 503
+    });
+    let answer = ready();
+    assert_eq!(answer.json()["store_writable"], false, "{answer:?}");
+    assert_eq!(answer.json()["listeners_bound"], true);
+    drop(file);
+    std::fs::remove_file(&filler).unwrap();
+    wait_until("the store to write again", || ready().status == 200);
+    assert_eq!(api.get("/api/v1/stats")["store"]["writable"], true);
+}
+
+#[test]
+fn a_toml_listener_with_protocol_http_serves_the_api() {
+    let data = tempfile::tempdir().unwrap();
+    let key = create_key(data.path());
+    let config = format!(
+        "persistence_location = \"{}\"\n\n[[listener]]\nport = 0\nbind_address = \"127.0.0.1\"\nprotocol = \"http\"\n",
+        data.path().display()
+    );
+    let broker = Broker::with_config("tern.toml", &config);
+    assert!(broker.log_line(&["listening on", "HTTP API"]), "{:?}", broker.log);
+    let http = broker.listening_addrs()[0];
+    let auth = basic(&key.id, &key.secret);
+    let answer = send(http, "GET", "/api/v1/listeners", &[("Authorization", &auth)], b"");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let items = answer.json()["items"].clone();
+    assert_eq!(items.as_array().map(Vec::len), Some(1), "{items}");
+    assert_eq!(items[0]["protocol"], "http");
+    assert_eq!(items[0]["address"], http.to_string());
 }
