@@ -382,6 +382,9 @@ impl BrokerHandle {
         if new.effective_listeners() != current.effective_listeners() {
             tracing::warn!("listener changes take effect at the next restart");
         }
+        if new.presence_events != current.presence_events {
+            tracing::warn!("presence_events takes effect at the next restart");
+        }
         self.state.router.set_share_strategy(new.shared_subscription_strategy);
         self.state
             .router

@@ -346,4 +346,104 @@ mod tests {
         assert_eq!(receiver.lost(), 6);
         assert_eq!(stream.lost(), 6);
     }
+
+    /// Encodes `packets` for a 5.0 connection, one after the other.
+    fn encoded(packets: &[tern_proto::Packet]) -> Vec<u8> {
+        let mut out = bytes::BytesMut::new();
+        for packet in packets {
+            tern_proto::encode(packet, ProtocolVersion::V5, &mut out).unwrap();
+        }
+        out.to_vec()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_clients_session_reaches_a_consumer_in_order_with_the_publish_origin() {
+        use crate::config::{Config, ListenerConfig};
+        use tern_proto::*;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = ListenerConfig {
+            port: 0,
+            bind_address: Some("127.0.0.1".into()),
+            allow_anonymous: Some(true),
+            ..Default::default()
+        };
+        let config = Config {
+            listeners: vec![listener],
+            persistence: false,
+            ..Config::default()
+        };
+        let broker = crate::Broker::bind(config).await.unwrap();
+        let handle = broker.handle();
+        let all = [
+            EventKind::Connected,
+            EventKind::Disconnected,
+            EventKind::Published,
+            EventKind::Subscribed,
+            EventKind::Unsubscribed,
+        ];
+        let mut events = handle.state().events().subscribe(&all);
+        let (mut client, server) = tokio::net::UnixStream::pair().unwrap();
+        let served = handle.serve_unix(server);
+        let subscription = Subscription {
+            filter: ByteStr::from("t/#"),
+            options: SubscriptionOptions::default(),
+        };
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: ByteStr::from("t/1"),
+            packet_id: 0,
+            properties: Properties::default(),
+            payload: Bytes::from_static(b"hi"),
+        };
+        let session = encoded(&[
+            Packet::Connect(Box::new(Connect::new(
+                ProtocolVersion::V5,
+                ByteStr::from("c1"),
+                true,
+                60,
+            ))),
+            Packet::Subscribe(Subscribe {
+                packet_id: 1,
+                subscriptions: vec![subscription],
+                properties: Properties::default(),
+            }),
+            Packet::Publish(publish),
+            Packet::Unsubscribe(Unsubscribe {
+                packet_id: 2,
+                filters: vec![ByteStr::from("t/#")],
+                properties: Properties::default(),
+            }),
+            Packet::Disconnect(Disconnect::default()),
+        ]);
+        client.write_all(&session).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(20), events.recv());
+            seen.push(next.await.unwrap().unwrap());
+        }
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest).await;
+        served.await.unwrap();
+        assert!(matches!(&seen[0], Event::Connected(c) if &*c.client_id == "c1" && c.protocol == ProtocolVersion::V5));
+        assert!(matches!(&seen[1], Event::Subscribed { filter, .. } if &**filter == "t/#"));
+        match &seen[2] {
+            Event::Published {
+                topic, payload, origin, ..
+            } => {
+                assert_eq!((&**topic, &payload[..]), ("t/1", &b"hi"[..]));
+                assert_eq!(origin, &Origin::Client(ByteStr::from("c1")));
+            }
+            other => panic!("expected the publish, got {other:?}"),
+        }
+        assert!(matches!(&seen[3], Event::Unsubscribed { filter, .. } if &**filter == "t/#"));
+        assert!(matches!(
+            &seen[4],
+            Event::Disconnected {
+                reason: DisconnectReason::Normal,
+                ..
+            }
+        ));
+    }
 }

@@ -6,7 +6,8 @@
 //! per scrape. Every metric is listed in docs/metrics.md.
 
 use crate::broker::BrokerState;
-use crate::metrics::{HistogramSnapshot, Metrics, Reason};
+use crate::config::ListenerProtocol;
+use crate::metrics::{HistogramSnapshot, ListenerMetrics, Metrics, Reason};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ pub fn render(state: &BrokerState) -> String {
         "Seconds since the broker started.",
         state.started.elapsed().as_secs_f64(),
     );
-    connections(&mut out, m);
+    connections(&mut out, state);
     traffic(&mut out, m);
     out.family(
         "tern_messages_dropped_total",
@@ -54,30 +55,33 @@ pub fn render(state: &BrokerState) -> String {
     out.text
 }
 
-fn connections(out: &mut Exposition, m: &Metrics) {
-    out.family(
-        "tern_connections",
-        "gauge",
-        "Clients connected now (past CONNACK), by listener.",
-    );
-    for l in m.listeners() {
-        out.sample(
-            "tern_connections",
-            &[("listener", &l.label)],
-            Metrics::get(&l.connected),
-        );
+/// The MQTT listeners' counters (HTTP listeners have no MQTT clients).
+fn mqtt_listeners(state: &BrokerState) -> Vec<&ListenerMetrics> {
+    let config = state.config();
+    let is_http = |i: usize| {
+        config
+            .listeners
+            .get(i)
+            .is_some_and(|l| l.protocol == ListenerProtocol::Http)
+    };
+    let listeners = state.metrics.listeners().iter().enumerate();
+    listeners.filter(|(i, _)| !is_http(*i)).map(|(_, l)| l).collect()
+}
+
+fn connections(out: &mut Exposition, state: &BrokerState) {
+    let m = &state.metrics;
+    let listeners = mqtt_listeners(state);
+    let help = "Clients connected now (past CONNACK), by listener.";
+    out.family("tern_connections", "gauge", help);
+    for l in &listeners {
+        let connected = Metrics::get(&l.connected);
+        out.sample("tern_connections", &[("listener", &l.label)], connected);
     }
-    out.family(
-        "tern_connections_accepted_total",
-        "counter",
-        "Sockets accepted, by listener.",
-    );
-    for l in m.listeners() {
-        out.sample(
-            "tern_connections_accepted_total",
-            &[("listener", &l.label)],
-            Metrics::get(&l.accepted),
-        );
+    let help = "Sockets accepted, by listener.";
+    out.family("tern_connections_accepted_total", "counter", help);
+    for l in &listeners {
+        let accepted = Metrics::get(&l.accepted);
+        out.sample("tern_connections_accepted_total", &[("listener", &l.label)], accepted);
     }
     out.gauge(
         "tern_connections_maximum",

@@ -132,7 +132,8 @@ fn dechunk(mut body: &str) -> String {
 
 /// A broker with an MQTT listener and an HTTP listener, persistence on (so the store's
 /// metrics exist), a password file (user `u`, password `p`) beside anonymous access, and
-/// an API key; returns it with the key's Basic credentials.
+/// an API key, and `extra` directives for the MQTT listener; returns it with the key's
+/// Basic credentials.
 struct Setup {
     /// Kept running for the test.
     _broker: Broker,
@@ -142,7 +143,7 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-fn setup() -> Setup {
+fn setup(extra: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -156,7 +157,7 @@ fn setup() -> Setup {
         "mosquitto.conf",
         &format!(
             "listener 0 127.0.0.1\nallow_anonymous true\npassword_file {}\nauth_failure_delay 0\n\
-             message_size_limit 100\nsys_interval 0\nlistener 0 127.0.0.1\nprotocol http\n\
+             message_size_limit 100\nsys_interval 0\n{extra}listener 0 127.0.0.1\nprotocol http\n\
              persistence true\npersistence_location {}\n",
             passwords.display(),
             data.display()
@@ -223,7 +224,7 @@ fn metrics_parse_with_the_prometheus_parser_and_need_an_api_key() {
     if !parser_available() {
         return;
     }
-    let s = setup();
+    let s = setup("");
     assert_eq!(http_get(s.http, "/metrics", None).0, 401);
     assert_eq!(http_get(s.http, "/metrics", Some("Bearer wrong")).0, 401);
     let scrape = s.scrape();
@@ -267,7 +268,7 @@ fn message_and_byte_counters_grow_with_traffic_by_qos() {
     if !parser_available() {
         return;
     }
-    let s = setup();
+    let s = setup("");
     const N: u16 = 25;
     let before = s.scrape();
     let (mut subscriber, _) = s.client(V5, &connect_packet(V5, "sub", true, 60));
@@ -324,7 +325,7 @@ fn drops_refusals_auth_failures_and_queues_are_counted() {
     if !parser_available() {
         return;
     }
-    let s = setup();
+    let s = setup("max_queued_messages 2\n");
     // A persistent 3.1.1 session goes offline with a subscription: what comes queues.
     let (mut offline, _) = s.client(V311, &connect_packet(V311, "away", false, 60));
     offline.subscribe("q/#", QoS::AtLeastOnce);
@@ -360,7 +361,8 @@ fn drops_refusals_auth_failures_and_queues_are_counted() {
     let dropped = |reason: &str| scrape.value("tern_messages_dropped_total", &[("reason", reason)]);
     assert_eq!(dropped("message_size_limit"), 1.0);
     assert_eq!(dropped("not_authorized"), 1.0);
-    assert_eq!(dropped("queue_full"), 0.0);
+    // max_queued_messages 2: the third message for the offline session.
+    assert_eq!(dropped("queue_full"), 1.0);
     assert_eq!(
         scrape.value("tern_auth_failures_total", &[("reason", "bad_credentials")]),
         1.0
@@ -370,11 +372,18 @@ fn drops_refusals_auth_failures_and_queues_are_counted() {
     assert_eq!(refused("client_identifier"), 1.0);
     assert_eq!(scrape.value("tern_sessions", &[("state", "offline")]), 1.0);
     assert_eq!(scrape.value("tern_sessions", &[("state", "online")]), 1.0);
-    // Two sessions: the publisher's empty queue, and three messages for the one away.
+    // Two sessions: the publisher's empty queue, and two messages for the one away.
     let bucket = |le: &str| scrape.value("tern_session_queue_depth_messages_bucket", &[("le", le)]);
     assert_eq!(bucket("0.0"), 1.0);
     assert_eq!(bucket("1.0"), 1.0);
     assert_eq!(bucket("10.0"), 2.0);
     assert_eq!(bucket("+Inf"), 2.0);
-    assert_eq!(scrape.value("tern_session_queue_depth_messages_sum", &[]), 3.0);
+    assert_eq!(scrape.value("tern_session_queue_depth_messages_sum", &[]), 2.0);
+    assert_eq!(scrape.value("tern_session_queue_depth_messages_count", &[]), 2.0);
+    // The HTTP listener has no MQTT clients to count.
+    let http = s.http.to_string();
+    assert!(!scrape
+        .samples
+        .iter()
+        .any(|(_, labels, _)| labels.get("listener") == Some(&http)));
 }
