@@ -430,3 +430,42 @@ fn mosquitto_version() -> Option<(u32, u32, u32)> {
     let mut parts = word.split('.').map(|n| n.parse::<u32>().ok());
     Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
 }
+
+#[test]
+fn messages_resent_after_a_reconnect_lose_the_mount_point_too() {
+    let pair = Pair::start(CONFIG);
+    let mut first = pair.open(1, V311, connect_packet(V311, "resumer", false, 60));
+    first.subscribe("r/#", QoS::AtLeastOnce);
+    pair.plain(V311, "plain")
+        .publish("site/r/1", b"x", QoS::AtLeastOnce, false, 1);
+    let p = first.recv_publish();
+    assert_eq!((p.topic.as_str(), p.dup), ("r/1", false));
+    // Not acknowledged: sent again, with DUP, on the session's next connection.
+    first.hang_up();
+    let mut again = pair.open(1, V311, connect_packet(V311, "resumer", false, 60));
+    let p = again.recv_publish();
+    assert_eq!((p.topic.as_str(), p.dup), ("r/1", true));
+}
+
+#[test]
+fn a_session_resumed_on_a_mounted_listener_gets_only_what_is_under_the_mount_point() {
+    let pair = Pair::start(CONFIG);
+    let mut roamer = pair.open(0, V311, connect_packet(V311, "roamer", false, 60));
+    roamer.subscribe("#", QoS::AtLeastOnce);
+    roamer.disconnect();
+    let mut plain = pair.plain(V311, "plain");
+    plain.publish("outside", b"1", QoS::AtLeastOnce, false, 1);
+    plain.publish("site/inside", b"2", QoS::AtLeastOnce, false, 2);
+    let mut back = pair.open(1, V311, connect_packet(V311, "roamer", false, 60));
+    let mut topics = Vec::new();
+    back.drain(|c, p| {
+        if let Packet::Publish(p) = p {
+            c.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
+            topics.push(p.topic.to_string());
+        }
+    });
+    assert_eq!(topics, ["inside"]);
+    // What was dropped left no gap in the in-flight window: later messages flow.
+    plain.publish("site/later", b"3", QoS::AtLeastOnce, false, 3);
+    assert_eq!(back.recv_publish().topic.as_str(), "later");
+}
