@@ -170,6 +170,40 @@ pub fn write(dir: &Path, records: &[KeyRecord]) -> Result<(), ApiKeyError> {
     std::fs::rename(&temporary, &path).map_err(io(&path))
 }
 
+/// Reads the key file of `dir`, lets `change` edit the keys, and writes them back, under
+/// an exclusive lock (`.api-keys.lock` in `dir`), so that two commands run at once do not
+/// lose each other's keys.
+pub fn update<T>(
+    dir: &Path,
+    change: impl FnOnce(&mut Vec<KeyRecord>) -> Result<T, ApiKeyError>,
+) -> Result<T, ApiKeyError> {
+    use std::os::fd::AsRawFd;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ApiKeyError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let lock_path = dir.join(format!(".{FILE}.lock"));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    // SAFETY: flock on a descriptor owned by `lock`, released when it is dropped.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(ApiKeyError::Io {
+            path: lock_path,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    let mut records = read(dir)?;
+    let result = change(&mut records)?;
+    write(dir, &records)?;
+    drop(lock);
+    Ok(result)
+}
+
 /// A key as the broker holds it, with the digest of the secret it has accepted.
 #[derive(Debug)]
 struct Key {

@@ -63,11 +63,13 @@ pub fn run(args: AdminArgs) -> Result<()> {
 }
 
 fn create(dir: &std::path::Path, json: bool) -> Result<()> {
-    let mut records = api_keys::read(dir)?;
     let (record, secret) = api_keys::generate()?;
     let id = record.id.clone();
-    records.push(record);
-    api_keys::write(dir, &records).with_context(|| format!("cannot save the key in {}", dir.display()))?;
+    api_keys::update(dir, |records| {
+        records.push(record);
+        Ok(())
+    })
+    .with_context(|| format!("cannot save the key in {}", dir.display()))?;
     if json {
         println!("{}", serde_json::json!({ "key": id, "secret": secret }));
     } else {
@@ -79,13 +81,14 @@ fn create(dir: &std::path::Path, json: bool) -> Result<()> {
 }
 
 fn revoke(dir: &std::path::Path, key: &str) -> Result<()> {
-    let mut records = api_keys::read(dir)?;
-    let before = records.len();
-    records.retain(|r| r.id != key);
-    if records.len() == before {
-        return Err(api_keys::ApiKeyError::NoSuchKey(key.to_string()).into());
-    }
-    api_keys::write(dir, &records).with_context(|| format!("cannot save the keys in {}", dir.display()))?;
+    api_keys::update(dir, |records| {
+        let before = records.len();
+        records.retain(|r| r.id != key);
+        match records.len() == before {
+            true => Err(api_keys::ApiKeyError::NoSuchKey(key.to_string())),
+            false => Ok(()),
+        }
+    })?;
     eprintln!("key {key} revoked");
     Ok(())
 }

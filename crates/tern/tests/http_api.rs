@@ -862,3 +862,29 @@ fn a_toml_listener_with_protocol_http_serves_the_api() {
     assert_eq!(items[0]["protocol"], "http");
     assert_eq!(items[0]["address"], http.to_string());
 }
+
+#[test]
+fn keys_created_at_the_same_time_are_all_kept() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_string();
+    let creators: Vec<_> = (0..8)
+        .map(|_| {
+            let dir = dir.clone();
+            std::thread::spawn(move || create_key(Path::new(&dir)).id)
+        })
+        .collect();
+    let mut made: Vec<String> = creators.into_iter().map(|t| t.join().unwrap()).collect();
+    made.sort();
+    let list = tern(&["admin", "key", "list", "--json", "--data-dir", &dir]);
+    let listed: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let mut ids: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, made);
+    let human = tern(&["admin", "key", "list", "--data-dir", &dir]);
+    assert_eq!(String::from_utf8_lossy(&human.stdout).lines().count(), 8);
+}
