@@ -13,7 +13,7 @@
 //! ([`TopicMap::write_frame`]): one copy and a header rewrite, no decoding.
 
 use crate::session::Expiry;
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use std::sync::Arc;
 use tern_proto::{ByteStr, PublishFrame};
 
@@ -142,6 +142,10 @@ impl TopicMap {
     /// front of its topic, with `packet_id`, `dup` and the expiry it has left patched in
     /// as [`PublishFrame::write`] does. Returns false, writing nothing, when the message's
     /// topic is not below the mount point.
+    ///
+    /// The frame is written whole and then closed up in place: a new fixed header and topic
+    /// length (never longer than the old) go before the rest of the topic, which moves
+    /// left over the mount point. No allocation beyond `out`'s own.
     pub fn write_frame(
         &self,
         frame: &PublishFrame,
@@ -150,35 +154,38 @@ impl TopicMap {
         dup: bool,
         expiry: Expiry,
     ) -> bool {
-        let mut whole = BytesMut::with_capacity(frame.len());
-        match expiry {
-            Expiry::Remaining(seconds) if frame.has_expiry() => {
-                frame.write_expiring(&mut whole, packet_id, dup, seconds)
-            }
-            _ => frame.write(&mut whole, packet_id, dup),
-        }
-        let Some((header, remaining)) = fixed_header(&whole) else {
-            return false;
-        };
-        let Some(topic_len) = whole
-            .get(header..header + 2)
-            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
-        else {
+        let Some((header, remaining)) = fixed_header(frame.bytes()) else {
             return false;
         };
         let topic_at = header + 2;
-        let Some(topic) = whole.get(topic_at..topic_at + topic_len) else {
+        let Some(topic) = frame
+            .bytes()
+            .get(header..topic_at)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+            .and_then(|len| frame.bytes().get(topic_at..topic_at + len))
+        else {
             return false;
         };
         let cut = self.mount.len();
         if topic.len() <= cut || !topic.starts_with(self.mount.as_bytes()) {
             return false;
         }
-        out.reserve(whole.len() - cut);
-        out.put_u8(whole[0]);
-        put_variable_integer(out, remaining - cut);
-        out.put_u16((topic_len - cut) as u16);
-        out.extend_from_slice(&whole[topic_at + cut..]);
+        let topic_len = topic.len();
+        let start = out.len();
+        match expiry {
+            Expiry::Remaining(seconds) if frame.has_expiry() => frame.write_expiring(out, packet_id, dup, seconds),
+            _ => frame.write(out, packet_id, dup),
+        }
+        let mut prefix = [0u8; 7];
+        prefix[0] = out[start];
+        let varint = put_variable_integer(&mut prefix[1..5], remaining - cut);
+        let prefix_len = 1 + varint + 2;
+        prefix[1 + varint..prefix_len].copy_from_slice(&((topic_len - cut) as u16).to_be_bytes());
+        let end = out.len();
+        // The rest of the topic and everything after it, moved left over the cut bytes.
+        out.copy_within(start + topic_at + cut..end, start + prefix_len);
+        out[start..start + prefix_len].copy_from_slice(&prefix[..prefix_len]);
+        out.truncate(end - (topic_at + cut - prefix_len));
         true
     }
 
@@ -200,16 +207,20 @@ fn fixed_header(packet: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-fn put_variable_integer(out: &mut BytesMut, mut value: usize) {
+/// Writes `value` as a Variable Byte Integer into `into` (room for four bytes); returns
+/// how many bytes it took.
+fn put_variable_integer(into: &mut [u8], mut value: usize) -> usize {
+    let mut n = 0;
     loop {
         let mut byte = (value % 128) as u8;
         value /= 128;
         if value > 0 {
             byte |= 0x80;
         }
-        out.put_u8(byte);
-        if value == 0 {
-            return;
+        into[n] = byte;
+        n += 1;
+        if value == 0 || n == into.len() {
+            return n;
         }
     }
 }
@@ -325,6 +336,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn frames_are_appended_behind_what_the_buffer_holds() {
+        let mut out = BytesMut::new();
+        for topic in ["site/one", "site/two/levels"] {
+            let f = frame(topic, QoS::AtLeastOnce, ProtocolVersion::V5, 200);
+            assert!(map().write_frame(&f, &mut out, 3, false, Expiry::Never));
+        }
+        for topic in ["one", "two/levels"] {
+            let Ok(Some(Packet::Publish(p))) = decode(&mut out, ProtocolVersion::V5, usize::MAX) else {
+                panic!("not a PUBLISH")
+            };
+            assert_eq!((p.topic.as_str(), p.packet_id, p.payload.len()), (topic, 3, 200));
+            assert_eq!(p.properties.message_expiry_interval(), Some(100));
+        }
+        assert!(out.is_empty());
     }
 
     #[test]
