@@ -162,6 +162,16 @@ pub fn build(config: &TlsListenerConfig) -> Result<ListenerTls> {
                 keyfile.display()
             )
         })?;
+    if let Some(suites) = &config.ciphers {
+        let key = certified.key.algorithm();
+        let tls12 = config.tls_version.as_deref() != Some("tlsv1.3");
+        if tls12 && !suites.iter().any(|s| ciphers::fits_key(*s, key)) {
+            tracing::warn!(
+                "ciphers: none of its TLS 1.2 suites works with the {key:?} key of certfile {}: TLS 1.2 clients cannot connect to this listener (TLS 1.3 clients can)",
+                certfile.display()
+            );
+        }
+    }
     let mut server = builder.with_cert_resolver(Arc::new(v1::OneCert(Arc::new(certified))));
     server.alpn_protocols = config.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     let identity = match (config.use_identity_as_username, config.use_subject_as_username) {

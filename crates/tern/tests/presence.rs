@@ -179,9 +179,16 @@ fn a_taken_over_client_is_reported_gone_before_its_successor_is_reported_connect
 fn a_client_id_with_topic_characters_is_escaped_in_the_topic_only() {
     let broker = Broker::with_config("mosquitto.conf", PRESENCE);
     let mut w = broker.connect(V5, "watcher");
-    // The escaped id is one level; unescaped it would be three.
-    w.subscribe("$SYS/broker/clients/+/+", QoS::AtLeastOnce);
-    w.subscribe("$SYS/broker/clients/+/+/+/+", QoS::AtLeastOnce);
+    // The escaped id is one level; unescaped it would be three. One SUBSCRIBE: the
+    // watcher's own connected event may come any time after it.
+    let qos1 = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..Default::default()
+    };
+    w.subscribe_with(
+        1,
+        &[("$SYS/broker/clients/+/+", qos1), ("$SYS/broker/clients/+/+/+/+", qos1)],
+    );
     let (c, _) = device(&broker, V5, "site/a+b#c");
     loop {
         let publish = w.recv_publish();
@@ -236,10 +243,17 @@ fn the_acl_decides_who_reads_presence_events() {
         assert!(refused[0].0 >= 0x80, "{refused:?}");
         // Allowed the connected events only.
         let mut half = login(version, &format!("half-{id}"), "half", "half-pw");
-        let granted = half.subscribe("$SYS/broker/clients/+/connected", QoS::AtLeastOnce);
-        assert_eq!(granted, vec![ReasonCode(1)]);
-        let refused = half.subscribe("$SYS/broker/clients/+/disconnected", QoS::AtLeastOnce);
-        assert!(refused[0].0 >= 0x80, "{refused:?}");
+        let qos1 = SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            ..Default::default()
+        };
+        let filters = [
+            ("$SYS/broker/clients/+/connected", qos1),
+            ("$SYS/broker/clients/+/disconnected", qos1),
+        ];
+        let codes = half.subscribe_with(1, &filters);
+        assert_eq!(codes[0], ReasonCode(1));
+        assert!(codes[1].0 >= 0x80, "{codes:?}");
 
         let device = login(version, &id, "dev", "dev-pw");
         device.disconnect();
@@ -291,4 +305,67 @@ fn presence_events_are_off_by_default_and_on_in_toml_too() {
     assert_eq!(next_event(&mut w).0, "connected");
     c.disconnect();
     assert_eq!(next_event(&mut w).0, "disconnected");
+}
+
+#[test]
+fn clients_cannot_forge_presence_events() {
+    let broker = Broker::with_config("mosquitto.conf", PRESENCE);
+    let mut w = watcher(&broker, V5, "watcher", "victim");
+    for version in VERSIONS {
+        let mut forger = broker.connect(version, &format!("forger-{}", protocol_name(version)));
+        let code = forger.publish(
+            "$SYS/broker/clients/victim/connected",
+            b"{}",
+            QoS::AtLeastOnce,
+            false,
+            1,
+        );
+        if version.is_v5() {
+            assert_eq!(code, ReasonCode::NOT_AUTHORIZED);
+        }
+    }
+    // The forgers' PUBACKs came after their messages were refused: nothing was routed.
+    w.expect_quiet();
+}
+
+#[test]
+fn a_client_kicked_through_the_http_api_is_reported_kicked() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = tern(&["admin", "key", "create", "--json", "--data-dir", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let key: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let broker = Broker::with_config(
+        "mosquitto.conf",
+        &format!(
+            "{PRESENCE}listener 0 127.0.0.1\nprotocol http\npersistence true\npersistence_location {}\n",
+            data.display()
+        ),
+    );
+    let http = broker.listening_addrs()[1];
+    for version in VERSIONS {
+        let id = format!("kicked-{}", protocol_name(version));
+        let mut w = watcher(&broker, V311, &format!("w-{id}"), &id);
+        let (mut c, _) = device(&broker, version, &id);
+        assert_eq!(next_event(&mut w).0, "connected");
+        let mut api = std::net::TcpStream::connect(http).unwrap();
+        api.set_read_timeout(Some(PATIENCE)).unwrap();
+        let secret = key["secret"].as_str().unwrap();
+        write!(
+            api,
+            "POST /api/v1/clients/{id}/kick HTTP/1.1\r\nHost: tern\r\nAuthorization: Bearer {secret}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        api.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        c.expect_closed();
+        let (kind, body) = next_event(&mut w);
+        assert_eq!(
+            (kind.as_str(), &body["reason"]),
+            ("disconnected", &Value::from("kicked"))
+        );
+    }
 }

@@ -165,3 +165,15 @@ fn suites_tern_does_not_offer_stop_the_start_naming_them() {
         assert!(said.contains(says), "{line}: {said}");
     }
 }
+
+#[test]
+fn suites_that_do_not_fit_the_key_are_warned_about() {
+    if !openssl_present() {
+        return;
+    }
+    // An ECDSA certificate and only RSA suites: TLS 1.2 cannot work, TLS 1.3 still does.
+    let (broker, _dir) = broker("ciphers ECDHE-RSA-AES128-GCM-SHA256\n");
+    assert!(broker.log_contains("ciphers: none of its TLS 1.2 suites works with the ECDSA key"));
+    assert_eq!(negotiated(&broker, &["-tls1_2"]), None);
+    assert!(negotiated(&broker, &["-tls1_3"]).is_some());
+}

@@ -249,6 +249,17 @@ pub fn tls12(list: &str) -> Result<Vec<CipherSuite>, CipherError> {
     Ok(chosen.into_iter().map(|i| TLS12[i].suite).collect())
 }
 
+/// Whether the TLS 1.2 suite `suite` can be used with a certificate key of `key`'s kind
+/// (ECDSA suites need an ECDSA key, RSA suites an RSA key).
+pub fn fits_key(suite: CipherSuite, key: rustls::SignatureAlgorithm) -> bool {
+    let needs = match key {
+        rustls::SignatureAlgorithm::ECDSA => "aECDSA",
+        rustls::SignatureAlgorithm::RSA => "aRSA",
+        _ => return false,
+    };
+    TLS12.iter().any(|s| s.suite == suite && s.tags.contains(&needs))
+}
+
 /// The TLS 1.3 suites of an OpenSSL ciphersuites list (mosquitto's `ciphers_tls1.3`).
 pub fn tls13(list: &str) -> Result<Vec<CipherSuite>, CipherError> {
     let mut chosen = Vec::new();
@@ -323,6 +334,15 @@ mod tests {
         let sorted = tls12("AES128:AES256:@STRENGTH").unwrap();
         assert_eq!(sorted[0], S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384);
         assert!(tls12("DEFAULT:@SECLEVEL=2").is_ok());
+    }
+
+    #[test]
+    fn suites_fit_the_key_kind_they_authenticate_with() {
+        use rustls::SignatureAlgorithm as A;
+        assert!(fits_key(S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, A::RSA));
+        assert!(!fits_key(S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, A::ECDSA));
+        assert!(fits_key(S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, A::ECDSA));
+        assert!(!fits_key(S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, A::ED25519));
     }
 
     #[test]
