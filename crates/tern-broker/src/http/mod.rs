@@ -2,9 +2,10 @@
 //! over plain TCP or TLS (the listener's certfile and keyfile), served with hyper.
 //!
 //! What a client that does not play along can cost is bounded: at most
-//! [`MAX_CONNECTIONS`] connections per listener (more are closed at once), a TLS handshake
-//! and each request's headers must arrive within [`HEADER_TIMEOUT`] (an idle keep-alive
-//! connection is closed after as long), headers are limited to [`MAX_HEADER_BYTES`],
+//! [`MAX_CONNECTIONS`] connections per listener (or its `max_connections`; more are
+//! closed at once), a TLS handshake and each request's headers must arrive within
+//! [`HEADER_TIMEOUT`] (an idle keep-alive connection is closed after as long), headers
+//! are limited to [`MAX_HEADER_BYTES`],
 //! bodies to [`input::MAX_BODY`] and a timeout, and a client that stops reading has its
 //! connection closed once a write has stalled for [`WRITE_STALL`].
 
@@ -29,7 +30,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Connections served at once per HTTP listener.
+/// Connections served at once per HTTP listener, unless its `max_connections` says otherwise.
 pub const MAX_CONNECTIONS: usize = 256;
 /// Time for a TLS handshake, and for each request's headers (and between requests).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -117,7 +118,10 @@ pub(crate) async fn serve(
     app: axum::Router,
     tracker: TaskTracker,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let most = index
+        .and_then(|i| state.config().listeners.get(i).and_then(|l| l.max_connections))
+        .unwrap_or(MAX_CONNECTIONS);
+    let slots = Arc::new(Semaphore::new(most));
     let mut refused = 0u64;
     loop {
         let accepted = tokio::select! {
@@ -135,7 +139,7 @@ pub(crate) async fn serve(
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             refused += 1;
             if refused.is_power_of_two() {
-                tracing::warn!(%peer, "HTTP connection refused: {MAX_CONNECTIONS} already open ({refused} refused so far)");
+                tracing::warn!(%peer, "HTTP connection refused: {most} already open ({refused} refused so far)");
             }
             continue;
         };
