@@ -7,11 +7,11 @@
 //! to count. Gauges that are cheaper to read than to keep (sessions, queue depths,
 //! retained messages, subscriptions) are read from their owners when rendered.
 
-use crate::events::EventStream;
+use crate::events::{Event, EventKind, EventStream};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::Duration;
-use tern_proto::QoS;
+use tern_proto::{ByteStr, QoS};
 
 /// Labels of reasons, in the order of their counters.
 pub trait Reason: Copy + 'static {
@@ -379,6 +379,16 @@ impl Metrics {
         self.dropped.add(reason)
     }
 
+    /// A message for `client_id` dropped for `reason`, also reported on the event stream;
+    /// returns how many were dropped for that reason before.
+    pub fn dropped_for(&self, reason: DropReason, client_id: &ByteStr) -> u64 {
+        self.events.emit(EventKind::Dropped, || Event::Dropped {
+            client_id: client_id.clone(),
+            reason,
+        });
+        self.dropped(reason)
+    }
+
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Relaxed)
     }
@@ -416,6 +426,21 @@ mod tests {
         assert!((s.sum - 3.65).abs() < 1e-6);
         let sampled = HistogramSnapshot::of(&[0.0, 10.0], [0.0, 0.0, 4.0, 11.0]);
         assert_eq!((sampled.cumulative, sampled.count), (vec![2, 3], 4));
+    }
+
+    #[test]
+    fn a_drop_for_a_client_is_counted_and_reported_on_the_event_stream() {
+        let metrics = Metrics::default();
+        metrics.dropped_for(DropReason::Expired, &ByteStr::from("nobody listens"));
+        let mut events = metrics.events.subscribe(&[EventKind::Dropped]);
+        metrics.dropped_for(DropReason::QueueFull, &ByteStr::from("c"));
+        assert_eq!(metrics.dropped.get(DropReason::QueueFull), 1);
+        assert_eq!(metrics.dropped.total(), 2);
+        let event = events.try_recv();
+        assert!(
+            matches!(event, Some(Event::Dropped { reason: DropReason::QueueFull, ref client_id }) if &**client_id == "c")
+        );
+        assert!(events.try_recv().is_none());
     }
 
     #[test]

@@ -263,13 +263,7 @@ impl Session {
         let was_empty = state.outbox.queued() == 0;
         if !state.outbox.has_room(payload_len) {
             drop(state);
-            let dropped = metrics.dropped(crate::metrics::DropReason::QueueFull);
-            metrics
-                .events
-                .emit(crate::events::EventKind::Dropped, || crate::events::Event::Dropped {
-                    client_id: self.client_id.clone(),
-                    reason: crate::metrics::DropReason::QueueFull,
-                });
+            let dropped = metrics.dropped_for(crate::metrics::DropReason::QueueFull, &self.client_id);
             if dropped.is_power_of_two() {
                 tracing::warn!(client = %self.client_id, "queue full: message dropped ({} dropped in total)", dropped + 1);
             }

@@ -278,7 +278,7 @@ fn purge_expired_messages(session: &Session, now: Instant, metrics: &Metrics) {
         st.outbox.drop_queued(|d| {
             let expired = d.expires_at.is_some_and(|at| at <= now);
             if expired {
-                metrics.dropped(crate::metrics::DropReason::Expired);
+                metrics.dropped_for(crate::metrics::DropReason::Expired, &session.client_id);
             }
             if expired && d.seq != 0 {
                 gone.push(d.seq);

@@ -580,7 +580,9 @@ impl Connection {
                 _ => sendable.delivery.frame_for(v5),
             };
             let Some(frame) = frame else {
-                self.broker.metrics.dropped(DropReason::Expired);
+                self.broker
+                    .metrics
+                    .dropped_for(DropReason::Expired, &self.session.client_id);
                 state.outbox.forget(sendable.packet_id);
                 self.session.forget_message(sendable.delivery.seq);
                 continue;
@@ -589,7 +591,10 @@ impl Connection {
             if frame.len() - saved > self.client_max_packet_size {
                 // [MQTT-3.1.2-25]: never send more than the client accepts; the message is
                 // dropped for this client as if it had been acknowledged.
-                self.broker.metrics.dropped(DropReason::TooLargeForClient);
+                let client_id = &self.session.client_id;
+                self.broker
+                    .metrics
+                    .dropped_for(DropReason::TooLargeForClient, client_id);
                 state.outbox.forget(sendable.packet_id);
                 self.session.forget_message(sendable.delivery.seq);
                 continue;
