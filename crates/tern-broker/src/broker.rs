@@ -358,7 +358,7 @@ impl BrokerHandle {
 
     /// Applies a new configuration. Limits apply to connections made from now on;
     /// listeners are kept as they were bound (a change needs a restart).
-    pub fn reload(&self, new: Config) {
+    pub fn reload(&self, mut new: Config) {
         match security::load(&new) {
             Ok(tables) => {
                 self.apply_security(&tables);
@@ -381,6 +381,11 @@ impl BrokerHandle {
         let mut current = self.state.config.write();
         if new.effective_listeners() != current.effective_listeners() {
             tracing::warn!("listener changes take effect at the next restart");
+        }
+        // A listener keeps the mount point it started with (mosquitto does not reload
+        // mount_point either): its clients' topics must not change meaning.
+        for (listener, old) in new.listeners.iter_mut().zip(&current.listeners) {
+            listener.mount_point.clone_from(&old.mount_point);
         }
         if new.presence_events != current.presence_events {
             tracing::warn!("presence_events takes effect at the next restart");

@@ -469,3 +469,17 @@ fn a_session_resumed_on_a_mounted_listener_gets_only_what_is_under_the_mount_poi
     plain.publish("site/later", b"3", QoS::AtLeastOnce, false, 3);
     assert_eq!(back.recv_publish().topic.as_str(), "later");
 }
+
+#[test]
+fn a_reload_keeps_the_mount_point_the_listener_started_with() {
+    let pair = Pair::start(CONFIG);
+    let path = pair.broker.config_path.clone().unwrap();
+    std::fs::write(&path, CONFIG.replace("mount_point site/", "mount_point elsewhere/")).unwrap();
+    pair.broker.signal(SIGHUP);
+    assert!(pair.broker.log_contains("configuration reloaded"));
+    let mut plain = pair.plain(V311, "plain");
+    plain.subscribe("+/x", QoS::AtMostOnce);
+    pair.mounted(V311, "after-reload")
+        .publish("x", b"1", QoS::AtLeastOnce, false, 1);
+    assert_eq!(plain.recv_publish().topic.as_str(), "site/x");
+}
