@@ -154,6 +154,12 @@ fn a_kicked_client_gets_disconnect_0x98_and_its_will_is_published() {
         disconnect_reason(&victim.expect_closed()),
         ReasonCode::ADMINISTRATIVE_ACTION
     );
+    assert!(
+        api.broker
+            .log_line(&["API request", &api.key.id, "POST", "victim/kick"]),
+        "the kick is logged with its key: {:?}",
+        api.broker.log
+    );
     let will = watcher.recv_publish();
     assert_eq!(will.topic.as_str(), "wills/victim");
     api.broker.wait_closed("victim");

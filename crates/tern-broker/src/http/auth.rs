@@ -6,7 +6,7 @@ use super::api::ApiState;
 use super::input::ApiError;
 use crate::api_keys::Credentials;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
@@ -59,7 +59,13 @@ pub async fn require_key(State(api): State<Arc<ApiState>>, request: Request, nex
     };
     match accepted {
         Some(key) => {
-            tracing::debug!(key, method = %request.method(), path = request.uri().path(), "API request");
+            let (method, path) = (request.method(), request.uri().path());
+            if method == Method::GET || method == Method::HEAD {
+                tracing::debug!(key, %method, path, "API request");
+            } else {
+                // What changes the broker is logged with the key that did it.
+                tracing::info!(key, %method, path, "API request");
+            }
             next.run(request).await
         }
         None => unauthorized("invalid credentials"),
