@@ -72,15 +72,15 @@ impl Admin {
             })
     }
 
-    fn transport(&self, listener: usize) -> &'static str {
-        match self.state.config().listeners.get(listener).map(|l| l.protocol) {
+    fn transport(config: &crate::Config, listener: usize) -> &'static str {
+        match config.listeners.get(listener).map(|l| l.protocol) {
             Some(ListenerProtocol::WebSockets) => "websockets",
             Some(ListenerProtocol::Http) => "http",
             _ => "mqtt",
         }
     }
 
-    fn client_info(&self, session: &Session, state: &SessionState) -> ClientInfo {
+    fn client_info(config: &crate::Config, session: &Session, state: &SessionState) -> ClientInfo {
         let info = state.connection.as_ref().map(|c| c.info.clone());
         let traffic = info.as_ref().map(|i| i.traffic());
         ClientInfo {
@@ -93,7 +93,7 @@ impl Admin {
                 .map(str::to_string),
             address: info.as_ref().map(|i| i.peer.to_string()),
             protocol_version: info.as_ref().map(|i| i.version.to_string()),
-            transport: info.as_ref().map(|i| self.transport(i.listener)),
+            transport: info.as_ref().map(|i| Self::transport(config, i.listener)),
             listener: info.as_ref().map(|i| i.listener),
             keepalive: info.as_ref().map(|i| i.keep_alive),
             connected_since_ms: info.as_ref().map(|i| i.connected_at_ms),
@@ -111,12 +111,13 @@ impl Admin {
     /// A page of clients matching `filter`, in client id order.
     pub fn clients(&self, filter: &ClientFilter, page: &Page) -> Listing<ClientInfo> {
         let candidates = self.sessions_after(page.after.as_deref(), filter.client_id_prefix.as_deref());
+        let config = self.state.config();
         let mut items = Vec::new();
         let mut next = None;
         for session in candidates {
             let info = {
                 let state = session.state.lock();
-                self.client_info(&session, &state)
+                Self::client_info(&config, &session, &state)
             };
             let wanted = filter.connected.is_none_or(|c| c == info.connected)
                 && filter.user.as_ref().is_none_or(|u| info.user.as_ref() == Some(u))
@@ -138,8 +139,9 @@ impl Admin {
     /// One client.
     pub fn client(&self, client_id: &str) -> Result<ClientInfo, AdminError> {
         let session = self.session(client_id)?;
+        let config = self.state.config();
         let state = session.state.lock();
-        Ok(self.client_info(&session, &state))
+        Ok(Self::client_info(&config, &session, &state))
     }
 
     /// Closes a client's connection (a 5.0 client gets DISCONNECT 0x98 Administrative
