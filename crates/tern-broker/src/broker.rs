@@ -3,7 +3,7 @@
 
 use crate::admission::ListenerGate;
 use crate::auth::{Authenticator, Authenticators};
-use crate::config::{listener_addr, Config};
+use crate::config::{listener_addr, Config, ListenerProtocol};
 use crate::connection;
 use crate::connection::transport::Socket;
 use crate::metrics::Metrics;
@@ -450,7 +450,7 @@ async fn accept_loop(index: usize, listener: TcpListener, state: Arc<BrokerState
                 match gate.admit(peer.ip(), max_connections, config.max_connection_rate) {
                     Ok(slot) => {
                         let _ = stream.set_nodelay(true);
-                        let socket = match state.listener_tls(index).map(|tls| tls.session()) {
+                        let mut socket = match state.listener_tls(index).map(|tls| tls.session()) {
                             None => Socket::plain(stream),
                             Some(Ok(session)) => Socket::tls(stream, session),
                             Some(Err(e)) => {
@@ -459,6 +459,12 @@ async fn accept_loop(index: usize, listener: TcpListener, state: Arc<BrokerState
                                 continue;
                             }
                         };
+                        if let Some(listener) = config.listeners.get(index) {
+                            if listener.protocol == ListenerProtocol::WebSockets {
+                                let settings = listener.websockets.clone();
+                                socket = socket.websocket(settings, peer.ip(), config.max_packet_size());
+                            }
+                        }
                         tracker.spawn(connection::serve(socket, peer, state.clone(), (index, slot)));
                     }
                     Err(refusal) => {

@@ -491,7 +491,7 @@ impl Config {
         if let Some(file) = listener.acl_file.as_ref().or(self.acl_file.as_ref()) {
             auth.push(format!("acl_file {}", file.display()));
         }
-        format!("mqtt, {transport}; {}", auth.join(", "))
+        format!("{}, {transport}; {}", listener.protocol.name(), auth.join(", "))
     }
 
     /// Whether clients of listener `index` are known by their user name

@@ -11,6 +11,7 @@ mod handshake;
 mod inbound;
 mod packet_log;
 pub(crate) mod transport;
+mod websocket;
 
 use transport::Socket;
 
@@ -338,6 +339,8 @@ async fn set_up(mut socket: Socket, peer: SocketAddr, broker: Arc<BrokerState>, 
             return None;
         }
     };
+    // Behind a trusted proxy (WebSocket X-Forwarded-For), the client is who it names.
+    let peer = socket.forwarded_for().map_or(peer, |ip| SocketAddr::new(ip, 0));
     let io = (&mut socket, &mut input);
     let (connection, takeover) = handshake::accept(connect, peer, &broker, listener, io).await?;
     if input.is_empty() {

@@ -1,14 +1,18 @@
-//! The socket of one connection: plain TCP, or TCP carrying TLS through a rustls
-//! `ServerConnection` driven by hand.
+//! The socket of one connection: plain TCP (or a Unix stream), optionally carrying TLS
+//! through a rustls `ServerConnection` driven by hand, optionally carrying WebSocket
+//! frames (`super::websocket`) over either: TCP → TLS → WebSocket → MQTT.
 //!
 //! The connection loop works on readiness (`readable`/`writable`) and non-blocking
 //! `try_read_buf`/`try_write`, which keeps an idle connection small and lets one write
 //! carry everything pending. TLS fits the same shape: ciphertext moves between the TCP
 //! socket and rustls without waiting, and plaintext moves between rustls and the
 //! connection's buffers. Bytes rustls still holds for the socket count as pending output,
-//! so the loop keeps waiting for writability until they are gone.
+//! so the loop keeps waiting for writability until they are gone. The WebSocket layer
+//! is the same: its frames and answers waiting for the layer below are pending output.
 
-use bytes::BytesMut;
+use super::websocket::WebSocket;
+use crate::config::WebSocketSettings;
+use bytes::{Buf, BytesMut};
 use rustls::ServerConnection;
 use std::io::{self, Read, Write};
 use tokio::io::AsyncWriteExt;
@@ -16,6 +20,10 @@ use tokio::net::{TcpStream, UnixStream};
 
 /// Plaintext taken from rustls per read call, at most.
 const TLS_READ_CHUNK: usize = 16 * 1024;
+/// Bytes read from below per WebSocket read call, at most.
+const WS_READ_CHUNK: usize = 16 * 1024;
+/// MQTT bytes put in one outgoing WebSocket frame, at most: the frame is a copy.
+const WS_MAX_FRAME: usize = 64 * 1024;
 
 /// The byte stream under a connection: TCP from a listener, or a Unix stream handed in
 /// by an embedder (in-process transports, the fuzz target).
@@ -89,6 +97,13 @@ impl Write for Nonblocking<'_> {
 
 /// A client's socket.
 pub(crate) struct Socket {
+    lower: Lower,
+    /// The WebSocket layer on a WebSocket listener; boxed, as most sockets have none.
+    ws: Option<Box<WebSocket>>,
+}
+
+/// The byte stream under MQTT, or under the WebSocket layer: TCP or Unix, maybe TLS.
+struct Lower {
     tcp: Stream,
     /// The TLS session on a TLS listener; boxed, as it is large.
     tls: Option<Box<ServerConnection>>,
@@ -101,46 +116,176 @@ fn would_block() -> io::Error {
 impl Socket {
     pub fn plain(tcp: TcpStream) -> Socket {
         Socket {
-            tcp: Stream::Tcp(tcp),
-            tls: None,
+            lower: Lower {
+                tcp: Stream::Tcp(tcp),
+                tls: None,
+            },
+            ws: None,
         }
     }
 
     pub fn tls(tcp: TcpStream, tls: ServerConnection) -> Socket {
         Socket {
-            tcp: Stream::Tcp(tcp),
-            tls: Some(Box::new(tls)),
+            lower: Lower {
+                tcp: Stream::Tcp(tcp),
+                tls: Some(Box::new(tls)),
+            },
+            ws: None,
         }
     }
 
     pub fn unix(stream: UnixStream) -> Socket {
         Socket {
-            tcp: Stream::Unix(stream),
-            tls: None,
+            lower: Lower {
+                tcp: Stream::Unix(stream),
+                tls: None,
+            },
+            ws: None,
         }
+    }
+
+    /// Carries MQTT in WebSocket frames over this socket, after the HTTP upgrade the
+    /// client opens with. Frames and messages over `max_message` bytes are refused.
+    pub fn websocket(mut self, settings: WebSocketSettings, peer: std::net::IpAddr, max_message: usize) -> Socket {
+        self.ws = Some(Box::new(WebSocket::new(settings, peer, max_message)));
+        self
     }
 
     /// The TLS session, on a TLS listener.
     pub fn tls_session(&self) -> Option<&ServerConnection> {
-        self.tls.as_deref()
+        self.lower.tls.as_deref()
+    }
+
+    /// The client's address as a trusted proxy in front of a WebSocket listener gave it.
+    pub fn forwarded_for(&self) -> Option<std::net::IpAddr> {
+        self.ws.as_ref().and_then(|ws| ws.forwarded_for())
     }
 
     pub async fn readable(&self) -> io::Result<()> {
-        self.tcp.readable().await
+        self.lower.tcp.readable().await
     }
 
     pub async fn writable(&self) -> io::Result<()> {
-        self.tcp.writable().await
+        self.lower.tcp.writable().await
     }
 
-    /// Whether TLS records wait for the socket (handshake, alerts, encrypted output).
+    /// Whether bytes wait for the socket: TLS records (handshake, alerts, encrypted
+    /// output) or WebSocket frames and answers.
     pub fn has_pending_output(&self) -> bool {
-        self.tls.as_ref().is_some_and(|t| t.wants_write())
+        self.ws.as_ref().is_some_and(|ws| !ws.output_is_empty()) || self.lower.has_pending_output()
     }
 
     /// Reads what is available without waiting: `Ok(0)` at end of stream, `WouldBlock`
-    /// when nothing is available (for TLS: no complete record yet).
+    /// when nothing is available (for TLS: no complete record yet; for WebSocket: no
+    /// payload yet).
     pub fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        let Some(ws) = self.ws.as_deref_mut() else {
+            return self.lower.try_read_buf(buf);
+        };
+        loop {
+            let before = buf.len();
+            let decoded = ws.decode(buf);
+            // The upgrade answer, pongs and close frames go out now (best effort: what
+            // does not fit waits as pending output).
+            let flushed = flush_ws(ws, &mut self.lower);
+            let ended = decoded?;
+            flushed?;
+            if buf.len() > before {
+                return Ok(buf.len() - before);
+            }
+            if ended {
+                return Ok(0);
+            }
+            if self.lower.try_read_buf(ws.input_buffer(WS_READ_CHUNK))? == 0 {
+                return Ok(0);
+            }
+        }
+    }
+
+    /// Writes without waiting; `WouldBlock` when nothing could be taken.
+    pub fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let Some(ws) = self.ws.as_deref_mut() else {
+            return self.lower.try_write(data);
+        };
+        flush_ws(ws, &mut self.lower)?;
+        if !ws.output_is_empty() {
+            return Err(would_block());
+        }
+        if !ws.is_open() {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "WebSocket closed"));
+        }
+        let n = data.len().min(WS_MAX_FRAME);
+        ws.encode(&data[..n]);
+        flush_ws(ws, &mut self.lower)?;
+        Ok(n)
+    }
+
+    /// Pushes what the WebSocket layer and TLS hold to the socket, as far as it takes them.
+    pub fn flush_pending(&mut self) -> io::Result<()> {
+        if let Some(ws) = self.ws.as_deref_mut() {
+            flush_ws(ws, &mut self.lower)?;
+        }
+        self.lower.flush_pending()
+    }
+
+    /// Reads at least one byte (or end of stream), waiting as needed.
+    pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            self.readable().await?;
+            if buf.capacity() == buf.len() {
+                buf.reserve(1024);
+            }
+            match self.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_pending().await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Writes all of `data` and what is pending, waiting as needed.
+    pub async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            match self.try_write(data) {
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        self.write_pending().await
+    }
+
+    async fn write_pending(&mut self) -> io::Result<()> {
+        while self.has_pending_output() {
+            self.flush_pending()?;
+            if self.has_pending_output() {
+                self.writable().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: a WebSocket close frame, TLS close_notify, then TCP FIN.
+    pub async fn shutdown(&mut self) {
+        if let Some(ws) = self.ws.as_deref_mut() {
+            ws.close(1000);
+            let _ = self.write_pending().await;
+        }
+        if let Some(tls) = self.lower.tls.as_deref_mut() {
+            tls.send_close_notify();
+            let _ = self.write_pending().await;
+        }
+        let _ = self.lower.tcp.shutdown().await;
+    }
+}
+
+impl Lower {
+    fn has_pending_output(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         let Some(tls) = self.tls.as_deref_mut() else {
             return self.tcp.try_read_buf(buf);
         };
@@ -177,8 +322,7 @@ impl Socket {
         }
     }
 
-    /// Writes without waiting; `WouldBlock` when nothing could be taken.
-    pub fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
+    fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
         let Some(tls) = self.tls.as_deref_mut() else {
             return self.tcp.try_write(data);
         };
@@ -194,60 +338,28 @@ impl Socket {
         Ok(n)
     }
 
-    /// Pushes TLS records rustls holds to the socket, as far as it takes them.
-    pub fn flush_pending(&mut self) -> io::Result<()> {
+    fn flush_pending(&mut self) -> io::Result<()> {
         match self.tls.as_deref_mut() {
             Some(tls) => flush_tls(tls, &self.tcp),
             None => Ok(()),
         }
     }
+}
 
-    /// Reads at least one byte (or end of stream), waiting as needed.
-    pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        loop {
-            self.readable().await?;
-            if buf.capacity() == buf.len() {
-                buf.reserve(1024);
-            }
-            match self.try_read_buf(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.write_pending().await?;
-                }
-                other => return other,
-            }
+/// Moves the WebSocket layer's output below, as far as it is taken.
+fn flush_ws(ws: &mut WebSocket, lower: &mut Lower) -> io::Result<()> {
+    let output = ws.output();
+    while !output.is_empty() {
+        match lower.try_write(output) {
+            Ok(n) => output.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
         }
     }
-
-    /// Writes all of `data` and what TLS holds, waiting as needed.
-    pub async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
-        while !data.is_empty() {
-            match self.try_write(data) {
-                Ok(n) => data = &data[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
-                Err(e) => return Err(e),
-            }
-        }
-        self.write_pending().await
+    if output.is_empty() && output.capacity() > 0 {
+        *output = BytesMut::new();
     }
-
-    async fn write_pending(&mut self) -> io::Result<()> {
-        while self.has_pending_output() {
-            self.flush_pending()?;
-            if self.has_pending_output() {
-                self.writable().await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Ends the stream: TLS close_notify, then TCP FIN.
-    pub async fn shutdown(&mut self) {
-        if let Some(tls) = self.tls.as_deref_mut() {
-            tls.send_close_notify();
-            let _ = self.write_pending().await;
-        }
-        let _ = self.tcp.shutdown().await;
-    }
+    Ok(())
 }
 
 fn flush_tls(tls: &mut ServerConnection, tcp: &Stream) -> io::Result<()> {

@@ -1,6 +1,7 @@
 """Interop check with paho-mqtt (Eclipse Paho, PyPI): a client nobody at Tern wrote.
 
-Usage: paho_check.py HOST PORT {3.1.1|5}. Exits 0 when every check passed, 1 otherwise,
+Usage: paho_check.py HOST PORT {3.1.1|5} [ws|wss [CAFILE]]. With ws or wss the clients
+use MQTT over WebSocket (path /mqtt; wss checks the broker against CAFILE). Exits 0 when every check passed, 1 otherwise,
 printing what failed. Covers: connect, subscribe with wildcards, publish and receive at
 QoS 0, 1 and 2, retained messages, the will of a dropped client, a persistent session
 receiving QoS 1 messages queued while it was offline, shared subscriptions; under 5.0
@@ -13,6 +14,8 @@ import time
 import paho.mqtt.client as mqtt
 
 HOST, PORT, VERSION = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+TRANSPORT = sys.argv[4] if len(sys.argv) > 4 else "tcp"
+CAFILE = sys.argv[5] if len(sys.argv) > 5 else None
 PROTOCOL = mqtt.MQTTv5 if VERSION == "5" else mqtt.MQTTv311
 # How long to wait for something that must happen (generous: the suite runs on loaded
 # machines; a passing run never waits this long).
@@ -23,7 +26,13 @@ def client(client_id, clean=True):
     kwargs = {"client_id": client_id, "protocol": PROTOCOL}
     if PROTOCOL != mqtt.MQTTv5:
         kwargs["clean_session"] = clean
+    if TRANSPORT in ("ws", "wss"):
+        kwargs["transport"] = "websockets"
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
+    if TRANSPORT in ("ws", "wss"):
+        c.ws_set_options(path="/mqtt")
+    if TRANSPORT == "wss":
+        c.tls_set(ca_certs=CAFILE)
     c.received = []
     c.arrived = threading.Event()
     c.connected = threading.Event()
