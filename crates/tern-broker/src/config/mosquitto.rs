@@ -182,6 +182,11 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
             listener_for(config, directive)?.websockets.require_subprotocol = boolean(args)?;
         }
         "websockets_headers_size" => listener_for(config, directive)?.websockets.headers_size = number(args)?,
+        // libwebsockets' own debug output in mosquitto; Tern logs every WebSocket fault
+        // with its connection, so the level has nothing to select.
+        "websockets_log_level" => {
+            number::<i64>(args)?;
+        }
         "mount_point" => {
             let map = crate::topic_map::TopicMap::mount(one(args)?)?;
             listener_for(config, directive)?.mount_point = Some(map);
@@ -443,7 +448,9 @@ fn refusal(directive: &str) -> Option<String> {
         "dhparamfile" | "ecdh_curve" | "tls_engine" | "tls_engine_kpass_sha1" | "tls_keyform" | "keyfile_password" => {
             "Tern's TLS (rustls) offers only its own modern cipher suites and keys in PEM files; remove this line"
         }
-        "websockets_log_level" | "websockets_headers_size" | "http_dir" => "websockets listeners are not supported yet",
+        "http_dir" => {
+            "WebSocket listeners serve MQTT only, not files; serve the directory with a web server (the console and the HTTP API are on protocol http listeners)"
+        }
         _ => return None,
     };
     Some(why.to_string())
