@@ -155,7 +155,11 @@ impl SysState {
                 Metrics::get(&m.messages_received).to_string(),
             ),
             ("messages/sent".into(), Metrics::get(&m.messages_sent).to_string()),
-            ("publish/messages/dropped".into(), m.dropped.total().to_string()),
+            (
+                // mosquitto's meaning: messages a full queue refused.
+                "publish/messages/dropped".into(),
+                m.dropped.get(crate::metrics::DropReason::QueueFull).to_string(),
+            ),
             ("bytes/received".into(), Metrics::get(&m.bytes_received).to_string()),
             ("bytes/sent".into(), Metrics::get(&m.bytes_sent).to_string()),
             (
