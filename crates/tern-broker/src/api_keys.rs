@@ -398,6 +398,30 @@ mod tests {
     }
 
     #[test]
+    fn once_a_key_has_been_verified_wrong_secrets_cost_no_pbkdf2() {
+        let dir = std::env::temp_dir().join(format!("tern-api-keys-budget-{}", std::process::id()));
+        let (record, secret) = generate().unwrap_or_else(|e| panic!("{e}"));
+        write(&dir, std::slice::from_ref(&record)).unwrap_or_else(|e| panic!("{e}"));
+        let keys = ApiKeys::load(&dir);
+        let wrong = format!("tern_{}_guess", record.id);
+        // Before the key's first use, wrong guesses spend the PBKDF2 budget, and stop
+        // being verified at all once it is spent.
+        for _ in 0..PBKDF2_PER_SECOND + 5 {
+            assert_eq!(keys.check(Credentials::Bearer { secret: &wrong }), None);
+        }
+        assert_eq!(keys.budget.lock().0, 0);
+        *keys.budget.lock() = (PBKDF2_PER_SECOND, Instant::now());
+        assert!(keys.check(Credentials::Bearer { secret: &secret }).is_some());
+        let left = keys.budget.lock().0;
+        for _ in 0..100 {
+            assert_eq!(keys.check(Credentials::Bearer { secret: &wrong }), None);
+        }
+        assert_eq!(keys.budget.lock().0, left, "checked against the cached digest only");
+        assert!(keys.check(Credentials::Bearer { secret: &secret }).is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_malformed_line_is_named() {
         let e = parse("abc:12:$9$x\n", Path::new("f"));
         assert!(matches!(e, Err(ApiKeyError::Malformed { line: 1, .. })), "{e:?}");
