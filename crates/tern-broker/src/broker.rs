@@ -232,15 +232,11 @@ impl Broker {
                 .with_context(|| format!("cannot listen on {addr}"))?;
             listeners.push((index, listener));
         }
-        let http_default = match state.config().is_local_default() {
-            true => crate::http::bind_default().await,
-            false => None,
-        };
         let broker = Broker {
             state,
             listeners,
             unix,
-            http_default,
+            http_default: None,
         };
         broker.name_listeners();
         Ok(broker)
@@ -264,7 +260,16 @@ impl Broker {
         endpoints
     }
 
-    /// Where the default HTTP API listens (no listeners configured, port 8080 free).
+    /// Also serves the HTTP API on 127.0.0.1:8080, as `tern broker` does when no listener
+    /// is configured; a port in use is logged and the broker goes on without it.
+    pub async fn with_default_http_api(mut self) -> Broker {
+        if self.http_default.is_none() {
+            self.http_default = crate::http::bind_default().await;
+        }
+        self
+    }
+
+    /// Where the default HTTP API listens (see [`Broker::with_default_http_api`]).
     pub fn default_http_endpoint(&self) -> Option<String> {
         Some(self.http_default.as_ref()?.local_addr().ok()?.to_string())
     }

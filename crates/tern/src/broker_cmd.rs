@@ -231,7 +231,11 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
         .collect();
     let user = config.user.clone();
     let data_dir = config.persistence_location.clone();
-    let broker = bind(config, &args).await?;
+    let no_listeners = config.is_local_default();
+    let mut broker = bind(config, &args).await?;
+    if no_listeners {
+        broker = broker.with_default_http_api().await;
+    }
     if let Some(user) = user {
         drop_privileges(&user)?;
     }
