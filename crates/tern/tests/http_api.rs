@@ -59,7 +59,7 @@ fn every_route_of_the_openapi_description_exists() {
     let description = api.get("/api/v1/openapi.json");
     assert!(description["openapi"].as_str().unwrap().starts_with("3."));
     let paths = description["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 16, "{paths:?}");
+    assert_eq!(paths.len(), 17, "{paths:?}");
     for (path, methods) in paths {
         let concrete = path
             .replace("{client_id}", "nobody")
@@ -235,6 +235,17 @@ fn sessions_include_offline_ones_with_their_queue() {
         .clone();
     assert_eq!(ids(&offline, "client_id"), ["away"]);
     assert_eq!(api.get("/api/v1/clients/away")["queued"], 3);
+    api.call("DELETE", "/api/v1/sessions/here", None)
+        .refused(409, "client_id");
+    let deleted = api.call("DELETE", "/api/v1/sessions/away", None);
+    assert_eq!(deleted.json()["deleted"], "away", "{deleted:?}");
+    api.call("DELETE", "/api/v1/sessions/away", None).refused(404, "");
+    let left = api.get("/api/v1/sessions")["items"].as_array().unwrap().clone();
+    assert_eq!(ids(&left, "client_id"), ["here"]);
+    let mut back = api.broker.client(V311);
+    let ack = back.connect(&connect_packet(V311, "away", false, 30));
+    assert!(!ack.session_present, "the session was ended");
+    back.expect_quiet();
 }
 
 #[test]

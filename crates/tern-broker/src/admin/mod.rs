@@ -243,6 +243,28 @@ impl Admin {
         Listing { items, next }
     }
 
+    /// Ends an offline session: its queue and subscriptions go (from the store too), and a
+    /// will still waiting for its delay is published, as when it expires. A connected
+    /// client's session is not ended: kick the client first.
+    pub fn delete_session(&self, client_id: &str) -> Result<(), AdminError> {
+        let key = ByteStr::from(client_id);
+        let removed = self.state.sessions.with(|map| {
+            let session = map.get(&key)?.clone();
+            if session.is_online() {
+                return Some(Err(AdminError::Connected(client_id.to_string())));
+            }
+            map.remove(&key);
+            Some(Ok(session))
+        });
+        let session = removed.ok_or_else(|| AdminError::NotFound {
+            what: "session",
+            name: client_id.to_string(),
+        })??;
+        tracing::info!(client = client_id, "session ended through the admin API");
+        self.state.end_session(&session);
+        Ok(())
+    }
+
     /// A page of the retained messages matching `filter`, in topic order.
     pub fn retained(&self, filter: &str, page: &Page) -> Result<Listing<RetainedInfo>, AdminError> {
         tern_proto::topic::validate_topic_filter(filter).map_err(|e| AdminError::invalid("filter", e))?;

@@ -197,6 +197,8 @@ pub enum AdminError {
     Invalid { field: &'static str, message: String },
     #[error("client {0:?} is not connected")]
     NotConnected(String),
+    #[error("client {0:?} is connected (kick it first)")]
+    Connected(String),
 }
 
 impl AdminError {

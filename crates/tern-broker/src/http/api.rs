@@ -47,6 +47,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/clients/{client_id}/subscriptions", get(client_subscriptions))
         .route("/api/v1/subscriptions", get(subscriptions))
         .route("/api/v1/sessions", get(sessions))
+        .route("/api/v1/sessions/{client_id}", axum::routing::delete(delete_session))
         .route("/api/v1/retained", get(retained_list).delete(retained_delete_matching))
         .route("/api/v1/retained/{*topic}", get(retained_get).delete(retained_delete))
         .route("/api/v1/publish", post(publish))
@@ -183,6 +184,13 @@ async fn subscriptions(State(api): Api, RawQuery(q): RawQuery) -> Answer {
 async fn sessions(State(api): Api, RawQuery(q): RawQuery) -> Answer {
     let q = Query::parse(q.as_deref(), &["connected", "limit", "cursor"])?;
     listing(api.admin.sessions(q.bool("connected")?, &q.page()?))
+}
+
+async fn delete_session(State(api): Api, path: Result<Path<String>, PathRejection>, RawQuery(q): RawQuery) -> Answer {
+    let id = param(path, "client_id")?;
+    Query::parse(q.as_deref(), &[])?;
+    api.admin.delete_session(&id)?;
+    ok(json!({ "deleted": id }))
 }
 
 async fn retained_list(State(api): Api, RawQuery(q): RawQuery) -> Answer {
