@@ -693,3 +693,55 @@ fn max_connections_of_an_http_listener_caps_it() {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }
 }
+
+#[test]
+fn a_client_over_websockets_is_listed_with_its_transport() {
+    let data = tempfile::tempdir().unwrap();
+    let key = create_key(data.path());
+    let config = format!(
+        "listener 0 127.0.0.1\nallow_anonymous true\nlistener 0 127.0.0.1\nprotocol websockets\nlistener 0 127.0.0.1\nprotocol http\npersistence_location {}\n",
+        data.path().display()
+    );
+    let broker = Broker::with_config("tern.conf", &config);
+    let (ws, http) = (broker.listening_addrs()[1], broker.listening_addrs()[2]);
+    let mut stream = TcpStream::connect(ws).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+        .write_all(
+            b"GET /mqtt HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+        )
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    // CONNECT in one masked binary frame; the answer is CONNACK in one unmasked frame.
+    let mut connect = bytes::BytesMut::new();
+    let packet = Packet::Connect(Box::new(connect_packet(V5, "over-ws", true, 30)));
+    encode(&packet, V5, &mut connect).unwrap();
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x82, 0x80 | connect.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(connect.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    stream.write_all(&frame).unwrap();
+    let mut answer = [0u8; 2];
+    stream.read_exact(&mut answer).unwrap();
+    assert_eq!(answer[0], 0x82, "a binary frame answers");
+    let auth = format!("Bearer {}", key.secret);
+    let listed = send(
+        http,
+        "GET",
+        "/api/v1/clients?protocol=websockets",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    let items = listed.json()["items"].clone();
+    assert_eq!(items.as_array().map(Vec::len), Some(1), "{items}");
+    assert_eq!(items[0]["client_id"], "over-ws");
+    assert_eq!(items[0]["transport"], "websockets");
+    assert_eq!(items[0]["protocol_version"], "5.0");
+}
