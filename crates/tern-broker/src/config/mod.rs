@@ -461,7 +461,7 @@ impl Config {
             (true, false, false) => "TLS",
         };
         if listener.protocol == ListenerProtocol::Http {
-            return format!("HTTP API, {transport}; API keys (docs/http-api.md)");
+            return format!("HTTP API, {transport}; API keys, see docs/http-api.md");
         }
         let mut auth = Vec::new();
         if tls.use_subject_as_username {
