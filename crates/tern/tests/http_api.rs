@@ -627,6 +627,8 @@ fn readyz_says_not_ready_while_the_store_cannot_write_and_ready_again_after() {
     });
     let answer = ready();
     assert_eq!(answer.json()["store_writable"], false, "{answer:?}");
+    let qos1 = json!({"topic": "q/1", "payload": "x", "qos": 1});
+    api.call("POST", "/api/v1/publish", Some(qos1)).refused(503, "qos");
     assert_eq!(answer.json()["listeners_bound"], true);
     drop(file);
     std::fs::remove_file(&filler).unwrap();

@@ -347,6 +347,13 @@ impl Admin {
         if config.message_size_limit > 0 && request.payload.len() > config.message_size_limit {
             return Err(AdminError::invalid("payload", "larger than message_size_limit"));
         }
+        if request.qos != QoS::AtMostOnce && self.state.store.as_ref().is_some_and(|s| s.refuses_publishes()) {
+            // As for clients: nothing is taken on at QoS 1/2 that cannot reach the disk.
+            return Err(AdminError::Unavailable {
+                field: "qos",
+                message: "the store cannot write: QoS 1 and 2 publishes are refused until it can".into(),
+            });
+        }
         if request.retain && !config.retain_available {
             return Err(AdminError::invalid(
                 "retain",

@@ -199,6 +199,9 @@ pub enum AdminError {
     NotConnected(String),
     #[error("client {0:?} is connected (kick it first)")]
     Connected(String),
+    /// The broker cannot do it now (the store cannot write, say).
+    #[error("{message}")]
+    Unavailable { field: &'static str, message: String },
 }
 
 impl AdminError {

@@ -56,6 +56,9 @@ impl From<AdminError> for ApiError {
         match e {
             AdminError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, message, None),
             AdminError::Invalid { field, .. } => ApiError::bad(field, message),
+            AdminError::Unavailable { field, .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message, Some(field))
+            }
             AdminError::NotConnected(_) | AdminError::Connected(_) => {
                 ApiError::new(StatusCode::CONFLICT, message, Some("client_id"))
             }
