@@ -12,8 +12,16 @@ use std::ops::Deref;
 
 /// An immutable UTF-8 string backed by [`Bytes`]. The contents are always valid UTF-8:
 /// every constructor checks it or starts from a `str`.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteStr(Bytes);
+
+/// Hashed as the `str` it is, as `Borrow<str>` requires: a map keyed by `ByteStr` is
+/// searched with a `&str` (hashing the `Bytes` would hash differently and find nothing).
+impl std::hash::Hash for ByteStr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
 
 impl ByteStr {
     /// A string borrowed from static memory, without allocation.
@@ -118,5 +126,12 @@ mod tests {
     fn valid_utf8_reads_back_unchanged() {
         let s = ByteStr::from_utf8(Bytes::from_static("a/ü/€".as_bytes())).unwrap();
         assert_eq!(s, "a/ü/€");
+    }
+
+    #[test]
+    fn a_map_keyed_by_bytestr_is_searched_with_a_str() {
+        let mut map = std::collections::HashMap::new();
+        map.insert(ByteStr::from("client-1"), 1);
+        assert_eq!(map.get("client-1"), Some(&1));
     }
 }
