@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 /// Opens `args.connections` connections, `args.concurrency` at a time, keeping them open.
 async fn open_many(args: &BenchArgs) -> Result<(Vec<wire::Raw>, Histogram<u64>, f64)> {
-    let (addr, version) = (args.addr()?, args.version()?);
+    let (addr, version) = (args.target()?, args.version()?);
     let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.connections);

@@ -10,6 +10,7 @@ mod conn;
 mod load;
 mod report;
 mod wire;
+mod ws;
 
 use anyhow::{bail, Result};
 use hdrhistogram::Histogram;
@@ -100,6 +101,9 @@ pub struct BenchArgs {
     /// Subscribers keep persistent sessions (what the broker's store writes).
     #[arg(long = "persistent")]
     persistent: bool,
+    /// Connect over WebSocket (the broker's `protocol websockets` listener at -p).
+    #[arg(long = "ws")]
+    websocket: bool,
     #[arg(long = "help", action = clap::ArgAction::Help)]
     help: Option<bool>,
 }
@@ -110,6 +114,14 @@ impl BenchArgs {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| anyhow::anyhow!("cannot resolve {}", self.host))
+    }
+
+    /// The broker to connect to, over TCP or WebSocket.
+    fn target(&self) -> Result<wire::Target> {
+        Ok(wire::Target {
+            addr: self.addr()?,
+            websocket: self.websocket,
+        })
     }
 
     fn version(&self) -> Result<ProtocolVersion> {
@@ -167,7 +179,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         );
     }
     let qos = QoS::from_u8(args.qos).ok_or_else(|| anyhow::anyhow!("--qos must be 0, 1 or 2"))?;
-    let (version, addr) = (args.version()?, args.addr()?);
+    let (version, addr) = (args.version()?, args.target()?);
     let (topics, filters) = layout(&args)?;
     let progress = Arc::new(Progress::default());
     let done = Arc::new(AtomicBool::new(false));

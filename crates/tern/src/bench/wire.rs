@@ -1,13 +1,12 @@
 //! The load generator's own MQTT plumbing: raw sockets, pre-encoded frames and batched
 //! writes, so that the generator costs far less per message than the broker it measures.
 
+use super::ws::{Reader, Writer};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tern_proto::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 /// Bytes at the start of every payload: send time (ns since 1970), sequence, publisher.
@@ -21,34 +20,45 @@ pub fn now_nanos() -> u64 {
 
 /// A connected client's two halves and the bytes read past CONNACK.
 pub struct Raw {
-    pub reader: OwnedReadHalf,
-    pub writer: OwnedWriteHalf,
+    pub reader: Reader,
+    pub writer: Writer,
     pub input: BytesMut,
     pub version: ProtocolVersion,
 }
 
+/// Where the generator connects: the broker's address, and whether over WebSocket.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub websocket: bool,
+}
+
 /// Connects, sends CONNECT and waits for a successful CONNACK.
-pub async fn connect(addr: SocketAddr, version: ProtocolVersion, client_id: &str, keep_alive: u16) -> Result<Raw> {
-    connect_with(addr, version, client_id, keep_alive, false).await
+pub async fn connect(target: Target, version: ProtocolVersion, client_id: &str, keep_alive: u16) -> Result<Raw> {
+    connect_with(target, version, client_id, keep_alive, false).await
 }
 
 /// As [`connect`]; with `persistent`, the session outlives the connection (Clean Session
 /// 0, or Clean Start 0 with a Session Expiry Interval of an hour), so the broker stores it.
 pub async fn connect_with(
-    addr: SocketAddr,
+    target: Target,
     version: ProtocolVersion,
     client_id: &str,
     keep_alive: u16,
     persistent: bool,
 ) -> Result<Raw> {
-    let stream = TcpStream::connect(addr)
+    let addr = target.addr;
+    let mut stream = TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot connect to {addr}"))?;
     stream.set_nodelay(true)?;
+    if target.websocket {
+        super::ws::upgrade(&mut stream, addr).await?;
+    }
     let (reader, writer) = stream.into_split();
     let mut raw = Raw {
-        reader,
-        writer,
+        reader: Reader::new(reader, target.websocket),
+        writer: Writer::new(writer, target.websocket),
         input: BytesMut::with_capacity(64 * 1024),
         version,
     };

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Tern over WebSocket against Tern over TCP, measured in the same run: the broker's CPU
+# per delivered message and its memory per idle connection, one listener of each kind
+# on the same broker configuration, alternating (tcp ws tcp ws ...) for ROUNDS rounds.
+#
+#   bench/websockets.sh                      # 3 rounds of 5 s, 5,000 idle connections
+#   ROUNDS=5 DURATION=10 IDLE=10000 bench/websockets.sh
+#
+# mosquitto is not in this table: the Debian package's WebSocket listener does not open
+# on this machine ("Unable to start any listening sockets"), so only Tern's own ratio
+# (goal: CPU per message over ws within 1.5x of TCP) is measured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+IDLE=${IDLE:-5000}
+
+cargo build --release -q -p tern
+TERN=$PWD/target/release/tern
+work=$(mktemp -d)
+trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
+ulimit -n 20000 2>/dev/null || true
+
+cat > "$work/tern.conf" <<CONF
+allow_anonymous true
+max_queued_messages 0
+max_inflight_messages 20
+connection_messages false
+listener 18883 127.0.0.1
+listener 18885 127.0.0.1
+protocol websockets
+CONF
+
+start() {
+    "$TERN" broker -c "$work/tern.conf" >"$work/tern.log" 2>&1 &
+    local pid=$!
+    for _ in $(seq 100); do
+        if (echo >/dev/tcp/127.0.0.1/18885) 2>/dev/null; then echo "$pid"; return; fi
+        sleep 0.05
+    done
+    echo "tern did not start" >&2
+    exit 1
+}
+
+stop() {
+    kill "$1" 2>/dev/null || true
+    for _ in $(seq 400); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.05
+    done
+    kill -9 "$1" 2>/dev/null || true
+}
+
+# measure NAME TRANSPORT ARGS...: one run on a fresh broker, appended to results.
+measure() {
+    local name=$1 transport=$2
+    shift 2
+    local pid json flags=(-p 18883)
+    [ "$transport" = ws ] && flags=(-p 18885 --ws)
+    pid=$(start)
+    if ! json=$("$TERN" bench "$@" "${flags[@]}" --broker-pid "$pid" --json 2>>"$work/bench.err"); then
+        echo "  $name / $transport FAILED: $(tail -n 1 "$work/bench.err")" >&2
+        stop "$pid"
+        return
+    fi
+    stop "$pid"
+    echo "{\"name\": \"$name\", \"transport\": \"$transport\", \"result\": $json}" >>"$work/results.jsonl"
+    echo "  $name / $transport done" >&2
+}
+
+D=$DURATION
+for round in $(seq "$ROUNDS"); do
+    echo "round $round of $ROUNDS" >&2
+    for transport in tcp ws; do
+        measure "QoS 0 1->1 at 20,000/s" "$transport" one-to-one -r 20000 -d "$D"
+        measure "QoS 0 fan-out 20 at 2,000/s (40,000 deliveries/s)" "$transport" fan-out -S 20 -r 2000 -d "$D"
+        measure "QoS 1 1->1 at 10,000/s" "$transport" one-to-one -q 1 --inflight 20 -r 10000 -d "$D"
+        measure "QoS 0 1->1, max rate" "$transport" one-to-one -d "$D"
+        measure "idle connections" "$transport" idle -c "$IDLE" --concurrency 200 --hold 2
+    done
+done
+
+python3 - "$work/results.jsonl" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+names = list(dict.fromkeys(r["name"] for r in rows))
+
+def med(name, transport, key):
+    values = [key(r["result"]) for r in rows if r["name"] == name and r["transport"] == transport]
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+def fmt(v, digits=0):
+    return "n/a" if v is None else f"{v:,.{digits}f}"
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a is not None and b else "n/a"
+
+print("| scenario | delivered msg/s (TCP / ws) | broker CPU us per message (TCP / ws / ws:TCP) | p50 / p99 latency us (TCP; ws) |")
+print("|---|---|---|---|")
+for name in names:
+    if name == "idle connections":
+        continue
+    rate = lambda r: r["delivered_per_second"]
+    cpu = lambda r: r.get("broker_cpu_us_per_message")
+    p50 = lambda r: r["latency_us"]["p50"]
+    p99 = lambda r: r["latency_us"]["p99"]
+    t, w = (lambda k: med(name, "tcp", k)), (lambda k: med(name, "ws", k))
+    print(f"| {name} | {fmt(t(rate))} / {fmt(w(rate))} | {fmt(t(cpu), 3)} / {fmt(w(cpu), 3)} / {ratio(w(cpu), t(cpu))} "
+          f"| {fmt(t(p50))} / {fmt(t(p99))}; {fmt(w(p50))} / {fmt(w(p99))} |")
+idle = lambda transport: med("idle connections", transport, lambda r: r.get("broker_bytes_per_connection"))
+print()
+print(f"Memory per idle connection: TCP {fmt(idle('tcp'))} B, ws {fmt(idle('ws'))} B, ratio {ratio(idle('ws'), idle('tcp'))}.")
+PY
