@@ -1,0 +1,9 @@
+//! The IoT platform that runs on top of the Tern broker.
+//!
+//! A platform organization is an isolated tenant with its own registry of device types,
+//! devices, gateways and application API keys, its own `iot-2/...` topic space and its own
+//! quotas. This crate holds that model and plugs into the broker through its seams
+//! (authentication, authorization, topic mapping, the event stream) rather than living
+//! inside it; see docs/iot-platform.md.
+
+pub mod registry;
