@@ -117,6 +117,22 @@ impl WsClient {
         }
     }
 
+    /// The next MQTT packet from the byte stream the binary frames carry, whatever the
+    /// frame boundaries.
+    fn recv_streamed(&mut self, stream: &mut bytes::BytesMut, version: ProtocolVersion) -> Packet {
+        loop {
+            if let Some(packet) = decode(stream, version, usize::MAX).unwrap() {
+                return packet;
+            }
+            let (first, payload) = self.recv_frame().expect("a frame");
+            assert!(
+                first == 0x82 || first == 0x80,
+                "binary or continuation frame, got {first:#x}"
+            );
+            stream.extend_from_slice(&payload);
+        }
+    }
+
     /// The next MQTT packet, from binary frames (each holding whole packets here).
     fn recv_packet(&mut self, version: ProtocolVersion) -> Packet {
         let (first, payload) = self.recv_frame().expect("a frame");
@@ -409,4 +425,38 @@ fn a_socket_that_never_upgrades_is_closed_after_the_connect_timeout() {
     stream.write_all(b"GET /mqtt HTTP/1.1\r\n").unwrap();
     let mut buf = [0u8; 64];
     assert!(matches!(stream.read(&mut buf), Ok(0) | Err(_)), "closed by the broker");
+}
+
+#[test]
+fn a_slow_reader_gets_every_message_whole_and_in_order() {
+    let broker = ws_broker("");
+    let ws_addr = broker.listening_addrs()[1];
+    let mut ws = WsClient::open(ws_addr);
+    ws.send_packet(&Packet::Connect(Box::new(connect_packet(V5, "slow", true, 60))), V5);
+    assert!(matches!(ws.recv_packet(V5), Packet::ConnectAck(_)));
+    ws.send_packet(
+        &Packet::Subscribe(Subscribe {
+            packet_id: 1,
+            subscriptions: vec![subscription("big/#")],
+            properties: Properties::default(),
+        }),
+        V5,
+    );
+    assert!(matches!(ws.recv_packet(V5), Packet::SubscribeAck(_)));
+    // 8 MB while the WebSocket client reads nothing: the socket fills, frames are cut
+    // where the socket stopped taking bytes, and the rest follows later.
+    let mut publisher = broker.connect(V5, "fast");
+    let payload = vec![b'w'; 64 * 1024];
+    for i in 0..128u16 {
+        publisher.publish(&format!("big/{i}"), &payload, QoS::AtLeastOnce, false, i + 1);
+    }
+    let mut stream = bytes::BytesMut::new();
+    for i in 0..128u16 {
+        let Packet::Publish(p) = ws.recv_streamed(&mut stream, V5) else {
+            panic!("a PUBLISH")
+        };
+        assert_eq!(&p.topic[..], format!("big/{i}"));
+        assert_eq!(p.payload.len(), payload.len());
+        ws.send_packet(&Packet::PublishAck(PublishResponse::new(p.packet_id)), V5);
+    }
 }

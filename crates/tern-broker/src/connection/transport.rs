@@ -21,8 +21,8 @@ use tokio::net::{TcpStream, UnixStream};
 /// Plaintext taken from rustls per read call, at most.
 const TLS_READ_CHUNK: usize = 16 * 1024;
 /// Bytes read from below per WebSocket read call, at most.
-const WS_READ_CHUNK: usize = 16 * 1024;
-/// MQTT bytes put in one outgoing WebSocket frame, at most: the frame is a copy.
+const WS_READ_CHUNK: usize = 4 * 1024;
+/// MQTT bytes put in one outgoing WebSocket frame, at most.
 const WS_MAX_FRAME: usize = 64 * 1024;
 
 /// The byte stream under a connection: TCP from a listener, or a Unix stream handed in
@@ -68,6 +68,13 @@ impl Stream {
         }
     }
 
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_write_vectored(bufs),
+            Stream::Unix(s) => s.try_write_vectored(bufs),
+        }
+    }
+
     async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown().await,
@@ -100,6 +107,9 @@ pub(crate) struct Socket {
     lower: Lower,
     /// The WebSocket layer on a WebSocket listener; boxed, as most sockets have none.
     ws: Option<Box<WebSocket>>,
+    /// Payload bytes of the last outgoing WebSocket frame not yet written: its header is
+    /// out, so they must come next, before any other frame.
+    frame_left: usize,
 }
 
 /// The byte stream under MQTT, or under the WebSocket layer: TCP or Unix, maybe TLS.
@@ -121,6 +131,7 @@ impl Socket {
                 tls: None,
             },
             ws: None,
+            frame_left: 0,
         }
     }
 
@@ -131,6 +142,7 @@ impl Socket {
                 tls: Some(Box::new(tls)),
             },
             ws: None,
+            frame_left: 0,
         }
     }
 
@@ -141,6 +153,7 @@ impl Socket {
                 tls: None,
             },
             ws: None,
+            frame_left: 0,
         }
     }
 
@@ -187,7 +200,10 @@ impl Socket {
             let decoded = ws.decode(buf);
             // The upgrade answer, pongs and close frames go out now (best effort: what
             // does not fit waits as pending output).
-            let flushed = flush_ws(ws, &mut self.lower);
+            let flushed = match self.frame_left {
+                0 => flush_ws(ws, &mut self.lower),
+                _ => Ok(()),
+            };
             let ended = decoded?;
             flushed?;
             if buf.len() > before {
@@ -207,6 +223,15 @@ impl Socket {
         let Some(ws) = self.ws.as_deref_mut() else {
             return self.lower.try_write(data);
         };
+        if self.frame_left > 0 {
+            // The rest of a frame whose header is out: its payload goes as it is.
+            let n = self.lower.try_write(&data[..data.len().min(self.frame_left)])?;
+            self.frame_left -= n;
+            if self.frame_left == 0 {
+                flush_ws(ws, &mut self.lower)?;
+            }
+            return Ok(n);
+        }
         flush_ws(ws, &mut self.lower)?;
         if !ws.output_is_empty() {
             return Err(would_block());
@@ -214,16 +239,34 @@ impl Socket {
         if !ws.is_open() {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "WebSocket closed"));
         }
+        // Header and payload in one vectored write, nothing copied: what the socket does
+        // not take of the payload stays in the caller's buffer and follows as the rest of
+        // this frame; a header taken only in part is finished from the layer's output.
         let n = data.len().min(WS_MAX_FRAME);
-        ws.encode(&data[..n]);
-        flush_ws(ws, &mut self.lower)?;
-        Ok(n)
+        let (header, header_len) = binary_frame_header(n);
+        let header = &header[..header_len];
+        let written = self.lower.try_write_vectored(header, &data[..n])?;
+        if written < header.len() {
+            ws.output().extend_from_slice(&header[written..]);
+            ws.output().extend_from_slice(&data[..n]);
+            return Ok(n);
+        }
+        let taken = written - header.len();
+        self.frame_left = n - taken;
+        if taken == 0 {
+            // Only the header went: the caller comes back with the payload when the
+            // socket has room, and it follows as the rest of this frame.
+            return Err(would_block());
+        }
+        Ok(taken)
     }
 
     /// Pushes what the WebSocket layer and TLS hold to the socket, as far as it takes them.
     pub fn flush_pending(&mut self) -> io::Result<()> {
         if let Some(ws) = self.ws.as_deref_mut() {
-            flush_ws(ws, &mut self.lower)?;
+            if self.frame_left == 0 {
+                flush_ws(ws, &mut self.lower)?;
+            }
         }
         self.lower.flush_pending()
     }
@@ -269,8 +312,12 @@ impl Socket {
     /// Ends the stream: a WebSocket close frame, TLS close_notify, then TCP FIN.
     pub async fn shutdown(&mut self) {
         if let Some(ws) = self.ws.as_deref_mut() {
-            ws.close(1000);
-            let _ = self.write_pending().await;
+            // A close frame in the middle of a data frame would be payload: then the
+            // stream just ends.
+            if self.frame_left == 0 {
+                ws.close(1000);
+                let _ = self.write_pending().await;
+            }
         }
         if let Some(tls) = self.lower.tls.as_deref_mut() {
             tls.send_close_notify();
@@ -322,6 +369,33 @@ impl Lower {
         }
     }
 
+    /// Writes `first` then `second`, as far as the socket (or TLS) takes them.
+    fn try_write_vectored(&mut self, first: &[u8], second: &[u8]) -> io::Result<usize> {
+        let parts = [first, second];
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return self
+                .tcp
+                .try_write_vectored(&[io::IoSlice::new(first), io::IoSlice::new(second)]);
+        };
+        flush_tls(tls, &self.tcp)?;
+        if tls.wants_write() {
+            return Err(would_block());
+        }
+        let mut written = 0;
+        for part in parts {
+            let n = tls.writer().write(part)?;
+            written += n;
+            if n < part.len() {
+                break;
+            }
+        }
+        flush_tls(tls, &self.tcp)?;
+        if written == 0 {
+            return Err(would_block());
+        }
+        Ok(written)
+    }
+
     fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
         let Some(tls) = self.tls.as_deref_mut() else {
             return self.tcp.try_write(data);
@@ -342,6 +416,28 @@ impl Lower {
         match self.tls.as_deref_mut() {
             Some(tls) => flush_tls(tls, &self.tcp),
             None => Ok(()),
+        }
+    }
+}
+
+/// The header of an unmasked, final binary frame of `length` payload bytes, and its size.
+fn binary_frame_header(length: usize) -> ([u8; 10], usize) {
+    let mut header = [0u8; 10];
+    header[0] = 0x82;
+    match length {
+        0..=125 => {
+            header[1] = length as u8;
+            (header, 2)
+        }
+        126..=65535 => {
+            header[1] = 126;
+            header[2..4].copy_from_slice(&(length as u16).to_be_bytes());
+            (header, 4)
+        }
+        _ => {
+            header[1] = 127;
+            header[2..10].copy_from_slice(&(length as u64).to_be_bytes());
+            (header, 10)
         }
     }
 }

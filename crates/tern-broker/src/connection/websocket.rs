@@ -6,7 +6,8 @@
 //! MQTT, so a packet may span frames and a frame may carry several packets. Payload is
 //! unmasked straight into the caller's buffer, never held whole, so the memory a
 //! WebSocket client costs is the same as over plain TCP. Going out, each write of MQTT
-//! bytes becomes one unmasked binary frame. Ping, pong and close are answered here.
+//! bytes becomes one unmasked binary frame (written by the transport straight from the
+//! connection's buffer). Ping, pong and close are answered here.
 //! Frame headers are parsed and written by `tungstenite`; the accept key is its too.
 
 use crate::config::{WebSocketSettings, DEFAULT_WEBSOCKETS_HEADERS_SIZE};
@@ -139,15 +140,6 @@ impl WebSocket {
             self.input = BytesMut::new();
         }
         Ok(self.phase == Phase::Closed)
-    }
-
-    /// Queues `data` as one binary frame.
-    pub fn encode(&mut self, data: &[u8]) {
-        let header = FrameHeader {
-            opcode: OpCode::Data(Data::Binary),
-            ..FrameHeader::default()
-        };
-        self.write_frame(&header, data);
     }
 
     /// Queues a close frame (once), with `code`; nothing is written after it.
