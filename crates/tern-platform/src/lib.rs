@@ -7,3 +7,6 @@
 //! inside it; see docs/iot-platform.md.
 
 pub mod registry;
+pub mod registry_model;
+mod registry_store;
+pub mod token;
