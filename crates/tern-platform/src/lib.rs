@@ -6,7 +6,10 @@
 //! (authentication, authorization, topic mapping, the event stream) rather than living
 //! inside it; see docs/iot-platform.md.
 
+pub mod identity;
 pub mod registry;
 pub mod registry_model;
 mod registry_store;
+pub mod status;
 pub mod token;
+pub mod topics;
