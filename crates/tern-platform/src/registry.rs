@@ -125,8 +125,8 @@ pub struct NewKey {
     pub token: String,
 }
 
-/// Creates organization `org` with default settings and its first API key (role admin).
-pub fn create_org(data_dir: &Path, org: &str) -> Result<NewKey, RegistryError> {
+/// Creates organization `org` with `settings` and its first API key (role admin).
+pub fn create_org(data_dir: &Path, org: &str, settings: OrgSettings) -> Result<NewKey, RegistryError> {
     check_org_id(org)?;
     if org == QUICKSTART {
         return Err(RegistryError::Invalid(format!(
@@ -138,6 +138,7 @@ pub fn create_org(data_dir: &Path, org: &str) -> Result<NewKey, RegistryError> {
             return Err(RegistryError::Exists(format!("organization {org} already exists")));
         }
         let mut new = OrgData::new(org);
+        new.org.settings = settings;
         let (key, token) = new.add_key(Role::Admin, Some("first admin key".to_string()))?;
         *data = Some(new);
         Ok(Edit::Write(NewKey { key, token }))

@@ -287,6 +287,92 @@ pub struct ApiKey {
     pub created_unix: u64,
 }
 
+impl DeviceType {
+    /// The type as the REST API shows it (`id`, `classId`, `createdDateTime`, ...).
+    pub fn to_api_json(&self) -> Value {
+        let mut v = serde_json::json!({
+            "id": self.id,
+            "classId": self.class_id,
+            "deviceInfo": self.device_info,
+            "metadata": self.metadata,
+            "createdDateTime": iso8601(self.created_unix),
+        });
+        if let (Some(d), Value::Object(m)) = (&self.description, &mut v) {
+            m.insert("description".into(), Value::String(d.clone()));
+        }
+        v
+    }
+}
+
+impl Device {
+    /// The client id this device connects with: `d:` (or `g:` for a gateway).
+    pub fn client_id(&self, org: &str, class: DeviceClass) -> String {
+        let prefix = match class {
+            DeviceClass::Device => 'd',
+            DeviceClass::Gateway => 'g',
+        };
+        format!("{prefix}:{org}:{}:{}", self.type_id, self.device_id)
+    }
+
+    /// The device as the REST API shows it; never its token or hash.
+    pub fn to_api_json(&self, org: &str, class: DeviceClass) -> Value {
+        let mut v = serde_json::json!({
+            "clientId": self.client_id(org, class),
+            "typeId": self.type_id,
+            "deviceId": self.device_id,
+            "deviceInfo": self.device_info,
+            "metadata": self.metadata,
+            "registration": { "date": iso8601(self.created_unix) },
+        });
+        if let Value::Object(m) = &mut v {
+            if let Some(location) = &self.location {
+                m.insert("location".into(), location.clone());
+            }
+            if let Some(g) = &self.gateway {
+                m.insert(
+                    "gateway".into(),
+                    serde_json::json!({ "typeId": g.type_id, "deviceId": g.device_id }),
+                );
+            }
+        }
+        v
+    }
+}
+
+impl ApiKey {
+    /// The key as listed: name, role, description, creation time; never its token.
+    pub fn to_api_json(&self) -> Value {
+        let mut v = serde_json::json!({
+            "apiKey": self.key,
+            "role": self.role,
+            "created": iso8601(self.created_unix),
+        });
+        if let (Some(d), Value::Object(m)) = (&self.description, &mut v) {
+            m.insert("description".into(), Value::String(d.clone()));
+        }
+        v
+    }
+}
+
+impl OrgData {
+    /// The class of type `type_id`'s devices (plain device if the type is unknown).
+    pub fn class_of(&self, type_id: &str) -> DeviceClass {
+        self.types.get(type_id).map_or(DeviceClass::Device, |t| t.class_id)
+    }
+
+    /// The organization as listed: id, creation time, settings and counts.
+    pub fn summary_json(&self) -> Value {
+        serde_json::json!({
+            "org": self.org.id,
+            "created": iso8601(self.org.created_unix),
+            "settings": self.org.settings,
+            "deviceTypes": self.types.len(),
+            "devices": self.device_count(),
+            "apiKeys": self.keys.len(),
+        })
+    }
+}
+
 fn empty_object() -> Value {
     Value::Object(Map::new())
 }

@@ -54,12 +54,12 @@ pub fn list_orgs(data_dir: &Path) -> Result<Vec<String>, RegistryError> {
 }
 
 /// Parses an organization's file; errors name the file and what is wrong in it.
-pub fn parse_org(text: &str, path: &Path, org: &str) -> Result<OrgData, RegistryError> {
+pub fn parse_org(text: &[u8], path: &Path, org: &str) -> Result<OrgData, RegistryError> {
     let damaged = |what: String| RegistryError::Damaged {
         path: path.to_path_buf(),
         what,
     };
-    let data: OrgData = serde_json::from_str(text).map_err(|e| damaged(e.to_string()))?;
+    let data: OrgData = serde_json::from_slice(text).map_err(|e| damaged(e.to_string()))?;
     if data.version != FORMAT_VERSION {
         return Err(damaged(format!(
             "format version {} (this Tern reads version {FORMAT_VERSION})",
@@ -77,7 +77,7 @@ pub fn parse_org(text: &str, path: &Path, org: &str) -> Result<OrgData, Registry
 pub fn read_org(data_dir: &Path, org: &str) -> Result<Option<OrgData>, RegistryError> {
     check_org_id(org)?;
     let path = org_file(data_dir, org);
-    match std::fs::read_to_string(&path) {
+    match std::fs::read(&path) {
         Ok(text) => parse_org(&text, &path, org).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(RegistryError::Io { path, source }),

@@ -41,8 +41,11 @@ fn a_running_registry_sees_orgs_devices_and_keys_that_commands_add_and_remove() 
     let dir = temp_dir("reload");
     let registry = ok(Registry::open(&dir));
     assert!(registry.orgs().is_empty());
-    let admin = ok(create_org(&dir, "acme"));
-    assert!(matches!(create_org(&dir, "acme"), Err(RegistryError::Exists(_))));
+    let admin = ok(create_org(&dir, "acme", OrgSettings::default()));
+    assert!(matches!(
+        create_org(&dir, "acme", OrgSettings::default()),
+        Err(RegistryError::Exists(_))
+    ));
     ok(edit_org(&dir, "acme", |o| o.add_type(sensor_type())));
     let token = add_sensor(&dir, "s1");
     let reload = registry.reload_if_changed();
@@ -91,7 +94,7 @@ fn a_running_registry_sees_orgs_devices_and_keys_that_commands_add_and_remove() 
 #[test]
 fn a_regenerated_token_locks_the_old_one_out_and_unchanged_records_keep_their_cache() {
     let dir = temp_dir("regenerate");
-    let admin = ok(create_org(&dir, "acme"));
+    let admin = ok(create_org(&dir, "acme", OrgSettings::default()));
     ok(edit_org(&dir, "acme", |o| o.add_type(sensor_type())));
     let old = add_sensor(&dir, "s1");
     let registry = ok(Registry::open(&dir));
@@ -144,8 +147,8 @@ fn a_regenerated_token_locks_the_old_one_out_and_unchanged_records_keep_their_ca
 #[test]
 fn a_damaged_file_fails_open_and_leaves_a_running_registry_as_it_was() {
     let dir = temp_dir("damaged");
-    ok(create_org(&dir, "acme"));
-    ok(create_org(&dir, "beta"));
+    ok(create_org(&dir, "acme", OrgSettings::default()));
+    ok(create_org(&dir, "beta", OrgSettings::default()));
     let registry = ok(Registry::open(&dir));
     let path = store::org_file(&dir, "acme");
     std::fs::write(&path, b"{\"version\": 1, \"org\": {\"id\": \"acme\"").unwrap_or_else(|e| panic!("{e}"));
@@ -186,9 +189,9 @@ fn ok_err<T: std::fmt::Debug>(r: Result<T, RegistryError>) -> String {
 #[test]
 fn quickstart_and_bad_org_ids_are_refused_by_name() {
     let dir = temp_dir("names");
-    let e = ok_err(create_org(&dir, "quickstart"));
+    let e = ok_err(create_org(&dir, "quickstart", OrgSettings::default()));
     assert!(e.contains("reserved"), "{e}");
-    let e = ok_err(create_org(&dir, "Acme"));
+    let e = ok_err(create_org(&dir, "Acme", OrgSettings::default()));
     assert!(e.contains("organization id") && e.contains("a-z"), "{e}");
     let e = ok_err(edit_org(&dir, "nope", |_| Ok(())));
     assert!(e.contains("no organization nope"), "{e}");
@@ -198,7 +201,7 @@ fn quickstart_and_bad_org_ids_are_refused_by_name() {
 #[test]
 fn concurrent_edits_of_one_org_are_all_kept() {
     let dir = temp_dir("concurrent");
-    ok(create_org(&dir, "acme"));
+    ok(create_org(&dir, "acme", OrgSettings::default()));
     ok(edit_org(&dir, "acme", |o| o.add_type(sensor_type())));
     let threads: Vec<_> = (0..8)
         .map(|i| {

@@ -7,6 +7,7 @@ mod admin_cmd;
 mod bench;
 mod broker_cmd;
 mod broker_log;
+mod iot_cmd;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Administration: API keys of the HTTP API (`tern admin key create|revoke|list`).
     Admin(admin_cmd::AdminArgs),
+    /// The IoT platform's registry: `tern iot org|type|device|key ...`.
+    Iot(iot_cmd::IotArgs),
 }
 
 /// Runs a client tool on a small runtime and maps its result to an exit status.
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Broker(args) => broker_cmd::run(args),
         Command::Admin(args) => admin_cmd::run(args),
+        Command::Iot(args) => iot_cmd::run(args),
         Command::Pub(args) => {
             let quiet = args.common.quiet;
             return client_tool(quiet, async move { tools::pub_cmd::run(args).await.map(|()| 0) });
