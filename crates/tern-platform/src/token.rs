@@ -23,7 +23,7 @@ pub const GENERATED_TOKEN_LEN: usize = 24;
 /// Shortest and longest token a user may choose.
 pub const USER_TOKEN_LEN: std::ops::RangeInclusive<usize> = 8..=36;
 /// PBKDF2 verifications a registry runs per second at most by default.
-pub const DEFAULT_PBKDF2_PER_SECOND: u32 = 200;
+pub const DEFAULT_PBKDF2_PER_SECOND: u32 = 1000;
 
 const TOKEN_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 const KEY_ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
