@@ -141,7 +141,16 @@ struct OrgLock {
 fn lock_org(data_dir: &Path, org: &str) -> Result<OrgLock, RegistryError> {
     use std::os::fd::AsRawFd;
     let dir = orgs_dir(data_dir);
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        // The new directories' entries, too, must survive a crash.
+        for parent in [dir.parent(), dir.parent().and_then(Path::parent)]
+            .into_iter()
+            .flatten()
+        {
+            sync_dir(parent)?;
+        }
+    }
     let path = dir.join(format!(".{org}.lock"));
     let file = std::fs::OpenOptions::new()
         .create(true)

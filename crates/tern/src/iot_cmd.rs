@@ -189,8 +189,11 @@ impl Out {
     fn print(&self, value: &Value, text: impl FnOnce() -> String) {
         if self.json {
             println!("{value}");
-        } else {
-            println!("{}", text());
+            return;
+        }
+        let text = text();
+        if !text.is_empty() {
+            println!("{text}");
         }
     }
 }
