@@ -42,6 +42,8 @@ pub struct BrokerState {
     security: RwLock<Vec<Arc<ListenerSecurity>>>,
     /// Each listener's TLS configuration (`None` for plain TCP); replaced on reload.
     tls: RwLock<Vec<Option<Arc<ListenerTls>>>>,
+    /// The policy of listeners in platform mode (`policy.rs`), installed by the embedder.
+    policy: RwLock<Option<Arc<dyn crate::policy::ListenerPolicy>>>,
     /// The durable store, when persistence is on.
     pub store: Option<Arc<Store>>,
     /// The admin facade's own state (listeners as bound, reload requests).
@@ -87,6 +89,13 @@ impl BrokerState {
     /// The TLS configuration of listener `index`, if it is a TLS listener.
     pub fn listener_tls(&self, index: usize) -> Option<Arc<ListenerTls>> {
         self.tls.read().get(index).cloned().flatten()
+    }
+
+    /// For a listener in platform mode, the installed listener policy (`Some(None)` when
+    /// none is installed: its clients are refused); `None` for other listeners.
+    pub fn listener_policy(&self, index: usize) -> Option<Option<Arc<dyn crate::policy::ListenerPolicy>>> {
+        let platform = self.config.read().listeners.get(index).is_some_and(|l| l.platform);
+        platform.then(|| self.policy.read().clone())
     }
 
     /// The enhanced authentication method called `method`, if offered.
@@ -216,6 +225,7 @@ impl Broker {
             authenticators: RwLock::new(authenticators),
             security: RwLock::new(security),
             tls: RwLock::new(tls),
+            policy: RwLock::new(None),
             store,
             admin: Default::default(),
         });
@@ -432,6 +442,12 @@ impl BrokerHandle {
     /// Offers another enhanced authentication method (or replaces the one of its name).
     pub fn add_authenticator(&self, authenticator: Arc<dyn Authenticator>) {
         self.state.authenticators.write().add(authenticator);
+    }
+
+    /// Installs the policy of the listeners in platform mode (`platform true`); until
+    /// one is, their clients are refused (server unavailable).
+    pub fn set_listener_policy(&self, policy: Arc<dyn crate::policy::ListenerPolicy>) {
+        *self.state.policy.write() = Some(policy);
     }
 
     pub fn state(&self) -> &Arc<BrokerState> {

@@ -33,9 +33,10 @@ pub enum EventKind {
     Subscribed,
     Unsubscribed,
     Dropped,
+    Refused,
 }
 
-const KINDS: usize = 6;
+const KINDS: usize = 7;
 
 /// Who a connected client is, shared by its connected and disconnected events.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +112,21 @@ pub enum Event {
         /// What the log says about it (e.g. the protocol rule broken).
         detail: Arc<str>,
         at: SystemTime,
+        /// What the connection read and wrote.
+        traffic: crate::admin::Traffic,
+    },
+    /// A CONNECT answered with a refusing CONNACK (bad id, credentials, not authorized,
+    /// ...), after the client sent it whole.
+    Refused {
+        client_id: ByteStr,
+        /// The user name it sent.
+        user: Option<Box<str>>,
+        address: SocketAddr,
+        listener: usize,
+        protocol: ProtocolVersion,
+        reason: tern_proto::ReasonCode,
+        why: Arc<str>,
+        at: SystemTime,
     },
     /// A message accepted for routing. Topic and payload share the publisher's buffer.
     Published {
@@ -156,6 +172,7 @@ impl Event {
             Event::Subscribed { .. } => EventKind::Subscribed,
             Event::Unsubscribed { .. } => EventKind::Unsubscribed,
             Event::Dropped { .. } => EventKind::Dropped,
+            Event::Refused { .. } => EventKind::Refused,
         }
     }
 }

@@ -16,6 +16,7 @@ mod connection;
 pub mod events;
 mod http;
 pub mod metrics;
+pub mod policy;
 mod presence;
 pub mod prometheus;
 mod restore;

@@ -65,6 +65,7 @@ pub fn message(event: &Event) -> Option<Publish> {
             reason,
             detail,
             at,
+            ..
         } => {
             let mut body = common(client);
             body["reason"] = json!(reason.label());
@@ -201,6 +202,7 @@ mod tests {
             reason: DisconnectReason::KeepAliveTimeout,
             detail: Arc::from("keepalive timeout"),
             at: at(60, 0),
+            traffic: Default::default(),
         };
         let publish = message(&event).unwrap();
         assert_eq!(&*publish.topic, "$SYS/broker/clients/dev%2F1/disconnected");

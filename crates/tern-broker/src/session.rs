@@ -147,6 +147,8 @@ pub struct SessionState {
     /// The ACL the client is under, if its listener has one: deliveries are checked
     /// against it (the client's read access) before they are queued.
     pub access: Option<Box<ClientAccess>>,
+    /// A listener policy's client that asks to see each delivery (`policy.rs`).
+    pub receive_policy: Option<Arc<dyn crate::policy::ClientPolicy>>,
     /// The last sequence number given to a stored message.
     pub next_seq: u64,
     /// Whether the store holds a record of this session.
@@ -257,6 +259,9 @@ impl Session {
                 return false;
             }
         }
+        if state.receive_policy.as_ref().is_some_and(|p| !p.may_receive(topic)) {
+            return false;
+        }
         // Wake the connection only when the queue goes from empty to not: while it is not
         // empty the connection is draining it, or waiting for socket space or for acks,
         // each of which brings it back to the queue. One wake per burst, not per message.
@@ -331,6 +336,7 @@ impl Sessions {
                 expiry: None,
                 pending_will: None,
                 access: None,
+                receive_policy: None,
                 next_seq: 0,
                 stored: false,
                 owner: None,

@@ -7,13 +7,20 @@
 //! of each message delivered to it. Such a client therefore only sees topics under the
 //! mount point. ACLs, retained messages, limits and the store all see the broker's names.
 //!
+//! The other user is a listener policy (`policy.rs`), which maps what its clients send
+//! itself and hands the connection a map for the way out: a broker prefix replaced by a
+//! shorter client prefix ([`TopicMap::replace`]; the IoT platform's devices get
+//! `$iot/<org>/iot-2/type/<t>/id/<d>/...` as `iot-2/...`).
+//!
 //! Connections of listeners without a mount point hold no [`TopicMap`] and never call
 //! into this module: their deliveries are the shared, encoded-once frames as before. A
-//! mounted receiver writes its own copy of each frame with the prefix cut out of the topic
-//! ([`TopicMap::write_frame`]): one copy and a header rewrite, no decoding.
+//! mapped receiver writes its own copy of each frame with the prefix cut out of the topic
+//! (or replaced by the client's) ([`TopicMap::write_frame`]): one copy and a header
+//! rewrite, no decoding.
 
 use crate::session::Expiry;
 use bytes::BytesMut;
+use std::borrow::Cow;
 use std::sync::Arc;
 use tern_proto::{ByteStr, PublishFrame};
 
@@ -41,15 +48,20 @@ pub enum MountPointError {
     Nul(String),
     #[error("invalid mount point: {0} bytes, over the 65,535 a topic may have")]
     TooLong(usize),
+    #[error("a client prefix of {0} bytes is not shorter than the broker prefix it replaces")]
+    ClientPrefixTooLong(usize),
 }
 
 /// The longest topic name or filter the protocol can carry.
 const MAX_TOPIC: usize = u16::MAX as usize;
 
-/// One listener's mapping: its mount point. Cheap to clone (shared text).
+/// One listener's mapping: its mount point (or, for a policy's client, the broker prefix
+/// that a shorter client prefix stands for). Cheap to clone (shared text).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicMap {
     mount: Arc<str>,
+    /// What the client sees in place of `mount` (empty for a mount point).
+    client: Arc<str>,
 }
 
 impl TopicMap {
@@ -70,7 +82,20 @@ impl TopicMap {
         }
         Ok(TopicMap {
             mount: mount_point.into(),
+            client: Arc::from(""),
         })
+    }
+
+    /// A mapping for the way out only: topics starting with `broker` are delivered with
+    /// `client` in its place; others are not delivered. `client` must be shorter than
+    /// `broker`, which must be a valid mount point.
+    pub fn replace(broker: &str, client: &str) -> Result<TopicMap, MountPointError> {
+        let mut map = TopicMap::mount(broker)?;
+        if client.len() >= broker.len() {
+            return Err(MountPointError::ClientPrefixTooLong(client.len()));
+        }
+        map.client = client.into();
+        Ok(map)
     }
 
     /// The mount point.
@@ -134,8 +159,12 @@ impl TopicMap {
     /// The client's name for a topic the broker routes: the topic without the mount point;
     /// `None` when the topic is not below the mount point (such a message is not for a
     /// client of this listener).
-    pub fn to_client_topic<'t>(&self, topic: &'t str) -> Option<&'t str> {
-        topic.strip_prefix(&*self.mount).filter(|rest| !rest.is_empty())
+    pub fn to_client_topic<'t>(&self, topic: &'t str) -> Option<Cow<'t, str>> {
+        let rest = topic.strip_prefix(&*self.mount).filter(|rest| !rest.is_empty())?;
+        Some(match self.client.is_empty() {
+            true => Cow::Borrowed(rest),
+            false => Cow::Owned(format!("{}{rest}", self.client)),
+        })
     }
 
     /// Appends `frame` to `out` as this client gets it: the mount point cut from the
@@ -166,10 +195,11 @@ impl TopicMap {
         else {
             return false;
         };
-        let cut = self.mount.len();
-        if topic.len() <= cut || !topic.starts_with(self.mount.as_bytes()) {
+        let (mount, client) = (self.mount.len(), self.client.len());
+        if topic.len() <= mount || !topic.starts_with(self.mount.as_bytes()) {
             return false;
         }
+        let cut = mount - client;
         let topic_len = topic.len();
         let start = out.len();
         match expiry {
@@ -182,16 +212,18 @@ impl TopicMap {
         let prefix_len = 1 + varint + 2;
         prefix[1 + varint..prefix_len].copy_from_slice(&((topic_len - cut) as u16).to_be_bytes());
         let end = out.len();
-        // The rest of the topic and everything after it, moved left over the cut bytes.
-        out.copy_within(start + topic_at + cut..end, start + prefix_len);
+        // The rest of the topic and everything after it, moved left over the cut bytes,
+        // behind the client's prefix.
+        out.copy_within(start + topic_at + mount..end, start + prefix_len + client);
         out[start..start + prefix_len].copy_from_slice(&prefix[..prefix_len]);
+        out[start + prefix_len..start + prefix_len + client].copy_from_slice(self.client.as_bytes());
         out.truncate(end - (topic_at + cut - prefix_len));
         true
     }
 
     /// How many bytes shorter a frame is for this client than as the broker encoded it.
     pub fn saved_bytes(&self) -> usize {
-        self.mount.len()
+        self.mount.len() - self.client.len()
     }
 }
 
@@ -250,7 +282,7 @@ mod tests {
         assert_eq!(m.to_broker_filter("#").unwrap(), "site/#");
         assert_eq!(m.to_broker_filter("+/x").unwrap(), "site/+/x");
         assert_eq!(m.to_broker_filter("$SYS/#").unwrap(), "site/$SYS/#");
-        assert_eq!(m.to_client_topic("site/a/b"), Some("a/b"));
+        assert_eq!(m.to_client_topic("site/a/b").as_deref(), Some("a/b"));
         assert_eq!(m.to_client_topic("other/a"), None);
         assert_eq!(m.to_client_topic("site/"), None);
     }
@@ -353,6 +385,38 @@ mod tests {
             assert_eq!(p.properties.message_expiry_interval(), Some(100));
         }
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_replaced_prefix_is_delivered_as_the_clients() {
+        let m = TopicMap::replace("$iot/o/iot-2/type/t/id/d/", "iot-2/").unwrap();
+        assert_eq!(m.saved_bytes(), 19);
+        assert_eq!(
+            m.to_client_topic("$iot/o/iot-2/type/t/id/d/cmd/c/fmt/f").as_deref(),
+            Some("iot-2/cmd/c/fmt/f")
+        );
+        assert_eq!(m.to_client_topic("$iot/o/iot-2/type/t/id/e/cmd/c/fmt/f"), None);
+        for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            for payload in [3, 120, 300] {
+                let f = frame(
+                    "$iot/o/iot-2/type/t/id/d/cmd/c/fmt/f",
+                    QoS::AtLeastOnce,
+                    version,
+                    payload,
+                );
+                let mut out = BytesMut::from(&b"xy"[..]);
+                assert!(m.write_frame(&f, &mut out, 5, true, Expiry::Remaining(7)));
+                assert_eq!(&out[..2], b"xy");
+                let _ = out.split_to(2);
+                let Ok(Some(Packet::Publish(p))) = decode(&mut out, version, usize::MAX) else {
+                    panic!("not a PUBLISH")
+                };
+                assert!(out.is_empty());
+                assert_eq!(p.topic, "iot-2/cmd/c/fmt/f");
+                assert_eq!((p.packet_id, p.dup, p.payload.len()), (5, true, payload));
+            }
+        }
+        assert!(TopicMap::replace("ab/", "abc/").is_err());
     }
 
     #[test]

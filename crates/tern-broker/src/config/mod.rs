@@ -51,6 +51,10 @@ pub struct ListenerConfig {
     /// mosquitto's `mount_point`: the prefix of every topic of this listener's clients
     /// inside the broker.
     pub mount_point: Option<crate::topic_map::TopicMap>,
+    /// Platform mode (`platform true`): the listener's clients are authenticated,
+    /// authorized and mapped by the installed listener policy (`policy.rs`), not by the
+    /// password file, ACL and mount point.
+    pub platform: bool,
 }
 
 /// What a listener speaks (mosquitto's `protocol` directive).
@@ -203,6 +207,9 @@ pub struct Config {
     /// Whether the broker publishes a JSON event on `$SYS/broker/clients/<id>/connected`
     /// and `.../disconnected` for every client (read at start).
     pub presence_events: bool,
+    /// The IoT platform's domain (`platform_domain`): `<org>.messaging.<domain>` names
+    /// an organization's MQTT endpoint, `<org>.<domain>` its REST API.
+    pub platform_domain: Option<String>,
     /// Debug-level logging (mosquitto's `log_type debug` or `-v`).
     pub verbose: bool,
     pub log_dest: Vec<LogDest>,
@@ -303,6 +310,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             connection_messages: true,
             presence_events: false,
+            platform_domain: None,
             verbose: false,
             log_dest: Vec::new(),
             log_facility: None,

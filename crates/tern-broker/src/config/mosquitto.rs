@@ -110,6 +110,22 @@ fn current_listener(config: &mut Config) -> Option<&mut ListenerConfig> {
 }
 
 /// The listener a per-listener directive belongs to: the last `listener` line.
+/// Checks a `platform_domain`: a DNS name (letters, digits, `-` and dots).
+pub(super) fn platform_domain(domain: &str) -> Result<String> {
+    let valid = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if !valid {
+        bail!("platform_domain {domain:?} is not a DNS name");
+    }
+    Ok(domain.to_ascii_lowercase())
+}
+
 fn listener_for<'c>(config: &'c mut Config, directive: &str) -> Result<&'c mut ListenerConfig> {
     config
         .listeners
@@ -189,8 +205,21 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
         }
         "mount_point" => {
             let map = crate::topic_map::TopicMap::mount(one(args)?)?;
-            listener_for(config, directive)?.mount_point = Some(map);
+            let listener = listener_for(config, directive)?;
+            if listener.platform {
+                bail!("platform true and mount_point exclude each other: the platform maps its clients' topics");
+            }
+            listener.mount_point = Some(map);
         }
+        "platform" => {
+            let on = boolean(args)?;
+            let listener = listener_for(config, directive)?;
+            if on && listener.mount_point.is_some() {
+                bail!("platform true and mount_point exclude each other: the platform maps its clients' topics");
+            }
+            listener.platform = on;
+        }
+        "platform_domain" => config.platform_domain = Some(platform_domain(one(args)?)?),
         "per_listener_settings" => config.per_listener_settings = boolean(args)?,
         // Security settings: per listener with per_listener_settings, else global.
         "allow_anonymous" => {
@@ -496,6 +525,23 @@ mod tests {
             config.persistent_client_expiration,
             Some(std::time::Duration::from_secs(7200))
         );
+    }
+
+    #[test]
+    fn a_listener_is_put_in_platform_mode() {
+        let c = parse("platform_domain Example.COM\nlistener 8883\nplatform true\nlistener 1883\n").unwrap();
+        assert_eq!(c.platform_domain.as_deref(), Some("example.com"));
+        assert!(c.listeners[0].platform && !c.listeners[1].platform);
+        for bad in [
+            "platform true\n",
+            "listener 1\nplatform true\nmount_point a/\n",
+            "listener 1\nmount_point a/\nplatform true\n",
+            "platform_domain bad_name.com\n",
+            "platform_domain -a.com\n",
+            "platform_domain a..com\n",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use super::{
     parse_mosquitto_duration, Config, ListenerConfig, ListenerProtocol, LogDest, TlsListenerConfig, WebSocketSettings,
 };
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -28,6 +28,7 @@ struct File {
     connect_timeout: Option<u64>,
     connection_messages: Option<bool>,
     presence_events: Option<bool>,
+    platform_domain: Option<String>,
     verbose: Option<bool>,
     log_dest: Option<Vec<String>>,
     log_facility: Option<u8>,
@@ -108,6 +109,8 @@ struct Listener {
     #[serde(default)]
     websockets_headers_size: usize,
     mount_point: Option<String>,
+    #[serde(default)]
+    platform: bool,
 }
 
 pub(super) fn parse(text: &str) -> Result<Config> {
@@ -145,8 +148,15 @@ pub(super) fn parse(text: &str) -> Result<Config> {
             ),
             None => None,
         };
+        if l.platform && mount_point.is_some() {
+            bail!(
+                "listener {}: platform = true and mount_point exclude each other",
+                l.port
+            );
+        }
         listeners.push(ListenerConfig {
             mount_point,
+            platform: l.platform,
             protocol,
             websockets: WebSocketSettings {
                 path: l.websockets_path,
@@ -208,6 +218,11 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         presence_events
     );
     set!(server_moved, response_information);
+    c.platform_domain = file
+        .platform_domain
+        .as_deref()
+        .map(super::mosquitto::platform_domain)
+        .transpose()?;
     c.server_reference = file.server_reference;
     c.scram_file = file.scram_file;
     c.password_file = file.password_file;
@@ -305,6 +320,15 @@ mod tests {
             Some("the client id does not start with clientid_prefixes")
         );
         assert!(parse("max_qos = 3\n").is_err());
+    }
+
+    #[test]
+    fn platform_mode_mirrors_the_mosquitto_form() {
+        let c = parse("platform_domain = \"iot.example\"\n[[listener]]\nport = 8883\nplatform = true\n").unwrap();
+        assert_eq!(c.platform_domain.as_deref(), Some("iot.example"));
+        assert!(c.listeners[0].platform);
+        assert!(parse("[[listener]]\nport = 1\nplatform = true\nmount_point = \"a/\"\n").is_err());
+        assert!(parse("platform_domain = \"not a domain\"\n").is_err());
     }
 
     #[test]

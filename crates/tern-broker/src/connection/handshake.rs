@@ -6,6 +6,7 @@ use super::{enhanced_auth, Connection, TOPIC_ALIAS_MAXIMUM};
 use crate::broker::BrokerState;
 use crate::events::{ClientInfo, Event, EventKind};
 use crate::metrics::{AuthFailure, RefusalReason};
+use crate::policy::ClientPolicy;
 use crate::security::{ClientAccess, Login};
 use crate::session::{ConnectionHandle, Session};
 use crate::tls::{identity_of, IdentityAsUser};
@@ -221,6 +222,8 @@ struct Admitted {
     /// The keepalive in force, and whether a 5.0 client must be told it (Server Keep Alive).
     keep_alive: u16,
     server_keep_alive: bool,
+    /// On a listener in platform mode: what the listener policy made of the client.
+    policy: Option<Arc<dyn ClientPolicy>>,
 }
 
 /// Checks CONNECT, resolves the session and sends CONNACK. Returns the connection ready
@@ -240,10 +243,27 @@ pub(super) async fn accept(
         redirect(socket, version, server, config.server_moved, peer, &connect.client_id).await;
         return None;
     }
-    let admitted = match admit(&connect, broker, (listener, generation), (&mut *socket, &mut *input)).await {
+    let admitted = match admit(
+        &connect,
+        broker,
+        (listener, generation, peer),
+        (&mut *socket, &mut *input),
+    )
+    .await
+    {
         Ok(admitted) => admitted,
         Err((client_id, (reason, why))) => {
             broker.metrics.refused.add(refusal_reason(reason));
+            broker.events().emit(EventKind::Refused, || Event::Refused {
+                client_id: client_id.clone(),
+                user: connect.username.as_deref().map(Box::from),
+                address: peer,
+                listener,
+                protocol: version,
+                reason,
+                why: Arc::from(why.as_str()),
+                at: std::time::SystemTime::now(),
+            });
             let extra = refusal_properties(&config, listener);
             let who = (client_id.as_ref(), connect.username.as_deref());
             refuse(socket, version, (reason, &why), peer, who, extra).await;
@@ -284,10 +304,13 @@ pub(super) async fn accept(
     };
     session.set_v5(version.is_v5());
     let security = broker.listener_security(listener);
-    let acl_enforced = security.acl.is_some();
+    // A policy decides for its clients instead of the listener's ACL.
+    let acl = security.acl.clone().filter(|_| admitted.policy.is_none());
+    let acl_enforced = acl.is_some();
     {
         let mut state = session.state.lock();
-        state.access = security.acl.clone().map(|acl| {
+        state.receive_policy = admitted.policy.clone().filter(|p| p.filters_deliveries());
+        state.access = acl.map(|acl| {
             Box::new(ClientAccess {
                 acl,
                 user: admitted.user.clone(),
@@ -346,7 +369,7 @@ pub(super) async fn accept(
 async fn admit(
     connect: &Connect,
     broker: &BrokerState,
-    (listener, generation): (usize, u64),
+    (listener, generation, peer): (usize, u64, SocketAddr),
     (socket, input): (&mut Socket, &mut BytesMut),
 ) -> Result<Admitted, (ByteStr, Refusal)> {
     let config = broker.config();
@@ -373,6 +396,25 @@ async fn admit(
         (ByteStr::from(connect.client_id.as_str()), false)
     };
     let refused = |refusal: Refusal| (client_id.clone(), refusal);
+    if let Some(policy) = broker.listener_policy(listener) {
+        let policy = policy.ok_or_else(|| {
+            let why = "this listener is in platform mode and no platform is installed";
+            refused((ReasonCode::SERVER_UNAVAILABLE, why.into()))
+        })?;
+        let client_policy = crate::policy::admit(connect, broker, policy, (listener, peer), socket)
+            .await
+            .map_err(refused)?;
+        let (keep_alive, server_keep_alive) = negotiate_keep_alive(connect, &config).map_err(refused)?;
+        return Ok(Admitted {
+            client_id,
+            assigned,
+            user: client_policy.user().map(Box::from),
+            auth: None,
+            keep_alive,
+            server_keep_alive,
+            policy: Some(client_policy),
+        });
+    }
     let mut user = None;
     let mut auth = None;
     if let (Some(method), true) = (connect.properties.authentication_method(), version.is_v5()) {
@@ -440,6 +482,7 @@ async fn admit(
         auth,
         keep_alive,
         server_keep_alive,
+        policy: None,
     })
 }
 
@@ -614,7 +657,11 @@ fn connection(
         n => n.min(receive_maximum),
     };
     let keep_alive = admitted.keep_alive;
-    let topic_map = mount_point(&config, listener).cloned();
+    let policy = admitted.policy;
+    let topic_map = match &policy {
+        Some(policy) => policy.delivery_map(),
+        None => mount_point(&config, listener).cloned(),
+    };
     Connection {
         broker: broker.clone(),
         peer,
@@ -625,9 +672,19 @@ fn connection(
         will: connect.will.and_then(|mut will| {
             // Copies, for the same reason as the client id; under the broker's name for
             // the topic (which connect_refusal checked).
-            will.topic = match &topic_map {
-                Some(map) => map.to_broker_topic(&will.topic).ok()?,
-                None => ByteStr::from(will.topic.as_str()),
+            will.topic = match (&policy, &topic_map) {
+                (Some(policy), _) => {
+                    // A will outside the client's space is dropped (logged); its retain
+                    // flag is ignored where the policy ignores retain.
+                    let mapped = policy.publish_topic(&will.topic);
+                    if let Err(why) = &mapped {
+                        tracing::info!(client = %admitted.client_id, "will on {:?} dropped: {why}", will.topic.as_str());
+                    }
+                    will.retain &= !policy.ignores_retain();
+                    mapped.ok()?
+                }
+                (None, Some(map)) => map.to_broker_topic(&will.topic).ok()?,
+                (None, None) => ByteStr::from(will.topic.as_str()),
             };
             will.payload = bytes::Bytes::copy_from_slice(&will.payload);
             Some(Box::new(will))
@@ -640,6 +697,7 @@ fn connection(
             .filter(|max| *max > 0 && version.is_v5())
             .map(|max| Box::new(super::OutgoingAliases::new(max))),
         topic_map,
+        policy,
         inflight_window: window,
         client_max_packet_size: connect
             .properties

@@ -77,7 +77,11 @@ impl Connection {
         if self.version.is_v5() {
             self.resolve_topic_alias(&mut publish)?;
         }
-        if let Some(map) = &self.topic_map {
+        // Why the listener policy refuses the topic, if it does.
+        let mut outside = None;
+        if let Some(policy) = &self.policy {
+            outside = self.apply_policy(policy.as_ref(), &mut publish)?;
+        } else if let Some(map) = &self.topic_map {
             // mount_point: routed, retained and checked against the ACL under the
             // broker's name (a topic alias stays the client's name).
             publish.topic = map
@@ -90,7 +94,11 @@ impl Connection {
         if qos == QoS::ExactlyOnce {
             self.check_receive_maximum(packet_id)?;
         }
-        let (accepted, why) = if qos != QoS::AtMostOnce && self.store_refuses()? {
+        let (accepted, why) = if let Some(why) = outside {
+            self.broker.metrics.dropped(DropReason::NotAuthorized);
+            tracing::info!(client = %self.session.client_id, topic = %publish.topic, "publish refused: {why}");
+            (ReasonCode::NOT_AUTHORIZED, why)
+        } else if qos != QoS::AtMostOnce && self.store_refuses()? {
             (ReasonCode::QUOTA_EXCEEDED, STORE_REFUSES)
         } else {
             self.check_publish(&publish)
@@ -136,6 +144,39 @@ impl Connection {
             QoS::ExactlyOnce => self.send(&Packet::PublishReceived(response)),
         }
         Ok(())
+    }
+
+    /// A listener policy's rules for a PUBLISH: retain ignored, the payload limit (over it
+    /// the connection ends), and the topic's broker name. Returns why the topic is
+    /// refused, if it is.
+    fn apply_policy(
+        &self,
+        policy: &dyn crate::policy::ClientPolicy,
+        publish: &mut Publish,
+    ) -> Result<Option<&'static str>, Close> {
+        if policy.ignores_retain() {
+            publish.retain = false;
+        }
+        if let Some(max) = policy.max_payload() {
+            if publish.payload.len() > max {
+                self.broker.metrics.dropped(DropReason::MessageSizeLimit);
+                return Err(Close::violation(
+                    ReasonCode::PACKET_TOO_LARGE,
+                    format!(
+                        "{}: a payload of {} bytes, over the {max} allowed",
+                        crate::policy::MESSAGE_TOO_LARGE,
+                        publish.payload.len()
+                    ),
+                ));
+            }
+        }
+        Ok(match policy.publish_topic(&publish.topic) {
+            Ok(topic) => {
+                publish.topic = topic;
+                None
+            }
+            Err(why) => Some(why),
+        })
     }
 
     /// retain_available and max_qos: a PUBLISH beyond them ends the connection (5.0:
@@ -477,6 +518,12 @@ impl Connection {
     /// The broker's name for a filter this client sent (mount_point), the filter as sent,
     /// and why it is refused when it has no such name.
     fn broker_filter(&self, filter: ByteStr) -> (ByteStr, ByteStr, Option<(ReasonCode, &'static str)>) {
+        if let Some(policy) = &self.policy {
+            return match policy.subscribe_filter(&filter) {
+                Ok(mapped) => (mapped, filter, None),
+                Err(why) => (filter.clone(), filter, Some((ReasonCode::NOT_AUTHORIZED, why))),
+            };
+        }
         let Some(map) = &self.topic_map else {
             return (filter.clone(), filter, None);
         };

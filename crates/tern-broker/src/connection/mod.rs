@@ -112,6 +112,9 @@ pub(crate) struct Connection {
     /// The listener's topic mapping (mount_point); `None` for most listeners, whose
     /// deliveries are written as encoded.
     topic_map: Option<TopicMap>,
+    /// On a listener in platform mode, the listener policy's client: it maps and
+    /// authorizes what the client publishes and subscribes to (`policy.rs`).
+    policy: Option<Arc<dyn crate::policy::ClientPolicy>>,
     /// Smaller of the broker's in-flight limit and the client's Receive Maximum.
     inflight_window: usize,
     /// Largest packet the client accepts (5.0 Maximum Packet Size).
@@ -201,7 +204,7 @@ impl OutgoingAliases {
         };
         if let Some(map) = map {
             match map.to_client_topic(&publish.topic) {
-                Some(topic) => publish.topic = ByteStr::from(topic),
+                Some(topic) => publish.topic = ByteStr::from(topic.as_ref()),
                 None => return false,
             }
         }
@@ -784,6 +787,7 @@ impl Connection {
                     reason: event_reason(&close),
                     detail: Arc::from(log.as_str()),
                     at: SystemTime::now(),
+                    traffic: self.info.traffic(),
                 });
         }
         // Closed for the client only once the session is detached and the will published

@@ -399,6 +399,9 @@ impl Router {
                             return Visit::Next;
                         }
                     }
+                    if state.receive_policy.as_ref().is_some_and(|p| !p.may_receive(topic)) {
+                        return Visit::Next;
+                    }
                     if source_acls.as_ref().is_some_and(|acls| !source_may_write(acls, m)) {
                         return Visit::Next;
                     }
