@@ -42,6 +42,7 @@ enum OrgCommand {
     /// Create an organization; prints its first API key (role admin) and token, once.
     Create {
         /// Organization id: 1 to 36 of a-z and 0-9.
+        #[arg(value_name = "ORG")]
         org: String,
         #[command(flatten)]
         settings: SettingsArgs,
@@ -49,15 +50,25 @@ enum OrgCommand {
     /// List the organizations.
     List,
     /// Show an organization's settings and counts.
-    Get { org: String },
+    Get {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
+        org: String,
+    },
     /// Change an organization's settings.
     Set {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
         org: String,
         #[command(flatten)]
         settings: SettingsArgs,
     },
     /// Delete an organization with its whole registry.
-    Delete { org: String },
+    Delete {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
+        org: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -89,8 +100,11 @@ struct SettingsArgs {
 enum TypeCommand {
     /// Create a device type.
     Create {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
         org: String,
         /// Type id: 1 to 36 of A-Z a-z 0-9 . _ -
+        #[arg(value_name = "TYPE")]
         type_id: String,
         #[arg(long)]
         description: Option<String>,
@@ -105,20 +119,43 @@ enum TypeCommand {
         metadata: Option<String>,
     },
     /// List an organization's device types.
-    List { org: String },
+    List {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
+        org: String,
+    },
     /// Show a device type.
-    Get { org: String, type_id: String },
+    Get {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
+        org: String,
+        /// Device type id.
+        #[arg(value_name = "TYPE")]
+        type_id: String,
+    },
     /// Delete a device type that has no devices.
-    Delete { org: String, type_id: String },
+    Delete {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
+        org: String,
+        /// Device type id.
+        #[arg(value_name = "TYPE")]
+        type_id: String,
+    },
 }
 
 #[derive(clap::Subcommand)]
 enum DeviceCommand {
     /// Register a device; prints its token (given or generated), once.
     Create {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
         org: String,
+        /// Device type id.
+        #[arg(value_name = "TYPE")]
         type_id: String,
         /// Device id: 1 to 36 of A-Z a-z 0-9 . _ -
+        #[arg(value_name = "ID")]
         device_id: String,
         /// The device's token (8 to 36 characters); generated if not given.
         #[arg(long)]
@@ -137,23 +174,48 @@ enum DeviceCommand {
         gateway: Option<String>,
     },
     /// List an organization's devices (of one type if given).
-    List { org: String, type_id: Option<String> },
+    List {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
+        org: String,
+        /// Only devices of this type.
+        #[arg(value_name = "TYPE")]
+        type_id: Option<String>,
+    },
     /// Show a device.
     Get {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
         org: String,
+        /// Device type id.
+        #[arg(value_name = "TYPE")]
         type_id: String,
+        /// Device id.
+        #[arg(value_name = "ID")]
         device_id: String,
     },
     /// Remove a device.
     Delete {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
         org: String,
+        /// Device type id.
+        #[arg(value_name = "TYPE")]
         type_id: String,
+        /// Device id.
+        #[arg(value_name = "ID")]
         device_id: String,
     },
     /// Give a device a new token (the old one stops working); prints it once.
     RegenerateToken {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
         org: String,
+        /// Device type id.
+        #[arg(value_name = "TYPE")]
         type_id: String,
+        /// Device id.
+        #[arg(value_name = "ID")]
         device_id: String,
         /// The new token; generated if not given.
         #[arg(long)]
@@ -165,6 +227,8 @@ enum DeviceCommand {
 enum KeyCommand {
     /// Create an API key; prints the key and its token, once.
     Create {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
         org: String,
         /// standard-app, read-only, device-operator or admin.
         #[arg(long, default_value = "standard-app")]
@@ -173,11 +237,29 @@ enum KeyCommand {
         description: Option<String>,
     },
     /// List an organization's API keys (tokens are not kept).
-    List { org: String },
+    List {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
+        org: String,
+    },
     /// Revoke an API key.
-    Revoke { org: String, key: String },
+    Revoke {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
+        org: String,
+        /// The API key (a-<org>-...).
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
     /// Give an API key a new token (the old one stops working); prints it once.
-    Regenerate { org: String, key: String },
+    Regenerate {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
+        org: String,
+        /// The API key (a-<org>-...).
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
 }
 
 /// What a command prints: JSON for `--json`, text otherwise.
