@@ -275,16 +275,23 @@ impl Registry {
     /// Reads every organization of `data_dir`; fails on the first file that cannot be
     /// read, naming it. A missing registry directory is an empty registry.
     pub fn open(data_dir: &Path) -> Result<Registry, RegistryError> {
-        let registry = Registry {
-            data_dir: data_dir.to_path_buf(),
-            orgs: RwLock::new(Arc::default()),
-            stamps: Mutex::new(HashMap::new()),
-            budget: Pbkdf2Budget::new(token::DEFAULT_PBKDF2_PER_SECOND),
-        };
+        let registry = Registry::empty(data_dir);
         let mut reload = registry.reload_if_changed();
         match reload.errors.is_empty() {
             true => Ok(registry),
             false => Err(reload.errors.swap_remove(0)),
+        }
+    }
+
+    /// A registry of `data_dir` that has read nothing yet: the first
+    /// [`reload_if_changed`](Self::reload_if_changed) reads every organization it can and
+    /// reports the files it cannot (for a broker that starts despite a damaged file).
+    pub fn empty(data_dir: &Path) -> Registry {
+        Registry {
+            data_dir: data_dir.to_path_buf(),
+            orgs: RwLock::new(Arc::default()),
+            stamps: Mutex::new(HashMap::new()),
+            budget: Pbkdf2Budget::new(token::DEFAULT_PBKDF2_PER_SECOND),
         }
     }
 
@@ -293,7 +300,8 @@ impl Registry {
         &self.data_dir
     }
 
-    /// Sets how many first-time token verifications (PBKDF2) may run per second.
+    /// Sets how many first-time token verifications (PBKDF2) may run per second, in all
+    /// (default 1000); beyond that, checks answer [`AuthRefusal::Throttled`].
     pub fn set_pbkdf2_per_second(&self, per_second: u32) {
         self.budget.set_per_second(per_second);
     }
@@ -301,7 +309,8 @@ impl Registry {
     /// Reads again the organization files that changed since the last look (a directory
     /// listing and a stat per organization when nothing changed). A file that has gone
     /// removes its organization; one that cannot be read leaves it as it was and is
-    /// reported in [`Reload::errors`] (once per change of the file).
+    /// reported in [`Reload::errors`] (once per change of the file). It reads files: call
+    /// it off the async runtime's workers (`spawn_blocking`).
     pub fn reload_if_changed(&self) -> Reload {
         let mut reload = Reload::default();
         let on_disk = match store::list_orgs(&self.data_dir) {

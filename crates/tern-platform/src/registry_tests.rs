@@ -166,6 +166,11 @@ fn a_damaged_file_fails_open_and_leaves_a_running_registry_as_it_was() {
     );
     let e = Registry::open(&dir).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.contains(&path.display().to_string()), "{e}");
+    // A broker that starts despite it gets the other organizations and the error.
+    let lenient = Registry::empty(&dir);
+    let reload = lenient.reload_if_changed();
+    assert_eq!(reload.changed, vec!["beta".to_string()]);
+    assert_eq!(reload.errors.len(), 1);
     // A token hash that is not one is named with its record.
     let mut data = ok(read_org(&dir, "beta"));
     if let Some(key) = data.keys.values_mut().next() {
