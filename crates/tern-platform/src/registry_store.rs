@@ -194,6 +194,11 @@ pub fn update_org<T>(
             let data = data
                 .as_ref()
                 .ok_or_else(|| RegistryError::NotFound(format!("no organization {org}")))?;
+            // Never write what could not be read back.
+            if data.id() != org {
+                return Err(RegistryError::Invalid(format!("organization {org} cannot be renamed")));
+            }
+            crate::registry::validate(data).map_err(RegistryError::Invalid)?;
             write_org(data_dir, data)?;
             Ok(result)
         }

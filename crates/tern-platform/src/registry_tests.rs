@@ -200,6 +200,21 @@ fn quickstart_and_bad_org_ids_are_refused_by_name() {
     assert!(e.contains("organization id") && e.contains("a-z"), "{e}");
     let e = ok_err(edit_org(&dir, "nope", |_| Ok(())));
     assert!(e.contains("no organization nope"), "{e}");
+    // An edit that would leave a file nobody can read is not written.
+    ok(create_org(&dir, "acme", OrgSettings::default()));
+    let e = ok_err(edit_org(&dir, "acme", |o| {
+        o.org.id = "other".into();
+        Ok(())
+    }));
+    assert!(e.contains("cannot be renamed"), "{e}");
+    let e = ok_err(edit_org(&dir, "acme", |o| {
+        if let Some(key) = o.keys.values_mut().next() {
+            key.token_hash = "clear-text".into();
+        }
+        Ok(())
+    }));
+    assert!(e.contains("tokenHash"), "{e}");
+    assert!(Registry::open(&dir).is_ok());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
