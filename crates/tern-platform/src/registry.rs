@@ -320,8 +320,10 @@ impl Registry {
                 return reload;
             }
         };
-        let current = self.orgs.read().clone();
+        // Under the stamps' lock, so that two reloads at once cannot undo each other.
         let mut stamps = self.stamps.lock();
+        let current = self.orgs.read().clone();
+        let present: std::collections::HashSet<&str> = on_disk.iter().map(String::as_str).collect();
         let mut next: Option<HashMap<String, Arc<OrgView>>> = None;
         for org in &on_disk {
             let path = store::org_file(&self.data_dir, org);
@@ -346,13 +348,17 @@ impl Registry {
                 Err(e) => reload.errors.push(e),
             }
         }
-        let gone: Vec<String> = current.keys().filter(|o| !on_disk.contains(o)).cloned().collect();
+        let gone: Vec<String> = current
+            .keys()
+            .filter(|o| !present.contains(o.as_str()))
+            .cloned()
+            .collect();
         for org in gone {
             stamps.remove(&org);
             next.get_or_insert_with(|| (*current).clone()).remove(&org);
             reload.changed.push(org);
         }
-        stamps.retain(|org, _| on_disk.contains(org));
+        stamps.retain(|org, _| present.contains(org.as_str()));
         if let Some(next) = next {
             *self.orgs.write() = Arc::new(next);
         }
