@@ -8,6 +8,7 @@
 
 pub mod identity;
 pub mod registry;
+pub mod registry_bulk;
 pub mod registry_model;
 mod registry_store;
 pub mod status;

@@ -206,6 +206,17 @@ enum DeviceCommand {
         #[arg(value_name = "ID")]
         device_id: String,
     },
+    /// Register many devices in one change, from a JSON array as the platform's
+    /// `POST /bulk/devices/add` takes it; prints one result per device, with its token.
+    BulkAdd {
+        /// Organization id.
+        #[arg(value_name = "ORG")]
+        org: String,
+        /// The JSON file (`-`: standard input): [{"typeId", "deviceId", "authToken"?,
+        /// "deviceInfo"?, "location"?, "metadata"?}, ...].
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Give a device a new token (the old one stops working); prints it once.
     RegenerateToken {
         /// Organization id.
@@ -509,6 +520,7 @@ fn device(dir: &Path, out: &Out, command: DeviceCommand) -> Result<()> {
             let value = json!({ "org": org, "typeId": type_id, "deviceId": device_id, "deleted": true });
             out.print(&value, || format!("device {type_id}/{device_id} deleted from {org}"));
         }
+        DeviceCommand::BulkAdd { org, file } => bulk_add(dir, out, &org, &file)?,
         DeviceCommand::RegenerateToken {
             org,
             type_id,
@@ -524,6 +536,38 @@ fn device(dir: &Path, out: &Out, command: DeviceCommand) -> Result<()> {
             })?;
             print_with_token(out, value, &token, "has a new token");
         }
+    }
+    Ok(())
+}
+
+fn bulk_add(dir: &Path, out: &Out, org: &str, file: &Path) -> Result<()> {
+    let text = if file == Path::new("-") {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut text).context("cannot read standard input")?;
+        text
+    } else {
+        std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    let body: Value = serde_json::from_slice(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
+    let news = NewDevice::list_from_api_json(&body).with_context(|| format!("in {}", file.display()))?;
+    let outcomes = registry::edit_org(dir, org, |data| Ok(data.add_devices(news)))?;
+    let results: Vec<Value> = outcomes.iter().map(|o| o.to_api_json()).collect();
+    out.print(&Value::Array(results), || {
+        lines(&outcomes.iter().map(|o| o.to_api_json()).collect::<Vec<_>>(), |r| {
+            let id = format!(
+                "{}/{}",
+                r["typeId"].as_str().unwrap_or(""),
+                r["deviceId"].as_str().unwrap_or("")
+            );
+            match r["authToken"].as_str() {
+                Some(token) => format!("{id}  authToken: {token}"),
+                None => format!("{id}  not added: {}", r["message"].as_str().unwrap_or("")),
+            }
+        })
+    });
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    if failed > 0 {
+        bail!("{failed} of {} device(s) not added", outcomes.len());
     }
     Ok(())
 }

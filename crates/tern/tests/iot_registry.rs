@@ -511,3 +511,52 @@ fn text_output_shows_tokens_once_with_a_warning() {
         "{text}"
     );
 }
+
+#[test]
+fn a_bulk_add_registers_many_devices_in_one_change_and_reports_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["org", "create", "acme"]);
+    ok(d, &["type", "create", "acme", "sensor"]);
+    ok(d, &["device", "create", "acme", "sensor", "taken"]);
+    let mut items: Vec<Value> = (0..200)
+        .map(|i| serde_json::json!({"typeId": "sensor", "deviceId": format!("b{i}"), "metadata": {"n": i}}))
+        .collect();
+    items.push(serde_json::json!({"typeId": "sensor", "deviceId": "own", "authToken": "own-token-1"}));
+    let file = d.join("devices.json");
+    std::fs::write(&file, serde_json::to_vec(&items).unwrap()).unwrap();
+    let results = ok(d, &["device", "bulk-add", "acme", file.to_str().unwrap()]);
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 201);
+    assert!(results.iter().all(|r| r["success"] == true), "{results:?}");
+    assert_eq!(s(&results[200], "authToken"), "own-token-1");
+    let registry = Registry::open(d).unwrap();
+    for r in [&results[0], &results[199]] {
+        let token = s(r, "authToken");
+        assert!(registry
+            .verify_device_token("acme", "sensor", s(r, "deviceId"), token.as_bytes())
+            .is_ok());
+    }
+    assert_eq!(ok(d, &["device", "list", "acme"]).as_array().map(Vec::len), Some(202));
+
+    // Some refused: the others are kept, each refusal says why, and the status is 1.
+    let mixed = serde_json::json!([
+        {"typeId": "sensor", "deviceId": "taken"},
+        {"typeId": "sensor", "deviceId": "fresh"},
+        {"typeId": "sensor", "deviceId": "bad id"},
+    ]);
+    std::fs::write(&file, mixed.to_string()).unwrap();
+    let out = iot(d, &["device", "bulk-add", "acme", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let results: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results[0]["success"], false);
+    assert!(s(&results[0], "message").contains("already exists"));
+    assert_eq!(results[1]["success"], true);
+    assert!(s(&results[2], "message").contains("bad device id"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 of 3 device(s) not added"));
+    assert!(ok(d, &["device", "get", "acme", "sensor", "fresh"]).is_object());
+
+    std::fs::write(&file, b"[{\"typeId\": \"sensor\"}]").unwrap();
+    let e = fails(d, &["device", "bulk-add", "acme", file.to_str().unwrap()]);
+    assert!(e.contains("item 0: deviceId is missing"), "{e}");
+}
