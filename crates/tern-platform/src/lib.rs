@@ -7,10 +7,12 @@
 //! inside it; see docs/iot-platform.md.
 
 pub mod identity;
+pub mod policy;
 pub mod registry;
 pub mod registry_bulk;
 pub mod registry_model;
 mod registry_store;
 pub mod status;
+pub mod status_task;
 pub mod token;
 pub mod topics;

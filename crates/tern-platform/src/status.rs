@@ -37,6 +37,10 @@ pub mod close_code {
     pub const ADMIN: u32 = 94;
     pub const KEEPALIVE_TIMEOUT: u32 = 160;
     pub const NOT_AUTHORIZED: u32 = 180;
+    /// FailedConnect: the client id was not valid.
+    pub const INVALID_CLIENT_ID: u32 = 166;
+    /// FailedConnect: the server could not take the client now.
+    pub const SERVER_NOT_AVAILABLE: u32 = 167;
     pub const MESSAGE_TOO_LARGE: u32 = 287;
     /// Another connection with the same client id took over.
     pub const CLIENT_ID_REUSED: u32 = 288;

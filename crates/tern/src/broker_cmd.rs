@@ -232,7 +232,16 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
     let user = config.user.clone();
     let data_dir = config.persistence_location.clone();
     let no_listeners = config.is_local_default();
+    let platform_domain = config
+        .listeners
+        .iter()
+        .any(|l| l.platform)
+        .then(|| config.platform_domain.clone());
     let mut broker = bind(config, &args).await?;
+    if let Some(domain) = platform_domain {
+        // Listeners in platform mode: the IoT platform decides who their clients are.
+        tern_platform::policy::start(&broker.handle(), &data_dir, domain).context("the IoT platform's registry")?;
+    }
     if no_listeners {
         broker = broker.with_default_http_api().await;
     }

@@ -378,6 +378,33 @@ impl Admin {
         Ok(self.state.router.publish(&publish, None, &self.state.metrics))
     }
 
+    /// Publishes a message of a service beside the broker (the IoT platform's status
+    /// messages): any valid topic, `$` ones included, stored if retained, then routed.
+    /// An empty retained payload only clears the topic's retained message (nothing is
+    /// routed). Returns how many sessions it reached.
+    pub fn publish_as_broker(&self, topic: &str, payload: bytes::Bytes, retain: bool) -> Result<usize, AdminError> {
+        tern_proto::topic::validate_topic_name(topic).map_err(|e| AdminError::invalid("topic", e))?;
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain,
+            topic: ByteStr::from(topic),
+            packet_id: 0,
+            properties: tern_proto::Properties::default(),
+            payload,
+        };
+        if publish.retain {
+            self.state.router.retain(&publish);
+            if publish.payload.is_empty() {
+                return Ok(0);
+            }
+        }
+        self.state.events().emit(crate::events::EventKind::Published, || {
+            crate::events::published(&publish, crate::events::Origin::Api)
+        });
+        Ok(self.state.router.publish(&publish, None, &self.state.metrics))
+    }
+
     /// Broker-wide figures.
     pub fn stats(&self) -> Stats {
         use crate::metrics::Metrics as M;

@@ -1,0 +1,293 @@
+//! The platform as the broker's listener policy (`tern_broker::policy`): who a client of
+//! a listener in platform mode is (its client id and credentials checked against the
+//! registry), and what it may publish and subscribe to under which broker names (its
+//! topic space, [`crate::topics`]).
+//!
+//! Refusals at CONNECT, as the platform's SDKs expect them:
+//! - a client id that is not a platform one: 2 (5.0: 0x85);
+//! - a wrong user name for the class, an unknown device or key, a wrong token: 4 (0x86);
+//! - an unknown organization, a key of another organization, plain TCP where the
+//!   organization requires TLS, a `d:` id for a gateway or `g:` for a device, a TLS
+//!   name (`<org>.messaging.<domain>`) of another organization: 5 (0x87);
+//! - too many first-time token checks this second: 3 (0x88), try again.
+//!
+//! Every client's retain flags are ignored, and a payload over the organization's limit
+//! (131,072 bytes by default) ends the connection.
+
+use crate::identity::{ClientId, Credentials, IdentityError, Refusal, QUICKSTART};
+use crate::registry::{AuthRefusal, Registry, RegistryError, POLL_INTERVAL};
+use crate::registry_model::{DeviceClass, Role};
+use crate::topics::{AppRights, Mapped, TopicSpace};
+use std::path::Path;
+use std::sync::Arc;
+use tern_broker::policy::{ClientPolicy, ConnectRequest, ListenerPolicy, PolicyRefusal, RefusalKind};
+use tern_broker::topic_map::TopicMap;
+use tern_broker::BrokerHandle;
+use tern_proto::ByteStr;
+
+/// The platform's listener policy over a registry.
+#[derive(Debug)]
+pub struct Platform {
+    registry: Arc<Registry>,
+    /// `platform_domain`: a TLS name `<org>.messaging.<domain>` must name the client's org.
+    domain: Option<String>,
+}
+
+impl Platform {
+    pub fn new(registry: Arc<Registry>, domain: Option<String>) -> Platform {
+        Platform { registry, domain }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    fn check(&self, request: &ConnectRequest) -> Result<PlatformClient, PolicyRefusal> {
+        let client = ClientId::parse(&request.client_id).map_err(refusal)?;
+        let org_id = client.org();
+        if let Some(named) = self.sni_org(request.server_name.as_deref()) {
+            if named != org_id {
+                return Err(not_authorized(format!(
+                    "connected to organization {named:?}'s endpoint with a client id of {org_id:?}"
+                )));
+            }
+        }
+        let credentials = client
+            .credentials(request.username.as_deref(), request.password.as_deref())
+            .map_err(refusal)?;
+        let Some(org) = self.registry.org(org_id) else {
+            return Err(not_authorized(format!("no organization {org_id:?}")));
+        };
+        if !request.secure && !org.settings.allow_plain && org_id != QUICKSTART {
+            return Err(not_authorized(format!(
+                "organization {org_id:?} requires TLS (port 8883)"
+            )));
+        }
+        let password = request.password.as_deref().unwrap_or_default();
+        let (rights, gateway) = match (&client, credentials) {
+            (_, Credentials::Quickstart) => (AppRights::READ_ONLY, None),
+            (
+                ClientId::Device {
+                    gateway,
+                    type_id,
+                    device_id,
+                    ..
+                },
+                Credentials::DeviceToken,
+            ) => {
+                let (_, class) = self
+                    .registry
+                    .verify_device_token(org_id, type_id, device_id, password)
+                    .map_err(|r| auth_refusal(r, &request.client_id))?;
+                match (class, *gateway) {
+                    (DeviceClass::Gateway, true) => {}
+                    (DeviceClass::Device, false) => {}
+                    (DeviceClass::Gateway, false) => {
+                        return Err(not_authorized("a gateway connects with a g: client id".into()))
+                    }
+                    (DeviceClass::Device, true) => {
+                        return Err(not_authorized(format!("type {type_id:?} is not a gateway type")))
+                    }
+                }
+                (
+                    AppRights::READ_ONLY,
+                    gateway.then(|| (type_id.clone(), device_id.clone())),
+                )
+            }
+            (_, Credentials::ApiKey(key)) => {
+                let key = self
+                    .registry
+                    .verify_key_token(key, password)
+                    .map_err(|r| auth_refusal(r, key))?;
+                (rights_of(key.role), None)
+            }
+            (ClientId::Application { .. }, Credentials::DeviceToken) => {
+                return Err(bad_credentials("applications authenticate with an API key".into()))
+            }
+        };
+        let space = TopicSpace::of(&client, rights);
+        let delivery = TopicMap::replace(space.broker_prefix(), space.client_prefix())
+            .map_err(|e| unavailable(format!("topic space of {}: {e}", request.client_id)))?;
+        Ok(PlatformClient {
+            registry: self.registry.clone(),
+            org: org_id.to_string(),
+            user: request.username.clone().filter(|_| org_id != QUICKSTART),
+            space,
+            delivery,
+            gateway,
+            max_payload: org.settings.max_payload as usize,
+        })
+    }
+
+    /// The organization a TLS name `<org>.messaging.<domain>` names, if it is one.
+    fn sni_org<'n>(&self, server_name: Option<&'n str>) -> Option<&'n str> {
+        let domain = self.domain.as_deref()?;
+        let name = server_name?;
+        let head = name.strip_suffix(domain)?.strip_suffix(".messaging.")?;
+        (!head.is_empty() && !head.contains('.')).then_some(head)
+    }
+}
+
+impl ListenerPolicy for Platform {
+    fn authenticate(&self, request: &ConnectRequest) -> Result<Arc<dyn ClientPolicy>, PolicyRefusal> {
+        Ok(Arc::new(self.check(request)?))
+    }
+}
+
+/// Starts the platform for a broker whose configuration has listeners in platform mode:
+/// opens the registry of `data_dir`, installs the policy for those listeners, and starts
+/// the registry's reload poll (changes made by `tern iot` are in force within a second)
+/// and the status publisher. Call before the broker runs. Returns the registry.
+pub fn start(handle: &BrokerHandle, data_dir: &Path, domain: Option<String>) -> Result<Arc<Registry>, RegistryError> {
+    let registry = Arc::new(Registry::open(data_dir)?);
+    handle.set_listener_policy(Arc::new(Platform::new(registry.clone(), domain)));
+    crate::status_task::spawn(handle, registry.clone());
+    let (polled, stop) = (registry.clone(), handle.state().shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+            let registry = polled.clone();
+            let Ok(reload) = tokio::task::spawn_blocking(move || registry.reload_if_changed()).await else {
+                continue;
+            };
+            for org in &reload.changed {
+                tracing::info!("platform registry: organization {org} reloaded");
+            }
+            for e in &reload.errors {
+                tracing::error!("platform registry: {e} (the previous version stays in force)");
+            }
+        }
+    });
+    Ok(registry)
+}
+
+/// What an API key's role lets an application publish.
+pub fn rights_of(role: Role) -> AppRights {
+    match role {
+        Role::StandardApp | Role::Admin => AppRights::ALL,
+        Role::ReadOnly => AppRights::READ_ONLY,
+        Role::DeviceOperator => AppRights {
+            publish_events: false,
+            publish_commands: true,
+        },
+    }
+}
+
+/// One connected platform client.
+#[derive(Debug)]
+pub struct PlatformClient {
+    registry: Arc<Registry>,
+    org: String,
+    user: Option<String>,
+    space: TopicSpace,
+    delivery: TopicMap,
+    /// A gateway's own type and id.
+    gateway: Option<(String, String)>,
+    max_payload: usize,
+}
+
+impl PlatformClient {
+    /// Whether the gateway may act for device `type_id`/`device_id`: itself, or a device
+    /// the registry has behind it.
+    fn behind(&self, type_id: &str, device_id: &str) -> bool {
+        let Some((gw_type, gw_id)) = &self.gateway else {
+            return false;
+        };
+        if type_id == gw_type && device_id == gw_id {
+            return true;
+        }
+        self.registry
+            .device(&self.org, type_id, device_id)
+            .and_then(|d| d.gateway.clone())
+            .is_some_and(|g| g.type_id == *gw_type && g.device_id == *gw_id)
+    }
+
+    fn allowed(&self, mapped: Mapped) -> Result<ByteStr, &'static str> {
+        match &mapped.device {
+            Some((t, d)) if self.gateway.is_some() && !self.behind(t, d) => {
+                Err("the device is not this gateway or registered behind it")
+            }
+            _ => Ok(ByteStr::from(mapped.topic)),
+        }
+    }
+}
+
+impl ClientPolicy for PlatformClient {
+    fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    fn publish_topic(&self, topic: &str) -> Result<ByteStr, &'static str> {
+        self.allowed(self.space.publish(topic).map_err(|r| r.why)?)
+    }
+
+    fn subscribe_filter(&self, filter: &str) -> Result<ByteStr, &'static str> {
+        self.allowed(self.space.subscribe(filter).map_err(|r| r.why)?)
+    }
+
+    fn delivery_map(&self) -> Option<TopicMap> {
+        Some(self.delivery.clone())
+    }
+
+    fn filters_deliveries(&self) -> bool {
+        self.gateway.is_some()
+    }
+
+    fn may_receive(&self, topic: &str) -> bool {
+        self.space.may_receive(topic, |t, d| self.behind(t, d))
+    }
+
+    fn ignores_retain(&self) -> bool {
+        true
+    }
+
+    fn max_payload(&self) -> Option<usize> {
+        Some(self.max_payload)
+    }
+}
+
+fn refusal(e: IdentityError) -> PolicyRefusal {
+    let kind = match e.refusal {
+        Refusal::BadClientId => RefusalKind::BadClientId,
+        Refusal::BadCredentials => RefusalKind::BadCredentials,
+        Refusal::NotAuthorized => RefusalKind::NotAuthorized,
+    };
+    PolicyRefusal { kind, why: e.why }
+}
+
+fn auth_refusal(r: AuthRefusal, who: &str) -> PolicyRefusal {
+    match r {
+        AuthRefusal::UnknownOrg => not_authorized("no such organization".into()),
+        AuthRefusal::UnknownIdentity => bad_credentials(format!("{who} is not registered")),
+        AuthRefusal::WrongToken => bad_credentials(format!("wrong token for {who}")),
+        AuthRefusal::Throttled => unavailable("too many token checks this second: try again".into()),
+    }
+}
+
+fn not_authorized(why: String) -> PolicyRefusal {
+    PolicyRefusal {
+        kind: RefusalKind::NotAuthorized,
+        why,
+    }
+}
+
+fn bad_credentials(why: String) -> PolicyRefusal {
+    PolicyRefusal {
+        kind: RefusalKind::BadCredentials,
+        why,
+    }
+}
+
+fn unavailable(why: String) -> PolicyRefusal {
+    PolicyRefusal {
+        kind: RefusalKind::Unavailable,
+        why,
+    }
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;
