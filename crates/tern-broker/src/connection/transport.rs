@@ -212,8 +212,15 @@ impl Socket {
             if ended {
                 return Ok(0);
             }
-            if self.lower.try_read_buf(ws.input_buffer(WS_READ_CHUNK))? == 0 {
-                return Ok(0);
+            match self.lower.try_read_buf(ws.input_buffer(WS_READ_CHUNK)) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {}
+                Err(e) => {
+                    // Nothing came (WouldBlock, usually): an idle connection keeps no
+                    // read buffer.
+                    ws.release_empty_input();
+                    return Err(e);
+                }
             }
         }
     }

@@ -97,6 +97,13 @@ impl WebSocket {
         &mut self.input
     }
 
+    /// Frees the input buffer if it holds nothing.
+    pub fn release_empty_input(&mut self) {
+        if self.input.is_empty() {
+            self.input = BytesMut::new();
+        }
+    }
+
     /// Bytes waiting to go below.
     pub fn output(&mut self) -> &mut BytesMut {
         &mut self.output
@@ -136,9 +143,7 @@ impl WebSocket {
                 break;
             }
         }
-        if self.input.is_empty() {
-            self.input = BytesMut::new();
-        }
+        self.release_empty_input();
         Ok(self.phase == Phase::Closed)
     }
 
