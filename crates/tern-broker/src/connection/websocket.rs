@@ -25,6 +25,10 @@ const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
+const CLOSE_POLICY_VIOLATION: u16 = 1008;
+/// Pongs (and other answers) waiting for a client that does not read, at most: a ping
+/// flood must not grow the broker's memory.
+const MAX_UNSENT_CONTROL: usize = 16 * 1024;
 const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Where the layer is in its life.
@@ -264,6 +268,10 @@ impl WebSocket {
         }
         match control {
             Control::Ping => {
+                if self.output.len() > MAX_UNSENT_CONTROL {
+                    let why = format!("pings faster than their pongs are read ({MAX_UNSENT_CONTROL} bytes unsent)");
+                    return Err(self.fail(CLOSE_POLICY_VIOLATION, why));
+                }
                 let pong = FrameHeader {
                     opcode: OpCode::Control(Control::Pong),
                     ..FrameHeader::default()
@@ -546,6 +554,22 @@ mod tests {
             assert!(err.contains(word), "{err}");
             assert_eq!(ws.output[..4], [0x88, 0x02, (code >> 8) as u8, code as u8]);
         }
+    }
+
+    #[test]
+    fn a_ping_flood_from_a_client_that_does_not_read_is_cut_off() {
+        let (mut ws, _, _) = open(WebSocketSettings::default(), "");
+        let ping = masked(0x89, &[0u8; 125]);
+        let mut result = Ok(false);
+        for _ in 0..1000 {
+            ws.input_buffer(256).extend_from_slice(&ping);
+            result = ws.decode(&mut BytesMut::new());
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(result.unwrap_err().to_string().contains("pings faster"));
+        assert!(ws.output.len() < 2 * MAX_UNSENT_CONTROL);
     }
 
     #[test]
