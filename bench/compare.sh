@@ -16,6 +16,7 @@
 # Needs: cargo, mosquitto (Debian package), python3; strace for the syscall count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 IDLE=${IDLE:-10000}
@@ -54,26 +55,10 @@ start() {
         "$MOSQUITTO" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
         port=18884
     fi
-    local pid=$!
-    for _ in $(seq 100); do
-        if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$pid"; return; fi
-        sleep 0.05
-    done
-    echo "broker $1 did not start" >&2
-    exit 1
+    ready $! "$port"
 }
 
 port_of() { [ "$1" = tern ] && echo 18883 || echo 18884; }
-
-# stop PID: SIGTERM, then wait until the process is gone (it is not our child).
-stop() {
-    kill "$1" 2>/dev/null || true
-    for _ in $(seq 400); do
-        kill -0 "$1" 2>/dev/null || return 0
-        sleep 0.05
-    done
-    kill -9 "$1" 2>/dev/null || true
-}
 
 # measure NAME BROKER ARGS...: one run, appended as a JSON line to results.
 measure() {

@@ -11,6 +11,7 @@
 # (goal: CPU per message over ws within 1.5x of TCP) is measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 IDLE=${IDLE:-5000}
@@ -33,22 +34,7 @@ CONF
 
 start() {
     "$TERN" broker -c "$work/tern.conf" >"$work/tern.log" 2>&1 &
-    local pid=$!
-    for _ in $(seq 100); do
-        if (echo >/dev/tcp/127.0.0.1/18885) 2>/dev/null; then echo "$pid"; return; fi
-        sleep 0.05
-    done
-    echo "tern did not start" >&2
-    exit 1
-}
-
-stop() {
-    kill "$1" 2>/dev/null || true
-    for _ in $(seq 400); do
-        kill -0 "$1" 2>/dev/null || return 0
-        sleep 0.05
-    done
-    kill -9 "$1" 2>/dev/null || true
+    ready $! 18885
 }
 
 # measure NAME TRANSPORT ARGS...: one run on a fresh broker, appended to results.

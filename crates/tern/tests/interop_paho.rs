@@ -5,16 +5,12 @@ mod common;
 use common::*;
 use std::process::Command;
 
-fn paho_installed() -> bool {
-    Command::new("python3")
-        .args(["-c", "import paho.mqtt.client"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn paho_clients_pass_their_checks_under_3_1_1_and_5() {
-    if !peer_available("paho-mqtt (pip install paho-mqtt)", paho_installed()) {
+    if !peer_available(
+        "paho-mqtt (pip install paho-mqtt)",
+        python_module_exists("paho.mqtt.client"),
+    ) {
         return;
     }
     let broker = Broker::start();

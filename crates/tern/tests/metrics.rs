@@ -27,11 +27,7 @@ print(json.dumps({"families": families, "samples": samples}))
 "#;
 
 fn parser_available() -> bool {
-    let present = Command::new("python3")
-        .args(["-c", "import prometheus_client.parser"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let present = python_module_exists("prometheus_client.parser");
     peer_available("the Prometheus text parser (pip install prometheus-client)", present)
 }
 

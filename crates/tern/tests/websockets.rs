@@ -158,16 +158,12 @@ fn ws_broker(extra: &str) -> Broker {
     Broker::with_config("ws.conf", &conf)
 }
 
-fn paho_installed() -> bool {
-    Command::new("python3")
-        .args(["-c", "import paho.mqtt.client"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn paho_clients_pass_their_checks_over_ws_and_wss_under_3_1_1_and_5() {
-    if !peer_available("paho-mqtt (pip install paho-mqtt)", paho_installed()) {
+    if !peer_available(
+        "paho-mqtt (pip install paho-mqtt)",
+        python_module_exists("paho.mqtt.client"),
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -621,6 +621,15 @@ pub fn peer_available(what: &str, present: bool) -> bool {
     false
 }
 
+/// Whether `python3` can import `module` (an interop peer from PyPI).
+pub fn python_module_exists(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 pub fn program_exists(name: &str) -> bool {
     Command::new("sh")
         .arg("-c")
