@@ -44,6 +44,8 @@ pub struct BrokerState {
     tls: RwLock<Vec<Option<Arc<ListenerTls>>>>,
     /// The policy of listeners in platform mode (`policy.rs`), installed by the embedder.
     policy: RwLock<Option<Arc<dyn crate::policy::ListenerPolicy>>>,
+    /// The installed policy's reserved root (`$...`), closed to other clients.
+    reserved_root: RwLock<Option<Arc<str>>>,
     /// The durable store, when persistence is on.
     pub store: Option<Arc<Store>>,
     /// The admin facade's own state (listeners as bound, reload requests).
@@ -96,6 +98,18 @@ impl BrokerState {
     pub fn listener_policy(&self, index: usize) -> Option<Option<Arc<dyn crate::policy::ListenerPolicy>>> {
         let platform = self.config.read().listeners.get(index).is_some_and(|l| l.platform);
         platform.then(|| self.policy.read().clone())
+    }
+
+    /// Whether `topic` (a name or filter) is under the installed policy's reserved root,
+    /// where only the policy's clients may go. Costs one byte comparison for a topic
+    /// that does not start with `$`.
+    pub fn is_reserved(&self, topic: &str) -> bool {
+        topic.starts_with('$')
+            && self
+                .reserved_root
+                .read()
+                .as_deref()
+                .is_some_and(|root| topic.starts_with(root))
     }
 
     /// The enhanced authentication method called `method`, if offered.
@@ -226,6 +240,7 @@ impl Broker {
             security: RwLock::new(security),
             tls: RwLock::new(tls),
             policy: RwLock::new(None),
+            reserved_root: RwLock::new(None),
             store,
             admin: Default::default(),
         });
@@ -447,6 +462,8 @@ impl BrokerHandle {
     /// Installs the policy of the listeners in platform mode (`platform true`); until
     /// one is, their clients are refused (server unavailable).
     pub fn set_listener_policy(&self, policy: Arc<dyn crate::policy::ListenerPolicy>) {
+        let root = policy.reserved_root().filter(|r| r.starts_with('$')).map(Arc::from);
+        *self.state.reserved_root.write() = root;
         *self.state.policy.write() = Some(policy);
     }
 

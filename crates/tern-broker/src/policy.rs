@@ -79,6 +79,13 @@ pub trait ListenerPolicy: Send + Sync + std::fmt::Debug {
     /// Checks a CONNECT: the client's policy, or why it is refused. Runs on a blocking
     /// thread (it may hash a password), never on the publish path.
     fn authenticate(&self, request: &ConnectRequest) -> Result<Arc<dyn ClientPolicy>, PolicyRefusal>;
+
+    /// The root of the broker topics the policy's clients live under (it must start
+    /// with `$`), if any. Clients of other listeners may not publish, subscribe or leave
+    /// a will there, so that nothing from outside the policy reaches its clients.
+    fn reserved_root(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What one connected client may do, and the names its topics have in the broker.

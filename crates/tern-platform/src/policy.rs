@@ -25,6 +25,9 @@ use tern_broker::topic_map::TopicMap;
 use tern_broker::BrokerHandle;
 use tern_proto::ByteStr;
 
+/// Where every organization's topics are inside the broker: `$iot/`.
+const RESERVED_ROOT: &str = "$iot/";
+
 /// The platform's listener policy over a registry.
 #[derive(Debug)]
 pub struct Platform {
@@ -131,6 +134,10 @@ impl Platform {
 impl ListenerPolicy for Platform {
     fn authenticate(&self, request: &ConnectRequest) -> Result<Arc<dyn ClientPolicy>, PolicyRefusal> {
         Ok(Arc::new(self.check(request)?))
+    }
+
+    fn reserved_root(&self) -> Option<&str> {
+        Some(RESERVED_ROOT)
     }
 }
 

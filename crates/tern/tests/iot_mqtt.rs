@@ -364,17 +364,42 @@ fn organizations_and_the_plain_listener_see_nothing_of_each_other() {
     let mut device = p.device(ProtocolVersion::V5, "4321");
     device.publish("iot-2/evt/temp/fmt/json", b"21", QoS::AtLeastOnce, false, 1);
     plain.expect_quiet();
-    // A plain client publishing iot-2 topics reaches no platform client.
+    // The broker's names of platform topics are closed to plain clients: no reading,
+    // no forged commands or events, no will there.
+    for filter in ["$iot/#", "$iot/za6xa7/iot-2/type/+/id/+/evt/+/fmt/+", "$share/g/$iot/#"] {
+        assert_eq!(
+            plain.subscribe(filter, QoS::AtMostOnce),
+            [ReasonCode::NOT_AUTHORIZED],
+            "{filter}"
+        );
+    }
+    device.subscribe("iot-2/cmd/+/fmt/+", QoS::AtMostOnce);
     let mut app = p.app(ProtocolVersion::V5, "watcher");
     app.subscribe("iot-2/type/+/id/+/evt/+/fmt/+", QoS::AtMostOnce);
-    plain.publish(
-        "iot-2/type/test/id/4321/evt/temp/fmt/json",
-        b"forged",
-        QoS::AtLeastOnce,
-        false,
-        2,
-    );
+    let mut forger = Client::open(p.addr(2), ProtocolVersion::V5);
+    let hello = connect_packet(ProtocolVersion::V5, "plain-forger", true, 60);
+    assert!(forger.connect(&hello).reason_code.is_success());
+    let topic = "iot-2/type/test/id/4321/evt/temp/fmt/json";
+    forger.publish(topic, b"forged", QoS::AtLeastOnce, false, 2);
+    let forged = "$iot/za6xa7/iot-2/type/test/id/4321/cmd/reboot/fmt/json";
+    let code = forger.publish(forged, b"forged", QoS::AtLeastOnce, false, 3);
+    assert_eq!(code, ReasonCode::NOT_AUTHORIZED);
+    // The plain subscriber of iot-2/# got the plain client's message, nothing else.
+    assert_eq!(&plain.recv_publish().payload[..], b"forged");
+    plain.expect_quiet();
+    let mut willing = Client::open(p.addr(2), ProtocolVersion::V3_1_1);
+    let mut connect = connect_packet(ProtocolVersion::V3_1_1, "plain-will", true, 60);
+    connect.will = Some(Will {
+        topic: ByteStr::from(forged),
+        payload: bytes::Bytes::from_static(b"forged will"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties::default(),
+    });
+    assert!(willing.connect(&connect).reason_code.is_success());
+    willing.hang_up();
     app.expect_quiet();
+    device.expect_quiet();
 }
 
 #[test]

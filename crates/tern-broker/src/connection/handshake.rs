@@ -686,6 +686,10 @@ fn connection(
                 (None, Some(map)) => map.to_broker_topic(&will.topic).ok()?,
                 (None, None) => ByteStr::from(will.topic.as_str()),
             };
+            if policy.is_none() && broker.is_reserved(&will.topic) {
+                tracing::info!(client = %admitted.client_id, "will on {:?} dropped: the topic belongs to the clients of platform listeners", will.topic.as_str());
+                return None;
+            }
             will.payload = bytes::Bytes::copy_from_slice(&will.payload);
             Some(Box::new(will))
         }),

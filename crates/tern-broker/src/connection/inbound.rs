@@ -236,9 +236,18 @@ impl Connection {
             tracing::info!(client = %self.session.client_id, "message of {} bytes exceeds message_size_limit {limit}: dropped", publish.payload.len());
             return (ReasonCode::QUOTA_EXCEEDED, "payload exceeds message_size_limit");
         }
-        if publish.topic.starts_with("$SYS") {
-            self.broker.metrics.dropped(DropReason::NotAuthorized);
-            return (ReasonCode::NOT_AUTHORIZED, "clients may not publish to $SYS");
+        if publish.topic.starts_with('$') {
+            if publish.topic.starts_with("$SYS") {
+                self.broker.metrics.dropped(DropReason::NotAuthorized);
+                return (ReasonCode::NOT_AUTHORIZED, "clients may not publish to $SYS");
+            }
+            if self.policy.is_none() && self.broker.is_reserved(&publish.topic) {
+                self.broker.metrics.dropped(DropReason::NotAuthorized);
+                return (
+                    ReasonCode::NOT_AUTHORIZED,
+                    "this topic belongs to the clients of platform listeners",
+                );
+            }
         }
         if !self.topic_within_limits(&publish.topic) {
             self.broker.metrics.dropped(DropReason::TopicLimits);
@@ -290,6 +299,11 @@ impl Connection {
             ))
         } else if !self.may_subscribe(filter) {
             Some((ReasonCode::NOT_AUTHORIZED, "not allowed by the ACL"))
+        } else if self.policy.is_none() && self.broker.is_reserved(unshared(filter)) {
+            Some((
+                ReasonCode::NOT_AUTHORIZED,
+                "these topics belong to the clients of platform listeners",
+            ))
         } else {
             None
         }
@@ -301,10 +315,7 @@ impl Connection {
         if !self.acl_enforced {
             return true;
         }
-        let filter = match parse_share(filter) {
-            Some(Ok((_, topic_filter))) => topic_filter,
-            _ => filter,
-        };
+        let filter = unshared(filter);
         let state = self.session.state.lock();
         state
             .access
@@ -581,5 +592,13 @@ impl Connection {
         state.expiry = (seconds != u32::MAX).then(|| std::time::Duration::from_secs(u64::from(seconds)));
         self.session.persist(&mut state, false);
         Ok(())
+    }
+}
+
+/// A filter without its `$share/{group}/`, if it has one.
+fn unshared(filter: &str) -> &str {
+    match parse_share(filter) {
+        Some(Ok((_, topic_filter))) => topic_filter,
+        _ => filter,
     }
 }
