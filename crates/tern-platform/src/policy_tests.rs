@@ -225,3 +225,11 @@ fn a_gateway_acts_for_itself_and_the_devices_behind_it() {
     assert!(g.may_receive("$iot/acme/iot-2/type/gw/id/g1/cmd/c/fmt/f"));
     assert!(!g.may_receive("$iot/acme/iot-2/type/sensor/id/s1/cmd/c/fmt/f"));
 }
+
+#[test]
+fn the_reserved_root_is_where_every_organization_is_mapped() {
+    let s = setup("reserved", false);
+    assert_eq!(s.platform.reserved_root(), Some("$iot/"));
+    assert_eq!(RESERVED_ROOT, format!("{}/", crate::topics::ROOT));
+    assert!(crate::topics::org_root("acme").starts_with(RESERVED_ROOT));
+}
