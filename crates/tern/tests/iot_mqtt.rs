@@ -594,3 +594,44 @@ fn retain_is_ignored_and_oversized_payloads_end_the_connection() {
     assert_eq!(disconnect_reason(&device.expect_closed()), ReasonCode::PACKET_TOO_LARGE);
     app.expect_quiet();
 }
+
+#[test]
+fn a_scalable_applications_instances_share_its_messages() {
+    let p = Platform::start();
+    let mut instances: Vec<Client> = ["A:za6xa7:svc:one", "A:za6xa7:svc:two"]
+        .iter()
+        .map(|id| {
+            let mut c = p.connect(ProtocolVersion::V5, id, &p.key, &p.token);
+            assert_eq!(
+                c.subscribe("iot-2/type/+/id/+/evt/+/fmt/+", QoS::AtMostOnce),
+                [ReasonCode(0)]
+            );
+            c
+        })
+        .collect();
+    let mut device = p.device(ProtocolVersion::V5, "4321");
+    for i in 0..6u16 {
+        device.publish(
+            "iot-2/evt/tick/fmt/txt",
+            i.to_string().as_bytes(),
+            QoS::AtLeastOnce,
+            false,
+            i + 1,
+        );
+    }
+    let mut got = Vec::new();
+    for instance in &mut instances {
+        for packet in instance.ping_collect() {
+            if let Packet::Publish(publish) = packet {
+                assert_eq!(publish.topic, "iot-2/type/test/id/4321/evt/tick/fmt/txt");
+                got.push(String::from_utf8(publish.payload.to_vec()).unwrap());
+            }
+        }
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        ["0", "1", "2", "3", "4", "5"],
+        "each message to exactly one instance"
+    );
+}
