@@ -635,3 +635,32 @@ fn a_scalable_applications_instances_share_its_messages() {
         "each message to exactly one instance"
     );
 }
+
+#[test]
+fn a_plain_client_with_a_devices_client_id_never_gets_its_session() {
+    let p = Platform::start();
+    // The device keeps a session with a subscription and a queued command.
+    let mut device = Client::open(p.addr(0), ProtocolVersion::V3_1_1);
+    let mut connect = connect_packet(ProtocolVersion::V3_1_1, "d:za6xa7:test:4321", false, 60);
+    connect.username = Some(ByteStr::from("use-token-auth"));
+    connect.password = Some(bytes::Bytes::copy_from_slice(p.device_token.as_bytes()));
+    assert!(device.connect(&connect).reason_code.is_success());
+    device.subscribe("iot-2/cmd/+/fmt/+", QoS::AtLeastOnce);
+    device.disconnect();
+    let mut app = p.app(ProtocolVersion::V5, "commander");
+    app.publish(
+        "iot-2/type/test/id/4321/cmd/secret/fmt/txt",
+        b"for 4321",
+        QoS::AtLeastOnce,
+        false,
+        1,
+    );
+    // The same client id and user name on the plain listener (anonymous allowed there).
+    let mut plain = Client::open(p.addr(2), ProtocolVersion::V3_1_1);
+    let mut impostor = connect_packet(ProtocolVersion::V3_1_1, "d:za6xa7:test:4321", false, 60);
+    impostor.username = Some(ByteStr::from("use-token-auth"));
+    let ack = plain.connect(&impostor);
+    assert!(ack.reason_code.is_success());
+    assert!(!ack.session_present, "a session of its own");
+    plain.expect_quiet();
+}

@@ -285,10 +285,16 @@ pub(super) async fn accept(
         info: info.clone(),
     };
     let lifetime = session_lifetime(&connect, &config);
-    let user = admitted.user.as_deref();
+    // A policy's client owns its session under a name no MQTT user name can be (it has a
+    // NUL): a client of another listener with the same client id and user name starts a
+    // session of its own, never resumes this one.
+    let owner = match &admitted.policy {
+        Some(_) => Some(format!("\0policy:{}", admitted.user.as_deref().unwrap_or(""))),
+        None => admitted.user.as_deref().map(String::from),
+    };
     let Some((session, session_present)) = attach_session(
         broker,
-        (&admitted.client_id, user),
+        (&admitted.client_id, owner.as_deref()),
         connect.clean_start,
         lifetime,
         handle,
