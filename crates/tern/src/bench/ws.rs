@@ -99,20 +99,10 @@ impl Frames {
                 moved += n;
                 continue;
             }
-            let (opcode, length, header) = match self.raw.get(..2) {
-                Some(&[first, second]) => {
-                    let (length, header) = match second & 0x7f {
-                        126 => (u64::from(u16::from_be_bytes(self.raw.get(2..4)?.try_into().ok()?)), 4),
-                        127 => (u64::from_be_bytes(self.raw.get(2..10)?.try_into().ok()?), 10),
-                        n => (u64::from(n), 2),
-                    };
-                    (first & 0x0f, length, header)
-                }
-                _ => return Some(moved),
-            };
-            if self.raw.len() < header {
+            let Some((opcode, length, header)) = frame_header(&self.raw) else {
+                // Not all of the header is here yet.
                 return Some(moved);
-            }
+            };
             match opcode {
                 0x8 => return (moved > 0).then_some(moved),
                 0x0..=0x2 => {
@@ -125,6 +115,17 @@ impl Frames {
             }
         }
     }
+}
+
+/// A server frame's opcode, payload length and header size, once the header is whole.
+fn frame_header(raw: &[u8]) -> Option<(u8, u64, usize)> {
+    let (&first, &second) = (raw.first()?, raw.get(1)?);
+    let (length, header) = match second & 0x7f {
+        126 => (u64::from(u16::from_be_bytes(raw.get(2..4)?.try_into().ok()?)), 4),
+        127 => (u64::from_be_bytes(raw.get(2..10)?.try_into().ok()?), 10),
+        n => (u64::from(n), 2),
+    };
+    Some((first & 0x0f, length, header))
 }
 
 /// The writing half: each write is one masked binary frame on a WebSocket connection.
@@ -179,6 +180,8 @@ mod tests {
         frames.raw.extend_from_slice(&[b'c', 0x8a, 0x00, 0x82, 0x7e, 0x00]);
         assert_eq!(frames.unwrap_into(&mut out), Some(1));
         frames.raw.extend_from_slice(&[0x01, b'd', 0x88, 0x00]);
+        // What came before the close first, then the end.
+        assert_eq!(frames.unwrap_into(&mut out), Some(1));
         assert_eq!(frames.unwrap_into(&mut out), None);
         assert_eq!(&out[..], b"abcd");
     }
