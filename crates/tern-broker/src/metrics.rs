@@ -56,6 +56,8 @@ reasons! {
         NotAuthorized => "not_authorized",
         /// A QoS 1/2 publish refused while the store could not write.
         StoreUnwritable => "store_unwritable",
+        /// Over the publisher's message rate (a listener policy's quota).
+        RateLimited => "rate_limited",
     }
 }
 

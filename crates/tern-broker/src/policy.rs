@@ -124,6 +124,18 @@ pub trait ClientPolicy: Send + Sync + std::fmt::Debug {
     fn max_payload(&self) -> Option<usize> {
         None
     }
+
+    /// Asked once per PUBLISH: whether it goes over the client's message rate. Such a
+    /// PUBLISH is refused (5.0: 0x97 Quota exceeded) or, for 3.x, acknowledged and dropped.
+    fn over_rate(&self) -> bool {
+        false
+    }
+
+    /// The most subscriptions the client may hold, in place of
+    /// `max_subscriptions_per_client`.
+    fn max_subscriptions(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Asks the listener policy about a CONNECT (on a blocking thread: it may hash a token).

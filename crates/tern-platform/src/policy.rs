@@ -20,6 +20,7 @@ use crate::registry_model::{DeviceClass, Role};
 use crate::topics::{AppRights, Mapped, TopicSpace};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 use tern_broker::policy::{ClientPolicy, ConnectRequest, ListenerPolicy, PolicyRefusal, RefusalKind};
 use tern_broker::topic_map::TopicMap;
 use tern_broker::BrokerHandle;
@@ -111,6 +112,15 @@ impl Platform {
         let space = TopicSpace::of(&client, rights);
         let delivery = TopicMap::replace(space.broker_prefix(), space.client_prefix())
             .map_err(|e| unavailable(format!("topic space of {}: {e}", request.client_id)))?;
+        let quotas = &org.settings.quotas;
+        let (rate, max_subscriptions) = match client {
+            ClientId::Device { gateway: false, .. } => (
+                RateLimit::per_second(quotas.device_messages_per_second),
+                quotas.subscriptions_per_device,
+            ),
+            ClientId::Device { .. } => (None, quotas.subscriptions_per_device),
+            ClientId::Application { .. } => (None, quotas.subscriptions_per_application),
+        };
         Ok(PlatformClient {
             registry: self.registry.clone(),
             org: org_id.to_string(),
@@ -119,6 +129,8 @@ impl Platform {
             delivery,
             gateway,
             max_payload: org.settings.max_payload as usize,
+            rate,
+            max_subscriptions: max_subscriptions as usize,
         })
     }
 
@@ -194,6 +206,44 @@ pub struct PlatformClient {
     /// A gateway's own type and id.
     gateway: Option<(String, String)>,
     max_payload: usize,
+    /// A device's message rate (`quotas.deviceMessagesPerSecond`).
+    rate: Option<parking_lot::Mutex<RateLimit>>,
+    /// `quotas.subscriptionsPerDevice` or `...PerApplication`; 0: no limit.
+    max_subscriptions: usize,
+}
+
+/// A token bucket: `per_second` messages a second, bursts of up to a second's worth.
+#[derive(Debug)]
+pub struct RateLimit {
+    per_second: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimit {
+    /// A full bucket; `None` for 0 (no limit).
+    fn per_second(per_second: u32) -> Option<parking_lot::Mutex<RateLimit>> {
+        (per_second > 0).then(|| {
+            parking_lot::Mutex::new(RateLimit {
+                per_second: f64::from(per_second),
+                tokens: f64::from(per_second),
+                at: Instant::now(),
+            })
+        })
+    }
+
+    /// Takes one message's token at `now`; false when there is none.
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.per_second.max(1.0));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl PlatformClient {
@@ -253,6 +303,14 @@ impl ClientPolicy for PlatformClient {
 
     fn max_payload(&self) -> Option<usize> {
         Some(self.max_payload)
+    }
+
+    fn over_rate(&self) -> bool {
+        self.rate.as_ref().is_some_and(|r| !r.lock().take(Instant::now()))
+    }
+
+    fn max_subscriptions(&self) -> Option<usize> {
+        Some(self.max_subscriptions)
     }
 }
 

@@ -233,3 +233,39 @@ fn the_reserved_root_is_where_every_organization_is_mapped() {
     assert_eq!(RESERVED_ROOT, format!("{}/", crate::topics::ROOT));
     assert!(crate::topics::org_root("acme").starts_with(RESERVED_ROOT));
 }
+
+#[test]
+fn a_rate_limit_allows_a_seconds_burst_then_its_rate() {
+    let start = Instant::now();
+    let mut limit = RateLimit::per_second(10).unwrap().into_inner();
+    limit.at = start;
+    assert!((0..10).all(|_| limit.take(start)), "a burst of 10");
+    assert!(!limit.take(start), "the 11th in the same instant");
+    assert!(
+        limit.take(start + std::time::Duration::from_millis(100)),
+        "one more after 100 ms"
+    );
+    assert!(!limit.take(start + std::time::Duration::from_millis(100)));
+    // Idle time never banks more than a second's worth.
+    let later = start + std::time::Duration::from_secs(60);
+    assert_eq!((0..20).filter(|_| limit.take(later)).count(), 10);
+    assert!(RateLimit::per_second(0).is_none());
+}
+
+#[test]
+fn devices_get_the_organizations_quotas() {
+    let s = setup("quotas", false);
+    let d = s
+        .platform
+        .authenticate(&request("d:acme:sensor:s1", Some("use-token-auth"), &s.device_token))
+        .unwrap();
+    assert_eq!(d.max_subscriptions(), Some(50));
+    assert!((0..10).all(|_| !d.over_rate()));
+    assert!(d.over_rate());
+    let a = s
+        .platform
+        .authenticate(&request("a:acme:app1", Some(&s.admin_key), &s.admin_token))
+        .unwrap();
+    assert_eq!(a.max_subscriptions(), Some(500));
+    assert!((0..100).all(|_| !a.over_rate()), "applications are not rate limited");
+}

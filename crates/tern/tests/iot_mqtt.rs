@@ -664,3 +664,18 @@ fn a_plain_client_with_a_devices_client_id_never_gets_its_session() {
     assert!(!ack.session_present, "a session of its own");
     plain.expect_quiet();
 }
+
+#[test]
+fn a_device_over_its_message_rate_is_refused() {
+    let p = Platform::start();
+    iot(&p.data, &["org", "set", "za6xa7", "--device-messages-per-second", "1"]);
+    let topic = "iot-2/evt/tick/fmt/txt";
+    // In force for connections made once the broker has read the change (within a
+    // second): the first message of a second passes, the next is refused (5.0: 0x97).
+    wait_until("a rate of 1 message a second", || {
+        let mut device = p.device(ProtocolVersion::V5, "4321");
+        let first = device.publish(topic, b"1", QoS::AtLeastOnce, false, 1);
+        let second = device.publish(topic, b"2", QoS::AtLeastOnce, false, 2);
+        first.is_success() && second == ReasonCode::QUOTA_EXCEEDED
+    });
+}

@@ -94,10 +94,9 @@ impl Connection {
         if qos == QoS::ExactlyOnce {
             self.check_receive_maximum(packet_id)?;
         }
-        let (accepted, why) = if let Some(why) = outside {
-            self.broker.metrics.dropped(DropReason::NotAuthorized);
-            tracing::info!(client = %self.session.client_id, topic = %publish.topic, "publish refused: {why}");
-            (ReasonCode::NOT_AUTHORIZED, why)
+        let (accepted, why) = if let Some((reason, why)) = outside {
+            tracing::debug!(client = %self.session.client_id, topic = %publish.topic, "publish refused: {why}");
+            (reason, why)
         } else if qos != QoS::AtMostOnce && self.store_refuses()? {
             (ReasonCode::QUOTA_EXCEEDED, STORE_REFUSES)
         } else {
@@ -147,13 +146,13 @@ impl Connection {
     }
 
     /// A listener policy's rules for a PUBLISH: retain ignored, the payload limit (over it
-    /// the connection ends), and the topic's broker name. Returns why the topic is
-    /// refused, if it is.
+    /// the connection ends), its message rate (0x97), and the topic's broker name (0x87).
+    /// Returns why the PUBLISH is refused, if it is (counted as dropped).
     fn apply_policy(
         &self,
         policy: &dyn crate::policy::ClientPolicy,
         publish: &mut Publish,
-    ) -> Result<Option<&'static str>, Close> {
+    ) -> Result<Option<(ReasonCode, &'static str)>, Close> {
         if policy.ignores_retain() {
             publish.retain = false;
         }
@@ -170,12 +169,20 @@ impl Connection {
                 ));
             }
         }
+        if policy.over_rate() {
+            self.broker.metrics.dropped(DropReason::RateLimited);
+            let why = "over the client's message rate";
+            return Ok(Some((ReasonCode::QUOTA_EXCEEDED, why)));
+        }
         Ok(match policy.publish_topic(&publish.topic) {
             Ok(topic) => {
                 publish.topic = topic;
                 None
             }
-            Err(why) => Some(why),
+            Err(why) => {
+                self.broker.metrics.dropped(DropReason::NotAuthorized);
+                Some((ReasonCode::NOT_AUTHORIZED, why))
+            }
         })
     }
 
@@ -439,7 +446,10 @@ impl Connection {
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut problems = Vec::new();
         let mut retained = Vec::new();
-        let limit = self.broker.config().max_subscriptions_per_client;
+        let limit = match self.policy.as_ref().and_then(|p| p.max_subscriptions()) {
+            Some(limit) => limit,
+            None => self.broker.config().max_subscriptions_per_client,
+        };
         for Subscription { filter, mut options } in subscribe.subscriptions {
             let (filter, client_filter, unmapped) = self.broker_filter(filter);
             // max_qos: a subscription is granted at most the listener's QoS (mosquitto's rule).
