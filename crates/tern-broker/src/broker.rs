@@ -175,6 +175,8 @@ pub struct Broker {
     /// The HTTP API on 127.0.0.1:8080 of a broker without configured listeners, when
     /// that port was free.
     http_default: Option<TcpListener>,
+    /// Routes an embedder serves on the HTTP listeners under a path prefix of its own.
+    http_routes: Option<(&'static str, axum::Router)>,
 }
 
 /// Controls a running broker from elsewhere (signal handlers, tests).
@@ -262,6 +264,7 @@ impl Broker {
             listeners,
             unix,
             http_default: None,
+            http_routes: None,
         };
         broker.name_listeners();
         Ok(broker)
@@ -291,6 +294,14 @@ impl Broker {
         if self.http_default.is_none() {
             self.http_default = crate::http::bind_default().await;
         }
+        self
+    }
+
+    /// Serves `routes` on the HTTP listeners for every path under `prefix` (e.g.
+    /// `/api/v0002`), beside the admin API and outside its API key check: the routes
+    /// authenticate their own requests. Their paths are seen with the prefix taken off.
+    pub fn with_http_routes(mut self, prefix: &'static str, routes: axum::Router) -> Broker {
+        self.http_routes = Some((prefix, routes));
         self
     }
 
@@ -337,7 +348,13 @@ impl Broker {
         crate::admin::Admin::new(self.state.clone())
             .record_listeners(self.indexed_endpoints(), self.default_http_endpoint());
         let mut listeners = self.listeners;
-        crate::http::start(&self.state, &mut listeners, self.http_default, &tracker);
+        crate::http::start(
+            &self.state,
+            &mut listeners,
+            self.http_default,
+            self.http_routes,
+            &tracker,
+        );
         for (index, listener) in listeners {
             tracker.spawn(accept_loop(index, listener, self.state.clone(), tracker.clone()));
         }

@@ -7,11 +7,15 @@
 //! inside it; see docs/iot-platform.md.
 
 pub mod identity;
+pub mod lec;
 pub mod policy;
 pub mod registry;
 pub mod registry_bulk;
 pub mod registry_model;
 mod registry_store;
+pub mod rest;
+mod rest_messaging;
+mod rest_registry;
 pub mod status;
 pub mod status_task;
 pub mod token;

@@ -232,15 +232,21 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
     let user = config.user.clone();
     let data_dir = config.persistence_location.clone();
     let no_listeners = config.is_local_default();
-    let platform_domain = config
-        .listeners
-        .iter()
-        .any(|l| l.platform)
+    let platform_domain = (config.listeners.iter().any(|l| l.platform) || config.platform_domain.is_some())
         .then(|| config.platform_domain.clone());
     let mut broker = bind(config, &args).await?;
     if let Some(domain) = platform_domain {
         // Listeners in platform mode: the IoT platform decides who their clients are.
-        tern_platform::policy::start(&broker.handle(), &data_dir, domain).context("the IoT platform's registry")?;
+        let handle = broker.handle();
+        let registry =
+            tern_platform::policy::start(&handle, &data_dir, domain.clone()).context("the IoT platform's registry")?;
+        if domain.is_some() {
+            // The REST API (/api/v0002) on the HTTP listeners, and the last event cache.
+            let lec = std::sync::Arc::new(tern_platform::lec::Lec::new(&data_dir));
+            tern_platform::lec::spawn(&handle, registry.clone(), lec.clone());
+            let routes = tern_platform::rest::router(&handle, registry, lec, domain);
+            broker = broker.with_http_routes(tern_platform::rest::PREFIX, routes);
+        }
     }
     if no_listeners {
         broker = broker.with_default_http_api().await;

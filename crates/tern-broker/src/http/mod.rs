@@ -56,11 +56,13 @@ pub(crate) async fn bind_default() -> Option<TcpListener> {
 
 /// Takes the HTTP listeners out of `listeners` and serves them (and `default`, the
 /// default local one) on `tracker`, with the API keys of the data directory, watched
-/// for changes until the broker stops.
+/// for changes until the broker stops; `extra` is an embedder's routes under a prefix
+/// ([`crate::Broker::with_http_routes`]).
 pub(crate) fn start(
     state: &Arc<BrokerState>,
     listeners: &mut Vec<(usize, TcpListener)>,
     default: Option<TcpListener>,
+    extra: Option<(&'static str, axum::Router)>,
     tracker: &TaskTracker,
 ) {
     let config = state.config();
@@ -84,7 +86,11 @@ pub(crate) fn start(
         );
     }
     tracker.spawn(keys.clone().watch(state.shutdown.clone()));
-    let app = app(state, keys);
+    let mut app = app(state, keys);
+    if let Some((prefix, routes)) = extra {
+        // Added after the admin API's key check, so that check does not apply to them.
+        app = app.nest_service(prefix, routes);
+    }
     for (index, listener) in http {
         tracker.spawn(serve(
             Some(index),

@@ -1,0 +1,534 @@
+//! The last event cache (LEC): for each organization that has it enabled
+//! (`PUT /api/v0002/config/lec`), the last message of each event id of each device,
+//! read back with `GET /api/v0002/device/types/<t>/devices/<d>/events[/<e>]`.
+//!
+//! It is a consumer of the broker's event stream ([`spawn`]): every message the broker
+//! accepts under a device's event topic (`$iot/<org>/iot-2/type/<t>/id/<d>/evt/<e>/fmt/<f>`,
+//! see [`crate::topics`]), whether a device sent it over MQTT, a gateway for it, or an HTTP
+//! client through the REST API, is put in the cache as soon as the task sees it, so it can
+//! be read at once (well within a second). Publishers never wait for the cache: the event
+//! stream is a bounded ring, and a cache that falls more than its length behind loses
+//! events (the broker counts them) rather than slowing anyone down.
+//!
+//! Limits, which keep its memory bounded:
+//! - [`EVENTS_PER_DEVICE`] event ids per device (the platform's own limit): a sixth event
+//!   id replaces the device's least recently cached one;
+//! - [`MAX_BYTES`] for the whole cache (payloads, ids and a per-entry overhead): past it,
+//!   the oldest tenth of all entries is dropped;
+//! - an entry older than its organization's time to live (`ttlDays`, 1 to 45 days) is
+//!   never returned and is removed by a sweep each minute.
+//!
+//! Kept across restarts: each organization's cache is a file,
+//! `platform/lec/<org>.json` in the data directory, written off the publish path by the
+//! flush task at most once per [`FLUSH_INTERVAL`] for organizations whose cache changed,
+//! as a whole new file renamed over the old one (so kill -9 leaves the previous or the
+//! new version, never half of one). What arrived in the last interval before a kill -9
+//! is lost, as on the platform, whose cache is written in batches too.
+
+use crate::registry::Registry;
+use crate::topics::ROOT;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tern_broker::events::{Event, EventKind};
+use tern_broker::BrokerHandle;
+
+/// Event ids kept per device.
+pub const EVENTS_PER_DEVICE: usize = 5;
+/// Bytes the whole cache holds at most (payloads, ids and [`ENTRY_OVERHEAD`] each).
+pub const MAX_BYTES: usize = 64 << 20;
+/// What an entry costs besides its payload and ids (allocation headers, timestamps).
+const ENTRY_OVERHEAD: usize = 96;
+/// How often changed organizations are written to disk.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often expired entries are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// The file format's version.
+const FORMAT_VERSION: u32 = 1;
+
+/// Why the cache's files cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LecError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is damaged: {what}")]
+    Damaged { path: PathBuf, what: String },
+}
+
+/// One cached message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedEvent {
+    pub type_id: String,
+    pub device_id: String,
+    pub event_id: String,
+    pub format: String,
+    pub payload: Bytes,
+    /// When it was cached, in milliseconds since the Unix epoch.
+    pub cached_ms: u64,
+}
+
+impl CachedEvent {
+    fn cost(&self) -> usize {
+        self.payload.len()
+            + self.type_id.len()
+            + self.device_id.len()
+            + self.event_id.len()
+            + self.format.len()
+            + ENTRY_OVERHEAD
+    }
+
+    /// As the REST API returns it: the payload in base64, the time it was cached.
+    pub fn to_api_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "typeId": self.type_id,
+            "deviceId": self.device_id,
+            "eventId": self.event_id,
+            "format": self.format,
+            "payload": STANDARD.encode(&self.payload),
+            "timestamp": timestamp(self.cached_ms),
+        })
+    }
+}
+
+/// `2016-03-14T14:12:06.527+0000` for milliseconds since the Unix epoch.
+pub fn timestamp(ms: u64) -> String {
+    let seconds = crate::registry_model::iso8601(ms / 1000);
+    // iso8601 writes `.000+0000`; put the milliseconds in.
+    match seconds.strip_suffix(".000+0000") {
+        Some(head) => format!("{head}.{:03}+0000", ms % 1000),
+        None => seconds,
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One organization's cache: per device (type, id), its last event of each event id.
+#[derive(Debug, Default)]
+struct OrgCache {
+    devices: HashMap<(String, String), Vec<CachedEvent>>,
+    /// Changed since last written.
+    dirty: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    orgs: HashMap<String, OrgCache>,
+    bytes: usize,
+}
+
+/// The cache of every organization.
+#[derive(Debug)]
+pub struct Lec {
+    inner: Mutex<Inner>,
+    /// `platform/lec` in the data directory.
+    dir: PathBuf,
+    /// Bytes held at most (normally [`MAX_BYTES`]).
+    max_bytes: usize,
+}
+
+/// One line of an organization's file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredEvent {
+    type_id: String,
+    device_id: String,
+    event_id: String,
+    format: String,
+    /// Base64.
+    payload: String,
+    cached_ms: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredOrg {
+    version: u32,
+    events: Vec<StoredEvent>,
+}
+
+/// The cache's directory inside a data directory.
+pub fn lec_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("platform").join("lec")
+}
+
+impl Lec {
+    /// An empty cache that keeps its files in `data_dir`.
+    pub fn new(data_dir: &Path) -> Lec {
+        Lec::with_limit(data_dir, MAX_BYTES)
+    }
+
+    /// With a byte limit other than [`MAX_BYTES`] (for tests).
+    pub fn with_limit(data_dir: &Path, max_bytes: usize) -> Lec {
+        Lec {
+            inner: Mutex::new(Inner::default()),
+            dir: lec_dir(data_dir),
+            max_bytes,
+        }
+    }
+
+    /// Puts a message in organization `org`'s cache, replacing the device's previous one of
+    /// the same event id.
+    pub fn insert(&self, org: &str, event: CachedEvent) {
+        let cost = event.cost();
+        if cost > self.max_bytes / 16 {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        let cache = inner.orgs.entry(org.to_string()).or_default();
+        cache.dirty = true;
+        let device = cache
+            .devices
+            .entry((event.type_id.clone(), event.device_id.clone()))
+            .or_default();
+        let mut freed = 0;
+        if let Some(at) = device.iter().position(|e| e.event_id == event.event_id) {
+            freed = device.swap_remove(at).cost();
+        } else if device.len() >= EVENTS_PER_DEVICE {
+            if let Some(oldest) = (0..device.len()).min_by_key(|&i| device[i].cached_ms) {
+                freed = device.swap_remove(oldest).cost();
+            }
+        }
+        device.push(event);
+        inner.bytes = inner.bytes + cost - freed;
+        if inner.bytes > self.max_bytes {
+            shrink(&mut inner, self.max_bytes - self.max_bytes / 10);
+        }
+    }
+
+    /// Device `type_id`/`device_id`'s cached events of `org` not older than `ttl`, by event id.
+    pub fn device_events(&self, org: &str, type_id: &str, device_id: &str, ttl: Duration) -> Vec<CachedEvent> {
+        let oldest = oldest_kept(ttl);
+        let inner = self.inner.lock();
+        let mut found: Vec<CachedEvent> = inner
+            .orgs
+            .get(org)
+            .and_then(|c| c.devices.get(&(type_id.to_string(), device_id.to_string())))
+            .map(|events| events.iter().filter(|e| e.cached_ms >= oldest).cloned().collect())
+            .unwrap_or_default();
+        found.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+        found
+    }
+
+    /// Forgets organization `org`'s cache (its LEC was disabled); its file goes at the
+    /// next flush.
+    pub fn clear_org(&self, org: &str) {
+        let mut inner = self.inner.lock();
+        if let Some(mut cache) = inner.orgs.remove(org) {
+            let freed: usize = cache.devices.values().flatten().map(CachedEvent::cost).sum();
+            inner.bytes -= freed;
+            cache.devices.clear();
+            cache.dirty = true;
+            inner.orgs.insert(org.to_string(), cache);
+        }
+    }
+
+    /// Bytes held now (as [`MAX_BYTES`] counts them).
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().bytes
+    }
+
+    /// Removes entries older than their organization's time to live (`ttl_of` gives it,
+    /// `None` for an organization whose cache is off or gone: all of its entries go).
+    pub fn sweep(&self, ttl_of: impl Fn(&str) -> Option<Duration>) {
+        let mut inner = self.inner.lock();
+        let mut freed = 0;
+        for (org, cache) in &mut inner.orgs {
+            let oldest = ttl_of(org).map_or(u64::MAX, oldest_kept);
+            for events in cache.devices.values_mut() {
+                let before = events.len();
+                events.retain(|e| {
+                    let keep = e.cached_ms >= oldest;
+                    if !keep {
+                        freed += e.cost();
+                    }
+                    keep
+                });
+                cache.dirty |= events.len() != before;
+            }
+            cache.devices.retain(|_, events| !events.is_empty());
+        }
+        inner.bytes -= freed;
+    }
+
+    /// Reads every organization's file (at start). A damaged file is reported and skipped.
+    pub fn load(&self) -> Vec<LecError> {
+        let mut errors = Vec::new();
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return errors,
+            Err(source) => {
+                errors.push(LecError::Io {
+                    path: self.dir.clone(),
+                    source,
+                });
+                return errors;
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some(org) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if crate::registry_model::check_org_id(org).is_err() {
+                continue;
+            }
+            match read_file(&entry.path()) {
+                Ok(events) => {
+                    for event in events {
+                        self.insert(org, event);
+                    }
+                    if let Some(cache) = self.inner.lock().orgs.get_mut(org) {
+                        cache.dirty = false;
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        errors
+    }
+
+    /// Takes the organizations changed since the last call, with their entries.
+    fn take_dirty(&self) -> Vec<(String, Vec<CachedEvent>)> {
+        let mut inner = self.inner.lock();
+        let mut out = Vec::new();
+        for (org, cache) in &mut inner.orgs {
+            if cache.dirty {
+                cache.dirty = false;
+                out.push((org.clone(), cache.devices.values().flatten().cloned().collect()));
+            }
+        }
+        inner.orgs.retain(|_, c| !c.devices.is_empty() || c.dirty);
+        out
+    }
+
+    /// Writes the organizations changed since the last flush. Blocking: call off the
+    /// runtime. An organization whose write failed is marked changed again.
+    pub fn flush(&self) -> Vec<LecError> {
+        let mut errors = Vec::new();
+        for (org, events) in self.take_dirty() {
+            if let Err(e) = write_file(&self.dir, &org, &events) {
+                errors.push(e);
+                if let Some(cache) = self.inner.lock().orgs.get_mut(&org) {
+                    cache.dirty = true;
+                }
+            }
+        }
+        errors
+    }
+}
+
+/// The first cached time still within `ttl`.
+fn oldest_kept(ttl: Duration) -> u64 {
+    now_ms().saturating_sub(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Drops the oldest entries until at most `target` bytes are held.
+fn shrink(inner: &mut Inner, target: usize) {
+    let mut all: Vec<(u64, String, (String, String), String)> = inner
+        .orgs
+        .iter()
+        .flat_map(|(org, cache)| {
+            cache.devices.iter().flat_map(move |(device, events)| {
+                events
+                    .iter()
+                    .map(move |e| (e.cached_ms, org.clone(), device.clone(), e.event_id.clone()))
+            })
+        })
+        .collect();
+    all.sort_unstable_by_key(|(ms, ..)| *ms);
+    for (_, org, device, event_id) in all {
+        if inner.bytes <= target {
+            break;
+        }
+        let Some(cache) = inner.orgs.get_mut(&org) else {
+            continue;
+        };
+        let Some(events) = cache.devices.get_mut(&device) else {
+            continue;
+        };
+        if let Some(at) = events.iter().position(|e| e.event_id == event_id) {
+            let cost = events.swap_remove(at).cost();
+            inner.bytes -= cost;
+            cache.dirty = true;
+            if events.is_empty() {
+                cache.devices.remove(&device);
+            }
+        }
+    }
+    tracing::warn!("last event cache full ({} bytes): oldest entries dropped", inner.bytes);
+}
+
+fn read_file(path: &Path) -> Result<Vec<CachedEvent>, LecError> {
+    let damaged = |what: String| LecError::Damaged {
+        path: path.to_path_buf(),
+        what,
+    };
+    let text = std::fs::read(path).map_err(|source| LecError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let stored: StoredOrg = serde_json::from_slice(&text).map_err(|e| damaged(e.to_string()))?;
+    if stored.version != FORMAT_VERSION {
+        return Err(damaged(format!("unknown format version {}", stored.version)));
+    }
+    stored
+        .events
+        .into_iter()
+        .map(|s| {
+            let payload = STANDARD
+                .decode(&s.payload)
+                .map_err(|e| damaged(format!("payload of {}/{}: {e}", s.type_id, s.device_id)))?;
+            Ok(CachedEvent {
+                type_id: s.type_id,
+                device_id: s.device_id,
+                event_id: s.event_id,
+                format: s.format,
+                payload: Bytes::from(payload),
+                cached_ms: s.cached_ms,
+            })
+        })
+        .collect()
+}
+
+/// Replaces `org`'s file with `events` (removes it when there are none): a temporary file
+/// written and flushed, renamed over the old one, the directory flushed.
+fn write_file(dir: &Path, org: &str, events: &[CachedEvent]) -> Result<(), LecError> {
+    let path = dir.join(format!("{org}.json"));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LecError::Io { path, source }
+    };
+    if events.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+            _ => Ok(()),
+        };
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let stored = StoredOrg {
+        version: FORMAT_VERSION,
+        events: events
+            .iter()
+            .map(|e| StoredEvent {
+                type_id: e.type_id.clone(),
+                device_id: e.device_id.clone(),
+                event_id: e.event_id.clone(),
+                format: e.format.clone(),
+                payload: STANDARD.encode(&e.payload),
+                cached_ms: e.cached_ms,
+            })
+            .collect(),
+    };
+    let tmp = dir.join(format!(".{org}.json.{}.tmp", std::process::id()));
+    let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    let body = serde_json::to_vec(&stored).map_err(|e| io(&tmp)(std::io::Error::other(e)))?;
+    file.write_all(&body).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    Ok(())
+}
+
+/// The organization, type, device, event id and format of a broker topic that is a
+/// device's event, `$iot/<org>/iot-2/type/<t>/id/<d>/evt/<e>/fmt/<f>`.
+pub fn event_of(topic: &str) -> Option<[&str; 5]> {
+    let mut l = topic.split('/');
+    let levels: [Option<&str>; 12] = std::array::from_fn(|_| l.next());
+    match levels {
+        [Some(ROOT), Some(org), Some("iot-2"), Some("type"), Some(t), Some("id"), Some(d), Some("evt"), Some(e), Some("fmt"), Some(f), None] => {
+            Some([org, t, d, e, f])
+        }
+        _ => None,
+    }
+}
+
+/// The time to live of `org`'s cache, if it is enabled.
+pub fn ttl_of(registry: &Registry, org: &str) -> Option<Duration> {
+    let settings = registry.org(org)?.settings.lec.clone();
+    settings
+        .enabled
+        .then(|| Duration::from_secs(u64::from(settings.ttl_days.clamp(1, 45)) * 86_400))
+}
+
+/// Starts the cache's consumer of the event stream (subscribed before this returns) and
+/// its flush task, after reading the cache's files. Both stop with the broker; the flush
+/// task writes once more then.
+pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, lec: Arc<Lec>) {
+    for e in lec.load() {
+        tracing::error!("last event cache: {e} (skipped)");
+    }
+    let state = handle.state().clone();
+    let mut events = state.events().subscribe(&[EventKind::Published]);
+    let (consumer_registry, consumer_lec, stop) = (registry.clone(), lec.clone(), state.shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                () = stop.cancelled() => return,
+                event = events.recv() => event,
+            };
+            let Some(Event::Published { topic, payload, .. }) = event else {
+                if event.is_none() {
+                    return;
+                }
+                continue;
+            };
+            let Some([org, t, d, e, f]) = event_of(&topic) else {
+                continue;
+            };
+            if ttl_of(&consumer_registry, org).is_none() {
+                continue;
+            }
+            let cached = CachedEvent {
+                type_id: t.to_string(),
+                device_id: d.to_string(),
+                event_id: e.to_string(),
+                format: f.to_string(),
+                payload,
+                cached_ms: now_ms(),
+            };
+            consumer_lec.insert(org, cached);
+        }
+    });
+    let stop = state.shutdown.clone();
+    tokio::spawn(async move {
+        let mut last_sweep = tokio::time::Instant::now();
+        loop {
+            let stopping = tokio::select! {
+                () = stop.cancelled() => true,
+                () = tokio::time::sleep(FLUSH_INTERVAL) => false,
+            };
+            if stopping || last_sweep.elapsed() >= SWEEP_INTERVAL {
+                last_sweep = tokio::time::Instant::now();
+                lec.sweep(|org| ttl_of(&registry, org));
+            }
+            let flushed = lec.clone();
+            if let Ok(errors) = tokio::task::spawn_blocking(move || flushed.flush()).await {
+                for e in errors {
+                    tracing::error!("last event cache not saved: {e}");
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+#[path = "lec_tests.rs"]
+mod tests;

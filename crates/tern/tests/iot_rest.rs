@@ -1,0 +1,750 @@
+//! The IoT platform's REST API (`/api/v0002`, issue 15) over real HTTP against the real
+//! binary: a broker with `platform_domain` set, an MQTT listener in platform mode and an
+//! HTTP listener; organizations and keys made with `tern iot ... --json`. Every endpoint,
+//! its shapes and status codes, credentials (401), roles (a read-only key refused on
+//! writes), organization isolation, paging, HTTP messaging reaching MQTT clients, and the
+//! last event cache fed over MQTT and HTTP, kept across a kill -9.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use common::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tern_proto::*;
+
+const ORG_HOST: &str = "za6xa7.iot.test";
+
+/// `tern iot ARGS --data-dir DIR --json`, which must succeed; its JSON.
+fn iot(dir: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["iot"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--data-dir", dir.to_str().unwrap(), "--json"]);
+    let out = tern(&all);
+    assert!(
+        out.status.success(),
+        "tern iot {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn text(v: &Value, field: &str) -> String {
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {v}"))
+        .to_string()
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    /// A refusal: `status` and the platform's error shape.
+    fn refused(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "{self:?} {}", String::from_utf8_lossy(&self.body));
+        let body = self.json();
+        assert!(body["exception"]["id"].as_str().is_some(), "{body}");
+        body["message"].as_str().unwrap().to_string()
+    }
+
+    fn ok(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.body));
+        if self.body.is_empty() {
+            Value::Null
+        } else {
+            self.json()
+        }
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; the whole answer.
+fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !headers.iter().any(|(n, _)| *n == "Host") {
+        head.push_str(&format!("Host: {ORG_HOST}\r\n"));
+    }
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut body = raw[end + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let at = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..at]).unwrap().trim(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[at + 2..at + 2 + size]);
+            rest = &rest[at + 4 + size..];
+        }
+        body = out;
+    }
+    Answer { status, body }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// A broker with `platform_domain iot.test`, a plain MQTT listener in platform mode (0)
+/// and an HTTP listener (1); organization `za6xa7` (plain TCP allowed) with type `test`,
+/// device `4321`, its admin key and a read-only key; organization `orgb` with `test/4321`.
+struct Platform {
+    broker: Option<Broker>,
+    config: PathBuf,
+    data: PathBuf,
+    admin: String,
+    reader: String,
+    orgb: String,
+    device_token: String,
+    orgb_device_token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Platform {
+    fn start() -> Platform {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let admin = iot(&data, &["org", "create", "za6xa7", "--allow-plain", "true"]);
+        iot(&data, &["type", "create", "za6xa7", "test"]);
+        let device = iot(&data, &["device", "create", "za6xa7", "test", "4321"]);
+        let reader = iot(&data, &["key", "create", "za6xa7", "--role", "read-only"]);
+        let orgb = iot(&data, &["org", "create", "orgb", "--allow-plain", "true"]);
+        iot(&data, &["type", "create", "orgb", "test"]);
+        let orgb_device = iot(&data, &["device", "create", "orgb", "test", "4321"]);
+        let config = format!(
+            "persistence true\npersistence_location {}\nplatform_domain iot.test\nauth_failure_delay 0\n\
+             listener 0 127.0.0.1\nplatform true\n\
+             listener 0 127.0.0.1\nprotocol http\n",
+            data.display()
+        );
+        let path = dir.path().join("mosquitto.conf");
+        std::fs::write(&path, config).unwrap();
+        let pair = |v: &Value| basic(&text(v, "apiKey"), &text(v, "apiToken"));
+        Platform {
+            broker: Some(Broker::from_file(&path)),
+            config: path,
+            data,
+            admin: pair(&admin),
+            reader: pair(&reader),
+            orgb: pair(&orgb),
+            device_token: text(&device, "authToken"),
+            orgb_device_token: text(&orgb_device, "authToken"),
+            _dir: dir,
+        }
+    }
+
+    fn mqtt(&self) -> SocketAddr {
+        self.broker.as_ref().unwrap().listening_addrs()[0]
+    }
+
+    fn http(&self) -> SocketAddr {
+        self.broker.as_ref().unwrap().listening_addrs()[1]
+    }
+
+    /// kill -9, then the broker again with the same configuration and data.
+    fn kill_and_restart(&mut self) {
+        self.broker.take().unwrap().kill_9();
+        self.broker = Some(Broker::from_file(&self.config));
+    }
+
+    /// A request as `auth` (a full Authorization value), with an optional JSON body.
+    fn call(&self, auth: &str, method: &str, path: &str, body: Option<Value>) -> Answer {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut headers = vec![("Authorization", auth)];
+        if !body.is_empty() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        request(
+            self.http(),
+            method,
+            &format!("/api/v0002{path}"),
+            &headers,
+            body.as_bytes(),
+        )
+    }
+
+    /// A raw body posted with a Content-Type.
+    fn post(&self, auth: &str, path: &str, content_type: &str, body: &[u8]) -> Answer {
+        let headers = [("Authorization", auth), ("Content-Type", content_type)];
+        request(self.http(), "POST", &format!("/api/v0002{path}"), &headers, body)
+    }
+
+    fn mqtt_client(&self, client_id: &str, user: &str, password: &str) -> Client {
+        let mut client = Client::open(self.mqtt(), ProtocolVersion::V3_1_1);
+        let mut connect = connect_packet(ProtocolVersion::V3_1_1, client_id, true, 60);
+        connect.username = Some(ByteStr::from(user));
+        connect.password = Some(bytes::Bytes::copy_from_slice(password.as_bytes()));
+        let ack = client.connect(&connect);
+        assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "{client_id}: {ack:?}");
+        client
+    }
+
+    /// An application client of za6xa7 with the admin key.
+    fn app(&self, app_id: &str) -> Client {
+        let decoded = String::from_utf8(STANDARD.decode(&self.admin[6..]).unwrap()).unwrap();
+        let (key, token) = decoded.split_once(':').unwrap();
+        self.mqtt_client(&format!("a:za6xa7:{app_id}"), key, token)
+    }
+
+    fn device(&self) -> Client {
+        self.mqtt_client("d:za6xa7:test:4321", "use-token-auth", &self.device_token)
+    }
+
+    fn device_auth(&self) -> String {
+        basic("use-token-auth", &self.device_token)
+    }
+}
+
+/// Polls `probe` until it gives something, for at most `within`.
+fn within<T>(within: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn device_types_and_devices_are_created_read_changed_and_deleted() {
+    let p = Platform::start();
+    let a = p.admin.as_str();
+    let made = p
+        .call(
+            a,
+            "POST",
+            "/device/types",
+            Some(json!({"id": "sensor", "description": "a sensor", "deviceInfo": {"model": "m1"}})),
+        )
+        .ok(201);
+    assert_eq!(made["id"], "sensor");
+    assert_eq!(made["classId"], "Device");
+    assert!(made["createdDateTime"].as_str().is_some());
+    p.call(
+        a,
+        "POST",
+        "/device/types",
+        Some(json!({"id": "gw", "classId": "Gateway"})),
+    )
+    .ok(201);
+    p.call(a, "POST", "/device/types", Some(json!({"id": "sensor"})))
+        .refused(409);
+    p.call(a, "POST", "/device/types", Some(json!({"id": "bad id"})))
+        .refused(400);
+    p.call(a, "POST", "/device/types", Some(json!({"description": "no id"})))
+        .refused(400);
+    p.call(a, "POST", "/device/types", Some(json!([1, 2]))).refused(400);
+    let raw = [("Authorization", a), ("Content-Type", "application/json")];
+    request(p.http(), "POST", "/api/v0002/device/types", &raw, b"{not json").refused(400);
+    let types = p.call(a, "GET", "/device/types", None).ok(200);
+    let ids: Vec<&str> = types["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["gw", "sensor", "test"]);
+    assert_eq!(types["meta"]["total_rows"], 3);
+    assert!(types.get("bookmark").is_none());
+    assert_eq!(
+        p.call(a, "GET", "/device/types/sensor", None).ok(200)["description"],
+        "a sensor"
+    );
+    p.call(a, "GET", "/device/types/nope", None).refused(404);
+    let changed = p
+        .call(
+            a,
+            "PUT",
+            "/device/types/sensor",
+            Some(json!({"description": "changed", "metadata": {"k": 1}})),
+        )
+        .ok(200);
+    assert_eq!(
+        (changed["description"].clone(), changed["metadata"]["k"].clone()),
+        (json!("changed"), json!(1))
+    );
+    p.call(a, "PUT", "/device/types/sensor", Some(json!({"metadata": 5})))
+        .refused(400);
+
+    // Devices: made with a token shown once, which works over MQTT at once.
+    let device = p
+        .call(
+            a,
+            "POST",
+            "/device/types/sensor/devices",
+            Some(json!({"deviceId": "s1", "metadata": {"room": 2}})),
+        )
+        .ok(201);
+    assert_eq!(device["clientId"], "d:za6xa7:sensor:s1");
+    assert_eq!(device["deviceInfo"]["model"], "m1");
+    let token = text(&device, "authToken");
+    p.mqtt_client("d:za6xa7:sensor:s1", "use-token-auth", &token)
+        .disconnect();
+    let read = p.call(a, "GET", "/device/types/sensor/devices/s1", None).ok(200);
+    assert_eq!(read["metadata"]["room"], 2);
+    assert!(read.get("authToken").is_none(), "{read}");
+    p.call(
+        a,
+        "POST",
+        "/device/types/sensor/devices",
+        Some(json!({"deviceId": "s1"})),
+    )
+    .refused(409);
+    p.call(a, "POST", "/device/types/nope/devices", Some(json!({"deviceId": "x"})))
+        .refused(404);
+    p.call(a, "GET", "/device/types/nope/devices", None).refused(404);
+    let listed = p.call(a, "GET", "/device/types/sensor/devices", None).ok(200);
+    assert_eq!(listed["results"][0]["deviceId"], "s1");
+    let changed = p
+        .call(
+            a,
+            "PUT",
+            "/device/types/sensor/devices/s1",
+            Some(json!({"deviceInfo": {"fwVersion": "2"}, "location": {"latitude": 1}})),
+        )
+        .ok(200);
+    assert_eq!(changed["deviceInfo"]["fwVersion"], "2");
+    assert_eq!(changed["location"]["latitude"], 1);
+    p.call(a, "DELETE", "/device/types/sensor", None).refused(409);
+    assert_eq!(p.call(a, "DELETE", "/device/types/sensor/devices/s1", None).status, 204);
+    p.call(a, "GET", "/device/types/sensor/devices/s1", None).refused(404);
+    p.call(a, "DELETE", "/device/types/sensor/devices/s1", None)
+        .refused(404);
+    assert_eq!(p.call(a, "DELETE", "/device/types/sensor", None).status, 204);
+    p.call(a, "GET", "/device/types/sensor", None).refused(404);
+    // Not an endpoint, not a method of one.
+    p.call(a, "GET", "/nothing/here", None).refused(404);
+    p.call(a, "PATCH", "/device/types", None).refused(405);
+}
+
+#[test]
+fn bulk_add_returns_tokens_once_and_bulk_remove_says_what_it_did() {
+    let p = Platform::start();
+    let a = p.admin.as_str();
+    let added = p
+        .call(
+            a,
+            "POST",
+            "/bulk/devices/add",
+            Some(json!([
+                {"typeId": "test", "deviceId": "b1"},
+                {"typeId": "test", "deviceId": "b2", "authToken": "chosen-token-22"},
+            ])),
+        )
+        .ok(201);
+    assert_eq!(added[0]["success"], true);
+    let b1 = text(&added[0], "authToken");
+    assert_eq!(added[1]["authToken"], "chosen-token-22");
+    p.mqtt_client("d:za6xa7:test:b1", "use-token-auth", &b1).disconnect();
+    // One refused: 202, each item says.
+    let some = p
+        .call(
+            a,
+            "POST",
+            "/bulk/devices/add",
+            Some(json!([
+                {"typeId": "test", "deviceId": "b3"},
+                {"typeId": "test", "deviceId": "b1"},
+            ])),
+        )
+        .ok(202);
+    assert_eq!(
+        (some[0]["success"].clone(), some[1]["success"].clone()),
+        (json!(true), json!(false))
+    );
+    assert!(some[1]["message"].as_str().unwrap().contains("already exists"));
+    p.call(a, "POST", "/bulk/devices/add", Some(json!({"typeId": "test"})))
+        .refused(400);
+    p.call(a, "POST", "/bulk/devices/add", Some(json!([{"typeId": "test"}])))
+        .refused(400);
+    let all = p.call(a, "GET", "/bulk/devices", None).ok(200);
+    let ids: Vec<&str> = all["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["deviceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["4321", "b1", "b2", "b3"]);
+    assert!(all["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d.get("authToken").is_none()));
+    let removed = p
+        .call(
+            a,
+            "POST",
+            "/bulk/devices/remove",
+            Some(json!([
+                {"typeId": "test", "deviceId": "b1"},
+                {"typeId": "test", "deviceId": "b2"},
+            ])),
+        )
+        .ok(200);
+    assert_eq!(removed[1], json!({"typeId": "test", "deviceId": "b2", "success": true}));
+    let partly = p
+        .call(
+            a,
+            "POST",
+            "/bulk/devices/remove",
+            Some(json!([
+                {"typeId": "test", "deviceId": "b3"},
+                {"typeId": "test", "deviceId": "b1"},
+            ])),
+        )
+        .ok(202);
+    assert_eq!(partly[1]["success"], false);
+    p.call(a, "POST", "/bulk/devices/remove", Some(json!([{"typeId": 1}])))
+        .refused(400);
+    assert_eq!(p.call(a, "GET", "/bulk/devices", None).ok(200)["meta"]["total_rows"], 1);
+    // Removed devices cannot connect any more.
+    let mut gone = Client::open(p.mqtt(), ProtocolVersion::V3_1_1);
+    let mut connect = connect_packet(ProtocolVersion::V3_1_1, "d:za6xa7:test:b1", true, 60);
+    connect.username = Some(ByteStr::from("use-token-auth"));
+    connect.password = Some(bytes::Bytes::copy_from_slice(b1.as_bytes()));
+    assert_ne!(gone.connect(&connect).reason_code, ReasonCode::SUCCESS);
+}
+
+#[test]
+fn pages_follow_limit_and_bookmark() {
+    let p = Platform::start();
+    let a = p.admin.as_str();
+    let items: Vec<Value> = (0..9)
+        .map(|i| json!({"typeId": "test", "deviceId": format!("p{i}")}))
+        .collect();
+    p.call(a, "POST", "/bulk/devices/add", Some(Value::Array(items)))
+        .ok(201);
+    let mut seen = Vec::new();
+    let mut path = "/device/types/test/devices?_limit=4".to_string();
+    let mut pages = 0;
+    loop {
+        let page = p.call(a, "GET", &path, None).ok(200);
+        pages += 1;
+        assert_eq!(page["meta"]["total_rows"], 10);
+        let results = page["results"].as_array().unwrap();
+        assert!(results.len() <= 4);
+        seen.extend(results.iter().map(|d| text(d, "deviceId")));
+        let Some(bookmark) = page["bookmark"].as_str() else {
+            break;
+        };
+        path = format!("/device/types/test/devices?_limit=4&_bookmark={bookmark}");
+    }
+    assert_eq!(pages, 3);
+    let mut expected: Vec<String> = (0..9).map(|i| format!("p{i}")).collect();
+    expected.insert(0, "4321".into());
+    assert_eq!(seen, expected);
+    for bad in ["_limit=0", "_limit=many", "_bookmark=*"] {
+        p.call(a, "GET", &format!("/bulk/devices?{bad}"), None).refused(400);
+    }
+}
+
+#[test]
+fn credentials_roles_and_organizations_are_enforced() {
+    let p = Platform::start();
+    // No credentials, a wrong token, an unknown key, a device token for reads: 401/403.
+    let none = request(p.http(), "GET", "/api/v0002/device/types", &[], b"");
+    none.refused(401);
+    let decoded = String::from_utf8(STANDARD.decode(&p.admin[6..]).unwrap()).unwrap();
+    let (key, _) = decoded.split_once(':').unwrap();
+    for auth in [
+        basic(key, "wrong-token-000"),
+        basic("a-za6xa7-nosuchkey0", "x"),
+        "Bearer x".into(),
+    ] {
+        p.call(&auth, "GET", "/device/types", None).refused(401);
+    }
+    p.call(&p.device_auth(), "GET", "/device/types", None).refused(403);
+    // A read-only key reads and may not write.
+    let r = p.reader.as_str();
+    p.call(r, "GET", "/device/types/test/devices/4321", None).ok(200);
+    p.call(r, "GET", "/config/lec", None).ok(200);
+    p.call(r, "POST", "/device/types", Some(json!({"id": "x"})))
+        .refused(403);
+    p.call(r, "DELETE", "/device/types/test/devices/4321", None)
+        .refused(403);
+    p.call(r, "POST", "/bulk/devices/add", Some(json!([]))).refused(403);
+    p.call(r, "PUT", "/config/lec", Some(json!({"enabled": true})))
+        .refused(403);
+    p.post(
+        r,
+        "/application/types/test/devices/4321/commands/reboot",
+        "application/json",
+        b"{}",
+    )
+    .refused(403);
+    p.post(
+        r,
+        "/application/types/test/devices/4321/events/status",
+        "application/json",
+        b"{}",
+    )
+    .refused(403);
+    p.call(&p.admin, "GET", "/device/types/test/devices/4321", None).ok(200);
+
+    // Organizations: orgb's key sees orgb only, and is refused under za6xa7's host name.
+    let orgb_host = [("Authorization", p.orgb.as_str()), ("Host", "orgb.iot.test")];
+    let theirs = request(p.http(), "GET", "/api/v0002/bulk/devices", &orgb_host, b"").ok(200);
+    assert_eq!(theirs["results"][0]["clientId"], "d:orgb:test:4321");
+    assert_eq!(theirs["meta"]["total_rows"], 1);
+    p.call(&p.orgb, "GET", "/device/types", None).refused(401);
+    let by_key = [("Authorization", p.orgb.as_str()), ("Host", "127.0.0.1")];
+    let types = request(p.http(), "GET", "/api/v0002/device/types", &by_key, b"").ok(200);
+    assert_eq!(types["meta"]["total_rows"], 1);
+    let mine = [("Authorization", p.orgb.as_str()), ("Host", "orgb.iot.test")];
+    request(
+        p.http(),
+        "DELETE",
+        "/api/v0002/device/types/test/devices/4321",
+        &mine,
+        b"",
+    )
+    .ok(204);
+    // za6xa7's device of the same name is untouched; orgb's device token is not za6xa7's.
+    p.call(&p.admin, "GET", "/device/types/test/devices/4321", None).ok(200);
+    let orgb_device = basic("use-token-auth", &p.orgb_device_token);
+    p.post(
+        &orgb_device,
+        "/device/types/test/devices/4321/events/status",
+        "application/json",
+        b"{}",
+    )
+    .refused(401);
+    p.call(&p.admin, "GET", "/clientconnectionstates/d:orgb:test:4321", None)
+        .refused(404);
+}
+
+#[test]
+fn http_messages_reach_mqtt_clients_and_connection_states_follow_them() {
+    let p = Platform::start();
+    let mut app = p.app("watcher");
+    app.subscribe("iot-2/type/test/id/4321/evt/+/fmt/+", QoS::AtMostOnce);
+    let mut device = p.device();
+    device.subscribe("iot-2/cmd/+/fmt/+", QoS::AtMostOnce);
+    let state = p
+        .call(&p.reader, "GET", "/device/types/test/devices/4321/connection", None)
+        .ok(200);
+    assert_eq!(state["connectionStatus"], "connected");
+    assert_eq!(state["id"], "d:za6xa7:test:4321");
+    let same = p
+        .call(&p.reader, "GET", "/clientconnectionstates/d:za6xa7:test:4321", None)
+        .ok(200);
+    assert_eq!(same["connectionStatus"], "connected");
+
+    // The device posts an event with its own token.
+    p.post(
+        &p.device_auth(),
+        "/device/types/test/devices/4321/events/status",
+        "application/json",
+        br#"{"t":1}"#,
+    )
+    .ok(200);
+    let got = app.recv_publish();
+    assert_eq!(
+        (&*got.topic, &got.payload[..]),
+        ("iot-2/type/test/id/4321/evt/status/fmt/json", &br#"{"t":1}"#[..])
+    );
+    p.post(
+        &p.device_auth(),
+        "/device/types/test/devices/4321/events/note",
+        "text/plain; charset=utf-8",
+        b"hi",
+    )
+    .ok(200);
+    assert_eq!(&*app.recv_publish().topic, "iot-2/type/test/id/4321/evt/note/fmt/text");
+    // An application posts an event for it, and a command to it.
+    p.post(
+        &p.admin,
+        "/application/types/test/devices/4321/events/status",
+        "application/octet-stream",
+        b"\x01",
+    )
+    .ok(200);
+    assert_eq!(&*app.recv_publish().topic, "iot-2/type/test/id/4321/evt/status/fmt/bin");
+    p.post(
+        &p.admin,
+        "/application/types/test/devices/4321/commands/reboot",
+        "application/json",
+        b"{}",
+    )
+    .ok(200);
+    let command = device.recv_publish();
+    assert_eq!(&*command.topic, "iot-2/cmd/reboot/fmt/json");
+    // Refused: a device posting as another, unknown devices, bad names, formats and sizes.
+    p.post(
+        &p.device_auth(),
+        "/device/types/test/devices/4322/events/status",
+        "application/json",
+        b"{}",
+    )
+    .refused(401);
+    p.post(
+        &p.admin,
+        "/application/types/test/devices/nope/commands/reboot",
+        "application/json",
+        b"{}",
+    )
+    .refused(404);
+    p.post(
+        &p.admin,
+        "/application/types/test/devices/4321/commands/a+b",
+        "application/json",
+        b"{}",
+    )
+    .refused(400);
+    p.post(
+        &p.device_auth(),
+        "/device/types/test/devices/4321/events/status",
+        "image/png",
+        b"x",
+    )
+    .refused(415);
+    let big = vec![b'x'; 131_073];
+    p.post(
+        &p.device_auth(),
+        "/device/types/test/devices/4321/events/status",
+        "text/plain",
+        &big,
+    )
+    .refused(413);
+    device.ping();
+    app.ping();
+    app.expect_quiet();
+    device.disconnect();
+    within(PATIENCE, "the device shown disconnected", || {
+        let state = p
+            .call(&p.reader, "GET", "/device/types/test/devices/4321/connection", None)
+            .ok(200);
+        (state["connectionStatus"] == "disconnected").then_some(())
+    });
+}
+
+/// The events the cache has for za6xa7's test/4321, by event id.
+fn cached(p: &Platform) -> Vec<Value> {
+    p.call(&p.reader, "GET", "/device/types/test/devices/4321/events", None)
+        .ok(200)
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn the_last_event_cache_keeps_mqtt_and_http_events_across_a_kill() {
+    let mut p = Platform::start();
+    let a = p.admin.clone();
+    assert_eq!(
+        p.call(&a, "GET", "/config/lec", None).ok(200),
+        json!({"enabled": false, "ttlDays": 7})
+    );
+    p.call(&a, "GET", "/device/types/test/devices/4321/events", None)
+        .refused(404);
+    p.call(&a, "PUT", "/config/lec", Some(json!({"enabled": true, "ttlDays": 0})))
+        .refused(400);
+    p.call(&a, "PUT", "/config/lec", Some(json!({"ttlDays": 3})))
+        .refused(400);
+    let set = p
+        .call(&a, "PUT", "/config/lec", Some(json!({"enabled": true, "ttlDays": 3})))
+        .ok(200);
+    assert_eq!(set, json!({"enabled": true, "ttlDays": 3}));
+    assert_eq!(p.call(&p.reader, "GET", "/config/lec", None).ok(200), set);
+    assert!(cached(&p).is_empty());
+
+    // Over MQTT: acknowledged at QoS 1, readable within a second.
+    let mut device = p.device();
+    assert_eq!(
+        device.publish("iot-2/evt/status/fmt/json", br#"{"v":1}"#, QoS::AtLeastOnce, false, 1),
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(
+        device.publish("iot-2/evt/status/fmt/json", br#"{"v":2}"#, QoS::AtLeastOnce, false, 2),
+        ReasonCode::SUCCESS
+    );
+    let status = within(Duration::from_secs(1), "the MQTT event in the cache", || {
+        let got = p.call(&p.reader, "GET", "/device/types/test/devices/4321/events/status", None);
+        (got.status == 200 && got.json()["payload"] == STANDARD.encode(br#"{"v":2}"#)).then(|| got.json())
+    });
+    assert_eq!(
+        (
+            status["typeId"].clone(),
+            status["deviceId"].clone(),
+            status["eventId"].clone(),
+            status["format"].clone()
+        ),
+        (json!("test"), json!("4321"), json!("status"), json!("json"))
+    );
+    let stamp = status["timestamp"].as_str().unwrap();
+    assert!(
+        stamp.len() == 28 && stamp.ends_with("+0000") && stamp.as_bytes()[10] == b'T',
+        "{stamp}"
+    );
+    // Over HTTP.
+    p.post(
+        &p.device_auth(),
+        "/device/types/test/devices/4321/events/alarm",
+        "text/plain",
+        b"hot",
+    )
+    .ok(200);
+    within(Duration::from_secs(1), "the HTTP event in the cache", || {
+        (cached(&p).len() == 2).then_some(())
+    });
+    p.call(&p.reader, "GET", "/device/types/test/devices/4321/events/nothing", None)
+        .refused(404);
+    p.call(&p.reader, "GET", "/device/types/test/devices/nope/events", None)
+        .refused(404);
+    // orgb sees nothing of it.
+    let orgb = [("Authorization", p.orgb.as_str()), ("Host", "orgb.iot.test")];
+    request(
+        p.http(),
+        "GET",
+        "/api/v0002/device/types/test/devices/4321/events",
+        &orgb,
+        b"",
+    )
+    .refused(404);
+    let before = cached(&p);
+
+    // Written in batches: once the file holds both, a kill -9 loses nothing.
+    let file = p.data.join("platform/lec/za6xa7.json");
+    within(PATIENCE, "the cache written", || {
+        let text = std::fs::read_to_string(&file).ok()?;
+        (text.contains(&STANDARD.encode(b"hot")) && text.contains(&STANDARD.encode(br#"{"v":2}"#))).then_some(())
+    });
+    device.hang_up();
+    p.kill_and_restart();
+    assert_eq!(cached(&p), before);
+    // Disabled: gone.
+    p.call(&a, "PUT", "/config/lec", Some(json!({"enabled": false})))
+        .ok(200);
+    p.call(&a, "GET", "/device/types/test/devices/4321/events", None)
+        .refused(404);
+}
