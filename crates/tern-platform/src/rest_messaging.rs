@@ -250,7 +250,6 @@ fn connection_json(state: &RestState, client_id: &str) -> Value {
             let mut v = json!({"id": client_id, "connectionStatus": "connected"});
             if let (Some(ms), Value::Object(map)) = (info.connected_since_ms, &mut v) {
                 map.insert("connectedAt".into(), Value::String(crate::lec::timestamp(ms)));
-                map.insert("lastActivityDateTime".into(), Value::String(crate::lec::timestamp(ms)));
             }
             v
         }

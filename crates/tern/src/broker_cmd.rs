@@ -235,6 +235,7 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
     let platform_domain = (config.listeners.iter().any(|l| l.platform) || config.platform_domain.is_some())
         .then(|| config.platform_domain.clone());
     let mut broker = bind(config, &args).await?;
+    let mut lec = None;
     if let Some(domain) = platform_domain {
         // Listeners in platform mode: the IoT platform decides who their clients are.
         let handle = broker.handle();
@@ -242,10 +243,11 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
             tern_platform::policy::start(&handle, &data_dir, domain.clone()).context("the IoT platform's registry")?;
         if domain.is_some() {
             // The REST API (/api/v0002) on the HTTP listeners, and the last event cache.
-            let lec = std::sync::Arc::new(tern_platform::lec::Lec::new(&data_dir));
-            tern_platform::lec::spawn(&handle, registry.clone(), lec.clone());
-            let routes = tern_platform::rest::router(&handle, registry, lec, domain);
+            let cache = std::sync::Arc::new(tern_platform::lec::Lec::new(&data_dir));
+            tern_platform::lec::spawn(&handle, registry.clone(), cache.clone());
+            let routes = tern_platform::rest::router(&handle, registry, cache.clone(), domain);
             broker = broker.with_http_routes(tern_platform::rest::PREFIX, routes);
+            lec = Some(cache);
         }
     }
     if no_listeners {
@@ -306,6 +308,15 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
     tracing::info!("stopping: closing connections");
     handle.shutdown();
     running.await.context("broker task failed")??;
+    if let Some(lec) = lec {
+        // What the last event cache took in since its last batch.
+        for e in tokio::task::spawn_blocking(move || lec.flush())
+            .await
+            .unwrap_or_default()
+        {
+            tracing::error!("last event cache not saved: {e}");
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

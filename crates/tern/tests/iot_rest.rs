@@ -175,6 +175,12 @@ impl Platform {
         self.broker = Some(Broker::from_file(&self.config));
     }
 
+    /// SIGTERM, then the broker again.
+    fn stop_and_restart(&mut self) {
+        self.broker.take().unwrap().stop();
+        self.broker = Some(Broker::from_file(&self.config));
+    }
+
     /// A request as `auth` (a full Authorization value), with an optional JSON body.
     fn call(&self, auth: &str, method: &str, path: &str, body: Option<Value>) -> Answer {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -747,4 +753,27 @@ fn the_last_event_cache_keeps_mqtt_and_http_events_across_a_kill() {
         .ok(200);
     p.call(&a, "GET", "/device/types/test/devices/4321/events", None)
         .refused(404);
+}
+
+#[test]
+fn a_clean_stop_keeps_what_the_cache_took_in_its_last_moment() {
+    let mut p = Platform::start();
+    let a = p.admin.clone();
+    p.call(&a, "PUT", "/config/lec", Some(json!({"enabled": true}))).ok(200);
+    p.post(
+        &p.device_auth(),
+        "/device/types/test/devices/4321/events/last",
+        "text/plain",
+        b"bye",
+    )
+    .ok(200);
+    within(Duration::from_secs(1), "the event in the cache", || {
+        (cached(&p).len() == 1).then_some(())
+    });
+    // Stopped at once, before a batch may have been written: written on the way out.
+    p.stop_and_restart();
+    let kept = cached(&p);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0]["payload"], STANDARD.encode(b"bye"));
+    assert_eq!(kept[0]["format"], "text");
 }
