@@ -131,6 +131,19 @@ pub trait ClientPolicy: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// The client id the broker keeps the client's session under, when it is not the one
+    /// the client sent (so that several connections with one client id share the load
+    /// instead of taking each other over).
+    fn session_client_id(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether the client's session ends with its connection, whatever Clean Start and
+    /// Session Expiry Interval it asked for.
+    fn forces_clean_session(&self) -> bool {
+        false
+    }
+
     /// The most subscriptions the client may hold, in place of
     /// `max_subscriptions_per_client`.
     fn max_subscriptions(&self) -> Option<usize> {

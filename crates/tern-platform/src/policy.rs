@@ -121,7 +121,20 @@ impl Platform {
             ClientId::Device { .. } => (None, quotas.subscriptions_per_device),
             ClientId::Application { .. } => (None, quotas.subscriptions_per_application),
         };
+        // Connections of a scalable application without an instance id all send the same
+        // client id: each gets a session of its own (and a clean one), so that they share
+        // the application's messages rather than take each other over.
+        let session_id = matches!(
+            client,
+            ClientId::Application {
+                scalable: true,
+                instance: None,
+                ..
+            }
+        )
+        .then(|| shared_session_id(&request.client_id));
         Ok(PlatformClient {
+            session_id,
             registry: self.registry.clone(),
             org: org_id.to_string(),
             user: request.username.clone().filter(|_| org_id != QUICKSTART),
@@ -195,9 +208,27 @@ pub fn rights_of(role: Role) -> AppRights {
     }
 }
 
+/// What follows the client id in the broker's session id of a connection of a scalable
+/// application without instance id: `A:<org>:<appId>` + `#` + a number. `#` is in no
+/// platform id, so no client can name such a session.
+pub const SHARED_SESSION_MARK: char = '#';
+
+/// The client id a status message or log names for a broker session id.
+pub fn client_id_of_session(session_id: &str) -> &str {
+    session_id.split(SHARED_SESSION_MARK).next().unwrap_or(session_id)
+}
+
+fn shared_session_id(client_id: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{client_id}{SHARED_SESSION_MARK}{n}")
+}
+
 /// One connected platform client.
 #[derive(Debug)]
 pub struct PlatformClient {
+    /// The broker's session id, when not the client id (see [`SHARED_SESSION_MARK`]).
+    session_id: Option<String>,
     registry: Arc<Registry>,
     org: String,
     user: Option<String>,
@@ -311,6 +342,14 @@ impl ClientPolicy for PlatformClient {
 
     fn max_subscriptions(&self) -> Option<usize> {
         Some(self.max_subscriptions)
+    }
+
+    fn session_client_id(&self) -> Option<String> {
+        self.session_id.clone()
+    }
+
+    fn forces_clean_session(&self) -> bool {
+        self.session_id.is_some()
     }
 }
 

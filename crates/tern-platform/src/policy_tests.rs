@@ -269,3 +269,25 @@ fn devices_get_the_organizations_quotas() {
     assert_eq!(a.max_subscriptions(), Some(500));
     assert!((0..100).all(|_| !a.over_rate()), "applications are not rate limited");
 }
+
+#[test]
+fn connections_of_a_scalable_application_get_sessions_of_their_own() {
+    let s = setup("scalable", false);
+    let connect = |id: &str| {
+        s.platform
+            .authenticate(&request(id, Some(&s.admin_key), &s.admin_token))
+            .unwrap()
+    };
+    let (one, two) = (connect("A:acme:svc"), connect("A:acme:svc"));
+    let (a, b) = (one.session_client_id().unwrap(), two.session_client_id().unwrap());
+    assert_ne!(a, b);
+    assert!(a.starts_with("A:acme:svc#") && one.forces_clean_session());
+    assert_eq!(client_id_of_session(&a), "A:acme:svc");
+    assert_eq!(client_id_of_session("d:acme:sensor:s1"), "d:acme:sensor:s1");
+    // An instance id, or a plain application: the client id as sent.
+    for id in ["A:acme:svc:inst1", "a:acme:app"] {
+        let c = connect(id);
+        assert_eq!(c.session_client_id(), None);
+        assert!(!c.forces_clean_session());
+    }
+}

@@ -8,6 +8,7 @@
 //! (nothing to publish, and nobody may create topics of organizations that do not exist).
 
 use crate::identity::ClientId;
+use crate::policy::client_id_of_session;
 use crate::registry::Registry;
 use crate::registry_model::iso8601;
 use crate::status::{self, close_code, Action, Protocol, Status};
@@ -140,12 +141,13 @@ fn status_of(event: &Event, facade: Facade, registry: &Registry) -> Option<(Clie
 /// The fields every message of a connected client has.
 fn base(client: &ClientInfo, facade: Facade, action: Action) -> Option<(ClientId, Status)> {
     let (port, secure, websocket) = listener_facts(facade, client.listener)?;
-    let id = ClientId::parse(&client.client_id).ok()?;
+    let client_id = client_id_of_session(&client.client_id);
+    let id = ClientId::parse(client_id).ok()?;
     let body = Status {
         action,
         time: String::new(),
         client_addr: client.address.ip().to_string(),
-        client_id: client.client_id.to_string(),
+        client_id: client_id.to_string(),
         port,
         secure,
         protocol: protocol_of(client.protocol).name(websocket),

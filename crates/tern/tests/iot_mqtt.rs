@@ -598,10 +598,17 @@ fn retain_is_ignored_and_oversized_payloads_end_the_connection() {
 #[test]
 fn a_scalable_applications_instances_share_its_messages() {
     let p = Platform::start();
-    let mut instances: Vec<Client> = ["A:za6xa7:svc:one", "A:za6xa7:svc:two"]
+    // Two connections with the SDK's shared client id (and its default, a persistent
+    // session: the platform makes it clean), and one with an instance id.
+    let mut instances: Vec<Client> = ["A:za6xa7:svc", "A:za6xa7:svc", "A:za6xa7:svc:one"]
         .iter()
         .map(|id| {
-            let mut c = p.connect(ProtocolVersion::V5, id, &p.key, &p.token);
+            let mut c = Client::open(p.addr(0), ProtocolVersion::V3_1_1);
+            let mut connect = connect_packet(ProtocolVersion::V3_1_1, id, false, 60);
+            connect.username = Some(ByteStr::from(p.key.as_str()));
+            connect.password = Some(bytes::Bytes::copy_from_slice(p.token.as_bytes()));
+            let ack = c.connect(&connect);
+            assert!(ack.reason_code.is_success() && !ack.session_present);
             assert_eq!(
                 c.subscribe("iot-2/type/+/id/+/evt/+/fmt/+", QoS::AtMostOnce),
                 [ReasonCode(0)]
@@ -634,6 +641,17 @@ fn a_scalable_applications_instances_share_its_messages() {
         ["0", "1", "2", "3", "4", "5"],
         "each message to exactly one instance"
     );
+    // All three are still connected: none took another over.
+    for instance in &mut instances {
+        instance.ping();
+    }
+    // Status messages name the client id the application sent.
+    let mut monitor = p.app(ProtocolVersion::V5, "monitor");
+    monitor.subscribe("iot-2/app/svc/mon", QoS::AtMostOnce);
+    let body = status(&monitor.recv_publish());
+    assert_eq!(body["Action"], "Connect");
+    assert!(body["ClientID"].as_str().unwrap().starts_with("A:za6xa7:svc"), "{body}");
+    assert!(!body["ClientID"].as_str().unwrap().contains('#'), "{body}");
 }
 
 #[test]

@@ -229,7 +229,7 @@ struct Admitted {
 /// Checks CONNECT, resolves the session and sends CONNACK. Returns the connection ready
 /// to run, or `None` if it was refused.
 pub(super) async fn accept(
-    connect: Connect,
+    mut connect: Connect,
     peer: SocketAddr,
     broker: &Arc<BrokerState>,
     listener: usize,
@@ -284,6 +284,10 @@ pub(super) async fn accept(
         takeover: Some(takeover_tx),
         info: info.clone(),
     };
+    if admitted.policy.as_ref().is_some_and(|p| p.forces_clean_session()) {
+        connect.clean_start = true;
+        connect.properties.remove(tern_proto::PropertyId::SessionExpiryInterval);
+    }
     let lifetime = session_lifetime(&connect, &config);
     // A policy's client owns its session under a name no MQTT user name can be (it has a
     // NUL): a client of another listener with the same client id and user name starts a
@@ -412,7 +416,7 @@ async fn admit(
             .map_err(refused)?;
         let (keep_alive, server_keep_alive) = negotiate_keep_alive(connect, &config).map_err(refused)?;
         return Ok(Admitted {
-            client_id,
+            client_id: client_policy.session_client_id().map_or(client_id, ByteStr::from),
             assigned,
             user: client_policy.user().map(Box::from),
             auth: None,
