@@ -13,8 +13,11 @@
 //! Limits, which keep its memory bounded:
 //! - [`EVENTS_PER_DEVICE`] event ids per device (the platform's own limit): a sixth event
 //!   id replaces the device's least recently cached one;
-//! - [`MAX_BYTES`] for the whole cache (payloads, ids and a per-entry overhead): past it,
-//!   the oldest tenth of all entries is dropped;
+//! - [`MAX_ORG_BYTES`] per organization (payloads, ids and a per-entry overhead): past
+//!   it, the oldest tenth of that organization's entries is dropped, so one busy
+//!   organization cannot push another's events out;
+//! - [`MAX_BYTES`] for the whole cache: past it, the oldest tenth of all entries goes;
+//! - a message larger than a sixteenth of [`MAX_ORG_BYTES`] is not cached;
 //! - an entry older than its organization's time to live (`ttlDays`, 1 to 45 days) is
 //!   never returned and is removed by a sweep each minute.
 //!
@@ -44,6 +47,8 @@ use tern_broker::BrokerHandle;
 pub const EVENTS_PER_DEVICE: usize = 5;
 /// Bytes the whole cache holds at most (payloads, ids and [`ENTRY_OVERHEAD`] each).
 pub const MAX_BYTES: usize = 64 << 20;
+/// Bytes one organization's cache holds at most.
+pub const MAX_ORG_BYTES: usize = 16 << 20;
 /// What an entry costs besides its payload and ids (allocation headers, timestamps).
 const ENTRY_OVERHEAD: usize = 96;
 /// How often changed organizations are written to disk.
@@ -122,6 +127,8 @@ pub fn now_ms() -> u64 {
 #[derive(Debug, Default)]
 struct OrgCache {
     devices: HashMap<(String, String), Vec<CachedEvent>>,
+    /// What its entries cost.
+    bytes: usize,
     /// Changed since last written.
     dirty: bool,
 }
@@ -140,6 +147,8 @@ pub struct Lec {
     dir: PathBuf,
     /// Bytes held at most (normally [`MAX_BYTES`]).
     max_bytes: usize,
+    /// Bytes held per organization at most (normally [`MAX_ORG_BYTES`]).
+    max_org_bytes: usize,
 }
 
 /// One line of an organization's file.
@@ -169,15 +178,16 @@ pub fn lec_dir(data_dir: &Path) -> PathBuf {
 impl Lec {
     /// An empty cache that keeps its files in `data_dir`.
     pub fn new(data_dir: &Path) -> Lec {
-        Lec::with_limit(data_dir, MAX_BYTES)
+        Lec::with_limits(data_dir, MAX_BYTES, MAX_ORG_BYTES)
     }
 
-    /// With a byte limit other than [`MAX_BYTES`] (for tests).
-    pub fn with_limit(data_dir: &Path, max_bytes: usize) -> Lec {
+    /// With limits other than [`MAX_BYTES`] and [`MAX_ORG_BYTES`] (for tests).
+    pub fn with_limits(data_dir: &Path, max_bytes: usize, max_org_bytes: usize) -> Lec {
         Lec {
             inner: Mutex::new(Inner::default()),
             dir: lec_dir(data_dir),
             max_bytes,
+            max_org_bytes: max_org_bytes.min(max_bytes),
         }
     }
 
@@ -185,7 +195,7 @@ impl Lec {
     /// the same event id.
     pub fn insert(&self, org: &str, event: CachedEvent) {
         let cost = event.cost();
-        if cost > self.max_bytes / 16 {
+        if cost > self.max_org_bytes / 16 {
             return;
         }
         let mut inner = self.inner.lock();
@@ -204,9 +214,14 @@ impl Lec {
             }
         }
         device.push(event);
+        cache.bytes = cache.bytes + cost - freed;
+        let org_bytes = cache.bytes;
         inner.bytes = inner.bytes + cost - freed;
+        if org_bytes > self.max_org_bytes {
+            shrink(&mut inner, Some(org), self.max_org_bytes - self.max_org_bytes / 10);
+        }
         if inner.bytes > self.max_bytes {
-            shrink(&mut inner, self.max_bytes - self.max_bytes / 10);
+            shrink(&mut inner, None, self.max_bytes - self.max_bytes / 10);
         }
     }
 
@@ -232,6 +247,7 @@ impl Lec {
             let freed: usize = cache.devices.values().flatten().map(CachedEvent::cost).sum();
             inner.bytes -= freed;
             cache.devices.clear();
+            cache.bytes = 0;
             cache.dirty = true;
             inner.orgs.insert(org.to_string(), cache);
         }
@@ -251,13 +267,16 @@ impl Lec {
             let oldest = ttl_of(org).map_or(u64::MAX, oldest_kept);
             for events in cache.devices.values_mut() {
                 let before = events.len();
+                let mut freed_here = 0;
                 events.retain(|e| {
                     let keep = e.cached_ms >= oldest;
                     if !keep {
-                        freed += e.cost();
+                        freed_here += e.cost();
                     }
                     keep
                 });
+                cache.bytes -= freed_here;
+                freed += freed_here;
                 cache.dirty |= events.len() != before;
             }
             cache.devices.retain(|_, events| !events.is_empty());
@@ -337,11 +356,13 @@ fn oldest_kept(ttl: Duration) -> u64 {
     now_ms().saturating_sub(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Drops the oldest entries until at most `target` bytes are held.
-fn shrink(inner: &mut Inner, target: usize) {
+/// Drops the oldest entries (of organization `only`, or of all) until at most `target`
+/// bytes are held (by that organization, or by all).
+fn shrink(inner: &mut Inner, only: Option<&str>, target: usize) {
     let mut all: Vec<(u64, String, (String, String), String)> = inner
         .orgs
         .iter()
+        .filter(|(org, _)| only.is_none_or(|o| o == org.as_str()))
         .flat_map(|(org, cache)| {
             cache.devices.iter().flat_map(move |(device, events)| {
                 events
@@ -352,7 +373,11 @@ fn shrink(inner: &mut Inner, target: usize) {
         .collect();
     all.sort_unstable_by_key(|(ms, ..)| *ms);
     for (_, org, device, event_id) in all {
-        if inner.bytes <= target {
+        let held = match only {
+            Some(o) => inner.orgs.get(o).map_or(0, |c| c.bytes),
+            None => inner.bytes,
+        };
+        if held <= target {
             break;
         }
         let Some(cache) = inner.orgs.get_mut(&org) else {
@@ -363,14 +388,18 @@ fn shrink(inner: &mut Inner, target: usize) {
         };
         if let Some(at) = events.iter().position(|e| e.event_id == event_id) {
             let cost = events.swap_remove(at).cost();
-            inner.bytes -= cost;
+            cache.bytes -= cost;
             cache.dirty = true;
             if events.is_empty() {
                 cache.devices.remove(&device);
             }
+            inner.bytes -= cost;
         }
     }
-    tracing::warn!("last event cache full ({} bytes): oldest entries dropped", inner.bytes);
+    match only {
+        Some(org) => tracing::warn!("last event cache of {org} full: its oldest entries dropped"),
+        None => tracing::warn!("last event cache full ({} bytes): oldest entries dropped", inner.bytes),
+    }
 }
 
 fn read_file(path: &Path) -> Result<Vec<CachedEvent>, LecError> {

@@ -68,16 +68,29 @@ fn old_entries_are_not_returned_and_are_swept() {
 #[test]
 fn memory_is_bounded_by_dropping_the_oldest() {
     let dir = tempfile_dir();
-    let lec = Lec::with_limit(&dir, 64 << 10);
+    let lec = Lec::with_limits(&dir, 128 << 10, 64 << 10);
     let now = now_ms();
     let payload = "p".repeat(1000);
+    lec.insert("quiet", event("q", "e", "kept", now - 1000));
     for i in 0..500u64 {
         lec.insert("acme", event(&format!("d{i}"), "e", &payload, now + i));
     }
     assert!(lec.bytes() <= 64 << 10, "{}", lec.bytes());
     assert!(!lec.device_events("acme", "t", "d499", DAY).is_empty());
     assert!(lec.device_events("acme", "t", "d0", DAY).is_empty());
-    // Larger than a sixteenth of the limit: not cached at all.
+    // The busy organization lost its own oldest entries, not the quiet one's.
+    assert!(!lec.device_events("quiet", "t", "q", DAY).is_empty());
+    // Past the whole cache's limit, the oldest of all go.
+    for i in 0..500u64 {
+        lec.insert("other", event(&format!("d{i}"), "e", &payload, now + 1000 + i));
+    }
+    for i in 0..500u64 {
+        lec.insert("third", event(&format!("d{i}"), "e", &payload, now + 2000 + i));
+    }
+    assert!(lec.bytes() <= 128 << 10, "{}", lec.bytes());
+    assert!(lec.device_events("quiet", "t", "q", DAY).is_empty());
+    assert!(!lec.device_events("third", "t", "d499", DAY).is_empty());
+    // Larger than a sixteenth of an organization's limit: not cached at all.
     lec.insert("acme", event("big", "e", &"p".repeat(5000), now));
     assert!(lec.device_events("acme", "t", "big", DAY).is_empty());
 }
