@@ -11,7 +11,7 @@
 //! subscribes to. On the way out the connection uses the [`TopicMap`] the client policy
 //! gives (a prefix replaced), as mosquitto's mount point does, so a delivery costs one
 //! copy of the frame and no call into the policy, unless the policy asks to see
-//! deliveries ([`ClientPolicy::filters_deliveries`]).
+//! deliveries ([`ClientPolicy::delivery_filter`]).
 //!
 //! Connections of other listeners hold no policy: their paths are unchanged and pay one
 //! `Option` check where a policy could apply.
@@ -52,6 +52,10 @@ pub enum RefusalKind {
     NotAuthorized,
     /// 3.1.1: 3; 5.0: 0x88 (the policy cannot answer now).
     Unavailable,
+    /// 3.1.1: 3; 5.0: 0x97 (a quota, e.g. connections at once, is full).
+    QuotaExceeded,
+    /// 3.1.1: 3; 5.0: 0x9F (connections come too fast).
+    ConnectionRate,
 }
 
 impl RefusalKind {
@@ -62,6 +66,8 @@ impl RefusalKind {
             RefusalKind::BadCredentials => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
             RefusalKind::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
             RefusalKind::Unavailable => ReasonCode::SERVER_UNAVAILABLE,
+            RefusalKind::QuotaExceeded => ReasonCode::QUOTA_EXCEEDED,
+            RefusalKind::ConnectionRate => ReasonCode::CONNECTION_RATE_EXCEEDED,
         }
     }
 }
@@ -88,7 +94,14 @@ pub trait ListenerPolicy: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// What one connected client may do, and the names its topics have in the broker.
+/// Decides, per message, whether a session may receive it.
+pub trait DeliveryFilter: Send + Sync + std::fmt::Debug {
+    /// Whether a message on the broker topic `topic` may be delivered.
+    fn may_receive(&self, topic: &str) -> bool;
+}
+
+/// What one connected client may do, and the names its topics have in the broker. The
+/// connection holds it while it lasts and drops it when it ends.
 pub trait ClientPolicy: Send + Sync + std::fmt::Debug {
     /// The user name the session belongs to and events carry.
     fn user(&self) -> Option<&str>;
@@ -105,14 +118,11 @@ pub trait ClientPolicy: Send + Sync + std::fmt::Debug {
     /// The mapping deliveries are written through; `None` writes them as routed.
     fn delivery_map(&self) -> Option<TopicMap>;
 
-    /// Whether [`ClientPolicy::may_receive`] must be asked for each delivery.
-    fn filters_deliveries(&self) -> bool {
-        false
-    }
-
-    /// Whether a message on the broker topic `topic` may be delivered to the client.
-    fn may_receive(&self, _topic: &str) -> bool {
-        true
+    /// A check of each delivery to the client's session, kept in the session (and asked
+    /// where the ACL is) for as long as the session lives; `None` for most clients, whose
+    /// subscriptions bound what they receive.
+    fn delivery_filter(&self) -> Option<Arc<dyn DeliveryFilter>> {
+        None
     }
 
     /// Whether the client's retain flags are ignored (its messages are never retained).
@@ -201,6 +211,8 @@ mod tests {
             (RefusalKind::BadCredentials, 0x86, 4),
             (RefusalKind::NotAuthorized, 0x87, 5),
             (RefusalKind::Unavailable, 0x88, 3),
+            (RefusalKind::QuotaExceeded, 0x97, 3),
+            (RefusalKind::ConnectionRate, 0x9F, 3),
         ] {
             assert_eq!(kind.reason_code().0, v5);
             assert_eq!(kind.reason_code().to_connect_return_code(), v3);

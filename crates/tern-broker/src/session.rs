@@ -147,8 +147,8 @@ pub struct SessionState {
     /// The ACL the client is under, if its listener has one: deliveries are checked
     /// against it (the client's read access) before they are queued.
     pub access: Option<Box<ClientAccess>>,
-    /// A listener policy's client that asks to see each delivery (`policy.rs`).
-    pub receive_policy: Option<Arc<dyn crate::policy::ClientPolicy>>,
+    /// A listener policy's check of each delivery to the session (`policy.rs`).
+    pub receive_policy: Option<Arc<dyn crate::policy::DeliveryFilter>>,
     /// The last sequence number given to a stored message.
     pub next_seq: u64,
     /// Whether the store holds a record of this session.

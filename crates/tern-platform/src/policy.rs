@@ -15,13 +15,14 @@
 //! (131,072 bytes by default) ends the connection.
 
 use crate::identity::{ClientId, Credentials, IdentityError, Refusal, QUICKSTART};
+use crate::policy_quota::{ConnectionSlot, OrgQuotas, RateLimit};
 use crate::registry::{AuthRefusal, Registry, RegistryError, POLL_INTERVAL};
 use crate::registry_model::{DeviceClass, Role};
 use crate::topics::{AppRights, Mapped, TopicSpace};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-use tern_broker::policy::{ClientPolicy, ConnectRequest, ListenerPolicy, PolicyRefusal, RefusalKind};
+use tern_broker::policy::{ClientPolicy, ConnectRequest, DeliveryFilter, ListenerPolicy, PolicyRefusal, RefusalKind};
 use tern_broker::topic_map::TopicMap;
 use tern_broker::BrokerHandle;
 use tern_proto::ByteStr;
@@ -33,13 +34,18 @@ const RESERVED_ROOT: &str = "$iot/";
 #[derive(Debug)]
 pub struct Platform {
     registry: Arc<Registry>,
+    quotas: Arc<OrgQuotas>,
     /// `platform_domain`: a TLS name `<org>.messaging.<domain>` must name the client's org.
     domain: Option<String>,
 }
 
 impl Platform {
     pub fn new(registry: Arc<Registry>, domain: Option<String>) -> Platform {
-        Platform { registry, domain }
+        Platform {
+            registry,
+            quotas: Arc::default(),
+            domain,
+        }
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -115,7 +121,7 @@ impl Platform {
         let quotas = &org.settings.quotas;
         let (rate, max_subscriptions) = match client {
             ClientId::Device { gateway: false, .. } => (
-                RateLimit::per_second(quotas.device_messages_per_second),
+                RateLimit::per_second(quotas.device_messages_per_second).map(parking_lot::Mutex::new),
                 quotas.subscriptions_per_device,
             ),
             ClientId::Device { .. } => (None, quotas.subscriptions_per_device),
@@ -133,7 +139,9 @@ impl Platform {
             }
         )
         .then(|| shared_session_id(&request.client_id));
+        let slot = self.quotas.admit(org_id, quotas)?;
         Ok(PlatformClient {
+            _slot: slot,
             session_id,
             registry: self.registry.clone(),
             org: org_id.to_string(),
@@ -239,58 +247,48 @@ pub struct PlatformClient {
     max_payload: usize,
     /// A device's message rate (`quotas.deviceMessagesPerSecond`).
     rate: Option<parking_lot::Mutex<RateLimit>>,
+    /// Counts the connection in its organization's until the connection drops it.
+    _slot: ConnectionSlot,
     /// `quotas.subscriptionsPerDevice` or `...PerApplication`; 0: no limit.
     max_subscriptions: usize,
 }
 
-/// A token bucket: `per_second` messages a second, bursts of up to a second's worth.
-#[derive(Debug)]
-pub struct RateLimit {
-    per_second: f64,
-    tokens: f64,
-    at: Instant,
+/// Whether gateway `gateway` (type, id) of `org` may act for device `type_id`/`device_id`:
+/// itself, or a device the registry has behind it.
+fn behind(registry: &Registry, org: &str, (gw_type, gw_id): (&str, &str), type_id: &str, device_id: &str) -> bool {
+    if type_id == gw_type && device_id == gw_id {
+        return true;
+    }
+    registry
+        .device(org, type_id, device_id)
+        .and_then(|d| d.gateway.clone())
+        .is_some_and(|g| g.type_id == gw_type && g.device_id == gw_id)
 }
 
-impl RateLimit {
-    /// A full bucket; `None` for 0 (no limit).
-    fn per_second(per_second: u32) -> Option<parking_lot::Mutex<RateLimit>> {
-        (per_second > 0).then(|| {
-            parking_lot::Mutex::new(RateLimit {
-                per_second: f64::from(per_second),
-                tokens: f64::from(per_second),
-                at: Instant::now(),
-            })
-        })
-    }
+/// What a gateway's session may receive: messages about itself and the devices behind it
+/// (its `+` subscriptions match the whole organization).
+#[derive(Debug)]
+struct GatewayFilter {
+    registry: Arc<Registry>,
+    org: String,
+    space: TopicSpace,
+    gateway: (String, String),
+}
 
-    /// Takes one message's token at `now`; false when there is none.
-    fn take(&mut self, now: Instant) -> bool {
-        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.per_second;
-        self.tokens = (self.tokens + refill).min(self.per_second.max(1.0));
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+impl DeliveryFilter for GatewayFilter {
+    fn may_receive(&self, topic: &str) -> bool {
+        let gateway = (self.gateway.0.as_str(), self.gateway.1.as_str());
+        self.space
+            .may_receive(topic, |t, d| behind(&self.registry, &self.org, gateway, t, d))
     }
 }
 
 impl PlatformClient {
-    /// Whether the gateway may act for device `type_id`/`device_id`: itself, or a device
-    /// the registry has behind it.
     fn behind(&self, type_id: &str, device_id: &str) -> bool {
-        let Some((gw_type, gw_id)) = &self.gateway else {
-            return false;
-        };
-        if type_id == gw_type && device_id == gw_id {
-            return true;
+        match &self.gateway {
+            Some((t, d)) => behind(&self.registry, &self.org, (t, d), type_id, device_id),
+            None => false,
         }
-        self.registry
-            .device(&self.org, type_id, device_id)
-            .and_then(|d| d.gateway.clone())
-            .is_some_and(|g| g.type_id == *gw_type && g.device_id == *gw_id)
     }
 
     fn allowed(&self, mapped: Mapped) -> Result<ByteStr, &'static str> {
@@ -320,12 +318,14 @@ impl ClientPolicy for PlatformClient {
         Some(self.delivery.clone())
     }
 
-    fn filters_deliveries(&self) -> bool {
-        self.gateway.is_some()
-    }
-
-    fn may_receive(&self, topic: &str) -> bool {
-        self.space.may_receive(topic, |t, d| self.behind(t, d))
+    fn delivery_filter(&self) -> Option<Arc<dyn DeliveryFilter>> {
+        let gateway = self.gateway.clone()?;
+        Some(Arc::new(GatewayFilter {
+            registry: self.registry.clone(),
+            org: self.org.clone(),
+            space: self.space.clone(),
+            gateway,
+        }))
     }
 
     fn ignores_retain(&self) -> bool {

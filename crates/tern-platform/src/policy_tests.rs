@@ -122,7 +122,7 @@ fn devices_and_applications_connect_with_their_tokens() {
             .as_deref(),
         Some("iot-2/type/sensor/id/s1/evt/e/fmt/f")
     );
-    assert!(!a.filters_deliveries());
+    assert!(a.delivery_filter().is_none());
 }
 
 #[test]
@@ -220,10 +220,10 @@ fn a_gateway_acts_for_itself_and_the_devices_behind_it() {
     assert!(g.publish_topic("iot-2/type/sensor/id/s1/evt/e/fmt/json").is_err());
     assert!(g.subscribe_filter("iot-2/type/sensor/id/s1/cmd/+/fmt/+").is_err());
     assert!(g.subscribe_filter("iot-2/type/+/id/+/cmd/+/fmt/+").is_ok());
-    assert!(g.filters_deliveries());
-    assert!(g.may_receive("$iot/acme/iot-2/type/sensor/id/s2/cmd/c/fmt/f"));
-    assert!(g.may_receive("$iot/acme/iot-2/type/gw/id/g1/cmd/c/fmt/f"));
-    assert!(!g.may_receive("$iot/acme/iot-2/type/sensor/id/s1/cmd/c/fmt/f"));
+    let filter = g.delivery_filter().unwrap();
+    assert!(filter.may_receive("$iot/acme/iot-2/type/sensor/id/s2/cmd/c/fmt/f"));
+    assert!(filter.may_receive("$iot/acme/iot-2/type/gw/id/g1/cmd/c/fmt/f"));
+    assert!(!filter.may_receive("$iot/acme/iot-2/type/sensor/id/s1/cmd/c/fmt/f"));
 }
 
 #[test]
@@ -232,24 +232,6 @@ fn the_reserved_root_is_where_every_organization_is_mapped() {
     assert_eq!(s.platform.reserved_root(), Some("$iot/"));
     assert_eq!(RESERVED_ROOT, format!("{}/", crate::topics::ROOT));
     assert!(crate::topics::org_root("acme").starts_with(RESERVED_ROOT));
-}
-
-#[test]
-fn a_rate_limit_allows_a_seconds_burst_then_its_rate() {
-    let start = Instant::now();
-    let mut limit = RateLimit::per_second(10).unwrap().into_inner();
-    limit.at = start;
-    assert!((0..10).all(|_| limit.take(start)), "a burst of 10");
-    assert!(!limit.take(start), "the 11th in the same instant");
-    assert!(
-        limit.take(start + std::time::Duration::from_millis(100)),
-        "one more after 100 ms"
-    );
-    assert!(!limit.take(start + std::time::Duration::from_millis(100)));
-    // Idle time never banks more than a second's worth.
-    let later = start + std::time::Duration::from_secs(60);
-    assert_eq!((0..20).filter(|_| limit.take(later)).count(), 10);
-    assert!(RateLimit::per_second(0).is_none());
 }
 
 #[test]
@@ -290,4 +272,18 @@ fn connections_of_a_scalable_application_get_sessions_of_their_own() {
         assert_eq!(c.session_client_id(), None);
         assert!(!c.forces_clean_session());
     }
+}
+
+#[test]
+fn an_organizations_connections_are_counted_while_their_clients_live() {
+    let s = setup("connections", false);
+    let r = request("d:acme:sensor:s1", Some("use-token-auth"), &s.device_token);
+    let clients: Vec<_> = (0..3).map(|_| s.platform.authenticate(&r).unwrap()).collect();
+    assert_eq!(s.platform.quotas.connected("acme"), 3);
+    drop(clients);
+    assert_eq!(s.platform.quotas.connected("acme"), 0);
+    // A refused client takes no slot.
+    let wrong = request("d:acme:sensor:s1", Some("use-token-auth"), "wrong");
+    assert!(s.platform.authenticate(&wrong).is_err());
+    assert_eq!(s.platform.quotas.connected("acme"), 0);
 }

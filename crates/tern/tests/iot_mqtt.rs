@@ -697,3 +697,23 @@ fn a_device_over_its_message_rate_is_refused() {
         first.is_success() && second == ReasonCode::QUOTA_EXCEEDED
     });
 }
+
+#[test]
+fn an_organizations_connections_are_capped_by_its_quota() {
+    let p = Platform::start();
+    let mut first = p.app(ProtocolVersion::V5, "one");
+    let second = p.app(ProtocolVersion::V5, "two");
+    iot(&p.data, &["org", "set", "za6xa7", "--max-connections", "2"]);
+    // Once the broker has read the change, a third connection is refused (5.0: 0x97,
+    // 3.1.1: 3), and a slot freed by a disconnect can be taken again.
+    let probe = |version| p.try_connect(version, "a:za6xa7:three", &p.key, &p.token).1;
+    wait_until("a cap of 2 connections", || {
+        probe(ProtocolVersion::V5).reason_code == ReasonCode::QUOTA_EXCEEDED
+    });
+    assert_eq!(probe(ProtocolVersion::V3_1_1).reason_code.to_connect_return_code(), 3);
+    first.ping();
+    second.disconnect();
+    wait_until("the freed slot taken", || {
+        probe(ProtocolVersion::V5).reason_code.is_success()
+    });
+}

@@ -319,7 +319,7 @@ pub(super) async fn accept(
     let acl_enforced = acl.is_some();
     {
         let mut state = session.state.lock();
-        state.receive_policy = admitted.policy.clone().filter(|p| p.filters_deliveries());
+        state.receive_policy = admitted.policy.as_ref().and_then(|p| p.delivery_filter());
         state.access = acl.map(|acl| {
             Box::new(ClientAccess {
                 acl,
