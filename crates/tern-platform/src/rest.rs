@@ -183,10 +183,24 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, RestErr
     }
 }
 
-/// A JSON request body.
+/// A JSON request body. Fields set to `null` (in an object, or in the objects of an
+/// array) are taken as absent, as the platform's SDKs send every optional field.
 pub(crate) async fn read_json(body: Body) -> Result<Value, RestError> {
     let bytes = read_body(body, MAX_BODY).await?;
-    serde_json::from_slice(&bytes).map_err(|e| RestError::bad_request(format!("the body is not JSON: {e}")))
+    let mut value: Value =
+        serde_json::from_slice(&bytes).map_err(|e| RestError::bad_request(format!("the body is not JSON: {e}")))?;
+    match &mut value {
+        Value::Object(map) => map.retain(|_, v| !v.is_null()),
+        Value::Array(items) => {
+            for item in items {
+                if let Value::Object(map) = item {
+                    map.retain(|_, v| !v.is_null());
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(value)
 }
 
 /// Who sent a request.

@@ -27,8 +27,11 @@ use std::sync::Arc;
 pub(crate) fn routes() -> Router<Arc<RestState>> {
     Router::new()
         .route("/device/types", get(list_types).post(create_type))
+        .route("/device/types/", get(list_types).post(create_type))
         .route("/device/types/{t}", get(get_type).put(update_type).delete(delete_type))
         .route("/device/types/{t}/devices", get(list_devices).post(create_device))
+        // The platform's Python SDK lists a type's devices with a trailing slash.
+        .route("/device/types/{t}/devices/", get(list_devices).post(create_device))
         .route(
             "/device/types/{t}/devices/{d}",
             get(get_device).put(update_device).delete(delete_device),

@@ -341,6 +341,31 @@ fn device_types_and_devices_are_created_read_changed_and_deleted() {
         .ok(200);
     assert_eq!(changed["deviceInfo"]["fwVersion"], "2");
     assert_eq!(changed["location"]["latitude"], 1);
+    // As the platform's SDK sends an update (every field, null for unchanged), and lists
+    // a type's devices (with a trailing slash).
+    let sdk = p
+        .call(
+            a,
+            "PUT",
+            "/device/types/sensor/devices/s1",
+            Some(json!({"status": null, "deviceInfo": null, "metadata": {"room": 3}})),
+        )
+        .ok(200);
+    assert_eq!(
+        (sdk["metadata"]["room"].clone(), sdk["deviceInfo"]["fwVersion"].clone()),
+        (json!(3), json!("2"))
+    );
+    let slash = p
+        .call(a, "GET", "/device/types/sensor/devices/?_limit=50&_sort=deviceId", None)
+        .ok(200);
+    assert_eq!(slash["results"][0]["deviceId"], "s1");
+    p.call(
+        a,
+        "PUT",
+        "/device/types/sensor",
+        Some(json!({"description": null, "deviceInfo": null, "metadata": null})),
+    )
+    .ok(200);
     p.call(a, "DELETE", "/device/types/sensor", None).refused(409);
     assert_eq!(p.call(a, "DELETE", "/device/types/sensor/devices/s1", None).status, 204);
     p.call(a, "GET", "/device/types/sensor/devices/s1", None).refused(404);
@@ -364,7 +389,8 @@ fn bulk_add_returns_tokens_once_and_bulk_remove_says_what_it_did() {
             "/bulk/devices/add",
             Some(json!([
                 {"typeId": "test", "deviceId": "b1"},
-                {"typeId": "test", "deviceId": "b2", "authToken": "chosen-token-22"},
+                {"typeId": "test", "deviceId": "b2", "authToken": "chosen-token-22",
+                 "deviceInfo": null, "location": null, "metadata": null},
             ])),
         )
         .ok(201);
