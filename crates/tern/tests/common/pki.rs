@@ -55,8 +55,14 @@ impl Ca {
 
     /// A server certificate for `localhost` only (not for 127.0.0.1).
     pub fn server(&self, file: &str) -> (PathBuf, PathBuf) {
-        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "localhost");
+        self.server_for(file, &["localhost"])
+    }
+
+    /// A server certificate for the DNS names `names` (the first is its Common Name).
+    pub fn server_for(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names.clone()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, names[0].as_str());
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.issue(file, params)
     }
