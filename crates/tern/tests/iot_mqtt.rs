@@ -717,3 +717,69 @@ fn an_organizations_connections_are_capped_by_its_quota() {
         probe(ProtocolVersion::V5).reason_code.is_success()
     });
 }
+
+#[test]
+fn a_gateway_acts_for_itself_and_the_devices_behind_it_only() {
+    let p = Platform::start();
+    iot(&p.data, &["type", "create", "za6xa7", "edge", "--class", "gateway"]);
+    let gw = iot(&p.data, &["device", "create", "za6xa7", "edge", "gw1"]);
+    iot(
+        &p.data,
+        &["device", "create", "za6xa7", "test", "behind", "--gateway", "edge:gw1"],
+    );
+    let token = text(&gw, "authToken");
+    let mut gateway = None;
+    wait_until("the gateway registered", || {
+        let (client, ack) = p.try_connect(ProtocolVersion::V5, "g:za6xa7:edge:gw1", "use-token-auth", &token);
+        gateway = Some(client);
+        ack.reason_code.is_success()
+    });
+    let mut gateway = gateway.unwrap();
+    // Commands for itself and every device: the broker delivers only its own and those
+    // of the devices behind it.
+    let all = "iot-2/type/+/id/+/cmd/+/fmt/+";
+    assert_eq!(gateway.subscribe(all, QoS::AtMostOnce), [ReasonCode(0)]);
+    let refused = "iot-2/type/test/id/4321/cmd/+/fmt/+";
+    assert_eq!(
+        gateway.subscribe(refused, QoS::AtMostOnce),
+        [ReasonCode::NOT_AUTHORIZED]
+    );
+    let mut app = p.app(ProtocolVersion::V5, "commander");
+    app.subscribe("iot-2/type/+/id/+/evt/+/fmt/+", QoS::AtMostOnce);
+    for device in ["test/id/4321", "test/id/behind", "edge/id/gw1"] {
+        let topic = format!("iot-2/type/{device}/cmd/go/fmt/txt");
+        app.publish(&topic, device.as_bytes(), QoS::AtLeastOnce, false, 1);
+    }
+    let mut got = Vec::new();
+    for packet in gateway.ping_collect() {
+        if let Packet::Publish(publish) = packet {
+            got.push(publish.topic.to_string());
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            "iot-2/type/test/id/behind/cmd/go/fmt/txt",
+            "iot-2/type/edge/id/gw1/cmd/go/fmt/txt"
+        ]
+    );
+    // Events: for a device behind it, yes; for another device, no.
+    let code = gateway.publish(
+        "iot-2/type/test/id/behind/evt/t/fmt/txt",
+        b"ok",
+        QoS::AtLeastOnce,
+        false,
+        2,
+    );
+    assert!(code.is_success());
+    assert_eq!(app.recv_publish().topic, "iot-2/type/test/id/behind/evt/t/fmt/txt");
+    let code = gateway.publish(
+        "iot-2/type/test/id/4321/evt/t/fmt/txt",
+        b"no",
+        QoS::AtLeastOnce,
+        false,
+        3,
+    );
+    assert_eq!(code, ReasonCode::NOT_AUTHORIZED);
+    app.expect_quiet();
+}
