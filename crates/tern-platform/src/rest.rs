@@ -57,6 +57,8 @@ pub struct RestState {
     pub admin: Admin,
     /// `platform_domain`.
     pub domain: Option<String>,
+    /// Each device's rate of events posted over HTTP.
+    pub(crate) rates: crate::rest_messaging::EventRates,
 }
 
 pub(crate) type Rest = axum::extract::State<Arc<RestState>>;
@@ -69,6 +71,7 @@ pub fn router(handle: &BrokerHandle, registry: Arc<Registry>, lec: Arc<Lec>, dom
         lec,
         admin: handle.admin(),
         domain,
+        rates: Default::default(),
     });
     crate::rest_registry::routes()
         .merge(crate::rest_messaging::routes())

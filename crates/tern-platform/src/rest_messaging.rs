@@ -8,7 +8,8 @@
 //! without retain, so MQTT subscribers, status and the cache see it like any other
 //! message. Its format is the request's Content-Type: `application/json` json,
 //! `text/plain` text, `application/xml` xml, `application/octet-stream` (or none) bin.
-//! Its payload is limited by the organization's `maxPayload`, as over MQTT.
+//! Its payload is limited by the organization's `maxPayload`, and a device's events by
+//! its organization's `deviceMessagesPerSecond` (429 beyond), as over MQTT.
 
 use crate::lec::{ttl_of, CachedEvent};
 use crate::policy::rights_of;
@@ -25,8 +26,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
+use parking_lot::Mutex;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub(crate) fn routes() -> Router<Arc<RestState>> {
     Router::new()
@@ -44,6 +48,39 @@ pub(crate) fn routes() -> Router<Arc<RestState>> {
 
 /// Longest event id, command id or format.
 const MAX_NAME: usize = 36;
+
+/// Each device's rate of events over HTTP: token buckets of a second's worth, by
+/// (organization, type, device). A bucket idle for a second is full again, so such
+/// buckets are dropped whenever the map has grown to another power of two (from 1024).
+#[derive(Debug, Default)]
+pub(crate) struct EventRates {
+    buckets: Mutex<HashMap<(String, String, String), (f64, Instant)>>,
+}
+
+impl EventRates {
+    /// Takes one event of device `t`/`d` of `org`, allowed `per_second` (0: no limit).
+    fn take(&self, org: &str, t: &str, d: &str, per_second: u32) -> bool {
+        if per_second == 0 {
+            return true;
+        }
+        let (now, rate) = (Instant::now(), f64::from(per_second));
+        let mut buckets = self.buckets.lock();
+        if buckets.len() >= 1024 && buckets.len().is_power_of_two() {
+            buckets.retain(|_, (_, at)| now.saturating_duration_since(*at).as_secs_f64() < 1.0);
+        }
+        let (tokens, at) = buckets
+            .entry((org.to_string(), t.to_string(), d.to_string()))
+            .or_insert((rate, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * rate).min(rate.max(1.0));
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// The format of a posted message, from its Content-Type.
 fn format_of(headers: &HeaderMap) -> Result<&'static str, RestError> {
@@ -95,8 +132,15 @@ async fn post_message(
     if state.registry.device(org, t, d).is_none() {
         return Err(RestError::not_found(format!("no device {t}/{d}")));
     }
-    let limit = state.registry.org(org).map_or(0, |o| o.settings.max_payload as usize);
-    let payload = read_body(body, limit).await?;
+    let settings = state.registry.org(org).map(|o| o.settings.clone()).unwrap_or_default();
+    let payload = read_body(body, settings.max_payload as usize).await?;
+    let per_second = settings.quotas.device_messages_per_second;
+    if kind == "evt" && !state.rates.take(org, t, d, per_second) {
+        return Err(RestError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("device {t}/{d} may send {per_second} events a second (deviceMessagesPerSecond)"),
+        ));
+    }
     let topic = format!("{}iot-2/type/{t}/id/{d}/{kind}/{name}/fmt/{format}", org_root(org));
     state
         .admin

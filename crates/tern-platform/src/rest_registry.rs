@@ -2,7 +2,8 @@
 //! devices (`/device/types/<t>/devices[/<d>]`, `/bulk/devices`), bulk add and remove
 //! (`/bulk/devices/add`, `/bulk/devices/remove`), in the platform's JSON shapes.
 //!
-//! Reads come from the organization's file, so a read after a write sees it; writes go
+//! Listings come from the organization's file, single reads from the running registry,
+//! which every write here reloads, so a read after a write sees it; writes go
 //! through [`registry::edit_org`] (the same locked, atomic file change as `tern iot`), and
 //! then the running registry is reloaded so the change is in force for MQTT at once.
 //! A device's token is in the answer of its creation only (a device's own POST, or the
@@ -113,10 +114,10 @@ async fn create_type(state: Rest, headers: HeaderMap, body: Body) -> Answer {
 async fn get_type(state: Rest, headers: HeaderMap, t: Result<Path<String>, PathRejection>) -> Answer {
     let org = authenticate(&state, &headers, None).await?.app(Need::Read)?.to_string();
     let t = path(t)?;
-    let data = read(&state, &org).await?;
-    let found = data
-        .types
-        .get(&t)
+    // From the running registry, which every write here reloads: no file read.
+    let found = state
+        .registry
+        .device_type(&org, &t)
         .ok_or_else(|| RestError::not_found(format!("no device type {t}")))?;
     json_answer(StatusCode::OK, found.to_api_json())
 }
@@ -161,13 +162,6 @@ async fn delete_type(state: Rest, headers: HeaderMap, t: Result<Path<String>, Pa
     let t = path(t)?;
     edit(&state, &org, move |data| data.remove_type(&t)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn device_json(data: &OrgData, type_id: &str, device_id: &str) -> Result<Value, RestError> {
-    let device = data
-        .device(type_id, device_id)
-        .ok_or_else(|| RestError::not_found(format!("no device {type_id}/{device_id}")))?;
-    Ok(device.to_api_json(data.id(), data.class_of(type_id)))
 }
 
 async fn list_devices(
@@ -234,8 +228,16 @@ type DevicePath = Result<Path<(String, String)>, PathRejection>;
 async fn get_device(state: Rest, headers: HeaderMap, p: DevicePath) -> Answer {
     let org = authenticate(&state, &headers, None).await?.app(Need::Read)?.to_string();
     let (t, d) = path(p)?;
-    let data = read(&state, &org).await?;
-    json_answer(StatusCode::OK, device_json(&data, &t, &d)?)
+    let device = state
+        .registry
+        .device(&org, &t, &d)
+        .ok_or_else(|| RestError::not_found(format!("no device {t}/{d}")))?;
+    let class = state
+        .registry
+        .device_type(&org, &t)
+        .map(|ty| ty.class_id)
+        .unwrap_or_default();
+    json_answer(StatusCode::OK, device.to_api_json(&org, class))
 }
 
 async fn update_device(state: Rest, headers: HeaderMap, p: DevicePath, body: Body) -> Answer {

@@ -115,7 +115,8 @@ fn basic(user: &str, password: &str) -> String {
 
 /// A broker with `platform_domain iot.test`, a plain MQTT listener in platform mode (0)
 /// and an HTTP listener (1); organization `za6xa7` (plain TCP allowed) with type `test`,
-/// device `4321`, its admin key and a read-only key; organization `orgb` with `test/4321`.
+/// device `4321`, its admin key and a read-only key; organization `orgb` with `test/4321`
+/// (2 messages a second per device).
 struct Platform {
     broker: Option<Broker>,
     config: PathBuf,
@@ -136,7 +137,18 @@ impl Platform {
         iot(&data, &["type", "create", "za6xa7", "test"]);
         let device = iot(&data, &["device", "create", "za6xa7", "test", "4321"]);
         let reader = iot(&data, &["key", "create", "za6xa7", "--role", "read-only"]);
-        let orgb = iot(&data, &["org", "create", "orgb", "--allow-plain", "true"]);
+        let orgb = iot(
+            &data,
+            &[
+                "org",
+                "create",
+                "orgb",
+                "--allow-plain",
+                "true",
+                "--device-messages-per-second",
+                "2",
+            ],
+        );
         iot(&data, &["type", "create", "orgb", "test"]);
         let orgb_device = iot(&data, &["device", "create", "orgb", "test", "4321"]);
         let config = format!(
@@ -802,4 +814,35 @@ fn a_clean_stop_keeps_what_the_cache_took_in_its_last_moment() {
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0]["payload"], STANDARD.encode(b"bye"));
     assert_eq!(kept[0]["format"], "text");
+}
+
+#[test]
+fn a_device_posting_faster_than_its_quota_is_refused() {
+    let p = Platform::start();
+    let auth = basic("use-token-auth", &p.orgb_device_token);
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Host", "orgb.iot.test"),
+        ("Content-Type", "text/plain"),
+    ];
+    let path = "/api/v0002/device/types/test/devices/4321/events/fast";
+    // orgb allows 2 a second, in bursts of a second's worth.
+    let answers: Vec<u16> = (0..3)
+        .map(|_| request(p.http(), "POST", path, &headers, b"x").status)
+        .collect();
+    assert_eq!(answers, vec![200, 200, 429]);
+    request(p.http(), "POST", path, &headers, b"x").refused(429);
+    within(PATIENCE, "the bucket refilled", || {
+        (request(p.http(), "POST", path, &headers, b"x").status == 200).then_some(())
+    });
+    // za6xa7's devices have their own quota (the default, 10).
+    for _ in 0..5 {
+        p.post(
+            &p.device_auth(),
+            "/device/types/test/devices/4321/events/fast",
+            "text/plain",
+            b"x",
+        )
+        .ok(200);
+    }
 }
