@@ -54,8 +54,11 @@ const MAX_NAME: usize = 36;
 /// buckets are dropped whenever the map has grown to another power of two (from 1024).
 #[derive(Debug, Default)]
 pub(crate) struct EventRates {
-    buckets: Mutex<HashMap<(String, String, String), (f64, Instant)>>,
+    buckets: Mutex<HashMap<DeviceKey, (f64, Instant)>>,
 }
+
+/// (organization, type, device).
+type DeviceKey = (String, String, String);
 
 impl EventRates {
     /// Takes one event of device `t`/`d` of `org`, allowed `per_second` (0: no limit).
