@@ -9,6 +9,7 @@
 pub mod identity;
 pub mod lec;
 pub mod policy;
+pub mod policy_gateway;
 pub mod policy_quota;
 pub mod registry;
 pub mod registry_bulk;

@@ -15,6 +15,7 @@
 //! (131,072 bytes by default) ends the connection.
 
 use crate::identity::{ClientId, Credentials, IdentityError, Refusal, QUICKSTART};
+use crate::policy_gateway::{rc as gateway_rc, GatewayServices, Refused};
 use crate::policy_quota::{ConnectionSlot, OrgQuotas, RateLimit};
 use crate::registry::{AuthRefusal, Registry, RegistryError, POLL_INTERVAL};
 use crate::registry_model::{DeviceClass, Role};
@@ -35,6 +36,7 @@ const RESERVED_ROOT: &str = "$iot/";
 pub struct Platform {
     registry: Arc<Registry>,
     quotas: Arc<OrgQuotas>,
+    gateways: Arc<GatewayServices>,
     /// `platform_domain`: a TLS name `<org>.messaging.<domain>` must name the client's org.
     domain: Option<String>,
 }
@@ -44,8 +46,15 @@ impl Platform {
         Platform {
             registry,
             quotas: Arc::default(),
+            gateways: Arc::new(GatewayServices::new(None)),
             domain,
         }
+    }
+
+    /// The platform publishing its gateway notifications through `admin`.
+    pub fn with_admin(mut self, admin: tern_broker::admin::Admin) -> Platform {
+        self.gateways = Arc::new(GatewayServices::new(Some(admin)));
+        self
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -142,6 +151,7 @@ impl Platform {
         let slot = self.quotas.admit(org_id, quotas)?;
         Ok(PlatformClient {
             _slot: slot,
+            gateways: self.gateways.clone(),
             session_id,
             registry: self.registry.clone(),
             org: org_id.to_string(),
@@ -180,7 +190,8 @@ impl ListenerPolicy for Platform {
 /// and the status publisher. Call before the broker runs. Returns the registry.
 pub fn start(handle: &BrokerHandle, data_dir: &Path, domain: Option<String>) -> Result<Arc<Registry>, RegistryError> {
     let registry = Arc::new(Registry::open(data_dir)?);
-    handle.set_listener_policy(Arc::new(Platform::new(registry.clone(), domain)));
+    let platform = Platform::new(registry.clone(), domain).with_admin(handle.admin());
+    handle.set_listener_policy(Arc::new(platform));
     crate::status_task::spawn(handle, registry.clone());
     let (polled, stop) = (registry.clone(), handle.state().shutdown.clone());
     tokio::spawn(async move {
@@ -249,6 +260,7 @@ pub struct PlatformClient {
     rate: Option<parking_lot::Mutex<RateLimit>>,
     /// Counts the connection in its organization's until the connection drops it.
     _slot: ConnectionSlot,
+    gateways: Arc<GatewayServices>,
     /// `quotas.subscriptionsPerDevice` or `...PerApplication`; 0: no limit.
     max_subscriptions: usize,
 }
@@ -291,13 +303,29 @@ impl PlatformClient {
         }
     }
 
-    fn allowed(&self, mapped: Mapped) -> Result<ByteStr, &'static str> {
-        match &mapped.device {
-            Some((t, d)) if self.gateway.is_some() && !self.behind(t, d) => {
-                Err("the device is not this gateway or registered behind it")
-            }
-            _ => Ok(ByteStr::from(mapped.topic)),
+    /// The mapped topic, unless it is a gateway's about a device not behind it: then the
+    /// gateway is told on its notify topic, and an unknown device is registered behind it.
+    fn allowed(&self, request: &'static str, topic: &str, mapped: Mapped) -> Result<ByteStr, &'static str> {
+        let (Some((gw_type, gw_id)), Some((t, d))) = (&self.gateway, &mapped.device) else {
+            return Ok(ByteStr::from(mapped.topic));
+        };
+        if self.behind(t, d) {
+            return Ok(ByteStr::from(mapped.topic));
         }
+        let gateway = (gw_type.as_str(), gw_id.as_str());
+        let (rc, message) = match self.registry.device(&self.org, t, d) {
+            Some(_) => (gateway_rc::NOT_BEHIND, "the device is not behind this gateway"),
+            None => self.gateways.register(&self.registry, &self.org, gateway, (t, d)),
+        };
+        let refused = Refused {
+            request,
+            topic,
+            device: (t, d),
+            rc,
+            message,
+        };
+        self.gateways.notify(&self.org, gateway, &refused);
+        Err(message)
     }
 }
 
@@ -307,11 +335,11 @@ impl ClientPolicy for PlatformClient {
     }
 
     fn publish_topic(&self, topic: &str) -> Result<ByteStr, &'static str> {
-        self.allowed(self.space.publish(topic).map_err(|r| r.why)?)
+        self.allowed("publish", topic, self.space.publish(topic).map_err(|r| r.why)?)
     }
 
     fn subscribe_filter(&self, filter: &str) -> Result<ByteStr, &'static str> {
-        self.allowed(self.space.subscribe(filter).map_err(|r| r.why)?)
+        self.allowed("subscribe", filter, self.space.subscribe(filter).map_err(|r| r.why)?)
     }
 
     fn delivery_map(&self) -> Option<TopicMap> {

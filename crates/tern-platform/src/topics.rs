@@ -25,7 +25,8 @@
 //!   behind them, and may read device status. Whether a named device is behind the
 //!   gateway is the registry's question, so a mapped topic names the device it is about
 //!   ([`Mapped::device`]) and a gateway's wildcard subscription is narrowed per message
-//!   ([`device_of`]).
+//!   ([`device_of`]). A gateway also reads its own `iot-2/type/<t>/id/<d>/notify`, where
+//!   the platform reports what it refused it.
 //!
 //! Anything else is refused with a [`TopicRefusal`] naming why.
 
@@ -101,6 +102,11 @@ pub fn org_root(org: &str) -> String {
 /// The broker's name of a device's status topic.
 pub fn device_status_topic(org: &str, type_id: &str, device_id: &str) -> String {
     format!("{ROOT}/{org}/iot-2/type/{type_id}/id/{device_id}/mon")
+}
+
+/// The broker's name of a gateway's notify topic.
+pub fn notify_topic(org: &str, type_id: &str, device_id: &str) -> String {
+    format!("{ROOT}/{org}/iot-2/type/{type_id}/id/{device_id}/notify")
 }
 
 /// The broker's name of an application's status topic.
@@ -210,7 +216,9 @@ impl TopicSpace {
                     return refuse("not a topic of the platform's iot-2 space that can be published to");
                 };
                 match (&self.who, kind) {
-                    (_, Kind::Status | Kind::App) => refuse("status topics are published by the platform only"),
+                    (_, Kind::Status | Kind::App | Kind::Notify) => {
+                        refuse("status and notify topics are published by the platform only")
+                    }
                     (Who::Application { rights, .. }, Kind::Event) if !rights.publish_events => {
                         refuse("the API key's role may not publish events")
                     }
@@ -253,6 +261,12 @@ impl TopicSpace {
                 };
                 if kind == Kind::App {
                     return refuse("a gateway may not read application status");
+                }
+                let Who::Gateway { type_id, device_id } = &self.who else {
+                    return refuse("not a gateway");
+                };
+                if kind == Kind::Notify && device != Some((type_id.as_str(), device_id.as_str())) {
+                    return refuse("a gateway reads only its own notify topic");
                 }
                 Ok(Mapped {
                     topic: format!("{}{filter}", self.org_root),
@@ -303,6 +317,8 @@ enum Kind {
     Status,
     /// Application status, `iot-2/app/<appId>/mon`.
     App,
+    /// A gateway's notifications, `iot-2/type/<t>/id/<d>/notify`.
+    Notify,
 }
 
 struct FullForm<'a> {
@@ -325,6 +341,7 @@ fn full_form<'a>(levels: &[&'a str], filter: bool) -> Option<FullForm<'a>> {
             (t, d, Kind::Command)
         }
         ["iot-2", "type", t, "id", d, "mon"] => (t, d, Kind::Status),
+        ["iot-2", "type", t, "id", d, "notify"] => (t, d, Kind::Notify),
         ["iot-2", "app", app, "mon"] if id_ok(app) => {
             return Some(FullForm {
                 device: None,

@@ -203,6 +203,14 @@ fn a_gateway_names_the_device_each_topic_is_about() {
     assert_eq!(m.device, Some(("gw".into(), "g1".into())));
     assert!(g.subscribe("iot-2/type/+/id/+/mon").is_ok());
     assert!(g.subscribe("iot-2/app/+/mon").is_err());
+    assert_eq!(
+        topic(g.subscribe("iot-2/type/gw/id/g1/notify")),
+        "$iot/za6xa7/iot-2/type/gw/id/g1/notify"
+    );
+    assert!(g.subscribe("iot-2/type/gw/id/g2/notify").is_err());
+    assert!(g.subscribe("iot-2/type/+/id/+/notify").is_err());
+    assert!(g.publish("iot-2/type/gw/id/g1/notify").is_err());
+    assert_eq!(notify_topic("o", "t", "d"), "$iot/o/iot-2/type/t/id/d/notify");
     assert!(g.publish("iot-2/type/gw/id/g1/mon").is_err());
     assert!(g.publish("iot-2/evt/status/fmt/json").is_err());
     // Its wildcard subscriptions are narrowed per message.

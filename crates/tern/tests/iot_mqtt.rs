@@ -783,3 +783,76 @@ fn a_gateway_acts_for_itself_and_the_devices_behind_it_only() {
     assert_eq!(code, ReasonCode::NOT_AUTHORIZED);
     app.expect_quiet();
 }
+
+#[test]
+fn a_gateway_registers_unknown_devices_behind_it_and_is_told_what_it_was_refused() {
+    let p = Platform::start();
+    iot(&p.data, &["type", "create", "za6xa7", "edge", "--class", "gateway"]);
+    let gw = iot(&p.data, &["device", "create", "za6xa7", "edge", "gw1"]);
+    let token = text(&gw, "authToken");
+    let mut gateway = None;
+    wait_until("the gateway registered", || {
+        let (client, ack) = p.try_connect(ProtocolVersion::V5, "g:za6xa7:edge:gw1", "use-token-auth", &token);
+        gateway = Some(client);
+        ack.reason_code.is_success()
+    });
+    let mut gateway = gateway.unwrap();
+    let notify = "iot-2/type/edge/id/gw1/notify";
+    assert_eq!(gateway.subscribe(notify, QoS::AtMostOnce), [ReasonCode(0)]);
+    assert_eq!(
+        gateway.subscribe("iot-2/type/edge/id/other/notify", QoS::AtMostOnce),
+        [ReasonCode::NOT_AUTHORIZED]
+    );
+    let mut app = p.app(ProtocolVersion::V5, "watcher");
+    app.subscribe("iot-2/type/+/id/+/evt/+/fmt/+", QoS::AtMostOnce);
+    // A registered device that is not behind it: refused, and told so.
+    let topic = "iot-2/type/test/id/4321/evt/t/fmt/txt";
+    assert_eq!(
+        gateway.publish(topic, b"x", QoS::AtLeastOnce, false, 1),
+        ReasonCode::NOT_AUTHORIZED
+    );
+    let told = gateway.recv_publish();
+    assert_eq!(told.topic, notify);
+    let body: Value = serde_json::from_slice(&told.payload).unwrap();
+    assert_eq!(
+        (body["Request"].as_str(), body["RC"].as_u64()),
+        (Some("publish"), Some(403))
+    );
+    assert_eq!(
+        (body["Type"].as_str(), body["Id"].as_str()),
+        (Some("test"), Some("4321"))
+    );
+    assert_eq!(body["Client"], "g:za6xa7:edge:gw1");
+    // An unknown device of a known type: registered behind the gateway; its first
+    // messages are refused while that happens.
+    let topic = "iot-2/type/test/id/newdev/evt/t/fmt/txt";
+    let (mut packet_id, mut rcs) = (10, Vec::new());
+    wait_until("the new device registered", || {
+        packet_id += 1;
+        gateway.send(&publish_packet(topic, b"hello", QoS::AtLeastOnce, false, packet_id));
+        let mut accepted = false;
+        for packet in gateway.ping_collect() {
+            match packet {
+                Packet::PublishAck(ack) => accepted = ack.reason_code.is_success(),
+                Packet::Publish(publish) => {
+                    let body: Value = serde_json::from_slice(&publish.payload).unwrap();
+                    rcs.push(body["RC"].as_u64().unwrap());
+                }
+                _ => {}
+            }
+        }
+        accepted
+    });
+    assert!(!rcs.is_empty() && rcs.iter().all(|rc| *rc == 202), "{rcs:?}");
+    assert_eq!(app.recv_publish().topic, topic);
+    let device = iot(&p.data, &["device", "get", "za6xa7", "test", "newdev"]);
+    assert_eq!(device["gateway"]["deviceId"], "gw1", "{device}");
+    // An unknown type: not registered.
+    let unknown = "iot-2/type/nosuchtype/id/x/evt/t/fmt/txt";
+    assert_eq!(
+        gateway.publish(unknown, b"x", QoS::AtLeastOnce, false, 99),
+        ReasonCode::NOT_AUTHORIZED
+    );
+    let body: Value = serde_json::from_slice(&gateway.recv_publish().payload).unwrap();
+    assert_eq!(body["RC"], 404);
+}
