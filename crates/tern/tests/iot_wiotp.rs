@@ -45,7 +45,7 @@ fn iot(data: &std::path::Path, args: &[&str]) -> Value {
 }
 
 #[test]
-fn the_platforms_python_sdk_sends_events_commands_and_status_through_tern() {
+fn the_platforms_python_sdk_devices_gateways_and_applications_talk_through_tern() {
     let sdk = "wiotp-sdk 1.0.1 in /opt/tern-wiotp (python3 -m venv /opt/tern-wiotp; pip install wiotp-sdk==1.0.1)";
     if !peer_available(sdk, sdk_installed()) || !peer_available("root (for a network namespace)", running_as_root()) {
         return;
@@ -55,6 +55,12 @@ fn the_platforms_python_sdk_sends_events_commands_and_status_through_tern() {
     let org = iot(&data, &["org", "create", ORG]);
     iot(&data, &["type", "create", ORG, "test"]);
     let device = iot(&data, &["device", "create", ORG, "test", "4321"]);
+    iot(&data, &["type", "create", ORG, "gw", "--class", "gateway"]);
+    let gateway = iot(&data, &["device", "create", ORG, "gw", "gw1"]);
+    iot(
+        &data,
+        &["device", "create", ORG, "test", "sensor9", "--gateway", "gw:gw1"],
+    );
     let messaging = format!("{ORG}.messaging.{DOMAIN}");
     let ca = Ca::new(dir.path(), "platform");
     let (cert, key) = ca.server_for("server", &[&messaging, &format!("{ORG}.{DOMAIN}")]);
@@ -88,6 +94,12 @@ fn the_platforms_python_sdk_sends_events_commands_and_status_through_tern() {
         .args([log.to_str().unwrap(), SDK_PYTHON, &format!("{interop}/wiotp_check.py")])
         .args([ORG, DOMAIN, ca.cafile().to_str().unwrap(), "test", "4321"])
         .args([text(&device["authToken"]), text(&org["apiKey"]), text(&org["apiToken"])])
+        .args([
+            "gw".to_string(),
+            "gw1".to_string(),
+            text(&gateway["authToken"]),
+            "sensor9".to_string(),
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

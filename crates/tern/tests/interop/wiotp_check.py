@@ -1,9 +1,12 @@
 """IBM's Watson IoT Platform Python SDK (PyPI wiotp-sdk 1.0.1, unmodified) against Tern.
 
 Usage: wiotp_check.py ORG DOMAIN CAFILE TYPE DEVICE DEVICE_TOKEN API_KEY API_TOKEN
+                      GATEWAY_TYPE GATEWAY GATEWAY_TOKEN SENSOR
+(SENSOR: a device of TYPE registered behind the gateway)
 The SDK connects to ORG.messaging.DOMAIN:8883 with TLS, trusting CAFILE. Checks: an
 application sees the device's Connect status, receives its event, and its command reaches
-the device; a device with a wrong token is refused. Prints each check and "N passed, M
+the device; a gateway publishes for a device behind it and receives that device's command;
+a device with a wrong token is refused. Prints each check and "N passed, M
 failed"; exits 1 if any failed.
 """
 import logging
@@ -12,8 +15,11 @@ import threading
 
 import wiotp.sdk.application
 import wiotp.sdk.device
+import wiotp.sdk.gateway
+import wiotp.sdk.gateway.messages
 
 ORG, DOMAIN, CAFILE, TYPE, DEVICE, DEVICE_TOKEN, KEY, TOKEN = sys.argv[1:9]
+GW_TYPE, GATEWAY, GW_TOKEN, SENSOR = sys.argv[9:13]
 # How long to wait for something that must happen (a passing run never waits this long).
 PATIENCE = 20.0
 OPTIONS = {"domain": DOMAIN, "logLevel": logging.ERROR, "mqtt": {"port": 8883, "caFile": CAFILE}}
@@ -69,7 +75,7 @@ app.subscriptionCallback = on_app_suback
 app.connect()
 check("application connects", app.isConnected())
 app.subscribeToDeviceStatus(typeId=TYPE, deviceId=DEVICE)
-app.subscribeToDeviceEvents(typeId=TYPE, deviceId=DEVICE, eventId="+", msgFormat="+", qos=1)
+app.subscribeToDeviceEvents(typeId=TYPE, deviceId="+", eventId="+", msgFormat="+", qos=1)
 check("the application's subscriptions are granted", two_subacks.wait(PATIENCE), app_subacks)
 
 device = device_client(DEVICE_TOKEN)
@@ -106,6 +112,58 @@ if commands:
     check("the command arrives as published", (c.commandId, c.format, c.data) == ("reboot", "json", {"delay": 5}), vars(c))
 
 device.disconnect()
+
+# A gateway speaks for the devices behind it.
+gateway = wiotp.sdk.gateway.GatewayClient(
+    config={
+        "identity": {"orgId": ORG, "typeId": GW_TYPE, "deviceId": GATEWAY},
+        "auth": {"token": GW_TOKEN},
+        "options": OPTIONS,
+    },
+    logHandlers=None,
+)
+gw_commands, gw_subacks = [], []
+got_gw_command, gw_subscribed = threading.Event(), threading.Event()
+
+
+def on_gw_command(command):
+    gw_commands.append(command)
+    got_gw_command.set()
+
+
+def on_gw_suback(mid, granted):
+    gw_subacks.append(granted)
+    gw_subscribed.set()
+
+
+# wiotp-sdk 1.0.1's GatewayClient parses the commands of its devices with the device
+# client's Command class, which knows only iot-2/cmd/..., and drops them ("Invalid Event:
+# Received command on invalid topic"). The check reads them from paho as they arrive and
+# parses them with the SDK's own gateway Command class.
+def on_gw_message(_client, _userdata, message):
+    on_gw_command(wiotp.sdk.gateway.messages.Command(message, gateway._messageCodecs))
+
+
+gateway.client.message_callback_add(f"iot-2/type/{TYPE}/id/{SENSOR}/cmd/+/fmt/+", on_gw_message)
+gateway.subscriptionCallback = on_gw_suback
+gateway.connect()
+check("gateway connects", gateway.isConnected())
+gw_subscribed.clear()
+gateway.subscribeToDeviceCommands(TYPE, SENSOR, commandId="+", msgFormat="json", qos=1)
+check("the gateway's subscription for its device is granted", gw_subscribed.wait(PATIENCE), gw_subacks)
+got_event.clear()
+events.clear()
+gateway.publishDeviceEvent(TYPE, SENSOR, "status", "json", {"temp": 5}, qos=1)
+check("an event the gateway publishes for its device reaches the application", got_event.wait(PATIENCE))
+if events:
+    e = events[0]
+    check("it arrives as the device's event", (e.typeId, e.deviceId, e.data) == (TYPE, SENSOR, {"temp": 5}), vars(e))
+app.publishCommand(TYPE, SENSOR, "reboot", "json", {"delay": 1}, qos=1)
+check("a command for the device behind the gateway reaches the gateway", got_gw_command.wait(PATIENCE))
+if gw_commands:
+    c = gw_commands[0]
+    check("it names the device", (c.typeId, c.deviceId, c.commandId) == (TYPE, SENSOR, "reboot"), vars(c))
+gateway.disconnect()
 app.disconnect()
 
 # A wrong token: the SDK raises its ConnectionException in paho's thread, so the CONNACK
