@@ -17,7 +17,7 @@
 use crate::identity::{ClientId, Credentials, IdentityError, Refusal, QUICKSTART};
 use crate::policy_gateway::{rc as gateway_rc, GatewayServices, Refused};
 use crate::policy_quota::{ConnectionSlot, OrgQuotas, RateLimit};
-use crate::registry::{AuthRefusal, Registry, RegistryError, POLL_INTERVAL};
+use crate::registry::{AuthRefusal, OrgSettings, Registry, RegistryError, POLL_INTERVAL};
 use crate::registry_model::{DeviceClass, Role};
 use crate::topics::{AppRights, Mapped, TopicSpace};
 use std::path::Path;
@@ -39,6 +39,19 @@ pub struct Platform {
     gateways: Arc<GatewayServices>,
     /// `platform_domain`: a TLS name `<org>.messaging.<domain>` must name the client's org.
     domain: Option<String>,
+    /// `platform_quickstart`: the open `quickstart` organization is served.
+    quickstart: bool,
+}
+
+/// The `quickstart` organization's settings: plain TCP, default limits, a device may
+/// publish one message a second.
+fn quickstart_settings() -> OrgSettings {
+    let mut settings = OrgSettings {
+        allow_plain: true,
+        ..OrgSettings::default()
+    };
+    settings.quotas.device_messages_per_second = 1;
+    settings
 }
 
 impl Platform {
@@ -48,7 +61,15 @@ impl Platform {
             quotas: Arc::default(),
             gateways: Arc::new(GatewayServices::new(None)),
             domain,
+            quickstart: false,
         }
+    }
+
+    /// The platform serving the open `quickstart` organization too (no credentials,
+    /// plain TCP, devices publish events only, applications read only).
+    pub fn with_quickstart(mut self, on: bool) -> Platform {
+        self.quickstart = on;
+        self
     }
 
     /// The platform publishing its gateway notifications through `admin`.
@@ -74,10 +95,18 @@ impl Platform {
         let credentials = client
             .credentials(request.username.as_deref(), request.password.as_deref())
             .map_err(refusal)?;
-        let Some(org) = self.registry.org(org_id) else {
-            return Err(not_authorized(format!("no organization {org_id:?}")));
+        let settings = match self.registry.org(org_id) {
+            Some(org) => org.settings.clone(),
+            None if org_id == QUICKSTART && self.quickstart => quickstart_settings(),
+            None if org_id == QUICKSTART => {
+                return Err(not_authorized("the quickstart organization is not enabled".into()))
+            }
+            None => return Err(not_authorized(format!("no organization {org_id:?}"))),
         };
-        if !request.secure && !org.settings.allow_plain && org_id != QUICKSTART {
+        if org_id == QUICKSTART && client.class() == crate::identity::Class::Gateway {
+            return Err(not_authorized("the quickstart organization has no gateways".into()));
+        }
+        if !request.secure && !settings.allow_plain {
             return Err(not_authorized(format!(
                 "organization {org_id:?} requires TLS (port 8883)"
             )));
@@ -127,7 +156,7 @@ impl Platform {
         let space = TopicSpace::of(&client, rights);
         let delivery = TopicMap::replace(space.broker_prefix(), space.client_prefix())
             .map_err(|e| unavailable(format!("topic space of {}: {e}", request.client_id)))?;
-        let quotas = &org.settings.quotas;
+        let quotas = &settings.quotas;
         let (rate, max_subscriptions) = match client {
             ClientId::Device { gateway: false, .. } => (
                 RateLimit::per_second(quotas.device_messages_per_second).map(parking_lot::Mutex::new),
@@ -159,7 +188,8 @@ impl Platform {
             space,
             delivery,
             gateway,
-            max_payload: org.settings.max_payload as usize,
+            max_payload: settings.max_payload as usize,
+            no_subscriptions: org_id == QUICKSTART && client.class() == crate::identity::Class::Device,
             rate,
             max_subscriptions: max_subscriptions as usize,
         })
@@ -190,7 +220,10 @@ impl ListenerPolicy for Platform {
 /// and the status publisher. Call before the broker runs. Returns the registry.
 pub fn start(handle: &BrokerHandle, data_dir: &Path, domain: Option<String>) -> Result<Arc<Registry>, RegistryError> {
     let registry = Arc::new(Registry::open(data_dir)?);
-    let platform = Platform::new(registry.clone(), domain).with_admin(handle.admin());
+    let quickstart = handle.state().config().platform_quickstart;
+    let platform = Platform::new(registry.clone(), domain)
+        .with_admin(handle.admin())
+        .with_quickstart(quickstart);
     handle.set_listener_policy(Arc::new(platform));
     crate::status_task::spawn(handle, registry.clone());
     let (polled, stop) = (registry.clone(), handle.state().shutdown.clone());
@@ -260,6 +293,8 @@ pub struct PlatformClient {
     rate: Option<parking_lot::Mutex<RateLimit>>,
     /// Counts the connection in its organization's until the connection drops it.
     _slot: ConnectionSlot,
+    /// A quickstart device: no commands, so no subscriptions.
+    no_subscriptions: bool,
     gateways: Arc<GatewayServices>,
     /// `quotas.subscriptionsPerDevice` or `...PerApplication`; 0: no limit.
     max_subscriptions: usize,
@@ -339,6 +374,9 @@ impl ClientPolicy for PlatformClient {
     }
 
     fn subscribe_filter(&self, filter: &str) -> Result<ByteStr, &'static str> {
+        if self.no_subscriptions {
+            return Err("the quickstart organization sends devices no commands");
+        }
         self.allowed("subscribe", filter, self.space.subscribe(filter).map_err(|r| r.why)?)
     }
 

@@ -287,3 +287,31 @@ fn an_organizations_connections_are_counted_while_their_clients_live() {
     assert!(s.platform.authenticate(&wrong).is_err());
     assert_eq!(s.platform.quotas.connected("acme"), 0);
 }
+
+#[test]
+fn quickstart_is_open_when_enabled_and_has_no_commands() {
+    let s = setup("quickstart", false);
+    let mut device = request("d:quickstart:mosquitto:myDeviceId", None, "");
+    device.password = None;
+    device.secure = false;
+    assert_eq!(refused(&s, &device), RefusalKind::NotAuthorized, "off by default");
+    let open = Platform::new(s.platform.registry().clone(), None).with_quickstart(true);
+    let d = open.authenticate(&device).unwrap();
+    assert_eq!(d.user(), None);
+    assert!(d.publish_topic("iot-2/evt/helloworld/fmt/json").is_ok());
+    assert!(d.subscribe_filter("iot-2/cmd/+/fmt/+").is_err());
+    assert!(!d.over_rate() && d.over_rate(), "one message a second");
+    let mut app = device.clone();
+    app.client_id = "a:quickstart:viewer".into();
+    let a = open.authenticate(&app).unwrap();
+    assert!(a.subscribe_filter("iot-2/type/mosquitto/id/+/evt/+/fmt/+").is_ok());
+    assert!(a
+        .publish_topic("iot-2/type/mosquitto/id/myDeviceId/cmd/c/fmt/json")
+        .is_err());
+    let mut gateway = device.clone();
+    gateway.client_id = "g:quickstart:edge:gw".into();
+    assert_eq!(
+        open.authenticate(&gateway).unwrap_err().kind,
+        RefusalKind::NotAuthorized
+    );
+}

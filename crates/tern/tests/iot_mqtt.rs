@@ -57,6 +57,11 @@ struct Platform {
 
 impl Platform {
     fn start() -> Platform {
+        Platform::start_with("")
+    }
+
+    /// [`Platform::start`] with more global directives.
+    fn start_with(extra: &str) -> Platform {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let admin = iot(&data, &["org", "create", "za6xa7", "--allow-plain", "true"]);
@@ -70,7 +75,7 @@ impl Platform {
         let ca = pki::Ca::new(dir.path(), "iot");
         let (cert, key) = ca.server("server");
         let config = format!(
-            "persistence true\npersistence_location {}\nplatform_domain iot.test\nallow_anonymous true\nauth_failure_delay 0\n\
+            "{extra}persistence true\npersistence_location {}\nplatform_domain iot.test\nallow_anonymous true\nauth_failure_delay 0\n\
              listener 0 127.0.0.1\nplatform true\n\
              listener 0 127.0.0.1\ncertfile {}\nkeyfile {}\nplatform true\n\
              listener 0 127.0.0.1\n",
@@ -855,4 +860,51 @@ fn a_gateway_registers_unknown_devices_behind_it_and_is_told_what_it_was_refused
     );
     let body: Value = serde_json::from_slice(&gateway.recv_publish().payload).unwrap();
     assert_eq!(body["RC"], 404);
+}
+
+#[test]
+fn the_quickstart_organization_takes_the_seeds_open_device_when_enabled() {
+    if !mosquitto_clients() {
+        return;
+    }
+    let p = Platform::start_with("platform_quickstart true\n");
+    let port = p.port(0);
+    let viewer = Background::mosquitto_sub(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-i",
+        "a:quickstart:viewer",
+        "-t",
+        "iot-2/type/mosquitto/id/myDeviceId/evt/+/fmt/+",
+        "-v",
+    ]);
+    // The platform documentation's quickstart example: no credentials.
+    mosquitto_pub(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-i",
+        "d:quickstart:mosquitto:myDeviceId",
+        "-t",
+        "iot-2/evt/helloworld/fmt/json",
+        "-m",
+        r#"{"d":{"hello":"world"}}"#,
+    ]);
+    viewer.wait_stdout(r#"iot-2/type/mosquitto/id/myDeviceId/evt/helloworld/fmt/json {"d":{"hello":"world"}}"#);
+    // No commands in quickstart.
+    let mut device = Client::open(p.addr(0), ProtocolVersion::V5);
+    let connect = connect_packet(ProtocolVersion::V5, "d:quickstart:mosquitto:other", true, 60);
+    assert!(device.connect(&connect).reason_code.is_success());
+    assert_eq!(
+        device.subscribe("iot-2/cmd/+/fmt/+", QoS::AtMostOnce),
+        [ReasonCode::NOT_AUTHORIZED]
+    );
+    // Without the directive, quickstart is refused (3.1.1: 5).
+    let closed = Platform::start();
+    let mut device = Client::open(closed.addr(0), ProtocolVersion::V3_1_1);
+    let connect = connect_packet(ProtocolVersion::V3_1_1, "d:quickstart:mosquitto:myDeviceId", true, 60);
+    assert_eq!(device.connect(&connect).reason_code.to_connect_return_code(), 5);
 }

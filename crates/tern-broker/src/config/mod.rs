@@ -210,6 +210,9 @@ pub struct Config {
     /// The IoT platform's domain (`platform_domain`): `<org>.messaging.<domain>` names
     /// an organization's MQTT endpoint, `<org>.<domain>` its REST API.
     pub platform_domain: Option<String>,
+    /// Whether the platform serves the open `quickstart` organization
+    /// (`platform_quickstart`).
+    pub platform_quickstart: bool,
     /// Debug-level logging (mosquitto's `log_type debug` or `-v`).
     pub verbose: bool,
     pub log_dest: Vec<LogDest>,
@@ -311,6 +314,7 @@ impl Default for Config {
             connection_messages: true,
             presence_events: false,
             platform_domain: None,
+            platform_quickstart: false,
             verbose: false,
             log_dest: Vec::new(),
             log_facility: None,

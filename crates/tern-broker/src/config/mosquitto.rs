@@ -220,6 +220,7 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
             listener.platform = on;
         }
         "platform_domain" => config.platform_domain = Some(platform_domain(one(args)?)?),
+        "platform_quickstart" => config.platform_quickstart = boolean(args)?,
         "per_listener_settings" => config.per_listener_settings = boolean(args)?,
         // Security settings: per listener with per_listener_settings, else global.
         "allow_anonymous" => {
@@ -529,8 +530,12 @@ mod tests {
 
     #[test]
     fn a_listener_is_put_in_platform_mode() {
-        let c = parse("platform_domain Example.COM\nlistener 8883\nplatform true\nlistener 1883\n").unwrap();
+        let c = parse(
+            "platform_domain Example.COM\nplatform_quickstart true\nlistener 8883\nplatform true\nlistener 1883\n",
+        )
+        .unwrap();
         assert_eq!(c.platform_domain.as_deref(), Some("example.com"));
+        assert!(c.platform_quickstart);
         assert!(c.listeners[0].platform && !c.listeners[1].platform);
         for bad in [
             "platform true\n",

@@ -29,6 +29,7 @@ struct File {
     connection_messages: Option<bool>,
     presence_events: Option<bool>,
     platform_domain: Option<String>,
+    platform_quickstart: Option<bool>,
     verbose: Option<bool>,
     log_dest: Option<Vec<String>>,
     log_facility: Option<u8>,
@@ -218,6 +219,7 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         presence_events
     );
     set!(server_moved, response_information);
+    c.platform_quickstart = file.platform_quickstart.unwrap_or(false);
     c.platform_domain = file
         .platform_domain
         .as_deref()
