@@ -2,7 +2,7 @@
 //! (`PUT /api/v0002/config/lec`), the last message of each event id of each device,
 //! read back with `GET /api/v0002/device/types/<t>/devices/<d>/events[/<e>]`.
 //!
-//! It is a consumer of the broker's event stream ([`spawn`]): every message the broker
+//! It is a consumer of the broker's event stream ([`crate::lec_task`]): every message the broker
 //! accepts under a device's event topic (`$iot/<org>/iot-2/type/<t>/id/<d>/evt/<e>/fmt/<f>`,
 //! see [`crate::topics`]), whether a device sent it over MQTT, a gateway for it, or an HTTP
 //! client through the REST API, is put in the cache as soon as the task sees it, so it can
@@ -38,10 +38,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tern_broker::events::{Event, EventKind};
-use tern_broker::BrokerHandle;
 
 /// Event ids kept per device.
 pub const EVENTS_PER_DEVICE: usize = 5;
@@ -53,8 +50,6 @@ pub const MAX_ORG_BYTES: usize = 16 << 20;
 const ENTRY_OVERHEAD: usize = 96;
 /// How often changed organizations are written to disk.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// How often expired entries are swept.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// The file format's version.
 const FORMAT_VERSION: u32 = 1;
 
@@ -149,6 +144,8 @@ pub struct Lec {
     max_bytes: usize,
     /// Bytes held per organization at most (normally [`MAX_ORG_BYTES`]).
     max_org_bytes: usize,
+    /// How the cache gets the broker's messages.
+    pub(crate) feed: crate::lec_task::Feed,
 }
 
 /// One line of an organization's file.
@@ -188,6 +185,7 @@ impl Lec {
             dir: lec_dir(data_dir),
             max_bytes,
             max_org_bytes: max_org_bytes.min(max_bytes),
+            feed: crate::lec_task::Feed::default(),
         }
     }
 
@@ -492,70 +490,6 @@ pub fn ttl_of(registry: &Registry, org: &str) -> Option<Duration> {
     settings
         .enabled
         .then(|| Duration::from_secs(u64::from(settings.ttl_days.clamp(1, 45)) * 86_400))
-}
-
-/// Starts the cache's consumer of the event stream (subscribed before this returns) and
-/// its flush task, after reading the cache's files. Both stop with the broker; the flush
-/// task writes once more then.
-pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, lec: Arc<Lec>) {
-    for e in lec.load() {
-        tracing::error!("last event cache: {e} (skipped)");
-    }
-    let state = handle.state().clone();
-    let mut events = state.events().subscribe(&[EventKind::Published]);
-    let (consumer_registry, consumer_lec, stop) = (registry.clone(), lec.clone(), state.shutdown.clone());
-    tokio::spawn(async move {
-        loop {
-            let event = tokio::select! {
-                () = stop.cancelled() => return,
-                event = events.recv() => event,
-            };
-            let Some(Event::Published { topic, payload, .. }) = event else {
-                if event.is_none() {
-                    return;
-                }
-                continue;
-            };
-            let Some([org, t, d, e, f]) = event_of(&topic) else {
-                continue;
-            };
-            if ttl_of(&consumer_registry, org).is_none() {
-                continue;
-            }
-            let cached = CachedEvent {
-                type_id: t.to_string(),
-                device_id: d.to_string(),
-                event_id: e.to_string(),
-                format: f.to_string(),
-                payload,
-                cached_ms: now_ms(),
-            };
-            consumer_lec.insert(org, cached);
-        }
-    });
-    let stop = state.shutdown.clone();
-    tokio::spawn(async move {
-        let mut last_sweep = tokio::time::Instant::now();
-        loop {
-            let stopping = tokio::select! {
-                () = stop.cancelled() => true,
-                () = tokio::time::sleep(FLUSH_INTERVAL) => false,
-            };
-            if stopping || last_sweep.elapsed() >= SWEEP_INTERVAL {
-                last_sweep = tokio::time::Instant::now();
-                lec.sweep(|org| ttl_of(&registry, org));
-            }
-            let flushed = lec.clone();
-            if let Ok(errors) = tokio::task::spawn_blocking(move || flushed.flush()).await {
-                for e in errors {
-                    tracing::error!("last event cache not saved: {e}");
-                }
-            }
-            if stopping {
-                return;
-            }
-        }
-    });
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 pub mod identity;
 pub mod lec;
+pub mod lec_task;
 pub mod policy;
 pub mod policy_gateway;
 pub mod policy_quota;

@@ -250,8 +250,9 @@ async fn put_lec(state: Rest, headers: HeaderMap, body: Body) -> Answer {
         Ok(settings)
     })
     .await?;
-    if !settings.enabled {
-        state.lec.clear_org(&org);
+    match settings.enabled {
+        true => state.lec.listen_now(),
+        false => state.lec.clear_org(&org),
     }
     json_answer(
         StatusCode::OK,

@@ -244,7 +244,7 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
         if domain.is_some() {
             // The REST API (/api/v0002) on the HTTP listeners, and the last event cache.
             let cache = std::sync::Arc::new(tern_platform::lec::Lec::new(&data_dir));
-            tern_platform::lec::spawn(&handle, registry.clone(), cache.clone());
+            tern_platform::lec_task::spawn(&handle, registry.clone(), cache.clone());
             let routes = tern_platform::rest::router(&handle, registry, cache.clone(), domain);
             broker = broker.with_http_routes(tern_platform::rest::PREFIX, routes);
             lec = Some(cache);

@@ -814,6 +814,32 @@ fn a_clean_stop_keeps_what_the_cache_took_in_its_last_moment() {
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0]["payload"], STANDARD.encode(b"bye"));
     assert_eq!(kept[0]["format"], "text");
+    // Enabled when it starts: new events are cached at once.
+    p.post(
+        &p.device_auth(),
+        "/device/types/test/devices/4321/events/next",
+        "text/plain",
+        b"hi",
+    )
+    .ok(200);
+    within(Duration::from_secs(1), "the new event in the cache", || {
+        (cached(&p).len() == 2).then_some(())
+    });
+}
+
+#[test]
+fn a_cache_enabled_from_the_command_line_fills_while_the_broker_runs() {
+    let p = Platform::start();
+    iot(&p.data, &["org", "set", "za6xa7", "--lec", "true"]);
+    let path = "/device/types/test/devices/4321/events/e";
+    within(PATIENCE, "events cached", || {
+        // 429 when this loop goes faster than the device's quota.
+        let posted = p.post(&p.device_auth(), path, "text/plain", b"x").status;
+        assert!(posted == 200 || posted == 429, "{posted}");
+        // 404 until the broker has seen the change.
+        let got = p.call(&p.reader, "GET", "/device/types/test/devices/4321/events", None);
+        (got.status == 200 && got.json().as_array().is_some_and(|a| !a.is_empty())).then_some(())
+    });
 }
 
 #[test]
