@@ -872,3 +872,25 @@ fn a_device_posting_faster_than_its_quota_is_refused() {
         .ok(200);
     }
 }
+
+#[test]
+fn without_platform_domain_there_is_no_platform_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = iot(dir.path(), &["org", "create", "za6xa7"]);
+    let config = format!(
+        "persistence_location {}\nlistener 0 127.0.0.1\nprotocol http\n",
+        dir.path().display()
+    );
+    let broker = Broker::with_config("tern.conf", &config);
+    let auth = basic(&text(&admin, "apiKey"), &text(&admin, "apiToken"));
+    let answer = request(
+        broker.listening_addrs()[0],
+        "GET",
+        "/api/v0002/device/types",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    // The admin API's own refusal: the platform's key means nothing to it.
+    assert_eq!(answer.status, 401, "{answer:?}");
+    assert!(answer.json().get("exception").is_none(), "{}", answer.json());
+}
