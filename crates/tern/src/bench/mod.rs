@@ -7,6 +7,7 @@
 //! trivial server that only accepts, to measure the generator's own ceiling.
 
 mod conn;
+mod iot;
 mod load;
 mod report;
 mod wire;
@@ -104,6 +105,10 @@ pub struct BenchArgs {
     /// Connect over WebSocket (the broker's `protocol websockets` listener at -p).
     #[arg(long = "ws")]
     websocket: bool,
+    /// Through the IoT platform: ORG:TYPE:DEVICE_TOKEN:API_KEY:API_TOKEN (publishers are
+    /// devices dev0, dev1... registered with DEVICE_TOKEN, subscribers applications).
+    #[arg(long = "iot")]
+    iot: Option<String>,
     #[arg(long = "help", action = clap::ArgAction::Help)]
     help: Option<bool>,
 }
@@ -186,10 +191,22 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let run_id = std::process::id();
     let mut subscribers = Vec::new();
     let mut expected = Vec::new();
+    let iot = args.iot.as_deref().map(iot::Iot::parse).transpose()?;
+    if iot.is_some()
+        && !matches!(
+            args.scenario,
+            Scenario::OneToOne | Scenario::FanOut | Scenario::FanIn | Scenario::Pairs
+        )
+    {
+        bail!("--iot works with one-to-one, fan-out, fan-in and pairs");
+    }
     for (i, filter) in filters.iter().enumerate() {
-        let id = format!("bench-{run_id}-s{i}");
-        let mut raw = wire::connect_with(addr, version, &id, 600, args.persistent).await?;
-        raw.subscribe(filter, qos).await?;
+        let (login, wire_filter) = match &iot {
+            Some(iot) => iot.subscriber(i, filter, &topics),
+            None => (wire::Login::anonymous(format!("bench-{run_id}-s{i}")), filter.clone()),
+        };
+        let mut raw = wire::connect_with(addr, version, &login, 600, args.persistent).await?;
+        raw.subscribe(&wire_filter, qos).await?;
         let target = Arc::new(AtomicU64::new(0));
         expected.push(target.clone());
         subscribers.push(tokio::spawn(load::subscribe(
@@ -202,8 +219,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     let mut publishers = Vec::new();
     for (i, topic) in topics.iter().enumerate() {
-        let raw = wire::connect(addr, version, &format!("bench-{run_id}-p{i}"), 600).await?;
-        let frame = wire::Frame::new(topic, qos, args.size, i as u32, version)?;
+        let (login, wire_topic) = match &iot {
+            Some(iot) => iot.publisher(i),
+            None => (wire::Login::anonymous(format!("bench-{run_id}-p{i}")), topic.clone()),
+        };
+        let raw = wire::connect_with(addr, version, &login, 600, false).await?;
+        let frame = wire::Frame::new(&wire_topic, qos, args.size, i as u32, version)?;
         publishers.push(Publisher {
             raw,
             frame,

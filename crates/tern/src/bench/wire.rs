@@ -33,9 +33,32 @@ pub struct Target {
     pub websocket: bool,
 }
 
+/// Who a connection says it is: its client id, and a user name and password if any.
+#[derive(Debug, Clone, Default)]
+pub struct Login {
+    pub client_id: String,
+    pub credentials: Option<(String, String)>,
+}
+
+impl Login {
+    pub fn anonymous(client_id: String) -> Login {
+        Login {
+            client_id,
+            credentials: None,
+        }
+    }
+}
+
 /// Connects, sends CONNECT and waits for a successful CONNACK.
 pub async fn connect(target: Target, version: ProtocolVersion, client_id: &str, keep_alive: u16) -> Result<Raw> {
-    connect_with(target, version, client_id, keep_alive, false).await
+    connect_with(
+        target,
+        version,
+        &Login::anonymous(client_id.to_string()),
+        keep_alive,
+        false,
+    )
+    .await
 }
 
 /// As [`connect`]; with `persistent`, the session outlives the connection (Clean Session
@@ -43,7 +66,7 @@ pub async fn connect(target: Target, version: ProtocolVersion, client_id: &str, 
 pub async fn connect_with(
     target: Target,
     version: ProtocolVersion,
-    client_id: &str,
+    login: &Login,
     keep_alive: u16,
     persistent: bool,
 ) -> Result<Raw> {
@@ -62,7 +85,16 @@ pub async fn connect_with(
         input: BytesMut::with_capacity(64 * 1024),
         version,
     };
-    let mut connect = Connect::new(version, ByteStr::from(client_id), !persistent, keep_alive);
+    let mut connect = Connect::new(
+        version,
+        ByteStr::from(login.client_id.as_str()),
+        !persistent,
+        keep_alive,
+    );
+    if let Some((user, password)) = &login.credentials {
+        connect.username = Some(ByteStr::from(user.as_str()));
+        connect.password = Some(Bytes::copy_from_slice(password.as_bytes()));
+    }
     if persistent && version.is_v5() {
         connect
             .properties

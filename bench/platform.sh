@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The IoT platform's cost: device -> application delivery through a `platform true`
+# listener (identities checked, topics mapped into the organization's space and back)
+# against the same traffic on a plain listener of the same broker, measured in the same
+# run, alternating (plain platform plain platform ...) for ROUNDS rounds.
+#
+#   bench/platform.sh                      # 3 rounds of 5 s
+#   ROUNDS=5 DURATION=10 bench/platform.sh
+#
+# The organization allows plain TCP and a high device message rate (the platform's
+# default quota is 10 messages per second per device), so the figures are the broker's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+
+cargo build --release -q -p tern
+TERN=$PWD/target/release/tern
+work=$(mktemp -d)
+trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
+
+org=$("$TERN" iot org create bench --allow-plain true --device-messages-per-second 100000000 \
+    --data-dir "$work/data" --json)
+"$TERN" iot type create bench sensor --data-dir "$work/data" >/dev/null
+for i in $(seq 0 7); do
+    "$TERN" iot device create bench sensor "dev$i" --token bench-device-token --data-dir "$work/data" >/dev/null
+done
+iot=$(python3 -c 'import json,sys; o=json.load(sys.stdin); print("bench:sensor:bench-device-token:" + o["apiKey"] + ":" + o["apiToken"])' <<<"$org")
+
+cat > "$work/tern.conf" <<CONF
+persistence true
+persistence_location $work/data
+platform_domain bench.test
+max_queued_messages 0
+max_inflight_messages 20
+connection_messages false
+listener 18883 127.0.0.1
+allow_anonymous true
+listener 18886 127.0.0.1
+platform true
+CONF
+
+start() {
+    "$TERN" broker -c "$work/tern.conf" >"$work/tern.log" 2>&1 &
+    ready $! 18886
+}
+
+# measure NAME LISTENER ARGS...: one run on a fresh broker, appended to results.
+measure() {
+    local name=$1 listener=$2
+    shift 2
+    local pid json flags=(-p 18883)
+    [ "$listener" = platform ] && flags=(-p 18886 --iot "$iot")
+    pid=$(start)
+    if ! json=$("$TERN" bench "$@" "${flags[@]}" --broker-pid "$pid" --json 2>>"$work/bench.err"); then
+        echo "  $name / $listener FAILED: $(tail -n 1 "$work/bench.err")" >&2
+        stop "$pid"
+        return
+    fi
+    stop "$pid"
+    echo "{\"name\": \"$name\", \"listener\": \"$listener\", \"result\": $json}" >>"$work/results.jsonl"
+    echo "  $name / $listener done" >&2
+}
+
+D=$DURATION
+for round in $(seq "$ROUNDS"); do
+    echo "round $round of $ROUNDS" >&2
+    for listener in plain platform; do
+        measure "QoS 0 1->1 at 20,000/s" "$listener" one-to-one -r 20000 -d "$D"
+        measure "QoS 0 fan-in 8 at 2,500/s each" "$listener" fan-in -P 8 -r 2500 -d "$D"
+        measure "QoS 1 1->1 at 10,000/s" "$listener" one-to-one -q 1 --inflight 20 -r 10000 -d "$D"
+        measure "QoS 0 1->1, max rate" "$listener" one-to-one -d "$D"
+    done
+done
+
+python3 - "$work/results.jsonl" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+names = list(dict.fromkeys(r["name"] for r in rows))
+
+def med(name, listener, key):
+    values = [key(r["result"]) for r in rows if r["name"] == name and r["listener"] == listener]
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+def fmt(v, digits=0):
+    return "n/a" if v is None else f"{v:,.{digits}f}"
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a is not None and b else "n/a"
+
+print("| scenario | delivered msg/s (plain / platform) | broker CPU us per message (plain / platform / platform:plain) | p50 / p99 latency us (plain; platform) | lost (plain, platform) |")
+print("|---|---|---|---|---|")
+for name in names:
+    rate = lambda r: r["delivered_per_second"]
+    cpu = lambda r: r.get("broker_cpu_us_per_message")
+    p50 = lambda r: r["latency_us"]["p50"]
+    p99 = lambda r: r["latency_us"]["p99"]
+    lost = lambda r: r["lost"]
+    a, b = (lambda k: med(name, "plain", k)), (lambda k: med(name, "platform", k))
+    print(f"| {name} | {fmt(a(rate))} / {fmt(b(rate))} | {fmt(a(cpu), 3)} / {fmt(b(cpu), 3)} / {ratio(b(cpu), a(cpu))} "
+          f"| {fmt(a(p50))} / {fmt(a(p99))}; {fmt(b(p50))} / {fmt(b(p99))} | {fmt(a(lost))}, {fmt(b(lost))} |")
+PY
