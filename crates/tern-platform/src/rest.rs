@@ -1,8 +1,9 @@
 //! The platform's REST API, `/api/v0002/...`, served on the broker's HTTP listeners
 //! whenever `platform_domain` is set (handed to the broker with
 //! `Broker::with_http_routes`, outside the admin API's key check): the registry (device
-//! types, devices, bulk add and remove) in [`crate::rest_registry`], and the last event
-//! cache, HTTP messaging and connection states in [`crate::rest_messaging`].
+//! types, devices, bulk add and remove) in [`crate::rest_registry`], the last event
+//! cache and HTTP messaging in [`crate::rest_messaging`], connection states in
+//! [`crate::rest_connections`].
 //!
 //! Every request authenticates with HTTP Basic: an application with its API key and
 //! token, a device with `use-token-auth` and its token (devices may only post their own
@@ -75,6 +76,7 @@ pub fn router(handle: &BrokerHandle, registry: Arc<Registry>, lec: Arc<Lec>, dom
     });
     crate::rest_registry::routes()
         .merge(crate::rest_messaging::routes())
+        .merge(crate::rest_connections::routes())
         .fallback(|| async { RestError::new(StatusCode::NOT_FOUND, "no such endpoint under /api/v0002") })
         .method_not_allowed_fallback(|| async {
             RestError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")

@@ -1,6 +1,6 @@
 //! The REST API's messaging side ([`crate::rest`]): HTTP messaging (a device posting an
-//! event, an application posting an event for a device or a command to one), the last
-//! event cache's settings and reads ([`crate::lec`]), and connection states.
+//! event, an application posting an event for a device or a command to one), and the last
+//! event cache's settings and reads ([`crate::lec`]).
 //!
 //! A posted message is published through the broker's admin facade under the broker's
 //! name of the topic a device would have used over MQTT
@@ -42,8 +42,6 @@ pub(crate) fn routes() -> Router<Arc<RestState>> {
         )
         .route("/application/types/{t}/devices/{d}/events/{e}", post(app_event))
         .route("/application/types/{t}/devices/{d}/commands/{c}", post(app_command))
-        .route("/device/types/{t}/devices/{d}/connection", get(device_connection))
-        .route("/clientconnectionstates/{client}", get(connection_state))
 }
 
 /// Longest event id, command id or format.
@@ -288,50 +286,4 @@ async fn cached_event(state: Rest, headers: HeaderMap, p: EventPath) -> Answer {
         .find(|c| c.event_id == e)
         .ok_or_else(|| RestError::not_found(format!("no event {e} of device {t}/{d} in the cache")))?;
     json_answer(StatusCode::OK, found.to_api_json())
-}
-
-/// `{"id": <client id>, "connectionStatus": "connected"|"disconnected", ...}` of a
-/// client id of the caller's organization.
-fn connection_json(state: &RestState, client_id: &str) -> Value {
-    match state.admin.client(client_id) {
-        Ok(info) if info.connected => {
-            let mut v = json!({"id": client_id, "connectionStatus": "connected"});
-            if let (Some(ms), Value::Object(map)) = (info.connected_since_ms, &mut v) {
-                map.insert("connectedAt".into(), Value::String(crate::lec::timestamp(ms)));
-            }
-            v
-        }
-        _ => json!({"id": client_id, "connectionStatus": "disconnected"}),
-    }
-}
-
-async fn device_connection(
-    state: Rest,
-    headers: HeaderMap,
-    p: Result<Path<(String, String)>, PathRejection>,
-) -> Answer {
-    let org = authenticate(&state, &headers, None).await?.app(Need::Read)?.to_string();
-    let (t, d) = path(p)?;
-    let device = state
-        .registry
-        .device(&org, &t, &d)
-        .ok_or_else(|| RestError::not_found(format!("no device {t}/{d}")))?;
-    let class = state
-        .registry
-        .device_type(&org, &t)
-        .map(|ty| ty.class_id)
-        .unwrap_or_default();
-    json_answer(StatusCode::OK, connection_json(&state, &device.client_id(&org, class)))
-}
-
-async fn connection_state(state: Rest, headers: HeaderMap, p: Result<Path<String>, PathRejection>) -> Answer {
-    let org = authenticate(&state, &headers, None).await?.app(Need::Read)?.to_string();
-    let client = path(p)?;
-    let of_org = client.split(':').nth(1) == Some(org.as_str()) && client.len() <= 200;
-    if !of_org {
-        return Err(RestError::not_found(format!(
-            "{client:?} is not a client id of organization {org}"
-        )));
-    }
-    json_answer(StatusCode::OK, connection_json(&state, &client))
 }

@@ -43,7 +43,7 @@ pub(crate) fn routes() -> Router<Arc<RestState>> {
 }
 
 /// The organization's registry as stored.
-async fn read(state: &Arc<RestState>, org: &str) -> Result<OrgData, RestError> {
+pub(crate) async fn read(state: &Arc<RestState>, org: &str) -> Result<OrgData, RestError> {
     let (dir, org) = (state.registry.data_dir().to_path_buf(), org.to_string());
     blocking(move || Ok(registry::read_org(&dir, &org)?)).await
 }

@@ -603,6 +603,49 @@ fn http_messages_reach_mqtt_clients_and_connection_states_follow_them() {
         .call(&p.reader, "GET", "/clientconnectionstates/d:za6xa7:test:4321", None)
         .ok(200);
     assert_eq!(same["connectionStatus"], "connected");
+    // The list form, with the filters the platform's SDK sends.
+    let r = p.reader.as_str();
+    let listed = p
+        .call(
+            r,
+            "GET",
+            "/clientconnectionstates?connectionStatus=connected&_limit=50",
+            None,
+        )
+        .ok(200);
+    assert_eq!(listed["results"][0]["id"], "d:za6xa7:test:4321");
+    assert_eq!(listed["meta"]["total_rows"], 1);
+    let none = p
+        .call(
+            r,
+            "GET",
+            "/clientconnectionstates?deviceType=test&connectionStatus=disconnected",
+            None,
+        )
+        .ok(200);
+    assert_eq!(none["meta"]["total_rows"], 0);
+    let after = p
+        .call(
+            r,
+            "GET",
+            "/clientconnectionstates?connectedAfter=2000-01-01T00%3A00%3A00Z",
+            None,
+        )
+        .ok(200);
+    assert_eq!(after["meta"]["total_rows"], 1);
+    let later = p
+        .call(
+            r,
+            "GET",
+            "/clientconnectionstates?connectedAfter=2999-01-01T00%3A00%3A00Z",
+            None,
+        )
+        .ok(200);
+    assert_eq!(later["meta"]["total_rows"], 0);
+    p.call(r, "GET", "/clientconnectionstates?connectionStatus=maybe", None)
+        .refused(400);
+    p.call(r, "GET", "/clientconnectionstates?connectedAfter=yesterday", None)
+        .refused(400);
 
     // The device posts an event with its own token.
     p.post(
