@@ -95,64 +95,8 @@ impl Platform {
         let credentials = client
             .credentials(request.username.as_deref(), request.password.as_deref())
             .map_err(refusal)?;
-        let settings = match self.registry.org(org_id) {
-            Some(org) => org.settings.clone(),
-            None if org_id == QUICKSTART && self.quickstart => quickstart_settings(),
-            None if org_id == QUICKSTART => {
-                return Err(not_authorized("the quickstart organization is not enabled".into()))
-            }
-            None => return Err(not_authorized(format!("no organization {org_id:?}"))),
-        };
-        if org_id == QUICKSTART && client.class() == crate::identity::Class::Gateway {
-            return Err(not_authorized("the quickstart organization has no gateways".into()));
-        }
-        if !request.secure && !settings.allow_plain {
-            return Err(not_authorized(format!(
-                "organization {org_id:?} requires TLS (port 8883)"
-            )));
-        }
-        let password = request.password.as_deref().unwrap_or_default();
-        let (rights, gateway) = match (&client, credentials) {
-            (_, Credentials::Quickstart) => (AppRights::READ_ONLY, None),
-            (
-                ClientId::Device {
-                    gateway,
-                    type_id,
-                    device_id,
-                    ..
-                },
-                Credentials::DeviceToken,
-            ) => {
-                let (_, class) = self
-                    .registry
-                    .verify_device_token(org_id, type_id, device_id, password)
-                    .map_err(|r| auth_refusal(r, &request.client_id))?;
-                match (class, *gateway) {
-                    (DeviceClass::Gateway, true) => {}
-                    (DeviceClass::Device, false) => {}
-                    (DeviceClass::Gateway, false) => {
-                        return Err(not_authorized("a gateway connects with a g: client id".into()))
-                    }
-                    (DeviceClass::Device, true) => {
-                        return Err(not_authorized(format!("type {type_id:?} is not a gateway type")))
-                    }
-                }
-                (
-                    AppRights::READ_ONLY,
-                    gateway.then(|| (type_id.clone(), device_id.clone())),
-                )
-            }
-            (_, Credentials::ApiKey(key)) => {
-                let key = self
-                    .registry
-                    .verify_key_token(key, password)
-                    .map_err(|r| auth_refusal(r, key))?;
-                (rights_of(key.role), None)
-            }
-            (ClientId::Application { .. }, Credentials::DeviceToken) => {
-                return Err(bad_credentials("applications authenticate with an API key".into()))
-            }
-        };
+        let settings = self.settings(&client, request.secure)?;
+        let (rights, gateway) = self.verify(&client, credentials, request)?;
         let space = TopicSpace::of(&client, rights);
         let delivery = TopicMap::replace(space.broker_prefix(), space.client_prefix())
             .map_err(|e| unavailable(format!("topic space of {}: {e}", request.client_id)))?;
@@ -192,6 +136,82 @@ impl Platform {
             no_subscriptions: org_id == QUICKSTART && client.class() == crate::identity::Class::Device,
             rate,
             max_subscriptions: max_subscriptions as usize,
+        })
+    }
+
+    /// The settings of the client's organization, if it may connect to it at all (and
+    /// over plain TCP, when `secure` is false).
+    fn settings(&self, client: &ClientId, secure: bool) -> Result<OrgSettings, PolicyRefusal> {
+        let org_id = client.org();
+        let settings = match self.registry.org(org_id) {
+            Some(org) => org.settings.clone(),
+            None if org_id == QUICKSTART && self.quickstart => quickstart_settings(),
+            None if org_id == QUICKSTART => {
+                return Err(not_authorized("the quickstart organization is not enabled".into()))
+            }
+            None => return Err(not_authorized(format!("no organization {org_id:?}"))),
+        };
+        if org_id == QUICKSTART && client.class() == crate::identity::Class::Gateway {
+            return Err(not_authorized("the quickstart organization has no gateways".into()));
+        }
+        if !secure && !settings.allow_plain {
+            return Err(not_authorized(format!(
+                "organization {org_id:?} requires TLS (port 8883)"
+            )));
+        }
+        Ok(settings)
+    }
+
+    /// Checks the token of a device, gateway or API key: what an application may publish,
+    /// and a gateway's own type and id.
+    fn verify(
+        &self,
+        client: &ClientId,
+        credentials: Credentials<'_>,
+        request: &ConnectRequest,
+    ) -> Result<(AppRights, Option<(String, String)>), PolicyRefusal> {
+        let org_id = client.org();
+        let password = request.password.as_deref().unwrap_or_default();
+        Ok(match (client, credentials) {
+            (_, Credentials::Quickstart) => (AppRights::READ_ONLY, None),
+            (
+                ClientId::Device {
+                    gateway,
+                    type_id,
+                    device_id,
+                    ..
+                },
+                Credentials::DeviceToken,
+            ) => {
+                let (_, class) = self
+                    .registry
+                    .verify_device_token(org_id, type_id, device_id, password)
+                    .map_err(|r| auth_refusal(r, &request.client_id))?;
+                match (class, *gateway) {
+                    (DeviceClass::Gateway, true) => {}
+                    (DeviceClass::Device, false) => {}
+                    (DeviceClass::Gateway, false) => {
+                        return Err(not_authorized("a gateway connects with a g: client id".into()))
+                    }
+                    (DeviceClass::Device, true) => {
+                        return Err(not_authorized(format!("type {type_id:?} is not a gateway type")))
+                    }
+                }
+                (
+                    AppRights::READ_ONLY,
+                    gateway.then(|| (type_id.clone(), device_id.clone())),
+                )
+            }
+            (_, Credentials::ApiKey(key)) => {
+                let key = self
+                    .registry
+                    .verify_key_token(key, password)
+                    .map_err(|r| auth_refusal(r, key))?;
+                (rights_of(key.role), None)
+            }
+            (ClientId::Application { .. }, Credentials::DeviceToken) => {
+                return Err(bad_credentials("applications authenticate with an API key".into()))
+            }
         })
     }
 

@@ -254,16 +254,7 @@ pub(super) async fn accept(
         Ok(admitted) => admitted,
         Err((client_id, (reason, why))) => {
             broker.metrics.refused.add(refusal_reason(reason));
-            broker.events().emit(EventKind::Refused, || Event::Refused {
-                client_id: client_id.clone(),
-                user: connect.username.as_deref().map(Box::from),
-                address: peer,
-                listener,
-                protocol: version,
-                reason,
-                why: Arc::from(why.as_str()),
-                at: std::time::SystemTime::now(),
-            });
+            emit_refused(broker, &connect, (peer, listener), &client_id, (reason, &why));
             let extra = refusal_properties(&config, listener);
             let who = (client_id.as_ref(), connect.username.as_deref());
             refuse(socket, version, (reason, &why), peer, who, extra).await;
@@ -284,18 +275,8 @@ pub(super) async fn accept(
         takeover: Some(takeover_tx),
         info: info.clone(),
     };
-    if admitted.policy.as_ref().is_some_and(|p| p.forces_clean_session()) {
-        connect.clean_start = true;
-        connect.properties.remove(tern_proto::PropertyId::SessionExpiryInterval);
-    }
-    let lifetime = session_lifetime(&connect, &config);
-    // A policy's client owns its session under a name no MQTT user name can be (it has a
-    // NUL): a client of another listener with the same client id and user name starts a
-    // session of its own, never resumes this one.
-    let owner = match &admitted.policy {
-        Some(_) => Some(format!("\0policy:{}", admitted.user.as_deref().unwrap_or(""))),
-        None => admitted.user.as_deref().map(String::from),
-    };
+    let lifetime = session_lifetime(policy_session_rules(&mut connect, &admitted), &config);
+    let owner = session_owner(&admitted);
     let Some((session, session_present)) = attach_session(
         broker,
         (&admitted.client_id, owner.as_deref()),
@@ -407,23 +388,10 @@ async fn admit(
     };
     let refused = |refusal: Refusal| (client_id.clone(), refusal);
     if let Some(policy) = broker.listener_policy(listener) {
-        let policy = policy.ok_or_else(|| {
-            let why = "this listener is in platform mode and no platform is installed";
-            refused((ReasonCode::SERVER_UNAVAILABLE, why.into()))
-        })?;
-        let client_policy = crate::policy::admit(connect, broker, policy, (listener, peer), socket)
+        return admit_by_policy(connect, broker, policy, (listener, peer), socket)
             .await
-            .map_err(refused)?;
-        let (keep_alive, server_keep_alive) = negotiate_keep_alive(connect, &config).map_err(refused)?;
-        return Ok(Admitted {
-            client_id: client_policy.session_client_id().map_or(client_id, ByteStr::from),
-            assigned,
-            user: client_policy.user().map(Box::from),
-            auth: None,
-            keep_alive,
-            server_keep_alive,
-            policy: Some(client_policy),
-        });
+            .map(|admitted| Admitted { assigned, ..admitted })
+            .map_err(refused);
     }
     let mut user = None;
     let mut auth = None;
@@ -494,6 +462,73 @@ async fn admit(
         server_keep_alive,
         policy: None,
     })
+}
+
+/// Admits a client of a listener in platform mode through the installed listener policy
+/// (`assigned` is left false for the caller to set).
+async fn admit_by_policy(
+    connect: &Connect,
+    broker: &BrokerState,
+    policy: Option<Arc<dyn crate::policy::ListenerPolicy>>,
+    (listener, peer): (usize, SocketAddr),
+    socket: &mut Socket,
+) -> Result<Admitted, Refusal> {
+    let policy = policy.ok_or_else(|| {
+        let why = "this listener is in platform mode and no platform is installed";
+        (ReasonCode::SERVER_UNAVAILABLE, why.to_string())
+    })?;
+    let client_policy = crate::policy::admit(connect, broker, policy, (listener, peer), socket).await?;
+    let (keep_alive, server_keep_alive) = negotiate_keep_alive(connect, &broker.config())?;
+    let client_id = ByteStr::from(connect.client_id.as_str());
+    Ok(Admitted {
+        client_id: client_policy.session_client_id().map_or(client_id, ByteStr::from),
+        assigned: false,
+        user: client_policy.user().map(Box::from),
+        auth: None,
+        keep_alive,
+        server_keep_alive,
+        policy: Some(client_policy),
+    })
+}
+
+/// Who a session belongs to. A policy's client owns its session under a name no MQTT
+/// user name can be (it has a NUL): a client of another listener with the same client id
+/// and user name starts a session of its own, never resumes this one.
+fn session_owner(admitted: &Admitted) -> Option<String> {
+    match &admitted.policy {
+        Some(_) => Some(format!("\0policy:{}", admitted.user.as_deref().unwrap_or(""))),
+        None => admitted.user.as_deref().map(String::from),
+    }
+}
+
+/// A policy that wants its client's session to end with the connection gets Clean Start
+/// and no Session Expiry Interval, whatever the client asked. Returns the CONNECT.
+fn policy_session_rules<'c>(connect: &'c mut Connect, admitted: &Admitted) -> &'c Connect {
+    if admitted.policy.as_ref().is_some_and(|p| p.forces_clean_session()) {
+        connect.clean_start = true;
+        connect.properties.remove(tern_proto::PropertyId::SessionExpiryInterval);
+    }
+    connect
+}
+
+/// Tells the event stream about a refused CONNECT.
+fn emit_refused(
+    broker: &BrokerState,
+    connect: &Connect,
+    (peer, listener): (SocketAddr, usize),
+    client_id: &ByteStr,
+    (reason, why): (ReasonCode, &str),
+) {
+    broker.events().emit(EventKind::Refused, || Event::Refused {
+        client_id: client_id.clone(),
+        user: connect.username.as_deref().map(Box::from),
+        address: peer,
+        listener,
+        protocol: connect.protocol_version,
+        reason,
+        why: Arc::from(why),
+        at: std::time::SystemTime::now(),
+    });
 }
 
 /// What the configuration refuses in CONNECT before credentials are looked at: the
