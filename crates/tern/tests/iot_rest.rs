@@ -3,7 +3,8 @@
 //! HTTP listener; organizations and keys made with `tern iot ... --json`. Every endpoint,
 //! its shapes and status codes, credentials (401), roles (a read-only key refused on
 //! writes), organization isolation, paging, HTTP messaging reaching MQTT clients, and the
-//! last event cache fed over MQTT and HTTP, kept across a kill -9.
+//! last event cache fed over MQTT and HTTP, kept across a kill -9; and IBM's Python SDK's
+//! registry, connection state and cache APIs, unmodified, over HTTPS on port 443.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 use base64::engine::general_purpose::STANDARD;
