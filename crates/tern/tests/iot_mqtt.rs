@@ -337,6 +337,9 @@ fn a_read_only_key_cannot_publish_commands() {
 #[test]
 fn refused_connects_get_the_codes_the_sdks_expect() {
     let p = Platform::start();
+    assert!(p
+        .broker
+        .log_contains("plain TCP; IoT platform: devices and applications of the registry"));
     let cases: [(&str, &str, &str, u8, u8); 7] = [
         ("not-a-platform-id", "use-token-auth", "x", 2, 0x85),
         ("d:za6xa7:test", "use-token-auth", "x", 2, 0x85),

@@ -475,6 +475,12 @@ impl Config {
         if listener.protocol == ListenerProtocol::Http {
             return format!("HTTP API, {transport}; API keys, see docs/http-api.md");
         }
+        if listener.platform {
+            return format!(
+                "{}, {transport}; IoT platform: devices and applications of the registry, see docs/iot-platform.md",
+                listener.protocol.name()
+            );
+        }
         let mut auth = Vec::new();
         if tls.use_subject_as_username {
             auth.push("users from the certificate subject".to_string());
