@@ -23,10 +23,11 @@
 //!
 //! Kept across restarts: each organization's cache is a file,
 //! `platform/lec/<org>.json` in the data directory, written off the publish path by the
-//! flush task at most once per [`FLUSH_INTERVAL`] for organizations whose cache changed,
-//! as a whole new file renamed over the old one (so kill -9 leaves the previous or the
-//! new version, never half of one). What arrived in the last interval before a kill -9
-//! is lost, as on the platform, whose cache is written in batches too.
+//! flush task at most once per [`FLUSH_INTERVAL`] for organizations whose cache changed
+//! (a large one less often: [`WRITE_BYTES_PER_SECOND`]), as a whole new file renamed
+//! over the old one (so kill -9 leaves the previous or the new version, never half of
+//! one), and all of them at a clean stop. What arrived since the last write before a
+//! kill -9 is lost, as on the platform, whose cache is written in batches too.
 
 use crate::registry::Registry;
 use crate::topics::ROOT;
@@ -50,6 +51,10 @@ pub const MAX_ORG_BYTES: usize = 16 << 20;
 const ENTRY_OVERHEAD: usize = 96;
 /// How often changed organizations are written to disk.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// An organization's file is written at most at this rate on average: a cache of more
+/// than this many bytes is written less often than every [`FLUSH_INTERVAL`] (16 MiB:
+/// every 4 seconds).
+pub const WRITE_BYTES_PER_SECOND: usize = 4 << 20;
 /// The file format's version.
 const FORMAT_VERSION: u32 = 1;
 
@@ -126,6 +131,8 @@ struct OrgCache {
     bytes: usize,
     /// Changed since last written.
     dirty: bool,
+    /// When it was last written.
+    written: Option<std::time::Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -319,13 +326,20 @@ impl Lec {
         errors
     }
 
-    /// Takes the organizations changed since the last call, with their entries.
-    fn take_dirty(&self) -> Vec<(String, Vec<CachedEvent>)> {
+    /// Takes the organizations changed since they were last written, with their
+    /// entries: all of them, or (`all` false) those whose size allows a write now.
+    fn take_dirty(&self, all: bool) -> Vec<(String, Vec<CachedEvent>)> {
+        let now = std::time::Instant::now();
         let mut inner = self.inner.lock();
         let mut out = Vec::new();
         for (org, cache) in &mut inner.orgs {
-            if cache.dirty {
+            let pause = Duration::from_secs_f64(cache.bytes as f64 / WRITE_BYTES_PER_SECOND as f64);
+            let early = cache
+                .written
+                .is_some_and(|at| now.saturating_duration_since(at) < pause);
+            if cache.dirty && (all || !early) {
                 cache.dirty = false;
+                cache.written = Some(now);
                 out.push((org.clone(), cache.devices.values().flatten().cloned().collect()));
             }
         }
@@ -333,11 +347,21 @@ impl Lec {
         out
     }
 
-    /// Writes the organizations changed since the last flush. Blocking: call off the
-    /// runtime. An organization whose write failed is marked changed again.
+    /// Writes every organization changed since it was last written (at a stop). Blocking:
+    /// call off the runtime. An organization whose write failed is marked changed again.
     pub fn flush(&self) -> Vec<LecError> {
+        self.write_changed(true)
+    }
+
+    /// Writes the changed organizations whose last write is long enough ago for their
+    /// size ([`WRITE_BYTES_PER_SECOND`]). Blocking, as [`Lec::flush`].
+    pub fn flush_due(&self) -> Vec<LecError> {
+        self.write_changed(false)
+    }
+
+    fn write_changed(&self, all: bool) -> Vec<LecError> {
         let mut errors = Vec::new();
-        for (org, events) in self.take_dirty() {
+        for (org, events) in self.take_dirty(all) {
             if let Err(e) = write_file(&self.dir, &org, &events) {
                 errors.push(e);
                 if let Some(cache) = self.inner.lock().orgs.get_mut(&org) {

@@ -136,7 +136,11 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, lec: Arc<Lec>) {
                 lec.sweep(|org| ttl_of(&registry, org));
             }
             let flushed = lec.clone();
-            if let Ok(errors) = tokio::task::spawn_blocking(move || flushed.flush()).await {
+            let write = move || match stopping {
+                true => flushed.flush(),
+                false => flushed.flush_due(),
+            };
+            if let Ok(errors) = tokio::task::spawn_blocking(write).await {
                 for e in errors {
                     tracing::error!("last event cache not saved: {e}");
                 }

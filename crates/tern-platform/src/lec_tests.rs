@@ -120,6 +120,30 @@ fn a_flushed_cache_is_read_back_and_damaged_files_are_named() {
 }
 
 #[test]
+fn a_large_cache_is_written_less_often_but_whole_at_a_stop() {
+    let dir = tempfile_dir();
+    let lec = Lec::with_limits(&dir, 64 << 20, 64 << 20);
+    let now = now_ms();
+    let payload = "p".repeat(1000);
+    // About 22 MB: written at most every 5 seconds or so.
+    for i in 0..20_000u64 {
+        lec.insert("big", event(&format!("d{i}"), "e", &payload, now));
+    }
+    assert!(lec.flush_due().is_empty());
+    let file = lec_dir(&dir).join("big.json");
+    assert!(file.exists());
+    lec.insert("big", event("late", "e", "late-one", now));
+    lec.insert("small", event("d", "e", "x", now));
+    assert!(lec.flush_due().is_empty());
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(!text.contains(&STANDARD.encode("late-one")));
+    assert!(lec_dir(&dir).join("small.json").exists());
+    assert!(lec.flush().is_empty());
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(text.contains(&STANDARD.encode("late-one")));
+}
+
+#[test]
 fn only_device_event_topics_are_events() {
     assert_eq!(
         event_of("$iot/acme/iot-2/type/t/id/d/evt/status/fmt/json"),
