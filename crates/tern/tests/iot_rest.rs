@@ -1009,3 +1009,76 @@ fn the_platforms_python_sdk_manages_the_registry_and_reads_the_cache() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
+
+#[test]
+fn bad_input_gets_a_4xx_in_the_platforms_error_shape() {
+    let p = Platform::start();
+    let a = p.admin.as_str();
+    let refused = |answer: Answer, what: &str| {
+        assert!((400..500).contains(&answer.status), "{what}: {answer:?}");
+        assert!(
+            answer.json()["exception"]["id"].as_str().is_some(),
+            "{what}: {answer:?}"
+        );
+    };
+    let long = format!("Basic {}", "A".repeat(2000));
+    for auth in ["Basic !!!", "Basic", "basic Og==", long.as_str()] {
+        refused(p.call(auth, "GET", "/device/types", None), auth);
+    }
+    for (method, path, body) in [
+        ("POST", "/device/types", json!("string")),
+        ("POST", "/device/types", json!({"id": 5})),
+        ("POST", "/device/types", json!({"id": "x", "classId": "robot"})),
+        ("POST", "/device/types", json!({"id": "x", "deviceInfo": [1]})),
+        ("POST", "/device/types", json!({"id": "x".repeat(37)})),
+        ("PUT", "/config/lec", json!({"enabled": "yes"})),
+        ("PUT", "/config/lec", json!({"enabled": true, "ttlDays": 1e10})),
+        ("PUT", "/config/lec", json!({"enabled": true, "ttlDays": -1})),
+        (
+            "POST",
+            "/device/types/test/devices",
+            json!({"deviceId": "x", "authToken": "short"}),
+        ),
+        (
+            "POST",
+            "/device/types/test/devices",
+            json!({"deviceId": "x", "gateway": {"typeId": "no", "deviceId": "y"}}),
+        ),
+        (
+            "POST",
+            "/device/types/test/devices",
+            json!({"deviceId": "x", "location": "here"}),
+        ),
+        ("POST", "/bulk/devices/add", json!([1, 2])),
+        ("POST", "/bulk/devices/remove", json!({"typeId": "test"})),
+    ] {
+        refused(
+            p.call(a, method, path, Some(body.clone())),
+            &format!("{method} {path} {body}"),
+        );
+    }
+    for (method, path) in [
+        ("GET", "/device/types/%FF"),
+        ("GET", "/device/types/test/devices?_limit=99999999999999999999"),
+        ("GET", "/bulk/devices?_bookmark=%FF%FE"),
+        ("DELETE", "/config/lec"),
+        ("GET", "/device/types/test/devices/4321/events/%C3%28"),
+    ] {
+        refused(p.call(a, method, path, None), path);
+    }
+    let huge = vec![b' '; 600 << 10];
+    let headers = [("Authorization", a), ("Content-Type", "application/json")];
+    refused(
+        request(p.http(), "POST", "/api/v0002/bulk/devices/add", &headers, &huge),
+        "600 KiB",
+    );
+    let name = "e".repeat(40);
+    let path = format!("/device/types/test/devices/4321/events/{name}");
+    refused(
+        p.post(&p.device_auth(), &path, "application/json", b"{}"),
+        "a long event id",
+    );
+    // Nothing of it changed the registry.
+    assert_eq!(p.call(a, "GET", "/bulk/devices", None).ok(200)["meta"]["total_rows"], 1);
+    assert_eq!(p.call(a, "GET", "/device/types", None).ok(200)["meta"]["total_rows"], 1);
+}
