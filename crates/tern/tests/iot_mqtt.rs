@@ -10,6 +10,7 @@ mod common;
 mod platform;
 use common::*;
 use platform::*;
+use serde_json::Value;
 use tern_proto::*;
 
 #[test]
@@ -475,4 +476,68 @@ fn a_plain_client_with_a_devices_client_id_never_gets_its_session() {
     assert!(ack.reason_code.is_success());
     assert!(!ack.session_present, "a session of its own");
     plain.expect_quiet();
+}
+
+/// A device over WebSocket with paho-mqtt: connects, publishes an event, disconnects.
+const PAHO_WS_DEVICE: &str = r#"
+import sys, paho.mqtt.client as mqtt
+port, token = int(sys.argv[1]), sys.argv[2]
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="d:za6xa7:test:4321",
+                protocol=mqtt.MQTTv311, transport="websockets")
+c.ws_set_options(path="/mqtt")
+c.username_pw_set("use-token-auth", token)
+c.connect("127.0.0.1", port, 60)
+c.loop_start()
+info = c.publish("iot-2/evt/ws/fmt/txt", b"over websocket", qos=1)
+info.wait_for_publish(20)
+c.disconnect()
+c.loop_stop()
+print("published" if info.is_published() else "not published")
+"#;
+
+#[test]
+fn a_device_over_websocket_is_a_platform_client_with_its_protocol_in_status() {
+    if !peer_available(
+        "paho-mqtt (pip install paho-mqtt)",
+        python_module_exists("paho.mqtt.client"),
+    ) {
+        return;
+    }
+    let p = Platform::start();
+    let mut app = p.app(ProtocolVersion::V3_1_1, "watcher");
+    app.subscribe("iot-2/type/+/id/+/mon", QoS::AtMostOnce);
+    app.subscribe("iot-2/type/+/id/+/evt/+/fmt/+", QoS::AtMostOnce);
+    let out = std::process::Command::new("python3")
+        .args(["-c", PAHO_WS_DEVICE, &p.port(3), &p.device_token])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("published"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let publish = app.recv_publish();
+        seen.push((publish.topic.to_string(), publish.payload.clone()));
+    }
+    // The status task publishes beside the connection: the event may come first.
+    let event = seen.iter().find(|(topic, _)| topic.contains("/evt/")).unwrap();
+    assert_eq!(event.0, "iot-2/type/test/id/4321/evt/ws/fmt/txt");
+    assert_eq!(&event.1[..], b"over websocket");
+    let status: Vec<Value> = seen
+        .iter()
+        .filter(|(topic, _)| topic == "iot-2/type/test/id/4321/mon")
+        .map(|(_, payload)| serde_json::from_slice(payload).unwrap())
+        .collect();
+    assert_eq!(status.len(), 2, "{seen:?}");
+    assert_eq!(
+        (status[0]["Action"].as_str(), status[1]["Action"].as_str()),
+        (Some("Connect"), Some("Disconnect"))
+    );
+    for body in &status {
+        assert_eq!(body["Protocol"], "mqtt4-ws");
+        assert_eq!(body["Port"], p.addr(3).port());
+    }
 }

@@ -30,8 +30,8 @@ pub fn text(v: &Value, field: &str) -> String {
         .to_string()
 }
 
-/// A broker with three listeners: platform mode on plain TCP, platform mode on TLS, and a
-/// plain mosquitto-style listener; organization `za6xa7` (plain TCP allowed) with type
+/// A broker with four listeners: platform mode on plain TCP, platform mode on TLS, a plain
+/// mosquitto-style listener, and platform mode over WebSocket; organization `za6xa7` (plain TCP allowed) with type
 /// `test`, devices 4321 and 4322, its admin key and a read-only key; organization `orgb`
 /// (TLS only) with device `test/4321` too.
 pub struct Platform {
@@ -74,7 +74,8 @@ impl Platform {
             "{extra}persistence true\npersistence_location {}\nplatform_domain iot.test\nallow_anonymous true\nauth_failure_delay 0\n\
              listener 0 127.0.0.1\nplatform true\n\
              listener 0 127.0.0.1\ncertfile {}\nkeyfile {}\nplatform true\n\
-             listener 0 127.0.0.1\n",
+             listener 0 127.0.0.1\n\
+             listener 0 127.0.0.1\nprotocol websockets\nplatform true\n",
             data.display(),
             cert.display(),
             key.display()
