@@ -153,6 +153,9 @@ pub struct Lec {
     max_org_bytes: usize,
     /// How the cache gets the broker's messages.
     pub(crate) feed: crate::lec_task::Feed,
+    /// Held while files are written, so two flushes (the flush task's last one and the
+    /// one at a stop) never write one file at once.
+    writing: Mutex<()>,
 }
 
 /// One line of an organization's file.
@@ -193,17 +196,36 @@ impl Lec {
             max_bytes,
             max_org_bytes: max_org_bytes.min(max_bytes),
             feed: crate::lec_task::Feed::default(),
+            writing: Mutex::new(()),
         }
     }
 
     /// Puts a message in organization `org`'s cache, replacing the device's previous one of
-    /// the same event id.
+    /// the same event id. One too large to cache removes that previous one (it is no
+    /// longer the last).
     pub fn insert(&self, org: &str, event: CachedEvent) {
         let cost = event.cost();
+        let mut inner = self.inner.lock();
         if cost > self.max_org_bytes / 16 {
+            let key = (event.type_id, event.device_id);
+            let Some(cache) = inner.orgs.get_mut(org) else {
+                return;
+            };
+            let Some(device) = cache.devices.get_mut(&key) else {
+                return;
+            };
+            let Some(at) = device.iter().position(|e| e.event_id == event.event_id) else {
+                return;
+            };
+            let freed = device.swap_remove(at).cost();
+            if device.is_empty() {
+                cache.devices.remove(&key);
+            }
+            cache.bytes -= freed;
+            cache.dirty = true;
+            inner.bytes -= freed;
             return;
         }
-        let mut inner = self.inner.lock();
         let cache = inner.orgs.entry(org.to_string()).or_default();
         cache.dirty = true;
         let device = cache
@@ -360,6 +382,7 @@ impl Lec {
     }
 
     fn write_changed(&self, all: bool) -> Vec<LecError> {
+        let _writing = self.writing.lock();
         let mut errors = Vec::new();
         for (org, events) in self.take_dirty(all) {
             if let Err(e) = write_file(&self.dir, &org, &events) {
