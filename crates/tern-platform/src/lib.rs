@@ -17,6 +17,7 @@ pub mod registry_bulk;
 pub mod registry_model;
 mod registry_store;
 pub mod rest;
+mod rest_commands;
 mod rest_connections;
 mod rest_messaging;
 mod rest_registry;

@@ -2,8 +2,8 @@
 //! whenever `platform_domain` is set (handed to the broker with
 //! `Broker::with_http_routes`, outside the admin API's key check): the registry (device
 //! types, devices, bulk add and remove) in [`crate::rest_registry`], the last event
-//! cache and HTTP messaging in [`crate::rest_messaging`], connection states in
-//! [`crate::rest_connections`].
+//! cache and HTTP messaging in [`crate::rest_messaging`] (a device's command long-poll in
+//! [`crate::rest_commands`]), connection states in [`crate::rest_connections`].
 //!
 //! Every request authenticates with HTTP Basic: an application with its API key and
 //! token, a device with `use-token-auth` and its token (devices may only post their own
@@ -60,6 +60,8 @@ pub struct RestState {
     pub domain: Option<String>,
     /// Each device's rate of events posted over HTTP.
     pub(crate) rates: crate::rest_messaging::EventRates,
+    /// Devices waiting for a command over HTTP.
+    pub(crate) commands: Arc<crate::rest_commands::CommandWaits>,
 }
 
 pub(crate) type Rest = axum::extract::State<Arc<RestState>>;
@@ -73,10 +75,12 @@ pub fn router(handle: &BrokerHandle, registry: Arc<Registry>, lec: Arc<Lec>, dom
         admin: handle.admin(),
         domain,
         rates: Default::default(),
+        commands: crate::rest_commands::CommandWaits::start(handle),
     });
     crate::rest_registry::routes()
         .merge(crate::rest_messaging::routes())
         .merge(crate::rest_connections::routes())
+        .merge(crate::rest_commands::routes())
         .fallback(|| async { RestError::new(StatusCode::NOT_FOUND, "no such endpoint under /api/v0002") })
         .method_not_allowed_fallback(|| async {
             RestError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")

@@ -45,10 +45,20 @@ fn text(v: &Value, field: &str) -> String {
 #[derive(Debug)]
 struct Answer {
     status: u16,
+    /// The status line and headers.
+    head: String,
     body: Vec<u8>,
 }
 
 impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head
+            .split("\r\n")
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    }
+
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
     }
@@ -108,7 +118,7 @@ fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)],
         }
         body = out;
     }
-    Answer { status, body }
+    Answer { status, head, body }
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -1081,4 +1091,54 @@ fn bad_input_gets_a_4xx_in_the_platforms_error_shape() {
     // Nothing of it changed the registry.
     assert_eq!(p.call(a, "GET", "/bulk/devices", None).ok(200)["meta"]["total_rows"], 1);
     assert_eq!(p.call(a, "GET", "/device/types", None).ok(200)["meta"]["total_rows"], 1);
+}
+
+#[test]
+fn a_device_waits_for_its_commands_over_http() {
+    let p = Platform::start();
+    let device = p.device_auth();
+    let poll = |command: &str, wait: u64| {
+        let path = format!("/device/types/test/devices/4321/commands/{command}/request");
+        let body = format!("{{\"waitTimeSecs\": {wait}}}");
+        p.post(&device, &path, "application/json", body.as_bytes())
+    };
+    // Nothing comes: 204.
+    assert_eq!(poll("reboot", 0).status, 204);
+    // A command published while the device waits is the answer.
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| poll("+", 30));
+        let sent = "/application/types/test/devices/4321/commands/reboot";
+        within(PATIENCE, "the command answered", || {
+            p.post(&p.admin, sent, "application/json", br#"{"delay":1}"#).ok(200);
+            waiting.is_finished().then_some(())
+        });
+        let got = waiting.join().unwrap();
+        assert_eq!(got.status, 200, "{got:?}");
+        assert_eq!(got.body, br#"{"delay":1}"#);
+        assert_eq!(got.header("x-commandid"), Some("reboot"));
+        assert_eq!(got.header("content-type"), Some("application/json"));
+    });
+    // Only the command asked for, and only this device's.
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| poll("update", 30));
+        within(PATIENCE, "the update answered", || {
+            for (device, command) in [("4321", "reboot"), ("4321", "update")] {
+                let sent = format!("/application/types/test/devices/{device}/commands/{command}");
+                p.post(&p.admin, &sent, "text/plain", command.as_bytes()).ok(200);
+            }
+            waiting.is_finished().then_some(())
+        });
+        let got = waiting.join().unwrap();
+        assert_eq!((got.status, &got.body[..]), (200, &b"update"[..]));
+        assert_eq!(got.header("x-commandid"), None);
+        assert_eq!(got.header("content-type"), Some("text/plain"));
+    });
+    // Refused: an application, a bad wait, another device's token.
+    let path = "/device/types/test/devices/4321/commands/reboot/request";
+    p.post(&p.admin, path, "application/json", b"{}").refused(403);
+    p.post(&device, path, "application/json", br#"{"waitTimeSecs": 3601}"#)
+        .refused(400);
+    p.post(&device, path, "application/json", b"[]").refused(400);
+    let other = basic("use-token-auth", &p.orgb_device_token);
+    p.post(&other, path, "application/json", b"{}").refused(401);
 }
