@@ -100,6 +100,19 @@ impl BrokerState {
         platform.then(|| self.policy.read().clone())
     }
 
+    /// Whether the session of `client_id` belongs to a listener policy's client (checked
+    /// for clients of other listeners, and only once a policy is installed).
+    pub fn owned_by_policy_client(&self, client_id: &ByteStr) -> bool {
+        self.policy.read().is_some()
+            && self.sessions.with(|map| {
+                map.get(client_id).is_some_and(|session| {
+                    let state = session.state.lock();
+                    let owner = state.owner.as_deref();
+                    owner.is_some_and(|o| o.starts_with(crate::policy::OWNER_PREFIX))
+                })
+            })
+    }
+
     /// Whether `topic` (a name or filter) is under the installed policy's reserved root,
     /// where only the policy's clients may go. Costs one byte comparison for a topic
     /// that does not start with `$`.

@@ -25,6 +25,10 @@ use tern_proto::{ByteStr, ProtocolVersion, ReasonCode};
 /// payload over [`ClientPolicy::max_payload`] begins.
 pub const MESSAGE_TOO_LARGE: &str = "message size is too large";
 
+/// How the owner of a session of a policy's client begins (then its user name): a NUL,
+/// which no MQTT user name has, so that no client of another listener can own it.
+pub const OWNER_PREFIX: &str = "\0policy:";
+
 /// What a CONNECT says, for a policy to decide on.
 #[derive(Debug, Clone)]
 pub struct ConnectRequest {

@@ -450,32 +450,39 @@ fn retain_is_ignored_and_oversized_payloads_end_the_connection() {
 }
 
 #[test]
-fn a_plain_client_with_a_devices_client_id_never_gets_its_session() {
+fn a_plain_client_cannot_take_a_platform_clients_id_or_session() {
     let p = Platform::start();
     // The device keeps a session with a subscription and a queued command.
-    let mut device = Client::open(p.addr(0), ProtocolVersion::V3_1_1);
-    let mut connect = connect_packet(ProtocolVersion::V3_1_1, "d:za6xa7:test:4321", false, 60);
-    connect.username = Some(ByteStr::from("use-token-auth"));
-    connect.password = Some(bytes::Bytes::copy_from_slice(p.device_token.as_bytes()));
-    assert!(device.connect(&connect).reason_code.is_success());
+    let device_connect = || {
+        let mut device = Client::open(p.addr(0), ProtocolVersion::V3_1_1);
+        let mut connect = connect_packet(ProtocolVersion::V3_1_1, "d:za6xa7:test:4321", false, 60);
+        connect.username = Some(ByteStr::from("use-token-auth"));
+        connect.password = Some(bytes::Bytes::copy_from_slice(p.device_token.as_bytes()));
+        let ack = device.connect(&connect);
+        assert!(ack.reason_code.is_success());
+        (device, ack.session_present)
+    };
+    let (mut device, _) = device_connect();
     device.subscribe("iot-2/cmd/+/fmt/+", QoS::AtLeastOnce);
+    // The same client id and user name on the plain listener (anonymous allowed there):
+    // refused (3.1.1: 5), and the device stays connected.
+    let impostor = || {
+        let mut plain = Client::open(p.addr(2), ProtocolVersion::V3_1_1);
+        let mut connect = connect_packet(ProtocolVersion::V3_1_1, "d:za6xa7:test:4321", false, 60);
+        connect.username = Some(ByteStr::from("use-token-auth"));
+        plain.connect(&connect).reason_code.to_connect_return_code()
+    };
+    assert_eq!(impostor(), 5);
+    device.ping();
     device.disconnect();
     let mut app = p.app(ProtocolVersion::V5, "commander");
-    app.publish(
-        "iot-2/type/test/id/4321/cmd/secret/fmt/txt",
-        b"for 4321",
-        QoS::AtLeastOnce,
-        false,
-        1,
-    );
-    // The same client id and user name on the plain listener (anonymous allowed there).
-    let mut plain = Client::open(p.addr(2), ProtocolVersion::V3_1_1);
-    let mut impostor = connect_packet(ProtocolVersion::V3_1_1, "d:za6xa7:test:4321", false, 60);
-    impostor.username = Some(ByteStr::from("use-token-auth"));
-    let ack = plain.connect(&impostor);
-    assert!(ack.reason_code.is_success());
-    assert!(!ack.session_present, "a session of its own");
-    plain.expect_quiet();
+    let command = "iot-2/type/test/id/4321/cmd/secret/fmt/txt";
+    app.publish(command, b"for 4321", QoS::AtLeastOnce, false, 1);
+    // Nor may it take the offline session with its queued command.
+    assert_eq!(impostor(), 5);
+    let (mut device, present) = device_connect();
+    assert!(present);
+    assert_eq!(&device.recv_publish().payload[..], b"for 4321");
 }
 
 /// A device over WebSocket with paho-mqtt: connects, publishes an event, disconnects.

@@ -89,8 +89,11 @@ impl Admin {
             user: info
                 .as_ref()
                 .and_then(|i| i.user.as_deref())
-                // A listener policy's client owns its session as "\0policy:<user>".
-                .or(state.owner.as_deref().map(|o| o.strip_prefix("\0policy:").unwrap_or(o)))
+                // A listener policy's client owns its session under OWNER_PREFIX.
+                .or(state
+                    .owner
+                    .as_deref()
+                    .map(|o| o.strip_prefix(crate::policy::OWNER_PREFIX).unwrap_or(o)))
                 .map(str::to_string),
             address: info.as_ref().map(|i| i.peer.to_string()),
             protocol_version: info.as_ref().map(|i| i.version.to_string()),

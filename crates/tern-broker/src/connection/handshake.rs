@@ -453,6 +453,11 @@ async fn admit(
         Ok(None) => client_id,
         Err(refusal) => return Err((client_id, refusal)),
     };
+    if broker.owned_by_policy_client(&client_id) {
+        // Neither its connection nor its session is this client's to take.
+        let why = "the client id belongs to a client of a platform listener";
+        return Err((client_id, (ReasonCode::NOT_AUTHORIZED, why.into())));
+    }
     Ok(Admitted {
         client_id,
         assigned,
@@ -496,7 +501,11 @@ async fn admit_by_policy(
 /// and user name starts a session of its own, never resumes this one.
 fn session_owner(admitted: &Admitted) -> Option<String> {
     match &admitted.policy {
-        Some(_) => Some(format!("\0policy:{}", admitted.user.as_deref().unwrap_or(""))),
+        Some(_) => Some(format!(
+            "{}{}",
+            crate::policy::OWNER_PREFIX,
+            admitted.user.as_deref().unwrap_or("")
+        )),
         None => admitted.user.as_deref().map(String::from),
     }
 }
