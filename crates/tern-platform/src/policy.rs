@@ -9,10 +9,14 @@
 //! - an unknown organization, a key of another organization, plain TCP where the
 //!   organization requires TLS, a `d:` id for a gateway or `g:` for a device, a TLS
 //!   name (`<org>.messaging.<domain>`) of another organization: 5 (0x87);
-//! - too many first-time token checks this second: 3 (0x88), try again.
+//! - too many first-time token checks this second: 3 (0x88), try again;
+//! - the organization's connections or connection rate at their quota: 3 (0x97 / 0x9F).
 //!
-//! Every client's retain flags are ignored, and a payload over the organization's limit
-//! (131,072 bytes by default) ends the connection.
+//! Every client's retain flags are ignored, a payload over the organization's limit
+//! (131,072 bytes by default) ends the connection, and a device's messages are limited to
+//! its organization's rate (`policy_quota`). Gateways act for the devices behind them,
+//! and have unknown ones registered (`policy_gateway`). With `platform_quickstart` the
+//! open `quickstart` organization is served without registry or credentials.
 
 use crate::identity::{ClientId, Credentials, IdentityError, Refusal, QUICKSTART};
 use crate::policy_gateway::{rc as gateway_rc, GatewayServices, Refused};
