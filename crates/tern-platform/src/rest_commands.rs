@@ -139,11 +139,7 @@ impl CommandWaits {
 
     /// Hands a published message to the request waiting for it, if it is one.
     fn deliver(&self, topic: &str, payload: Bytes) {
-        let Some(at) = topic.find("/cmd/") else {
-            return;
-        };
-        let (prefix, rest) = topic.split_at(at + "/cmd/".len());
-        let Some((command, format)) = rest.split_once("/fmt/") else {
+        let Some((prefix, command, format)) = command_of(topic) else {
             return;
         };
         let mut waiting = self.waiting.lock();
@@ -155,6 +151,24 @@ impl CommandWaits {
                 let _ = waiter.to.send((command.to_string(), format.to_string(), payload));
             }
         }
+    }
+}
+
+/// The device's command prefix (`$iot/<org>/iot-2/type/<t>/id/<d>/cmd/`), command id
+/// and format of a broker topic that is a command, `.../cmd/<c>/fmt/<f>`.
+fn command_of(topic: &str) -> Option<(&str, &str, &str)> {
+    let mut levels = topic.split('/');
+    let head: [Option<&str>; 8] = std::array::from_fn(|_| levels.next());
+    let rest: Vec<&str> = levels.collect();
+    match (head, rest.as_slice()) {
+        (
+            [Some(crate::topics::ROOT), Some(_), Some("iot-2"), Some("type"), Some(_), Some("id"), Some(_), Some("cmd")],
+            [command, "fmt", format],
+        ) => {
+            let prefix_len = topic.len() - command.len() - format.len() - "/fmt/".len();
+            Some((&topic[..prefix_len], command, format))
+        }
+        _ => None,
     }
 }
 
@@ -241,4 +255,25 @@ pub(crate) async fn command_request(state: Rest, headers: HeaderMap, p: CommandP
         }
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_command_topics_are_commands() {
+        assert_eq!(
+            command_of("$iot/o/iot-2/type/cmd/id/d/cmd/c/fmt/json"),
+            Some(("$iot/o/iot-2/type/cmd/id/d/cmd/", "c", "json"))
+        );
+        for topic in [
+            "$iot/o/iot-2/type/t/id/d/evt/cmd/fmt/json",
+            "$iot/o/iot-2/type/t/id/d/cmd/c/fmt",
+            "$iot/o/iot-2/type/t/id/d/cmd/c/fmt/json/x",
+            "iot-2/type/t/id/d/cmd/c/fmt/json",
+        ] {
+            assert_eq!(command_of(topic), None, "{topic}");
+        }
+    }
 }
