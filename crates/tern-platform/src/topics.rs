@@ -202,9 +202,10 @@ impl TopicSpace {
     /// The broker's name of a topic the client publishes to, if it may.
     pub fn publish(&self, topic: &str) -> Result<Mapped, TopicRefusal> {
         let refuse = |why| Err(refusal(topic, why));
-        let levels: Vec<&str> = topic.split('/').collect();
+        let mut buffer = [""; MAX_LEVELS];
+        let levels = split_levels(topic, &mut buffer);
         match &self.who {
-            Who::Device => match levels.as_slice() {
+            Who::Device => match levels {
                 ["iot-2", "evt", event, "fmt", format] if is_level(event) && is_level(format) => {
                     Ok(self.device_topic(topic))
                 }
@@ -212,7 +213,7 @@ impl TopicSpace {
                 _ => refuse("a device may publish only its events, iot-2/evt/<event>/fmt/<format>"),
             },
             Who::Gateway { .. } | Who::Application { .. } => {
-                let Some(FullForm { device, kind }) = full_form(&levels, false) else {
+                let Some(FullForm { device, kind }) = full_form(levels, false) else {
                     return refuse("not a topic of the platform's iot-2 space that can be published to");
                 };
                 match (&self.who, kind) {
@@ -246,9 +247,10 @@ impl TopicSpace {
                 "platform clients do not name shared subscriptions (scalable applications share by their client id)",
             );
         }
-        let levels: Vec<&str> = filter.split('/').collect();
+        let mut buffer = [""; MAX_LEVELS];
+        let levels = split_levels(filter, &mut buffer);
         match &self.who {
-            Who::Device => match levels.as_slice() {
+            Who::Device => match levels {
                 ["iot-2", "cmd", command, "fmt", format] if is_filter_level(command) && is_filter_level(format) => {
                     Ok(self.device_topic(filter))
                 }
@@ -256,7 +258,7 @@ impl TopicSpace {
                 _ => refuse("a device may subscribe only to its commands, iot-2/cmd/<command>/fmt/<format>"),
             },
             Who::Gateway { .. } => {
-                let Some(FullForm { device, kind }) = full_form(&levels, true) else {
+                let Some(FullForm { device, kind }) = full_form(levels, true) else {
                     return refuse("not a filter of the platform's iot-2 space");
                 };
                 if kind == Kind::App {
@@ -274,7 +276,7 @@ impl TopicSpace {
                 })
             }
             Who::Application { share, .. } => {
-                if full_form(&levels, true).is_none() {
+                if full_form(levels, true).is_none() {
                     return refuse("not a filter of the platform's iot-2 space");
                 }
                 let topic = match share {
@@ -355,6 +357,24 @@ fn full_form<'a>(levels: &[&'a str], filter: bool) -> Option<FullForm<'a>> {
     }
     let device = (t != "+" && d != "+").then_some((t, d));
     Some(FullForm { device, kind })
+}
+
+/// More levels than any platform topic has (the full form has 9).
+const MAX_LEVELS: usize = 10;
+
+/// The levels of `topic` in `buffer`, without allocating; a topic of more levels than
+/// the buffer holds gives its first levels and an empty one, which no form accepts.
+fn split_levels<'t>(topic: &'t str, buffer: &'t mut [&'t str; MAX_LEVELS]) -> &'t [&'t str] {
+    let mut n = 0;
+    for level in topic.split('/') {
+        if n == MAX_LEVELS {
+            buffer[MAX_LEVELS - 1] = "";
+            return &buffer[..];
+        }
+        buffer[n] = level;
+        n += 1;
+    }
+    &buffer[..n]
 }
 
 /// An event, command or format in a topic: one non-empty level without wildcards.

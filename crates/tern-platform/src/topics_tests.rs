@@ -363,3 +363,13 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn topics_of_many_levels_are_refused_without_trouble() {
+    let long = format!("iot-2/evt/e/fmt/f{}", "/x".repeat(1000));
+    assert!(device("d:o:t:d").publish(&long).is_err());
+    let long = format!("iot-2/type/t/id/d/evt/e/fmt/f{}", "/+".repeat(1000));
+    assert!(app("a:o:a", AppRights::ALL).subscribe(&long).is_err());
+    let ten = "iot-2/type/t/id/d/evt/e/fmt/f/x";
+    assert!(app("a:o:a", AppRights::ALL).publish(ten).is_err());
+}
