@@ -11,8 +11,8 @@
 //! wait. It listens to the stream only while some request waits: a request subscribes
 //! on the dispatcher's behalf before it starts waiting (as the last event cache does,
 //! [`crate::lec_task`]), so nothing published after that is missed. A device waits once
-//! at a time (a second request gets 409), and at most [`MAX_WAITING`] requests wait at
-//! once (429 beyond).
+//! at a time: its new request replaces the one before, which gets 204 at once. At most
+//! [`MAX_WAITING`] requests wait at once (429 beyond).
 
 use crate::registry_model::check_id;
 use crate::rest::{authenticate, path, read_body, Answer, Caller, Rest, RestError};
@@ -107,18 +107,14 @@ impl CommandWaits {
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         {
             let mut waiting = self.waiting.lock();
-            if waiting.contains_key(&prefix) {
-                return Err(RestError::new(
-                    StatusCode::CONFLICT,
-                    "this device already waits for a command over HTTP",
-                ));
-            }
-            if waiting.len() >= MAX_WAITING {
+            if waiting.len() >= MAX_WAITING && !waiting.contains_key(&prefix) {
                 return Err(RestError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     format!("{MAX_WAITING} requests already wait for commands"),
                 ));
             }
+            // A device's new request replaces its previous one, which answers 204 at once
+            // (its client may be gone without the server having noticed).
             waiting.insert(prefix.clone(), Waiter { id, command, to });
         }
         let mut handoff = self.handoff.lock();

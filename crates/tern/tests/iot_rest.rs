@@ -1133,6 +1133,15 @@ fn a_device_waits_for_its_commands_over_http() {
         assert_eq!(got.header("x-commandid"), None);
         assert_eq!(got.header("content-type"), Some("text/plain"));
     });
+    // A device's new request answers the one before with 204.
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| poll("reboot", 30));
+        within(PATIENCE, "the first request answered", || {
+            assert_eq!(poll("reboot", 0).status, 204);
+            first.is_finished().then_some(())
+        });
+        assert_eq!(first.join().unwrap().status, 204);
+    });
     // Refused: an application, a bad wait, another device's token.
     let path = "/device/types/test/devices/4321/commands/reboot/request";
     p.post(&p.admin, path, "application/json", b"{}").refused(403);
