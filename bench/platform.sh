@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The IoT platform's cost: device -> application delivery through a `platform true`
 # listener (identities checked, topics mapped into the organization's space and back)
-# against the same traffic on a plain listener of the same broker, measured in the same
+# against the same traffic (topics as deep as the platform's) on a plain listener of the
+# same broker, measured in the same
 # run, alternating (plain platform plain platform ...) for ROUNDS rounds.
 #
 #   bench/platform.sh                      # 3 rounds of 5 s
@@ -50,7 +51,8 @@ start() {
 measure() {
     local name=$1 listener=$2
     shift 2
-    local pid json flags=(-p 18883)
+    # The same depth on both: the platform routes $iot/<org>/iot-2/type/<t>/id/<d>/evt/<e>/fmt/<f>.
+    local pid json flags=(-p 18883 --topic-prefix '$iot/bench/iot-2/type/sensor/id/dev/evt/x/fmt/')
     [ "$listener" = platform ] && flags=(-p 18886 --iot "$iot")
     pid=$(start)
     if ! json=$("$TERN" bench "$@" "${flags[@]}" --broker-pid "$pid" --json 2>>"$work/bench.err"); then

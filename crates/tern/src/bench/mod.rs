@@ -109,6 +109,10 @@ pub struct BenchArgs {
     /// devices dev0, dev1... registered with DEVICE_TOKEN, subscribers applications).
     #[arg(long = "iot")]
     iot: Option<String>,
+    /// Put this in front of every topic and filter (without --iot): the same traffic at
+    /// another depth, e.g. the platform's topics' depth on a plain listener.
+    #[arg(long = "topic-prefix", default_value = "")]
+    topic_prefix: String,
     #[arg(long = "help", action = clap::ArgAction::Help)]
     help: Option<bool>,
 }
@@ -136,6 +140,15 @@ impl BenchArgs {
             "mqttv5" | "5" => ProtocolVersion::V5,
             other => bail!("unknown protocol version {other:?}"),
         })
+    }
+}
+
+/// `name` (a topic or filter) with `prefix` in front; a shared subscription keeps its
+/// `$share/<group>/` first.
+fn prefixed(prefix: &str, name: &str) -> String {
+    match name.strip_prefix(SHARED_PREFIX) {
+        Some(filter) => format!("{SHARED_PREFIX}{prefix}{filter}"),
+        None => format!("{prefix}{name}"),
     }
 }
 
@@ -203,7 +216,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     for (i, filter) in filters.iter().enumerate() {
         let (login, wire_filter) = match &iot {
             Some(iot) => iot.subscriber(i, filter, &topics),
-            None => (wire::Login::anonymous(format!("bench-{run_id}-s{i}")), filter.clone()),
+            None => (wire::Login::anonymous(format!("bench-{run_id}-s{i}")), prefixed(&args.topic_prefix, filter)),
         };
         let mut raw = wire::connect_with(addr, version, &login, 600, args.persistent).await?;
         raw.subscribe(&wire_filter, qos).await?;
@@ -221,7 +234,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     for (i, topic) in topics.iter().enumerate() {
         let (login, wire_topic) = match &iot {
             Some(iot) => iot.publisher(i),
-            None => (wire::Login::anonymous(format!("bench-{run_id}-p{i}")), topic.clone()),
+            None => (wire::Login::anonymous(format!("bench-{run_id}-p{i}")), prefixed(&args.topic_prefix, topic)),
         };
         let raw = wire::connect_with(addr, version, &login, 600, false).await?;
         let frame = wire::Frame::new(&wire_topic, qos, args.size, i as u32, version)?;
