@@ -51,8 +51,9 @@ start() {
 measure() {
     local name=$1 listener=$2
     shift 2
-    # The same depth on both: the platform routes $iot/<org>/iot-2/type/<t>/id/<d>/evt/<e>/fmt/<f>.
-    local pid json flags=(-p 18883 --topic-prefix '$iot/bench/iot-2/type/sensor/id/dev/evt/x/fmt/')
+    # The same depth on both: the platform routes $iot/<org>/iot-2/type/<t>/id/<d>/evt/<e>/fmt/<f>
+    # ($iot/ itself is the platform's: plain clients may not use it).
+    local pid json flags=(-p 18883 --topic-prefix 'iot/bench/iot-2/type/sensor/id/dev/evt/x/fmt/')
     [ "$listener" = platform ] && flags=(-p 18886 --iot "$iot")
     pid=$(start)
     if ! json=$("$TERN" bench "$@" "${flags[@]}" --broker-pid "$pid" --json 2>>"$work/bench.err"); then
