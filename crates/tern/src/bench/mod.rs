@@ -216,7 +216,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     for (i, filter) in filters.iter().enumerate() {
         let (login, wire_filter) = match &iot {
             Some(iot) => iot.subscriber(i, filter, &topics),
-            None => (wire::Login::anonymous(format!("bench-{run_id}-s{i}")), prefixed(&args.topic_prefix, filter)),
+            None => (
+                wire::Login::anonymous(format!("bench-{run_id}-s{i}")),
+                prefixed(&args.topic_prefix, filter),
+            ),
         };
         let mut raw = wire::connect_with(addr, version, &login, 600, args.persistent).await?;
         raw.subscribe(&wire_filter, qos).await?;
@@ -234,7 +237,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     for (i, topic) in topics.iter().enumerate() {
         let (login, wire_topic) = match &iot {
             Some(iot) => iot.publisher(i),
-            None => (wire::Login::anonymous(format!("bench-{run_id}-p{i}")), prefixed(&args.topic_prefix, topic)),
+            None => (
+                wire::Login::anonymous(format!("bench-{run_id}-p{i}")),
+                prefixed(&args.topic_prefix, topic),
+            ),
         };
         let raw = wire::connect_with(addr, version, &login, 600, false).await?;
         let frame = wire::Frame::new(&wire_topic, qos, args.size, i as u32, version)?;

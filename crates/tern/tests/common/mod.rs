@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod pki;
+pub mod wiotp;
 
 use bytes::{Bytes, BytesMut};
 use std::io::{BufRead, BufReader, Read, Write};
