@@ -7,9 +7,78 @@
 
 use std::collections::HashMap;
 
+/// Exact children up to this many are a vector searched by comparing names.
+const FEW_CHILDREN: usize = 8;
+
+/// A node's exact children by level name. Most levels of a topic tree have a handful of
+/// names: those are a vector searched by comparison, so a walk pays no hashing per level
+/// (deep topics, such as the IoT platform's eleven levels, made SipHash the top cost of a
+/// publish). A level with more names is a hash map, SipHash as std has it: level names
+/// come from clients, and a weaker hash would let them build collisions.
+#[derive(Debug)]
+enum Children<N> {
+    Few(Vec<(Box<str>, N)>),
+    Many(HashMap<Box<str>, N>),
+}
+
+impl<N: Default> Children<N> {
+    fn get(&self, level: &str) -> Option<&N> {
+        match self {
+            Children::Few(few) => few.iter().find(|(name, _)| &**name == level).map(|(_, n)| n),
+            Children::Many(many) => many.get(level),
+        }
+    }
+
+    fn get_mut(&mut self, level: &str) -> Option<&mut N> {
+        match self {
+            Children::Few(few) => few.iter_mut().find(|(name, _)| &**name == level).map(|(_, n)| n),
+            Children::Many(many) => many.get_mut(level),
+        }
+    }
+
+    /// The child called `level`, made if it is not there.
+    fn get_or_insert(&mut self, level: &str) -> &mut N {
+        if let Children::Few(few) = self {
+            if few.len() >= FEW_CHILDREN && !few.iter().any(|(name, _)| &**name == level) {
+                let many = std::mem::take(few).into_iter().collect();
+                *self = Children::Many(many);
+            }
+        }
+        match self {
+            Children::Few(few) => {
+                let at = match few.iter().position(|(name, _)| &**name == level) {
+                    Some(at) => at,
+                    None => {
+                        few.push((level.into(), N::default()));
+                        few.len() - 1
+                    }
+                };
+                &mut few[at].1
+            }
+            Children::Many(many) => many.entry(level.into()).or_default(),
+        }
+    }
+
+    fn remove(&mut self, level: &str) {
+        match self {
+            Children::Few(few) => few.retain(|(name, _)| &**name != level),
+            Children::Many(many) => {
+                many.remove(level);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Children::Few(few) => few.is_empty(),
+            Children::Many(many) => many.is_empty(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Node<K, V> {
-    children: HashMap<Box<str>, Node<K, V>>,
+    children: Children<Node<K, V>>,
     /// The `+` child.
     plus: Option<Box<Node<K, V>>>,
     /// Subscribers whose filter ends here.
@@ -21,7 +90,7 @@ struct Node<K, V> {
 impl<K, V> Default for Node<K, V> {
     fn default() -> Self {
         Node {
-            children: HashMap::new(),
+            children: Children::Few(Vec::new()),
             plus: None,
             exact: Vec::new(),
             hash: Vec::new(),
@@ -84,7 +153,7 @@ impl<K: PartialEq + Clone, V> SubscriptionTrie<K, V> {
             match level {
                 "#" => return (node, true),
                 "+" => node = node.plus.get_or_insert_with(Box::default),
-                _ => node = node.children.entry(level.into()).or_default(),
+                _ => node = node.children.get_or_insert(level),
             }
         }
         (node, false)
@@ -215,6 +284,22 @@ mod tests {
         assert_eq!(trie.remove("a/#", &1), Some('h'));
         assert_eq!(trie.remove("a/+/c", &1), Some('y'));
         assert_eq!(trie.remove("a/+/c", &1), None);
+        assert!(trie.is_empty());
+        assert!(trie.root.is_empty());
+    }
+
+    #[test]
+    fn a_level_with_many_names_keeps_matching_as_it_grows_and_shrinks() {
+        let mut trie = SubscriptionTrie::new();
+        for i in 0..3 * FEW_CHILDREN as u32 {
+            trie.insert(&format!("site/{i}/t"), i, ());
+        }
+        for i in 0..3 * FEW_CHILDREN as u32 {
+            assert_eq!(matching(&trie, &format!("site/{i}/t")), vec![i]);
+        }
+        for i in 0..3 * FEW_CHILDREN as u32 {
+            assert_eq!(trie.remove(&format!("site/{i}/t"), &i), Some(()));
+        }
         assert!(trie.is_empty());
         assert!(trie.root.is_empty());
     }

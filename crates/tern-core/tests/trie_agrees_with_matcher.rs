@@ -12,7 +12,9 @@ fn level() -> impl Strategy<Value = String> {
         Just("a".to_string()),
         Just("b".to_string()),
         Just("".to_string()),
-        Just("$s".to_string())
+        Just("$s".to_string()),
+        // Twelve more names, so that some levels outgrow the trie's small child vector.
+        "[c-n]"
     ]
 }
 
