@@ -68,11 +68,12 @@ reasons! {
         ListenerLimit => "listener_limit",
         /// max_connection_rate from the source address.
         RateLimit => "rate_limit",
-        /// The TLS session could not be started.
+        /// The TLS session could not be started, or its handshake failed.
         Tls => "tls",
         /// No CONNECT within connect_timeout, or closed before CONNECT.
         ConnectTimeout => "connect_timeout",
-        /// A malformed or oversized CONNECT, or a first packet that is not CONNECT.
+        /// A malformed or oversized CONNECT, a first packet that is not CONNECT, or a
+        /// refused WebSocket upgrade or bad frame before CONNECT.
         BadConnect => "bad_connect",
         /// A protocol version the broker does not speak.
         UnsupportedProtocol => "unsupported_protocol",

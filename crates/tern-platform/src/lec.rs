@@ -509,7 +509,13 @@ fn write_file(dir: &Path, org: &str, events: &[CachedEvent]) -> Result<(), LecEr
             .collect(),
     };
     let tmp = dir.join(format!(".{org}.json.{}.tmp", std::process::id()));
-    let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    // Owner only: the cache holds devices' payloads, as private as the registry's files.
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true).mode(0o600);
+        options.open(&tmp).map_err(io(&tmp))?
+    };
     let body = serde_json::to_vec(&stored).map_err(|e| io(&tmp)(std::io::Error::other(e)))?;
     file.write_all(&body).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;

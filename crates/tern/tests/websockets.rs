@@ -456,3 +456,33 @@ fn a_slow_reader_gets_every_message_whole_and_in_order() {
         ws.send_packet(&Packet::PublishAck(PublishResponse::new(p.packet_id)), V5);
     }
 }
+
+#[test]
+fn paho_passes_an_origin_check_with_the_brokers_own_origin() {
+    if !peer_available(
+        "paho-mqtt (pip install paho-mqtt)",
+        python_module_exists("paho.mqtt.client"),
+    ) {
+        return;
+    }
+    let broker = ws_broker("websockets_origins https://app.example");
+    let port = broker.listening_addrs()[1].port();
+    // paho-mqtt sends `Origin: http://<host>:<port>`, the broker's own origin.
+    let script = format!(
+        "import paho.mqtt.client as m\n\
+         c = m.Client(m.CallbackAPIVersion.VERSION2, client_id='paho-origin', transport='websockets')\n\
+         c.connect('127.0.0.1', {port})\n\
+         c.loop_start()\n\
+         info = c.publish('origin/ok', b'x', qos=1)\n\
+         info.wait_for_publish(20)\n\
+         print('published' if info.is_published() else 'not published')\n\
+         c.disconnect()\n"
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("published") && !stdout.contains("not"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

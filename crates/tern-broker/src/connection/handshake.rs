@@ -109,6 +109,14 @@ fn connect_read_refusal(outcome: &Result<Packet, ReadError>) -> Option<RefusalRe
         Ok(_) => RefusalReason::BadConnect,
         Err(ReadError::Malformed(DecodeError::UnsupportedProtocolVersion { .. })) => RefusalReason::UnsupportedProtocol,
         Err(ReadError::Malformed(_)) => RefusalReason::BadConnect,
+        // A failed TLS handshake, or a refused WebSocket upgrade or bad frame.
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            if e.to_string().starts_with("TLS") {
+                RefusalReason::Tls
+            } else {
+                RefusalReason::BadConnect
+            }
+        }
         Err(ReadError::Closed | ReadError::Io(_)) => RefusalReason::ConnectTimeout,
     })
 }

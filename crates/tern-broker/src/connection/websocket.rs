@@ -280,11 +280,16 @@ impl WebSocket {
             }
             Control::Pong | Control::Reserved(_) => {}
             Control::Close => {
-                // Echo the client's code, as RFC 6455 5.5.1 asks.
-                let code = match payload.get(..2) {
-                    Some(&[a, b]) => u16::from_be_bytes([a, b]),
-                    _ => CLOSE_NORMAL,
+                // Echo the client's code, as RFC 6455 5.5.1 asks; a code no endpoint may
+                // send (7.4) or a one-byte body is a protocol error.
+                let code = match payload.len() {
+                    0 => CLOSE_NORMAL,
+                    1 => return Err(self.fail(CLOSE_PROTOCOL_ERROR, "close frame with a one-byte body")),
+                    _ => u16::from_be_bytes([payload[0], payload[1]]),
                 };
+                if !sendable_close_code(code) {
+                    return Err(self.fail(CLOSE_PROTOCOL_ERROR, format!("close code {code} may not be sent")));
+                }
                 self.close(code);
             }
         }
@@ -359,6 +364,11 @@ impl WebSocket {
     }
 }
 
+/// Whether an endpoint may put `code` in a close frame (RFC 6455 7.4).
+fn sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
+}
+
 /// What an acceptable upgrade request gave.
 struct Accepted {
     key: String,
@@ -395,6 +405,12 @@ fn check_request(
             .and_then(|h| std::str::from_utf8(h.value).ok())
             .map(str::trim)
     };
+    // Repeated header lines are one comma-separated list (RFC 9110 5.3).
+    let all_values = |name: &str| {
+        let values = parsed.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
+        let values = values.filter_map(|h| std::str::from_utf8(h.value).ok()).map(str::trim);
+        values.collect::<Vec<_>>().join(", ")
+    };
     let has_token = |name: &str, token: &str| {
         header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
@@ -414,6 +430,12 @@ fn check_request(
     let Some(key) = key else {
         return Err((BAD, "missing Sec-WebSocket-Key".into()));
     };
+    if base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key).map(|k| k.len()) != Ok(16) {
+        return Err((
+            BAD,
+            format!("Sec-WebSocket-Key {key:?} is not 16 bytes in base64 [RFC 6455 4.1]"),
+        ));
+    }
     let path = parsed.path.unwrap_or("/");
     let path_only = path.split('?').next().unwrap_or(path);
     if let Some(wanted) = &settings.path {
@@ -425,15 +447,23 @@ fn check_request(
         }
     }
     if let Some(origin) = header("origin") {
-        if !settings.origins.is_empty() && !settings.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+        // The broker's own origin (scheme://<Host header>) is always allowed: paho-mqtt
+        // sends it, and it is no other site's page.
+        let own = header("host").is_some_and(|host| {
+            origin
+                .split_once("://")
+                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+        });
+        if !settings.origins.is_empty() && !own && !settings.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
             return Err(("403 Forbidden", format!("origin {origin:?} is not allowed")));
         }
     }
-    let offered = header("sec-websocket-protocol").unwrap_or("");
+    // Subprotocol names are case-sensitive (RFC 6455 4.1): `MQTT` is not `mqtt`.
+    let offered = all_values("sec-websocket-protocol");
     let subprotocol = offered
         .split(',')
         .map(str::trim)
-        .find_map(|p| SUBPROTOCOLS.iter().copied().find(|s| s.eq_ignore_ascii_case(p)));
+        .find_map(|p| SUBPROTOCOLS.iter().copied().find(|s| *s == p));
     if subprotocol.is_none() && settings.require_subprotocol {
         return Err((
             BAD,
@@ -441,7 +471,7 @@ fn check_request(
         ));
     }
     let forwarded_for = if settings.trusted_proxies.contains(&peer) {
-        header("x-forwarded-for").and_then(|list| client_of(list, &settings.trusted_proxies))
+        Some(all_values("x-forwarded-for")).and_then(|list| client_of(&list, &settings.trusted_proxies))
     } else {
         None
     };
@@ -573,14 +603,44 @@ mod tests {
     }
 
     #[test]
+    fn bad_close_frames_and_keys_are_protocol_errors() {
+        for (payload, word) in [(&[0x00u8, 0x05][..], "close code 5"), (&[0x03][..], "one-byte")] {
+            let (mut ws, _, _) = open(WebSocketSettings::default(), "");
+            ws.input_buffer(16).extend_from_slice(&masked(0x88, payload));
+            let err = ws.decode(&mut BytesMut::new()).unwrap_err().to_string();
+            assert!(err.contains(word), "{err}");
+            assert_eq!(ws.output[..4], [0x88, 0x02, 0x03, 0xea]);
+        }
+        let mut ws = WebSocket::new(WebSocketSettings::default(), IpAddr::from([10, 0, 0, 1]), 1000);
+        let request = request("").replace("dGhlIHNhbXBsZSBub25jZQ==", "short");
+        ws.input_buffer(1024).extend_from_slice(request.as_bytes());
+        let err = ws.decode(&mut BytesMut::new()).unwrap_err().to_string();
+        assert!(err.contains("not 16 bytes"), "{err}");
+    }
+
+    #[test]
+    fn the_brokers_own_origin_passes_and_subprotocols_are_case_sensitive() {
+        let settings = WebSocketSettings {
+            origins: vec!["https://app.example".into()],
+            ..WebSocketSettings::default()
+        };
+        let (ws, _, answer) = open(settings, "Origin: http://x\r\nSec-WebSocket-Protocol: MQTT\r\n");
+        assert!(ws.is_open(), "{answer}");
+        assert!(!answer.contains("Sec-WebSocket-Protocol"), "{answer}");
+    }
+
+    #[test]
     fn forwarded_for_is_taken_from_trusted_proxies_only() {
         let proxy = IpAddr::from([10, 0, 0, 1]);
         let trusted = WebSocketSettings {
             trusted_proxies: vec![proxy],
             ..WebSocketSettings::default()
         };
-        let (ws, _, _) = open(trusted, "X-Forwarded-For: 6.6.6.6, 192.0.2.7\r\n");
+        let (ws, _, _) = open(trusted.clone(), "X-Forwarded-For: 6.6.6.6, 192.0.2.7\r\n");
         assert_eq!(ws.forwarded_for(), Some(IpAddr::from([192, 0, 2, 7])));
+        // Two header lines are one list: the last address is the proxy's word.
+        let (ws, _, _) = open(trusted, "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 192.0.2.8\r\n");
+        assert_eq!(ws.forwarded_for(), Some(IpAddr::from([192, 0, 2, 8])));
         let (ws, _, _) = open(WebSocketSettings::default(), "X-Forwarded-For: 192.0.2.7\r\n");
         assert_eq!(ws.forwarded_for(), None);
     }
