@@ -385,6 +385,8 @@ fn bad_input_gets_a_4xx_naming_what_was_wrong() {
     get("/api/v1/stats?x=1").refused(400, "x");
     get("/api/v1/clients/%FF").refused(400, "client_id");
     get("/api/v1/retained/a/%23").refused(400, "topic");
+    get("/api/v1/retained/a%00b").refused(400, "topic");
+    get("/api/v1/subscriptions?topic=a&filter=a").refused(400, "filter");
     // Not HTTP at all, or a header too large: hyper answers 4xx and closes.
     let mut raw = TcpStream::connect(api.http).unwrap();
     raw.set_read_timeout(Some(PATIENCE)).unwrap();

@@ -95,6 +95,7 @@ fn param(path: Result<Path<String>, PathRejection>, name: &str) -> Result<String
 /// A retained topic from the path (`{*topic}` keeps no leading slash; `%2F` gives one).
 fn topic_param(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let topic = param(path, "topic")?;
+    mqtt_string("topic", &topic)?;
     tern_proto::topic::validate_topic_name(&topic).map_err(|e| ApiError::bad("topic", e))?;
     Ok(topic)
 }
@@ -175,6 +176,12 @@ async fn subscriptions(State(api): Api, RawQuery(q): RawQuery) -> Answer {
         topic: q.string("topic"),
         filter: q.string("filter"),
     };
+    if filter.topic.is_some() && filter.filter.is_some() {
+        return Err(ApiError::bad(
+            "filter",
+            "give topic (subscriptions matching a topic) or filter (one filter), not both",
+        ));
+    }
     if let Some(topic) = &filter.topic {
         tern_proto::topic::validate_topic_name(topic).map_err(|e| ApiError::bad("topic", e))?;
     }
