@@ -605,9 +605,11 @@ fn key(dir: &Path, out: &Out, command: KeyCommand) -> Result<()> {
             out.print(&Value::Array(all.clone()), || {
                 lines(&all, |k| {
                     format!(
-                        "{}  {}",
+                        "{}  {}  {}  {}",
                         k["apiKey"].as_str().unwrap_or(""),
-                        k["role"].as_str().unwrap_or("")
+                        k["role"].as_str().unwrap_or(""),
+                        k["created"].as_str().unwrap_or(""),
+                        k["description"].as_str().unwrap_or("")
                     )
                 })
             });

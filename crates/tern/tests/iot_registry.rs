@@ -510,6 +510,24 @@ fn text_output_shows_tokens_once_with_a_warning() {
         text.contains("apiKey:   a-acme-") && text.contains("shown only now"),
         "{text}"
     );
+    // The text listing of keys says what the JSON one does, without the token.
+    let list = tern(&["iot", "key", "list", "acme", "--data-dir", dir.path().to_str().unwrap()]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed.contains("a-acme-") && listed.contains("admin") && listed.contains("first admin key"),
+        "{listed}"
+    );
+    assert!(listed.contains(&chrono_like_year()), "a creation time: {listed}");
+}
+
+/// This year as the creation times print it.
+fn chrono_like_year() -> String {
+    let out = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
