@@ -1,7 +1,7 @@
 //! Enhanced authentication on the wire (MQTT 5.0 section 4.12): the AUTH exchange between
 //! CONNECT and CONNACK, and re-authentication of a connected client with AUTH 0x19.
 
-use super::handshake::{read_packet, ReadError};
+use super::connect_read::{read_packet, ReadError};
 use super::transport::Socket;
 use super::{Close, Connection};
 use crate::auth::{AuthExchange, AuthStep};

@@ -6,6 +6,7 @@
 //! Everything decoded in one read is handled before anything is written, and everything
 //! pending is written with one `write` call: batching in both directions.
 
+mod connect_read;
 mod enhanced_auth;
 mod handshake;
 mod inbound;
@@ -319,12 +320,12 @@ async fn set_up(mut socket: Socket, peer: SocketAddr, broker: Arc<BrokerState>, 
     let connect_timeout = broker.config().connect_timeout;
     let read = tokio::time::timeout(
         connect_timeout,
-        handshake::read_connect(&mut socket, &mut input, &broker),
+        connect_read::read_connect(&mut socket, &mut input, &broker),
     )
     .await;
     let connect = match read {
         Ok(Ok(connect)) => connect,
-        Ok(Err(handshake::Refused { reply, message })) => {
+        Ok(Err(connect_read::Refused { reply, message })) => {
             tracing::info!(%peer, "connection refused: {message}");
             if let Some(reply) = reply {
                 let _ = socket.write_all(&reply).await;
