@@ -77,31 +77,4 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-python3 - "$work/results.jsonl" <<'PY'
-import json, statistics, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-names = list(dict.fromkeys(r["name"] for r in rows))
-
-def med(name, listener, key):
-    values = [key(r["result"]) for r in rows if r["name"] == name and r["listener"] == listener]
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-def fmt(v, digits=0):
-    return "n/a" if v is None else f"{v:,.{digits}f}"
-
-def ratio(a, b):
-    return f"{a / b:.2f}" if a is not None and b else "n/a"
-
-print("| scenario | delivered msg/s (plain / platform) | broker CPU us per message (plain / platform / platform:plain) | p50 / p99 latency us (plain; platform) | lost (plain, platform) |")
-print("|---|---|---|---|---|")
-for name in names:
-    rate = lambda r: r["delivered_per_second"]
-    cpu = lambda r: r.get("broker_cpu_us_per_message")
-    p50 = lambda r: r["latency_us"]["p50"]
-    p99 = lambda r: r["latency_us"]["p99"]
-    lost = lambda r: r["lost"]
-    a, b = (lambda k: med(name, "plain", k)), (lambda k: med(name, "platform", k))
-    print(f"| {name} | {fmt(a(rate))} / {fmt(b(rate))} | {fmt(a(cpu), 3)} / {fmt(b(cpu), 3)} / {ratio(b(cpu), a(cpu))} "
-          f"| {fmt(a(p50))} / {fmt(a(p99))}; {fmt(b(p50))} / {fmt(b(p99))} | {fmt(a(lost))}, {fmt(b(lost))} |")
-PY
+python3 bench/summarize.py "$work/results.jsonl" listener plain platform

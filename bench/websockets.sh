@@ -66,35 +66,4 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-python3 - "$work/results.jsonl" <<'PY'
-import json, statistics, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-names = list(dict.fromkeys(r["name"] for r in rows))
-
-def med(name, transport, key):
-    values = [key(r["result"]) for r in rows if r["name"] == name and r["transport"] == transport]
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-def fmt(v, digits=0):
-    return "n/a" if v is None else f"{v:,.{digits}f}"
-
-def ratio(a, b):
-    return f"{a / b:.2f}" if a is not None and b else "n/a"
-
-print("| scenario | delivered msg/s (TCP / ws) | broker CPU us per message (TCP / ws / ws:TCP) | p50 / p99 latency us (TCP; ws) |")
-print("|---|---|---|---|")
-for name in names:
-    if name == "idle connections":
-        continue
-    rate = lambda r: r["delivered_per_second"]
-    cpu = lambda r: r.get("broker_cpu_us_per_message")
-    p50 = lambda r: r["latency_us"]["p50"]
-    p99 = lambda r: r["latency_us"]["p99"]
-    t, w = (lambda k: med(name, "tcp", k)), (lambda k: med(name, "ws", k))
-    print(f"| {name} | {fmt(t(rate))} / {fmt(w(rate))} | {fmt(t(cpu), 3)} / {fmt(w(cpu), 3)} / {ratio(w(cpu), t(cpu))} "
-          f"| {fmt(t(p50))} / {fmt(t(p99))}; {fmt(w(p50))} / {fmt(w(p99))} |")
-idle = lambda transport: med("idle connections", transport, lambda r: r.get("broker_bytes_per_connection"))
-print()
-print(f"Memory per idle connection: TCP {fmt(idle('tcp'))} B, ws {fmt(idle('ws'))} B, ratio {ratio(idle('ws'), idle('tcp'))}.")
-PY
+python3 bench/summarize.py "$work/results.jsonl" transport tcp ws

@@ -8,25 +8,10 @@
 //! `caFile` option. The registry is made with `tern iot`, as a user would.
 #![allow(clippy::unwrap_used)]
 mod common;
+use common::iot::{iot, text};
 use common::wiotp::{sdk_ready, Platform};
-use common::*;
-use serde_json::Value;
 
 const ORG: &str = "za6xa7";
-
-/// `tern iot ARGS --data-dir DATA --json`, parsed.
-fn iot(data: &std::path::Path, args: &[&str]) -> Value {
-    let mut all = vec!["iot"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--data-dir", data.to_str().unwrap(), "--json"]);
-    let out = tern(&all);
-    assert!(
-        out.status.success(),
-        "tern {all:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 #[test]
 fn the_platforms_python_sdk_devices_gateways_and_applications_talk_through_tern() {
@@ -51,16 +36,15 @@ fn the_platforms_python_sdk_devices_gateways_and_applications_talk_through_tern(
         platform.domain,
         platform.tls_lines()
     );
-    let text = |v: &Value| v.as_str().unwrap().to_string();
     let args = [
         "test".to_string(),
         "4321".to_string(),
-        text(&device["authToken"]),
-        text(&org["apiKey"]),
-        text(&org["apiToken"]),
+        text(&device, "authToken"),
+        text(&org, "apiKey"),
+        text(&org, "apiToken"),
         "gw".to_string(),
         "gw1".to_string(),
-        text(&gateway["authToken"]),
+        text(&gateway, "authToken"),
         "sensor9".to_string(),
     ];
     platform.run_check(&config, "wiotp_check.py", &args);

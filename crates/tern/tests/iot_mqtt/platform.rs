@@ -5,30 +5,10 @@
 use crate::common::*;
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 use tern_proto::*;
 
-/// `tern iot ARGS --data-dir DIR --json`, which must succeed; its JSON.
-pub fn iot(dir: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["iot"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--data-dir", dir.to_str().unwrap(), "--json"]);
-    let out = tern(&all);
-    assert!(
-        out.status.success(),
-        "tern iot {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-pub fn text(v: &Value, field: &str) -> String {
-    v[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("no {field} in {v}"))
-        .to_string()
-}
+pub use crate::common::iot::{iot, text};
 
 /// A broker with four listeners: platform mode on plain TCP, platform mode on TLS, a plain
 /// mosquitto-style listener, and platform mode over WebSocket; organization `za6xa7` (plain TCP allowed) with type

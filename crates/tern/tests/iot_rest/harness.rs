@@ -8,32 +8,13 @@ use base64::Engine;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tern_proto::*;
 
 pub const ORG_HOST: &str = "za6xa7.iot.test";
 
-/// `tern iot ARGS --data-dir DIR --json`, which must succeed; its JSON.
-pub fn iot(dir: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["iot"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--data-dir", dir.to_str().unwrap(), "--json"]);
-    let out = tern(&all);
-    assert!(
-        out.status.success(),
-        "tern iot {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-pub fn text(v: &Value, field: &str) -> String {
-    v[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("no {field} in {v}"))
-        .to_string()
-}
+pub use crate::common::iot::{iot, text};
 
 /// An HTTP answer.
 #[derive(Debug)]
