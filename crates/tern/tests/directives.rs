@@ -435,6 +435,7 @@ fn unsupported_directives_name_themselves_and_what_to_use_instead() {
         ("max_topic_alias 5", "topic alias maximum is 10"),
         ("mount_point site/+/", "wildcard character"),
         ("log_dest dlt", "use stdout, stderr, file, syslog or topic"),
+        ("http_dir /var/www", "WebSocket listeners serve MQTT only"),
     ] {
         let said = refused_start(&format!("listener 0 127.0.0.1\n{line}\n"));
         let directive = line.split(' ').next().unwrap();

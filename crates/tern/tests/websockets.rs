@@ -425,7 +425,8 @@ fn a_socket_that_never_upgrades_is_closed_after_the_connect_timeout() {
 
 #[test]
 fn a_slow_reader_gets_every_message_whole_and_in_order() {
-    let broker = ws_broker("");
+    // websockets_log_level is mosquitto's libwebsockets debug level: accepted, no effect.
+    let broker = ws_broker("websockets_log_level 255");
     let ws_addr = broker.listening_addrs()[1];
     let mut ws = WsClient::open(ws_addr);
     ws.send_packet(&Packet::Connect(Box::new(connect_packet(V5, "slow", true, 60))), V5);
