@@ -190,6 +190,8 @@ pub struct Broker {
     http_default: Option<TcpListener>,
     /// Routes an embedder serves on the HTTP listeners under a path prefix of its own.
     http_routes: Option<(&'static str, axum::Router)>,
+    /// Routes an embedder serves behind the admin API's key check.
+    http_admin_routes: Vec<(&'static str, axum::Router)>,
 }
 
 /// Controls a running broker from elsewhere (signal handlers, tests).
@@ -278,6 +280,7 @@ impl Broker {
             unix,
             http_default: None,
             http_routes: None,
+            http_admin_routes: Vec::new(),
         };
         broker.name_listeners();
         Ok(broker)
@@ -315,6 +318,13 @@ impl Broker {
     /// authenticate their own requests. Their paths are seen with the prefix taken off.
     pub fn with_http_routes(mut self, prefix: &'static str, routes: axum::Router) -> Broker {
         self.http_routes = Some((prefix, routes));
+        self
+    }
+
+    /// Serves `routes` under `prefix` (e.g. `/api/v1/platform`) as part of the admin API:
+    /// behind its API key check, with its 404 and 405 answers around them.
+    pub fn with_admin_http_routes(mut self, prefix: &'static str, routes: axum::Router) -> Broker {
+        self.http_admin_routes.push((prefix, routes));
         self
     }
 
@@ -365,7 +375,10 @@ impl Broker {
             &self.state,
             &mut listeners,
             self.http_default,
-            self.http_routes,
+            crate::http::Extra {
+                open: self.http_routes,
+                admin: self.http_admin_routes,
+            },
             &tracker,
         );
         for (index, listener) in listeners {

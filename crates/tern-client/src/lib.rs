@@ -38,4 +38,4 @@ pub use client::{Client, ClientError, Event, Events};
 pub use enhanced_auth::ScramLogin;
 pub use options::{ConnectOptions, Direction, PacketTrace, Reconnect};
 pub use tern_proto;
-pub use tls::TlsOptions;
+pub use tls::{client_config, TlsOptions};

@@ -115,7 +115,7 @@ impl ServerCertVerifier for IgnoreHostName {
 }
 
 /// The rustls client configuration for `options`.
-pub(crate) fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, ClientError> {
+pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = match options.tls_version.as_deref() {
         None | Some("tlsv1.2") => &[&rustls::version::TLS13, &rustls::version::TLS12],

@@ -160,7 +160,7 @@ impl Platform {
         }
         if !secure && !settings.allow_plain {
             return Err(not_authorized(format!(
-                "organization {org_id:?} requires TLS (port 8883)"
+                "organization {org_id:?} requires TLS: connect to a TLS listener, or allow plain connections with `tern iot org set {org_id} --allow-plain true`"
             )));
         }
         Ok(settings)

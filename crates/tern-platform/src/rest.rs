@@ -322,7 +322,12 @@ pub(crate) async fn authenticate(
         return blocking(move || {
             registry
                 .verify_device_token(&org, &t, &d, password.as_bytes())
-                .map_err(auth_refusal)?;
+                .map_err(|r| match r {
+                    AuthRefusal::Throttled => auth_refusal(r),
+                    _ => RestError::unauthorized(format!(
+                        "invalid credentials for device {t}/{d}: a device posts with its own token to its own path"
+                    )),
+                })?;
             Ok(Caller::Device { org })
         })
         .await;

@@ -37,10 +37,15 @@ fn random_bytes(n: usize) -> Result<Vec<u8>, RegistryError> {
 /// A new random token.
 pub fn generate_token() -> Result<String, RegistryError> {
     let bytes = random_bytes(GENERATED_TOKEN_LEN)?;
-    Ok(bytes
+    let mut token: String = bytes
         .iter()
         .map(|b| char::from(TOKEN_ALPHABET[usize::from(b & 63)]))
-        .collect())
+        .collect();
+    if token.starts_with('-') {
+        // A leading `-` reads as an option to command-line tools (`tern pub -P -x...`).
+        token.replace_range(..1, "_");
+    }
+    Ok(token)
 }
 
 /// The random part of an API key: 10 characters of `a-z 0-9`, without modulo bias.

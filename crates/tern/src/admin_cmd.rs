@@ -49,7 +49,12 @@ enum KeyCommand {
 #[derive(clap::Args)]
 struct DataDir {
     /// The broker's data directory (persistence_location, or `tern broker --data-dir`).
-    #[arg(long = "data-dir", value_name = "DIR", default_value = "tern-data")]
+    #[arg(
+        long = "data-dir",
+        value_name = "DIR",
+        default_value = "tern-data",
+        env = "TERN_DATA_DIR"
+    )]
     data_dir: PathBuf,
 }
 

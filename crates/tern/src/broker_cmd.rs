@@ -241,6 +241,9 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
         let handle = broker.handle();
         let registry =
             tern_platform::policy::start(&handle, &data_dir, domain.clone()).context("the IoT platform's registry")?;
+        // `tern iot --url`: the registry on the admin API, behind its keys.
+        let admin_routes = tern_platform::registry_admin::router(registry.clone());
+        broker = broker.with_admin_http_routes(tern_platform::registry_admin::PREFIX, admin_routes);
         if domain.is_some() {
             // The REST API (/api/v0002) on the HTTP listeners, and the last event cache.
             let cache = std::sync::Arc::new(tern_platform::lec::Lec::new(&data_dir));

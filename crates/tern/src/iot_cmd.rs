@@ -1,24 +1,48 @@
 //! `tern iot org|type|device|key ...`: the IoT platform's registry from the command line,
-//! against a broker's data directory (`--data-dir`, the broker's `persistence_location`).
-//! A running broker sees the changes within a second. Tokens are shown once, when made;
-//! only their hashes are kept. Every command takes `--json` for scripts.
+//! against a stopped or running broker's data directory (`--data-dir`, the broker's
+//! `persistence_location`; a running broker sees the changes within a second), or against
+//! a running broker through its admin API (`--url`, with an admin API key). Each command is
+//! a [`RegistryOp`], run the same way either side. Tokens are shown once, when made; only
+//! their hashes are kept. Every command takes `--json` for scripts.
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use tern_platform::registry::{self, DeviceType, GatewayRef, NewDevice, OrgSettings};
-use tern_platform::registry_model::{check_id, now_unix, DeviceClass, Role};
+use tern_platform::registry_model::{check_id, DeviceClass, Role};
+use tern_platform::registry_ops::{NewType, RegistryOp, SettingsChange};
 
 #[derive(clap::Args)]
 pub struct IotArgs {
     #[command(subcommand)]
     command: IotCommand,
     /// The broker's data directory (persistence_location, or `tern broker --data-dir`).
-    #[arg(long = "data-dir", value_name = "DIR", default_value = "tern-data", global = true)]
+    #[arg(
+        long = "data-dir",
+        value_name = "DIR",
+        default_value = "tern-data",
+        env = "TERN_DATA_DIR",
+        global = true
+    )]
     data_dir: PathBuf,
     /// Print JSON (one document) instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// A running broker's HTTP API (e.g. http://127.0.0.1:8080) to send the command to,
+    /// instead of changing --data-dir.
+    #[arg(long, value_name = "URL", env = "TERN_URL", global = true)]
+    url: Option<String>,
+    /// The admin API key for --url, as `ID:SECRET` (`tern admin key create` makes one).
+    #[arg(
+        long = "admin-key",
+        value_name = "ID:SECRET",
+        env = "TERN_ADMIN_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    admin_key: Option<String>,
+    /// CA certificate(s) (PEM) to trust for an https --url.
+    #[arg(long, value_name = "FILE", global = true)]
+    cafile: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand)]
@@ -82,9 +106,18 @@ struct SettingsArgs {
     /// Connections of the organization at once (default 10000).
     #[arg(long, value_name = "N")]
     max_connections: Option<u32>,
+    /// New connections of the organization accepted per second (default 300).
+    #[arg(long, value_name = "N")]
+    connections_per_second: Option<u32>,
     /// Messages a device may publish per second (default 10).
     #[arg(long, value_name = "N")]
     device_messages_per_second: Option<u32>,
+    /// Subscriptions per device connection (default 50).
+    #[arg(long, value_name = "N")]
+    subscriptions_per_device: Option<u32>,
+    /// Subscriptions per application connection (default 500).
+    #[arg(long, value_name = "N")]
+    subscriptions_per_application: Option<u32>,
     /// Devices the registry may hold (default 1000000).
     #[arg(long, value_name = "N")]
     max_devices: Option<u32>,
@@ -273,33 +306,59 @@ enum KeyCommand {
     },
 }
 
-/// What a command prints: JSON for `--json`, text otherwise.
-struct Out {
-    json: bool,
-}
+/// How a command's answer reads as text.
+type Text = fn(&Value) -> String;
 
-impl Out {
-    fn print(&self, value: &Value, text: impl FnOnce() -> String) {
-        if self.json {
-            println!("{value}");
-            return;
+pub fn run(args: IotArgs) -> Result<()> {
+    let (op, text) = match args.command {
+        IotCommand::Org(c) => org(c)?,
+        IotCommand::Type(c) => device_type(c)?,
+        IotCommand::Device(c) => device(c)?,
+        IotCommand::Key(c) => key(c)?,
+    };
+    let bulk = matches!(op, RegistryOp::DeviceBulkAdd { .. });
+    let value = match &args.url {
+        Some(url) => {
+            let remote = crate::iot_remote::Remote::new(url, args.admin_key.as_deref(), args.cafile.as_deref())?;
+            remote.send(&op)?
         }
-        let text = text();
+        None => run_local(op, &args.data_dir)?,
+    };
+    if args.json {
+        println!("{value}");
+    } else {
+        let text = text(&value);
         if !text.is_empty() {
             println!("{text}");
         }
     }
+    if bulk {
+        let items = value.as_array().map_or(0, Vec::len);
+        let failed = value
+            .as_array()
+            .map_or(0, |all| all.iter().filter(|r| r["authToken"].is_null()).count());
+        if failed > 0 {
+            bail!("{failed} of {items} device(s) not added");
+        }
+    }
+    Ok(())
 }
 
-pub fn run(args: IotArgs) -> Result<()> {
-    let out = Out { json: args.json };
-    let dir = args.data_dir.as_path();
-    match args.command {
-        IotCommand::Org(c) => org(dir, &out, c),
-        IotCommand::Type(c) => device_type(dir, &out, c),
-        IotCommand::Device(c) => device(dir, &out, c),
-        IotCommand::Key(c) => key(dir, &out, c),
+/// Runs `op` on the data directory `dir`, which must exist unless an organization is
+/// being created there (a mistyped path would otherwise start a new, empty registry).
+fn run_local(op: RegistryOp, dir: &Path) -> Result<Value> {
+    if !dir.is_dir() && !matches!(op, RegistryOp::OrgCreate { .. }) {
+        bail!(
+            "no data directory {}: give the broker's (its persistence_location) with --data-dir DIR, or a running broker with --url",
+            dir.display()
+        );
     }
+    op.run(dir).map_err(|e| match e {
+        tern_platform::registry::RegistryError::NotFound(m) => {
+            anyhow::anyhow!("{m} (in data directory {})", dir.display())
+        }
+        e => e.into(),
+    })
 }
 
 fn object_arg(flag: &str, text: Option<&str>) -> Result<Option<Value>> {
@@ -312,85 +371,63 @@ fn object_arg(flag: &str, text: Option<&str>) -> Result<Option<Value>> {
 }
 
 impl SettingsArgs {
-    fn apply(&self, s: &mut OrgSettings) -> Result<(), registry::RegistryError> {
-        let invalid = |m: String| Err(registry::RegistryError::Invalid(m));
-        if let Some(max) = self.max_payload {
-            if !(1..=268_435_455).contains(&max) {
-                return invalid(format!("--max-payload {max}: must be 1 to 268435455 bytes"));
-            }
+    fn change(&self) -> SettingsChange {
+        SettingsChange {
+            allow_plain: self.allow_plain,
+            max_payload: self.max_payload,
+            max_connections: self.max_connections,
+            connections_per_second: self.connections_per_second,
+            device_messages_per_second: self.device_messages_per_second,
+            subscriptions_per_device: self.subscriptions_per_device,
+            subscriptions_per_application: self.subscriptions_per_application,
+            max_devices: self.max_devices,
+            lec: self.lec,
+            lec_ttl_days: self.lec_ttl_days,
         }
-        if let Some(days) = self.lec_ttl_days {
-            if !(1..=45).contains(&days) {
-                return invalid(format!("--lec-ttl-days {days}: must be 1 to 45"));
-            }
-        }
-        set(&mut s.max_payload, self.max_payload);
-        set(&mut s.lec.ttl_days, self.lec_ttl_days);
-        set(&mut s.allow_plain, self.allow_plain);
-        set(&mut s.quotas.max_connections, self.max_connections);
-        set(
-            &mut s.quotas.device_messages_per_second,
-            self.device_messages_per_second,
-        );
-        set(&mut s.quotas.max_devices, self.max_devices);
-        set(&mut s.lec.enabled, self.lec);
-        Ok(())
     }
 }
 
-fn set<T>(field: &mut T, value: Option<T>) {
-    if let Some(value) = value {
-        *field = value;
-    }
+fn str_of<'a>(value: &'a Value, field: &str) -> &'a str {
+    value[field].as_str().unwrap_or("")
 }
 
-fn org(dir: &Path, out: &Out, command: OrgCommand) -> Result<()> {
-    match command {
-        OrgCommand::Create { org, settings } => {
-            let mut initial = OrgSettings::default();
-            settings.apply(&mut initial)?;
-            let new = registry::create_org(dir, &org, initial)?;
-            let value = json!({ "org": org, "apiKey": new.key.key, "apiToken": new.token });
-            out.print(&value, || {
+fn org(command: OrgCommand) -> Result<(RegistryOp, Text)> {
+    Ok(match command {
+        OrgCommand::Create { org, settings } => (
+            RegistryOp::OrgCreate {
+                org,
+                settings: settings.change(),
+            },
+            |v| {
                 format!(
-                    "organization {org} created\napiKey:   {}\napiToken: {}\n(the token is shown only now)",
-                    new.key.key, new.token
+                    "organization {} created\napiKey:   {}\napiToken: {}\n(the token is shown only now)",
+                    str_of(v, "org"),
+                    str_of(v, "apiKey"),
+                    str_of(v, "apiToken")
                 )
-            });
-        }
-        OrgCommand::List => {
-            let mut all = Vec::new();
-            for org in registry::list_orgs(dir)? {
-                all.push(registry::read_org(dir, &org)?.summary_json());
-            }
-            out.print(&Value::Array(all.clone()), || {
-                lines(&all, |o| o["org"].as_str().unwrap_or("").to_string())
-            });
-        }
-        OrgCommand::Get { org } => {
-            let summary = registry::read_org(dir, &org)?.summary_json();
-            out.print(&summary, || pretty(&summary));
-        }
-        OrgCommand::Set { org, settings } => {
-            let data = registry::edit_org(dir, &org, |data| {
-                settings.apply(&mut data.org.settings)?;
-                Ok(data.summary_json())
-            })?;
-            out.print(&data, || pretty(&data));
-        }
-        OrgCommand::Delete { org } => {
-            let old = registry::delete_org(dir, &org)?;
-            let value = json!({ "org": org, "deleted": true, "devices": old.device_count() });
-            out.print(&value, || {
-                format!("organization {org} deleted with its {} device(s)", old.device_count())
-            });
-        }
-    }
-    Ok(())
+            },
+        ),
+        OrgCommand::List => (RegistryOp::OrgList, |v| lines(v, |o| str_of(o, "org").to_string())),
+        OrgCommand::Get { org } => (RegistryOp::OrgGet { org }, pretty),
+        OrgCommand::Set { org, settings } => (
+            RegistryOp::OrgSet {
+                org,
+                settings: settings.change(),
+            },
+            pretty,
+        ),
+        OrgCommand::Delete { org } => (RegistryOp::OrgDelete { org }, |v| {
+            format!(
+                "organization {} deleted with its {} device(s)",
+                str_of(v, "org"),
+                v["devices"]
+            )
+        }),
+    })
 }
 
-fn device_type(dir: &Path, out: &Out, command: TypeCommand) -> Result<()> {
-    match command {
+fn device_type(command: TypeCommand) -> Result<(RegistryOp, Text)> {
+    Ok(match command {
         TypeCommand::Create {
             org,
             type_id,
@@ -400,63 +437,39 @@ fn device_type(dir: &Path, out: &Out, command: TypeCommand) -> Result<()> {
             metadata,
         } => {
             let class_id: DeviceClass = class.parse()?;
-            let new = DeviceType {
-                id: type_id.clone(),
+            let new = NewType {
+                id: type_id,
                 description,
                 class_id,
-                device_info: object_arg("--device-info", device_info.as_deref())?.unwrap_or_else(|| json!({})),
-                metadata: object_arg("--metadata", metadata.as_deref())?.unwrap_or_else(|| json!({})),
-                created_unix: now_unix(),
+                device_info: object_arg("--device-info", device_info.as_deref())?,
+                metadata: object_arg("--metadata", metadata.as_deref())?,
             };
-            let value = new.to_api_json();
-            registry::edit_org(dir, &org, |data| data.add_type(new))?;
-            out.print(&value, || format!("device type {type_id} created in {org}"));
+            (RegistryOp::TypeCreate { org, new }, |v| {
+                format!("device type {} created", str_of(v, "id"))
+            })
         }
-        TypeCommand::List { org } => {
-            let data = registry::read_org(dir, &org)?;
-            let all: Vec<Value> = data.types.values().map(DeviceType::to_api_json).collect();
-            out.print(&Value::Array(all.clone()), || {
-                lines(&all, |t| {
-                    format!(
-                        "{}  {}",
-                        t["id"].as_str().unwrap_or(""),
-                        t["classId"].as_str().unwrap_or("")
-                    )
-                })
-            });
-        }
-        TypeCommand::Get { org, type_id } => {
-            let data = registry::read_org(dir, &org)?;
-            let Some(t) = data.types.get(&type_id) else {
-                bail!("no device type {type_id} in organization {org}");
-            };
-            let value = t.to_api_json();
-            out.print(&value, || pretty(&value));
-        }
-        TypeCommand::Delete { org, type_id } => {
-            registry::edit_org(dir, &org, |data| data.remove_type(&type_id))?;
-            let value = json!({ "org": org, "typeId": type_id, "deleted": true });
-            out.print(&value, || format!("device type {type_id} deleted from {org}"));
-        }
-    }
-    Ok(())
+        TypeCommand::List { org } => (RegistryOp::TypeList { org }, |v| {
+            lines(v, |t| format!("{}  {}", str_of(t, "id"), str_of(t, "classId")))
+        }),
+        TypeCommand::Get { org, type_id } => (RegistryOp::TypeGet { org, type_id }, pretty),
+        TypeCommand::Delete { org, type_id } => (RegistryOp::TypeDelete { org, type_id }, |v| {
+            format!("device type {} deleted from {}", str_of(v, "typeId"), str_of(v, "org"))
+        }),
+    })
 }
 
-fn gateway_arg(text: Option<&str>) -> Result<Option<GatewayRef>> {
+fn gateway_arg(text: Option<&str>) -> Result<Option<Value>> {
     let Some(text) = text else { return Ok(None) };
     let Some((type_id, device_id)) = text.split_once(':') else {
         bail!("--gateway {text:?}: expected TYPE:ID");
     };
     check_id("gateway type id", type_id)?;
     check_id("gateway id", device_id)?;
-    Ok(Some(GatewayRef {
-        type_id: type_id.to_string(),
-        device_id: device_id.to_string(),
-    }))
+    Ok(Some(json!({ "typeId": type_id, "deviceId": device_id })))
 }
 
-fn device(dir: &Path, out: &Out, command: DeviceCommand) -> Result<()> {
-    match command {
+fn device(command: DeviceCommand) -> Result<(RegistryOp, Text)> {
+    Ok(match command {
         DeviceCommand::Create {
             org,
             type_id,
@@ -467,80 +480,84 @@ fn device(dir: &Path, out: &Out, command: DeviceCommand) -> Result<()> {
             metadata,
             gateway,
         } => {
-            let new = NewDevice {
-                type_id,
-                device_id,
-                token,
-                device_info: object_arg("--device-info", device_info.as_deref())?,
-                location: object_arg("--location", location.as_deref())?,
-                metadata: object_arg("--metadata", metadata.as_deref())?,
-                gateway: gateway_arg(gateway.as_deref())?,
-            };
-            let (value, token) = registry::edit_org(dir, &org, |data| {
-                let (device, token) = data.add_device(new)?;
-                Ok((device.to_api_json(&org, data.class_of(&device.type_id)), token))
-            })?;
-            print_with_token(out, value, &token, "registered");
-        }
-        DeviceCommand::List { org, type_id } => {
-            let data = registry::read_org(dir, &org)?;
-            if let Some(t) = &type_id {
-                if !data.types.contains_key(t) {
-                    bail!("no device type {t} in organization {org}");
+            let mut device = json!({ "typeId": type_id, "deviceId": device_id });
+            let fields = [
+                ("authToken", token.map(Value::String)),
+                ("deviceInfo", object_arg("--device-info", device_info.as_deref())?),
+                ("location", object_arg("--location", location.as_deref())?),
+                ("metadata", object_arg("--metadata", metadata.as_deref())?),
+                ("gateway", gateway_arg(gateway.as_deref())?),
+            ];
+            if let Value::Object(m) = &mut device {
+                for (name, value) in fields {
+                    if let Some(value) = value {
+                        m.insert(name.into(), value);
+                    }
                 }
             }
-            let all: Vec<Value> = data
-                .devices
-                .iter()
-                .filter(|(t, _)| type_id.as_ref().is_none_or(|wanted| wanted == *t))
-                .flat_map(|(t, devices)| devices.values().map(|d| d.to_api_json(&org, data.class_of(t))))
-                .collect();
-            out.print(&Value::Array(all.clone()), || {
-                lines(&all, |d| d["clientId"].as_str().unwrap_or("").to_string())
-            });
+            (RegistryOp::DeviceCreate { org, device }, |v| {
+                with_token(v, "registered")
+            })
         }
+        DeviceCommand::List { org, type_id } => (RegistryOp::DeviceList { org, type_id }, |v| {
+            lines(v, |d| str_of(d, "clientId").to_string())
+        }),
         DeviceCommand::Get {
             org,
             type_id,
             device_id,
-        } => {
-            let data = registry::read_org(dir, &org)?;
-            let Some(d) = data.device(&type_id, &device_id) else {
-                bail!("no device {type_id}/{device_id} in organization {org}");
-            };
-            let value = d.to_api_json(&org, data.class_of(&type_id));
-            out.print(&value, || pretty(&value));
-        }
+        } => (
+            RegistryOp::DeviceGet {
+                org,
+                type_id,
+                device_id,
+            },
+            pretty,
+        ),
         DeviceCommand::Delete {
             org,
             type_id,
             device_id,
-        } => {
-            registry::edit_org(dir, &org, |data| data.remove_device(&type_id, &device_id))?;
-            let value = json!({ "org": org, "typeId": type_id, "deviceId": device_id, "deleted": true });
-            out.print(&value, || format!("device {type_id}/{device_id} deleted from {org}"));
-        }
-        DeviceCommand::BulkAdd { org, file } => bulk_add(dir, out, &org, &file)?,
+        } => (
+            RegistryOp::DeviceDelete {
+                org,
+                type_id,
+                device_id,
+            },
+            |v| {
+                format!(
+                    "device {}/{} deleted from {}",
+                    str_of(v, "typeId"),
+                    str_of(v, "deviceId"),
+                    str_of(v, "org")
+                )
+            },
+        ),
+        DeviceCommand::BulkAdd { org, file } => (
+            RegistryOp::DeviceBulkAdd {
+                org,
+                devices: read_json_file(&file)?,
+            },
+            bulk_text,
+        ),
         DeviceCommand::RegenerateToken {
             org,
             type_id,
             device_id,
             token,
-        } => {
-            let (value, token) = registry::edit_org(dir, &org, |data| {
-                let token = data.regenerate_device_token(&type_id, &device_id, token)?;
-                let device = data
-                    .device(&type_id, &device_id)
-                    .map(|d| d.to_api_json(&org, data.class_of(&type_id)));
-                Ok((device.unwrap_or(Value::Null), token))
-            })?;
-            print_with_token(out, value, &token, "has a new token");
-        }
-    }
-    Ok(())
+        } => (
+            RegistryOp::DeviceRegenerateToken {
+                org,
+                type_id,
+                device_id,
+                token,
+            },
+            |v| with_token(v, "has a new token"),
+        ),
+    })
 }
 
-fn bulk_add(dir: &Path, out: &Out, org: &str, file: &Path) -> Result<()> {
+fn read_json_file(file: &Path) -> Result<Value> {
     let text = if file == Path::new("-") {
         let mut text = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut text).context("cannot read standard input")?;
@@ -548,89 +565,69 @@ fn bulk_add(dir: &Path, out: &Out, org: &str, file: &Path) -> Result<()> {
     } else {
         std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?
     };
-    let body: Value = serde_json::from_slice(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
-    let news = NewDevice::list_from_api_json(&body).with_context(|| format!("in {}", file.display()))?;
-    let outcomes = registry::edit_org(dir, org, |data| Ok(data.add_devices(news)))?;
-    let results: Vec<Value> = outcomes.iter().map(|o| o.to_api_json()).collect();
-    out.print(&Value::Array(results), || {
-        lines(&outcomes.iter().map(|o| o.to_api_json()).collect::<Vec<_>>(), |r| {
-            let id = format!(
-                "{}/{}",
-                r["typeId"].as_str().unwrap_or(""),
-                r["deviceId"].as_str().unwrap_or("")
-            );
-            match r["authToken"].as_str() {
-                Some(token) => format!("{id}  authToken: {token}"),
-                None => format!("{id}  not added: {}", r["message"].as_str().unwrap_or("")),
-            }
-        })
-    });
-    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
-    if failed > 0 {
-        bail!("{failed} of {} device(s) not added", outcomes.len());
-    }
-    Ok(())
+    serde_json::from_slice(&text).with_context(|| format!("{} is not valid JSON", file.display()))
 }
 
-/// Prints a device with its token (`authToken`, the REST API's name), shown only now.
-fn print_with_token(out: &Out, mut value: Value, token: &str, done: &str) {
-    if let Value::Object(m) = &mut value {
-        m.insert("authToken".into(), Value::String(token.to_string()));
-    }
-    out.print(&value, || {
-        format!(
-            "device {} {done}\nauthToken: {token}\n(the token is shown only now)",
-            value["clientId"].as_str().unwrap_or("")
-        )
-    });
+fn bulk_text(value: &Value) -> String {
+    lines(value, |r| {
+        let id = format!("{}/{}", str_of(r, "typeId"), str_of(r, "deviceId"));
+        match r["authToken"].as_str() {
+            Some(token) => format!("{id}  authToken: {token}"),
+            None => format!("{id}  not added: {}", str_of(r, "message")),
+        }
+    })
 }
 
-fn key(dir: &Path, out: &Out, command: KeyCommand) -> Result<()> {
-    match command {
+/// A device with its token, shown only now.
+fn with_token(value: &Value, done: &str) -> String {
+    format!(
+        "device {} {done}\nauthToken: {}\n(the token is shown only now)",
+        str_of(value, "clientId"),
+        str_of(value, "authToken")
+    )
+}
+
+fn key(command: KeyCommand) -> Result<(RegistryOp, Text)> {
+    Ok(match command {
         KeyCommand::Create { org, role, description } => {
             let role: Role = role.parse()?;
-            let (key, token) = registry::edit_org(dir, &org, |data| data.add_key(role, description))?;
-            let value = json!({ "org": org, "apiKey": key.key, "apiToken": token, "role": role });
-            out.print(&value, || {
+            (RegistryOp::KeyCreate { org, role, description }, |v| {
                 format!(
-                    "apiKey:   {}\napiToken: {token}\nrole:     {}\n(the token is shown only now)",
-                    key.key,
-                    role.name()
+                    "apiKey:   {}\napiToken: {}\nrole:     {}\n(the token is shown only now)",
+                    str_of(v, "apiKey"),
+                    str_of(v, "apiToken"),
+                    str_of(v, "role")
                 )
-            });
+            })
         }
-        KeyCommand::List { org } => {
-            let data = registry::read_org(dir, &org)?;
-            let all: Vec<Value> = data.keys.values().map(|k| k.to_api_json()).collect();
-            out.print(&Value::Array(all.clone()), || {
-                lines(&all, |k| {
-                    format!(
-                        "{}  {}  {}  {}",
-                        k["apiKey"].as_str().unwrap_or(""),
-                        k["role"].as_str().unwrap_or(""),
-                        k["created"].as_str().unwrap_or(""),
-                        k["description"].as_str().unwrap_or("")
-                    )
-                })
-            });
-        }
-        KeyCommand::Revoke { org, key } => {
-            registry::edit_org(dir, &org, |data| data.remove_key(&key))?;
-            let value = json!({ "org": org, "apiKey": key, "revoked": true });
-            out.print(&value, || format!("API key {key} revoked"));
-        }
-        KeyCommand::Regenerate { org, key } => {
-            let token = registry::edit_org(dir, &org, |data| data.regenerate_key_token(&key))?;
-            let value = json!({ "org": org, "apiKey": key, "apiToken": token });
-            out.print(&value, || {
-                format!("apiKey:   {key}\napiToken: {token}\n(the token is shown only now)")
-            });
-        }
-    }
-    Ok(())
+        KeyCommand::List { org } => (RegistryOp::KeyList { org }, |v| {
+            lines(v, |k| {
+                format!(
+                    "{}  {}  {}  {}",
+                    str_of(k, "apiKey"),
+                    str_of(k, "role"),
+                    str_of(k, "created"),
+                    str_of(k, "description")
+                )
+            })
+        }),
+        KeyCommand::Revoke { org, key } => (RegistryOp::KeyRevoke { org, key }, |v| {
+            format!("API key {} revoked", str_of(v, "apiKey"))
+        }),
+        KeyCommand::Regenerate { org, key } => (RegistryOp::KeyRegenerate { org, key }, |v| {
+            format!(
+                "apiKey:   {}\napiToken: {}\n(the token is shown only now)",
+                str_of(v, "apiKey"),
+                str_of(v, "apiToken")
+            )
+        }),
+    })
 }
 
-fn lines(items: &[Value], line: impl Fn(&Value) -> String) -> String {
+fn lines(items: &Value, line: impl Fn(&Value) -> String) -> String {
+    let Some(items) = items.as_array() else {
+        return String::new();
+    };
     items.iter().map(line).collect::<Vec<_>>().join("\n")
 }
 

@@ -354,9 +354,16 @@ impl Lower {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
             }
-            let state = tls
-                .process_new_packets()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}")))?;
+            let state = tls.process_new_packets().map_err(|e| {
+                let hint = match e {
+                    // A first byte like MQTT's CONNECT (0x10) or an HTTP request's letter.
+                    rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+                        " (not a TLS handshake: a plain MQTT or HTTP client on a TLS listener?)"
+                    }
+                    _ => "",
+                };
+                io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}{hint}"))
+            })?;
             if state.plaintext_bytes_to_read() > 0 {
                 break;
             }

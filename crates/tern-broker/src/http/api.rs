@@ -34,9 +34,13 @@ pub struct ApiState {
 type Api = State<Arc<ApiState>>;
 type Answer = Result<Response, ApiError>;
 
-/// Every route, behind the API key check.
-pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
+/// Every route, an embedder's `extra` ones included, behind the API key check.
+pub fn router(state: Arc<ApiState>, extra: Vec<(&'static str, Router)>) -> Router {
+    let mut routes = Router::new();
+    for (prefix, nested) in extra {
+        routes = routes.nest_service(prefix, nested);
+    }
+    routes
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -54,6 +54,13 @@ pub(crate) async fn bind_default() -> Option<TcpListener> {
     }
 }
 
+/// An embedder's routes: `open` under its prefix outside the API key check (they
+/// authenticate their own requests), `admin` behind it.
+pub(crate) struct Extra {
+    pub open: Option<(&'static str, axum::Router)>,
+    pub admin: Vec<(&'static str, axum::Router)>,
+}
+
 /// Takes the HTTP listeners out of `listeners` and serves them (and `default`, the
 /// default local one) on `tracker`, with the API keys of the data directory, watched
 /// for changes until the broker stops; `extra` is an embedder's routes under a prefix
@@ -62,7 +69,7 @@ pub(crate) fn start(
     state: &Arc<BrokerState>,
     listeners: &mut Vec<(usize, TcpListener)>,
     default: Option<TcpListener>,
-    extra: Option<(&'static str, axum::Router)>,
+    extra: Extra,
     tracker: &TaskTracker,
 ) {
     let config = state.config();
@@ -86,8 +93,8 @@ pub(crate) fn start(
         );
     }
     tracker.spawn(keys.clone().watch(state.shutdown.clone()));
-    let mut app = app(state, keys);
-    if let Some((prefix, routes)) = extra {
+    let mut app = app(state, keys, extra.admin);
+    if let Some((prefix, routes)) = extra.open {
         // Added after the admin API's key check, so that check does not apply to them.
         app = app.nest_service(prefix, routes);
     }
@@ -106,12 +113,13 @@ pub(crate) fn start(
 }
 
 /// The API's shared parts, one per broker.
-fn app(state: &Arc<BrokerState>, keys: Arc<ApiKeys>) -> axum::Router {
-    api::router(Arc::new(api::ApiState {
+fn app(state: &Arc<BrokerState>, keys: Arc<ApiKeys>, admin: Vec<(&'static str, axum::Router)>) -> axum::Router {
+    let api = Arc::new(api::ApiState {
         admin: Admin::new(state.clone()),
         keys,
         broker: state.clone(),
-    }))
+    });
+    api::router(api, admin)
 }
 
 /// Accepts and serves HTTP connections on `listener` until the broker stops. `index` is
