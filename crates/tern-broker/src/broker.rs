@@ -401,6 +401,9 @@ impl Broker {
         {
             tracing::warn!("some connections did not close within 10 s");
         }
+        // The connections' last events reach the consumers that act on them (the
+        // platform's status messages) while the store is still open.
+        self.state.events().finish(Duration::from_secs(5)).await;
         background.abort();
         if let Some(presence) = presence {
             presence.abort();

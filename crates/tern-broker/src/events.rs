@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use tern_proto::{ByteStr, ProtocolVersion, Publish, QoS};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::metrics::DropReason;
 
@@ -184,6 +186,11 @@ struct Shared {
     interest: [AtomicUsize; KINDS],
     /// Events lost by consumers that fell behind, summed over consumers.
     lost: AtomicU64,
+    /// Cancelled once no event can come any more (the broker's connections have all
+    /// closed at shutdown): receivers then get what is queued, then `None`.
+    finished: CancellationToken,
+    /// Consumers that must see the last events before the broker's store closes.
+    consumers: TaskTracker,
 }
 
 /// The sending side, owned by the broker.
@@ -243,6 +250,30 @@ impl EventStream {
     pub fn lost(&self) -> u64 {
         self.shared.lost.load(Relaxed)
     }
+
+    /// Runs `consumer` (a loop over an [`EventReceiver`] until `None`) as a consumer the
+    /// broker waits for at shutdown: after its connections have closed and before its
+    /// store closes, so what the consumer does with the last disconnects (publish a
+    /// retained status message, say) is kept.
+    pub fn spawn_consumer<F>(&self, consumer: F) -> tokio::task::JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.shared.consumers.spawn(consumer)
+    }
+
+    /// Says no event will come any more, and waits up to `patience` for the consumers of
+    /// [`EventStream::spawn_consumer`] to handle what is queued and end.
+    pub async fn finish(&self, patience: std::time::Duration) {
+        self.shared.finished.cancel();
+        self.shared.consumers.close();
+        if tokio::time::timeout(patience, self.shared.consumers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("event consumers did not finish within {patience:?}");
+        }
+    }
 }
 
 /// One consumer's end of the stream.
@@ -260,7 +291,21 @@ impl EventReceiver {
     /// by falling behind are counted (see [`EventReceiver::lost`]) and skipped.
     pub async fn recv(&mut self) -> Option<Event> {
         loop {
-            match self.rx.recv().await {
+            let next = if self.shared.finished.is_cancelled() {
+                // Nothing more will be sent: what is queued, then the end.
+                match self.rx.try_recv() {
+                    Ok(event) => Ok(event),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => Err(broadcast::error::RecvError::Lagged(n)),
+                    Err(_) => return None,
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    next = self.rx.recv() => next,
+                    () = self.shared.finished.cancelled() => continue,
+                }
+            };
+            match next {
                 Ok(event) if self.mask & (1 << event.kind() as u8) != 0 => return Some(event),
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => self.fell_behind(n),

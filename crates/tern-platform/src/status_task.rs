@@ -28,15 +28,11 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>) -> JoinHandle<()> {
     let mut events = state
         .events()
         .subscribe(&[EventKind::Connected, EventKind::Disconnected, EventKind::Refused]);
-    tokio::spawn(async move {
-        loop {
-            let event = tokio::select! {
-                () = state.shutdown.cancelled() => return,
-                event = events.recv() => event,
-            };
-            let Some(event) = event else {
-                return;
-            };
+    // A consumer the broker waits for at shutdown: the Disconnect (CloseCode 93) of each
+    // client still connected is published, and kept, before the store closes.
+    let stream = state.clone();
+    stream.events().spawn_consumer(async move {
+        while let Some(event) = events.recv().await {
             if let Some((client, body)) = status_of(&event, (&state, &admin), &registry) {
                 publish(&admin, &client, &body);
             }

@@ -405,6 +405,39 @@ fn status_messages_report_connects_disconnects_and_failed_connects() {
 }
 
 #[test]
+fn a_devices_retained_status_is_kept_across_a_restart() {
+    let p = Platform::start();
+    let mut app = p.app(ProtocolVersion::V3_1_1, "monitor");
+    app.subscribe("iot-2/type/test/id/4321/mon", QoS::AtMostOnce);
+    let device = p.device(ProtocolVersion::V5, "4321");
+    assert_eq!(status(&app.recv_publish())["Action"], "Connect");
+    device.disconnect();
+    let before = status(&app.recv_publish());
+    assert_eq!(before["Action"], "Disconnect");
+    app.disconnect();
+    let _online = p.device(ProtocolVersion::V3_1_1, "4322");
+
+    let p = p.restart();
+    let mut late = p.app(ProtocolVersion::V3_1_1, "late");
+    late.subscribe("iot-2/type/+/id/+/mon", QoS::AtMostOnce);
+    let mut kept = std::collections::BTreeMap::new();
+    for _ in 0..2 {
+        let publish = late.recv_publish();
+        assert!(publish.retain);
+        kept.insert(publish.topic.to_string(), status(&publish));
+    }
+    late.expect_quiet();
+    // 4321's Disconnect as it was published, from the store.
+    assert_eq!(kept["iot-2/type/test/id/4321/mon"], before);
+    // 4322 was online when the broker stopped: its Disconnect says so.
+    let stopped = &kept["iot-2/type/test/id/4322/mon"];
+    assert_eq!(
+        (&stopped["Action"], &stopped["CloseCode"]),
+        (&"Disconnect".into(), &93.into())
+    );
+}
+
+#[test]
 fn an_applications_status_is_cleared_when_it_leaves() {
     let p = Platform::start();
     let mut monitor = p.app(ProtocolVersion::V5, "monitor");

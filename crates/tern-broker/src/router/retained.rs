@@ -232,6 +232,13 @@ impl Parts {
     }
 }
 
+/// `$SYS` topics: the broker's own figures, made anew by a running broker and not kept
+/// across restarts. Other `$` topics (an embedder's, such as the IoT platform's device
+/// status under its reserved root) are kept like any retained message.
+fn is_sys_topic(topic: &str) -> bool {
+    topic == "$SYS" || topic.starts_with("$SYS/")
+}
+
 impl Router {
     /// Stores (non-empty payload) or clears (empty payload) the retained message of the
     /// topic of `publish`, in bytes of its own.
@@ -241,7 +248,7 @@ impl Router {
 
     /// [`Router::retain`], noting who published the message (check_retain_source).
     pub fn retain_from(&self, publish: &Publish, source: Option<RetainSource>) {
-        if let Some(disk) = self.store.as_ref().filter(|_| !publish.topic.starts_with('$')) {
+        if let Some(disk) = self.store.as_ref().filter(|_| !is_sys_topic(&publish.topic)) {
             let record = if publish.payload.is_empty() {
                 None
             } else {

@@ -79,6 +79,17 @@ impl Platform {
         }
     }
 
+    /// Stops the broker (SIGTERM, waiting for it to exit) and starts it again on the same
+    /// configuration and data directory; its listeners get new ports.
+    pub fn restart(self) -> Platform {
+        let path = self._dir.path().join("mosquitto.conf");
+        self.broker.stop();
+        Platform {
+            broker: Broker::from_file(&path),
+            ..self
+        }
+    }
+
     pub fn addr(&self, listener: usize) -> SocketAddr {
         self.broker.listening_addrs()[listener]
     }
