@@ -6,6 +6,14 @@
 //! (authentication, authorization, topic mapping, the event stream) rather than living
 //! inside it; see docs/iot-platform.md.
 
+pub mod dm;
+mod dm_device;
+mod dm_requests;
+mod dm_rest;
+mod dm_store;
+#[cfg(test)]
+mod dm_tests;
+pub mod dm_wire;
 pub mod identity;
 pub mod lec;
 pub mod lec_task;
