@@ -52,6 +52,9 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 600;
 pub const MAX_TIMEOUT_SECS: u64 = 86_400;
 /// Shortest lifetime a device may manage with, besides 0 (never dormant), in seconds.
 pub const MIN_LIFETIME_SECS: u64 = 3_600;
+/// An organization's file is written at most at this rate on average by
+/// [`Dm::flush_due`] (a 4 MiB file: once a second).
+pub const WRITE_BYTES_PER_SECOND: usize = 4 << 20;
 /// How often [`Dm::tick`] sweeps old requests and logs.
 pub const SWEEP_INTERVAL_MS: u64 = 60_000;
 
@@ -387,6 +390,8 @@ pub(crate) struct OrgDm {
     pub bundles: BTreeMap<String, Value>,
     /// Changed since last written.
     pub dirty: bool,
+    /// When its file was last written, and how large it was (see [`Dm::flush_due`]).
+    pub written: Option<(std::time::Instant, usize)>,
 }
 
 /// Device management of every organization.
@@ -421,12 +426,23 @@ impl Dm {
     }
 
     /// Writes every organization changed since it was last written (atomically, mode
-    /// 0600). Blocking: call off the runtime. Returns the first error; an organization
-    /// whose write failed is written again next time.
+    /// 0600): at a stop. Blocking: call off the runtime. Returns the first error; an
+    /// organization whose write failed is written again next time.
     pub fn flush(&self) -> Result<(), DmStoreError> {
+        self.write_changed(true)
+    }
+
+    /// As [`Dm::flush`], but an organization whose last file was large waits
+    /// ([`WRITE_BYTES_PER_SECOND`]) before it is written again, so a flood of manages or
+    /// logs cannot keep the disk busy rewriting one big file: for the periodic flush.
+    pub fn flush_due(&self) -> Result<(), DmStoreError> {
+        self.write_changed(false)
+    }
+
+    fn write_changed(&self, all: bool) -> Result<(), DmStoreError> {
         let _writing = self.writing.lock();
         let mut first = Ok(());
-        for (org, body) in self.take_dirty() {
+        for (org, body) in self.take_dirty(all) {
             if let Err(e) = crate::dm_store::write_org(&self.dir, &org, body.as_deref()) {
                 tracing::warn!("device management of {org} not saved: {e}");
                 if let Some(o) = self.orgs.lock().get_mut(&org) {
@@ -440,15 +456,26 @@ impl Dm {
         first
     }
 
-    /// The changed organizations with their files' bodies (`None`: nothing left, remove it).
-    fn take_dirty(&self) -> Vec<(String, Option<Vec<u8>>)> {
+    /// The changed organizations (all, or those due) with their files' bodies (`None`:
+    /// nothing left, remove the file).
+    fn take_dirty(&self, all: bool) -> Vec<(String, Option<Vec<u8>>)> {
+        let now = std::time::Instant::now();
         let mut orgs = self.orgs.lock();
         let mut out = Vec::new();
         for (org, o) in orgs.iter_mut().filter(|(_, o)| o.dirty) {
+            let early = o.written.is_some_and(|(at, bytes)| {
+                let pause = std::time::Duration::from_secs_f64(bytes as f64 / WRITE_BYTES_PER_SECOND as f64);
+                now.saturating_duration_since(at) < pause
+            });
+            if early && !all {
+                continue;
+            }
             o.dirty = false;
-            out.push((org.clone(), crate::dm_store::encode(o)));
+            let body = crate::dm_store::encode(o);
+            o.written = Some((now, body.as_ref().map_or(0, Vec::len)));
+            out.push((org.clone(), body));
         }
-        orgs.retain(|_, o| !o.devices.is_empty() || !o.requests.is_empty() || !o.bundles.is_empty());
+        orgs.retain(|_, o| o.dirty || !o.devices.is_empty() || !o.requests.is_empty() || !o.bundles.is_empty());
         out
     }
 
@@ -515,28 +542,23 @@ impl Dm {
         }
     }
 
-    /// A message of [`Effects::outgoing`] that reached no session (the device is offline
-    /// without a persistent session, or not yet subscribed): if it is a request's step, it
-    /// is sent again right after the device's next manage (the request's timeout still
-    /// runs). Other messages (answers, cancels) are not resent.
-    pub fn undelivered(&self, out: &Outgoing) {
-        let req_id = match wire::parse(&out.payload) {
-            Ok(m) => m.req_id,
-            Err(_) => None,
-        };
-        let Some(req_id) = req_id else {
-            return;
-        };
-        let key = (out.type_id.clone(), out.device_id.clone());
+    /// A message of [`Effects::outgoing`] (`org`, `type_id`, `device_id`, `tail` as in the
+    /// [`Outgoing`]) reached no session: the device is offline without a persistent session,
+    /// or not yet subscribed. If it is the step its request waits on, that step is sent again
+    /// (same reqId) right after the device's next manage (the SDK manages once its
+    /// subscriptions exist); the request's timeout still runs. Other messages (answers,
+    /// cancels, location pushes) are not resent.
+    pub fn undelivered(&self, org: &str, type_id: &str, device_id: &str, tail: &str) {
+        let key = (type_id.to_string(), device_id.to_string());
         let mut orgs = self.orgs.lock();
-        let Some(o) = orgs.get_mut(&out.org) else {
+        let Some(o) = orgs.get_mut(org) else {
             return;
         };
         let Some(active) = o.devices.get(&key).and_then(|d| d.active.clone()) else {
             return;
         };
         if let Some(run) = o.requests.get_mut(&active).and_then(|r| r.run_mut(&key)) {
-            if run.pending.as_deref() == Some(req_id.as_str()) && !run.complete {
+            if run.pending.is_some() && run.tail == tail && !run.complete {
                 run.undelivered = true;
                 o.dirty = true;
             }

@@ -228,34 +228,8 @@ impl Dm {
         let mut first_refusal: Option<DmRefusal> = None;
         let mut accepted = 0;
         for key in &devices {
-            let dev = o.devices.get(key);
-            let refusal = match action.refused_by(dev) {
-                Some(why) => Some(DmRefusal::new(RC_FORBIDDEN, why)),
-                None => match dev.and_then(|d| d.active.as_ref()) {
-                    Some(id) if !request.override_ => Some(DmRefusal::new(
-                        RC_CONFLICT,
-                        format!("request {id} is in progress for the device"),
-                    )),
-                    _ => None,
-                },
-            };
-            let mut run = DeviceRun {
-                type_id: key.0.clone(),
-                device_id: key.1.clone(),
-                status: 1,
-                message: None,
-                complete: false,
-                updated_ms: now_ms,
-                step: Step::Done,
-                pending: None,
-                tail: String::new(),
-                payload: String::new(),
-                undelivered: false,
-                seen_202: false,
-                seen_done: false,
-                restart_gen: 0,
-                any_manage: false,
-            };
+            let refusal = judge(o, &action, key, request.override_);
+            let mut run = new_run(key, now_ms);
             match refusal {
                 Some(r) => {
                     finish(&mut run, now_ms, r.status, Some(&r.message));
@@ -353,6 +327,43 @@ impl Dm {
             }
         }
         fx
+    }
+}
+
+/// Why device `key` of `o` cannot take `action` now: 403 (not managed, dormant,
+/// unsupported) or 409 (a request in progress, unless `override_`).
+fn judge(o: &OrgDm, action: &Action, key: &DevKey, override_: bool) -> Option<DmRefusal> {
+    let dev = o.devices.get(key);
+    if let Some(why) = action.refused_by(dev) {
+        return Some(DmRefusal::new(RC_FORBIDDEN, why));
+    }
+    match dev.and_then(|d| d.active.as_ref()) {
+        Some(id) if !override_ => Some(DmRefusal::new(
+            RC_CONFLICT,
+            format!("request {id} is in progress for the device"),
+        )),
+        _ => None,
+    }
+}
+
+/// A device's part of a new request, in progress, nothing sent yet.
+fn new_run(key: &DevKey, now: u64) -> DeviceRun {
+    DeviceRun {
+        type_id: key.0.clone(),
+        device_id: key.1.clone(),
+        status: 1,
+        message: None,
+        complete: false,
+        updated_ms: now,
+        step: Step::Done,
+        pending: None,
+        tail: String::new(),
+        payload: String::new(),
+        undelivered: false,
+        seen_202: false,
+        seen_done: false,
+        restart_gen: 0,
+        any_manage: false,
     }
 }
 
