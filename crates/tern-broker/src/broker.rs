@@ -466,6 +466,12 @@ impl BrokerHandle {
         if new.presence_events != current.presence_events {
             tracing::warn!("presence_events takes effect at the next restart");
         }
+        // The platform is set up once, at start, for the domain and quickstart it had.
+        if new.platform_domain != current.platform_domain || new.platform_quickstart != current.platform_quickstart {
+            tracing::warn!("platform_domain and platform_quickstart take effect at the next restart");
+            new.platform_domain.clone_from(&current.platform_domain);
+            new.platform_quickstart = current.platform_quickstart;
+        }
         self.state.router.set_share_strategy(new.shared_subscription_strategy);
         self.state
             .router

@@ -19,7 +19,7 @@
 use crate::topic_map::TopicMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tern_proto::{ByteStr, ProtocolVersion, ReasonCode};
+use tern_proto::{ByteStr, ProtocolVersion, Publish, ReasonCode};
 
 /// How the log line (and the disconnected event's detail) of a connection closed for a
 /// payload over [`ClientPolicy::max_payload`] begins.
@@ -139,9 +139,18 @@ pub trait ClientPolicy: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Asked once per PUBLISH: whether it goes over the client's message rate. Such a
-    /// PUBLISH is refused (5.0: 0x97 Quota exceeded) or, for 3.x, acknowledged and dropped.
-    fn over_rate(&self) -> bool {
+    /// Offered each accepted PUBLISH (under its broker name) before it is routed: a
+    /// message addressed to the service behind the policy rather than to subscribers (the
+    /// IoT platform's device management requests) is taken, and then neither retained nor
+    /// routed; the publisher is acknowledged as for a routed message. True when taken.
+    fn take_publish(&self, _publish: &Publish) -> bool {
+        false
+    }
+
+    /// Asked once per PUBLISH (with its topic as the client sent it): whether it goes
+    /// over the client's message rate. Such a PUBLISH is refused (5.0: 0x97 Quota
+    /// exceeded) or, for 3.x, acknowledged and dropped.
+    fn over_rate(&self, _topic: &str) -> bool {
         false
     }
 

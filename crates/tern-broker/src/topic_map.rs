@@ -62,6 +62,10 @@ pub struct TopicMap {
     mount: Arc<str>,
     /// What the client sees in place of `mount` (empty for a mount point).
     client: Arc<str>,
+    /// More (broker, client) prefix pairs of a way-out-only mapping
+    /// ([`TopicMap::replace_each`]): a platform device gets its commands under `iot-2/`
+    /// and its management requests under `iotdm-1/`. Empty for a mount point.
+    others: Arc<[(Arc<str>, Arc<str>)]>,
 }
 
 impl TopicMap {
@@ -83,6 +87,7 @@ impl TopicMap {
         Ok(TopicMap {
             mount: mount_point.into(),
             client: Arc::from(""),
+            others: Arc::from([]),
         })
     }
 
@@ -96,6 +101,31 @@ impl TopicMap {
         }
         map.client = client.into();
         Ok(map)
+    }
+
+    /// [`TopicMap::replace`] with several (broker, client) prefix pairs: a topic is
+    /// delivered under the client prefix of the first pair whose broker prefix it starts
+    /// with. At least one pair; each as `replace` requires.
+    pub fn replace_each(pairs: &[(&str, &str)]) -> Result<TopicMap, MountPointError> {
+        let Some(((broker, client), rest)) = pairs.split_first() else {
+            return Err(MountPointError::Empty);
+        };
+        let mut map = TopicMap::replace(broker, client)?;
+        let mut others = Vec::with_capacity(rest.len());
+        for (broker, client) in rest {
+            let checked = TopicMap::replace(broker, client)?;
+            others.push((checked.mount, checked.client));
+        }
+        map.others = others.into();
+        Ok(map)
+    }
+
+    /// The (broker, client) prefix pair that applies to `topic`, if any.
+    fn pair_for(&self, topic: &[u8]) -> Option<(&str, &str)> {
+        std::iter::once((&self.mount, &self.client))
+            .chain(self.others.iter().map(|(b, c)| (b, c)))
+            .find(|(broker, _)| topic.len() > broker.len() && topic.starts_with(broker.as_bytes()))
+            .map(|(b, c)| (&**b, &**c))
     }
 
     /// The mount point.
@@ -160,10 +190,11 @@ impl TopicMap {
     /// `None` when the topic is not below the mount point (such a message is not for a
     /// client of this listener).
     pub fn to_client_topic<'t>(&self, topic: &'t str) -> Option<Cow<'t, str>> {
-        let rest = topic.strip_prefix(&*self.mount).filter(|rest| !rest.is_empty())?;
-        Some(match self.client.is_empty() {
+        let (mount, client) = self.pair_for(topic.as_bytes())?;
+        let rest = &topic[mount.len()..];
+        Some(match client.is_empty() {
             true => Cow::Borrowed(rest),
-            false => Cow::Owned(format!("{}{rest}", self.client)),
+            false => Cow::Owned(format!("{client}{rest}")),
         })
     }
 
@@ -195,10 +226,10 @@ impl TopicMap {
         else {
             return false;
         };
-        let (mount, client) = (self.mount.len(), self.client.len());
-        if topic.len() <= mount || !topic.starts_with(self.mount.as_bytes()) {
+        let Some((mount_prefix, client_prefix)) = self.pair_for(topic) else {
             return false;
-        }
+        };
+        let (mount, client) = (mount_prefix.len(), client_prefix.len());
         let cut = mount - client;
         let topic_len = topic.len();
         let start = out.len();
@@ -216,14 +247,18 @@ impl TopicMap {
         // behind the client's prefix.
         out.copy_within(start + topic_at + mount..end, start + prefix_len + client);
         out[start..start + prefix_len].copy_from_slice(&prefix[..prefix_len]);
-        out[start + prefix_len..start + prefix_len + client].copy_from_slice(self.client.as_bytes());
+        out[start + prefix_len..start + prefix_len + client].copy_from_slice(client_prefix.as_bytes());
         out.truncate(end - (topic_at + cut - prefix_len));
         true
     }
 
-    /// How many bytes shorter a frame is for this client than as the broker encoded it.
+    /// How many bytes shorter a frame is for this client than as the broker encoded it,
+    /// at least (the smallest cut of its prefix pairs).
     pub fn saved_bytes(&self) -> usize {
-        self.mount.len() - self.client.len()
+        self.others
+            .iter()
+            .map(|(b, c)| b.len() - c.len())
+            .fold(self.mount.len() - self.client.len(), usize::min)
     }
 }
 
@@ -417,6 +452,44 @@ mod tests {
             }
         }
         assert!(TopicMap::replace("ab/", "abc/").is_err());
+    }
+
+    #[test]
+    fn several_prefix_pairs_each_deliver_under_their_client_prefix() {
+        let m = TopicMap::replace_each(&[
+            ("$iot/o/iot-2/type/t/id/d/", "iot-2/"),
+            ("$iot/o/iotdm-1/type/t/id/d/", "iotdm-1/"),
+        ])
+        .unwrap();
+        assert_eq!(m.saved_bytes(), 19);
+        assert_eq!(
+            m.to_client_topic("$iot/o/iotdm-1/type/t/id/d/mgmt/initiate/device/reboot")
+                .as_deref(),
+            Some("iotdm-1/mgmt/initiate/device/reboot")
+        );
+        assert_eq!(m.to_client_topic("$iot/o/iotdm-1/type/t/id/e/response"), None);
+        assert_eq!(m.to_client_topic("$iot/o/iotdm-1/type/t/id/d/"), None);
+        for (topic, client) in [
+            ("$iot/o/iot-2/type/t/id/d/cmd/c/fmt/f", "iot-2/cmd/c/fmt/f"),
+            ("$iot/o/iotdm-1/type/t/id/d/response", "iotdm-1/response"),
+        ] {
+            let f = frame(topic, QoS::AtLeastOnce, ProtocolVersion::V5, 40);
+            let mut out = BytesMut::new();
+            assert!(m.write_frame(&f, &mut out, 9, false, Expiry::Never));
+            let Ok(Some(Packet::Publish(p))) = decode(&mut out, ProtocolVersion::V5, usize::MAX) else {
+                panic!("not a PUBLISH")
+            };
+            assert_eq!((p.topic.as_str(), p.packet_id, p.payload.len()), (client, 9, 40));
+        }
+        let mut out = BytesMut::new();
+        let f = frame(
+            "$iot/o/iotdm-1/type/t/id/e/response",
+            QoS::AtLeastOnce,
+            ProtocolVersion::V5,
+            3,
+        );
+        assert!(!m.write_frame(&f, &mut out, 1, false, Expiry::Never));
+        assert!(TopicMap::replace_each(&[]).is_err());
     }
 
     #[test]

@@ -102,8 +102,13 @@ impl Platform {
         let settings = self.settings(&client, request.secure)?;
         let (rights, gateway) = self.verify(&client, credentials, request)?;
         let space = TopicSpace::of(&client, rights);
-        let delivery = TopicMap::replace(space.broker_prefix(), space.client_prefix())
-            .map_err(|e| unavailable(format!("topic space of {}: {e}", request.client_id)))?;
+        let delivery = match space.dm_prefixes() {
+            Some((dm_broker, dm_client)) => {
+                TopicMap::replace_each(&[(space.broker_prefix(), space.client_prefix()), (&dm_broker, dm_client)])
+            }
+            None => TopicMap::replace(space.broker_prefix(), space.client_prefix()),
+        }
+        .map_err(|e| unavailable(format!("topic space of {}: {e}", request.client_id)))?;
         let quotas = &settings.quotas;
         let (rate, max_subscriptions) = match client {
             ClientId::Device { gateway: false, .. } => (
@@ -139,6 +144,7 @@ impl Platform {
             max_payload: settings.max_payload as usize,
             no_subscriptions: org_id == QUICKSTART && client.class() == crate::identity::Class::Device,
             rate,
+            dm_rate: parking_lot::Mutex::new(RateLimit::per_second(DM_PER_SECOND)),
             max_subscriptions: max_subscriptions as usize,
         })
     }
@@ -315,14 +321,23 @@ pub struct PlatformClient {
     max_payload: usize,
     /// A device's message rate (`quotas.deviceMessagesPerSecond`).
     rate: Option<parking_lot::Mutex<RateLimit>>,
+    /// The rate of device management messages ([`DM_PER_SECOND`]), counted apart from
+    /// events so that the SDK's ten manage requests at connect do not eat the event quota.
+    dm_rate: parking_lot::Mutex<Option<RateLimit>>,
     /// Counts the connection in its organization's until the connection drops it.
     _slot: ConnectionSlot,
     /// A quickstart device: no commands, so no subscriptions.
     no_subscriptions: bool,
+
     gateways: Arc<GatewayServices>,
     /// `quotas.subscriptionsPerDevice` or `...PerApplication`; 0: no limit.
     max_subscriptions: usize,
 }
+
+/// Device management messages a connection may send per second (bursts of a second's
+/// worth): room for the SDK's ten manage requests at connect and the answers of a busy
+/// gateway, while a flood of them is refused like events over their quota.
+pub const DM_PER_SECOND: u32 = 50;
 
 /// Whether gateway `gateway` (type, id) of `org` may act for device `type_id`/`device_id`:
 /// itself, or a device the registry has behind it.
@@ -426,7 +441,12 @@ impl ClientPolicy for PlatformClient {
         Some(self.max_payload)
     }
 
-    fn over_rate(&self) -> bool {
+    fn over_rate(&self, topic: &str) -> bool {
+        // Device management messages (the SDK sends ten manage requests as it connects)
+        // are not events: the quota counts events.
+        if topic.starts_with(crate::topics::DM_UP) {
+            return self.dm_rate.lock().as_mut().is_some_and(|r| !r.take(Instant::now()));
+        }
         self.rate.as_ref().is_some_and(|r| !r.lock().take(Instant::now()))
     }
 

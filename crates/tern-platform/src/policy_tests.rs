@@ -242,14 +242,17 @@ fn devices_get_the_organizations_quotas() {
         .authenticate(&request("d:acme:sensor:s1", Some("use-token-auth"), &s.device_token))
         .unwrap();
     assert_eq!(d.max_subscriptions(), Some(50));
-    assert!((0..10).all(|_| !d.over_rate()));
-    assert!(d.over_rate());
+    assert!((0..10).all(|_| !d.over_rate("iot-2/evt/e/fmt/json")));
+    assert!(d.over_rate("iot-2/evt/e/fmt/json"));
     let a = s
         .platform
         .authenticate(&request("a:acme:app1", Some(&s.admin_key), &s.admin_token))
         .unwrap();
     assert_eq!(a.max_subscriptions(), Some(500));
-    assert!((0..100).all(|_| !a.over_rate()), "applications are not rate limited");
+    assert!(
+        (0..100).all(|_| !a.over_rate("iot-2/type/t/id/d/evt/e/fmt/json")),
+        "applications are not rate limited"
+    );
 }
 
 #[test]
@@ -300,7 +303,10 @@ fn quickstart_is_open_when_enabled_and_has_no_commands() {
     assert_eq!(d.user(), None);
     assert!(d.publish_topic("iot-2/evt/helloworld/fmt/json").is_ok());
     assert!(d.subscribe_filter("iot-2/cmd/+/fmt/+").is_err());
-    assert!(!d.over_rate() && d.over_rate(), "one message a second");
+    assert!(
+        !d.over_rate("iot-2/evt/e/fmt/json") && d.over_rate("iot-2/evt/e/fmt/json"),
+        "one message a second"
+    );
     let mut app = device.clone();
     app.client_id = "a:quickstart:viewer".into();
     let a = open.authenticate(&app).unwrap();

@@ -28,6 +28,15 @@
 //!   ([`device_of`]). A gateway also reads its own `iot-2/type/<t>/id/<d>/notify`, where
 //!   the platform reports what it refused it.
 //!
+//! - Device management (docs/device-management.md): a device publishes requests and
+//!   answers under `iotdevice-1/...` and subscribes `iotdm-1/...` (wildcards allowed);
+//!   inside the broker they are `$iot/<org>/iotdevice-1/type/<t>/id/<d>/...` and
+//!   `$iot/<org>/iotdm-1/type/<t>/id/<d>/...`, so a device speaks and hears only for
+//!   itself (its delivery map has a second prefix pair, [`TopicSpace::dm_prefixes`]). A
+//!   gateway uses the long forms `iotdevice-1/type/<t>/id/<d>/...` and
+//!   `iotdm-1/type/<t>/id/<d>/...` for itself and the devices behind it. Applications act
+//!   through the REST API, not these topics.
+//!
 //! Anything else is refused with a [`TopicRefusal`] naming why.
 
 use crate::identity::{is_id, ClientId};
@@ -114,11 +123,34 @@ pub fn app_status_topic(org: &str, app_id: &str) -> String {
     format!("{ROOT}/{org}/iot-2/app/{app_id}/mon")
 }
 
+/// The first level of device management requests and answers a device sends.
+pub const DM_UP: &str = "iotdevice-1";
+/// The first level of device management messages the platform sends a device.
+pub const DM_DOWN: &str = "iotdm-1";
+
+/// The broker's name of a device management message for a device: `tail` is what
+/// follows `iotdm-1/` in the device's own short form (`response`, `mgmt/initiate/device/reboot`).
+pub fn dm_down_topic(org: &str, type_id: &str, device_id: &str, tail: &str) -> String {
+    format!("{ROOT}/{org}/{DM_DOWN}/type/{type_id}/id/{device_id}/{tail}")
+}
+
+/// The organization, device type, device id and tail of a device management message a
+/// device (or a gateway for it) sent: `$iot/<org>/iotdevice-1/type/<t>/id/<d>/<tail>`.
+pub fn dm_up_of(broker_topic: &str) -> Option<(&str, &str, &str, &str)> {
+    let rest = broker_topic.strip_prefix(ROOT)?.strip_prefix('/')?;
+    let (org, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix(DM_UP)?.strip_prefix("/type/")?;
+    let (t, rest) = rest.split_once('/')?;
+    let (d, tail) = rest.strip_prefix("id/")?.split_once('/')?;
+    Some((org, t, d, tail))
+}
+
 /// The organization, device type and device id a broker topic of the full form is about
-/// (`$iot/<org>/iot-2/type/<t>/id/<d>/...`), if it is one.
+/// (`$iot/<org>/iot-2/type/<t>/id/<d>/...`, or the `iotdm-1` and `iotdevice-1` forms),
+/// if it is one.
 pub fn device_of(broker_topic: &str) -> Option<(&str, &str, &str)> {
     let mut levels = broker_topic.split('/');
-    let (Some(ROOT), Some(org), Some("iot-2"), Some("type"), Some(t), Some("id"), Some(d)) = (
+    let (Some(ROOT), Some(org), Some("iot-2" | DM_UP | DM_DOWN), Some("type"), Some(t), Some("id"), Some(d)) = (
         levels.next(),
         levels.next(),
         levels.next(),
@@ -176,6 +208,17 @@ impl TopicSpace {
         }
     }
 
+    /// For a device, the second (broker, client) prefix pair of its delivery map:
+    /// `$iot/<org>/iotdm-1/type/<t>/id/<d>/` delivered as `iotdm-1/`.
+    pub fn dm_prefixes(&self) -> Option<(String, &'static str)> {
+        let Who::Device = self.who else { return None };
+        let device = self
+            .broker_prefix
+            .strip_prefix(&*self.org_root)?
+            .strip_prefix("iot-2/")?;
+        Some((format!("{}{DM_DOWN}/{device}", self.org_root), "iotdm-1/"))
+    }
+
     /// The broker's prefix replaced by [`TopicSpace::client_prefix`] on delivery.
     pub fn broker_prefix(&self) -> &str {
         &self.broker_prefix
@@ -195,8 +238,27 @@ impl TopicSpace {
     /// The client's name for a broker topic delivered to it; `None` if it is outside the
     /// client's space (never delivered).
     pub fn to_client_topic(&self, broker_topic: &str) -> Option<String> {
+        if let Some((dm_broker, dm_client)) = self.dm_prefixes() {
+            if let Some(rest) = broker_topic.strip_prefix(&*dm_broker) {
+                return (!rest.is_empty()).then(|| format!("{dm_client}{rest}"));
+            }
+        }
         let rest = broker_topic.strip_prefix(&*self.broker_prefix)?;
         (!rest.is_empty()).then(|| format!("{}{rest}", self.client_prefix))
+    }
+
+    /// A device's own management topic or filter (`iotdevice-1/<tail>` published,
+    /// `iotdm-1/<tail>` subscribed) in the broker's long form.
+    fn device_dm(&self, root: &str, tail: &str) -> Mapped {
+        let device = self
+            .broker_prefix
+            .strip_prefix(&*self.org_root)
+            .and_then(|p| p.strip_prefix("iot-2/"))
+            .unwrap_or_default();
+        Mapped {
+            topic: format!("{}{root}/{device}{tail}", self.org_root),
+            device: None,
+        }
     }
 
     /// The broker's name of a topic the client publishes to, if it may.
@@ -210,8 +272,20 @@ impl TopicSpace {
                     Ok(self.device_topic(topic))
                 }
                 ["iot-2", "evt", ..] => refuse("a device publishes events as iot-2/evt/<event>/fmt/<format>"),
-                _ => refuse("a device may publish only its events, iot-2/evt/<event>/fmt/<format>"),
+                [DM_UP, "type", ..] => refuse("a device speaks for itself: iotdevice-1/<request>"),
+                [DM_UP, rest @ ..] if is_dm_tail(rest, false) => Ok(self.device_dm(DM_UP, &topic[DM_UP.len() + 1..])),
+                _ => refuse("a device may publish only its events, iot-2/evt/<event>/fmt/<format>, and device management messages, iotdevice-1/..."),
             },
+            Who::Gateway { .. } if levels.first() == Some(&DM_UP) => match levels {
+                [DM_UP, "type", t, "id", d, rest @ ..] if is_id(t) && is_id(d) && is_dm_tail(rest, false) => Ok(Mapped {
+                    topic: format!("{}{topic}", self.org_root),
+                    device: Some((t.to_string(), d.to_string())),
+                }),
+                _ => refuse("a gateway sends device management messages as iotdevice-1/type/<type>/id/<device>/..."),
+            },
+            Who::Application { .. } if matches!(levels.first(), Some(&(DM_UP | DM_DOWN))) => {
+                refuse("applications manage devices through the REST API (/api/v0002/mgmt/requests)")
+            }
             Who::Gateway { .. } | Who::Application { .. } => {
                 let Some(FullForm { device, kind }) = full_form(levels, false) else {
                     return refuse("not a topic of the platform's iot-2 space that can be published to");
@@ -255,8 +329,24 @@ impl TopicSpace {
                     Ok(self.device_topic(filter))
                 }
                 ["iot-2", "evt", ..] => refuse("a device may not subscribe to events"),
-                _ => refuse("a device may subscribe only to its commands, iot-2/cmd/<command>/fmt/<format>"),
+                [DM_DOWN, "type", ..] => refuse("a device hears only its own device management messages: iotdm-1/..."),
+                [DM_DOWN, rest @ ..] if is_dm_tail(rest, true) => Ok(self.device_dm(DM_DOWN, &filter[DM_DOWN.len() + 1..])),
+                _ => refuse("a device may subscribe only to its commands, iot-2/cmd/<command>/fmt/<format>, and device management messages, iotdm-1/..."),
             },
+            Who::Gateway { .. } if levels.first() == Some(&DM_DOWN) => match levels {
+                [DM_DOWN, "type", t, "id", d, rest @ ..]
+                    if (is_id(t) || *t == "+") && (is_id(d) || *d == "+") && is_dm_tail(rest, true) =>
+                {
+                    Ok(Mapped {
+                        topic: format!("{}{filter}", self.org_root),
+                        device: (*t != "+" && *d != "+").then(|| (t.to_string(), d.to_string())),
+                    })
+                }
+                _ => refuse("a gateway hears device management messages as iotdm-1/type/<type>/id/<device>/..."),
+            },
+            Who::Application { .. } if matches!(levels.first(), Some(&(DM_UP | DM_DOWN))) => {
+                refuse("applications manage devices through the REST API (/api/v0002/mgmt/requests)")
+            }
             Who::Gateway { .. } => {
                 let Some(FullForm { device, kind }) = full_form(levels, true) else {
                     return refuse("not a filter of the platform's iot-2 space");
@@ -375,6 +465,23 @@ fn split_levels<'t>(topic: &'t str, buffer: &'t mut [&'t str; MAX_LEVELS]) -> &'
         n += 1;
     }
     &buffer[..n]
+}
+
+/// The levels after a device management root: 1 to 6 of them; in a filter `+` anywhere
+/// and `#` last.
+fn is_dm_tail(levels: &[&str], filter: bool) -> bool {
+    let Some((last, before)) = levels.split_last() else {
+        return false;
+    };
+    levels.len() <= 6
+        && before
+            .iter()
+            .all(|l| if filter { is_filter_level(l) } else { is_level(l) })
+        && if filter {
+            is_filter_level(last) || *last == "#"
+        } else {
+            is_level(last)
+        }
 }
 
 /// An event, command or format in a topic: one non-empty level without wildcards.

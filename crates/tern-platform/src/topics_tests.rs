@@ -73,7 +73,8 @@ fn a_device_is_refused_everything_else() {
         "+/cmd/+/fmt/+",
         "$SYS/#",
         "$share/g/iot-2/cmd/+/fmt/+",
-        "iotdm-1/#",
+        "iotdm-1/type/test/id/4321/#",
+        "iotdevice-1/#",
     ] {
         assert!(d.subscribe(filter).is_err(), "{filter}");
     }
@@ -372,4 +373,84 @@ fn topics_of_many_levels_are_refused_without_trouble() {
     assert!(app("a:o:a", AppRights::ALL).subscribe(&long).is_err());
     let ten = "iot-2/type/t/id/d/evt/e/fmt/f/x";
     assert!(app("a:o:a", AppRights::ALL).publish(ten).is_err());
+}
+
+#[test]
+fn device_management_topics_name_the_device_inside_the_broker() {
+    let d = device("d:za6xa7:test:4321");
+    assert_eq!(
+        topic(d.publish("iotdevice-1/mgmt/manage")),
+        "$iot/za6xa7/iotdevice-1/type/test/id/4321/mgmt/manage"
+    );
+    assert_eq!(
+        topic(d.subscribe("iotdm-1/#")),
+        "$iot/za6xa7/iotdm-1/type/test/id/4321/#"
+    );
+    assert_eq!(
+        topic(d.subscribe("iotdm-1/mgmt/initiate/device/reboot")),
+        "$iot/za6xa7/iotdm-1/type/test/id/4321/mgmt/initiate/device/reboot"
+    );
+    let (broker, client) = d.dm_prefixes().unwrap();
+    assert_eq!(
+        (broker.as_str(), client),
+        ("$iot/za6xa7/iotdm-1/type/test/id/4321/", "iotdm-1/")
+    );
+    assert_eq!(
+        d.to_client_topic("$iot/za6xa7/iotdm-1/type/test/id/4321/response")
+            .as_deref(),
+        Some("iotdm-1/response")
+    );
+    assert_eq!(
+        d.to_client_topic("$iot/za6xa7/iotdm-1/type/test/id/4322/response"),
+        None
+    );
+    assert_eq!(
+        dm_up_of("$iot/za6xa7/iotdevice-1/type/test/id/4321/mgmt/manage"),
+        Some(("za6xa7", "test", "4321", "mgmt/manage"))
+    );
+    assert_eq!(dm_up_of("$iot/za6xa7/iot-2/type/test/id/4321/evt/e/fmt/f"), None);
+    assert_eq!(
+        dm_down_topic("za6xa7", "test", "4321", "response"),
+        "$iot/za6xa7/iotdm-1/type/test/id/4321/response"
+    );
+    // A device speaks and hears only for itself.
+    for refused in [
+        "iotdevice-1/type/test/id/4322/mgmt/manage",
+        "iotdevice-1/",
+        "iotdevice-1/mgmt/+",
+        "iotdevice-1/a/b/c/d/e/f/g",
+    ] {
+        assert!(d.publish(refused).is_err(), "{refused}");
+    }
+    for refused in ["iotdm-1/type/test/id/4322/#", "iotdm-1/#/x", "iotdevice-1/#"] {
+        assert!(d.subscribe(refused).is_err(), "{refused}");
+    }
+    assert!(d.dm_prefixes().is_some());
+}
+
+#[test]
+fn a_gateway_manages_itself_and_devices_behind_it_with_the_long_forms() {
+    let g = device("g:za6xa7:edge:gw1");
+    let m = g.publish("iotdevice-1/type/test/id/4321/mgmt/manage").unwrap();
+    assert_eq!(m.topic, "$iot/za6xa7/iotdevice-1/type/test/id/4321/mgmt/manage");
+    assert_eq!(m.device, Some(("test".to_string(), "4321".to_string())));
+    let m = g.subscribe("iotdm-1/type/+/id/+/#").unwrap();
+    assert_eq!(m.topic, "$iot/za6xa7/iotdm-1/type/+/id/+/#");
+    assert_eq!(m.device, None);
+    assert!(g.publish("iotdevice-1/mgmt/manage").is_err());
+    assert!(g.dm_prefixes().is_none());
+    assert_eq!(
+        device_of("$iot/za6xa7/iotdm-1/type/test/id/4321/response"),
+        Some(("za6xa7", "test", "4321"))
+    );
+}
+
+#[test]
+fn applications_do_not_use_device_management_topics() {
+    let a = app("a:za6xa7:console", AppRights::ALL);
+    assert!(a
+        .publish("iotdm-1/type/test/id/4321/mgmt/initiate/device/reboot")
+        .is_err());
+    assert!(a.subscribe("iotdevice-1/type/+/id/+/#").is_err());
+    assert!(a.subscribe("iotdm-1/type/+/id/+/response").is_err());
 }

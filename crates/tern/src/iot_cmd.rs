@@ -59,6 +59,9 @@ enum IotCommand {
     /// Application API keys: create (prints key and token), list, revoke, regenerate.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Device management requests (reboot, factory reset, firmware) through a running
+    /// broker's platform API: needs --url and --api-key.
+    Mgmt(crate::iot_mgmt::MgmtArgs),
 }
 
 #[derive(clap::Subcommand)]
@@ -311,6 +314,7 @@ type Text = fn(&Value) -> String;
 
 pub fn run(args: IotArgs) -> Result<()> {
     let (op, text) = match args.command {
+        IotCommand::Mgmt(m) => return crate::iot_mgmt::run(m, args.url.as_deref(), args.cafile.as_deref(), args.json),
         IotCommand::Org(c) => org(c)?,
         IotCommand::Type(c) => device_type(c)?,
         IotCommand::Device(c) => device(c)?,

@@ -36,6 +36,17 @@ pub struct Remote {
 impl Remote {
     /// `url`: `http://host[:port][/prefix]` or `https://...`; `key`: `ID:SECRET`.
     pub fn new(url: &str, key: Option<&str>, cafile: Option<&Path>) -> Result<Remote> {
+        let Some(key) = key else {
+            bail!("--url needs an admin API key: --admin-key ID:SECRET (or TERN_ADMIN_KEY); `tern admin key create` makes one");
+        };
+        if !key.contains(':') {
+            bail!("--admin-key: expected ID:SECRET, as `tern admin key create` prints them");
+        }
+        Remote::with_credentials(url, key, cafile)
+    }
+
+    /// A server at `url` taking `user:password` as HTTP Basic.
+    pub fn with_credentials(url: &str, key: &str, cafile: Option<&Path>) -> Result<Remote> {
         let uri: hyper::Uri = url.parse().with_context(|| format!("--url {url:?} is not a URL"))?;
         let https = match uri.scheme_str() {
             Some("http") => false,
@@ -49,12 +60,6 @@ impl Remote {
             .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let Some(key) = key else {
-            bail!("--url needs an admin API key: --admin-key ID:SECRET (or TERN_ADMIN_KEY); `tern admin key create` makes one");
-        };
-        if !key.contains(':') {
-            bail!("--admin-key: expected ID:SECRET, as `tern admin key create` prints them");
-        }
         if https && cafile.is_none() {
             bail!("an https --url needs --cafile FILE: the CA certificate(s) that signed the broker's certificate");
         }
@@ -78,23 +83,31 @@ impl Remote {
 
     /// Runs `op` on the broker and returns its answer.
     pub fn send(&self, op: &RegistryOp) -> Result<Value> {
+        let wanted = op.request();
+        let path = format!("{}{}", tern_platform::registry_admin::PREFIX, wanted.path);
+        self.call(wanted.method, &path, wanted.body.as_ref())
+    }
+
+    /// `method path` (below the URL's own path) with a JSON `body`; the JSON answered
+    /// (`null` for an empty answer).
+    pub fn call(&self, method: &'static str, path: &str, body: Option<&Value>) -> Result<Value> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the runtime")?;
         let what = format!("{}:{}", self.host, self.port);
         runtime
-            .block_on(async { tokio::time::timeout(TIMEOUT, self.exchange(op)).await })
+            .block_on(async { tokio::time::timeout(TIMEOUT, self.exchange(method, path, body)).await })
             .map_err(|_| anyhow!("{what}: no answer within {} s", TIMEOUT.as_secs()))?
     }
 
-    async fn exchange(&self, op: &RegistryOp) -> Result<Value> {
+    async fn exchange(&self, method: &'static str, path: &str, body: Option<&Value>) -> Result<Value> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .with_context(|| format!("cannot connect to {}:{}", self.host, self.port))?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => self.request(tcp, op).await,
+            None => self.request(tcp, method, path, body).await,
             Some(config) => {
                 let name = rustls::pki_types::ServerName::try_from(self.host.clone())
                     .with_context(|| format!("{} is not a host name", self.host))?;
@@ -102,12 +115,12 @@ impl Remote {
                     .connect(name, tcp)
                     .await
                     .with_context(|| format!("TLS with {}:{}", self.host, self.port))?;
-                self.request(stream, op).await
+                self.request(stream, method, path, body).await
             }
         }
     }
 
-    async fn request<S>(&self, stream: S, op: &RegistryOp) -> Result<Value>
+    async fn request<S>(&self, stream: S, method: &'static str, path: &str, body: Option<&Value>) -> Result<Value>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -115,14 +128,13 @@ impl Remote {
             .await
             .context("HTTP handshake")?;
         tokio::spawn(connection);
-        let wanted = op.request();
-        let path = format!("{}{}{}", self.base, tern_platform::registry_admin::PREFIX, wanted.path);
-        let body = match &wanted.body {
+        let path = format!("{}{path}", self.base);
+        let body = match body {
             Some(body) => Bytes::from(body.to_string()),
             None => Bytes::new(),
         };
         let request = Request::builder()
-            .method(wanted.method)
+            .method(method)
             .uri(&path)
             .header(hyper::header::HOST, format!("{}:{}", self.host, self.port))
             .header(hyper::header::AUTHORIZATION, &self.authorization)
@@ -132,7 +144,7 @@ impl Remote {
         let response = sender.send_request(request).await.with_context(|| {
             format!(
                 "{} {path} (is {}:{} the broker's HTTP listener?)",
-                wanted.method, self.host, self.port
+                method, self.host, self.port
             )
         })?;
         let status = response.status();
@@ -140,19 +152,23 @@ impl Remote {
         let bytes = limited
             .collect()
             .await
-            .map_err(|e| anyhow!("reading the answer to {} {path}: {e}", wanted.method))?
+            .map_err(|e| anyhow!("reading the answer to {} {path}: {e}", method))?
             .to_bytes();
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() {
             return Ok(value);
         }
+        // The admin API's `{"error"}`, or the platform API's `{"message"}`.
         let message = value["error"]
             .as_str()
+            .or_else(|| value["message"].as_str())
             .map(str::to_string)
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+        let admin = path.contains(tern_platform::registry_admin::PREFIX);
         match status.as_u16() {
-            401 => bail!("the broker refused the admin API key ({message})"),
-            404 if value["error"].is_null() => bail!(
+            401 if admin => bail!("the broker refused the admin API key ({message})"),
+            401 => bail!("the broker refused the API key ({message})"),
+            404 if admin && value["error"].is_null() => bail!(
                 "{}: no platform admin API at {path} (is the broker's platform on, and is this its HTTP listener?)",
                 status
             ),

@@ -387,10 +387,33 @@ impl Admin {
     /// An empty retained payload only clears the topic's retained message (nothing is
     /// routed). Returns how many sessions it reached.
     pub fn publish_as_broker(&self, topic: &str, payload: bytes::Bytes, retain: bool) -> Result<usize, AdminError> {
+        self.publish_as_broker_with(topic, payload, QoS::AtMostOnce, retain)
+    }
+
+    /// [`Admin::publish_as_broker`] at QoS `qos`, not retained: a request the platform
+    /// sends a device (device management), queued in the device's persistent session
+    /// while it is offline. QoS 1 and 2 are refused while the store cannot write.
+    pub fn publish_as_broker_qos(&self, topic: &str, payload: bytes::Bytes, qos: QoS) -> Result<usize, AdminError> {
+        if qos != QoS::AtMostOnce && self.state.store.as_ref().is_some_and(|s| s.refuses_publishes()) {
+            return Err(AdminError::Unavailable {
+                field: "qos",
+                message: "the store cannot write: QoS 1 and 2 publishes are refused until it can".into(),
+            });
+        }
+        self.publish_as_broker_with(topic, payload, qos, false)
+    }
+
+    fn publish_as_broker_with(
+        &self,
+        topic: &str,
+        payload: bytes::Bytes,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<usize, AdminError> {
         tern_proto::topic::validate_topic_name(topic).map_err(|e| AdminError::invalid("topic", e))?;
         let publish = Publish {
             dup: false,
-            qos: QoS::AtMostOnce,
+            qos,
             retain,
             topic: ByteStr::from(topic),
             packet_id: 0,

@@ -169,7 +169,7 @@ impl Connection {
                 ));
             }
         }
-        if policy.over_rate() {
+        if policy.over_rate(&publish.topic) {
             self.broker.metrics.dropped(DropReason::RateLimited);
             let why = "over the client's message rate";
             return Ok(Some((ReasonCode::QUOTA_EXCEEDED, why)));
@@ -373,6 +373,10 @@ impl Connection {
     pub(super) fn route(&self, mut publish: Publish) -> usize {
         publish.dup = false;
         publish.packet_id = 0;
+        if self.policy.as_ref().is_some_and(|p| p.take_publish(&publish)) {
+            // Taken by the listener's service (reached its one recipient).
+            return 1;
+        }
         if publish.retain {
             // The publisher, when under an ACL, for check_retain_source.
             let listener = self.session.state.lock().access.as_ref().map(|a| a.listener);
