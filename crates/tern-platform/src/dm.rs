@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 
 /// Devices one request may name.
 pub const MAX_REQUEST_DEVICES: usize = 5_000;
+/// Bytes of a request's parameters (names and JSON values; each device is sent them).
+pub const MAX_PARAMETER_BYTES: usize = 16 * 1024;
 /// Requests kept per organization; past it the oldest completed one goes, and a new
 /// request is refused (429) while all of them are still in progress.
 pub const MAX_REQUESTS: usize = 1_000;

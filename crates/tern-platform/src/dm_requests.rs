@@ -13,8 +13,8 @@
 //! failure notified (updateStatus 2 to 6).
 
 use crate::dm::{
-    DevKey, DeviceMgmt, DeviceRun, Dm, DmRefusal, Effects, Firmware, Initiate, MgmtRequest, OrgDm, Step, MAX_REQUESTS,
-    MAX_REQUEST_DEVICES, MAX_TIMEOUT_SECS, RETENTION_MS, SWEEP_INTERVAL_MS,
+    DevKey, DeviceMgmt, DeviceRun, Dm, DmRefusal, Effects, Firmware, Initiate, MgmtRequest, OrgDm, Step,
+    MAX_PARAMETER_BYTES, MAX_REQUESTS, MAX_REQUEST_DEVICES, MAX_TIMEOUT_SECS, RETENTION_MS, SWEEP_INTERVAL_MS,
 };
 use crate::dm_wire::{self as wire, tail, RC_BAD_REQUEST, RC_CONFLICT, RC_FORBIDDEN, RC_NOT_FOUND};
 use serde_json::{json, Value};
@@ -190,7 +190,8 @@ impl Dm {
     /// `registered(type, device)` says whether a device is in the organization's registry.
     /// Refused (nothing created): an unknown action, a firmware download without `uri`, a
     /// custom action without a required parameter, no devices or more than
-    /// [`MAX_REQUEST_DEVICES`], a timeout out of 1..=[`MAX_TIMEOUT_SECS`], an unregistered
+    /// [`MAX_REQUEST_DEVICES`], a timeout out of 1..=[`MAX_TIMEOUT_SECS`], parameters past
+    /// [`MAX_PARAMETER_BYTES`], an unregistered
     /// device (400); every device refused (their first refusal: 403 or 409); too many
     /// requests kept (429). Otherwise the request id and the first messages.
     pub fn initiate(
@@ -211,6 +212,17 @@ impl Dm {
             return Err(DmRefusal::new(
                 RC_BAD_REQUEST,
                 format!("timeout must be 1 to {MAX_TIMEOUT_SECS} seconds"),
+            ));
+        }
+        let size: usize = request
+            .parameters
+            .iter()
+            .map(|(n, v)| n.len() + v.to_string().len())
+            .sum();
+        if size > MAX_PARAMETER_BYTES {
+            return Err(DmRefusal::new(
+                RC_BAD_REQUEST,
+                format!("parameters are at most {MAX_PARAMETER_BYTES} bytes"),
             ));
         }
         if let Some((t, d)) = devices.iter().find(|(t, d)| !registered(t, d)) {
