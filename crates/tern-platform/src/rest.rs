@@ -54,6 +54,8 @@ pub const DEVICE_USER: &str = "use-token-auth";
 #[derive(Debug)]
 pub struct RestState {
     pub registry: Arc<Registry>,
+    /// Device management ([`crate::rest_mgmt`]).
+    pub dm: Arc<crate::dm::Dm>,
     pub lec: Arc<Lec>,
     pub admin: Admin,
     /// `platform_domain`.
@@ -68,9 +70,15 @@ pub(crate) type Rest = axum::extract::State<Arc<RestState>>;
 pub(crate) type Answer = Result<Response, RestError>;
 
 /// The API's routes, relative to [`PREFIX`]: hand them to `Broker::with_http_routes`.
-pub fn router(handle: &BrokerHandle, registry: Arc<Registry>, lec: Arc<Lec>, domain: Option<String>) -> axum::Router {
+pub fn router(
+    handle: &BrokerHandle,
+    started: &crate::policy::Started,
+    lec: Arc<Lec>,
+    domain: Option<String>,
+) -> axum::Router {
     let state = Arc::new(RestState {
-        registry,
+        registry: started.registry.clone(),
+        dm: started.dm.clone(),
         lec,
         admin: handle.admin(),
         domain,
@@ -81,6 +89,7 @@ pub fn router(handle: &BrokerHandle, registry: Arc<Registry>, lec: Arc<Lec>, dom
         .merge(crate::rest_messaging::routes())
         .merge(crate::rest_connections::routes())
         .merge(crate::rest_commands::routes())
+        .merge(crate::rest_mgmt::routes())
         .fallback(|| async { RestError::new(StatusCode::NOT_FOUND, "no such endpoint under /api/v0002") })
         .method_not_allowed_fallback(|| async {
             RestError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")

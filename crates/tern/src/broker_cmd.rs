@@ -239,8 +239,9 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
     if let Some(domain) = platform_domain {
         // Listeners in platform mode: the IoT platform decides who their clients are.
         let handle = broker.handle();
-        let registry =
+        let started =
             tern_platform::policy::start(&handle, &data_dir, domain.clone()).context("the IoT platform's registry")?;
+        let registry = started.registry.clone();
         // `tern iot --url`: the registry on the admin API, behind its keys.
         let admin_routes = tern_platform::registry_admin::router(registry.clone());
         broker = broker.with_admin_http_routes(tern_platform::registry_admin::PREFIX, admin_routes);
@@ -248,7 +249,7 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
             // The REST API (/api/v0002) on the HTTP listeners, and the last event cache.
             let cache = std::sync::Arc::new(tern_platform::lec::Lec::new(&data_dir));
             tern_platform::lec_task::spawn(&handle, registry.clone(), cache.clone());
-            let routes = tern_platform::rest::router(&handle, registry, cache.clone(), domain);
+            let routes = tern_platform::rest::router(&handle, &started, cache.clone(), domain);
             broker = broker.with_http_routes(tern_platform::rest::PREFIX, routes);
             lec = Some(cache);
         }

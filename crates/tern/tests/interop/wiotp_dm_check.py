@@ -1,0 +1,388 @@
+"""IBM's Watson IoT Platform Python SDK (PyPI wiotp-sdk 1.0.1, unmodified): the Device
+Management Protocol against Tern, driven from both ends through the SDK only.
+
+Usage: wiotp_dm_check.py ORG DOMAIN CAFILE TYPE DEVICE DEVICE_TOKEN API_KEY API_TOKEN
+                         DEVICE2 DEVICE2_TOKEN
+(DEVICE2: a second device of TYPE that is never managed)
+A ManagedDeviceClient connects to ORG.messaging.DOMAIN:8883 (TLS, trusting CAFILE) with a
+persistent session (the SDK's cleanStart True); an ApplicationClient uses the REST API at
+https://ORG.DOMAIN/api/v0002 (REQUESTS_CA_BUNDLE). Checks, in order: manage, location,
+error codes and logs, reboot, factory reset, firmware download and update, the request
+listing/reading/deleting calls, a reboot queued for a disconnected device, refusal of an
+unmanaged device, unmanage. Prints each check and "N passed, M failed"; exits 1 if any
+failed.
+
+The SDK's device callbacks run on paho's network thread, and an exception there, or a
+disconnect() from there (it joins that thread), stops the client for good: the callbacks
+below only record what they saw and hand the work to a thread of their own.
+"""
+import copy
+import datetime
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+
+import wiotp.sdk.application
+import wiotp.sdk.device
+from wiotp.sdk.exceptions import ApiException
+
+ORG, DOMAIN, CAFILE, TYPE, DEVICE, DEVICE_TOKEN, KEY, TOKEN, DEVICE2, DEVICE2_TOKEN = sys.argv[1:11]
+# How long to wait for something that must happen (a passing run never waits this long).
+PATIENCE = 20.0
+OPTIONS = {"domain": DOMAIN, "logLevel": logging.ERROR, "mqtt": {"port": 8883, "caFile": CAFILE}}
+FIRMWARE = {"uri": "https://firmware.example/sensor-2.1.bin", "name": "sensor", "version": "2.1", "verifier": "abc123"}
+results = []
+
+
+def check(name, condition, detail=""):
+    results.append(bool(condition))
+    print(("ok      " if condition else "FAILED  ") + name + ("" if condition else f": {detail}"), flush=True)
+
+
+def poll(read, done, patience=PATIENCE):
+    """Calls read() until done(value) holds or patience runs out; (held, last value or
+    the last ApiException)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            last = read()
+            if done(last):
+                return True, last
+        except ApiException as e:
+            last = f"ApiException {e.response.status_code}: {e.response.text}"
+        if time.monotonic() >= deadline:
+            return False, last
+        time.sleep(0.05)
+
+
+def waited(event):
+    """Whether an SDK call's Event was returned and set within PATIENCE (the SDK returns
+    None instead of an Event when the device is not ready for device management)."""
+    return event is not None and event.wait(PATIENCE)
+
+
+def options(**mqtt):
+    opts = copy.deepcopy(OPTIONS)  # the SDK's config classes fill defaults in place
+    opts["mqtt"].update(mqtt)
+    return opts
+
+
+def device_config(device, token, **mqtt):
+    identity = {"orgId": ORG, "typeId": TYPE, "deviceId": device}
+    return {"identity": identity, "auth": {"token": token}, "options": options(**mqtt)}
+
+
+class Device:
+    """The managed device: records the actions it is asked for, accepts them, and acts
+    them out (a reboot or factory reset is a disconnect and a new connection; a firmware
+    download or update is the notifications a real device would send)."""
+
+    def __init__(self, app):
+        self.app = app
+        config = device_config(DEVICE, DEVICE_TOKEN, cleanStart=True)  # a persistent session (sic)
+        self.client = wiotp.sdk.device.ManagedDeviceClient(config=config, logHandlers=None)
+        self.client.deviceActionCallback = self.on_action
+        self.client.firmwereActionCallback = self.on_firmware  # the SDK's spelling
+        self.lock = threading.Condition()
+        self.actions = []  # (reqId, action) in arrival order
+        self.restarts = 0  # reconnections done after an action
+        self.firmware = []  # (action, DeviceFirmware state) in arrival order
+        self.firmware_done = 0
+        self.errors = []
+
+    def registry(self):
+        return self.app.registry.devices[f"d:{ORG}:{TYPE}:{DEVICE}"]
+
+    def on_action(self, req_id, action):
+        with self.lock:
+            self.actions.append((req_id, action))
+        self.client.respondDeviceAction(req_id, 202)
+        threading.Thread(target=self.restart, name="restart", daemon=True).start()
+
+    def restart(self):
+        try:
+            # The request's PUBACK goes out after on_action returns; an acknowledged
+            # event proves the network thread is past it, so the disconnect cannot
+            # overtake it (an unacknowledged request is delivered again).
+            barrier = threading.Event()
+            self.client.publishEvent("restarting", "json", {"at": time.time()}, qos=1, onPublish=barrier.set)
+            if not barrier.wait(PATIENCE):
+                raise RuntimeError("the restarting event was not acknowledged")
+            self.client.disconnect()
+            self.client.connect()
+        except Exception:
+            self.errors.append(traceback.format_exc())
+        with self.lock:
+            self.restarts += 1
+            self.lock.notify_all()
+
+    def wait_restarts(self, count):
+        with self.lock:
+            return self.lock.wait_for(lambda: self.restarts >= count, PATIENCE)
+
+    def on_firmware(self, action, firmware):
+        state = None if firmware is None else (firmware.state, firmware.updateStatus)
+        with self.lock:
+            self.firmware.append((action, state))
+        threading.Thread(target=self.act_firmware, args=(action,), name="firmware", daemon=True).start()
+
+    def act_firmware(self, action):
+        # Notifications carry no reqId and each is published from a thread of its own, so
+        # two in a row may arrive in either order: wait until the first one is stored.
+        try:
+            if action == "download":
+                self.client.setState(1)
+                held, last = poll(self.read_firmware, lambda f: f.get("state") == 1)
+                if not held:
+                    raise RuntimeError(f"state 1 was not stored: {last}")
+                self.client.setState(2)
+            elif action == "update":
+                self.client.setUpdateStatus(1)
+                held, last = poll(self.read_firmware, lambda f: f.get("updateStatus") == 1)
+                if not held:
+                    raise RuntimeError(f"updateStatus 1 was not stored: {last}")
+                self.client.setUpdateStatus(0)
+        except Exception:
+            self.errors.append(traceback.format_exc())
+        with self.lock:
+            self.firmware_done += 1
+            self.lock.notify_all()
+
+    def read_firmware(self):
+        mgmt = self.registry().getMgmt()
+        return (mgmt or {}).get("firmware") or {}
+
+
+def device_status(app, req_id, done):
+    """Polls the device's status in request req_id until done(status) holds."""
+    return poll(lambda: app.mgmt.requests.getStatus(req_id, TYPE, DEVICE), done)
+
+
+def finished(status):
+    return status.get("status") == 0 and status.get("complete") is True
+
+
+def initiate(app, action, parameters=None, device=DEVICE):
+    request = {"action": action, "devices": [{"typeId": TYPE, "deviceId": device}]}
+    if parameters is not None:
+        request["parameters"] = parameters
+    return app.mgmt.requests.initiate(request)["reqId"]
+
+
+def manage_checks(dev):
+    dev.client.connect()
+    check("the managed device connects", dev.client.isConnected())
+    check("its manage is answered", dev.client.readyForDeviceMgmt.wait(PATIENCE))
+    held, mgmt = poll(lambda: dev.registry().getMgmt(), lambda m: m is not None)
+    check("the platform shows it managed", held, mgmt)
+    if held:
+        supports = mgmt.get("supports", {})
+        check(
+            "with device and firmware actions, not dormant, lifetime 3600",
+            supports.get("deviceActions") is True
+            and supports.get("firmwareActions") is True
+            and mgmt.get("dormant") is False
+            and mgmt.get("lifetime") == 3600,
+            mgmt,
+        )
+
+
+def location_checks(dev):
+    check("setLocation is answered", waited(dev.client.setLocation(longitude=4.9, latitude=52.37, elevation=2)))
+    reg = dev.registry()
+    held, loc = poll(reg.getLocation, lambda l: l is not None and l.latitude == 52.37)
+    check("the location is read back", held, loc)
+    if held:
+        check(
+            "with longitude, elevation and a measured time",
+            loc.longitude == 4.9 and loc.get("elevation") == 2 and isinstance(loc.measuredDateTime, datetime.datetime),
+            loc,
+        )
+
+
+def diag_checks(dev):
+    reg = dev.registry()
+    check("setErrorCode is answered", waited(dev.client.setErrorCode(7)))
+    held, n = poll(lambda: len(reg.diagErrorCodes), lambda n: n == 1)
+    check("the error code is listed", held and reg.diagErrorCodes[0].errorCode == 7, n)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    check("an application adds one", reg.diagErrorCodes.append(errorCode=9, timestamp=now))
+    codes = [reg.diagErrorCodes[i].errorCode for i in range(len(reg.diagErrorCodes))]
+    check("both are listed, oldest first", codes == [7, 9], codes)
+    check("clearErrorCodes is answered", waited(dev.client.clearErrorCodes()))
+    held, n = poll(lambda: len(reg.diagErrorCodes), lambda n: n == 0)
+    check("the error codes are cleared", held, n)
+
+    check("addLog is answered", waited(dev.client.addLog("boot", "", 1)))
+    check("a second addLog is answered", waited(dev.client.addLog("warm", "x=1", 2)))
+    held, logs = poll(lambda: list(reg.diagLogs), lambda l: len(l) == 2)
+    check("the logs are listed", held, logs)
+    if held:
+        first = logs[0]
+        check(
+            "with message, severity, data and a time",
+            (first.message, first.severity, first.data) == ("boot", 1, "")
+            and isinstance(first.timestamp, datetime.datetime),
+            first,
+        )
+        check("a log is read by its id", reg.diagLogs[first.id].message == "boot")
+        del reg.diagLogs[0]
+        left = [entry.message for entry in reg.diagLogs]
+        check("an application deletes one", left == ["warm"], left)
+    check("clearLog is answered", waited(dev.client.clearLog()))
+    held, n = poll(lambda: len(reg.diagLogs), lambda n: n == 0)
+    check("the logs are cleared", held, n)
+
+
+def device_action_checks(app, dev, action, seen_as):
+    """A reboot or factory reset: the device accepts, restarts, manages again."""
+    before = dev.restarts
+    req_id = initiate(app, action)
+    check(f"{action} is initiated", isinstance(req_id, str) and req_id, req_id)
+    check(f"the device restarts for {action}", dev.wait_restarts(before + 1), dev.errors)
+    with dev.lock:
+        asked = dev.actions[-1][1] if dev.actions else None
+    check(f"the device was asked to {seen_as}", asked == seen_as, dev.actions)
+    held, status = device_status(app, req_id, finished)
+    check(f"{action} completes (status 0, complete)", held, status)
+    every = app.mgmt.requests.getStatus(req_id)
+    one = (every.get("results") or [{}])[0]
+    check(
+        "the request's device statuses say the same",
+        len(every.get("results", [])) == 1
+        and (one.get("typeId"), one.get("deviceId")) == (TYPE, DEVICE)
+        and finished(one),
+        every,
+    )
+    request = app.mgmt.requests.get(req_id)
+    check("the request is read", request.get("action") == action and request.get("complete") is True, request)
+    listed = [r.get("id") for r in app.mgmt.requests.list().get("results", [])]
+    check("and listed", req_id in listed, listed)
+    return req_id
+
+
+def action_checks(app, dev):
+    reboot = device_action_checks(app, dev, "device/reboot", "reboot")
+    check("the device saw one reboot", [a for _, a in dev.actions] == ["reboot"], dev.actions)
+    check("a request is deleted", app.mgmt.requests.delete(reboot) is True)
+    try:
+        app.mgmt.requests.get(reboot)
+        check("a deleted request is gone", False, "still readable")
+    except ApiException as e:
+        check("a deleted request is gone", e.response.status_code == 404, e.response.status_code)
+    device_action_checks(app, dev, "device/factoryReset", "reset")
+    check("the device saw a factory reset", [a for _, a in dev.actions] == ["reboot", "reset"], dev.actions)
+
+
+def firmware_checks(app, dev):
+    parameters = [{"name": k, "value": v} for k, v in FIRMWARE.items()]
+    req_id = initiate(app, "firmware/download", parameters)
+    held, status = device_status(app, req_id, finished)
+    check("a firmware download completes", held, status)
+    with dev.lock:
+        seen = list(dev.firmware)
+    asked = bool(seen) and seen[0][0] == "download" and seen[0][1] is not None and seen[0][1][0] == 0
+    check("the device was asked to download, from idle", asked, seen)
+    fw = dev.read_firmware()
+    check(
+        "the firmware is downloaded (state 2, uri, version)",
+        fw.get("state") == 2 and fw.get("uri") == FIRMWARE["uri"] and fw.get("version") == FIRMWARE["version"],
+        fw,
+    )
+
+    req_id = initiate(app, "firmware/update")
+    held, status = device_status(app, req_id, finished)
+    check("a firmware update completes", held, status)
+    with dev.lock:
+        seen = list(dev.firmware)
+    asked = len(seen) == 2 and seen[1][0] == "update" and seen[1][1] is not None and seen[1][1][0] == 2
+    check("the device was asked to update, downloaded", asked, seen)
+    with dev.lock:
+        dev.lock.wait_for(lambda: dev.firmware_done >= 2, PATIENCE)
+    held, fw = poll(dev.read_firmware, lambda f: f.get("state") == 0 and f.get("updateStatus") == 0)
+    check("the firmware is updated (state 0, updateStatus 0)", held, fw)
+    info = dev.registry().deviceInfo
+    check("the registry's fwVersion is the new version", info.fwVersion == FIRMWARE["version"], info)
+
+
+def offline_checks(app, dev):
+    dev.client.disconnect()
+    before = dev.restarts
+    req_id = initiate(app, "device/reboot")
+    status = app.mgmt.requests.getStatus(req_id, TYPE, DEVICE)
+    check(
+        "a reboot for a disconnected device is in progress (status 1)",
+        status.get("status") == 1 and status.get("complete") is False,
+        status,
+    )
+    dev.client.connect()
+    check("the queued reboot reaches the device when it is back", dev.wait_restarts(before + 1), dev.errors)
+    with dev.lock:
+        last = dev.actions[-1]
+    check("as a reboot", last[1] == "reboot", dev.actions)
+    held, status = device_status(app, req_id, finished)
+    check("and completes", held, status)
+
+
+def refused(name, call, code=403):
+    try:
+        call()
+        check(name, False, "no exception")
+    except ApiException as e:
+        check(name, e.response.status_code == code, f"{e.response.status_code} {e.response.text}")
+
+
+def refusal_checks(app):
+    reboot2 = lambda: initiate(app, "device/reboot", device=DEVICE2)
+    refused("a reboot for a device never connected is refused (403)", reboot2)
+    plain = wiotp.sdk.device.DeviceClient(config=device_config(DEVICE2, DEVICE2_TOKEN), logHandlers=None)
+    plain.connect()
+    check("an unmanaged device connects", plain.isConnected())
+    refused("a reboot for a connected, unmanaged device is refused (403)", reboot2)
+    mgmt = app.registry.devices[f"d:{ORG}:{TYPE}:{DEVICE2}"].getMgmt()
+    check("it has no management record", mgmt is None, mgmt)
+    plain.disconnect()
+
+
+def unmanage_checks(app, dev):
+    check("unmanage is answered", waited(dev.client.unmanage()))
+    held, mgmt = poll(lambda: dev.registry().getMgmt(), lambda m: m is None)
+    check("the device is no longer managed", held, mgmt)
+    refused("a reboot for it is refused (403)", lambda: initiate(app, "device/reboot"))
+
+
+def step(name, fn, *args):
+    try:
+        fn(*args)
+    except Exception:
+        check(f"{name} ran to the end", False, traceback.format_exc())
+
+
+app = wiotp.sdk.application.ApplicationClient(
+    config={"identity": {"appId": "dm-check"}, "auth": {"key": KEY, "token": TOKEN}, "options": options()},
+    logHandlers=None,
+)
+dev = Device(app)
+step("manage", manage_checks, dev)
+step("location", location_checks, dev)
+step("diagnostics", diag_checks, dev)
+step("device actions", action_checks, app, dev)
+step("firmware", firmware_checks, app, dev)
+step("offline", offline_checks, app, dev)
+step("refusal", refusal_checks, app)
+step("unmanage", unmanage_checks, app, dev)
+check("the device's own threads raised nothing", not dev.errors, "\n".join(dev.errors))
+if dev.client.manageTimer is not None:
+    dev.client.manageTimer.cancel()
+try:
+    dev.client.disconnect()
+except Exception:
+    pass
+passed = sum(results)
+failed = len(results) - passed
+print(f"{passed} passed, {failed} failed", flush=True)
+# A thread the SDK left behind (its manage timer, a responder) must not keep the run alive.
+os._exit(1 if failed else 0)
