@@ -11,6 +11,7 @@ mod dm_device;
 mod dm_requests;
 mod dm_rest;
 mod dm_store;
+pub mod dm_task;
 #[cfg(test)]
 mod dm_tests;
 pub mod dm_wire;
@@ -30,6 +31,7 @@ pub mod rest;
 mod rest_commands;
 mod rest_connections;
 mod rest_messaging;
+mod rest_mgmt;
 mod rest_registry;
 pub mod status;
 pub mod status_task;

@@ -45,6 +45,8 @@ pub struct Platform {
     domain: Option<String>,
     /// `platform_quickstart`: the open `quickstart` organization is served.
     quickstart: bool,
+    /// Where devices' management messages and connects go (the device management task).
+    dm: Option<crate::dm_task::Inbox>,
 }
 
 /// The `quickstart` organization's settings: plain TCP, default limits, a device may
@@ -66,7 +68,14 @@ impl Platform {
             gateways: Arc::new(GatewayServices::new(None)),
             domain,
             quickstart: false,
+            dm: None,
         }
+    }
+
+    /// The platform handing devices' management messages to `inbox`.
+    pub fn with_dm(mut self, inbox: crate::dm_task::Inbox) -> Platform {
+        self.dm = Some(inbox);
+        self
     }
 
     /// The platform serving the open `quickstart` organization too (no credentials,
@@ -131,7 +140,12 @@ impl Platform {
         )
         .then(|| shared_session_id(&request.client_id));
         let slot = self.quotas.admit(org_id, quotas)?;
+        let dm = self.dm.clone().filter(|_| org_id != QUICKSTART);
+        if let (Some(inbox), ClientId::Device { type_id, device_id, .. }) = (&dm, &client) {
+            inbox.connected(org_id, type_id, device_id);
+        }
         Ok(PlatformClient {
+            dm,
             _slot: slot,
             gateways: self.gateways.clone(),
             session_id,
@@ -244,18 +258,29 @@ impl ListenerPolicy for Platform {
     }
 }
 
+/// What [`start`] started that the REST API serves.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub registry: Arc<Registry>,
+    pub dm: Arc<crate::dm::Dm>,
+}
+
 /// Starts the platform for a broker whose configuration has listeners in platform mode:
 /// opens the registry of `data_dir`, installs the policy for those listeners, and starts
-/// the registry's reload poll (changes made by `tern iot` are in force within a second)
-/// and the status publisher. Call before the broker runs. Returns the registry.
-pub fn start(handle: &BrokerHandle, data_dir: &Path, domain: Option<String>) -> Result<Arc<Registry>, RegistryError> {
+/// the registry's reload poll (changes made by `tern iot` are in force within a second),
+/// the status publisher and the device management task. Call before the broker runs.
+pub fn start(handle: &BrokerHandle, data_dir: &Path, domain: Option<String>) -> Result<Started, RegistryError> {
     let registry = Arc::new(Registry::open(data_dir)?);
     let quickstart = handle.state().config().platform_quickstart;
+    let dm = Arc::new(crate::dm::Dm::open(data_dir));
+    let (inbox, receiver) = crate::dm_task::inbox();
     let platform = Platform::new(registry.clone(), domain)
         .with_admin(handle.admin())
-        .with_quickstart(quickstart);
+        .with_quickstart(quickstart)
+        .with_dm(inbox);
     handle.set_listener_policy(Arc::new(platform));
     crate::status_task::spawn(handle, registry.clone());
+    crate::dm_task::spawn(handle, registry.clone(), dm.clone(), receiver);
     let (polled, stop) = (registry.clone(), handle.state().shutdown.clone());
     tokio::spawn(async move {
         loop {
@@ -275,7 +300,7 @@ pub fn start(handle: &BrokerHandle, data_dir: &Path, domain: Option<String>) -> 
             }
         }
     });
-    Ok(registry)
+    Ok(Started { registry, dm })
 }
 
 /// What an API key's role lets an application publish.
@@ -328,7 +353,8 @@ pub struct PlatformClient {
     _slot: ConnectionSlot,
     /// A quickstart device: no commands, so no subscriptions.
     no_subscriptions: bool,
-
+    /// Where the client's device management messages go (`None` in quickstart).
+    dm: Option<crate::dm_task::Inbox>,
     gateways: Arc<GatewayServices>,
     /// `quotas.subscriptionsPerDevice` or `...PerApplication`; 0: no limit.
     max_subscriptions: usize,
@@ -439,6 +465,11 @@ impl ClientPolicy for PlatformClient {
 
     fn max_payload(&self) -> Option<usize> {
         Some(self.max_payload)
+    }
+
+    fn take_publish(&self, publish: &tern_proto::Publish) -> bool {
+        let gateway = self.gateway.as_ref().map(|(t, d)| (t.as_str(), d.as_str()));
+        self.dm.as_ref().is_some_and(|inbox| inbox.offer(publish, gateway))
     }
 
     fn over_rate(&self, topic: &str) -> bool {

@@ -1,0 +1,233 @@
+//! The device management task: the one owner of the running broker's side of
+//! [`crate::dm::Dm`]. Devices' management messages (`iotdevice-1/...`) reach it through
+//! an [`Inbox`] that the platform's client policy fills as the broker takes those
+//! PUBLISHes ([`tern_broker::policy::ClientPolicy::take_publish`]), so none is lost to a
+//! slow consumer and other traffic costs nothing; device connects arrive the same way
+//! (for the reboot rule: a reboot is done when the device manages itself again from a
+//! later connection). Every second it lets the state machine time out requests and mark
+//! dormant devices, and writes what changed to the data directory; it writes once more
+//! when the broker stops.
+//!
+//! What the state machine answers ([`Effects`]) is carried out by [`apply`]: messages to
+//! devices are published at QoS 1 under `$iot/<org>/iotdm-1/type/<t>/id/<d>/...`, so a
+//! device with a persistent session gets them when it comes back, and deviceInfo changes
+//! are merged into the registry off the runtime.
+
+use crate::dm::{Dm, Effects};
+use crate::registry::{self, Registry};
+use crate::topics::{dm_down_topic, dm_up_of};
+use bytes::Bytes;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tern_broker::admin::Admin;
+use tern_broker::BrokerHandle;
+use tern_proto::{Publish, QoS};
+use tokio::sync::mpsc;
+
+/// Messages waiting for the task at most; beyond, a device's message is dropped (and
+/// its request, if any, times out) rather than memory growing.
+const INBOX_CAPACITY: usize = 4096;
+/// How often requests are timed out, dormancy checked and changes written.
+const TICK: Duration = Duration::from_secs(1);
+
+/// What the policy hands the task.
+#[derive(Debug)]
+enum Inbound {
+    /// A device's (or a gateway's for it) message under `iotdevice-1/`.
+    Message {
+        org: String,
+        type_id: String,
+        device_id: String,
+        /// A gateway sent it for a device behind it.
+        via_gateway: bool,
+        tail: String,
+        payload: Bytes,
+    },
+    /// A device has been let in.
+    Connected {
+        org: String,
+        type_id: String,
+        device_id: String,
+    },
+}
+
+/// The policy's end of the task's queue.
+#[derive(Debug, Clone)]
+pub struct Inbox(mpsc::Sender<Inbound>);
+
+impl Inbox {
+    /// Takes a PUBLISH if it is a device management message (`$iot/<org>/iotdevice-1/...`);
+    /// `gateway` is the (type, id) of the sender when it is a gateway.
+    pub fn offer(&self, publish: &Publish, gateway: Option<(&str, &str)>) -> bool {
+        let Some((org, t, d, tail)) = dm_up_of(&publish.topic) else {
+            return false;
+        };
+        let message = Inbound::Message {
+            org: org.to_string(),
+            type_id: t.to_string(),
+            device_id: d.to_string(),
+            via_gateway: gateway.is_some_and(|g| g != (t, d)),
+            tail: tail.to_string(),
+            payload: publish.payload.clone(),
+        };
+        if self.0.try_send(message).is_err() {
+            tracing::warn!(org, device = %format!("{t}/{d}"), "device management message dropped: the task is behind");
+        }
+        true
+    }
+
+    /// Says device `type_id`/`device_id` of `org` has connected.
+    pub fn connected(&self, org: &str, type_id: &str, device_id: &str) {
+        let _ = self.0.try_send(Inbound::Connected {
+            org: org.to_string(),
+            type_id: type_id.to_string(),
+            device_id: device_id.to_string(),
+        });
+    }
+}
+
+/// A queue for the policy and the task.
+pub fn inbox() -> (Inbox, InboxReceiver) {
+    let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+    (Inbox(tx), InboxReceiver(rx))
+}
+
+/// The task's end of the queue.
+#[derive(Debug)]
+pub struct InboxReceiver(mpsc::Receiver<Inbound>);
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Starts the task; it runs until the broker stops.
+pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, dm: Arc<Dm>, inbox: InboxReceiver) {
+    let admin = handle.admin();
+    let stop = handle.state().shutdown.clone();
+    let mut rx = inbox.0;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                inbound = rx.recv() => match inbound {
+                    Some(Inbound::Message { org, type_id, device_id, via_gateway, tail, payload }) => {
+                        let effects = dm.on_device_from(now_ms(), &org, &type_id, &device_id, via_gateway, &tail, &payload);
+                        apply(&admin, &registry, &dm, effects);
+                    }
+                    Some(Inbound::Connected { org, type_id, device_id }) => dm.on_connected(&org, &type_id, &device_id),
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    let effects = dm.tick(now_ms());
+                    apply(&admin, &registry, &dm, effects);
+                    flush(&dm, false).await;
+                }
+            }
+        }
+        flush(&dm, true).await;
+    });
+}
+
+/// Writes what changed (`all`: every changed organization, at a stop; else those due).
+async fn flush(dm: &Arc<Dm>, all: bool) {
+    let dm = dm.clone();
+    match tokio::task::spawn_blocking(move || if all { dm.flush() } else { dm.flush_due() }).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("device management state not written: {e}"),
+        Err(e) => tracing::error!("device management state not written: {e}"),
+    }
+}
+
+/// Carries out what the state machine answered: messages to devices, deviceInfo merged
+/// into the registry and metadata replaced there.
+pub fn apply(admin: &Admin, registry: &Arc<Registry>, dm: &Dm, effects: Effects) {
+    for out in effects.outgoing {
+        let topic = dm_down_topic(&out.org, &out.type_id, &out.device_id, &out.tail);
+        match admin.publish_as_broker_qos(&topic, Bytes::from(out.payload), QoS::AtLeastOnce) {
+            Ok(0) => dm.undelivered(&out.org, &out.type_id, &out.device_id, &out.tail),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(topic, "device management message not sent: {e}"),
+        }
+    }
+    if effects.device_info.is_empty() && effects.metadata.is_empty() {
+        return;
+    }
+    let registry = registry.clone();
+    let (infos, metadata) = (effects.device_info, effects.metadata);
+    tokio::task::spawn_blocking(move || {
+        for (org, t, d, info) in infos {
+            if let Err(e) = merge_device_info(registry.data_dir(), &org, &t, &d, &info) {
+                tracing::warn!(org, device = %format!("{t}/{d}"), "deviceInfo not updated: {e}");
+            }
+        }
+        for (org, t, d, value) in metadata {
+            if let Err(e) = set_metadata(registry.data_dir(), &org, &t, &d, value) {
+                tracing::warn!(org, device = %format!("{t}/{d}"), "metadata not updated: {e}");
+            }
+        }
+        registry.reload_if_changed();
+    });
+}
+
+/// Replaces a device's metadata (an object) unless it is already that.
+fn set_metadata(
+    data_dir: &std::path::Path,
+    org: &str,
+    type_id: &str,
+    device_id: &str,
+    value: Value,
+) -> Result<(), registry::RegistryError> {
+    let current = registry::read_org(data_dir, org)?;
+    if !value.is_object() || current.device(type_id, device_id).is_none_or(|d| d.metadata == value) {
+        return Ok(());
+    }
+    registry::edit_org(data_dir, org, |data| {
+        if let Some(device) = data.devices.get_mut(type_id).and_then(|m| m.get_mut(device_id)) {
+            device.metadata = value;
+        }
+        Ok(())
+    })
+}
+
+/// Merges the keys of `info` (an object; null values ignored) into a device's deviceInfo;
+/// nothing is written when nothing changes.
+fn merge_device_info(
+    data_dir: &std::path::Path,
+    org: &str,
+    type_id: &str,
+    device_id: &str,
+    info: &Value,
+) -> Result<(), registry::RegistryError> {
+    let Value::Object(new) = info else { return Ok(()) };
+    if new.values().all(Value::is_null) {
+        return Ok(());
+    }
+    let current = registry::read_org(data_dir, org)?;
+    let Some(device) = current.device(type_id, device_id) else {
+        return Ok(());
+    };
+    let changes = new
+        .iter()
+        .any(|(k, v)| !v.is_null() && device.device_info.get(k) != Some(v));
+    if !changes {
+        return Ok(());
+    }
+    registry::edit_org(data_dir, org, |data| {
+        if let Some(Value::Object(existing)) = data
+            .devices
+            .get_mut(type_id)
+            .and_then(|m| m.get_mut(device_id))
+            .map(|d| &mut d.device_info)
+        {
+            for (k, v) in new.iter().filter(|(_, v)| !v.is_null()) {
+                existing.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(())
+    })
+}
