@@ -587,6 +587,26 @@ impl Dm {
         }
     }
 
+    /// Forgets what the registry no longer has: organizations `has_org` denies, and
+    /// devices `has_device` denies ([`Dm::forget_org`], [`Dm::forget_device`]).
+    pub fn forget_removed(&self, has_org: impl Fn(&str) -> bool, has_device: impl Fn(&str, &str, &str) -> bool) {
+        let known: Vec<(String, Vec<DevKey>)> = self
+            .orgs
+            .lock()
+            .iter()
+            .map(|(org, o)| (org.clone(), o.devices.keys().cloned().collect()))
+            .collect();
+        for (org, devices) in known {
+            if !has_org(&org) {
+                self.forget_org(&org);
+                continue;
+            }
+            for (t, d) in devices.iter().filter(|(t, d)| !has_device(&org, t, d)) {
+                self.forget_device(&org, t, d);
+            }
+        }
+    }
+
     /// Organization `org` was deleted: everything of it goes (its file at the next flush).
     pub fn forget_org(&self, org: &str) {
         let mut orgs = self.orgs.lock();

@@ -6,7 +6,8 @@
 //! (for the reboot rule: a reboot is done when the device manages itself again from a
 //! later connection). Every second it lets the state machine time out requests and mark
 //! dormant devices, and writes what changed to the data directory; it writes once more
-//! when the broker stops.
+//! when the broker stops. Every few seconds it drops the state of devices and
+//! organizations deleted from the registry.
 //!
 //! What the state machine answers ([`Effects`]) is carried out by [`apply`]: messages to
 //! devices are published at QoS 1 under `$iot/<org>/iotdm-1/type/<t>/id/<d>/...`, so a
@@ -30,6 +31,8 @@ use tokio::sync::mpsc;
 const INBOX_CAPACITY: usize = 4096;
 /// How often requests are timed out, dormancy checked and changes written.
 const TICK: Duration = Duration::from_secs(1);
+/// Every how many ticks the state of devices deleted from the registry is dropped.
+const FORGET_EVERY: u64 = 5;
 
 /// What the policy hands the task.
 #[derive(Debug)]
@@ -110,6 +113,7 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, dm: Arc<Dm>, inbox:
     let mut rx = inbox.0;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
+        let mut ticks = 0u64;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -123,6 +127,11 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, dm: Arc<Dm>, inbox:
                     None => break,
                 },
                 _ = tick.tick() => {
+                    ticks += 1;
+                    if ticks % FORGET_EVERY == 0 {
+                        // Devices and organizations deleted from the registry.
+                        dm.forget_removed(|org| registry.org(org).is_some(), |org, t, d| registry.device(org, t, d).is_some());
+                    }
                     let effects = dm.tick(now_ms());
                     apply(&admin, &registry, &dm, effects);
                     flush(&dm, false).await;

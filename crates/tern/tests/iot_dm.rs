@@ -380,3 +380,34 @@ fn tern_iot_mgmt_reboots_a_device_and_waits_for_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--url"), "{out:?}");
 }
+
+#[test]
+fn a_device_deleted_from_the_registry_ends_its_requests() {
+    let p = Platform::start();
+    let token = text(
+        &common::iot::iot(&p.data, &["device", "create", "za6xa7", "test", "gone"]),
+        "authToken",
+    );
+    let mut d = within(PATIENCE, "the new device accepted", || {
+        let mut client = Client::open(p.mqtt(), ProtocolVersion::V3_1_1);
+        let mut connect = connect_packet(ProtocolVersion::V3_1_1, "d:za6xa7:test:gone", true, 60);
+        connect.username = Some(ByteStr::from("use-token-auth"));
+        connect.password = Some(bytes::Bytes::copy_from_slice(token.as_bytes()));
+        (client.connect(&connect).reason_code == ReasonCode::SUCCESS).then_some(client)
+    });
+    assert_eq!(d.subscribe("iotdm-1/#", QoS::AtLeastOnce), [ReasonCode(1)]);
+    manage(&mut d, "m1");
+    let id = reboot(&p, &["gone"], None).ok(202)["reqId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    common::iot::iot(&p.data, &["device", "delete", "za6xa7", "test", "gone"]);
+    let ended = within(PATIENCE, "the request ended", || {
+        let s = p
+            .call(&p.admin, "GET", &format!("/mgmt/requests/{id}/deviceStatus"), None)
+            .ok(200);
+        let run = s["results"][0].clone();
+        (run["complete"] == true).then_some(run)
+    });
+    assert_eq!(ended["status"], 404, "{ended}");
+}
