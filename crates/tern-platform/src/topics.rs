@@ -295,10 +295,10 @@ impl TopicSpace {
                         refuse("status and notify topics are published by the platform only")
                     }
                     (Who::Application { rights, .. }, Kind::Event) if !rights.publish_events => {
-                        refuse("the API key's role may not publish events")
+                        refuse("this application may not publish events (its API key's role is read-only or device-operator, or it is a quickstart application)")
                     }
                     (Who::Application { rights, .. }, Kind::Command) if !rights.publish_commands => {
-                        refuse("the API key's role may not publish commands")
+                        refuse("this application may not publish commands (its API key's role is read-only, or it is a quickstart application)")
                     }
                     (Who::Gateway { .. }, _) => Ok(Mapped {
                         topic: format!("{}{topic}", self.org_root),

@@ -161,7 +161,7 @@ fn applications_are_refused_outside_the_space() {
 fn a_read_only_key_may_not_publish_commands_or_events() {
     let a = app("a:za6xa7:viewer", AppRights::READ_ONLY);
     let e = a.publish("iot-2/type/test/id/4321/cmd/reboot/fmt/json").unwrap_err();
-    assert_eq!(e.why, "the API key's role may not publish commands");
+    assert!(e.why.contains("may not publish commands"), "{}", e.why);
     assert!(a.publish("iot-2/type/test/id/4321/evt/status/fmt/json").is_err());
     assert!(a.subscribe("iot-2/type/+/id/+/evt/+/fmt/+").is_ok());
     let operator = app(

@@ -82,6 +82,10 @@ pub(super) async fn read_connect(
         }
         Err(ReadError::Malformed(e)) => Err(refused(format!("malformed CONNECT: {e}"))),
         Err(ReadError::Closed) => Err(refused("closed before CONNECT".into())),
+        // A refused TLS handshake or WebSocket upgrade says what it was itself.
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(refused(format!("{e} (before CONNECT)")))
+        }
         Err(ReadError::Io(e)) => Err(refused(format!("read error before CONNECT: {e}"))),
     }
 }
