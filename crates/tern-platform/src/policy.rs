@@ -146,6 +146,7 @@ impl Platform {
         }
         Ok(PlatformClient {
             dm,
+            last_publish: parking_lot::Mutex::new(None),
             _slot: slot,
             gateways: self.gateways.clone(),
             session_id,
@@ -355,6 +356,9 @@ pub struct PlatformClient {
     no_subscriptions: bool,
     /// Where the client's device management messages go (`None` in quickstart).
     dm: Option<crate::dm_task::Inbox>,
+    /// The last topic a device published and its broker name: a device publishes the
+    /// same few event topics over and over, and this spares mapping each one again.
+    last_publish: parking_lot::Mutex<Option<(ByteStr, ByteStr)>>,
     gateways: Arc<GatewayServices>,
     /// `quotas.subscriptionsPerDevice` or `...PerApplication`; 0: no limit.
     max_subscriptions: usize,
@@ -435,7 +439,18 @@ impl ClientPolicy for PlatformClient {
     }
 
     fn publish_topic(&self, topic: &str) -> Result<ByteStr, &'static str> {
-        self.allowed("publish", topic, self.space.publish(topic).map_err(|r| r.why)?)
+        if self.gateway.is_some() {
+            // Whether a device is behind the gateway can change: checked every time.
+            return self.allowed("publish", topic, self.space.publish(topic).map_err(|r| r.why)?);
+        }
+        let mut last = self.last_publish.lock();
+        if let Some((client, broker)) = last.as_ref().filter(|(client, _)| client.as_str() == topic) {
+            debug_assert_eq!(client.as_str(), topic);
+            return Ok(broker.clone());
+        }
+        let broker = self.allowed("publish", topic, self.space.publish(topic).map_err(|r| r.why)?)?;
+        *last = Some((ByteStr::from(topic), broker.clone()));
+        Ok(broker)
     }
 
     fn subscribe_filter(&self, filter: &str) -> Result<ByteStr, &'static str> {
