@@ -411,3 +411,67 @@ fn a_device_deleted_from_the_registry_ends_its_requests() {
     });
     assert_eq!(ended["status"], 404, "{ended}");
 }
+
+#[test]
+fn a_gateway_manages_a_device_behind_it_with_the_long_forms() {
+    let p = Platform::start();
+    let iot = |args: &[&str]| common::iot::iot(&p.data, args);
+    iot(&["type", "create", "za6xa7", "gw", "--class", "gateway"]);
+    let gw_token = text(&iot(&["device", "create", "za6xa7", "gw", "gw1"]), "authToken");
+    iot(&["device", "create", "za6xa7", "test", "behind", "--gateway", "gw:gw1"]);
+    let mut gw = within(PATIENCE, "the gateway accepted", || {
+        let mut client = Client::open(p.mqtt(), ProtocolVersion::V5);
+        let mut connect = connect_packet(ProtocolVersion::V5, "g:za6xa7:gw:gw1", true, 60);
+        connect.username = Some(ByteStr::from("use-token-auth"));
+        connect.password = Some(bytes::Bytes::copy_from_slice(gw_token.as_bytes()));
+        (client.connect(&connect).reason_code == ReasonCode::SUCCESS).then_some(client)
+    });
+    assert_eq!(gw.subscribe("iotdm-1/type/+/id/+/#", QoS::AtLeastOnce), [ReasonCode(1)]);
+    let manage_body = json!({"d": {"lifetime": 0, "supports": {"deviceActions": true}}, "reqId": "g1"}).to_string();
+    let rc = gw.publish(
+        "iotdevice-1/type/test/id/behind/mgmt/manage",
+        manage_body.as_bytes(),
+        QoS::AtLeastOnce,
+        false,
+        1,
+    );
+    assert_eq!(rc, ReasonCode::SUCCESS);
+    let (topic, answer) = next(&mut gw);
+    assert_eq!(topic, "iotdm-1/type/test/id/behind/response");
+    assert_eq!(answer, json!({"rc": 200, "reqId": "g1"}));
+    // Not behind it: refused.
+    let rc = gw.publish(
+        "iotdevice-1/type/test/id/4321/mgmt/manage",
+        manage_body.as_bytes(),
+        QoS::AtLeastOnce,
+        false,
+        2,
+    );
+    assert_eq!(rc, ReasonCode::NOT_AUTHORIZED);
+
+    // A reboot of the device reaches the gateway, which answers and manages it again.
+    let id = reboot(&p, &["behind"], None).ok(202)["reqId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (topic, request) = next(&mut gw);
+    assert_eq!(topic, "iotdm-1/type/test/id/behind/mgmt/initiate/device/reboot");
+    let answer = json!({"rc": 202, "reqId": request["reqId"]}).to_string();
+    gw.publish(
+        "iotdevice-1/type/test/id/behind/response",
+        answer.as_bytes(),
+        QoS::AtLeastOnce,
+        false,
+        3,
+    );
+    let again = json!({"d": {"lifetime": 0, "supports": {"deviceActions": true}}, "reqId": "g2"}).to_string();
+    gw.publish(
+        "iotdevice-1/type/test/id/behind/mgmt/manage",
+        again.as_bytes(),
+        QoS::AtLeastOnce,
+        false,
+        4,
+    );
+    assert_eq!(next(&mut gw).1["reqId"], "g2");
+    assert_eq!(completed(&p, &id, "behind")["status"], 0);
+}
