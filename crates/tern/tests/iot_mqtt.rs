@@ -438,6 +438,26 @@ fn a_devices_retained_status_is_kept_across_a_restart() {
 }
 
 #[test]
+fn a_reload_keeps_the_platform_domain_it_started_with_and_says_so() {
+    let p = Platform::start();
+    let path = p.config_path();
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        config.replace("platform_domain iot.test", "platform_domain other.test"),
+    )
+    .unwrap();
+    p.broker.signal(SIGHUP);
+    wait_until("the reload's warning", || {
+        p.broker
+            .logged("platform_domain and platform_quickstart take effect at the next restart")
+    });
+    // Clients still connect as before.
+    let mut device = p.device(ProtocolVersion::V3_1_1, "4321");
+    device.ping();
+}
+
+#[test]
 fn an_applications_status_is_cleared_when_it_leaves() {
     let p = Platform::start();
     let mut monitor = p.app(ProtocolVersion::V5, "monitor");

@@ -90,6 +90,11 @@ impl Platform {
         }
     }
 
+    /// The broker's configuration file.
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("mosquitto.conf")
+    }
+
     pub fn addr(&self, listener: usize) -> SocketAddr {
         self.broker.listening_addrs()[listener]
     }
