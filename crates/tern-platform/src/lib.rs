@@ -15,6 +15,9 @@ pub mod dm_task;
 #[cfg(test)]
 mod dm_tests;
 pub mod dm_wire;
+pub mod historian;
+pub mod historian_embedded;
+pub mod historian_query;
 pub mod identity;
 pub mod lec;
 pub mod lec_task;
