@@ -1,8 +1,9 @@
 //! The Device Management Protocol against IBM's Watson IoT Platform Python SDK (PyPI
 //! `wiotp-sdk` 1.0.1, unmodified): a `ManagedDeviceClient` over MQTT and an
 //! `ApplicationClient` over the REST API drive manage, location, diagnostics, reboot,
-//! factory reset, firmware download and update, a reboot queued while the device is
-//! away, refusal of an unmanaged device and unmanage (tests/interop/wiotp_dm_check.py).
+//! factory reset, firmware download and update (and their failures), custom action
+//! bundles, a reboot queued while the device is away, refusal of an unmanaged device and
+//! unmanage (tests/interop/wiotp_dm_check.py).
 //! The broker and the script run in a network namespace of their own where the
 //! platform's host names resolve to 127.0.0.1 (common/wiotp.rs); the registry is made
 //! with `tern iot`, as a user would.

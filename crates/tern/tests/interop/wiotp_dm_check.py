@@ -6,11 +6,12 @@ Usage: wiotp_dm_check.py ORG DOMAIN CAFILE TYPE DEVICE DEVICE_TOKEN API_KEY API_
 (DEVICE2: a second device of TYPE that is never managed)
 A ManagedDeviceClient connects to ORG.messaging.DOMAIN:8883 (TLS, trusting CAFILE) with a
 persistent session (the SDK's cleanStart True); an ApplicationClient uses the REST API at
-https://ORG.DOMAIN/api/v0002 (REQUESTS_CA_BUNDLE). Checks, in order: manage, location,
-error codes and logs, reboot, factory reset, firmware download and update, the request
-listing/reading/deleting calls, a reboot queued for a disconnected device, refusal of an
-unmanaged device, unmanage. Prints each check and "N passed, M failed"; exits 1 if any
-failed.
+https://ORG.DOMAIN/api/v0002 (REQUESTS_CA_BUNDLE). Checks, in order: manage; location set
+by the device and by an application; error codes and logs; reboot and factory reset with
+the request listing/reading/deleting calls; firmware download (failed, done, refused by the
+SDK) and update (done, refused); a custom action bundle and its actions; a reboot queued
+for a disconnected device; refusal of an unmanaged device; unmanage. Prints each check
+and "N passed, M failed"; exits 1 if any failed.
 
 The SDK's device callbacks run on paho's network thread, and an exception there, or a
 disconnect() from there (it joins that thread), stops the client for good: the callbacks
@@ -34,6 +35,9 @@ ORG, DOMAIN, CAFILE, TYPE, DEVICE, DEVICE_TOKEN, KEY, TOKEN, DEVICE2, DEVICE2_TO
 PATIENCE = 20.0
 OPTIONS = {"domain": DOMAIN, "logLevel": logging.ERROR, "mqtt": {"port": 8883, "caFile": CAFILE}}
 FIRMWARE = {"uri": "https://firmware.example/sensor-2.1.bin", "name": "sensor", "version": "2.1", "verifier": "abc123"}
+# A firmware image the device fails to fetch (it reports updateStatus 6, invalid URI).
+MISSING = "https://firmware.example/missing.bin"
+BUNDLE = "tern-check-actions-v1"
 results = []
 
 
@@ -86,11 +90,13 @@ class Device:
         self.client = wiotp.sdk.device.ManagedDeviceClient(config=config, logHandlers=None)
         self.client.deviceActionCallback = self.on_action
         self.client.firmwereActionCallback = self.on_firmware  # the SDK's spelling
+        self.client.dmeActionCallback = self.on_custom
         self.lock = threading.Condition()
         self.actions = []  # (reqId, action) in arrival order
         self.restarts = 0  # reconnections done after an action
         self.firmware = []  # (action, DeviceFirmware state) in arrival order
-        self.firmware_done = 0
+        self.firmware_done = 0  # firmware actions acted out
+        self.custom = []  # (topic, payload) of custom actions
         self.errors = []
 
     def registry(self):
@@ -124,12 +130,17 @@ class Device:
             return self.lock.wait_for(lambda: self.restarts >= count, PATIENCE)
 
     def on_firmware(self, action, firmware):
+        # Called also when the SDK has refused the action (400: a download when not
+        # idle, an update when not downloaded); a device then does nothing.
         state = None if firmware is None else (firmware.state, firmware.updateStatus)
         with self.lock:
             self.firmware.append((action, state))
-        threading.Thread(target=self.act_firmware, args=(action,), name="firmware", daemon=True).start()
+        acts = state is not None and (action, state[0]) in (("download", 0), ("update", 2))
+        if acts:
+            args = (action, firmware.url)  # the SDK keeps the wire's "uri" as .url
+            threading.Thread(target=self.act_firmware, args=args, name="firmware", daemon=True).start()
 
-    def act_firmware(self, action):
+    def act_firmware(self, action, uri):
         # Notifications carry no reqId and each is published from a thread of its own, so
         # two in a row may arrive in either order: wait until the first one is stored.
         try:
@@ -138,7 +149,10 @@ class Device:
                 held, last = poll(self.read_firmware, lambda f: f.get("state") == 1)
                 if not held:
                     raise RuntimeError(f"state 1 was not stored: {last}")
-                self.client.setState(2)
+                if uri == MISSING:
+                    self.client.setUpdateStatus(6)
+                else:
+                    self.client.setState(2)
             elif action == "update":
                 self.client.setUpdateStatus(1)
                 held, last = poll(self.read_firmware, lambda f: f.get("updateStatus") == 1)
@@ -150,6 +164,15 @@ class Device:
         with self.lock:
             self.firmware_done += 1
             self.lock.notify_all()
+
+    def wait_firmware_done(self, count):
+        with self.lock:
+            return self.lock.wait_for(lambda: self.firmware_done >= count, PATIENCE)
+
+    def on_custom(self, topic, payload, req_id):
+        with self.lock:
+            self.custom.append((topic, payload))
+        return topic.endswith("/installPlugin")  # any other action fails (500)
 
     def read_firmware(self):
         mgmt = self.registry().getMgmt()
@@ -201,6 +224,14 @@ def location_checks(dev):
             loc.longitude == 4.9 and loc.get("elevation") == 2 and isinstance(loc.measuredDateTime, datetime.datetime),
             loc,
         )
+    # An application's location is pushed to the device (iotdm-1/device/update): the SDK
+    # must answer it and live on.
+    put = reg.setLocation({"longitude": -0.12, "latitude": 51.5})
+    check("an application sets the location", put.latitude == 51.5 and put.updatedDateTime is not None, put)
+    check("and reads it back", reg.getLocation().latitude == 51.5, reg.getLocation())
+    check("the device still answers after the push", waited(dev.client.setLocation(longitude=4.9, latitude=52.37)))
+    held, loc = poll(reg.getLocation, lambda l: l is not None and l.latitude == 52.37)
+    check("the device's location is the latest", held, loc)
 
 
 def diag_checks(dev):
@@ -237,10 +268,10 @@ def diag_checks(dev):
     check("the logs are cleared", held, n)
 
 
-def device_action_checks(app, dev, action, seen_as):
+def device_action_checks(app, dev, action, seen_as, parameters=None):
     """A reboot or factory reset: the device accepts, restarts, manages again."""
     before = dev.restarts
-    req_id = initiate(app, action)
+    req_id = initiate(app, action, parameters)
     check(f"{action} is initiated", isinstance(req_id, str) and req_id, req_id)
     check(f"the device restarts for {action}", dev.wait_restarts(before + 1), dev.errors)
     with dev.lock:
@@ -273,19 +304,44 @@ def action_checks(app, dev):
         check("a deleted request is gone", False, "still readable")
     except ApiException as e:
         check("a deleted request is gone", e.response.status_code == 404, e.response.status_code)
-    device_action_checks(app, dev, "device/factoryReset", "reset")
+    # With the parameter IBM's own SDK tests send along (ignored).
+    device_action_checks(app, dev, "device/factoryReset", "reset", [{"name": "action", "value": "reset"}])
     check("the device saw a factory reset", [a for _, a in dev.actions] == ["reboot", "reset"], dev.actions)
 
 
+def asked_firmware(dev, action, state):
+    """Whether the device's last firmware action was `action`, with its firmware state."""
+    with dev.lock:
+        last = dev.firmware[-1] if dev.firmware else None
+    return last is not None and last[0] == action and last[1] is not None and last[1][0] == state
+
+
+def ended(status):
+    return status.get("complete") is True
+
+
+def firmware_parameters(**changed):
+    return [{"name": k, "value": v} for k, v in dict(FIRMWARE, **changed).items()]
+
+
 def firmware_checks(app, dev):
-    parameters = [{"name": k, "value": v} for k, v in FIRMWARE.items()]
-    req_id = initiate(app, "firmware/download", parameters)
+    req_id = initiate(app, "firmware/download", firmware_parameters(uri=MISSING))
+    held, status = device_status(app, req_id, ended)
+    check(
+        "a download the device reports failed (updateStatus 6) ends with status 500",
+        held and status.get("status") == 500 and "6" in status.get("message", ""),
+        status,
+    )
+    check("the device was asked to download, from idle", asked_firmware(dev, "download", 0), dev.firmware)
+    dev.wait_firmware_done(1)
+    held, fw = poll(dev.read_firmware, lambda f: f.get("updateStatus") == 6)
+    check("the failure is stored (state 0, updateStatus 6)", held and fw.get("state") == 0, fw)
+
+    req_id = initiate(app, "firmware/download", firmware_parameters())
     held, status = device_status(app, req_id, finished)
     check("a firmware download completes", held, status)
-    with dev.lock:
-        seen = list(dev.firmware)
-    asked = bool(seen) and seen[0][0] == "download" and seen[0][1] is not None and seen[0][1][0] == 0
-    check("the device was asked to download, from idle", asked, seen)
+    check("the device was asked to download, from idle", asked_firmware(dev, "download", 0), dev.firmware)
+    dev.wait_firmware_done(2)
     fw = dev.read_firmware()
     check(
         "the firmware is downloaded (state 2, uri, version)",
@@ -293,19 +349,79 @@ def firmware_checks(app, dev):
         fw,
     )
 
+    req_id = initiate(app, "firmware/download", firmware_parameters())
+    held, status = device_status(app, req_id, ended)
+    check(
+        "a download the SDK refuses (not idle) ends with its 400 and message",
+        held and status.get("status") == 400 and "idle" in status.get("message", ""),
+        status,
+    )
+    check("the firmware is still downloaded", dev.read_firmware().get("state") == 2, dev.read_firmware())
+
     req_id = initiate(app, "firmware/update")
     held, status = device_status(app, req_id, finished)
     check("a firmware update completes", held, status)
-    with dev.lock:
-        seen = list(dev.firmware)
-    asked = len(seen) == 2 and seen[1][0] == "update" and seen[1][1] is not None and seen[1][1][0] == 2
-    check("the device was asked to update, downloaded", asked, seen)
-    with dev.lock:
-        dev.lock.wait_for(lambda: dev.firmware_done >= 2, PATIENCE)
+    check("the device was asked to update, downloaded", asked_firmware(dev, "update", 2), dev.firmware)
+    dev.wait_firmware_done(3)
     held, fw = poll(dev.read_firmware, lambda f: f.get("state") == 0 and f.get("updateStatus") == 0)
     check("the firmware is updated (state 0, updateStatus 0)", held, fw)
     info = dev.registry().deviceInfo
     check("the registry's fwVersion is the new version", info.fwVersion == FIRMWARE["version"], info)
+
+    req_id = initiate(app, "firmware/update")
+    held, status = device_status(app, req_id, ended)
+    check(
+        "an update the SDK refuses (nothing downloaded) ends with its 400 and message",
+        held and status.get("status") == 400 and "downloaded" in status.get("message", ""),
+        status,
+    )
+
+
+def custom_checks(app, dev):
+    bundle = {
+        "bundleId": BUNDLE,
+        "displayName": {"en_US": "Tern check actions"},
+        "version": "1.0",
+        "actions": {
+            "installPlugin": {
+                "actionDisplayName": {"en_US": "Install plug-in"},
+                "parameters": [{"name": "pluginURI", "required": True}],
+            },
+            "removePlugin": {"actionDisplayName": {"en_US": "Remove plug-in"}},
+        },
+    }
+    made = app.mgmt.extensions.create(bundle)
+    check("a custom action bundle is created", made.get("bundleId") == BUNDLE, made)
+    check("and read", app.mgmt.extensions.get(BUNDLE).get("actions", {}).keys() == bundle["actions"].keys())
+    listed = [b.get("bundleId") for b in app.mgmt.extensions.list().get("results", [])]
+    check("and listed", listed == [BUNDLE], listed)
+
+    install = f"{BUNDLE}/installPlugin"
+    plugin = [{"name": "pluginURI", "value": "https://plugins.example/p1.zip"}]
+    refused("a device not supporting the bundle is refused (403)", lambda: initiate(app, install, plugin))
+    # The SDK manages once per SUBACK, each time replacing supports without the bundle;
+    # those are long done by now, but an explicit manage is sent again if one came later.
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        answered = waited(dev.client.manage(3600, True, True, True, [BUNDLE]))
+        mgmt = dev.registry().getMgmt() or {}
+        if mgmt.get("supports", {}).get(BUNDLE) is True or time.monotonic() > deadline:
+            break
+    stored = mgmt.get("supports", {}).get(BUNDLE) is True
+    check("a manage naming the bundle is answered and stored", answered and stored, mgmt)
+    refused("a custom action without its required parameter is refused (400)", lambda: initiate(app, install), 400)
+    req_id = initiate(app, install, plugin)
+    held, status = device_status(app, req_id, finished)
+    check("a custom action the device performs completes", held, status)
+    with dev.lock:
+        topic, payload = dev.custom[-1] if dev.custom else (None, {})
+    check("the device got it on its topic", topic == f"iotdm-1/mgmt/custom/{install}", dev.custom)
+    fields = payload.get("d", {}).get("fields")
+    check("with the parameter as a field", fields == [{"field": "pluginURI", "value": plugin[0]["value"]}], payload)
+    req_id = initiate(app, f"{BUNDLE}/removePlugin")
+    held, status = device_status(app, req_id, ended)
+    check("a custom action the device fails ends with its 500", held and status.get("status") == 500, status)
+    check("a bundle is deleted", app.mgmt.extensions.delete(BUNDLE) is True)
 
 
 def offline_checks(app, dev):
@@ -371,6 +487,7 @@ step("location", location_checks, dev)
 step("diagnostics", diag_checks, dev)
 step("device actions", action_checks, app, dev)
 step("firmware", firmware_checks, app, dev)
+step("custom actions", custom_checks, app, dev)
 step("offline", offline_checks, app, dev)
 step("refusal", refusal_checks, app)
 step("unmanage", unmanage_checks, app, dev)
