@@ -472,6 +472,10 @@ impl BrokerHandle {
             new.platform_domain.clone_from(&current.platform_domain);
             new.platform_quickstart = current.platform_quickstart;
         }
+        if new.historian_postgres != current.historian_postgres {
+            tracing::warn!("historian_postgres takes effect at the next restart");
+            new.historian_postgres.clone_from(&current.historian_postgres);
+        }
         self.state.router.set_share_strategy(new.shared_subscription_strategy);
         self.state
             .router

@@ -213,6 +213,9 @@ pub struct Config {
     /// Whether the platform serves the open `quickstart` organization
     /// (`platform_quickstart`).
     pub platform_quickstart: bool,
+    /// The historian's PostgreSQL database (`historian_postgres <connection string>`, libpq
+    /// `key=value` pairs or a `postgresql://` URL); `None`: the embedded store.
+    pub historian_postgres: Option<String>,
     /// Debug-level logging (mosquitto's `log_type debug` or `-v`).
     pub verbose: bool,
     pub log_dest: Vec<LogDest>,
@@ -315,6 +318,7 @@ impl Default for Config {
             presence_events: false,
             platform_domain: None,
             platform_quickstart: false,
+            historian_postgres: None,
             verbose: false,
             log_dest: Vec::new(),
             log_facility: None,

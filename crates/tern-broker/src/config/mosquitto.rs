@@ -126,6 +126,16 @@ pub(super) fn platform_domain(domain: &str) -> Result<String> {
     Ok(domain.to_ascii_lowercase())
 }
 
+/// Checks a `historian_postgres` connection string as far as the broker can (the platform
+/// reads it whole at start, naming what is wrong).
+pub(super) fn historian_postgres(conn: &str) -> Result<String> {
+    let conn = conn.trim();
+    if conn.is_empty() {
+        bail!("historian_postgres needs a connection string, e.g. \"host=/var/run/postgresql dbname=tern\"");
+    }
+    Ok(conn.to_string())
+}
+
 fn listener_for<'c>(config: &'c mut Config, directive: &str) -> Result<&'c mut ListenerConfig> {
     config
         .listeners
@@ -221,6 +231,7 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
         }
         "platform_domain" => config.platform_domain = Some(platform_domain(one(args)?)?),
         "platform_quickstart" => config.platform_quickstart = boolean(args)?,
+        "historian_postgres" => config.historian_postgres = Some(historian_postgres(&args.join(" "))?),
         "per_listener_settings" => config.per_listener_settings = boolean(args)?,
         // Security settings: per listener with per_listener_settings, else global.
         "allow_anonymous" => {
@@ -547,6 +558,17 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn historian_postgres_takes_the_rest_of_the_line() {
+        let c = parse("historian_postgres host=/var/run/postgresql  dbname=tern user=tern\n").unwrap();
+        assert_eq!(
+            c.historian_postgres.as_deref(),
+            Some("host=/var/run/postgresql dbname=tern user=tern")
+        );
+        assert_eq!(parse("listener 1\n").unwrap().historian_postgres, None);
+        assert!(parse("historian_postgres\n").is_err());
     }
 
     #[test]

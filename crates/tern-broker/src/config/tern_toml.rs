@@ -30,6 +30,7 @@ struct File {
     presence_events: Option<bool>,
     platform_domain: Option<String>,
     platform_quickstart: Option<bool>,
+    historian_postgres: Option<String>,
     verbose: Option<bool>,
     log_dest: Option<Vec<String>>,
     log_facility: Option<u8>,
@@ -220,6 +221,11 @@ pub(super) fn parse(text: &str) -> Result<Config> {
     );
     set!(server_moved, response_information);
     c.platform_quickstart = file.platform_quickstart.unwrap_or(false);
+    c.historian_postgres = file
+        .historian_postgres
+        .as_deref()
+        .map(super::mosquitto::historian_postgres)
+        .transpose()?;
     c.platform_domain = file
         .platform_domain
         .as_deref()
@@ -331,6 +337,16 @@ mod tests {
         assert!(c.listeners[0].platform);
         assert!(parse("[[listener]]\nport = 1\nplatform = true\nmount_point = \"a/\"\n").is_err());
         assert!(parse("platform_domain = \"not a domain\"\n").is_err());
+    }
+
+    #[test]
+    fn historian_postgres_is_a_connection_string() {
+        let c = parse("historian_postgres = \"postgresql://tern@localhost/tern\"\n").unwrap();
+        assert_eq!(
+            c.historian_postgres.as_deref(),
+            Some("postgresql://tern@localhost/tern")
+        );
+        assert!(parse("historian_postgres = \" \"\n").is_err());
     }
 
     #[test]
