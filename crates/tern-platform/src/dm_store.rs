@@ -12,7 +12,6 @@ use crate::dm::{DevKey, DeviceMgmt, DmStoreError, MgmtRequest, OrgDm, Step};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 /// The file format's version.
@@ -61,23 +60,14 @@ pub(crate) fn encode(o: &OrgDm) -> Option<Vec<u8>> {
 /// Reads every organization's file in `dir`; damaged ones are logged and skipped.
 pub(crate) fn load_all(dir: &Path) -> HashMap<String, OrgDm> {
     let mut orgs = HashMap::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return orgs,
+    let files = match crate::org_files::list(dir) {
+        Ok(files) => files,
         Err(e) => {
             tracing::warn!("{}: {e}; device management starts empty", dir.display());
             return orgs;
         }
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        let Some(org) = name.strip_suffix(".json") else {
-            continue;
-        };
-        if crate::registry_model::check_org_id(org).is_err() {
-            continue;
-        }
-        let path = entry.path();
+    for (org, path) in files {
         match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| decode(&b)) {
             Ok(o) => {
                 orgs.insert(org.to_string(), o);
@@ -136,32 +126,9 @@ pub(crate) fn decode(body: &[u8]) -> Result<OrgDm, String> {
 /// Writes (or, `body` `None`, removes) organization `org`'s file in `dir`. An empty body
 /// (state that could not be encoded) leaves the file as it is.
 pub(crate) fn write_org(dir: &Path, org: &str, body: Option<&[u8]>) -> Result<(), DmStoreError> {
-    let path = dir.join(format!("{org}.json"));
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DmStoreError::Io { path, source }
-    };
-    let Some(body) = body else {
-        return match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
-            _ => Ok(()),
-        };
-    };
-    if body.is_empty() {
+    if body.is_some_and(<[u8]>::is_empty) {
         return Ok(());
     }
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = dir.join(format!(".{org}.json.{}.tmp", std::process::id()));
     // Owner only: devices' locations and logs are as private as the registry.
-    let mut file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true).mode(0o600);
-        options.open(&tmp).map_err(io(&tmp))?
-    };
-    file.write_all(body).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
-    Ok(())
+    crate::org_files::replace(dir, org, body).map_err(|(path, source)| DmStoreError::Io { path, source })
 }

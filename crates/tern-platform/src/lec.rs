@@ -37,7 +37,6 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -314,9 +313,8 @@ impl Lec {
     /// Reads every organization's file (at start). A damaged file is reported and skipped.
     pub fn load(&self) -> Vec<LecError> {
         let mut errors = Vec::new();
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return errors,
+        let files = match crate::org_files::list(&self.dir) {
+            Ok(files) => files,
             Err(source) => {
                 errors.push(LecError::Io {
                     path: self.dir.clone(),
@@ -325,15 +323,9 @@ impl Lec {
                 return errors;
             }
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            let Some(org) = name.strip_suffix(".json") else {
-                continue;
-            };
-            if crate::registry_model::check_org_id(org).is_err() {
-                continue;
-            }
-            match read_file(&entry.path()) {
+        for (org, path) in files {
+            let org = org.as_str();
+            match read_file(&path) {
                 Ok(events) => {
                     for event in events {
                         self.insert(org, event);
@@ -482,18 +474,10 @@ fn read_file(path: &Path) -> Result<Vec<CachedEvent>, LecError> {
 /// Replaces `org`'s file with `events` (removes it when there are none): a temporary file
 /// written and flushed, renamed over the old one, the directory flushed.
 fn write_file(dir: &Path, org: &str, events: &[CachedEvent]) -> Result<(), LecError> {
-    let path = dir.join(format!("{org}.json"));
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| LecError::Io { path, source }
-    };
+    let io = |(path, source)| LecError::Io { path, source };
     if events.is_empty() {
-        return match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
-            _ => Ok(()),
-        };
+        return crate::org_files::replace(dir, org, None).map_err(io);
     }
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let stored = StoredOrg {
         version: FORMAT_VERSION,
         events: events
@@ -508,20 +492,10 @@ fn write_file(dir: &Path, org: &str, events: &[CachedEvent]) -> Result<(), LecEr
             })
             .collect(),
     };
-    let tmp = dir.join(format!(".{org}.json.{}.tmp", std::process::id()));
+    let body =
+        serde_json::to_vec(&stored).map_err(|e| io((dir.join(format!("{org}.json")), std::io::Error::other(e))))?;
     // Owner only: the cache holds devices' payloads, as private as the registry's files.
-    let mut file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true).mode(0o600);
-        options.open(&tmp).map_err(io(&tmp))?
-    };
-    let body = serde_json::to_vec(&stored).map_err(|e| io(&tmp)(std::io::Error::other(e)))?;
-    file.write_all(&body).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
-    Ok(())
+    crate::org_files::replace(dir, org, Some(&body)).map_err(io)
 }
 
 /// The organization, type, device, event id and format of a broker topic that is a

@@ -21,6 +21,7 @@ pub mod historian_query;
 pub mod identity;
 pub mod lec;
 pub mod lec_task;
+mod org_files;
 pub mod policy;
 pub mod policy_gateway;
 pub mod policy_quota;
