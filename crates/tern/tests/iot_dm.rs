@@ -28,6 +28,18 @@ fn device(p: &Platform, id: &str, token: &str, clean: bool) -> Client {
     client
 }
 
+/// A device or gateway just registered with `tern iot`, connected as soon as the broker
+/// has seen it (within a second).
+fn registered(p: &Platform, version: ProtocolVersion, client_id: &str, token: &str) -> Client {
+    within(PATIENCE, "the new client accepted", || {
+        let mut client = Client::open(p.mqtt(), version);
+        let mut connect = connect_packet(version, client_id, true, 60);
+        connect.username = Some(ByteStr::from("use-token-auth"));
+        connect.password = Some(bytes::Bytes::copy_from_slice(token.as_bytes()));
+        (client.connect(&connect).reason_code == ReasonCode::SUCCESS).then_some(client)
+    })
+}
+
 /// Publishes `payload` on `iotdevice-1/<tail>` at QoS 1 (acknowledged).
 fn send(c: &mut Client, tail: &str, payload: &Value) {
     send_raw(c, tail, payload.to_string().as_bytes());
@@ -259,13 +271,7 @@ fn refusals_unmanaged_devices_read_only_keys_and_other_devices() {
     );
     let mut d = device(&p, "4321", &p.device_token, true);
     // The broker sees the new device within a second.
-    let mut other = within(PATIENCE, "the new device accepted", || {
-        let mut other = Client::open(p.mqtt(), ProtocolVersion::V5);
-        let mut connect = connect_packet(ProtocolVersion::V5, "d:za6xa7:test:other", true, 60);
-        connect.username = Some(ByteStr::from("use-token-auth"));
-        connect.password = Some(bytes::Bytes::copy_from_slice(token.as_bytes()));
-        (other.connect(&connect).reason_code == ReasonCode::SUCCESS).then_some(other)
-    });
+    let mut other = registered(&p, ProtocolVersion::V5, "d:za6xa7:test:other", &token);
     let rc = other.publish(
         "iotdevice-1/type/test/id/4321/mgmt/manage",
         b"{}",
@@ -388,13 +394,7 @@ fn a_device_deleted_from_the_registry_ends_its_requests() {
         &common::iot::iot(&p.data, &["device", "create", "za6xa7", "test", "gone"]),
         "authToken",
     );
-    let mut d = within(PATIENCE, "the new device accepted", || {
-        let mut client = Client::open(p.mqtt(), ProtocolVersion::V3_1_1);
-        let mut connect = connect_packet(ProtocolVersion::V3_1_1, "d:za6xa7:test:gone", true, 60);
-        connect.username = Some(ByteStr::from("use-token-auth"));
-        connect.password = Some(bytes::Bytes::copy_from_slice(token.as_bytes()));
-        (client.connect(&connect).reason_code == ReasonCode::SUCCESS).then_some(client)
-    });
+    let mut d = registered(&p, ProtocolVersion::V3_1_1, "d:za6xa7:test:gone", &token);
     assert_eq!(d.subscribe("iotdm-1/#", QoS::AtLeastOnce), [ReasonCode(1)]);
     manage(&mut d, "m1");
     let id = reboot(&p, &["gone"], None).ok(202)["reqId"]
@@ -419,13 +419,7 @@ fn a_gateway_manages_a_device_behind_it_with_the_long_forms() {
     iot(&["type", "create", "za6xa7", "gw", "--class", "gateway"]);
     let gw_token = text(&iot(&["device", "create", "za6xa7", "gw", "gw1"]), "authToken");
     iot(&["device", "create", "za6xa7", "test", "behind", "--gateway", "gw:gw1"]);
-    let mut gw = within(PATIENCE, "the gateway accepted", || {
-        let mut client = Client::open(p.mqtt(), ProtocolVersion::V5);
-        let mut connect = connect_packet(ProtocolVersion::V5, "g:za6xa7:gw:gw1", true, 60);
-        connect.username = Some(ByteStr::from("use-token-auth"));
-        connect.password = Some(bytes::Bytes::copy_from_slice(gw_token.as_bytes()));
-        (client.connect(&connect).reason_code == ReasonCode::SUCCESS).then_some(client)
-    });
+    let mut gw = registered(&p, ProtocolVersion::V5, "g:za6xa7:gw:gw1", &gw_token);
     assert_eq!(gw.subscribe("iotdm-1/type/+/id/+/#", QoS::AtLeastOnce), [ReasonCode(1)]);
     let manage_body = json!({"d": {"lifetime": 0, "supports": {"deviceActions": true}}, "reqId": "g1"}).to_string();
     let rc = gw.publish(
