@@ -279,6 +279,8 @@ pub struct Metrics {
     listeners: OnceLock<Box<[ListenerMetrics]>>,
     /// The broker's event stream.
     pub events: EventStream,
+    /// Metrics an embedder adds to `/metrics` (the IoT platform's rule counters).
+    pub extra: crate::prometheus::ExtraMetrics,
 }
 
 /// Counts of one connection not yet added to [`Metrics`].

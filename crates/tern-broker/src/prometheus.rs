@@ -52,7 +52,37 @@ pub fn render(state: &BrokerState) -> String {
         "Events lost by event stream consumers that fell behind.",
         m.events.lost(),
     );
+    m.extra.render(&mut out.text);
     out.text
+}
+
+/// A callback that appends whole metric families (`# HELP`, `# TYPE`, samples) in the
+/// text format.
+pub type ExtraRenderer = Box<dyn Fn(&mut String) + Send + Sync>;
+
+/// Metrics that an embedder of the broker adds to `/metrics` (the IoT platform's per-rule
+/// counters), rendered after the broker's own, once per scrape. Each renderer owns its
+/// names (prefixed `tern_`, listed in docs/metrics.md) and never repeats the broker's.
+#[derive(Default)]
+pub struct ExtraMetrics(parking_lot::RwLock<Vec<ExtraRenderer>>);
+
+impl std::fmt::Debug for ExtraMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExtraMetrics({} renderers)", self.0.read().len())
+    }
+}
+
+impl ExtraMetrics {
+    /// Adds `renderer` to every later scrape.
+    pub fn add(&self, renderer: ExtraRenderer) {
+        self.0.write().push(renderer);
+    }
+
+    fn render(&self, out: &mut String) {
+        for renderer in self.0.read().iter() {
+            renderer(out);
+        }
+    }
 }
 
 /// The MQTT listeners' counters (HTTP listeners have no MQTT clients).

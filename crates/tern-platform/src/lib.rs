@@ -37,6 +37,14 @@ mod rest_connections;
 mod rest_messaging;
 mod rest_mgmt;
 mod rest_registry;
+mod rest_rules;
+pub mod rules;
+pub mod rules_actions;
+pub mod rules_expr;
+pub mod rules_task;
+#[cfg(test)]
+mod rules_tests;
+pub mod rules_window;
 pub mod status;
 pub mod status_task;
 pub mod token;

@@ -264,6 +264,8 @@ impl ListenerPolicy for Platform {
 pub struct Started {
     pub registry: Arc<Registry>,
     pub dm: Arc<crate::dm::Dm>,
+    /// Analytics rules ([`crate::rules`]).
+    pub rules: Arc<crate::rules::Rules>,
 }
 
 /// Starts the platform for a broker whose configuration has listeners in platform mode:
@@ -282,6 +284,8 @@ pub fn start(handle: &BrokerHandle, data_dir: &Path, domain: Option<String>) -> 
     handle.set_listener_policy(Arc::new(platform));
     crate::status_task::spawn(handle, registry.clone());
     crate::dm_task::spawn(handle, registry.clone(), dm.clone(), receiver);
+    let rules = Arc::new(crate::rules::Rules::new(data_dir));
+    crate::rules_task::spawn(handle, rules.clone());
     let (polled, stop) = (registry.clone(), handle.state().shutdown.clone());
     tokio::spawn(async move {
         loop {
@@ -301,7 +305,7 @@ pub fn start(handle: &BrokerHandle, data_dir: &Path, domain: Option<String>) -> 
             }
         }
     });
-    Ok(Started { registry, dm })
+    Ok(Started { registry, dm, rules })
 }
 
 /// What an API key's role lets an application publish.

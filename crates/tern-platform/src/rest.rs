@@ -64,6 +64,8 @@ pub struct RestState {
     pub(crate) rates: crate::rest_messaging::EventRates,
     /// Devices waiting for a command over HTTP.
     pub(crate) commands: Arc<crate::rest_commands::CommandWaits>,
+    /// Analytics rules ([`crate::rest_rules`]).
+    pub rules: Arc<crate::rules::Rules>,
 }
 
 pub(crate) type Rest = axum::extract::State<Arc<RestState>>;
@@ -84,12 +86,14 @@ pub fn router(
         domain,
         rates: Default::default(),
         commands: crate::rest_commands::CommandWaits::start(handle),
+        rules: started.rules.clone(),
     });
     crate::rest_registry::routes()
         .merge(crate::rest_messaging::routes())
         .merge(crate::rest_connections::routes())
         .merge(crate::rest_commands::routes())
         .merge(crate::rest_mgmt::routes())
+        .merge(crate::rest_rules::routes())
         .fallback(|| async { RestError::new(StatusCode::NOT_FOUND, "no such endpoint under /api/v0002") })
         .method_not_allowed_fallback(|| async {
             RestError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
