@@ -186,8 +186,9 @@ pub struct OpRequest {
     pub body: Option<Value>,
 }
 
-/// Encodes one path segment (ids are plain; this keeps an odd one from changing the path).
-fn segment(text: &str) -> String {
+/// Percent-encodes one path segment or query value (ids are plain; this keeps an odd one
+/// from changing the path).
+pub fn segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -62,6 +62,9 @@ enum IotCommand {
     /// Device management requests (reboot, factory reset, firmware) through a running
     /// broker's platform API: needs --url and --api-key.
     Mgmt(crate::iot_mgmt::MgmtArgs),
+    /// A device's stored events (the historian) as CSV or JSON lines, through a running
+    /// broker's platform API: needs --url and --api-key.
+    Export(crate::iot_export::ExportArgs),
 }
 
 #[derive(clap::Subcommand)]
@@ -315,6 +318,7 @@ type Text = fn(&Value) -> String;
 pub fn run(args: IotArgs) -> Result<()> {
     let (op, text) = match args.command {
         IotCommand::Mgmt(m) => return crate::iot_mgmt::run(m, args.url.as_deref(), args.cafile.as_deref(), args.json),
+        IotCommand::Export(e) => return crate::iot_export::run(e, args.url.as_deref(), args.cafile.as_deref()),
         IotCommand::Org(c) => org(c)?,
         IotCommand::Type(c) => device_type(c)?,
         IotCommand::Device(c) => device(c)?,

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use tern_platform::registry_ops::segment;
 
 #[derive(clap::Args)]
 pub struct MgmtArgs {
@@ -263,17 +264,4 @@ fn request_line(v: &Value) -> String {
         },
         v["status"]
     )
-}
-
-/// A request id as one path segment.
-fn segment(id: &str) -> String {
-    id.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

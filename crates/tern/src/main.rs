@@ -8,6 +8,7 @@ mod bench;
 mod broker_cmd;
 mod broker_log;
 mod iot_cmd;
+mod iot_export;
 mod iot_mgmt;
 mod iot_remote;
 mod tools;
