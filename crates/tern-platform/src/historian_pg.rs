@@ -205,6 +205,23 @@ pub fn open(conn_str: &str, data_dir: &Path) -> Result<PgBackend, HistorianError
     })
 }
 
+/// The historian's backend when the broker's configuration names a PostgreSQL database
+/// (`historian_postgres`), `None` when it does not (the embedded store serves). A backend
+/// that cannot be opened (its spool file) is logged and stores nothing.
+pub fn configured(handle: &tern_broker::BrokerHandle, data_dir: &Path) -> Option<Arc<dyn HistorianBackend>> {
+    let conn_str = handle.state().config().historian_postgres.clone()?;
+    Some(match open(&conn_str, data_dir) {
+        Ok(backend) => {
+            tracing::info!("historian: storing events in PostgreSQL ({})", backend.shared.target);
+            Arc::new(backend)
+        }
+        Err(e) => {
+            tracing::error!("historian: {e}: nothing will be stored");
+            Arc::new(crate::historian::NoStore(e.to_string()))
+        }
+    })
+}
+
 /// Runs `work` on the backend's runtime and waits for it, `timeout` at most.
 fn block<T: Send + 'static>(
     runtime: &tokio::runtime::Handle,

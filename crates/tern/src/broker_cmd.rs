@@ -205,6 +205,10 @@ impl Detach {
 
 pub fn run(args: BrokerArgs) -> Result<()> {
     let config = build_config(&args)?;
+    if let Some(conn) = &config.historian_postgres {
+        // A connection string PostgreSQL would refuse stops the start, named.
+        tern_platform::historian_pg::parse_config(conn)?;
+    }
     let detach = if args.daemon { Some(daemonize()?) } else { None };
     crate::broker_log::init(&config)?;
     if let Some(pid_file) = &config.pid_file {

@@ -4,6 +4,7 @@
 
 pub mod iot;
 pub mod pki;
+pub mod postgres;
 pub mod wiotp;
 
 use bytes::{Bytes, BytesMut};
