@@ -141,6 +141,37 @@ pub trait HistorianBackend: Send + Sync + 'static {
     fn purge_before(&self, org: &str, before_ms: u64) -> Result<u64, HistorianError>;
 }
 
+/// A backend for a store that could not be opened: every call fails with why.
+#[derive(Debug)]
+pub struct NoStore(pub String);
+
+impl HistorianBackend for NoStore {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+
+    fn append(&self, _batch: &[StoredEvent]) -> Result<(), HistorianError> {
+        Err(self.unavailable())
+    }
+
+    fn query(&self, _query: &EventQuery) -> Result<EventPage, HistorianError> {
+        Err(self.unavailable())
+    }
+
+    fn purge_before(&self, _org: &str, _before_ms: u64) -> Result<u64, HistorianError> {
+        Err(self.unavailable())
+    }
+}
+
+impl NoStore {
+    fn unavailable(&self) -> HistorianError {
+        HistorianError::Unavailable {
+            backend: "none",
+            what: self.0.clone(),
+        }
+    }
+}
+
 /// Which events of an organization are stored: those whose device type is in `typeIds`
 /// and whose event id is in `eventIds`, an empty (or absent) list meaning any.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -264,6 +264,8 @@ impl ListenerPolicy for Platform {
 pub struct Started {
     pub registry: Arc<Registry>,
     pub dm: Arc<crate::dm::Dm>,
+    /// The historian ([`crate::historian`]).
+    pub historian: Arc<crate::historian::Historian>,
     /// Analytics rules ([`crate::rules`]).
     pub rules: Arc<crate::rules::Rules>,
 }
@@ -284,6 +286,7 @@ pub fn start(handle: &BrokerHandle, data_dir: &Path, domain: Option<String>) -> 
     handle.set_listener_policy(Arc::new(platform));
     crate::status_task::spawn(handle, registry.clone());
     crate::dm_task::spawn(handle, registry.clone(), dm.clone(), receiver);
+    let historian = crate::historian_task::start(handle, data_dir);
     let rules = Arc::new(crate::rules::Rules::new(data_dir));
     crate::rules_task::spawn(handle, rules.clone());
     let (polled, stop) = (registry.clone(), handle.state().shutdown.clone());
@@ -305,7 +308,12 @@ pub fn start(handle: &BrokerHandle, data_dir: &Path, domain: Option<String>) -> 
             }
         }
     });
-    Ok(Started { registry, dm, rules })
+    Ok(Started {
+        registry,
+        dm,
+        rules,
+        historian,
+    })
 }
 
 /// What an API key's role lets an application publish.

@@ -64,6 +64,8 @@ pub struct RestState {
     pub(crate) rates: crate::rest_messaging::EventRates,
     /// Devices waiting for a command over HTTP.
     pub(crate) commands: Arc<crate::rest_commands::CommandWaits>,
+    /// The historian ([`crate::rest_historian`]).
+    pub historian: crate::rest_historian::HistorianRest,
     /// Analytics rules ([`crate::rest_rules`]).
     pub rules: Arc<crate::rules::Rules>,
 }
@@ -86,6 +88,7 @@ pub fn router(
         domain,
         rates: Default::default(),
         commands: crate::rest_commands::CommandWaits::start(handle),
+        historian: crate::rest_historian::HistorianRest::new(started.historian.clone()),
         rules: started.rules.clone(),
     });
     crate::rest_registry::routes()
@@ -93,6 +96,7 @@ pub fn router(
         .merge(crate::rest_connections::routes())
         .merge(crate::rest_commands::routes())
         .merge(crate::rest_mgmt::routes())
+        .merge(crate::rest_historian::routes())
         .merge(crate::rest_rules::routes())
         .fallback(|| async { RestError::new(StatusCode::NOT_FOUND, "no such endpoint under /api/v0002") })
         .method_not_allowed_fallback(|| async {

@@ -1,0 +1,323 @@
+//! The historian's tasks: the consumer that takes device events from the broker's event
+//! stream into the store in batches, and the retention sweep.
+//!
+//! The consumer listens to the stream only while some organization stores events, so a
+//! broker where none does costs publishers nothing; it looks again when settings change
+//! (at once: the REST API wakes it) and every second. Each device event
+//! (`$iot/<org>/iot-2/type/<t>/id/<d>/evt/<e>/fmt/<f>`) its organization's settings
+//! want is stamped with the broker's clock and queued. A batch goes to the backend, on a
+//! blocking thread, once [`BATCH_EVENTS`] are queued or [`BATCH_DELAY`] after the first;
+//! while a batch is being written the queue keeps filling (the next batch is larger, so
+//! a slow disk means fewer, bigger transactions), up to [`MAX_QUEUED`] events, past which
+//! new events are dropped and counted. The broker never waits for any of this: a consumer
+//! that falls more than the event stream's ring behind loses the oldest events, which are
+//! counted and logged too. The consumer runs through `EventStream::spawn_consumer`, so at
+//! a clean stop it takes what is left in the stream and writes its last batch before the
+//! broker exits.
+//!
+//! The sweep removes, every [`SWEEP_INTERVAL`] (and at once when a test moves the
+//! broker's clock), each organization's events older than its retention.
+
+use crate::historian::{now_ms, Historian, StoredEvent};
+use crate::lec::event_of;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tern_broker::events::{Event, EventKind, EventReceiver};
+use tern_broker::BrokerHandle;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// A batch is written once this many events are queued...
+pub const BATCH_EVENTS: usize = 1000;
+/// ... or this long after its first event.
+pub const BATCH_DELAY: Duration = Duration::from_millis(100);
+/// Events queued at most while a batch is written; past it new events are dropped.
+pub const MAX_QUEUED: usize = 100_000;
+/// How often old events are removed.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the consumer checks whether it should listen, and the sweep whether the
+/// clock moved.
+const RECHECK: Duration = Duration::from_secs(1);
+/// Losses are logged at most this often.
+const LOSS_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Opens the historian of `data_dir` on its embedded store (on a store that failed to
+/// open, every read and write fails with the reason, logged once here) and starts its
+/// tasks. Call before the broker runs.
+pub fn start(handle: &BrokerHandle, data_dir: &std::path::Path) -> Arc<Historian> {
+    let backend: Arc<dyn crate::historian::HistorianBackend> =
+        match crate::historian_embedded::EmbeddedStore::open(data_dir) {
+            Ok(store) => Arc::new(store),
+            Err(e) => {
+                tracing::error!("historian: {e}: nothing will be stored");
+                Arc::new(crate::historian::NoStore(e.to_string()))
+            }
+        };
+    let (historian, errors) = Historian::new(data_dir, backend);
+    for e in errors {
+        tracing::error!("historian settings: {e} (that organization stores nothing)");
+    }
+    let historian = Arc::new(historian);
+    spawn(handle, historian.clone());
+    historian
+}
+
+/// Starts the consumer and the sweep; both stop with the broker.
+pub fn spawn(handle: &BrokerHandle, historian: Arc<Historian>) {
+    let state = handle.state().clone();
+    let consumer = Consumer {
+        historian: historian.clone(),
+        queue: Vec::new(),
+        first_queued: None,
+        writing: None,
+        lost_seen: 0,
+        lost_logged: 0,
+        last_loss_log: None,
+    };
+    let stream = state.clone();
+    state.events().spawn_consumer(consumer.run(stream));
+    let stop = state.shutdown.clone();
+    tokio::spawn(async move {
+        let mut last = Instant::now();
+        let mut offset = tern_broker::clock::offset();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(RECHECK) => {}
+            }
+            let moved = tern_broker::clock::offset();
+            if last.elapsed() < SWEEP_INTERVAL && moved == offset {
+                continue;
+            }
+            (last, offset) = (Instant::now(), moved);
+            sweep(&historian).await;
+        }
+    });
+}
+
+/// Removes each organization's events older than its retention.
+async fn sweep(historian: &Arc<Historian>) {
+    let now = now_ms();
+    for (org, config) in historian.configs.all() {
+        let backend = historian.backend.clone();
+        let before = now.saturating_sub(config.retention_ms());
+        let purged = {
+            let org = org.clone();
+            tokio::task::spawn_blocking(move || backend.purge_before(&org, before)).await
+        };
+        match purged {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                historian.counters.purged.fetch_add(n, Relaxed);
+                tracing::info!(
+                    "historian: retention removed {n} events of {org} (older than {} days)",
+                    config.retention_days
+                );
+            }
+            Ok(Err(e)) => tracing::error!("historian: retention of {org}: {e}"),
+            Err(e) => tracing::error!("historian: retention of {org} failed: {e}"),
+        }
+    }
+}
+
+/// The consumer's state.
+struct Consumer {
+    historian: Arc<Historian>,
+    /// Events waiting for the next batch.
+    queue: Vec<StoredEvent>,
+    /// When the oldest of them was queued.
+    first_queued: Option<Instant>,
+    /// The batch being written, with its size.
+    writing: Option<(JoinHandle<Result<(), crate::historian::HistorianError>>, usize)>,
+    /// Events the stream said this consumer lost, as last seen.
+    lost_seen: u64,
+    /// Lost events as last logged.
+    lost_logged: u64,
+    last_loss_log: Option<Instant>,
+}
+
+/// The next event of `events`, or never without a subscription.
+async fn next(events: &mut Option<EventReceiver>) -> Option<Event> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The write in flight's end, or never without one.
+async fn written(
+    writing: &mut Option<(JoinHandle<Result<(), crate::historian::HistorianError>>, usize)>,
+) -> (Result<(), String>, usize) {
+    match writing {
+        Some((handle, n)) => {
+            let n = *n;
+            let result = match handle.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            (result, n)
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `at`, or never.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Consumer {
+    async fn run(mut self, state: Arc<tern_broker::BrokerState>) {
+        let subscribe = || state.events().subscribe(&[EventKind::Published]);
+        let mut events = self.historian.configs.any_enabled().then(subscribe);
+        let stop = state.shutdown.clone();
+        let mut stopping = false;
+        let mut recheck = tokio::time::interval(RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let due = match (&self.writing, self.first_queued) {
+                (None, Some(first)) if self.queue.len() >= BATCH_EVENTS => Some(first),
+                (None, Some(first)) => Some(first + BATCH_DELAY),
+                _ => None,
+            };
+            tokio::select! {
+                () = stop.cancelled(), if !stopping => {
+                    stopping = true;
+                    if events.is_none() {
+                        break;
+                    }
+                }
+                () = self.historian.wake.notified() => {}
+                _ = recheck.tick() => {}
+                event = next(&mut events) => {
+                    match event {
+                        Some(event) => self.take(event),
+                        None => break,
+                    }
+                    if self.queue.len() >= BATCH_EVENTS && self.writing.is_none() {
+                        self.write();
+                    }
+                    continue;
+                }
+                (result, n) = written(&mut self.writing) => {
+                    self.writing = None;
+                    self.finished(result, n);
+                    continue;
+                }
+                () = until(due) => {
+                    self.write();
+                    continue;
+                }
+            }
+            if !stopping {
+                match self.historian.configs.any_enabled() {
+                    true if events.is_none() => {
+                        events = Some(subscribe());
+                        self.lost_seen = 0;
+                    }
+                    false => events = None,
+                    true => {}
+                }
+            }
+            self.count_losses(events.as_ref());
+        }
+        self.count_losses(events.as_ref());
+        // The last batches: what is in flight, then what is queued.
+        if let Some((handle, n)) = self.writing.take() {
+            let result = handle
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            self.finished(result, n);
+        }
+        self.write();
+        if let Some((handle, n)) = self.writing.take() {
+            let result = handle
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            self.finished(result, n);
+        }
+    }
+
+    /// Queues a published message if it is a device event some organization stores.
+    fn take(&mut self, event: Event) {
+        let Event::Published { topic, payload, .. } = event else {
+            return;
+        };
+        let Some([org, t, d, e, f]) = event_of(&topic) else {
+            return;
+        };
+        if !self.historian.configs.wants(org, t, e) {
+            return;
+        }
+        if self.queue.len() >= MAX_QUEUED {
+            self.historian.counters.lost.fetch_add(1, Relaxed);
+            return;
+        }
+        self.first_queued.get_or_insert_with(Instant::now);
+        self.queue.push(StoredEvent {
+            org: org.to_string(),
+            type_id: t.to_string(),
+            device_id: d.to_string(),
+            event_id: e.to_string(),
+            format: f.to_string(),
+            timestamp_ms: now_ms(),
+            payload,
+        });
+    }
+
+    /// Starts writing what is queued (if anything is, and no write is in flight).
+    fn write(&mut self) {
+        if self.queue.is_empty() || self.writing.is_some() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.queue);
+        self.first_queued = None;
+        let n = batch.len();
+        let backend = self.historian.backend.clone();
+        self.writing = Some((tokio::task::spawn_blocking(move || backend.append(&batch)), n));
+    }
+
+    fn finished(&mut self, result: Result<(), String>, n: usize) {
+        let counters = &self.historian.counters;
+        match result {
+            Ok(()) => {
+                counters.stored.fetch_add(n as u64, Relaxed);
+            }
+            Err(e) => {
+                counters.lost.fetch_add(n as u64, Relaxed);
+                tracing::error!("historian: a batch of {n} events was not stored: {e}");
+            }
+        }
+    }
+
+    /// Adds what the stream dropped for this consumer to the lost count, and logs losses
+    /// (at most every [`LOSS_LOG_INTERVAL`]).
+    fn count_losses(&mut self, events: Option<&EventReceiver>) {
+        let counters = &self.historian.counters;
+        if let Some(events) = events {
+            let lost = events.lost();
+            if lost < self.lost_seen {
+                self.lost_seen = 0;
+            }
+            counters.lost.fetch_add(lost - self.lost_seen, Relaxed);
+            self.lost_seen = lost;
+        }
+        let lost = counters.lost.load(Relaxed);
+        let quiet = self.last_loss_log.is_some_and(|at| at.elapsed() < LOSS_LOG_INTERVAL);
+        if lost > self.lost_logged && !quiet {
+            tracing::warn!(
+                "historian: {} events lost (it fell behind the broker or the store failed), {lost} since start",
+                lost - self.lost_logged
+            );
+            self.lost_logged = lost;
+            self.last_loss_log = Some(Instant::now());
+        }
+    }
+}
