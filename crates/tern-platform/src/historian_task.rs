@@ -46,14 +46,15 @@ const LOSS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// open, every read and write fails with the reason, logged once here) and starts its
 /// tasks. Call before the broker runs.
 pub fn start(handle: &BrokerHandle, data_dir: &std::path::Path) -> Arc<Historian> {
+    let configured = crate::historian_pg::configured(handle, data_dir);
     let backend: Arc<dyn crate::historian::HistorianBackend> =
-        match crate::historian_embedded::EmbeddedStore::open(data_dir) {
+        configured.unwrap_or_else(|| match crate::historian_embedded::EmbeddedStore::open(data_dir) {
             Ok(store) => Arc::new(store),
             Err(e) => {
                 tracing::error!("historian: {e}: nothing will be stored");
                 Arc::new(crate::historian::NoStore(e.to_string()))
             }
-        };
+        });
     let (historian, errors) = Historian::new(data_dir, backend);
     for e in errors {
         tracing::error!("historian settings: {e} (that organization stores nothing)");
