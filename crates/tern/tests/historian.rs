@@ -143,6 +143,38 @@ fn events_are_stored_and_read_back_in_order_page_by_page() {
     assert!(ranged.len() >= 20 && ranged.len() <= 25, "{}", ranged.len());
     assert_eq!(ranged.last(), events.last());
 
+    // `tern iot export` reads the same events, page by page, as JSON lines and as CSV.
+    let key = String::from_utf8(STANDARD.decode(&p.reader[6..]).unwrap()).unwrap();
+    let url = format!("http://{}", p.http());
+    let export = |format: &str| {
+        let args = [
+            "iot",
+            "--url",
+            &url,
+            "export",
+            "test",
+            "4321",
+            "temp",
+            "--api-key",
+            &key,
+            "--start",
+            "0",
+        ];
+        let out = tern(&[&args[..], &["--format", format]].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let lines: Vec<Value> = export("json")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, events);
+    let csv = export("csv");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 26, "{csv}");
+    assert_eq!(rows[0], "timestamp,payload");
+    assert!(rows[1].starts_with(&format!("{},\"{{", stamps[0])), "{}", rows[1]);
+
     // Another organization sees none of it; devices may not read; no credentials: 401.
     let orgb = request(
         p.http(),
