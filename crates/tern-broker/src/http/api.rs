@@ -29,6 +29,8 @@ pub struct ApiState {
     pub admin: Admin,
     pub keys: Arc<ApiKeys>,
     pub broker: Arc<BrokerState>,
+    /// The statistics streams open now (`/api/v1/stream/stats`).
+    pub streams: super::stream::OpenStreams,
 }
 
 type Api = State<Arc<ApiState>>;
@@ -58,12 +60,15 @@ pub fn router(state: Arc<ApiState>, extra: Vec<(&'static str, Router)>) -> Route
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/listeners", get(listeners))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/stream/stats", get(super::stream::stats))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::auth::require_key,
         ))
+        // The console's static files, added after the key check: they hold no data.
+        .merge(super::console::routes())
         .with_state(state)
 }
 

@@ -1,4 +1,5 @@
-//! The HTTP listener: the admin API (`/api/v1`), `/healthz`, `/readyz` and `/metrics`,
+//! The HTTP listener: the admin API (`/api/v1`), `/healthz`, `/readyz`, `/metrics` and
+//! the web console (`/`, [`console`]),
 //! over plain TCP or TLS (the listener's certfile and keyfile), served with hyper.
 //!
 //! What a client that does not play along can cost is bounded: at most
@@ -11,7 +12,9 @@
 
 mod api;
 mod auth;
+mod console;
 mod input;
+mod stream;
 
 use crate::admin::Admin;
 use crate::api_keys::ApiKeys;
@@ -118,6 +121,7 @@ fn app(state: &Arc<BrokerState>, keys: Arc<ApiKeys>, admin: Vec<(&'static str, a
         admin: Admin::new(state.clone()),
         keys,
         broker: state.clone(),
+        streams: stream::OpenStreams::default(),
     });
     api::router(api, admin)
 }
