@@ -86,6 +86,13 @@ fn source_matches(source: &Source, topic: &str, device: Option<[&str; 4]>) -> bo
 }
 
 impl Consumer {
+    /// Forgets the state of rules that are gone.
+    fn prune(&mut self) {
+        let rules = &self.rules;
+        self.states
+            .retain(|(org, id), _| rules.of(org).is_some_and(|o| o.rules.iter().any(|r| &r.def.id == id)));
+    }
+
     fn take(&mut self, event: Event) {
         let Event::Published {
             topic, payload, origin, ..
@@ -314,6 +321,7 @@ pub fn spawn(handle: &BrokerHandle, rules: Arc<Rules>) {
                             tracing::error!("rules: {e} (the previous version stays in force)");
                         }
                     }
+                    consumer.prune();
                 }
                 event = next(&mut events) => {
                     match event {

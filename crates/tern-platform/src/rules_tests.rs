@@ -104,13 +104,30 @@ fn windows_slide_on_the_clock_they_are_given() {
     assert_eq!(w.value(AggFunc::Max), Some(30.0));
     assert_eq!(w.value(AggFunc::Last), Some(30.0));
     assert_eq!(w.value(AggFunc::Sum), Some(60.0));
-    // At 70 s the sample of 0 s has left the minute.
+    // At 70 s the sample of 0 s has left the minute (slices of 1 s).
     w.push(70_000, 40.0);
     assert_eq!(w.value(AggFunc::Count), Some(3.0));
     assert_eq!(w.value(AggFunc::Min), Some(20.0));
     w.expire(200_000);
     assert_eq!(w.value(AggFunc::Avg), None);
     assert_eq!(w.value(AggFunc::Count), Some(0.0));
+}
+
+#[test]
+fn a_window_keeps_fixed_memory_and_values_leave_within_a_slice() {
+    // 5 minutes in slices of 5 s: a value at 1 s leaves once its slice [0, 5 s) is older
+    // than 5 minutes, at 305 s.
+    let mut w = Window::new(300_000);
+    for t in 0..100_000u64 {
+        w.push(1_000 + t / 1000, 1.0);
+    }
+    assert_eq!(w.value(AggFunc::Count), Some(100_000.0));
+    w.push(304_999, 2.0);
+    assert_eq!(w.value(AggFunc::Min), Some(1.0));
+    w.push(305_000, 3.0);
+    assert_eq!(w.value(AggFunc::Min), Some(2.0));
+    assert_eq!(w.value(AggFunc::Count), Some(2.0));
+    assert_eq!(w.value(AggFunc::Last), Some(3.0));
 }
 
 #[test]

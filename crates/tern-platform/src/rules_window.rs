@@ -3,13 +3,12 @@
 //! condition true last time, how many hits in the period, since when has it held).
 //!
 //! Time is passed in (milliseconds), never read here, so the unit tests drive it as a fake
-//! clock. Everything is bounded: samples per window, devices per rule.
+//! clock. Everything is bounded: a window's memory is fixed (slices of its span), and a
+//! rule keeps at most [`MAX_DEVICES`] devices.
 
 use crate::rules_expr::{AggFunc, Aggregate};
 use std::collections::{HashMap, VecDeque};
 
-/// Most samples one window keeps (the oldest go first).
-pub const MAX_SAMPLES: usize = 10_000;
 /// Most devices a rule keeps state for; events of further devices are errors.
 pub const MAX_DEVICES: usize = 10_000;
 
@@ -27,53 +26,90 @@ pub enum Strategy {
     Persists { for_ms: u64 },
 }
 
-/// A sliding window of one field's values.
+/// How many slices a window is cut into.
+pub const SLICES: u64 = 60;
+
+/// The values of one slice of a window's time.
+#[derive(Debug, Clone, Copy)]
+struct Slice {
+    start_ms: u64,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    last: f64,
+}
+
+/// A sliding window of one field's values, kept as [`SLICES`] slices of its span (count,
+/// sum, min, max, last each), so its memory is fixed however many values arrive. A value
+/// leaves the window once its whole slice is older than the span: at most a slice's time
+/// (span / 60) late.
 #[derive(Debug, Clone)]
 pub struct Window {
     span_ms: u64,
-    samples: VecDeque<(u64, f64)>,
+    slice_ms: u64,
+    slices: VecDeque<Slice>,
 }
 
 impl Window {
     pub fn new(span_ms: u64) -> Window {
         Window {
             span_ms,
-            samples: VecDeque::new(),
+            slice_ms: (span_ms / SLICES).max(1),
+            slices: VecDeque::new(),
         }
     }
 
     /// Adds `value` seen at `now_ms` and forgets what is older than the span.
     pub fn push(&mut self, now_ms: u64, value: f64) {
-        if self.samples.len() >= MAX_SAMPLES {
-            self.samples.pop_front();
-        }
-        self.samples.push_back((now_ms, value));
         self.expire(now_ms);
+        let start_ms = now_ms - now_ms % self.slice_ms;
+        match self.slices.back_mut() {
+            // (A clock that went back adds to the newest slice.)
+            Some(slice) if slice.start_ms >= start_ms => {
+                slice.count += 1;
+                slice.sum += value;
+                slice.min = slice.min.min(value);
+                slice.max = slice.max.max(value);
+                slice.last = value;
+            }
+            _ => self.slices.push_back(Slice {
+                start_ms,
+                count: 1,
+                sum: value,
+                min: value,
+                max: value,
+                last: value,
+            }),
+        }
     }
 
-    /// Forgets samples older than the span before `now_ms`.
+    /// Forgets the slices wholly older than the span before `now_ms`.
     pub fn expire(&mut self, now_ms: u64) {
         let oldest = now_ms.saturating_sub(self.span_ms);
-        while self.samples.front().is_some_and(|(t, _)| *t < oldest) {
-            self.samples.pop_front();
+        while self
+            .slices
+            .front()
+            .is_some_and(|s| s.start_ms + self.slice_ms <= oldest)
+        {
+            self.slices.pop_front();
         }
     }
 
     /// The aggregate of what the window holds (`None` when empty, but for count: 0).
     pub fn value(&self, func: AggFunc) -> Option<f64> {
-        let values = self.samples.iter().map(|(_, v)| *v);
+        let count: u64 = self.slices.iter().map(|s| s.count).sum();
         if func == AggFunc::Count {
-            return Some(self.samples.len() as f64);
+            return Some(count as f64);
         }
-        if self.samples.is_empty() {
-            return None;
-        }
+        let slices = self.slices.iter();
+        let last = self.slices.back()?;
         Some(match func {
-            AggFunc::Avg => values.sum::<f64>() / self.samples.len() as f64,
-            AggFunc::Sum => values.sum(),
-            AggFunc::Min => values.fold(f64::INFINITY, f64::min),
-            AggFunc::Max => values.fold(f64::NEG_INFINITY, f64::max),
-            AggFunc::Last | AggFunc::Count => self.samples.back().map_or(0.0, |(_, v)| *v),
+            AggFunc::Avg => slices.map(|s| s.sum).sum::<f64>() / count as f64,
+            AggFunc::Sum => slices.map(|s| s.sum).sum(),
+            AggFunc::Min => slices.fold(f64::INFINITY, |m, s| m.min(s.min)),
+            AggFunc::Max => slices.fold(f64::NEG_INFINITY, |m, s| m.max(s.max)),
+            AggFunc::Last | AggFunc::Count => last.last,
         })
     }
 }

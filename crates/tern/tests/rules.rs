@@ -299,8 +299,9 @@ fn a_window_aggregate_rule_fires_on_each_devices_average() {
     s.wait_counters("warm", json!({"matched": 3, "fired": 1}));
     send(&mut two, "status", br#"{"d": {"temp": 25}}"#, 2);
     s.wait_counters("warm", json!({"matched": 4, "fired": 2}));
-    // Five minutes on, 4321's 20 and 50 have left its window: 35 alone counts 1.
-    s.clock(301);
+    // Over five minutes on (windows are kept in slices of a sixtieth of their span, 5 s
+    // here), 4321's 20 and 50 have left its window: 35 alone counts 1.
+    s.clock(310);
     send(&mut one, "status", br#"{"d": {"temp": 35}}"#, 3);
     s.wait_counters("warm", json!({"matched": 5, "fired": 2}));
     send(&mut one, "status", br#"{"d": {"temp": 29}}"#, 4);
