@@ -130,7 +130,7 @@ impl std::fmt::Debug for PgBackend {
 pub fn parse_config(conn_str: &str) -> Result<Config, HistorianError> {
     let mut config: Config = conn_str
         .parse()
-        .map_err(|e| HistorianError::Invalid(format!("historian_postgres: {e}")))?;
+        .map_err(|e| HistorianError::Invalid(format!("historian_postgres: {}", chain(&e))))?;
     if config.get_hosts().is_empty() {
         config.host_path(DEFAULT_SOCKET_DIR);
     }
@@ -259,12 +259,25 @@ fn run<T: Send + 'static>(
     }
 }
 
+/// An error and its causes, one after the other (tokio-postgres says "error connecting
+/// to server" and keeps the why in its source).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// A database error as the historian reports it: unavailable when the connection is
 /// gone or the server says it cannot serve now, a store error otherwise.
 fn pg_error(e: &tokio_postgres::Error) -> HistorianError {
     match e.code() {
-        Some(code) if !transient(code.code()) => store_error(e),
-        _ => unavailable(e),
+        Some(code) if !transient(code.code()) => store_error(chain(e)),
+        _ => unavailable(chain(e)),
     }
 }
 
@@ -362,8 +375,12 @@ impl Shared {
     /// Logs the start of an outage once.
     fn note_down(&self, e: &HistorianError) {
         if !self.down.swap(true, Relaxed) {
+            let why = match e {
+                HistorianError::Unavailable { what, .. } | HistorianError::Store { what, .. } => what.clone(),
+                other => other.to_string(),
+            };
             tracing::warn!(
-                "historian: PostgreSQL ({}) unavailable: {e}; events are kept in {} until it is back",
+                "historian: PostgreSQL ({}) unavailable: {why}; events are kept in {} until it is back",
                 self.target,
                 self.spool.path().display()
             );
@@ -387,7 +404,7 @@ impl Shared {
 
 /// Connects, creates or migrates the schema, prepares the statements.
 async fn connect(shared: Arc<Shared>) -> Result<(Arc<Conn>, sql::Migrated), HistorianError> {
-    let (mut client, connection) = shared.config.connect(NoTls).await.map_err(|e| unavailable(&e))?;
+    let (mut client, connection) = shared.config.connect(NoTls).await.map_err(|e| unavailable(chain(&e)))?;
     let generation = shared.generation.fetch_add(1, Relaxed) + 1;
     let watcher = shared.clone();
     tokio::spawn(async move {

@@ -94,7 +94,7 @@ impl std::fmt::Display for Migrated {
 fn failed(e: &tokio_postgres::Error) -> HistorianError {
     HistorianError::Unavailable {
         backend: "postgresql",
-        what: format!("creating or migrating the schema: {e}"),
+        what: format!("creating or migrating the schema: {}", crate::historian_pg::chain(e)),
     }
 }
 
