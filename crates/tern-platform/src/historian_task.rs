@@ -42,9 +42,10 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// Losses are logged at most this often.
 const LOSS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Opens the historian of `data_dir` on its embedded store (on a store that failed to
-/// open, every read and write fails with the reason, logged once here) and starts its
-/// tasks. Call before the broker runs.
+/// Opens the historian of `data_dir` on the store the configuration picks (PostgreSQL
+/// with `historian_postgres`, else the embedded one; on a store that failed to open,
+/// every read and write fails with the reason, logged once here) and starts its tasks.
+/// Call before the broker runs.
 pub fn start(handle: &BrokerHandle, data_dir: &std::path::Path) -> Arc<Historian> {
     let configured = crate::historian_pg::configured(handle, data_dir);
     let backend: Arc<dyn crate::historian::HistorianBackend> =
@@ -64,9 +65,32 @@ pub fn start(handle: &BrokerHandle, data_dir: &std::path::Path) -> Arc<Historian
     historian
 }
 
-/// Starts the consumer and the sweep; both stop with the broker.
+/// Appends the historian's counters to a `/metrics` scrape.
+fn exposition(historian: &Historian, out: &mut String) {
+    use std::fmt::Write;
+    let counters = &historian.counters;
+    for (name, help, value) in [
+        ("tern_historian_stored_total", "Device events the historian stored.", &counters.stored),
+        (
+            "tern_historian_lost_total",
+            "Device events the historian wanted but did not store (fell behind, queue full, or a batch the store refused).",
+            &counters.lost,
+        ),
+        ("tern_historian_purged_total", "Stored events removed by retention.", &counters.purged),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Relaxed));
+    }
+}
+
+/// Starts the consumer and the sweep; both stop with the broker. The counters are added
+/// to the broker's `/metrics`.
 pub fn spawn(handle: &BrokerHandle, historian: Arc<Historian>) {
     let state = handle.state().clone();
+    let counted = historian.clone();
+    state
+        .metrics
+        .extra
+        .add(Box::new(move |out: &mut String| exposition(&counted, out)));
     let consumer = Consumer {
         historian: historian.clone(),
         queue: Vec::new(),

@@ -353,6 +353,18 @@ fn retention_removes_events_older_than_the_organizations_days() {
         &p.data,
         &["org", "set", "za6xa7", "--device-messages-per-second", "100000"],
     );
+    // An admin API key for /metrics.
+    let out = tern(&[
+        "admin",
+        "key",
+        "create",
+        "--json",
+        "--data-dir",
+        p.data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let metrics_auth = basic(&text(&key, "key"), &text(&key, "secret"));
     // The same broker with its test clock on.
     let config = std::fs::read_to_string(&p.config).unwrap();
     p.broker.take().unwrap().stop();
@@ -372,6 +384,15 @@ fn retention_removes_events_older_than_the_organizations_days() {
         broker.log_contains("historian: retention removed 5 events of za6xa7")
     });
     let kept = stored(&p, "temp", 2);
+    let metrics = request(p.http(), "GET", "/metrics", &[("Authorization", &metrics_auth)], b"");
+    let metrics = String::from_utf8(metrics.body).unwrap();
+    for line in [
+        "tern_historian_stored_total 7",
+        "tern_historian_purged_total 5",
+        "tern_historian_lost_total 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
     let payloads: Vec<Value> = kept.iter().map(|e| e["payload"].clone()).collect();
     let expected: Vec<Value> = temps(2).iter().map(|b| serde_json::from_slice(b).unwrap()).collect();
     assert_eq!(payloads, expected);
