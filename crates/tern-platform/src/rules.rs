@@ -30,6 +30,10 @@ pub const MAX_RULES: usize = 100;
 pub const MAX_ACTIONS: usize = 8;
 /// Alerts kept per organization (the oldest go first).
 pub const MAX_ALERTS: usize = 1000;
+/// The rules of plain (not platform) listeners: `platform/rules/_plain.json`, topic
+/// sources only, over the messages outside the platform's `$iot/` root (never an
+/// organization's name: those have no `_`).
+pub const PLAIN: &str = "_plain";
 /// Largest rules file read.
 const MAX_FILE: u64 = 4 << 20;
 
@@ -248,7 +252,12 @@ fn strategy_of(n: &NotificationDef) -> Result<Strategy, RuleError> {
     Ok(strategy)
 }
 
-fn check_source(s: &Source) -> Result<(), RuleError> {
+fn check_source(org: &str, s: &Source) -> Result<(), RuleError> {
+    if org == PLAIN && s.topic.is_none() {
+        return Err(invalid(
+            "a rule of plain listeners picks its messages by topic: source {\"topic\": \"<filter>\"}",
+        ));
+    }
     for (name, value) in [
         ("typeId", &s.type_id),
         ("deviceId", &s.device_id),
@@ -288,7 +297,7 @@ pub fn compile(org: &str, def: RuleDef) -> Result<Rule, RuleError> {
     if def.name.len() > 256 || def.description.len() > 4096 {
         return Err(invalid("name (256 bytes) or description (4096 bytes) too long"));
     }
-    check_source(&def.source)?;
+    check_source(org, &def.source)?;
     let condition =
         crate::rules_expr::parse(&def.condition).map_err(|e| invalid(format!("condition {:?}: {e}", def.condition)))?;
     let strategy = strategy_of(&def.notification)?;
@@ -379,7 +388,7 @@ impl Rules {
                 let Some(org) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
                     continue;
                 };
-                if !crate::identity::is_org_id(org) {
+                if !crate::identity::is_org_id(org) && org != PLAIN {
                     continue;
                 }
                 seen.push(org.to_string());

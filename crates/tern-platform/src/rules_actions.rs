@@ -194,8 +194,16 @@ pub enum Action {
     },
 }
 
-/// The broker topic of `topic` (under the org root) if an application may publish it.
+/// The broker topic of `topic` (under the org root) if an application may publish it;
+/// for plain listeners' rules, any topic outside `$` ones.
 fn broker_topic(org: &str, topic: &str) -> Result<String, String> {
+    if org == crate::rules::PLAIN {
+        if topic.starts_with('$') {
+            return Err("a plain listeners' rule may not publish to a $ topic".into());
+        }
+        tern_proto::topic::validate_topic_name(topic).map_err(|e| e.to_string())?;
+        return Ok(topic.to_string());
+    }
     let client = crate::identity::ClientId::parse(&format!("a:{org}:tern-rules")).map_err(|e| e.to_string())?;
     let space = TopicSpace::of(&client, AppRights::ALL);
     space.publish(topic).map(|m| m.topic).map_err(|e| e.to_string())

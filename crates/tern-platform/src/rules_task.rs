@@ -107,8 +107,13 @@ impl Consumer {
                 return;
             }
         }
-        let Some((org, relative)) = topic.strip_prefix("$iot/").and_then(|t| t.split_once('/')) else {
-            return;
+        let (org, relative) = match topic.strip_prefix("$iot/") {
+            Some(t) => match t.split_once('/') {
+                Some(split) => split,
+                None => return,
+            },
+            None if topic.starts_with('$') => return,
+            None => (crate::rules::PLAIN, &topic[..]),
         };
         let Some(org_rules) = self.rules.of(org) else {
             return;

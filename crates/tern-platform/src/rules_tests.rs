@@ -284,3 +284,19 @@ fn rules_are_checked_whole() {
         }
     }
 }
+
+#[test]
+fn rules_of_plain_listeners_pick_by_topic_and_publish_outside_dollar_topics() {
+    let plain = |value: Value| {
+        let def: RuleDef = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        compile(crate::rules::PLAIN, def).map(|_| ()).map_err(|e| e.to_string())
+    };
+    let ok = json!({"id": "p", "source": {"topic": "factory/#"}, "condition": "value > 1",
+                    "actions": [{"type": "publish", "topic": "alerts/${topic}"}]});
+    assert_eq!(plain(ok), Ok(()));
+    let no_topic = json!({"id": "p", "source": {"typeId": "t"}, "condition": "value > 1"});
+    assert!(plain(no_topic).is_err_and(|e| e.contains("by topic")));
+    let dollar = json!({"id": "p", "source": {"topic": "a/#"}, "condition": "true",
+                        "actions": [{"type": "publish", "topic": "$SYS/x"}]});
+    assert!(plain(dollar).is_err_and(|e| e.contains("$ topic")));
+}

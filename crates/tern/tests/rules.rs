@@ -30,6 +30,12 @@ struct Setup {
 }
 
 fn start() -> Setup {
+    start_with(|_| {}, "")
+}
+
+/// [`start`], with `prepare` run on the data directory first and `extra` appended to the
+/// configuration.
+fn start_with(prepare: impl FnOnce(&std::path::Path), extra: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let admin = iot(&data, &["org", "create", "za6xa7", "--allow-plain", "true"]);
@@ -43,9 +49,10 @@ fn start() -> Setup {
     let config = format!(
         "persistence true\npersistence_location {}\nplatform_domain iot.test\nauth_failure_delay 0\n\
          listener 0 127.0.0.1\nplatform true\n\
-         listener 0 127.0.0.1\nprotocol http\n",
+         listener 0 127.0.0.1\nprotocol http\n{extra}",
         data.display()
     );
+    prepare(&data);
     let broker = Broker::with_test_clock("mosquitto.conf", &config);
     let pair = |v: &Value| basic(&text(v, "apiKey"), &text(v, "apiToken"));
     let p = Platform {
@@ -449,4 +456,63 @@ fn a_rule_erroring_on_an_event_counts_the_error_and_delivery_goes_on() {
     let metrics = s.metrics();
     let line = "tern_rule_errors_total{org=\"za6xa7\",rule=\"hot\"} 3";
     assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
+}
+
+#[test]
+fn a_plain_listeners_rule_picks_messages_by_topic() {
+    let rules = json!({"rules": [
+        {"id": "hot", "source": {"topic": "factory/+/temp"}, "condition": "value > 100",
+         "actions": [{"type": "publish", "topic": "alerts/${topic}", "payload": "{\"v\": ${value}}"}]},
+        {"id": "echo", "source": {"topic": "alerts/#"}, "condition": "true",
+         "actions": [{"type": "publish", "topic": "alerts/again"}]}
+    ]});
+    let s = start_with(
+        |data| {
+            let dir = data.join("platform/rules");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("_plain.json"), rules.to_string()).unwrap();
+        },
+        "allow_anonymous true\nlistener 0 127.0.0.1\n",
+    );
+    let plain = s.p.broker.as_ref().unwrap().listening_addrs()[2];
+    let connect = |id: &str| {
+        let mut c = Client::open(plain, ProtocolVersion::V3_1_1);
+        let ack = c.connect(&connect_packet(ProtocolVersion::V3_1_1, id, true, 60));
+        assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+        c
+    };
+    let mut watcher = connect("watcher");
+    watcher.subscribe("alerts/#", QoS::AtMostOnce);
+    let mut sensor = connect("sensor");
+    assert_eq!(
+        sensor.publish("factory/line1/temp", br#"{"value": 90}"#, QoS::AtLeastOnce, false, 1),
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(
+        sensor.publish("factory/line1/temp", br#"{"value": 120}"#, QoS::AtLeastOnce, false, 2),
+        ReasonCode::SUCCESS
+    );
+    let alert = watcher.recv_publish();
+    assert_eq!(&*alert.topic, "alerts/factory/line1/temp");
+    assert_eq!(&alert.payload[..], br#"{"v": 120}"#);
+    // A barrier: once this has been matched, the alert before it has passed the rules.
+    assert_eq!(
+        sensor.publish("factory/line2/temp", br#"{"value": 1}"#, QoS::AtLeastOnce, false, 3),
+        ReasonCode::SUCCESS
+    );
+    within(PATIENCE, "the third message matched", || {
+        let metrics = s.metrics();
+        metrics
+            .lines()
+            .any(|l| l == "tern_rule_matched_total{org=\"_plain\",rule=\"hot\"} 3")
+            .then_some(())
+    });
+    let metrics = s.metrics();
+    for line in [
+        "tern_rule_fired_total{org=\"_plain\",rule=\"hot\"} 1",
+        "tern_rule_matched_total{org=\"_plain\",rule=\"echo\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
+    }
+    watcher.expect_nothing(100);
 }
