@@ -2,8 +2,9 @@
 //! `wiotp-sdk` 1.0.1, unmodified): a `ManagedDeviceClient` over MQTT and an
 //! `ApplicationClient` over the REST API drive manage, location, diagnostics, reboot,
 //! factory reset, firmware download and update (and their failures), custom action
-//! bundles, a reboot queued while the device is away, refusal of an unmanaged device and
-//! unmanage (tests/interop/wiotp_dm_check.py).
+//! bundles, a timeout, a reboot queued while the device is away, refusal of an unmanaged
+//! device, unmanage, and a `ManagedGatewayClient` managing itself through the long topic
+//! forms (tests/interop/wiotp_dm_check.py).
 //! The broker and the script run in a network namespace of their own where the
 //! platform's host names resolve to 127.0.0.1 (common/wiotp.rs); the registry is made
 //! with `tern iot`, as a user would.
@@ -25,6 +26,8 @@ fn the_platforms_python_sdk_manages_a_device_through_tern() {
     iot(&data, &["type", "create", org, "sensor"]);
     let managed = iot(&data, &["device", "create", org, "sensor", "s1"]);
     let plain = iot(&data, &["device", "create", org, "sensor", "s2"]);
+    iot(&data, &["type", "create", org, "hub", "--class", "gateway"]);
+    let gateway = iot(&data, &["device", "create", org, "hub", "h1"]);
     let tls = platform.tls_lines();
     let config = format!(
         "persistence true\npersistence_location {}\nplatform_domain {}\n\
@@ -40,6 +43,9 @@ fn the_platforms_python_sdk_manages_a_device_through_tern() {
         text(&admin, "apiToken"),
         "s2".to_string(),
         text(&plain, "authToken"),
+        "hub".to_string(),
+        "h1".to_string(),
+        text(&gateway, "authToken"),
     ];
     platform.run_check(&config, "wiotp_dm_check.py", &args);
 }
