@@ -380,6 +380,8 @@ impl Rules {
     /// Re-reads the files changed since last time; returns the problems (the previous
     /// version of a damaged file stays in force).
     pub fn reload_if_changed(&self) -> Vec<RuleError> {
+        // Not while an edit writes and loads a file (it would be listed as missing).
+        let _writing = self.write.lock();
         let mut errors = Vec::new();
         let mut seen = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&self.dir) {

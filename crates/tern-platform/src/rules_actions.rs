@@ -341,7 +341,10 @@ impl Webhooks {
                     Ok(Err(e)) => e,
                     Err(_) => "timed out".to_string(),
                 };
-                tracing::warn!("rules: webhook {target}: {why} (attempt {attempt})");
+                tracing::debug!("rules: webhook {target}: {why} (attempt {attempt})");
+                if attempt > hook.retries {
+                    tracing::warn!("rules: webhook {target}: {why}; gave up after {attempt} attempts");
+                }
                 if attempt <= hook.retries {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
