@@ -213,6 +213,9 @@ pub fn configured(handle: &tern_broker::BrokerHandle, data_dir: &Path) -> Option
     Some(match open(&conn_str, data_dir) {
         Ok(backend) => {
             tracing::info!("historian: storing events in PostgreSQL ({})", backend.shared.target);
+            let shared = backend.shared.clone();
+            let metrics = move |out: &mut String| exposition(&shared, out);
+            handle.state().metrics.extra.add(Box::new(metrics));
             Arc::new(backend)
         }
         Err(e) => {
@@ -220,6 +223,34 @@ pub fn configured(handle: &tern_broker::BrokerHandle, data_dir: &Path) -> Option
             Arc::new(crate::historian::NoStore(e.to_string()))
         }
     })
+}
+
+/// Appends the backend's gauges and counter to a `/metrics` scrape.
+fn exposition(shared: &Shared, out: &mut String) {
+    use std::fmt::Write;
+    let connected = u64::from(shared.current().is_some());
+    for (name, kind, help, value) in [
+        (
+            "tern_historian_pg_connected",
+            "gauge",
+            "Whether the historian has a connection to its PostgreSQL database.",
+            connected,
+        ),
+        (
+            "tern_historian_pg_buffered",
+            "gauge",
+            "Stored events waiting in the spool for the PostgreSQL database.",
+            shared.spool.len(),
+        ),
+        (
+            "tern_historian_pg_dropped_total",
+            "counter",
+            "Events dropped: refused by PostgreSQL as bad data, or damaged in the spool.",
+            shared.dropped.load(Relaxed),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
 }
 
 /// Runs `work` on the backend's runtime and waits for it, `timeout` at most.

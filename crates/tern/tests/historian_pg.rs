@@ -2,9 +2,10 @@
 //! (Debian's `postgresql`, a throwaway one from `common::postgres`): events a device
 //! publishes over MQTT are stored in the database the broker's `historian_postgres`
 //! names and read back through the REST API exactly; Tern creates the schema at the first
-//! start and migrates nothing at the second; retention deletes in SQL; and stopping the
+//! start and migrates nothing at the second; retention deletes in SQL; stopping the
 //! server mid-stream while the device keeps publishing loses nothing: every event the
-//! broker acknowledged meanwhile is in the database once it is back, in order, once.
+//! broker acknowledged meanwhile is in the database once it is back, in order, once; and
+//! events kept in the spool while the database is down survive a kill -9 of the broker.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 #[path = "iot_rest/harness.rs"]
@@ -310,6 +311,64 @@ fn a_database_outage_mid_stream_loses_nothing_and_keeps_the_order() {
         .collect();
     assert_eq!(through_api.len(), total);
     assert!(through_api.iter().enumerate().all(|(i, n)| *n == i as u64));
+}
+
+/// `GET /metrics` with an admin API key made before the broker started.
+fn metrics(p: &Platform, auth: &str) -> String {
+    let answer = request(p.http(), "GET", "/metrics", &[("Authorization", auth)], b"");
+    assert_eq!(answer.status, 200);
+    String::from_utf8(answer.body).unwrap()
+}
+
+#[test]
+fn events_acknowledged_while_the_database_is_down_survive_a_kill_9() {
+    let Some(pg) = Postgres::start() else { return };
+    let db = "spooled";
+    let mut p = platform_on(&pg, db);
+    let out = tern(&[
+        "admin",
+        "key",
+        "create",
+        "--json",
+        "--data-dir",
+        p.data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let auth = basic(&common::iot::text(&key, "key"), &common::iot::text(&key, "secret"));
+    p.stop_and_restart();
+    let has = |p: &Platform, line: &str| metrics(p, &auth).lines().any(|l| l == line);
+    within(STORED_WITHIN, "connected", || {
+        has(&p, "tern_historian_pg_connected 1").then_some(())
+    });
+
+    pg.stop_fast();
+    let mut device = p.device();
+    publish_all(&mut device, "iot-2/evt/temp/fmt/json", &temps(0, 200));
+    // Stored: in the spool, on disk, before the historian counts them.
+    within(STORED_WITHIN, "200 events spooled", || {
+        (has(&p, "tern_historian_stored_total 200") && has(&p, "tern_historian_pg_buffered 200")).then_some(())
+    });
+    assert!(has(&p, "tern_historian_pg_connected 0"));
+    drop(device);
+    p.kill_and_restart();
+    let broker = p.broker.as_ref().unwrap();
+    assert!(
+        broker.log_contains("200 events buffered by an earlier run wait"),
+        "the spool read back at start"
+    );
+    assert!(has(&p, "tern_historian_pg_buffered 200"));
+
+    pg.start_server();
+    wait_rows(&pg, db, 200);
+    assert!(broker.log_contains("buffered events caught up with PostgreSQL"));
+    let numbers: Vec<String> = rows(&pg, db, "body #>> '{d,n}'");
+    let expected: Vec<String> = (0..200).map(|n| n.to_string()).collect();
+    assert_eq!(numbers, expected);
+    within(STORED_WITHIN, "the spool empty", || {
+        has(&p, "tern_historian_pg_buffered 0").then_some(())
+    });
+    assert!(has(&p, "tern_historian_pg_dropped_total 0"));
 }
 
 #[test]
