@@ -20,6 +20,8 @@ use serde_json::Value as Json;
 pub const MAX_EXPRESSION: usize = 2048;
 /// Deepest nesting of parentheses and `not`.
 const MAX_DEPTH: usize = 32;
+/// Most binary operators in one condition (bounds the tree's depth when evaluated).
+pub const MAX_OPERATORS: usize = 256;
 /// Most aggregates in one condition.
 pub const MAX_AGGREGATES: usize = 8;
 /// Longest window.
@@ -271,6 +273,7 @@ struct Parser<'s> {
     source: &'s str,
     aggregates: Vec<Aggregate>,
     depth: usize,
+    operators: usize,
     /// The first error worth reporting (position, message).
     failure: Option<(usize, String)>,
 }
@@ -304,6 +307,10 @@ impl<'s> Parser<'s> {
             }) else {
                 return Ok((rest, left));
             };
+            self.operators += 1;
+            if self.operators > MAX_OPERATORS {
+                return Err(self.fail(r, format!("more than {MAX_OPERATORS} operators")));
+            }
             let after = &r[len..];
             let (r2, right) = match next(self, after) {
                 Ok(ok) => ok,
@@ -489,6 +496,7 @@ pub fn parse(source: &str) -> Result<Condition, ParseError> {
         source,
         aggregates: Vec::new(),
         depth: 0,
+        operators: 0,
         failure: None,
     };
     let result = parser.or(source);

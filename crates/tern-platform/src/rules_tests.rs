@@ -78,6 +78,8 @@ fn bad_conditions_are_refused_with_their_position() {
     }
     let deep = format!("{}1 > 0{}", "(".repeat(40), ")".repeat(40));
     assert!(parse(&deep).is_err_and(|e| e.message.contains("nested")));
+    let long = format!("{} > 0", vec!["1"; 300].join(" + "));
+    assert!(parse(&long).is_err_and(|e| e.message.contains("operators")));
 }
 
 #[test]
@@ -299,4 +301,22 @@ fn rules_of_plain_listeners_pick_by_topic_and_publish_outside_dollar_topics() {
     let dollar = json!({"id": "p", "source": {"topic": "a/#"}, "condition": "true",
                         "actions": [{"type": "publish", "topic": "$SYS/x"}]});
     assert!(plain(dollar).is_err_and(|e| e.contains("$ topic")));
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_text_is_parsed_or_refused_and_never_panics(text in "[-+*/%()<>=!&|a-z0-9.\\[\\] '\"]{0,80}") {
+        if let Ok(c) = parse(&text) {
+            let event = json!({"d": {"temp": 1.5, "name": "x", "list": [1, 2]}});
+            let _ = c.holds(&event, &vec![Some(1.0); c.aggregates.len()]);
+        }
+    }
+
+    #[test]
+    fn any_template_is_parsed_or_refused_and_never_panics(text in "[${}a-zA-Z0-9./\\[\\]\" ]{0,60}") {
+        if let Ok(t) = Template::parse(&text) {
+            let event = json!({"d": {"temp": 1.5}});
+            let _ = t.render(&ctx(&event), true);
+        }
+    }
 }
