@@ -400,9 +400,14 @@ fn bundles_are_checked_and_replaced() {
         json!({"bundleId":"a/b","actions":{}}),
         json!({"bundleId":"b"}),
         json!({"bundleId":"b","actions":{"x":{"parameters":[{"required":true}]}}}),
+        json!({"bundleId":"b","actions":{"x":{"parameters":[{"name":"p","required":"yes"}]}}}),
     ] {
         assert_eq!(dm.add_bundle(ORG, &bad).expect_err("bad").status, 400, "{bad}");
     }
+    // `"required": "true"` as IBM's own samples write it.
+    let sample = json!({"bundleId":"s","actions":{"x":{"parameters":[{"name":"p","required":"true"}]}}});
+    dm.add_bundle(ORG, &sample).expect("a string flag is taken");
+    dm.delete_bundle(ORG, "s");
     dm.add_bundle(ORG, &json!({"bundleId":"b","actions":{"x":{}}}))
         .expect("added");
     assert_eq!(

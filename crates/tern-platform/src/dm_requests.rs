@@ -379,6 +379,17 @@ fn new_run(key: &DevKey, now: u64) -> DeviceRun {
     }
 }
 
+/// A bundle parameter's `required`: a boolean, or the strings `"true"` and `"false"`,
+/// as IBM's own samples write it.
+pub(crate) fn flag(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s == "true" => Some(true),
+        Value::String(s) if s == "false" => Some(false),
+        _ => None,
+    }
+}
+
 /// Checks an action's parameters: download needs `uri`; a custom action its required ones.
 fn check_parameters(o: &OrgDm, action: &Action, parameters: &[(String, Value)]) -> Result<(), DmRefusal> {
     match action {
@@ -395,7 +406,7 @@ fn check_parameters(o: &OrgDm, action: &Action, parameters: &[(String, Value)]) 
                 .and_then(|a| a.get("parameters"))
                 .and_then(Value::as_array);
             for p in declared.into_iter().flatten() {
-                let required = p.get("required").and_then(Value::as_bool).unwrap_or(false);
+                let required = p.get("required").and_then(flag).unwrap_or(false);
                 let pname = p.get("name").and_then(Value::as_str).unwrap_or_default();
                 if required && !parameters.iter().any(|(n, _)| n == pname) {
                     return Err(DmRefusal::new(

@@ -107,7 +107,7 @@ fn check_bundle(body: &Value) -> Result<String, DmRefusal> {
         };
         for p in params {
             let named = p.get("name").and_then(Value::as_str).is_some();
-            let required_ok = p.get("required").is_none_or(Value::is_boolean);
+            let required_ok = p.get("required").is_none_or(|r| crate::dm_requests::flag(r).is_some());
             if !named || !required_ok {
                 return Err(DmRefusal::new(
                     RC_BAD_REQUEST,
