@@ -516,3 +516,33 @@ fn a_plain_listeners_rule_picks_messages_by_topic() {
     }
     watcher.expect_nothing(100);
 }
+
+#[test]
+fn a_webhook_that_does_not_answer_in_time_is_tried_again_and_counted_as_failed() {
+    let s = start();
+    // Accepts connections and holds them without answering.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/slow", listener.local_addr().unwrap());
+    let (tx, accepted) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            held.push(stream);
+            if tx.send(held.len()).is_err() {
+                return;
+            }
+        }
+    });
+    s.rule(json!({"id": "slow", "condition": "d.temp > 30",
+                  "actions": [{"type": "webhook", "url": url, "timeoutMs": 200, "retries": 1}]}));
+    let mut device = s.p.device();
+    send(&mut device, "status", br#"{"d": {"temp": 31}}"#, 1);
+    assert_eq!(accepted.recv_timeout(PATIENCE).unwrap(), 1);
+    assert_eq!(
+        accepted.recv_timeout(PATIENCE).unwrap(),
+        2,
+        "one retry after the timeout"
+    );
+    s.wait_counters("slow", json!({"matched": 1, "fired": 1, "failed": 1}));
+}
