@@ -30,6 +30,11 @@ const STORED_WITHIN: Duration = Duration::from_secs(30);
 /// its device allowed many messages a second, storing switched on for za6xa7.
 fn platform_on(pg: &Postgres, db: &str) -> Platform {
     pg.create_database(db);
+    platform_with(pg, db)
+}
+
+/// Like [`platform_on`], on a database the test made.
+fn platform_with(pg: &Postgres, db: &str) -> Platform {
     let mut p = Platform::start();
     iot(
         &p.data,
@@ -42,7 +47,7 @@ fn platform_on(pg: &Postgres, db: &str) -> Platform {
     let broker = p.broker.as_ref().unwrap();
     assert!(broker.log_contains("historian: PostgreSQL"), "the historian's schema");
     assert!(
-        broker.log_contains("storing events in PostgreSQL"),
+        broker.logged("storing events in PostgreSQL"),
         "{:?}",
         broker.log.lock().unwrap()
     );
@@ -226,6 +231,40 @@ fn the_schema_is_created_at_the_first_start_and_the_second_migrates_nothing() {
     wait_rows(pg, db, 5);
     let n: Vec<String> = rows(pg, db, "body #>> '{d,n}'");
     assert_eq!(n, ["0", "1", "2", "3", "4"]);
+}
+
+#[test]
+fn a_schema_newer_than_this_tern_knows_is_refused_and_left_alone() {
+    let Some(pg) = shared() else { return };
+    let db = "newer";
+    pg.create_database(db);
+    pg.psql(
+        db,
+        "CREATE TABLE tern_schema_version (component text NOT NULL, version integer NOT NULL, \
+         applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version)); \
+         INSERT INTO tern_schema_version (component, version) VALUES ('historian', 99)",
+    );
+    let p = platform_with(pg, db);
+    let broker = p.broker.as_ref().unwrap();
+    assert!(
+        broker.log_line(&[
+            "unavailable",
+            "version 99, newer than this Tern knows (1): upgrade Tern"
+        ]),
+        "{:?}",
+        broker.log.lock().unwrap()
+    );
+    assert_eq!(
+        pg.psql(db, "SELECT count(*) FROM pg_tables WHERE tablename = 'tern_events'")
+            .trim(),
+        "0",
+        "nothing created in a schema Tern does not know"
+    );
+    // Events are kept for when Tern is upgraded; queries say why they cannot answer.
+    let mut device = p.device();
+    publish_all(&mut device, "iot-2/evt/temp/fmt/json", &temps(0, 3));
+    let refused = p.call(&p.reader, "GET", &format!("{TEMP}?start=0"), None).refused(503);
+    assert!(refused.contains("not connected"), "{refused}");
 }
 
 #[test]
