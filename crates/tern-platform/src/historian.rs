@@ -139,6 +139,31 @@ pub trait HistorianBackend: Send + Sync + 'static {
     fn append(&self, batch: &[StoredEvent]) -> Result<(), HistorianError>;
     fn query(&self, query: &EventQuery) -> Result<EventPage, HistorianError>;
     fn purge_before(&self, org: &str, before_ms: u64) -> Result<u64, HistorianError>;
+
+    /// The buckets of an aggregate over `query`'s range (`interval_ms` wide, from the
+    /// epoch), computed by the store next to the data (a database); `None`, the default:
+    /// the caller reads the range page by page and computes them. With `field` empty every
+    /// event counts; otherwise only events whose payload has a JSON number there.
+    fn aggregate_buckets(
+        &self,
+        _query: &EventQuery,
+        _interval_ms: u64,
+        _field: &[String],
+    ) -> Option<Result<Vec<AggregateBucket>, HistorianError>> {
+        None
+    }
+}
+
+/// One interval of an aggregate: its start and the statistics of its values (the last
+/// by time).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AggregateBucket {
+    pub start_ms: u64,
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub last: f64,
 }
 
 /// A backend for a store that could not be opened: every call fails with why.

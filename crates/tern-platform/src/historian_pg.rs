@@ -21,7 +21,9 @@
 //! Queries and retention run in SQL against the table's indexes; while the database is
 //! down they fail as unavailable (the REST API answers 503).
 
-use crate::historian::{Bookmark, EventPage, EventQuery, HistorianBackend, HistorianError, StoredEvent, MAX_PAGE};
+use crate::historian::{
+    AggregateBucket, Bookmark, EventPage, EventQuery, HistorianBackend, HistorianError, StoredEvent, MAX_PAGE,
+};
 use crate::historian_pg_spool::{Row, Spool};
 use crate::historian_pg_sql as sql;
 use parking_lot::{Condvar, Mutex};
@@ -583,7 +585,82 @@ impl PgBackend {
     }
 }
 
+impl PgBackend {
+    /// An aggregate's buckets computed by the database, on a connection of its own (a
+    /// long aggregate must not hold up the inserts queued on the shared one), with a
+    /// statement timeout.
+    fn buckets_in_sql(
+        &self,
+        q: &EventQuery,
+        interval_ms: u64,
+        field: &[String],
+    ) -> Result<Vec<AggregateBucket>, HistorianError> {
+        let (start, end) = (to_i64(q.start_ms), to_i64(q.end_ms));
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        self.connected()?;
+        let config = self.shared.config.clone();
+        let width = to_i64(interval_ms).max(1);
+        let path = field.to_vec();
+        let key = [
+            q.org.clone(),
+            q.type_id.clone(),
+            q.device_id.clone(),
+            q.event_id.clone(),
+        ];
+        let rows = run(&self.shared.runtime, async move {
+            let (client, connection) = config.connect(NoTls).await.map_err(|e| unavailable(chain(&e)))?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            client
+                .batch_execute(sql::AGGREGATE_TIMEOUT)
+                .await
+                .map_err(|e| pg_error(&e))?;
+            let [org, t, d, e] = &key;
+            client
+                .query(sql::AGGREGATE, &[org, t, d, e, &start, &end, &width, &path])
+                .await
+                .map_err(|e| pg_error(&e))
+        })?;
+        let mut buckets = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let field_error = |e: tokio_postgres::Error| store_error(format!("reading an aggregate: {e}"));
+            let bucket: i64 = row.try_get("bucket").map_err(field_error)?;
+            let events: i64 = row.try_get("events").map_err(field_error)?;
+            let numbers: i64 = row.try_get("numbers").map_err(field_error)?;
+            let value = |name: &str| -> Result<f64, HistorianError> {
+                let v: Option<f64> = row.try_get(name).map_err(field_error)?;
+                Ok(v.unwrap_or(0.0))
+            };
+            let count = if field.is_empty() { events } else { numbers };
+            if count == 0 {
+                continue;
+            }
+            buckets.push(AggregateBucket {
+                start_ms: u64::try_from(bucket).unwrap_or(0),
+                count: u64::try_from(count).unwrap_or(0),
+                sum: value("total")?,
+                min: value("low")?,
+                max: value("high")?,
+                last: value("latest")?,
+            });
+        }
+        Ok(buckets)
+    }
+}
+
 impl HistorianBackend for PgBackend {
+    fn aggregate_buckets(
+        &self,
+        query: &EventQuery,
+        interval_ms: u64,
+        field: &[String],
+    ) -> Option<Result<Vec<AggregateBucket>, HistorianError>> {
+        Some(self.buckets_in_sql(query, interval_ms, field))
+    }
+
     fn name(&self) -> &'static str {
         BACKEND
     }

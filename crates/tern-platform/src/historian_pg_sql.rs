@@ -66,6 +66,25 @@ pub(crate) const SELECT: &str = "SELECT id, format, ts_ms, payload FROM tern_eve
       AND ts_ms >= $5 AND ts_ms < $6 AND (ts_ms, id) > ($7::int8, $8::int8)
     ORDER BY ts_ms, id LIMIT $9";
 
+/// An aggregate's buckets over one device's event id, `$5 <= ts_ms < $6`, `$7` ms wide,
+/// of the JSON number at path `$8` in each body: every event counted (`events`), the
+/// numbers counted and summed in time order (the order the embedded store sums them, so
+/// both give the same floating-point sum), their least, greatest and latest.
+pub(crate) const AGGREGATE: &str = "SELECT bucket, count(*) AS events, count(v) AS numbers,
+        sum(v ORDER BY ts_ms, id) AS total, min(v) AS low, max(v) AS high,
+        (array_agg(v ORDER BY ts_ms DESC, id DESC) FILTER (WHERE v IS NOT NULL))[1] AS latest
+    FROM (SELECT ts_ms - ts_ms % $7 AS bucket, ts_ms, id,
+            CASE WHEN jsonb_typeof(body #> $8::text[]) = 'number'
+                THEN (body #>> $8::text[])::float8 END AS v
+        FROM tern_events
+        WHERE org = $1 AND type_id = $2 AND device_id = $3 AND event_id = $4
+          AND ts_ms >= $5 AND ts_ms < $6) AS e
+    GROUP BY bucket ORDER BY bucket";
+
+/// Set on an aggregate's own connection: the database gives up on it before the backend
+/// stops waiting.
+pub(crate) const AGGREGATE_TIMEOUT: &str = "SET statement_timeout = 25000";
+
 /// Removes up to $3 of an organization's events older than $2.
 pub(crate) const PURGE: &str = "DELETE FROM tern_events WHERE id IN (
     SELECT id FROM tern_events WHERE org = $1 AND ts_ms < $2 LIMIT $3)";
