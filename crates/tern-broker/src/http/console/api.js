@@ -4,6 +4,9 @@
 // session.
 
 const AUTH = 'tern.auth';
+// Every request omits the browser's own credentials: a 401 then never opens the
+// browser's HTTP authentication dialog (which would hang the request until answered).
+const OMIT = 'omit';
 const SEEN = 'tern.seen';
 /** A session ends after this long without a key press or click. */
 export const IDLE_MS = 30 * 60 * 1000;
@@ -64,7 +67,7 @@ export function logout() {
 
 /** Whether `header` opens the API: its status for GET /api/v1/stats. */
 export async function tryKey(header) {
-  const answer = await fetch('/api/v1/stats', {headers: {Authorization: header}, cache: 'no-store'});
+  const answer = await fetch('/api/v1/stats', {headers: {Authorization: header}, cache: 'no-store', credentials: OMIT});
   return answer.status;
 }
 
@@ -85,7 +88,7 @@ function headers(json) {
 
 /** One API call; the answer's JSON, or an ApiError. */
 export async function call(method, path, body) {
-  const init = {method, headers: headers(body !== undefined), cache: 'no-store'};
+  const init = {method, headers: headers(body !== undefined), cache: 'no-store', credentials: OMIT};
   if (body !== undefined) init.body = JSON.stringify(body);
   const answer = await fetch(path, init);
   if (answer.status === 401) throw refused();
@@ -113,7 +116,7 @@ export function query(params) {
  * the stream ends or `signal` aborts it.
  */
 export async function events(path, signal, handle) {
-  const answer = await fetch(path, {headers: headers(false), cache: 'no-store', signal});
+  const answer = await fetch(path, {headers: headers(false), cache: 'no-store', credentials: OMIT, signal});
   if (answer.status === 401) throw refused();
   if (!answer.ok || !answer.body) throw new ApiError(answer.status, null);
   const reader = answer.body.pipeThrough(new TextDecoderStream()).getReader();

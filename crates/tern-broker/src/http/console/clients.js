@@ -103,6 +103,7 @@ export function renderClient(main, id) {
   const more = el('button', {type: 'button', id: 'subs-more', hidden: true}, 'More');
   const error = el('p', {class: 'error', id: 'client-error', 'aria-live': 'polite'});
   const actions = el('p', {id: 'client-actions'});
+  const note = el('p', {id: 'client-note', class: 'ok', 'aria-live': 'polite'});
   let subsCursor = null;
   const path = '/api/v1/clients/' + encodeURIComponent(id);
 
@@ -130,12 +131,19 @@ export function renderClient(main, id) {
       actions.replaceChildren(c.connected
         ? confirmButton('kick', 'Kick', 'Close this client\'s connection?', async () => {
           await api.call('POST', path + '/kick');
+          note.textContent = 'Kicked: its connection was closed.';
           await loadDetails();
-          document.getElementById('client-note').textContent = 'Kicked: its connection was closed.';
         })
         : el('span', {class: 'muted'}, 'Not connected.'));
     } catch (e) {
-      if (e.status !== 401) error.textContent = e.message;
+      if (e.status === 404) {
+        // A clean session ends with its connection: after a kick, say.
+        details.replaceChildren();
+        details.dataset.connected = 'false';
+        actions.replaceChildren(el('span', {class: 'muted'}, 'This client has no session (any more).'));
+      } else if (e.status !== 401) {
+        error.textContent = e.message;
+      }
     }
   }
   async function loadSubs(append) {
@@ -162,7 +170,7 @@ export function renderClient(main, id) {
     error,
     details,
     actions,
-    el('p', {id: 'client-note', class: 'ok', 'aria-live': 'polite'}),
+    note,
     el('h2', {}, 'Subscriptions'),
     el('div', {class: 'table-wrap'}, el('table', {id: 'subs'},
       el('thead', {}, el('tr', {},

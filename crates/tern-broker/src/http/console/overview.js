@@ -23,6 +23,8 @@ let samples = [];
 let previous = null;
 let latest = null;
 let controller = null;
+// The time range the plots show (the history kept is SPAN_MS whatever this is).
+let shownSpan = SPAN_MS;
 const listeners = new Set();
 
 function restore() {
@@ -101,9 +103,14 @@ export function render(main) {
     return {s, figure, svg, card};
   });
   const totals = el('dl', {class: 'details', id: 'totals'});
+  const range = el('select', {id: 'range'},
+    ...[1, 5, 15].map((m) => el('option', {value: m, selected: m * 60000 === shownSpan}, `last ${m} min`)));
+  range.addEventListener('change', () => { shownSpan = Number(range.value) * 60000; update(); });
   main.replaceChildren(
     el('h1', {}, 'Overview'),
-    el('p', {class: 'muted'}, 'Live, one sample a second; the last 15 minutes are kept in this tab.'),
+    el('div', {class: 'row'},
+      el('p', {class: 'muted'}, 'Live, one sample a second; the last 15 minutes are kept in this tab.'),
+      el('div', {class: 'field narrow'}, el('label', {for: 'range'}, 'Show'), range)),
     el('div', {class: 'plots'}, cards.map((c) => c.card)),
     el('h2', {}, 'Broker'),
     totals);
@@ -112,7 +119,7 @@ export function render(main) {
     for (const c of cards) {
       c.figure.textContent = figureText(c.s);
       const points = samples.map(([t, v]) => [t, v[c.s.key]]);
-      plot.draw(c.svg, points, now, SPAN_MS, c.s.title);
+      plot.draw(c.svg, points, now, shownSpan, c.s.title);
     }
     if (latest) {
       const rows = [

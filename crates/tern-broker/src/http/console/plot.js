@@ -2,7 +2,7 @@
 // no library. The y axis starts at 0 and ends at a round number above the largest value.
 
 const NS = 'http://www.w3.org/2000/svg';
-const W = 600, H = 140, LEFT = 44, RIGHT = 8, TOP = 8, BOTTOM = 20;
+const W = 360, H = 130, LEFT = 36, RIGHT = 6, TOP = 8, BOTTOM = 18;
 
 function svg(tag, attrs, text) {
   const node = document.createElementNS(NS, tag);
@@ -48,11 +48,12 @@ export function draw(root, points, now, span, title) {
     parts.push(svg('line', {class: 'grid', x1: LEFT, x2: W - RIGHT, y1: y(v), y2: y(v)}));
     parts.push(svg('text', {x: LEFT - 4, y: y(v) + 3, 'text-anchor': 'end'}, label(v)));
   }
-  const minutes = Math.round(span / 60000);
-  for (let m = minutes; m >= 0; m -= 5) {
-    const at = x(now - m * 60000);
-    const anchor = m === minutes ? 'start' : m === 0 ? 'end' : 'middle';
-    parts.push(svg('text', {x: at, y: H - 4, 'text-anchor': anchor}, m === 0 ? 'now' : `−${m} min`));
+  // Five marks along the time axis, in minutes or seconds before now.
+  for (let i = 4; i >= 0; i--) {
+    const ago = (span * i) / 4;
+    const anchor = i === 4 ? 'start' : i === 0 ? 'end' : 'middle';
+    const text = i === 0 ? 'now' : ago >= 120000 ? `−${Math.round(ago / 60000)} min` : `−${Math.round(ago / 1000)} s`;
+    parts.push(svg('text', {x: x(now - ago), y: H - 4, 'text-anchor': anchor}, text));
   }
   if (shown.length) {
     const line = shown.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
@@ -60,6 +61,8 @@ export function draw(root, points, now, span, title) {
     const base = y(0).toFixed(1);
     parts.push(svg('polygon', {class: 'area', points: `${first},${base} ${line} ${last},${base}`}));
     parts.push(svg('polyline', {class: 'series', points: line}));
+    const [t, v] = shown[shown.length - 1];
+    parts.push(svg('circle', {class: 'dot', cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: 2.5}));
   }
   root.replaceChildren(svg('title', {}, title), ...parts);
   const values = shown.map(([, v]) => v);

@@ -14,7 +14,7 @@ function payloadText(m) {
 
 /** Renders the page; returns what stops it. */
 export function render(main) {
-  main.replaceChildren(el('h1', {}, 'Topics'), publishForm(), retainedList());
+  main.replaceChildren(el('h1', {}, 'Topics'), el('div', {class: 'columns'}, publishForm(), retainedList()));
   return () => {};
 }
 
@@ -81,9 +81,8 @@ function publishForm() {
   const form = el('form', {id: 'publish', novalidate: true},
     field('pub-topic', 'Topic', topic),
     field('pub-payload', 'Payload (UTF-8 text)', payload),
-    el('div', {class: 'row'},
-      field('pub-qos', 'QoS', qos),
-      el('div', {class: 'field'}, el('label', {class: 'check', for: 'pub-retain'}, retain, 'Retain'))),
+    field('pub-qos', 'QoS', qos),
+    el('div', {class: 'field'}, el('label', {class: 'check', for: 'pub-retain'}, retain, 'Retain')),
     el('div', {class: 'error', id: 'pub-form-error', 'aria-live': 'polite'}),
     el('button', {type: 'submit', class: 'primary', id: 'pub-send'}, 'Publish'),
     result);

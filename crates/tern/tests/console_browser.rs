@@ -1,0 +1,572 @@
+//! The web console (docs/console.md) end to end in a real browser: headless Chromium
+//! driven through ChromeDriver's WebDriver API against the real binary. The test logs in
+//! with a key made by `tern admin key create`, watches the messages-in plot move while
+//! it publishes, finds its MQTT client in the clients list, publishes from the form (a bad
+//! topic first, whose refusal shows next to the field) and receives the message with a
+//! real MQTT client, deletes a retained message, kicks the client, logs out, and sees the
+//! session end on a revoked key and after the idle timeout. Each page is written as a
+//! screenshot to target/console-screenshots/.
+#![allow(clippy::unwrap_used)]
+mod common;
+use base64::Engine;
+use common::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tern_proto::{Packet, QoS, ReasonCode};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The key WebDriver names element references with.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A WebDriver session in headless Chromium.
+struct Browser {
+    driver: Child,
+    port: u16,
+    session: String,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut browser = Browser {
+            driver,
+            port,
+            session: String::new(),
+        };
+        let deadline = Instant::now() + PATIENCE;
+        while browser.request("GET", "/status", None).is_none() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let profile = tempfile::tempdir().unwrap().keep();
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,900",
+            &format!("--user-data-dir={}", profile.display()),
+        ];
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+            "goog:loggingPrefs": {"browser": "ALL"}
+        }}});
+        let created = browser
+            .request("POST", "/session", Some(capabilities))
+            .expect("a session");
+        browser.session = created["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {created}"))
+            .to_string();
+        browser
+    }
+
+    /// One WebDriver request; the answer's JSON, or `None` if the driver is not there.
+    fn request(&self, method: &str, path: &str, body: Option<Value>) -> Option<Value> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).ok()?;
+        stream.write_all(body.as_bytes()).ok()?;
+        // ChromeDriver may keep the connection open: read the head, then its body.
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let (end, length) = loop {
+            let n = stream.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            raw.extend_from_slice(&chunk[..n]);
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|n| n.trim().parse::<usize>().ok())?;
+                break (end + 4, length);
+            }
+        };
+        while raw.len() < end + length {
+            let n = stream.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            raw.extend_from_slice(&chunk[..n]);
+        }
+        serde_json::from_slice(&raw[end..end + length]).ok()
+    }
+
+    /// A command of this session; fails the test if the driver reports an error.
+    fn command(&self, method: &str, command: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}/{command}", self.session);
+        let answer = self.request(method, &path, body).expect("chromedriver answers");
+        if let Some(error) = answer["value"]["error"].as_str() {
+            panic!("WebDriver {command}: {error}: {}", answer["value"]["message"]);
+        }
+        answer["value"].clone()
+    }
+
+    fn open(&self, url: &str) {
+        self.command("POST", "url", Some(json!({ "url": url })));
+    }
+
+    /// Runs `script` (a function body; `arguments` are `args`) and returns what it returns.
+    fn eval(&self, script: &str, args: Value) -> Value {
+        self.command("POST", "execute/sync", Some(json!({"script": script, "args": args})))
+    }
+
+    /// Polls `expression` (JavaScript, with `arguments`) until it is truthy; returns it.
+    fn wait(&self, what: &str, expression: &str, args: Value) -> Value {
+        let script = format!("return ({expression});");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let value = self.eval(&script, args.clone());
+            let truthy = match &value {
+                Value::Null | Value::Bool(false) => false,
+                Value::String(s) => !s.is_empty(),
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                _ => true,
+            };
+            if truthy {
+                return value;
+            }
+            if Instant::now() >= deadline {
+                let text = self.eval("return document.body.innerText;", json!([]));
+                panic!("waited {PATIENCE:?} for {what}; page: {text}; log: {:?}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The element `css` selects, waiting for it to appear.
+    fn find(&self, css: &str) -> String {
+        let css_arg = json!([css]);
+        self.wait(
+            &format!("element {css}"),
+            "document.querySelector(arguments[0])",
+            css_arg,
+        );
+        let found = self.command("POST", "element", Some(json!({"using": "css selector", "value": css})));
+        found[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {found}"))
+            .to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.command("POST", &format!("element/{id}/click"), Some(json!({})));
+    }
+
+    /// Types `text` into the element as keystrokes ("\u{E007}" is Enter).
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.command("POST", &format!("element/{id}/value"), Some(json!({ "text": text })));
+    }
+
+    fn clear(&self, css: &str) {
+        let id = self.find(css);
+        self.command("POST", &format!("element/{id}/clear"), Some(json!({})));
+    }
+
+    /// The text of the element `css` selects.
+    fn text(&self, css: &str) -> String {
+        self.find(css);
+        let value = self.eval("return document.querySelector(arguments[0]).textContent;", json!([css]));
+        value.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Writes a PNG of the viewport to target/console-screenshots/NAME.png.
+    fn screenshot(&self, name: &str) {
+        let png = self.command("GET", "screenshot", None);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        let dir = screenshots();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    /// The browser console's messages so far.
+    fn log(&self) -> Vec<String> {
+        let answer = self.command("POST", "se/log", Some(json!({"type": "browser"})));
+        let entries = answer.as_array().cloned().unwrap_or_default();
+        entries
+            .iter()
+            .map(|e| format!("{} {}", e["level"], e["message"]))
+            .collect()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let path = format!("/session/{}", self.session);
+        let _ = self.request("DELETE", &path, None);
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// target/console-screenshots, found from this test's executable (target/debug/deps/...).
+fn screenshots() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap().to_path_buf();
+    target.join("console-screenshots")
+}
+
+/// A client that stays connected without pinging (keep alive 0).
+fn quiet_client(broker: &Broker, id: &str) -> Client {
+    let mut client = broker.client(V5);
+    let ack = client.connect(&connect_packet(V5, id, true, 0));
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "{id}: {ack:?}");
+    client
+}
+
+struct Console {
+    broker: Broker,
+    http: SocketAddr,
+    data: tempfile::TempDir,
+    key_id: String,
+    /// `ID:SECRET`, as a user pastes it.
+    key: String,
+}
+
+fn start_console() -> Console {
+    let data = tempfile::tempdir().unwrap();
+    let out = tern(&[
+        "admin",
+        "key",
+        "create",
+        "--json",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key_id = made["key"].as_str().unwrap().to_string();
+    let key = format!("{key_id}:{}", made["secret"].as_str().unwrap());
+    let config = format!(
+        "listener 0 127.0.0.1\nallow_anonymous true\nlistener 0 127.0.0.1\nprotocol http\npersistence_location {}\n",
+        data.path().display()
+    );
+    let broker = Broker::with_config("tern.conf", &config);
+    let http = broker.listening_addrs()[1];
+    Console {
+        broker,
+        http,
+        data,
+        key_id,
+        key,
+    }
+}
+
+/// Logs in on the login page with `key`, typed and submitted with Enter.
+fn log_in(browser: &Browser, key: &str) {
+    browser.clear("#key");
+    browser.type_into("#key", &format!("{key}\u{E007}"));
+    browser.wait(
+        "the console after login",
+        "!document.querySelector('#top').hidden",
+        json!([]),
+    );
+}
+
+#[test]
+fn the_console_logs_in_plots_lists_publishes_and_kicks() {
+    let present = std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
+    if !peer_available("chromium and chromium-driver (apt)", present) {
+        return;
+    }
+    let console = start_console();
+    let mut watcher = quiet_client(&console.broker, "console-watch-me");
+    watcher.subscribe("console/#", QoS::AtLeastOnce);
+    let mut publisher = quiet_client(&console.broker, "load-maker");
+    let browser = Browser::start();
+    browser.open(&format!("http://{}/", console.http));
+
+    // The login page refuses a wrong key next to the field, then takes the right one.
+    browser.find("#login");
+    browser.screenshot("login");
+    browser.type_into("#key", &format!("{}:tern_wrong\u{E007}", console.key_id));
+    let refused = browser.wait(
+        "the refusal",
+        "document.querySelector('#key-error').textContent",
+        json!([]),
+    );
+    assert!(refused.as_str().unwrap().contains("refused"), "{refused}");
+    log_in(&browser, &console.key);
+    browser.find("#fig-in");
+
+    // The messages-in figure and plot move while the test publishes.
+    let deadline = Instant::now() + PATIENCE;
+    let mut sent = 0u32;
+    loop {
+        for _ in 0..20 {
+            publisher.publish("load/x", b"tick", QoS::AtMostOnce, false, 0);
+            sent += 1;
+        }
+        let plotted = browser.eval(
+            "const p = document.querySelector('#plot-in').dataset; return [Number(p.max), Number(p.points)];",
+            json!([]),
+        );
+        // A few samples, the rate above 0 in them.
+        if plotted[0].as_f64().is_some_and(|m| m > 0.0) && plotted[1].as_f64().is_some_and(|n| n >= 4.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the messages-in plot did not move after {sent} messages"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let figure = browser.text("#fig-in");
+    let points = browser.eval(
+        "return Number(document.querySelector('#plot-in').dataset.points);",
+        json!([]),
+    );
+    assert!(points.as_f64().unwrap() >= 1.0, "{points}");
+    assert!(
+        browser.text("#fig-connections").trim() == "2",
+        "connections: {}",
+        browser.text("#fig-connections")
+    );
+    assert!(!figure.is_empty());
+    browser.wait(
+        "the totals",
+        "document.querySelector('#totals').textContent.includes('Subscriptions')",
+        json!([]),
+    );
+    // The plots can show less than the 15 minutes they keep.
+    browser.eval(
+        "const r = document.querySelector('#range'); r.value = '1'; r.dispatchEvent(new Event('change'));",
+        json!([]),
+    );
+    browser.wait(
+        "the one-minute axis",
+        "document.querySelector('#plot-in').textContent.includes('−60 s')",
+        json!([]),
+    );
+    browser.screenshot("overview");
+
+    // The clients list shows both clients; the search narrows it to one.
+    browser.click("a[data-page=clients]");
+    let has = "document.querySelector('#clients-body') && document.querySelector('#clients-body').textContent.includes(arguments[0])";
+    browser.wait("the watcher in the list", has, json!(["console-watch-me"]));
+    browser.wait("the publisher in the list", has, json!(["load-maker"]));
+    browser.type_into("#client-search", "console-w");
+    browser.wait(
+        "the search to narrow the list",
+        "!document.querySelector('#clients-body').textContent.includes('load-maker')",
+        json!([]),
+    );
+    browser.screenshot("clients");
+
+    // One client's page: its details and subscription.
+    browser.click("#clients-body a");
+    browser.wait(
+        "the client's details",
+        "document.querySelector('#client-details') && document.querySelector('#client-details').dataset.connected === 'true'",
+        json!([]),
+    );
+    browser.wait(
+        "its subscription",
+        "document.querySelector('#subs-body').textContent.includes('console/#')",
+        json!([]),
+    );
+    browser.screenshot("client");
+
+    // The publish form: the API's refusal of a bad topic shows next to the topic field.
+    browser.click("a[data-page=topics]");
+    browser.type_into("#pub-topic", "console/+/bad");
+    browser.click("#pub-send");
+    let error = browser.wait(
+        "the topic's error",
+        "document.querySelector('#pub-topic-error').textContent",
+        json!([]),
+    );
+    assert!(error.as_str().unwrap().contains("wildcard"), "{error}");
+    browser.screenshot("topics-error");
+    browser.clear("#pub-topic");
+    browser.type_into("#pub-topic", "console/from-form");
+    browser.type_into("#pub-payload", "hello from the console");
+    browser.click("#pub-retain");
+    browser.click("#pub-send");
+    let got = watcher.recv_publish();
+    assert_eq!(&got.topic[..], "console/from-form");
+    assert_eq!(&got.payload[..], b"hello from the console");
+    browser.wait(
+        "the publish result",
+        "document.querySelector('#pub-result').textContent.includes('1 session')",
+        json!([]),
+    );
+    assert_eq!(browser.text("#pub-topic-error"), "");
+
+    // The retained message it left is listed, and deleted from the list.
+    browser.click("#retained-filter");
+    browser.clear("#retained-filter");
+    browser.type_into("#retained-filter", "console/#\u{E007}");
+    browser.wait(
+        "the retained message",
+        "document.querySelector('#retained-body').textContent.includes('hello from the console')",
+        json!([]),
+    );
+    browser.screenshot("topics");
+    browser.click("#retained-delete-0");
+    browser.click("#retained-delete-0-confirm");
+    browser.wait(
+        "the retained message to go",
+        "document.querySelector('#retained-body').textContent.includes('No retained messages match')",
+        json!([]),
+    );
+    let mut late = quiet_client(&console.broker, "late-reader");
+    late.subscribe("console/#", QoS::AtLeastOnce);
+    late.expect_quiet();
+
+    // Kick: the client gets DISCONNECT 0x98 and the page says it is gone.
+    browser.open(&format!("http://{}/#/clients/console-watch-me", console.http));
+    browser.click("#kick");
+    browser.click("#kick-confirm");
+    let seen = watcher.expect_closed();
+    assert!(
+        matches!(seen.last(), Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::ADMINISTRATIVE_ACTION),
+        "{seen:?}"
+    );
+    browser.wait(
+        "the kick to show",
+        "document.querySelector('#client-note').textContent.includes('Kicked') && document.querySelector('#client-details').dataset.connected === 'false'",
+        json!([]),
+    );
+
+    // A phone-width screen: nothing is wider than the window.
+    browser.command("POST", "window/rect", Some(json!({"width": 390, "height": 844})));
+    browser.open(&format!("http://{}/#/clients", console.http));
+    browser.wait("the list", has, json!(["load-maker"]));
+    let overflow = browser.eval(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+        json!([]),
+    );
+    assert!(
+        overflow.as_f64().unwrap() <= 0.0,
+        "wider than the screen by {overflow}px"
+    );
+    browser.screenshot("clients-phone");
+    browser.command("POST", "window/rect", Some(json!({"width": 1280, "height": 900})));
+
+    // Log out: back to the login page, and the key is gone from the tab.
+    browser.click("#logout");
+    browser.find("#login");
+    let stored = browser.eval("return sessionStorage.getItem('tern.auth');", json!([]));
+    assert_eq!(stored, Value::Null);
+
+    // Thirty idle minutes end the session.
+    log_in(&browser, &console.key);
+    browser.eval(
+        "sessionStorage.setItem('tern.seen', String(Date.now() - 31 * 60 * 1000)); location.hash = '#/topics';",
+        json!([]),
+    );
+    let notice = browser.wait(
+        "the idle timeout",
+        "document.querySelector('#login-notice') && document.querySelector('#login-notice').textContent",
+        json!([]),
+    );
+    assert!(notice.as_str().unwrap().contains("expired"), "{notice}");
+
+    // A revoked key sends the console back to the login page at its next call.
+    log_in(&browser, &console.key);
+    let data = console.data.path().to_str().unwrap();
+    let out = tern(&["admin", "key", "revoke", "--data-dir", data, &console.key_id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    browser.click("a[data-page=clients]");
+    let notice = browser.wait(
+        "the refused key",
+        "document.querySelector('#login-notice') && document.querySelector('#login-notice').textContent",
+        json!([]),
+    );
+    assert!(notice.as_str().unwrap().contains("refused"), "{notice}");
+
+    // The page broke no rule of its Content-Security-Policy and threw nothing.
+    let problems: Vec<String> = browser
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("Content Security Policy") || l.contains("Uncaught"))
+        .collect();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+fn the_console_files_are_public_and_carry_a_strict_policy_and_the_stream_needs_a_key() {
+    let console = start_console();
+    let get = |path: &str, auth: Option<&str>| {
+        let mut stream = TcpStream::connect(console.http).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        stream
+    };
+    let read_all = |mut stream: TcpStream| {
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        String::from_utf8_lossy(&raw).to_string()
+    };
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/console.css", "text/css"),
+        ("/console/icon.svg", "image/svg+xml"),
+    ] {
+        let answer = read_all(get(path, None)).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 200"), "{path}: {answer}");
+        assert!(answer.contains(&format!("content-type: {kind}")), "{path}: {answer}");
+        assert!(answer.contains("content-security-policy: default-src 'none'; script-src 'self'"));
+        assert!(answer.contains("x-content-type-options: nosniff"));
+    }
+    assert!(read_all(get("/console/../Cargo.toml", None)).starts_with("HTTP/1.1 404"));
+    // Data is not public: the API and the statistics stream need the key.
+    assert!(read_all(get("/api/v1/clients", None)).starts_with("HTTP/1.1 401"));
+    assert!(read_all(get("/api/v1/stream/stats", None)).starts_with("HTTP/1.1 401"));
+    // With the key: events, one a second, the first at once; the count of open streams.
+    let (id, secret) = console.key.split_once(':').unwrap();
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    );
+    let mut stream = get("/api/v1/stream/stats", Some(&auth));
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while seen.matches("event: stats").count() < 2 {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let lower = seen.to_ascii_lowercase();
+    assert!(lower.contains("content-type: text/event-stream"), "{seen}");
+    assert!(seen.contains("\"streams_open\":1"), "{seen}");
+    assert!(seen.contains("\"messages_dropped\":0"), "{seen}");
+    // The broker stopping ends the stream (the broker exits cleanly with it open).
+    console.broker.stop();
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
