@@ -115,17 +115,23 @@ fn the_embedded_store_reads_one_series_in_time_order_page_by_page() {
     let dir = TempDir::new();
     let store = crate::historian_embedded::EmbeddedStore::open(dir.path()).unwrap();
     // Out of order, with neighbours whose ids extend this one's ("d" and "d1", "e" and "e2").
-    let batch: Vec<StoredEvent> = [30, 10, 20, 20, 40]
+    // Two batches: each series' events of a batch are one block.
+    let sent: Vec<StoredEvent> = [30, 10, 20, 20, 40]
         .iter()
         .enumerate()
         .map(|(i, &ms)| event("o", "d", "e", ms, &format!("{i}")))
+        .collect();
+    let first: Vec<StoredEvent> = [&sent[2], &sent[1], &sent[3]]
+        .into_iter()
+        .cloned()
         .chain([
             event("o", "d1", "e", 15, "x"),
             event("o", "d", "e2", 15, "y"),
             event("o2", "d", "e", 15, "z"),
         ])
         .collect();
-    store.append(&batch).unwrap();
+    store.append(&first).unwrap();
+    store.append(&[sent[0].clone(), sent[4].clone()]).unwrap();
     let all = store.query(&range("o", "d", 0, 100, 100)).unwrap();
     let got: Vec<(u64, &[u8])> = all.events.iter().map(|e| (e.timestamp_ms, &e.payload[..])).collect();
     assert_eq!(
@@ -148,7 +154,7 @@ fn the_embedded_store_reads_one_series_in_time_order_page_by_page() {
         }
     }
     assert_eq!(seen, all.events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>());
-    // Retention: one organization's old events only.
+    // Retention: one organization's blocks whose newest event is old, only.
     assert_eq!(store.purge_before("o", 25).unwrap(), 5);
     let left = store.query(&range("o", "d", 0, 100, 100)).unwrap();
     assert_eq!(
