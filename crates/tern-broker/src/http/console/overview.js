@@ -22,6 +22,8 @@ const SERIES = [
 let samples = [];
 let previous = null;
 let latest = null;
+// Samples taken since the page loaded; every tenth saves the history.
+let taken = 0;
 let controller = null;
 // The time range the plots show (the history kept is SPAN_MS whatever this is).
 let shownSpan = SPAN_MS;
@@ -47,7 +49,8 @@ function take(data) {
       dropped: rate('messages_dropped'),
     }]);
     while (samples.length && samples[0][0] < now - SPAN_MS) samples.shift();
-    if (samples.length % 10 === 0) sessionStorage.setItem(SAVED, JSON.stringify(samples));
+    taken += 1;
+    if (taken % 10 === 0) sessionStorage.setItem(SAVED, JSON.stringify(samples));
   }
   previous = data;
   latest = data;
