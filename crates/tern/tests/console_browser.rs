@@ -561,6 +561,42 @@ fn the_console_files_are_public_and_carry_a_strict_policy_and_the_stream_needs_a
     assert!(lower.contains("content-type: text/event-stream"), "{seen}");
     assert!(seen.contains("\"streams_open\":1"), "{seen}");
     assert!(seen.contains("\"messages_dropped\":0"), "{seen}");
+    // At most 32 streams are open: the 33rd is refused, and a stream whose client went
+    // gives its place back.
+    let first_event = |stream: &mut TcpStream| {
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        while !seen.contains("\n\n") || !seen.contains("streams_open") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the stream ended: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        seen
+    };
+    let mut others: Vec<TcpStream> = (1..32).map(|_| get("/api/v1/stream/stats", Some(&auth))).collect();
+    for other in &mut others {
+        first_event(other);
+    }
+    let refused = read_all(get("/api/v1/stream/stats", Some(&auth)));
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("streams are open already"), "{refused}");
+    drop(others);
+    let mut again = None;
+    wait_until("the closed streams to give their places back", || {
+        let mut one = get("/api/v1/stream/stats", Some(&auth));
+        let mut head = [0u8; 12];
+        let accepted = one.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200";
+        if accepted {
+            again = Some(one);
+        }
+        accepted
+    });
+    // Its events count the streams open: this one and the first, once the broker has
+    // seen every closed one go.
+    let mut again = again.unwrap();
+    wait_until("the count of open streams to fall to 2", || {
+        first_event(&mut again).contains("\"streams_open\":2,")
+    });
     // The broker stopping ends the stream (the broker exits cleanly with it open).
     console.broker.stop();
     loop {
