@@ -225,6 +225,9 @@ impl Drop for Browser {
     }
 }
 
+/// Whether the clients list shows `arguments[0]`.
+const LISTED: &str = "document.querySelector('#clients-body') && document.querySelector('#clients-body').textContent.includes(arguments[0])";
+
 /// target/console-screenshots, found from this test's executable (target/debug/deps/...).
 fn screenshots() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -314,8 +317,26 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
     assert!(refused.as_str().unwrap().contains("refused"), "{refused}");
     log_in(&browser, &console.key);
     browser.find("#fig-in");
+    overview_moves(&browser, &mut publisher);
+    overview_range(&browser);
+    clients_pages(&browser);
+    topics_page(&browser, &console, &mut watcher);
+    kick(&browser, &console, &mut watcher);
+    phone_width(&browser, &console);
+    log_out(&browser);
+    session_ends(&browser, &console);
 
-    // The messages-in figure and plot move while the test publishes.
+    // The page broke no rule of its Content-Security-Policy and threw nothing.
+    let problems: Vec<String> = browser
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("Content Security Policy") || l.contains("Uncaught"))
+        .collect();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// The messages-in figure and plot move while the test publishes.
+fn overview_moves(browser: &Browser, publisher: &mut Client) {
     let deadline = Instant::now() + PATIENCE;
     let mut sent = 0u32;
     loop {
@@ -354,7 +375,10 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
         "document.querySelector('#totals').textContent.includes('Subscriptions')",
         json!([]),
     );
-    // The plots can show less than the 15 minutes they keep.
+}
+
+/// The plots can show less than the 15 minutes they keep.
+fn overview_range(browser: &Browser) {
     browser.eval(
         "const r = document.querySelector('#range'); r.value = '1'; r.dispatchEvent(new Event('change'));",
         json!([]),
@@ -365,12 +389,13 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
         json!([]),
     );
     browser.screenshot("overview");
+}
 
-    // The clients list shows both clients; the search narrows it to one.
+/// The clients list shows both clients; the search narrows it to one.
+fn clients_pages(browser: &Browser) {
     browser.click("a[data-page=clients]");
-    let has = "document.querySelector('#clients-body') && document.querySelector('#clients-body').textContent.includes(arguments[0])";
-    browser.wait("the watcher in the list", has, json!(["console-watch-me"]));
-    browser.wait("the publisher in the list", has, json!(["load-maker"]));
+    browser.wait("the watcher in the list", LISTED, json!(["console-watch-me"]));
+    browser.wait("the publisher in the list", LISTED, json!(["load-maker"]));
     browser.type_into("#client-search", "console-w");
     browser.wait(
         "the search to narrow the list",
@@ -392,8 +417,10 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
         json!([]),
     );
     browser.screenshot("client");
+}
 
-    // The publish form: the API's refusal of a bad topic shows next to the topic field.
+/// The publish form: the API's refusal of a bad topic shows next to the topic field.
+fn topics_page(browser: &Browser, console: &Console, watcher: &mut Client) {
     browser.click("a[data-page=topics]");
     browser.type_into("#pub-topic", "console/+/bad");
     browser.click("#pub-send");
@@ -439,8 +466,10 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
     let mut late = quiet_client(&console.broker, "late-reader");
     late.subscribe("console/#", QoS::AtLeastOnce);
     late.expect_quiet();
+}
 
-    // Kick: the client gets DISCONNECT 0x98 and the page says it is gone.
+/// Kick: the client gets DISCONNECT 0x98 and the page says it is gone.
+fn kick(browser: &Browser, console: &Console, watcher: &mut Client) {
     browser.open(&format!("http://{}/#/clients/console-watch-me", console.http));
     browser.click("#kick");
     browser.click("#kick-confirm");
@@ -454,11 +483,13 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
         "document.querySelector('#client-note').textContent.includes('Kicked') && document.querySelector('#client-details').dataset.connected === 'false'",
         json!([]),
     );
+}
 
-    // A phone-width screen: nothing is wider than the window.
+/// A phone-width screen: nothing is wider than the window.
+fn phone_width(browser: &Browser, console: &Console) {
     browser.command("POST", "window/rect", Some(json!({"width": 390, "height": 844})));
     browser.open(&format!("http://{}/#/clients", console.http));
-    browser.wait("the list", has, json!(["load-maker"]));
+    browser.wait("the list", LISTED, json!(["load-maker"]));
     let overflow = browser.eval(
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
         json!([]),
@@ -469,15 +500,19 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
     );
     browser.screenshot("clients-phone");
     browser.command("POST", "window/rect", Some(json!({"width": 1280, "height": 900})));
+}
 
-    // Log out: back to the login page, and the key is gone from the tab.
+/// Log out: back to the login page, and the key is gone from the tab.
+fn log_out(browser: &Browser) {
     browser.click("#logout");
     browser.find("#login");
     let stored = browser.eval("return sessionStorage.getItem('tern.auth');", json!([]));
     assert_eq!(stored, Value::Null);
+}
 
-    // Thirty idle minutes end the session.
-    log_in(&browser, &console.key);
+/// Thirty idle minutes end the session.
+fn session_ends(browser: &Browser, console: &Console) {
+    log_in(browser, &console.key);
     browser.eval(
         "sessionStorage.setItem('tern.seen', String(Date.now() - 31 * 60 * 1000)); location.hash = '#/topics';",
         json!([]),
@@ -490,7 +525,7 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
     assert!(notice.as_str().unwrap().contains("expired"), "{notice}");
 
     // A revoked key sends the console back to the login page at its next call.
-    log_in(&browser, &console.key);
+    log_in(browser, &console.key);
     let data = console.data.path().to_str().unwrap();
     let out = tern(&["admin", "key", "revoke", "--data-dir", data, &console.key_id]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -501,32 +536,42 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
         json!([]),
     );
     assert!(notice.as_str().unwrap().contains("refused"), "{notice}");
+}
 
-    // The page broke no rule of its Content-Security-Policy and threw nothing.
-    let problems: Vec<String> = browser
-        .log()
-        .into_iter()
-        .filter(|l| l.contains("Content Security Policy") || l.contains("Uncaught"))
-        .collect();
-    assert!(problems.is_empty(), "{problems:?}");
+/// Sends `GET path` (with `auth` as its Authorization) and returns the connection.
+fn http_get(addr: SocketAddr, path: &str, auth: Option<&str>) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream
+}
+
+/// Everything the server sends until it closes.
+fn read_all(mut stream: TcpStream) -> String {
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).to_string()
+}
+
+/// Reads a statistics stream until it has brought `events` events; returns the text.
+fn read_events(stream: &mut TcpStream, events: usize) -> String {
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    // Each event ends with an empty line (the chunked encoding's framing has none).
+    while seen.matches("\n\n").count() < events {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    seen
 }
 
 #[test]
 fn the_console_files_are_public_and_carry_a_strict_policy_and_the_stream_needs_a_key() {
     let console = start_console();
-    let get = |path: &str, auth: Option<&str>| {
-        let mut stream = TcpStream::connect(console.http).unwrap();
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).unwrap();
-        stream
-    };
-    let read_all = |mut stream: TcpStream| {
-        let mut raw = Vec::new();
-        let _ = stream.read_to_end(&mut raw);
-        String::from_utf8_lossy(&raw).to_string()
-    };
+    let get = |path: &str, auth: Option<&str>| http_get(console.http, path, auth);
     for (path, kind) in [
         ("/", "text/html"),
         ("/console/app.js", "text/javascript"),
@@ -550,40 +595,34 @@ fn the_console_files_are_public_and_carry_a_strict_policy_and_the_stream_needs_a
         base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
     );
     let mut stream = get("/api/v1/stream/stats", Some(&auth));
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    while seen.matches("event: stats").count() < 2 {
-        let n = stream.read(&mut buf).unwrap();
-        assert!(n > 0, "the stream ended: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let seen = read_events(&mut stream, 2);
     let lower = seen.to_ascii_lowercase();
     assert!(lower.contains("content-type: text/event-stream"), "{seen}");
     assert!(seen.contains("\"streams_open\":1"), "{seen}");
     assert!(seen.contains("\"messages_dropped\":0"), "{seen}");
-    // At most 32 streams are open: the 33rd is refused, and a stream whose client went
-    // gives its place back.
-    let first_event = |stream: &mut TcpStream| {
-        let mut seen = String::new();
-        let mut buf = [0u8; 4096];
-        while !seen.contains("\n\n") || !seen.contains("streams_open") {
-            let n = stream.read(&mut buf).unwrap();
-            assert!(n > 0, "the stream ended: {seen}");
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-        seen
-    };
-    let mut others: Vec<TcpStream> = (1..32).map(|_| get("/api/v1/stream/stats", Some(&auth))).collect();
+    streams_are_capped(console.http, &auth);
+    // The broker stopping ends the stream (the broker exits cleanly with it open).
+    console.broker.stop();
+    let mut buf = [0u8; 4096];
+    while stream.read(&mut buf).is_ok_and(|n| n > 0) {}
+}
+
+/// With one stream open: at most 32 are open, the 33rd is refused, and a stream whose
+/// client went gives its place back.
+fn streams_are_capped(addr: SocketAddr, auth: &str) {
+    let mut others: Vec<TcpStream> = (1..32)
+        .map(|_| http_get(addr, "/api/v1/stream/stats", Some(auth)))
+        .collect();
     for other in &mut others {
-        first_event(other);
+        read_events(other, 1);
     }
-    let refused = read_all(get("/api/v1/stream/stats", Some(&auth)));
+    let refused = read_all(http_get(addr, "/api/v1/stream/stats", Some(auth)));
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.contains("streams are open already"), "{refused}");
     drop(others);
     let mut again = None;
     wait_until("the closed streams to give their places back", || {
-        let mut one = get("/api/v1/stream/stats", Some(&auth));
+        let mut one = http_get(addr, "/api/v1/stream/stats", Some(auth));
         let mut head = [0u8; 12];
         let accepted = one.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200";
         if accepted {
@@ -595,14 +634,6 @@ fn the_console_files_are_public_and_carry_a_strict_policy_and_the_stream_needs_a
     // seen every closed one go.
     let mut again = again.unwrap();
     wait_until("the count of open streams to fall to 2", || {
-        first_event(&mut again).contains("\"streams_open\":2,")
+        read_events(&mut again, 1).contains("\"streams_open\":2,")
     });
-    // The broker stopping ends the stream (the broker exits cleanly with it open).
-    console.broker.stop();
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
 }
