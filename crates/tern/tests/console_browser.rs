@@ -471,8 +471,22 @@ fn topics_page(browser: &Browser, console: &Console, watcher: &mut Client) {
 /// Kick: the client gets DISCONNECT 0x98 and the page says it is gone.
 fn kick(browser: &Browser, console: &Console, watcher: &mut Client) {
     browser.open(&format!("http://{}/#/clients/console-watch-me", console.http));
-    browser.click("#kick");
-    browser.click("#kick-confirm");
+    // With the keyboard: Enter on Kick asks, and moves the focus to the button that
+    // does it; Escape backs out; Enter twice kicks.
+    browser.type_into("#kick", "\u{E007}");
+    browser.wait(
+        "the focus on the confirmation",
+        "document.activeElement.id === 'kick-confirm'",
+        json!([]),
+    );
+    browser.type_into("#kick-confirm", "\u{E00C}");
+    browser.wait(
+        "the question to go",
+        "!document.querySelector('#kick-confirm')",
+        json!([]),
+    );
+    browser.type_into("#kick", "\u{E007}");
+    browser.type_into("#kick-confirm", "\u{E007}");
     let seen = watcher.expect_closed();
     assert!(
         matches!(seen.last(), Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::ADMINISTRATIVE_ACTION),
