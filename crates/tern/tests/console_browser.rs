@@ -28,6 +28,8 @@ struct Browser {
     driver: Child,
     port: u16,
     session: String,
+    /// Chromium's profile, removed after the session ends.
+    profile: tempfile::TempDir,
 }
 
 impl Browser {
@@ -39,17 +41,18 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let profile = tempfile::tempdir().unwrap();
         let mut browser = Browser {
             driver,
             port,
             session: String::new(),
+            profile,
         };
         let deadline = Instant::now() + PATIENCE;
         while browser.request("GET", "/status", None).is_none() {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        let profile = tempfile::tempdir().unwrap().keep();
         let args = [
             "--headless",
             "--no-sandbox",
@@ -59,7 +62,7 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--window-size=1280,900",
-            &format!("--user-data-dir={}", profile.display()),
+            &format!("--user-data-dir={}", browser.profile.path().display()),
         ];
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
