@@ -128,8 +128,9 @@ fn encode_event(block: &mut Vec<u8>, e: &StoredEvent) {
     block.extend_from_slice(&e.payload[..len as usize]);
 }
 
-/// A block's events: (timestamp, format, payload) each; `None` if it is damaged.
-fn decode_block(mut block: &[u8]) -> Option<Vec<(u64, String, Bytes)>> {
+/// A block's events: (timestamp, format, payload) each, borrowed from the block (only
+/// the events a query returns are copied); `None` if it is damaged.
+fn decode_block(mut block: &[u8]) -> Option<Vec<(u64, &[u8], &[u8])>> {
     let mut events = Vec::new();
     while !block.is_empty() {
         let ts = u64::from_be_bytes(block.get(..8)?.try_into().ok()?);
@@ -137,11 +138,7 @@ fn decode_block(mut block: &[u8]) -> Option<Vec<(u64, String, Bytes)>> {
         let format = block.get(9..9 + n)?;
         let len = u32::from_be_bytes(block.get(9 + n..13 + n)?.try_into().ok()?) as usize;
         let payload = block.get(13 + n..13 + n + len)?;
-        events.push((
-            ts,
-            String::from_utf8_lossy(format).into_owned(),
-            Bytes::copy_from_slice(payload),
-        ));
+        events.push((ts, format, payload));
         block = &block[13 + n + len..];
     }
     Some(events)
@@ -247,9 +244,9 @@ impl HistorianBackend for EmbeddedStore {
                     type_id: q.type_id.clone(),
                     device_id: q.device_id.clone(),
                     event_id: q.event_id.clone(),
-                    format,
+                    format: String::from_utf8_lossy(format).into_owned(),
                     timestamp_ms,
-                    payload,
+                    payload: Bytes::copy_from_slice(payload),
                 });
                 page.bookmark = Some(Bookmark {
                     timestamp_ms: block_ms,

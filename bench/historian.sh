@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The historian's cost on the publish path: device -> application delivery through a
+# `platform true` listener with the organization's historian off and on (storing every
+# event in the embedded store), measured in the same run, alternating (off on off on ...)
+# for ROUNDS rounds; then the time of queries over what the "on" runs stored.
+#
+#   bench/historian.sh                      # 3 rounds of 5 s
+#   ROUNDS=5 DURATION=10 bench/historian.sh
+#   NO_BUILD=1 bench/historian.sh          # with the release binary as it is
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q -p tern
+TERN=$PWD/target/release/tern
+work=$(mktemp -d)
+# Brokers are started in subshells (not our children): their pids are kept to stop them.
+trap 'for p in $(cat "$work/pids" 2>/dev/null); do kill "$p" 2>/dev/null || true; done; pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
+
+org=$("$TERN" iot org create bench --allow-plain true --device-messages-per-second 100000000 \
+    --data-dir "$work/data" --json)
+"$TERN" iot type create bench sensor --data-dir "$work/data" >/dev/null
+for i in $(seq 0 7); do
+    "$TERN" iot device create bench sensor "dev$i" --token bench-device-token --data-dir "$work/data" >/dev/null
+done
+key=$(python3 -c 'import json,sys; o=json.load(sys.stdin); print(o["apiKey"] + ":" + o["apiToken"])' <<<"$org")
+iot="bench:sensor:bench-device-token:$key"
+
+cat > "$work/tern.conf" <<CONF
+persistence true
+persistence_location $work/data
+platform_domain bench.test
+max_queued_messages 0
+max_inflight_messages 20
+connection_messages false
+listener 18896 127.0.0.1
+platform true
+listener 18897 127.0.0.1
+protocol http
+CONF
+
+# historian on|off: the organization's settings file, read by the broker at start.
+historian() {
+    mkdir -p "$work/data/platform/historian"
+    echo "{\"enabled\": $([ "$1" = on ] && echo true || echo false), \"retentionDays\": 30}" \
+        >"$work/data/platform/historian/bench.json"
+}
+
+start() {
+    "$TERN" broker -c "$work/tern.conf" >"$work/tern.log" 2>&1 &
+    echo $! >>"$work/pids"
+    ready $! 18896
+}
+
+# measure NAME SIDE ARGS...: one run on a fresh broker, appended to results.
+measure() {
+    local name=$1 side=$2
+    shift 2
+    local pid json
+    historian "$side"
+    pid=$(start)
+    # Where the last "on" run's events begin (queries below read them).
+    [ "$side" = on ] && date +%s%3N >"$work/mark"
+    if ! json=$("$TERN" bench "$@" -p 18896 --iot "$iot" --broker-pid "$pid" --json 2>>"$work/bench.err"); then
+        echo "  $name / $side FAILED: $(tail -n 1 "$work/bench.err")" >&2
+        stop "$pid"
+        return
+    fi
+    stop "$pid"
+    echo "{\"name\": \"$name\", \"historian\": \"$side\", \"result\": $json}" >>"$work/results.jsonl"
+    echo "  $name / $side done" >&2
+}
+
+D=$DURATION
+for round in $(seq "$ROUNDS"); do
+    echo "round $round of $ROUNDS" >&2
+    for side in off on; do
+        measure "QoS 0 1->1 at 20,000/s" "$side" one-to-one -r 20000 -d "$D"
+        measure "QoS 0 1->1, max rate" "$side" one-to-one -d "$D"
+    done
+done
+
+python3 bench/summarize.py "$work/results.jsonl" historian off on
+
+# Queries over what was stored: dev0's events, a page, and aggregates over the last
+# "on" run's events (an aggregate reads at most 2,000,000 events).
+pid=$(start)
+ready "$pid" 18897 >/dev/null
+base="http://127.0.0.1:18897/api/v0002/historian/types/sensor/devices/dev0/events/bench"
+mark=$(cat "$work/mark")
+time_query() {
+    local what=$1 query=$2
+    local t0 t1 out
+    t0=$(date +%s%N)
+    out=$(curl -s -u "$key" "$base?$query")
+    t1=$(date +%s%N)
+    echo "| $what | $(( (t1 - t0) / 1000000 )) ms | $(python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d["events"]) if "events" in d else (str(sum(p["value"] for p in d["points"])) + " events counted" if "points" in d else d))' <<<"$out") |"
+}
+day=$(date -u +%Y-%m-%d)
+echo
+echo "| query | time | answer |"
+echo "|---|---|---|"
+time_query "first page of 1000 events (all of today's)" "start=$day&limit=1000"
+time_query "page of 1000 events from the middle of the last run" "start=$(( mark + 2500 ))&limit=1000"
+time_query "count per minute over the last run" "start=$mark&agg=count&interval=1m"
+time_query "count per day over the last run" "start=$mark&agg=count&interval=1d"
+stop "$pid"
