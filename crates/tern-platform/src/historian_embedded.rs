@@ -128,9 +128,12 @@ fn encode_event(block: &mut Vec<u8>, e: &StoredEvent) {
     block.extend_from_slice(&e.payload[..len as usize]);
 }
 
+/// One event of a block: timestamp, format, payload.
+type BlockEvent<'a> = (u64, &'a [u8], &'a [u8]);
+
 /// A block's events: (timestamp, format, payload) each, borrowed from the block (only
 /// the events a query returns are copied); `None` if it is damaged.
-fn decode_block(mut block: &[u8]) -> Option<Vec<(u64, &[u8], &[u8])>> {
+fn decode_block(mut block: &[u8]) -> Option<Vec<BlockEvent<'_>>> {
     let mut events = Vec::new();
     while !block.is_empty() {
         let ts = u64::from_be_bytes(block.get(..8)?.try_into().ok()?);
