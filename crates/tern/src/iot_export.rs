@@ -3,7 +3,6 @@
 //! broker's platform API (`/api/v0002/historian/...`) as an application of the
 //! organization, so an export of any size holds one page in memory at a time.
 
-use crate::iot_remote::Remote;
 use anyhow::{bail, Result};
 use serde_json::Value;
 use std::io::Write;
@@ -12,14 +11,8 @@ use tern_platform::registry_ops::segment;
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
-    /// The organization's API key and token, as `KEY:TOKEN`.
-    #[arg(
-        long = "api-key",
-        value_name = "KEY:TOKEN",
-        env = "TERN_API_KEY",
-        hide_env_values = true
-    )]
-    api_key: Option<String>,
+    #[command(flatten)]
+    key: crate::iot_remote::ApiKeyArg,
     /// Device type.
     #[arg(value_name = "TYPE")]
     type_id: String,
@@ -44,18 +37,12 @@ pub struct ExportArgs {
 const PAGE: usize = 1000;
 
 pub fn run(args: ExportArgs, url: Option<&str>, cafile: Option<&Path>) -> Result<()> {
-    let Some(url) = url else {
-        bail!("export reads a running broker: --url (its HTTP listener) and --api-key KEY:TOKEN");
-    };
-    let Some(key) = args.api_key.as_deref() else {
-        bail!("--api-key KEY:TOKEN (or TERN_API_KEY) is needed: an API key of the organization and its token");
-    };
     let csv = match args.format.as_str() {
         "csv" => true,
         "json" => false,
         other => bail!("--format {other:?}: expected csv or json"),
     };
-    let remote = Remote::with_credentials(url, key, cafile)?;
+    let remote = args.key.remote(url, cafile, "export")?;
     let base = format!(
         "/api/v0002/historian/types/{}/devices/{}/events/{}",
         segment(&args.type_id),

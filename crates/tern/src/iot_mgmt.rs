@@ -14,15 +14,9 @@ use tern_platform::registry_ops::segment;
 
 #[derive(clap::Args)]
 pub struct MgmtArgs {
-    /// The organization's API key and token, as `KEY:TOKEN` (`tern iot key create`
-    /// makes them; the role must be admin or device-operator to start requests).
-    #[arg(
-        long = "api-key",
-        value_name = "KEY:TOKEN",
-        env = "TERN_API_KEY",
-        hide_env_values = true
-    )]
-    api_key: Option<String>,
+    /// The organization's key (the role must be admin or device-operator to start requests).
+    #[command(flatten)]
+    key: crate::iot_remote::ApiKeyArg,
     #[command(subcommand)]
     command: MgmtCommand,
 }
@@ -91,16 +85,7 @@ enum MgmtCommand {
 const BASE: &str = "/api/v0002/mgmt/requests";
 
 pub fn run(args: MgmtArgs, url: Option<&str>, cafile: Option<&Path>, json_out: bool) -> Result<()> {
-    let Some(url) = url else {
-        bail!("device management needs a running broker: --url https://<org>.<domain> (its HTTP listener) and --api-key KEY:TOKEN");
-    };
-    let Some(key) = args.api_key.as_deref() else {
-        bail!("--api-key KEY:TOKEN (or TERN_API_KEY) is needed: an API key of the organization and its token");
-    };
-    if !key.starts_with("a-") || !key.contains(':') {
-        bail!("--api-key: expected KEY:TOKEN, as `tern iot key create` prints them (a-<org>-...)");
-    }
-    let remote = Remote::with_credentials(url, key, cafile)?;
+    let remote = args.key.remote(url, cafile, "device management")?;
     let out = |value: &Value, text: String| {
         if json_out {
             println!("{value}");

@@ -23,6 +23,37 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest answer read (a listing of a big registry).
 const MAX_ANSWER: usize = 256 << 20;
 
+/// An organization's API key for the platform's own API (`tern iot mgmt`, `tern iot
+/// export`).
+#[derive(clap::Args)]
+pub struct ApiKeyArg {
+    /// The organization's API key and token, as `KEY:TOKEN` (`tern iot key create` makes
+    /// them).
+    #[arg(
+        long = "api-key",
+        value_name = "KEY:TOKEN",
+        env = "TERN_API_KEY",
+        hide_env_values = true
+    )]
+    api_key: Option<String>,
+}
+
+impl ApiKeyArg {
+    /// The broker at `url` (its HTTP listener) with this key; `what` says what needs it.
+    pub fn remote(&self, url: Option<&str>, cafile: Option<&Path>, what: &str) -> Result<Remote> {
+        let Some(url) = url else {
+            bail!("{what} needs a running broker: --url (its HTTP listener, e.g. https://<org>.<domain>) and --api-key KEY:TOKEN");
+        };
+        let Some(key) = self.api_key.as_deref() else {
+            bail!("--api-key KEY:TOKEN (or TERN_API_KEY) is needed: an API key of the organization and its token");
+        };
+        if !key.starts_with("a-") || !key.contains(':') {
+            bail!("--api-key: expected KEY:TOKEN, as `tern iot key create` prints them (a-<org>-...)");
+        }
+        Remote::with_credentials(url, key, cafile)
+    }
+}
+
 /// A running broker's admin API.
 pub struct Remote {
     host: String,

@@ -257,18 +257,9 @@ struct Console {
 
 fn start_console() -> Console {
     let data = tempfile::tempdir().unwrap();
-    let out = tern(&[
-        "admin",
-        "key",
-        "create",
-        "--json",
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let key_id = made["key"].as_str().unwrap().to_string();
-    let key = format!("{key_id}:{}", made["secret"].as_str().unwrap());
+    let made = admin_key(data.path());
+    let key_id = made.id.clone();
+    let key = made.pair();
     let config = format!(
         "listener 0 127.0.0.1\nallow_anonymous true\nlistener 0 127.0.0.1\nprotocol http\npersistence_location {}\n",
         data.path().display()

@@ -404,17 +404,8 @@ fn events_acknowledged_while_the_database_is_down_survive_a_kill_9() {
     let Some(pg) = Postgres::start() else { return };
     let db = "spooled";
     let mut p = platform_on(&pg, db);
-    let out = tern(&[
-        "admin",
-        "key",
-        "create",
-        "--json",
-        "--data-dir",
-        p.data.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let key: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let auth = basic(&common::iot::text(&key, "key"), &common::iot::text(&key, "secret"));
+    let key = admin_key(&p.data);
+    let auth = basic(&key.id, &key.secret);
     p.stop_and_restart();
     let has = |p: &Platform, line: &str| metrics(p, &auth).lines().any(|l| l == line);
     within(STORED_WITHIN, "connected", || {

@@ -26,17 +26,7 @@ struct Remote {
 
 fn start(tls: bool) -> Remote {
     let data = tempfile::tempdir().unwrap();
-    let out = tern(&[
-        "admin",
-        "key",
-        "create",
-        "--json",
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    let key: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let admin_key = format!("{}:{}", key["key"].as_str().unwrap(), key["secret"].as_str().unwrap());
+    let admin_key = admin_key(data.path()).pair();
     let mut http_tls = String::new();
     let mut cafile = None;
     if tls {

@@ -316,6 +316,31 @@ impl Drop for Broker {
 }
 
 /// Runs the `tern` binary with `args` (no standard input) and returns what it did.
+/// An API key of the broker's HTTP API, made with `tern admin key create --json`.
+#[derive(Debug, Clone)]
+pub struct AdminKey {
+    pub id: String,
+    pub secret: String,
+}
+
+impl AdminKey {
+    /// `ID:SECRET`, as `--admin-key` and HTTP Basic take it.
+    pub fn pair(&self) -> String {
+        format!("{}:{}", self.id, self.secret)
+    }
+}
+
+/// `tern admin key create --json --data-dir DIR`, which must succeed.
+pub fn admin_key(dir: &std::path::Path) -> AdminKey {
+    let out = tern(&["admin", "key", "create", "--json", "--data-dir", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    AdminKey {
+        id: v["key"].as_str().unwrap().to_string(),
+        secret: v["secret"].as_str().unwrap().to_string(),
+    }
+}
+
 pub fn tern(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_tern"))
         .args(args)

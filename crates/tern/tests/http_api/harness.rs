@@ -94,20 +94,7 @@ pub fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
 }
 
 /// A key made with `tern admin key create --json`.
-pub struct Key {
-    pub id: String,
-    pub secret: String,
-}
-
-pub fn create_key(dir: &Path) -> Key {
-    let out = tern(&["admin", "key", "create", "--json", "--data-dir", dir.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    Key {
-        id: v["key"].as_str().unwrap().to_string(),
-        secret: v["secret"].as_str().unwrap().to_string(),
-    }
-}
+pub use crate::common::{admin_key as create_key, AdminKey as Key};
 
 pub fn basic(id: &str, secret: &str) -> String {
     use base64::Engine;
