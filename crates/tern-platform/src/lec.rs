@@ -151,7 +151,7 @@ pub struct Lec {
     /// Bytes held per organization at most (normally [`MAX_ORG_BYTES`]).
     max_org_bytes: usize,
     /// How the cache gets the broker's messages.
-    pub(crate) feed: crate::lec_task::Feed,
+    pub(crate) feed: crate::feed::Feed,
     /// Held while files are written, so two flushes (the flush task's last one and the
     /// one at a stop) never write one file at once.
     writing: Mutex<()>,
@@ -194,7 +194,7 @@ impl Lec {
             dir: lec_dir(data_dir),
             max_bytes,
             max_org_bytes: max_org_bytes.min(max_bytes),
-            feed: crate::lec_task::Feed::default(),
+            feed: crate::feed::Feed::default(),
             writing: Mutex::new(()),
         }
     }

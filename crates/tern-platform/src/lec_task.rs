@@ -12,54 +12,27 @@
 
 use crate::lec::{event_of, now_ms, ttl_of, CachedEvent, Lec, FLUSH_INTERVAL};
 use crate::registry::Registry;
-use parking_lot::Mutex;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
-use tern_broker::events::{Event, EventKind, EventReceiver};
-use tern_broker::{BrokerHandle, BrokerState};
-use tokio::sync::Notify;
+use tern_broker::events::Event;
+use tern_broker::BrokerHandle;
 
 /// How often expired entries are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the consumer checks whether some organization has its cache enabled.
 const RECHECK: Duration = Duration::from_secs(1);
 
-/// The consumer's link to the broker, kept in the [`Lec`].
-#[derive(Debug, Default)]
-pub(crate) struct Feed {
-    state: OnceLock<Arc<BrokerState>>,
-    /// A subscription made for the consumer (by [`Lec::listen_now`]).
-    handoff: Mutex<Option<EventReceiver>>,
-    wake: Notify,
-}
-
 impl Lec {
     /// Has the cache listen to the broker's messages from now on (an organization has just
     /// enabled it); a no-op before [`spawn`].
     pub fn listen_now(&self) {
-        let Some(state) = self.feed.state.get() else {
-            return;
-        };
-        let mut handoff = self.feed.handoff.lock();
-        if handoff.is_none() {
-            *handoff = Some(state.events().subscribe(&[EventKind::Published]));
-        }
-        drop(handoff);
-        self.feed.wake.notify_one();
+        self.feed.listen_now();
     }
 }
 
 /// Whether some organization has its cache enabled.
 fn wanted(registry: &Registry) -> bool {
     registry.orgs().iter().any(|org| ttl_of(registry, org).is_some())
-}
-
-/// The next event of `events`, or never when there is no subscription.
-async fn next(events: &mut Option<EventReceiver>) -> Option<Event> {
-    match events {
-        Some(events) => events.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Takes one published message into the cache if it is a device's event of an
@@ -93,8 +66,8 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, lec: Arc<Lec>) {
         tracing::error!("last event cache: {e} (skipped)");
     }
     let state = handle.state().clone();
-    let _ = lec.feed.state.set(state.clone());
-    let mut events = wanted(&registry).then(|| state.events().subscribe(&[EventKind::Published]));
+    lec.feed.attach(state.clone());
+    let mut events = lec.feed.initial(wanted(&registry));
     let (consumer_registry, consumer_lec, stop) = (registry.clone(), lec.clone(), state.shutdown.clone());
     tokio::spawn(async move {
         let (registry, lec) = (consumer_registry, consumer_lec);
@@ -103,9 +76,9 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, lec: Arc<Lec>) {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = lec.feed.wake.notified() => {}
+                () = lec.feed.woken() => {}
                 _ = recheck.tick() => {}
-                event = next(&mut events) => {
+                event = crate::feed::next(&mut events) => {
                     match event {
                         Some(event) => take(&registry, &lec, event),
                         None => return,
@@ -113,14 +86,7 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, lec: Arc<Lec>) {
                     continue;
                 }
             }
-            let handed = lec.feed.handoff.lock().take();
-            if wanted(&registry) {
-                if events.is_none() {
-                    events = Some(handed.unwrap_or_else(|| state.events().subscribe(&[EventKind::Published])));
-                }
-            } else {
-                events = None;
-            }
+            lec.feed.follow(wanted(&registry), &mut events);
         }
     });
     let stop = handle.state().shutdown.clone();

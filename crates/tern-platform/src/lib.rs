@@ -15,6 +15,7 @@ pub mod dm_task;
 #[cfg(test)]
 mod dm_tests;
 pub mod dm_wire;
+pub mod feed;
 pub mod historian;
 pub mod historian_embedded;
 pub mod historian_pg;

@@ -336,7 +336,7 @@ pub struct Rules {
     alerts: Mutex<HashMap<String, VecDeque<Alert>>>,
     next_alert: AtomicU64,
     /// The consumer's link to the broker ([`crate::rules_task`]).
-    pub(crate) feed: crate::rules_task::Feed,
+    pub(crate) feed: crate::feed::Feed,
 }
 
 impl Rules {

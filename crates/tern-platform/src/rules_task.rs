@@ -16,44 +16,26 @@ use crate::rules::{Counters, Rule, RuleDef, Rules, Source};
 use crate::rules_actions::{alert_of, publish_message, Action, EventCtx, Webhooks};
 use crate::rules_window::RuleState;
 use bytes::Bytes;
-use parking_lot::Mutex;
 use serde_json::Value as Json;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 use tern_broker::admin::Admin;
-use tern_broker::events::{Event, EventKind, EventReceiver, Origin};
-use tern_broker::{BrokerHandle, BrokerState};
-use tokio::sync::Notify;
+use tern_broker::events::{Event, Origin};
+use tern_broker::BrokerHandle;
 
 /// How often the files are looked at (and whether to listen decided).
 const RECHECK: Duration = Duration::from_secs(1);
 /// Payloads of our own publishes remembered (the event stream's ring is 4096).
 const OWN_REMEMBERED: usize = 4096;
 
-/// The consumer's link to the broker, kept in [`Rules`].
-#[derive(Debug, Default)]
-pub struct Feed {
-    state: OnceLock<Arc<BrokerState>>,
-    handoff: Mutex<Option<EventReceiver>>,
-    wake: Notify,
-}
-
 impl Rules {
     /// Has the consumer listen from now on (rules were just defined); a no-op before
     /// [`spawn`].
     pub fn listen_now(&self) {
-        let Some(state) = self.feed.state.get() else {
-            return;
-        };
-        let mut handoff = self.feed.handoff.lock();
-        if handoff.is_none() {
-            *handoff = Some(state.events().subscribe(&[EventKind::Published]));
-        }
-        drop(handoff);
-        self.feed.wake.notify_one();
+        self.feed.listen_now();
     }
 }
 
@@ -297,13 +279,13 @@ pub fn spawn(handle: &BrokerHandle, rules: Arc<Rules>) {
         tracing::error!("rules: {e} (not in force)");
     }
     let state = handle.state().clone();
-    let _ = rules.feed.state.set(state.clone());
+    rules.feed.attach(state.clone());
     let metrics_rules = rules.clone();
     state
         .metrics
         .extra
         .add(Box::new(move |out: &mut String| exposition(&metrics_rules, out)));
-    let mut events = rules.any().then(|| state.events().subscribe(&[EventKind::Published]));
+    let mut events = rules.feed.initial(rules.any());
     let mut consumer = Consumer {
         rules: rules.clone(),
         admin: handle.admin(),
@@ -318,7 +300,7 @@ pub fn spawn(handle: &BrokerHandle, rules: Arc<Rules>) {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = rules.feed.wake.notified() => {}
+                () = rules.feed.woken() => {}
                 _ = recheck.tick() => {
                     let reloading = rules.clone();
                     if let Ok(errors) = tokio::task::spawn_blocking(move || reloading.reload_if_changed()).await {
@@ -328,7 +310,7 @@ pub fn spawn(handle: &BrokerHandle, rules: Arc<Rules>) {
                     }
                     consumer.prune();
                 }
-                event = next(&mut events) => {
+                event = crate::feed::next(&mut events) => {
                     match event {
                         Some(event) => consumer.take(event),
                         None => return,
@@ -336,22 +318,7 @@ pub fn spawn(handle: &BrokerHandle, rules: Arc<Rules>) {
                     continue;
                 }
             }
-            let handed = rules.feed.handoff.lock().take();
-            if rules.any() {
-                if events.is_none() {
-                    events = Some(handed.unwrap_or_else(|| state.events().subscribe(&[EventKind::Published])));
-                }
-            } else {
-                events = None;
-            }
+            rules.feed.follow(rules.any(), &mut events);
         }
     });
-}
-
-/// The next event of `events`, or never when there is no subscription.
-async fn next(events: &mut Option<EventReceiver>) -> Option<Event> {
-    match events {
-        Some(events) => events.recv().await,
-        None => std::future::pending().await,
-    }
 }
