@@ -2,6 +2,7 @@
 //! real sockets with a raw client that sends and reads exact packets.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod iot;
 pub mod pki;
 pub mod postgres;
