@@ -366,6 +366,35 @@ pub(crate) async fn authenticate(
     .await
 }
 
+/// A registered device the path names, of the organization of a caller allowed `need`:
+/// (organization, device, its type's class); 404 when the registry has no such device.
+pub(crate) async fn registered_device(
+    state: &Rest,
+    headers: &HeaderMap,
+    need: Need,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> Result<
+    (
+        String,
+        Arc<crate::registry_model::Device>,
+        crate::registry_model::DeviceClass,
+    ),
+    RestError,
+> {
+    let org = authenticate(state, headers, None).await?.app(need)?.to_string();
+    let (t, d) = path(p)?;
+    let device = state
+        .registry
+        .device(&org, &t, &d)
+        .ok_or_else(|| RestError::not_found(format!("no device {t}/{d}")))?;
+    let class = state
+        .registry
+        .device_type(&org, &t)
+        .map(|ty| ty.class_id)
+        .unwrap_or_default();
+    Ok((org, device, class))
+}
+
 /// A page request: `_limit` and `_bookmark` of the query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Page {

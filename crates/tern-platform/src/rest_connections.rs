@@ -11,7 +11,7 @@
 //! The list looks at every registered device of the organization (one session lookup
 //! each), so it costs in proportion to the registry's size.
 
-use crate::rest::{authenticate, json_answer, path, Answer, Need, Page, Rest, RestError, RestState};
+use crate::rest::{authenticate, json_answer, path, registered_device, Answer, Need, Page, Rest, RestError, RestState};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery};
 use axum::http::{HeaderMap, StatusCode};
@@ -46,17 +46,7 @@ async fn device_connection(
     headers: HeaderMap,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Answer {
-    let org = authenticate(&state, &headers, None).await?.app(Need::Read)?.to_string();
-    let (t, d) = path(p)?;
-    let device = state
-        .registry
-        .device(&org, &t, &d)
-        .ok_or_else(|| RestError::not_found(format!("no device {t}/{d}")))?;
-    let class = state
-        .registry
-        .device_type(&org, &t)
-        .map(|ty| ty.class_id)
-        .unwrap_or_default();
+    let (org, device, class) = registered_device(&state, &headers, Need::Read, p).await?;
     json_answer(StatusCode::OK, connection_json(&state, &device.client_id(&org, class)))
 }
 

@@ -267,12 +267,8 @@ async fn device_of(
     need: Need,
     p: Segments<(String, String)>,
 ) -> Result<(String, String, String), RestError> {
-    let org = org_of(state, headers, need).await?;
-    let (t, d) = path(p)?;
-    if state.registry.device(&org, &t, &d).is_none() {
-        return Err(RestError::not_found(format!("no device {t}/{d}")));
-    }
-    Ok((org, t, d))
+    let (org, device, _) = crate::rest::registered_device(state, headers, need, p).await?;
+    Ok((org, device.type_id.clone(), device.device_id.clone()))
 }
 
 async fn device_mgmt(state: Rest, headers: HeaderMap, p: Segments<(String, String)>) -> Answer {

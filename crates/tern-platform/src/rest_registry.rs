@@ -226,17 +226,7 @@ async fn create_device(state: Rest, headers: HeaderMap, t: Result<Path<String>, 
 type DevicePath = Result<Path<(String, String)>, PathRejection>;
 
 async fn get_device(state: Rest, headers: HeaderMap, p: DevicePath) -> Answer {
-    let org = authenticate(&state, &headers, None).await?.app(Need::Read)?.to_string();
-    let (t, d) = path(p)?;
-    let device = state
-        .registry
-        .device(&org, &t, &d)
-        .ok_or_else(|| RestError::not_found(format!("no device {t}/{d}")))?;
-    let class = state
-        .registry
-        .device_type(&org, &t)
-        .map(|ty| ty.class_id)
-        .unwrap_or_default();
+    let (org, device, class) = crate::rest::registered_device(&state, &headers, Need::Read, p).await?;
     json_answer(StatusCode::OK, device.to_api_json(&org, class))
 }
 

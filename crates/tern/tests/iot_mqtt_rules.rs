@@ -11,6 +11,28 @@ use platform::*;
 use serde_json::Value;
 use tern_proto::*;
 
+/// Gateway type `edge`, gateway `gw1` and devices `test/<id>` of `behind` behind it,
+/// registered with `tern iot`; the gateway connected over 5.0 as soon as the broker has
+/// seen them (one organization file, so all of them at once).
+fn gateway(p: &Platform, behind: &[&str]) -> Client {
+    iot(&p.data, &["type", "create", "za6xa7", "edge", "--class", "gateway"]);
+    let gw = iot(&p.data, &["device", "create", "za6xa7", "edge", "gw1"]);
+    for id in behind {
+        iot(
+            &p.data,
+            &["device", "create", "za6xa7", "test", id, "--gateway", "edge:gw1"],
+        );
+    }
+    let token = text(&gw, "authToken");
+    let mut gateway = None;
+    wait_until("the gateway registered", || {
+        let (client, ack) = p.try_connect(ProtocolVersion::V5, "g:za6xa7:edge:gw1", "use-token-auth", &token);
+        gateway = Some(client);
+        ack.reason_code.is_success()
+    });
+    gateway.unwrap()
+}
+
 #[test]
 fn a_scalable_applications_instances_share_its_messages() {
     let p = Platform::start();
@@ -108,20 +130,7 @@ fn an_organizations_connections_are_capped_by_its_quota() {
 #[test]
 fn a_gateway_acts_for_itself_and_the_devices_behind_it_only() {
     let p = Platform::start();
-    iot(&p.data, &["type", "create", "za6xa7", "edge", "--class", "gateway"]);
-    let gw = iot(&p.data, &["device", "create", "za6xa7", "edge", "gw1"]);
-    iot(
-        &p.data,
-        &["device", "create", "za6xa7", "test", "behind", "--gateway", "edge:gw1"],
-    );
-    let token = text(&gw, "authToken");
-    let mut gateway = None;
-    wait_until("the gateway registered", || {
-        let (client, ack) = p.try_connect(ProtocolVersion::V5, "g:za6xa7:edge:gw1", "use-token-auth", &token);
-        gateway = Some(client);
-        ack.reason_code.is_success()
-    });
-    let mut gateway = gateway.unwrap();
+    let mut gateway = gateway(&p, &["behind"]);
     // Commands for itself and every device: the broker delivers only its own and those
     // of the devices behind it.
     let all = "iot-2/type/+/id/+/cmd/+/fmt/+";
@@ -174,16 +183,7 @@ fn a_gateway_acts_for_itself_and_the_devices_behind_it_only() {
 #[test]
 fn a_gateway_registers_unknown_devices_behind_it_and_is_told_what_it_was_refused() {
     let p = Platform::start();
-    iot(&p.data, &["type", "create", "za6xa7", "edge", "--class", "gateway"]);
-    let gw = iot(&p.data, &["device", "create", "za6xa7", "edge", "gw1"]);
-    let token = text(&gw, "authToken");
-    let mut gateway = None;
-    wait_until("the gateway registered", || {
-        let (client, ack) = p.try_connect(ProtocolVersion::V5, "g:za6xa7:edge:gw1", "use-token-auth", &token);
-        gateway = Some(client);
-        ack.reason_code.is_success()
-    });
-    let mut gateway = gateway.unwrap();
+    let mut gateway = gateway(&p, &[]);
     let notify = "iot-2/type/edge/id/gw1/notify";
     assert_eq!(gateway.subscribe(notify, QoS::AtMostOnce), [ReasonCode(0)]);
     assert_eq!(

@@ -317,6 +317,21 @@ impl Drop for Broker {
 }
 
 /// Runs the `tern` binary with `args` (no standard input) and returns what it did.
+/// The body of an HTTP/1.1 answer sent with `Transfer-Encoding: chunked`, joined.
+pub fn dechunk(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        let at = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..at]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&rest[at + 2..at + 2 + size]);
+        rest = &rest[at + 4 + size..];
+    }
+}
+
 /// An API key of the broker's HTTP API, made with `tern admin key create --json`.
 #[derive(Debug, Clone)]
 pub struct AdminKey {

@@ -57,18 +57,7 @@ pub fn parse_answer(raw: &[u8]) -> Answer {
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     if chunked {
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let at = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[..at]).unwrap().trim(), 16).unwrap();
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[at + 2..at + 2 + size]);
-            rest = &rest[at + 4 + size..];
-        }
-        body = out;
+        body = crate::common::dechunk(&body);
     }
     Answer { status, headers, body }
 }

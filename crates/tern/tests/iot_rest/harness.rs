@@ -80,18 +80,7 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &st
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     let mut body = raw[end + 4..].to_vec();
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let at = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[..at]).unwrap().trim(), 16).unwrap();
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[at + 2..at + 2 + size]);
-            rest = &rest[at + 4 + size..];
-        }
-        body = out;
+        body = crate::common::dechunk(&body);
     }
     Answer { status, head, body }
 }
