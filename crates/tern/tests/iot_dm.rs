@@ -469,3 +469,25 @@ fn a_gateway_manages_a_device_behind_it_with_the_long_forms() {
     assert_eq!(next(&mut gw).1["reqId"], "g2");
     assert_eq!(completed(&p, &id, "behind")["status"], 0);
 }
+
+#[test]
+fn management_messages_have_a_rate_of_their_own_apart_from_events() {
+    let p = Platform::start();
+    let mut d = Client::open(p.mqtt(), ProtocolVersion::V5);
+    let mut connect = connect_packet(ProtocolVersion::V5, "d:za6xa7:test:4321", true, 60);
+    connect.username = Some(ByteStr::from("use-token-auth"));
+    connect.password = Some(bytes::Bytes::copy_from_slice(p.device_token.as_bytes()));
+    assert_eq!(d.connect(&connect).reason_code, ReasonCode::SUCCESS);
+    // 60 manage requests at once: a second's worth (50) is taken, the rest refused.
+    let body = json!({"d": {"lifetime": 0}, "reqId": "r"}).to_string();
+    let codes: Vec<ReasonCode> = (1..=60)
+        .map(|id| d.publish("iotdevice-1/mgmt/manage", body.as_bytes(), QoS::AtLeastOnce, false, id))
+        .collect();
+    let refused = codes.iter().filter(|c| **c == ReasonCode::QUOTA_EXCEEDED).count();
+    assert!(refused >= 1 && codes.len() - refused >= 50, "{codes:?}");
+    // The event quota (10 a second) is untouched by them.
+    for id in 61..71 {
+        let code = d.publish("iot-2/evt/e/fmt/json", b"{}", QoS::AtLeastOnce, false, id);
+        assert!(code.is_success(), "event {id}: {code:?}");
+    }
+}
