@@ -140,7 +140,12 @@ impl Platform {
         )
         .then(|| shared_session_id(&request.client_id));
         let slot = self.quotas.admit(org_id, quotas)?;
-        let dm = self.dm.clone().filter(|_| org_id != QUICKSTART);
+        // Only devices and gateways send management messages (an application's topic
+        // space has none), so only their publishes are offered to the task.
+        let dm = self
+            .dm
+            .clone()
+            .filter(|_| org_id != QUICKSTART && matches!(client, ClientId::Device { .. }));
         if let (Some(inbox), ClientId::Device { type_id, device_id, .. }) = (&dm, &client) {
             inbox.connected(org_id, type_id, device_id);
         }
@@ -366,7 +371,7 @@ pub struct PlatformClient {
     _slot: ConnectionSlot,
     /// A quickstart device: no commands, so no subscriptions.
     no_subscriptions: bool,
-    /// Where the client's device management messages go (`None` in quickstart).
+    /// Where a device's or gateway's management messages go (`None` for applications and in quickstart).
     dm: Option<crate::dm_task::Inbox>,
     /// The last topic a device published and its broker name: a device publishes the
     /// same few event topics over and over, and this spares mapping each one again.
