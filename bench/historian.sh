@@ -58,19 +58,12 @@ start() {
 measure() {
     local name=$1 side=$2
     shift 2
-    local pid json
+    local pid
     historian "$side"
     pid=$(start)
     # Where the last "on" run's events begin (queries below read them).
     [ "$side" = on ] && date +%s%3N >"$work/mark"
-    if ! json=$("$TERN" bench "$@" -p 18896 --iot "$iot" --broker-pid "$pid" --json 2>>"$work/bench.err"); then
-        echo "  $name / $side FAILED: $(tail -n 1 "$work/bench.err")" >&2
-        stop "$pid"
-        return
-    fi
-    stop "$pid"
-    echo "{\"name\": \"$name\", \"historian\": \"$side\", \"result\": $json}" >>"$work/results.jsonl"
-    echo "  $name / $side done" >&2
+    bench_run "$name" historian "$side" "$pid" "$@" -p 18896 --iot "$iot"
 }
 
 D=$DURATION

@@ -11,6 +11,22 @@ ready() {
     exit 1
 }
 
+# bench_run NAME KEY VALUE PID ARGS...: `tern bench ARGS --broker-pid PID --json` ($TERN)
+# against the broker PID, which is stopped after; the result is appended to
+# $work/results.jsonl as {"name": NAME, KEY: VALUE, "result": ...} for bench/summarize.py.
+# A failed run is reported (the last line of $work/bench.err) and left out.
+bench_run() {
+    local name=$1 key=$2 value=$3 pid=$4 json
+    shift 4
+    if json=$("$TERN" bench "$@" --broker-pid "$pid" --json 2>>"$work/bench.err"); then
+        echo "{\"name\": \"$name\", \"$key\": \"$value\", \"result\": $json}" >>"$work/results.jsonl"
+        echo "  $name / $value done" >&2
+    else
+        echo "  $name / $value FAILED: $(tail -n 1 "$work/bench.err")" >&2
+    fi
+    stop "$pid"
+}
+
 # stop PID: SIGTERM, then wait until the process is gone (it is not our child).
 stop() {
     kill "$1" 2>/dev/null || true

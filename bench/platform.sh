@@ -53,17 +53,9 @@ measure() {
     shift 2
     # The same depth on both: the platform routes $iot/<org>/iot-2/type/<t>/id/<d>/evt/<e>/fmt/<f>
     # ($iot/ itself is the platform's: plain clients may not use it).
-    local pid json flags=(-p 18883 --topic-prefix 'iot/bench/iot-2/type/sensor/id/dev/evt/x/fmt/')
+    local flags=(-p 18883 --topic-prefix 'iot/bench/iot-2/type/sensor/id/dev/evt/x/fmt/')
     [ "$listener" = platform ] && flags=(-p 18886 --iot "$iot")
-    pid=$(start)
-    if ! json=$("$TERN" bench "$@" "${flags[@]}" --broker-pid "$pid" --json 2>>"$work/bench.err"); then
-        echo "  $name / $listener FAILED: $(tail -n 1 "$work/bench.err")" >&2
-        stop "$pid"
-        return
-    fi
-    stop "$pid"
-    echo "{\"name\": \"$name\", \"listener\": \"$listener\", \"result\": $json}" >>"$work/results.jsonl"
-    echo "  $name / $listener done" >&2
+    bench_run "$name" listener "$listener" "$(start)" "$@" "${flags[@]}"
 }
 
 D=$DURATION

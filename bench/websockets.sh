@@ -41,17 +41,9 @@ start() {
 measure() {
     local name=$1 transport=$2
     shift 2
-    local pid json flags=(-p 18883)
+    local flags=(-p 18883)
     [ "$transport" = ws ] && flags=(-p 18885 --ws)
-    pid=$(start)
-    if ! json=$("$TERN" bench "$@" "${flags[@]}" --broker-pid "$pid" --json 2>>"$work/bench.err"); then
-        echo "  $name / $transport FAILED: $(tail -n 1 "$work/bench.err")" >&2
-        stop "$pid"
-        return
-    fi
-    stop "$pid"
-    echo "{\"name\": \"$name\", \"transport\": \"$transport\", \"result\": $json}" >>"$work/results.jsonl"
-    echo "  $name / $transport done" >&2
+    bench_run "$name" transport "$transport" "$(start)" "$@" "${flags[@]}"
 }
 
 D=$DURATION
