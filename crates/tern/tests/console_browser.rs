@@ -51,7 +51,7 @@ fn start_console() -> Console {
     let key_id = made.id.clone();
     let key = made.pair();
     let config = format!(
-        "listener 0 127.0.0.1\nallow_anonymous true\nlistener 0 127.0.0.1\nprotocol http\npersistence_location {}\n",
+        "listener 0 127.0.0.1\nallow_anonymous true\nlistener 0 127.0.0.1\nprotocol http\npersistence true\npersistence_location {}\n",
         data.path().display()
     );
     let broker = Broker::with_config("tern.conf", &config);
@@ -86,6 +86,8 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
     let mut watcher = quiet_client(&console.broker, "console-watch-me");
     watcher.subscribe("console/#", QoS::AtLeastOnce);
     let mut publisher = quiet_client(&console.broker, "load-maker");
+    let mut reader = quiet_client(&console.broker, "load-reader");
+    reader.subscribe("load/x", QoS::AtMostOnce);
     let browser = Browser::start(&[]);
     browser.open(&format!("http://{}/", console.http));
 
@@ -102,6 +104,7 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
     log_in(&browser, &console.key);
     browser.find("#fig-in");
     overview_moves(&browser, &mut publisher);
+    drop(reader);
     overview_range(&browser);
     clients_pages(&browser);
     topics_page(&browser, &console, &mut watcher);
@@ -128,12 +131,17 @@ fn overview_moves(browser: &Browser, publisher: &mut Client) {
             publisher.publish("load/x", b"tick", QoS::AtMostOnce, false, 0);
             sent += 1;
         }
+        // A retained message is written to the store: a commit to time.
+        publisher.publish("load/retained", sent.to_string().as_bytes(), QoS::AtMostOnce, true, 0);
         let plotted = browser.eval(
-            "const p = document.querySelector('#plot-in').dataset; return [Number(p.max), Number(p.points)];",
+            "const d = (id) => document.querySelector(id).dataset; \
+             return [Number(d('#plot-in').max), Number(d('#plot-in').points), \
+                     Number(d('#plot-deliveries').max), Number(d('#plot-commit').points)];",
             json!([]),
         );
-        // A few samples, the rate above 0 in them.
-        if plotted[0].as_f64().is_some_and(|m| m > 0.0) && plotted[1].as_f64().is_some_and(|n| n >= 4.0) {
+        // A few samples, the rate above 0 in them; deliveries seen; commits timed.
+        let above = |i: usize| plotted[i].as_f64().is_some_and(|m| m > 0.0);
+        if above(0) && plotted[1].as_f64().is_some_and(|n| n >= 4.0) && above(2) && above(3) {
             break;
         }
         assert!(
@@ -149,7 +157,7 @@ fn overview_moves(browser: &Browser, publisher: &mut Client) {
     );
     assert!(points.as_f64().unwrap() >= 1.0, "{points}");
     assert!(
-        browser.text("#fig-connections").trim() == "2",
+        browser.text("#fig-connections").trim() == "3",
         "connections: {}",
         browser.text("#fig-connections")
     );

@@ -109,12 +109,28 @@ struct StatsBody {
 }
 
 impl StatsBody {
-    /// The next event: the admin facade's figures, the dropped messages, the time.
+    /// The next event: the admin facade's figures, the dropped messages, the messages sent
+    /// by QoS, the store's commit histogram (when there is a store), the time.
     fn event(&mut self) -> Bytes {
         let api = &self.slot.0;
         let mut data = serde_json::to_value(api.admin.stats()).unwrap_or_default();
         if let Some(map) = data.as_object_mut() {
-            map.insert("messages_dropped".into(), api.broker.metrics.dropped.total().into());
+            let metrics = &api.broker.metrics;
+            map.insert("messages_dropped".into(), metrics.dropped.total().into());
+            let by_qos: Vec<u64> = metrics.sent_by_qos.iter().map(crate::metrics::Metrics::get).collect();
+            map.insert("sent_by_qos".into(), by_qos.into());
+            if let Some(store) = &api.broker.store {
+                let commits = store.commit_seconds().snapshot();
+                map.insert(
+                    "store_commits".into(),
+                    serde_json::json!({
+                        "count": commits.count,
+                        "sum_s": commits.sum,
+                        "bounds_s": commits.bounds,
+                        "cumulative": commits.cumulative,
+                    }),
+                );
+            }
             map.insert("streams_open".into(), api.streams.get().into());
             map.insert("time_ms".into(), now_ms().into());
         }

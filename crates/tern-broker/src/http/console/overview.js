@@ -1,5 +1,5 @@
-// The overview: live plots of connections, messages in and out per second and dropped
-// messages per second, from the broker's statistics stream (/api/v1/stream/stats, one
+// The overview: live plots of connections, messages in and out per second, deliveries by
+// QoS, dropped messages per second and the store's commit time, from the broker's statistics stream (/api/v1/stream/stats, one
 // event a second). The samples of the last 15 minutes stay in the page (and in
 // sessionStorage, so a reload keeps them) whichever page is shown.
 
@@ -11,14 +11,19 @@ import {el, num, status} from './dom.js';
 export const SPAN_MS = 15 * 60 * 1000;
 const SAVED = 'tern.history';
 
+// Each plot: its figure is the first line's last value.
 const SERIES = [
   {key: 'connections', title: 'Connections', unit: ''},
   {key: 'in', title: 'Messages in', unit: '/s'},
   {key: 'out', title: 'Messages out', unit: '/s'},
+  {key: 'deliveries', title: 'Deliveries by QoS', unit: '/s', lines: [['q0', 'QoS 0'], ['q1', 'QoS 1'], ['q2', 'QoS 2']]},
   {key: 'dropped', title: 'Dropped messages', unit: '/s'},
+  {key: 'commit', title: 'Store commit time', unit: 'ms (mean)', lines: [['commit_mean', 'mean'], ['commit_p99', '99th percentile (at most)']]},
 ];
+const linesOf = (s) => s.lines || [[s.key, s.title]];
 
-// [time ms, {connections, in, out, dropped}], oldest first.
+// [time ms, {connections, in, out, q0, q1, q2, dropped, commit_mean, commit_p99}],
+// oldest first; the commit times are null in a second without commits.
 let samples = [];
 let previous = null;
 let latest = null;
@@ -47,6 +52,10 @@ function take(data) {
       in: rate('messages_received'),
       out: rate('messages_sent'),
       dropped: rate('messages_dropped'),
+      q0: qosRate(data, 0, seconds),
+      q1: qosRate(data, 1, seconds),
+      q2: qosRate(data, 2, seconds),
+      ...commitTimes(data.store_commits, previous.store_commits),
     }]);
     while (samples.length && samples[0][0] < now - SPAN_MS) samples.shift();
     taken += 1;
@@ -55,6 +64,29 @@ function take(data) {
   previous = data;
   latest = data;
   for (const listener of listeners) listener();
+}
+
+function qosRate(data, qos, seconds) {
+  const now = data.sent_by_qos, before = previous.sent_by_qos;
+  if (!now || !before) return 0;
+  return Math.max(0, (now[qos] - before[qos]) / seconds);
+}
+
+/**
+ * The store's commits between two events: their mean time and the bound of the
+ * histogram's bucket that holds the 99th percentile, in ms (null without commits).
+ */
+function commitTimes(now, before) {
+  const none = {commit_mean: null, commit_p99: null};
+  if (!now || !before || now.count <= before.count) return none;
+  const count = now.count - before.count;
+  const mean = ((now.sum_s - before.sum_s) / count) * 1000;
+  let p99 = null;
+  for (let i = 0; i < now.bounds_s.length; i++) {
+    if (now.cumulative[i] - before.cumulative[i] >= 0.99 * count) { p99 = now.bounds_s[i] * 1000; break; }
+  }
+  if (p99 === null) p99 = now.bounds_s[now.bounds_s.length - 1] * 1000;
+  return {commit_mean: Math.max(0, mean), commit_p99: p99};
 }
 
 /** Keeps the statistics stream open (reopening it when it ends) until `stop`. */
@@ -90,7 +122,13 @@ export function stop() {
 }
 
 function figureText(series) {
-  const last = samples.length ? samples[samples.length - 1][1][series.key] : null;
+  const key = linesOf(series)[0][0];
+  const last = samples.length ? samples[samples.length - 1][1][key] : null;
+  if (series.key === 'commit' && latest && !latest.store_commits) return 'no store';
+  if (series.key === 'deliveries' && samples.length) {
+    const v = samples[samples.length - 1][1];
+    return num((v.q0 || 0) + (v.q1 || 0) + (v.q2 || 0));
+  }
   return num(last);
 }
 
@@ -101,8 +139,9 @@ export function render(main) {
     const svg = plot.create('plot-' + s.key, s.title + ' over the last 15 minutes');
     const card = el('section', {class: 'plot', 'aria-labelledby': 'h-' + s.key},
       el('h2', {id: 'h-' + s.key}, s.title),
-      el('div', {class: 'figure'}, figure, el('small', {}, s.unit)),
-      svg);
+      el('div', {class: 'figure'}, figure, el('small', {}, ' ' + s.unit)),
+      svg,
+      s.lines ? plot.legend(s.lines.map(([, name]) => name)) : null);
     return {s, figure, svg, card};
   });
   const totals = el('dl', {class: 'details', id: 'totals'});
@@ -121,8 +160,11 @@ export function render(main) {
     const now = samples.length ? samples[samples.length - 1][0] : Date.now();
     for (const c of cards) {
       c.figure.textContent = figureText(c.s);
-      const points = samples.map(([t, v]) => [t, v[c.s.key]]);
-      plot.draw(c.svg, points, now, shownSpan, c.s.title);
+      const lines = linesOf(c.s).map(([key, name]) => ({
+        name,
+        points: samples.filter(([, v]) => v[key] !== null && v[key] !== undefined).map(([t, v]) => [t, v[key]]),
+      }));
+      plot.draw(c.svg, lines, now, shownSpan, c.s.title);
     }
     if (latest) {
       const rows = [

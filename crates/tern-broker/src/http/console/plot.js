@@ -1,4 +1,4 @@
-// A line plot of one series over a time window, drawn as SVG: the console's own code,
+// A line plot of one or more series over a time window, drawn as SVG: the console's own code,
 // no library. The y axis starts at 0 and ends at a round number above the largest value.
 
 const NS = 'http://www.w3.org/2000/svg';
@@ -34,13 +34,14 @@ export function create(id, title) {
 }
 
 /**
- * Draws `points` ([time ms, value] in time order) over the `span` ms before `now`.
- * Leaves `data-max`, `data-last` and `data-points` on the element for tests and tools.
+ * Draws `lines` ([{name, points: [[time ms, value], ...]}], points in time order) over
+ * the `span` ms before `now`; the first line is filled below. Leaves `data-max`,
+ * `data-last` and `data-points` (of the first line) on the element for tests and tools.
  */
-export function draw(root, points, now, span, title) {
+export function draw(root, lines, now, span, title) {
   const start = now - span;
-  const shown = points.filter(([t]) => t >= start);
-  const top = roundUp(Math.max(0, ...shown.map(([, v]) => v)));
+  const shown = lines.map((l) => l.points.filter(([t]) => t >= start));
+  const top = roundUp(Math.max(0, ...shown.flat().map(([, v]) => v)));
   const x = (t) => LEFT + ((t - start) / span) * (W - LEFT - RIGHT);
   const y = (v) => H - BOTTOM - (v / top) * (H - TOP - BOTTOM);
   const parts = [];
@@ -55,18 +56,36 @@ export function draw(root, points, now, span, title) {
     const text = i === 0 ? 'now' : ago >= 120000 ? `−${Math.round(ago / 60000)} min` : `−${Math.round(ago / 1000)} s`;
     parts.push(svg('text', {x: x(now - ago), y: H - 4, 'text-anchor': anchor}, text));
   }
-  if (shown.length) {
-    const line = shown.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
-    const first = x(shown[0][0]).toFixed(1), last = x(shown[shown.length - 1][0]).toFixed(1);
-    const base = y(0).toFixed(1);
-    parts.push(svg('polygon', {class: 'area', points: `${first},${base} ${line} ${last},${base}`}));
-    parts.push(svg('polyline', {class: 'series', points: line}));
-    const [t, v] = shown[shown.length - 1];
-    parts.push(svg('circle', {class: 'dot', cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: 2.5}));
-  }
+  shown.forEach((points, i) => {
+    if (!points.length) return;
+    const line = points.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+    if (i === 0) {
+      const first = x(points[0][0]).toFixed(1), last = x(points[points.length - 1][0]).toFixed(1);
+      const base = y(0).toFixed(1);
+      parts.push(svg('polygon', {class: 'area', points: `${first},${base} ${line} ${last},${base}`}));
+    }
+    parts.push(svg('polyline', {class: 'series s' + i, points: line}));
+    const [t, v] = points[points.length - 1];
+    parts.push(svg('circle', {class: 'dot s' + i, cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: 2.5}));
+  });
   root.replaceChildren(svg('title', {}, title), ...parts);
-  const values = shown.map(([, v]) => v);
+  const values = (shown[0] || []).map(([, v]) => v);
   root.dataset.max = String(values.length ? Math.max(...values) : 0);
   root.dataset.last = String(values.length ? values[values.length - 1] : 0);
   root.dataset.points = String(values.length);
+}
+
+/** A legend for the lines of a plot: each name with its line's colour. */
+export function legend(names) {
+  const list = document.createElement('ul');
+  list.className = 'legend';
+  names.forEach((name, i) => {
+    const item = document.createElement('li');
+    const mark = document.createElement('span');
+    mark.className = 'mark s' + i;
+    mark.setAttribute('aria-hidden', 'true');
+    item.append(mark, name);
+    list.append(item);
+  });
+  return list;
 }
