@@ -261,6 +261,12 @@ impl<D: Clone> Outbox<D> {
         self.inflight.iter()
     }
 
+    /// The queued (not yet sent) messages in send order, each with its QoS and payload
+    /// bytes, for an operator to look at.
+    pub fn queued_messages(&self) -> impl Iterator<Item = (&D, QoS, usize)> {
+        self.queue.iter().map(|q| (&q.delivery, q.qos, q.bytes))
+    }
+
     /// Removes queued (not yet sent) messages for which `expired` is true; returns how
     /// many were removed. In-flight messages are left to finish.
     pub fn drop_queued(&mut self, mut expired: impl FnMut(&D) -> bool) -> usize {

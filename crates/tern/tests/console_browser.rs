@@ -106,7 +106,7 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
     overview_moves(&browser, &mut publisher);
     drop(reader);
     overview_range(&browser);
-    clients_pages(&browser);
+    clients_pages(&browser, &console, &mut publisher);
     topics_page(&browser, &console, &mut watcher);
     kick(&browser, &console, &mut watcher);
     phone_width(&browser, &console);
@@ -183,8 +183,9 @@ fn overview_range(browser: &Browser) {
     browser.screenshot(&screenshots(), "overview");
 }
 
-/// The clients list shows both clients; the search narrows it to one.
-fn clients_pages(browser: &Browser) {
+/// The clients list shows both clients; the search narrows it to one; a client's page
+/// shows its subscription, and an offline session's page its queue.
+fn clients_pages(browser: &Browser, console: &Console, publisher: &mut Client) {
     browser.click("a[data-page=clients]");
     browser.wait("the watcher in the list", LISTED, json!(["console-watch-me"]));
     browser.wait("the publisher in the list", LISTED, json!(["load-maker"]));
@@ -209,6 +210,24 @@ fn clients_pages(browser: &Browser) {
         json!([]),
     );
     browser.screenshot(&screenshots(), "client");
+
+    // An offline session with two QoS 1 messages waiting.
+    let mut holder = console.broker.client(V311);
+    holder.connect(&connect_packet(V311, "queue-holder", false, 0));
+    holder.subscribe("held/#", QoS::AtLeastOnce);
+    holder.disconnect();
+    for (n, payload) in [(1, "first held"), (2, "second held")] {
+        let acked = publisher.publish("held/x", payload.as_bytes(), QoS::AtLeastOnce, false, n);
+        assert_eq!(acked, ReasonCode::SUCCESS);
+    }
+    browser.open(&format!("http://{}/#/clients/queue-holder", console.http));
+    browser.wait(
+        "the queue",
+        "document.querySelector('#queue-note') && document.querySelector('#queue-note').textContent.includes('2 queued') \
+         && document.querySelector('#queue-body').textContent.includes('second held')",
+        json!([]),
+    );
+    browser.screenshot(&screenshots(), "client-queue");
 }
 
 /// The publish form: the API's refusal of a bad topic shows next to the topic field.

@@ -12,6 +12,7 @@
 
 mod live;
 pub mod model;
+mod queue;
 
 pub use live::{ConnectionInfo, Traffic};
 pub use model::*;

@@ -51,6 +51,7 @@ pub fn router(state: Arc<ApiState>, extra: Vec<(&'static str, Router)>) -> Route
         .route("/api/v1/clients/{client_id}", get(client))
         .route("/api/v1/clients/{client_id}/kick", post(kick))
         .route("/api/v1/clients/{client_id}/subscriptions", get(client_subscriptions))
+        .route("/api/v1/clients/{client_id}/queue", get(client_queue))
         .route("/api/v1/subscriptions", get(subscriptions))
         .route("/api/v1/sessions", get(sessions))
         .route("/api/v1/sessions/{client_id}", axum::routing::delete(delete_session))
@@ -177,6 +178,13 @@ async fn client_subscriptions(
     let id = param(path, "client_id")?;
     let q = Query::parse(q.as_deref(), &["limit", "cursor"])?;
     listing(api.admin.client_subscriptions(&id, &q.page()?)?)
+}
+
+async fn client_queue(State(api): Api, path: Result<Path<String>, PathRejection>, RawQuery(q): RawQuery) -> Answer {
+    let id = param(path, "client_id")?;
+    let q = Query::parse(q.as_deref(), &["limit"])?;
+    let limit = q.page()?.limit;
+    ok(api.admin.client_queue(&id, limit)?)
 }
 
 async fn subscriptions(State(api): Api, RawQuery(q): RawQuery) -> Answer {

@@ -1,5 +1,5 @@
 // The clients pages: a searchable, paged list (/api/v1/clients), and one client's
-// details and subscriptions with a kick button.
+// details, subscriptions and queue (refreshed every 5 s) with a kick button.
 
 import * as api from './api.js';
 import {el, confirmButton, num} from './dom.js';
@@ -127,8 +127,11 @@ export function renderClient(main, id) {
         ['Bytes in / out', c.bytes_in === null ? '' : `${num(c.bytes_in)} / ${num(c.bytes_out)}`],
       ];
       details.replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+      // The actions are rebuilt only when the state changes (a refresh must not undo
+      // a Kick half asked).
+      const changed = details.dataset.connected !== String(c.connected);
       details.dataset.connected = String(c.connected);
-      actions.replaceChildren(c.connected
+      if (changed) actions.replaceChildren(c.connected
         ? confirmButton('kick', 'Kick', 'Close this client\'s connection?', async () => {
           await api.call('POST', path + '/kick');
           note.textContent = 'Kicked: its connection was closed.';
@@ -163,6 +166,25 @@ export function renderClient(main, id) {
       if (e.status !== 401) error.textContent = e.message;
     }
   }
+  const queue = el('tbody', {id: 'queue-body'});
+  const queueNote = el('p', {class: 'muted', id: 'queue-note'});
+  async function loadQueue() {
+    try {
+      const q = await api.get(path + '/queue' + api.query({limit: 50}));
+      const row = (m, state) => el('tr', {},
+        el('td', {}, state), el('td', {class: 'wrap'}, m.topic), el('td', {}, m.qos),
+        el('td', {class: 'wrap hide-narrow'}, m.payload_preview ?? '(not UTF-8)'),
+        el('td', {}, num(m.payload_bytes)));
+      const rows = [
+        ...q.inflight.map((m) => row(m, `in flight (#${m.packet_id}, awaiting ${m.waiting_for})`)),
+        ...q.queued.map((m) => row(m, 'queued'))];
+      queue.replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', {colspan: 5, class: 'muted'}, 'Nothing queued or in flight.'))]));
+      queueNote.textContent = `${num(q.inflight_total)} in flight, ${num(q.queued_total)} queued` +
+        (q.inflight_total + q.queued_total > rows.length ? ` (the first ${rows.length} shown)` : '');
+    } catch (e) {
+      if (e.status !== 401 && e.status !== 404) error.textContent = e.message;
+    }
+  }
   more.addEventListener('click', () => loadSubs(true));
   main.replaceChildren(
     el('p', {}, el('a', {href: '#/clients'}, '← All clients')),
@@ -180,8 +202,17 @@ export function renderClient(main, id) {
         el('th', {scope: 'col', class: 'hide-narrow'}, 'Retain handling'),
         el('th', {scope: 'col', class: 'hide-narrow'}, 'Id'))),
       subs)),
-    more);
+    more,
+    el('h2', {}, 'Queue'),
+    queueNote,
+    el('div', {class: 'table-wrap'}, el('table', {id: 'queue'},
+      el('thead', {}, el('tr', {},
+        el('th', {scope: 'col'}, 'State'), el('th', {scope: 'col'}, 'Topic'), el('th', {scope: 'col'}, 'QoS'),
+        el('th', {scope: 'col', class: 'hide-narrow'}, 'Payload'), el('th', {scope: 'col'}, 'Bytes'))),
+      queue)));
   loadDetails();
   loadSubs(false);
-  return () => {};
+  loadQueue();
+  const timer = setInterval(() => { loadDetails(); loadQueue(); }, REFRESH_MS);
+  return () => clearInterval(timer);
 }
