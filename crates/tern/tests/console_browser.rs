@@ -51,7 +51,7 @@ fn start_console() -> Console {
     let key_id = made.id.clone();
     let key = made.pair();
     let config = format!(
-        "listener 0 127.0.0.1\nallow_anonymous true\nlistener 0 127.0.0.1\nprotocol http\npersistence true\npersistence_location {}\n",
+        "listener 0 127.0.0.1\nallow_anonymous true\nlistener 0 127.0.0.1\nprotocol http\nmessage_size_limit 1000\npersistence true\npersistence_location {}\n",
         data.path().display()
     );
     let broker = Broker::with_config("tern.conf", &config);
@@ -108,6 +108,7 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
     overview_range(&browser);
     clients_pages(&browser, &console, &mut publisher);
     topics_page(&browser, &console, &mut watcher);
+    topic_tree_and_subscribe(&browser, &mut publisher);
     kick(&browser, &console, &mut watcher);
     phone_width(&browser, &console);
     log_out(&browser);
@@ -244,12 +245,45 @@ fn topics_page(browser: &Browser, console: &Console, watcher: &mut Client) {
     browser.screenshot(&screenshots(), "topics-error");
     browser.clear("#pub-topic");
     browser.type_into("#pub-topic", "console/from-form");
+    // A payload over the broker's message_size_limit: refused next to the payload.
+    browser.eval(
+        "document.querySelector('#pub-payload').value = 'x'.repeat(1500);",
+        json!([]),
+    );
+    browser.click("#pub-send");
+    let error = browser.wait(
+        "the payload's error",
+        "document.querySelector('#pub-payload-error').textContent",
+        json!([]),
+    );
+    assert!(error.as_str().unwrap().contains("message_size_limit"), "{error}");
+    browser.screenshot(&screenshots(), "topics-payload-error");
+    // A user property line without '=' is refused before anything is sent.
+    browser.type_into("#pub-props", "unit");
+    browser.click("#pub-send");
+    let error = browser.wait(
+        "the user properties' error",
+        "document.querySelector('#pub-props-error').textContent",
+        json!([]),
+    );
+    assert!(error.as_str().unwrap().contains("name=value"), "{error}");
+    browser.type_into("#pub-props", "=celsius\nsource=console");
+    browser.clear("#pub-payload");
     browser.type_into("#pub-payload", "hello from the console");
     browser.click("#pub-retain");
     browser.click("#pub-send");
     let got = watcher.recv_publish();
     assert_eq!(&got.topic[..], "console/from-form");
     assert_eq!(&got.payload[..], b"hello from the console");
+    let properties: Vec<(String, String)> = got
+        .properties
+        .user_properties()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(
+        properties,
+        [("unit".into(), "celsius".into()), ("source".into(), "console".into())]
+    );
     browser.wait(
         "the publish result",
         "document.querySelector('#pub-result').textContent.includes('1 session')",
@@ -277,6 +311,50 @@ fn topics_page(browser: &Browser, console: &Console, watcher: &mut Client) {
     let mut late = quiet_client(&console.broker, "late-reader");
     late.subscribe("console/#", QoS::AtLeastOnce);
     late.expect_quiet();
+}
+
+/// The live topic tree shows a topic's last value, rate and retained flag; the subscribe
+/// panel refuses a bad filter next to the field, then shows live messages.
+fn topic_tree_and_subscribe(browser: &Browser, publisher: &mut Client) {
+    const TOPIC_ROW: &str = "(() => { const r = document.querySelector(`#tree [data-topic=\"${arguments[0]}\"]`); return r ? r.textContent : ''; })()";
+    // The retained message the overview left, from the retained listing.
+    let row = browser.wait("the retained topic in the tree", TOPIC_ROW, json!(["load/retained"]));
+    assert!(row.as_str().unwrap().contains("retained"), "{row}");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        publisher.publish("console/tree/temp", b"21.5", QoS::AtMostOnce, false, 0);
+        let row = browser.eval(&format!("return {TOPIC_ROW};"), json!(["console/tree/temp"]));
+        let text = row.as_str().unwrap_or_default().to_string();
+        if text.contains("21.5") && !text.contains(" 0/s") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tree did not show the topic: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    browser.type_into("#sub-filter", "console/#/bad\u{E007}");
+    let error = browser.wait(
+        "the filter's error",
+        "document.querySelector('#sub-filter-error').textContent",
+        json!([]),
+    );
+    assert!(error.as_str().unwrap().contains('#'), "{error}");
+    browser.clear("#sub-filter");
+    browser.type_into("#sub-filter", "console/panel/+\u{E007}");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        publisher.publish("console/panel/1", b"to the panel", QoS::AtMostOnce, false, 0);
+        publisher.publish("console/other", b"not for the panel", QoS::AtMostOnce, false, 0);
+        let shown = browser.eval("return document.querySelector('#sub-messages').textContent;", json!([]));
+        let text = shown.as_str().unwrap_or_default().to_string();
+        if text.contains("to the panel") {
+            assert!(!text.contains("not for the panel"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the panel showed nothing: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    browser.screenshot(&screenshots(), "topics-live");
+    browser.click("#sub-stop");
 }
 
 /// Kick: the client gets DISCONNECT 0x98 and the page says it is gone.
@@ -426,10 +504,34 @@ fn the_console_files_are_public_and_carry_a_strict_policy_and_the_stream_needs_a
     assert!(seen.contains("\"streams_open\":1"), "{seen}");
     assert!(seen.contains("\"messages_dropped\":0"), "{seen}");
     streams_are_capped(console.http, &auth);
+    message_streams(console.http, &auth);
     // The broker stopping ends the stream (the broker exits cleanly with it open).
     console.broker.stop();
     let mut buf = [0u8; 4096];
     while stream.read(&mut buf).is_ok_and(|n| n > 0) {}
+}
+
+/// The message stream: a key is needed, a bad or shared filter gets 400 naming it, and
+/// at most 8 are open at once.
+fn message_streams(addr: SocketAddr, auth: &str) {
+    assert!(read_all(http_get(addr, "/api/v1/stream/messages?filter=%23", None)).starts_with("HTTP/1.1 401"));
+    for bad in ["a/%23/b", "%24share/g/a", ""] {
+        let answer = read_all(http_get(
+            addr,
+            &format!("/api/v1/stream/messages?filter={bad}"),
+            Some(auth),
+        ));
+        assert!(answer.starts_with("HTTP/1.1 400"), "{bad}: {answer}");
+        assert!(answer.contains("\"field\":\"filter\""), "{bad}: {answer}");
+    }
+    let mut open: Vec<TcpStream> = (0..8)
+        .map(|_| http_get(addr, "/api/v1/stream/messages?filter=%23", Some(auth)))
+        .collect();
+    for stream in &mut open {
+        assert!(read_events(stream, 1).contains("\"matched\":0"));
+    }
+    let refused = read_all(http_get(addr, "/api/v1/stream/messages?filter=%23", Some(auth)));
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
 }
 
 /// With one stream open: at most 32 are open, the 33rd is refused, and a stream whose

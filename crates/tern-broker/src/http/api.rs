@@ -62,6 +62,7 @@ pub fn router(state: Arc<ApiState>, extra: Vec<(&'static str, Router)>) -> Route
         .route("/api/v1/listeners", get(listeners))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/stream/stats", get(super::stream::stats))
+        .route("/api/v1/stream/messages", get(super::topic_stream::messages))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

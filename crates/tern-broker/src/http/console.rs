@@ -76,6 +76,16 @@ const ASSETS: &[Asset] = &[
         body: include_str!("console/topics.js"),
     },
     Asset {
+        name: "tree.js",
+        kind: JS,
+        body: include_str!("console/tree.js"),
+    },
+    Asset {
+        name: "subscribe.js",
+        kind: JS,
+        body: include_str!("console/subscribe.js"),
+    },
+    Asset {
         name: "icon.svg",
         kind: "image/svg+xml",
         body: include_str!("console/icon.svg"),

@@ -15,6 +15,7 @@ mod auth;
 mod console;
 mod input;
 mod stream;
+mod topic_stream;
 
 use crate::admin::Admin;
 use crate::api_keys::ApiKeys;

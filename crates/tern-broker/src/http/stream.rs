@@ -32,31 +32,56 @@ pub const INTERVAL: Duration = Duration::from_secs(1);
 /// A stream ends after this long; the client opens another (with its key checked again).
 pub const STREAM_LIFETIME: Duration = Duration::from_secs(60);
 /// What a client waits before reconnecting after a stream ends (the SSE `retry` field).
-const RETRY_MS: u64 = 1000;
+pub(crate) const RETRY_MS: u64 = 1000;
 
-/// How many streams are open.
+/// How many streams are open: statistics streams, and message streams
+/// ([`super::topic_stream`]).
 #[derive(Debug, Default)]
-pub struct OpenStreams(AtomicUsize);
+pub struct OpenStreams {
+    stats: AtomicUsize,
+    messages: AtomicUsize,
+}
 
 impl OpenStreams {
+    /// Statistics streams open.
     pub fn get(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        self.stats.load(Ordering::Relaxed)
+    }
+
+    /// Message streams open.
+    pub fn messages(&self) -> usize {
+        self.messages.load(Ordering::Relaxed)
     }
 }
 
-/// One open stream's place in the count, given back when the stream is dropped.
-struct Slot(Arc<ApiState>);
+/// Which count a stream is in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    Stats,
+    Messages,
+}
+
+fn counter(api: &ApiState, kind: Kind) -> &AtomicUsize {
+    match kind {
+        Kind::Stats => &api.streams.stats,
+        Kind::Messages => &api.streams.messages,
+    }
+}
+
+/// One open stream's place in its count, given back when the stream is dropped.
+pub(crate) struct Slot(Arc<ApiState>, Kind);
 
 impl Slot {
-    fn take(api: &Arc<ApiState>) -> Option<Slot> {
-        let count = &api.streams.0;
+    /// A place in `kind`'s count, unless `most` are open.
+    pub(crate) fn take(api: &Arc<ApiState>, kind: Kind, most: usize) -> Option<Slot> {
+        let count = counter(api, kind);
         let mut current = count.load(Ordering::Relaxed);
         loop {
-            if current >= MAX_STREAMS {
+            if current >= most {
                 return None;
             }
             match count.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Some(Slot(api.clone())),
+                Ok(_) => return Some(Slot(api.clone(), kind)),
                 Err(now) => current = now,
             }
         }
@@ -65,14 +90,14 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.streams.0.fetch_sub(1, Ordering::AcqRel);
+        counter(&self.0, self.1).fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// The handler.
 pub async fn stats(State(api): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     Query::parse(q.as_deref(), &[])?;
-    let Some(slot) = Slot::take(&api) else {
+    let Some(slot) = Slot::take(&api, Kind::Stats, MAX_STREAMS) else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{MAX_STREAMS} statistics streams are open already; close one"),
@@ -144,7 +169,7 @@ impl StatsBody {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

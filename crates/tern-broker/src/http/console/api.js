@@ -118,7 +118,11 @@ export function query(params) {
 export async function events(path, signal, handle) {
   const answer = await fetch(path, {headers: headers(false), cache: 'no-store', credentials: OMIT, signal});
   if (answer.status === 401) throw refused();
-  if (!answer.ok || !answer.body) throw new ApiError(answer.status, null);
+  if (!answer.ok || !answer.body) {
+    let data = null;
+    try { data = await answer.json(); } catch { data = null; }
+    throw new ApiError(answer.status, data);
+  }
   const reader = answer.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
   for (;;) {

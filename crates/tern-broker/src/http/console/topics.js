@@ -1,9 +1,12 @@
-// The topics page: retained messages matching a filter, each with a delete button
-// (/api/v1/retained), and a form that publishes as the broker (/api/v1/publish), with
-// the API's refusal shown next to the field it names.
+// The topics page: the live topic tree (tree.js), the subscribe panel (subscribe.js),
+// retained messages matching a filter, each with a delete button (/api/v1/retained), and
+// a form that publishes as the broker (/api/v1/publish) with MQTT 5.0 user properties;
+// the API's refusal is shown next to the field it names.
 
 import * as api from './api.js';
 import {el, field, fieldError, confirmButton, num} from './dom.js';
+import {treePanel} from './tree.js';
+import {subscribePanel} from './subscribe.js';
 
 const PAGE = 50;
 
@@ -14,8 +17,12 @@ function payloadText(m) {
 
 /** Renders the page; returns what stops it. */
 export function render(main) {
-  main.replaceChildren(el('h1', {}, 'Topics'), el('div', {class: 'columns'}, publishForm(), retainedList()));
-  return () => {};
+  const tree = treePanel();
+  const subscribe = subscribePanel();
+  main.replaceChildren(el('h1', {}, 'Topics'),
+    el('div', {class: 'columns'}, tree.node, subscribe.node),
+    el('div', {class: 'columns'}, publishForm(), retainedList()));
+  return () => { tree.stop(); subscribe.stop(); };
 }
 
 function retainedList() {
@@ -69,7 +76,20 @@ function fieldFor(name) {
   if (name === 'payload' || name === 'payload_base64') return 'pub-payload';
   if (name === 'qos') return 'pub-qos';
   if (name === 'retain') return 'pub-retain';
+  if (name && name.startsWith('properties')) return 'pub-props';
   return 'pub-form';
+}
+
+/** `name=value` lines as pairs; a line without `=` is refused, naming it. */
+function userProperties(text) {
+  const pairs = [];
+  text.split('\n').forEach((line, i) => {
+    if (!line.trim()) return;
+    const at = line.indexOf('=');
+    if (at <= 0) throw new Error(`line ${i + 1}: expected name=value`);
+    pairs.push([line.slice(0, at).trim(), line.slice(at + 1)]);
+  });
+  return pairs;
 }
 
 function publishForm() {
@@ -77,26 +97,32 @@ function publishForm() {
   const payload = el('textarea', {rows: 3});
   const qos = el('select', {}, el('option', {value: '0'}, '0'), el('option', {value: '1'}, '1'), el('option', {value: '2'}, '2'));
   const retain = el('input', {type: 'checkbox', id: 'pub-retain'});
+  const props = el('textarea', {rows: 2, spellcheck: 'false', placeholder: 'unit=celsius'});
   const result = el('p', {id: 'pub-result', class: 'ok', 'aria-live': 'polite'});
   const form = el('form', {id: 'publish', novalidate: true},
     field('pub-topic', 'Topic', topic),
     field('pub-payload', 'Payload (UTF-8 text)', payload),
     field('pub-qos', 'QoS', qos),
+    field('pub-props', 'User properties (MQTT 5.0; one name=value a line)', props),
     el('div', {class: 'field'}, el('label', {class: 'check', for: 'pub-retain'}, retain, 'Retain')),
     el('div', {class: 'error', id: 'pub-form-error', 'aria-live': 'polite'}),
     el('button', {type: 'submit', class: 'primary', id: 'pub-send'}, 'Publish'),
     result);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
-    for (const id of ['pub-topic', 'pub-payload', 'pub-qos', 'pub-form']) fieldError(id, '');
+    for (const id of ['pub-topic', 'pub-payload', 'pub-qos', 'pub-props', 'pub-form']) fieldError(id, '');
     result.textContent = '';
+    const body = {topic: topic.value, payload: payload.value, qos: Number(qos.value), retain: retain.checked};
     try {
-      const answer = await api.call('POST', '/api/v1/publish', {
-        topic: topic.value,
-        payload: payload.value,
-        qos: Number(qos.value),
-        retain: retain.checked,
-      });
+      const pairs = userProperties(props.value);
+      if (pairs.length) body.properties = {user_properties: pairs};
+    } catch (err) {
+      fieldError('pub-props', err.message);
+      props.focus();
+      return;
+    }
+    try {
+      const answer = await api.call('POST', '/api/v1/publish', body);
       result.textContent = `Published: queued for ${num(answer.delivered)} session${answer.delivered === 1 ? '' : 's'}.`;
     } catch (err) {
       if (err.status === 401) return;
