@@ -472,6 +472,11 @@ impl BrokerHandle {
             new.platform_domain.clone_from(&current.platform_domain);
             new.platform_quickstart = current.platform_quickstart;
         }
+        let platform = current.platform_domain.is_some() || current.listeners.iter().any(|l| l.platform);
+        if current.historian_topics.is_empty() && !new.historian_topics.is_empty() && !platform {
+            // The historian runs only if it had lines (or the platform) at start.
+            tracing::warn!("historian_topic takes effect at the next restart: the historian was not started");
+        }
         if new.historian_postgres != current.historian_postgres {
             tracing::warn!("historian_postgres takes effect at the next restart");
             new.historian_postgres.clone_from(&current.historian_postgres);

@@ -137,8 +137,23 @@ pub trait HistorianBackend: Send + Sync + 'static {
     /// A short name for logs and errors (`embedded`, `postgresql`).
     fn name(&self) -> &'static str;
     fn append(&self, batch: &[StoredEvent]) -> Result<(), HistorianError>;
+
+    /// `append` of a batch already grouped by series (each series' events in arrival
+    /// order), as the consumer gives it; a store that keeps series together overrides it
+    /// to skip grouping. The default copies the ids into each event and calls `append`.
+    fn append_series(&self, batch: &[crate::historian_batch::SeriesBatch]) -> Result<(), HistorianError> {
+        let events: Vec<StoredEvent> = batch.iter().flat_map(|s| s.stored_events()).collect();
+        self.append(&events)
+    }
+
     fn query(&self, query: &EventQuery) -> Result<EventPage, HistorianError>;
     fn purge_before(&self, org: &str, before_ms: u64) -> Result<u64, HistorianError>;
+
+    /// For retention by size: the time before which `org`'s events must go so that the
+    /// rest take at most `max_bytes` (each event counted as its payload, its format and 13
+    /// bytes of framing); `None` when they already do. A store may round the time down
+    /// (to a minute), never up.
+    fn bytes_cutoff(&self, org: &str, max_bytes: u64) -> Result<Option<u64>, HistorianError>;
 
     /// The buckets of an aggregate over `query`'s range (`interval_ms` wide, from the
     /// epoch), computed by the store next to the data (a database); `None`, the default:
@@ -186,6 +201,10 @@ impl HistorianBackend for NoStore {
     fn purge_before(&self, _org: &str, _before_ms: u64) -> Result<u64, HistorianError> {
         Err(self.unavailable())
     }
+
+    fn bytes_cutoff(&self, _org: &str, _max_bytes: u64) -> Result<Option<u64>, HistorianError> {
+        Err(self.unavailable())
+    }
 }
 
 impl NoStore {
@@ -221,6 +240,9 @@ pub struct HistorianConfig {
     pub enabled: bool,
     #[serde(default = "default_retention")]
     pub retention_days: u32,
+    /// At most this many bytes of events are kept; past it the oldest go first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_bytes: Option<u64>,
     #[serde(default)]
     pub filter: HistorianFilter,
 }
@@ -234,6 +256,7 @@ impl Default for HistorianConfig {
         HistorianConfig {
             enabled: false,
             retention_days: DEFAULT_RETENTION_DAYS,
+            retention_bytes: None,
             filter: HistorianFilter::default(),
         }
     }
@@ -246,7 +269,7 @@ impl HistorianConfig {
     pub fn from_json(value: serde_json::Value) -> Result<HistorianConfig, HistorianError> {
         let config: HistorianConfig = serde_json::from_value(value).map_err(|e| {
             HistorianError::Invalid(format!(
-                "historian settings: {e} (expected {{\"enabled\": bool, \"retentionDays\": 1..{MAX_RETENTION_DAYS}, \"filter\": {{\"typeIds\": [...], \"eventIds\": [...]}}}})"
+                "historian settings: {e} (expected {{\"enabled\": bool, \"retentionDays\": 1..{MAX_RETENTION_DAYS}, \"retentionBytes\": bytes, \"filter\": {{\"typeIds\": [...], \"eventIds\": [...]}}}})"
             ))
         })?;
         config.check()?;
@@ -258,6 +281,11 @@ impl HistorianConfig {
             return Err(HistorianError::Invalid(format!(
                 "retentionDays must be a whole number of days from 1 to {MAX_RETENTION_DAYS}"
             )));
+        }
+        if self.retention_bytes == Some(0) {
+            return Err(HistorianError::Invalid(
+                "retentionBytes must be a number of bytes above 0 (or left out: no limit but the days)".into(),
+            ));
         }
         for (name, ids) in [("typeIds", &self.filter.type_ids), ("eventIds", &self.filter.event_ids)] {
             if ids.len() > MAX_FILTER_IDS {
@@ -279,13 +307,17 @@ impl HistorianConfig {
         u64::from(self.retention_days) * 86_400_000
     }
 
-    /// As the REST API shows it.
+    /// As the REST API shows it (`retentionBytes` only when set).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "enabled": self.enabled,
             "retentionDays": self.retention_days,
             "filter": {"typeIds": self.filter.type_ids, "eventIds": self.filter.event_ids},
-        })
+        });
+        if let (Some(bytes), Some(object)) = (self.retention_bytes, json.as_object_mut()) {
+            object.insert("retentionBytes".into(), bytes.into());
+        }
+        json
     }
 }
 
@@ -307,6 +339,8 @@ pub struct HistorianConfigs {
     generation: AtomicU64,
     /// Held while a file is written.
     writing: parking_lot::Mutex<()>,
+    /// What plain listeners' messages are stored ([`crate::historian_topics`]).
+    pub topics: crate::historian_topics::TopicStores,
 }
 
 /// The settings' directory inside a data directory.
@@ -345,7 +379,10 @@ impl HistorianConfigs {
                 source,
             }),
         }
+        let (topics, topics_error) = crate::historian_topics::TopicStores::load(&dir);
+        errors.extend(topics_error);
         let configs = HistorianConfigs {
+            topics,
             dir,
             orgs: RwLock::new(orgs),
             generation: AtomicU64::new(0),
@@ -364,9 +401,9 @@ impl HistorianConfigs {
         self.orgs.read().iter().map(|(o, c)| (o.clone(), c.clone())).collect()
     }
 
-    /// Whether some organization stores events.
+    /// Whether some organization, or some `historian_topic` line, stores events.
     pub fn any_enabled(&self) -> bool {
-        self.orgs.read().values().any(|c| c.enabled)
+        self.topics.any() || self.orgs.read().values().any(|c| c.enabled)
     }
 
     /// Whether an event of `org` with this type and event id is stored now.
@@ -408,17 +445,27 @@ fn read_config(path: &Path) -> Result<HistorianConfig, HistorianError> {
     })
 }
 
-/// Replaces `org`'s settings file: a temporary file written and flushed, renamed over
-/// the old one, the directory flushed (a kill -9 leaves the old or the new file).
+/// Replaces `org`'s settings file.
 fn write_config(dir: &Path, org: &str, config: &HistorianConfig) -> Result<(), HistorianError> {
+    write_json(&dir.join(format!("{org}.json")), &config.to_json())
+}
+
+/// Replaces a file of the historian with `value` as JSON: a temporary file written and
+/// flushed, renamed over the old one, the directory flushed (a kill -9 leaves the old or
+/// the new file). Its directory is made if missing. Blocking.
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), HistorianError> {
     use std::os::unix::fs::OpenOptionsExt;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| HistorianError::Io { path, source }
     };
+    let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let path = dir.join(format!("{org}.json"));
-    let tmp = dir.join(format!(".{org}.json.{}.tmp", std::process::id()));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -426,10 +473,10 @@ fn write_config(dir: &Path, org: &str, config: &HistorianConfig) -> Result<(), H
         .mode(0o600)
         .open(&tmp)
         .map_err(io(&tmp))?;
-    let body = serde_json::to_vec_pretty(&config.to_json()).map_err(|e| io(&tmp)(std::io::Error::other(e)))?;
+    let body = serde_json::to_vec_pretty(value).map_err(|e| io(&tmp)(std::io::Error::other(e)))?;
     file.write_all(&body).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
     Ok(())
 }

@@ -13,7 +13,10 @@
 //! - `by_time` maps (organization, last timestamp, block number) to the block's key and
 //!   its count of events, so retention removes an organization's old blocks with one scan
 //!   from its start. A block goes once its newest event is past the retention, so events
-//!   may outlive it by at most [`BLOCK_SPAN_MS`].
+//!   may outlive it by at most [`BLOCK_SPAN_MS`];
+//! - `usage` maps (organization, minute of a block's last timestamp) to the bytes of the
+//!   blocks of that minute, kept with every append and purge, so retention by size finds
+//!   where to cut by reading an organization's minutes newest first, not its events.
 //!
 //! Strings in keys end with a 0 byte (ids never contain one: topics may not), numbers are
 //! big-endian, so byte order is the order above. Block numbers start from the clock at
@@ -24,6 +27,7 @@
 //! was acknowledged survives a kill -9 (redb repairs the file at the next open).
 
 use crate::historian::{Bookmark, EventPage, EventQuery, HistorianBackend, HistorianError, StoredEvent};
+use crate::historian_batch::{SeriesBatch, SeriesEvent};
 use bytes::Bytes;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
@@ -31,6 +35,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 const BY_TIME: TableDefinition<&[u8], &[u8]> = TableDefinition::new("by_time");
+const USAGE: TableDefinition<&[u8], u64> = TableDefinition::new("usage");
+/// The `usage` table's granularity: retention by size cuts at a minute's start.
+const USAGE_MS: u64 = 60_000;
 /// Most events in one block (the bookmark's index has 16 bits).
 pub const BLOCK_EVENTS: usize = 4096;
 /// Most time between a block's first and last event.
@@ -70,6 +77,7 @@ impl EmbeddedStore {
         let tx = db.begin_write().map_err(store)?;
         tx.open_table(BLOCKS).map_err(store)?;
         tx.open_table(BY_TIME).map_err(store)?;
+        tx.open_table(USAGE).map_err(store)?;
         tx.commit().map_err(store)?;
         // Unique across restarts unless more than a million blocks a millisecond.
         let next_block = AtomicU64::new(crate::lec::now_ms() << 20);
@@ -108,6 +116,37 @@ fn with_time(mut prefix: Vec<u8>, timestamp_ms: u64, block: u64) -> Vec<u8> {
     prefix
 }
 
+/// The `usage` key of an organization's minute (`at_ms` rounded down to it).
+fn usage_key(org: &str, at_ms: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(org.len() + 9);
+    push_str(&mut key, org);
+    key.extend_from_slice(&(at_ms / USAGE_MS).to_be_bytes());
+    key
+}
+
+/// Adds (or with `grown` false, takes away) bytes to minutes of the `usage` table.
+fn change_usage(
+    tx: &redb::WriteTransaction,
+    changes: std::collections::HashMap<Vec<u8>, u64>,
+    grown: bool,
+) -> Result<(), HistorianError> {
+    let mut usage = tx.open_table(USAGE).map_err(store)?;
+    for (key, bytes) in changes {
+        let was = usage.get(key.as_slice()).map_err(store)?.map_or(0, |v| v.value());
+        let now = if grown {
+            was.saturating_add(bytes)
+        } else {
+            was.saturating_sub(bytes)
+        };
+        if now == 0 {
+            usage.remove(key.as_slice()).map_err(store)?;
+        } else {
+            usage.insert(key.as_slice(), now).map_err(store)?;
+        }
+    }
+    Ok(())
+}
+
 /// The timestamp and block number at the end of a key.
 fn time_of(key: &[u8]) -> Option<(u64, u64)> {
     let at = key.len().checked_sub(16)?;
@@ -118,7 +157,7 @@ fn time_of(key: &[u8]) -> Option<(u64, u64)> {
 
 /// Appends one event to a block: timestamp (8 bytes), format length (1), format, payload
 /// length (4), payload.
-fn encode_event(block: &mut Vec<u8>, e: &StoredEvent) {
+fn encode_event(block: &mut Vec<u8>, e: &SeriesEvent) {
     let format = &e.format.as_bytes()[..e.format.len().min(255)];
     block.extend_from_slice(&e.timestamp_ms.to_be_bytes());
     block.push(format.len() as u8);
@@ -153,59 +192,54 @@ impl HistorianBackend for EmbeddedStore {
     }
 
     fn append(&self, batch: &[StoredEvent]) -> Result<(), HistorianError> {
-        if batch.is_empty() {
+        self.append_series(&crate::historian_batch::group(batch))
+    }
+
+    fn append_series(&self, batch: &[SeriesBatch]) -> Result<(), HistorianError> {
+        if batch.iter().all(|s| s.events.is_empty()) {
             return Ok(());
         }
-        let mut sorted: Vec<&StoredEvent> = batch.iter().collect();
-        sorted.sort_by(|a, b| {
-            (&a.org, &a.type_id, &a.device_id, &a.event_id, a.timestamp_ms).cmp(&(
-                &b.org,
-                &b.type_id,
-                &b.device_id,
-                &b.event_id,
-                b.timestamp_ms,
-            ))
-        });
-        let same_series = |a: &StoredEvent, b: &StoredEvent| {
-            a.org == b.org && a.type_id == b.type_id && a.device_id == b.device_id && a.event_id == b.event_id
-        };
         let tx = self.db.begin_write().map_err(store)?;
+        let mut grown = std::collections::HashMap::new();
         {
             let mut blocks = tx.open_table(BLOCKS).map_err(store)?;
             let mut by_time = tx.open_table(BY_TIME).map_err(store)?;
-            let mut at = 0;
-            while at < sorted.len() {
-                let first = sorted[at];
-                let mut end = at + 1;
-                while end < sorted.len()
-                    && end - at < BLOCK_EVENTS
-                    && same_series(first, sorted[end])
-                    && sorted[end].timestamp_ms - first.timestamp_ms <= BLOCK_SPAN_MS
-                {
-                    end += 1;
+            let mut value = Vec::new();
+            for series in batch {
+                let mut sorted = std::borrow::Cow::Borrowed(&series.events[..]);
+                if !sorted.is_sorted_by_key(|e| e.timestamp_ms) {
+                    // The broker's clock went back (a test moved it): blocks are in time order.
+                    sorted.to_mut().sort_by_key(|e| e.timestamp_ms);
                 }
-                let number = self.next_block.fetch_add(1, Relaxed);
-                let last = sorted[end - 1];
-                let key = with_time(
-                    series_prefix(&first.org, &first.type_id, &first.device_id, &first.event_id),
-                    first.timestamp_ms,
-                    number,
-                );
-                let mut value = Vec::new();
-                for e in &sorted[at..end] {
-                    encode_event(&mut value, e);
+                let prefix = series_prefix(&series.org, &series.type_id, &series.device_id, &series.event_id);
+                let mut at = 0;
+                while at < sorted.len() {
+                    let first = sorted[at].timestamp_ms;
+                    let mut end = at + 1;
+                    while end < sorted.len() && end - at < BLOCK_EVENTS && sorted[end].timestamp_ms - first <= BLOCK_SPAN_MS {
+                        end += 1;
+                    }
+                    let number = self.next_block.fetch_add(1, Relaxed);
+                    let last = sorted[end - 1].timestamp_ms;
+                    let key = with_time(prefix.clone(), first, number);
+                    value.clear();
+                    for e in &sorted[at..end] {
+                        encode_event(&mut value, e);
+                    }
+                    let mut org = Vec::with_capacity(series.org.len() + 1);
+                    push_str(&mut org, &series.org);
+                    let time_key = with_time(org, last, number);
+                    let mut index = Vec::with_capacity(key.len() + 4);
+                    index.extend_from_slice(&u32::try_from(end - at).unwrap_or(u32::MAX).to_be_bytes());
+                    index.extend_from_slice(&key);
+                    blocks.insert(key.as_slice(), value.as_slice()).map_err(store)?;
+                    by_time.insert(time_key.as_slice(), index.as_slice()).map_err(store)?;
+                    *grown.entry(usage_key(&series.org, last)).or_insert(0) += value.len() as u64;
+                    at = end;
                 }
-                let mut org = Vec::with_capacity(first.org.len() + 1);
-                push_str(&mut org, &first.org);
-                let time_key = with_time(org, last.timestamp_ms, number);
-                let mut index = Vec::with_capacity(key.len() + 4);
-                index.extend_from_slice(&u32::try_from(end - at).unwrap_or(u32::MAX).to_be_bytes());
-                index.extend_from_slice(&key);
-                blocks.insert(key.as_slice(), value.as_slice()).map_err(store)?;
-                by_time.insert(time_key.as_slice(), index.as_slice()).map_err(store)?;
-                at = end;
             }
         }
+        change_usage(&tx, grown, true)?;
         tx.commit().map_err(store)
     }
 
@@ -272,6 +306,7 @@ impl HistorianBackend for EmbeddedStore {
         loop {
             let tx = self.db.begin_write().map_err(store)?;
             let done;
+            let mut shrunk = std::collections::HashMap::new();
             {
                 let mut by_time = tx.open_table(BY_TIME).map_err(store)?;
                 let mut blocks = tx.open_table(BLOCKS).map_err(store)?;
@@ -289,15 +324,37 @@ impl HistorianBackend for EmbeddedStore {
                         continue;
                     };
                     let count = u32::from_be_bytes(count.try_into().unwrap_or_default());
-                    blocks.remove(key).map_err(store)?;
+                    if let Some(block) = blocks.remove(key).map_err(store)? {
+                        let minute = time_of(time_key).map_or(0, |(t, _)| t);
+                        *shrunk.entry(usage_key(org, minute)).or_insert(0) += block.value().len() as u64;
+                    }
                     by_time.remove(time_key.as_slice()).map_err(store)?;
                     removed += u64::from(count);
                 }
             }
+            change_usage(&tx, shrunk, false)?;
             tx.commit().map_err(store)?;
             if done {
                 return Ok(removed);
             }
         }
+    }
+
+    fn bytes_cutoff(&self, org: &str, max_bytes: u64) -> Result<Option<u64>, HistorianError> {
+        let (from, to) = (usage_key(org, 0), usage_key(org, u64::MAX));
+        let tx = self.db.begin_read().map_err(store)?;
+        let usage = tx.open_table(USAGE).map_err(store)?;
+        let mut total = 0u64;
+        for entry in usage.range(from.as_slice()..=to.as_slice()).map_err(store)?.rev() {
+            let (key, bytes) = entry.map_err(store)?;
+            total = total.saturating_add(bytes.value());
+            if total > max_bytes {
+                // This minute and every older one go.
+                let minute = key.value().len().checked_sub(8).and_then(|at| key.value().get(at..));
+                let minute = minute.and_then(|m| m.try_into().ok()).map_or(0, u64::from_be_bytes);
+                return Ok(Some(minute.saturating_add(1).saturating_mul(USAGE_MS)));
+            }
+        }
+        Ok(None)
     }
 }

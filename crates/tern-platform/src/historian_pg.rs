@@ -772,6 +772,24 @@ impl HistorianBackend for PgBackend {
             }
         }
     }
+
+    fn bytes_cutoff(&self, org: &str, max_bytes: u64) -> Result<Option<u64>, HistorianError> {
+        let conn = self.connected()?;
+        let (org, max) = (org.to_string(), to_i64(max_bytes));
+        let row = run(&self.shared.runtime, async move {
+            conn.client
+                .query_opt(sql::BYTES_CUTOFF, &[&org, &max])
+                .await
+                .map_err(|e| pg_error(&e))
+        })?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let ts: i64 = row
+            .try_get("ts_ms")
+            .map_err(|e| store_error(format!("reading a retention cutoff: {e}")))?;
+        Ok(Some(u64::try_from(ts).unwrap_or(0).saturating_add(1)))
+    }
 }
 
 impl Drop for PgBackend {

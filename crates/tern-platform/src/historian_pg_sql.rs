@@ -91,6 +91,15 @@ pub(crate) const PURGE: &str = "DELETE FROM tern_events WHERE id IN (
 /// Events one retention statement removes, so none holds locks for long.
 pub(crate) const PURGE_CHUNK: i64 = 10_000;
 
+/// Retention by size: the time of the newest event of an organization (`$1`) past which
+/// its events, counted newest first, hold more than `$2` bytes (payload, format and 13
+/// bytes each, as the embedded store counts them); no row when they hold less.
+pub(crate) const BYTES_CUTOFF: &str = "SELECT ts_ms FROM (
+    SELECT ts_ms, sum(octet_length(payload) + octet_length(format) + 13)
+        OVER (ORDER BY ts_ms DESC, id DESC) AS total
+    FROM tern_events WHERE org = $1) newest_first
+WHERE total > $2 ORDER BY ts_ms DESC LIMIT 1";
+
 /// What [`migrate`] found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Migrated {

@@ -166,7 +166,7 @@ fn parse_field(s: &str) -> Result<Vec<String>, HistorianError> {
 }
 
 /// `%XX` and `+` of a query string's value, decoded.
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let mut out = Vec::with_capacity(s.len());
     let mut bytes = s.bytes();
     while let Some(b) = bytes.next() {

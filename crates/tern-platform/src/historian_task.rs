@@ -20,8 +20,8 @@
 //! The sweep removes, every [`SWEEP_INTERVAL`] (and at once when a test moves the
 //! broker's clock), each organization's events older than its retention.
 
-use crate::historian::{now_ms, Historian, StoredEvent};
-use crate::lec::event_of;
+use crate::historian::{now_ms, Historian};
+use crate::historian_batch::Batcher;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +70,7 @@ pub fn start(handle: &BrokerHandle, data_dir: &std::path::Path) -> Arc<Historian
         tracing::error!("historian settings: {e} (that organization stores nothing)");
     }
     let historian = Arc::new(historian);
+    crate::historian_topics::apply_config(&historian, handle.state());
     spawn(handle, historian.clone());
     historian
 }
@@ -102,7 +103,7 @@ pub fn spawn(handle: &BrokerHandle, historian: Arc<Historian>) {
         .add(Box::new(move |out: &mut String| exposition(&counted, out)));
     let consumer = Consumer {
         historian: historian.clone(),
-        queue: Vec::new(),
+        batch: Batcher::default(),
         first_queued: None,
         writing: None,
         lost_seen: 0,
@@ -113,6 +114,7 @@ pub fn spawn(handle: &BrokerHandle, historian: Arc<Historian>) {
     state.events().spawn_consumer(consumer.run(stream));
     let stop = state.shutdown.clone();
     tokio::spawn(async move {
+        let state = state;
         let mut last = Instant::now();
         let mut offset = tern_broker::clock::offset();
         loop {
@@ -120,6 +122,7 @@ pub fn spawn(handle: &BrokerHandle, historian: Arc<Historian>) {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(RECHECK) => {}
             }
+            crate::historian_topics::apply_config(&historian, &state);
             let moved = tern_broker::clock::offset();
             if last.elapsed() < SWEEP_INTERVAL && moved == offset {
                 continue;
@@ -130,28 +133,49 @@ pub fn spawn(handle: &BrokerHandle, historian: Arc<Historian>) {
     });
 }
 
-/// Removes each organization's events older than its retention.
+/// Removes each organization's and each `historian_topic` store's events older than
+/// its retention, then the oldest of those over their size limit.
 async fn sweep(historian: &Arc<Historian>) {
     let now = now_ms();
+    let mut targets: Vec<(String, String, u64, Option<u64>)> = Vec::new();
     for (org, config) in historian.configs.all() {
+        targets.push((org.clone(), org, config.retention_ms(), config.retention_bytes));
+    }
+    for store in historian.configs.topics.all().iter() {
+        let name = format!("historian_topic {}", store.filter);
+        targets.push((store.org(), name, store.retention_ms(), store.retention_bytes));
+    }
+    for (org, name, retention_ms, max_bytes) in targets {
         let backend = historian.backend.clone();
-        let before = now.saturating_sub(config.retention_ms());
-        let purged = {
-            let org = org.clone();
-            tokio::task::spawn_blocking(move || backend.purge_before(&org, before)).await
-        };
+        let before = now.saturating_sub(retention_ms);
+        let purged = tokio::task::spawn_blocking(move || {
+            let by_size = match max_bytes {
+                Some(max) => backend.bytes_cutoff(&org, max)?,
+                None => None,
+            };
+            let cut = by_size.map_or(before, |at| at.max(before));
+            Ok::<_, crate::historian::HistorianError>((backend.purge_before(&org, cut)?, by_size > Some(before)))
+        })
+        .await;
         match purged {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => {
+            Ok(Ok((0, _))) => {}
+            Ok(Ok((n, by_size))) => {
                 historian.counters.purged.fetch_add(n, Relaxed);
-                tracing::info!(
-                    "historian: retention removed {n} events of {org} (older than {} days)",
-                    config.retention_days
-                );
+                let why = match (by_size, max_bytes) {
+                    (true, Some(max)) => format!("over {max} bytes"),
+                    _ => format!("older than {} days", retention_ms / 86_400_000),
+                };
+                tracing::info!("historian: retention removed {n} events of {name} ({why})");
             }
-            Ok(Err(e)) => tracing::error!("historian: retention of {org}: {e}"),
-            Err(e) => tracing::error!("historian: retention of {org} failed: {e}"),
+            Ok(Err(e)) => tracing::error!("historian: retention of {name}: {e}"),
+            Err(e) => tracing::error!("historian: retention of {name} failed: {e}"),
         }
+    }
+    let topics = historian.clone();
+    match tokio::task::spawn_blocking(move || topics.configs.topics.forget_expired(now)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("historian: {e}"),
+        Err(e) => tracing::error!("historian: forgetting removed historian_topic lines failed: {e}"),
     }
 }
 
@@ -159,7 +183,7 @@ async fn sweep(historian: &Arc<Historian>) {
 struct Consumer {
     historian: Arc<Historian>,
     /// Events waiting for the next batch.
-    queue: Vec<StoredEvent>,
+    batch: Batcher,
     /// When the oldest of them was queued.
     first_queued: Option<Instant>,
     /// The batch being written, with its size.
@@ -216,7 +240,7 @@ impl Consumer {
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let due = match (&self.writing, self.first_queued) {
-                (None, Some(first)) if self.queue.len() >= BATCH_EVENTS => Some(first),
+                (None, Some(first)) if self.batch.len() >= BATCH_EVENTS => Some(first),
                 (None, Some(first)) => Some(first + BATCH_DELAY),
                 _ => None,
             };
@@ -231,7 +255,7 @@ impl Consumer {
                 _ = recheck.tick() => {}
                 () = tokio::time::sleep_until(poll_at), if events.is_some() && !stopping => {
                     let drained = events.as_mut().map_or(0, |events| self.drain(events));
-                    if self.queue.len() >= BATCH_EVENTS && self.writing.is_none() {
+                    if self.batch.len() >= BATCH_EVENTS && self.writing.is_none() {
                         self.write();
                     }
                     poll_at = Instant::now() + if drained >= BUSY { Duration::ZERO } else { POLL };
@@ -243,7 +267,10 @@ impl Consumer {
                 // Stopping: what is left in the stream, until it ends.
                 event = next(&mut events), if stopping => {
                     match event {
-                        Some(event) => self.take(event),
+                        Some(event) => {
+                            self.batch.check_settings(&self.historian);
+                            self.take(event, now_ms());
+                        }
                         None => break,
                     }
                     continue;
@@ -290,52 +317,46 @@ impl Consumer {
     }
 
     /// Takes every event waiting in the stream (at most the ring's length); how many.
+    /// They are stamped with one reading of the clock: they reached the stream since the
+    /// last drain, at most [`POLL`] ago.
     fn drain(&mut self, events: &mut EventReceiver) -> usize {
+        self.batch.check_settings(&self.historian);
+        let now = now_ms();
         let mut drained = 0;
         while let Some(event) = events.try_recv() {
-            self.take(event);
+            self.take(event, now);
             drained += 1;
         }
         drained
     }
 
-    /// Queues a published message if it is a device event some organization stores.
-    fn take(&mut self, event: Event) {
+    /// Queues a published message if it is a device event some organization stores, or
+    /// a message a `historian_topic` line stores.
+    fn take(&mut self, event: Event, now: u64) {
         let Event::Published { topic, payload, .. } = event else {
             return;
         };
-        let Some([org, t, d, e, f]) = event_of(&topic) else {
-            return;
-        };
-        if !self.historian.configs.wants(org, t, e) {
-            return;
-        }
-        if self.queue.len() >= MAX_QUEUED {
-            self.historian.counters.lost.fetch_add(1, Relaxed);
+        if self.batch.len() >= MAX_QUEUED {
+            if self.batch.stores(&self.historian, &topic) {
+                self.historian.counters.lost.fetch_add(1, Relaxed);
+            }
             return;
         }
-        self.first_queued.get_or_insert_with(Instant::now);
-        self.queue.push(StoredEvent {
-            org: org.to_string(),
-            type_id: t.to_string(),
-            device_id: d.to_string(),
-            event_id: e.to_string(),
-            format: f.to_string(),
-            timestamp_ms: now_ms(),
-            payload,
-        });
+        if self.batch.push(&self.historian, &topic, payload, now) {
+            self.first_queued.get_or_insert_with(Instant::now);
+        }
     }
 
     /// Starts writing what is queued (if anything is, and no write is in flight).
     fn write(&mut self) {
-        if self.queue.is_empty() || self.writing.is_some() {
+        if self.batch.is_empty() || self.writing.is_some() {
             return;
         }
-        let batch = std::mem::take(&mut self.queue);
+        let n = self.batch.len();
+        let batch = self.batch.take();
         self.first_queued = None;
-        let n = batch.len();
         let backend = self.historian.backend.clone();
-        self.writing = Some((tokio::task::spawn_blocking(move || backend.append(&batch)), n));
+        self.writing = Some((tokio::task::spawn_blocking(move || backend.append_series(&batch)), n));
     }
 
     fn finished(&mut self, result: Result<(), String>, n: usize) {

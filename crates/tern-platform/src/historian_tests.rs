@@ -169,6 +169,34 @@ fn the_embedded_store_reads_one_series_in_time_order_page_by_page() {
 }
 
 #[test]
+fn retention_by_size_cuts_whole_minutes_newest_first_and_keeps_count_across_purges() {
+    let dir = TempDir::new();
+    let store = crate::historian_embedded::EmbeddedStore::open(dir.path()).unwrap();
+    let minute = 60_000;
+    // 10 bytes of payload, 4 of format ("json"), 13 of framing: 27 bytes an event; two
+    // events in each of minutes 0, 2 and 4 (blocks apart), and one of another organization.
+    let size = 27;
+    let mut batch = Vec::new();
+    for m in 0..3u64 {
+        for k in 0..2 {
+            batch.push(event("o", "d", "e", 2 * m * minute + k, "0123456789"));
+        }
+    }
+    batch.push(event("o2", "d", "e", 5, "0123456789"));
+    store.append(&batch).unwrap();
+    assert_eq!(store.bytes_cutoff("o", 6 * size).unwrap(), None);
+    assert_eq!(store.bytes_cutoff("o", 6 * size - 1).unwrap(), Some(minute));
+    assert_eq!(store.bytes_cutoff("o", 4 * size).unwrap(), Some(minute));
+    assert_eq!(store.bytes_cutoff("o", 2 * size).unwrap(), Some(3 * minute));
+    assert_eq!(store.bytes_cutoff("o", 1).unwrap(), Some(5 * minute));
+    assert_eq!(store.bytes_cutoff("nobody", 1).unwrap(), None);
+    // A purge takes its bytes away: what is left fits again.
+    assert_eq!(store.purge_before("o", minute).unwrap(), 2);
+    assert_eq!(store.bytes_cutoff("o", 4 * size).unwrap(), None);
+    assert_eq!(store.bytes_cutoff("o2", size).unwrap(), None);
+}
+
+#[test]
 fn times_are_read_in_iso_8601_or_milliseconds() {
     use crate::historian_query::parse_time;
     let t = 1_457_964_726_527;
@@ -226,6 +254,10 @@ impl HistorianBackend for Paged {
 
     fn purge_before(&self, _org: &str, _before_ms: u64) -> Result<u64, HistorianError> {
         Ok(0)
+    }
+
+    fn bytes_cutoff(&self, _org: &str, _max_bytes: u64) -> Result<Option<u64>, HistorianError> {
+        Ok(None)
     }
 }
 

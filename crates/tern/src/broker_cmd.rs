@@ -238,14 +238,17 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
     let no_listeners = config.is_local_default();
     let platform_domain = (config.listeners.iter().any(|l| l.platform) || config.platform_domain.is_some())
         .then(|| config.platform_domain.clone());
+    let historian_topics = !config.historian_topics.is_empty();
     let mut broker = bind(config, &args).await?;
     let mut lec = None;
+    let mut historian = None;
     if let Some(domain) = platform_domain {
         // Listeners in platform mode: the IoT platform decides who their clients are.
         let handle = broker.handle();
         let started =
             tern_platform::policy::start(&handle, &data_dir, domain.clone()).context("the IoT platform's registry")?;
         let registry = started.registry.clone();
+        historian = Some(started.historian.clone());
         // `tern iot --url`: the registry on the admin API, behind its keys.
         let admin_routes = tern_platform::registry_admin::router(registry.clone());
         broker = broker.with_admin_http_routes(tern_platform::registry_admin::PREFIX, admin_routes);
@@ -257,6 +260,14 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
             broker = broker.with_http_routes(tern_platform::rest::PREFIX, routes);
             lec = Some(cache);
         }
+    }
+    if historian.is_none() && historian_topics {
+        // `historian_topic` lines without the platform: the historian alone.
+        historian = Some(tern_platform::historian_task::start(&broker.handle(), &data_dir));
+    }
+    if let Some(historian) = historian {
+        let routes = tern_platform::rest_historian_topics::router(historian);
+        broker = broker.with_admin_http_routes(tern_platform::rest_historian_topics::PREFIX, routes);
     }
     if no_listeners {
         broker = broker.with_default_http_api().await;

@@ -284,6 +284,8 @@ fn bad_queries_and_settings_are_refused_with_400_naming_what_is_wrong() {
         json!({"retentionDays": 3}),
         json!({"enabled": true, "retentionDays": 0}),
         json!({"enabled": true, "retentionDays": 100000}),
+        json!({"enabled": true, "retentionBytes": 0}),
+        json!({"enabled": true, "retentionBytes": -5}),
         json!({"enabled": true, "filter": {"typeIds": ["a/b"]}}),
         json!({"enabled": true, "filter": {"topics": ["#"]}}),
         json!({"enabled": true, "color": "red"}),
@@ -347,7 +349,7 @@ fn stored_events_survive_a_kill_9() {
 }
 
 #[test]
-fn retention_removes_events_older_than_the_organizations_days() {
+fn retention_removes_events_older_than_the_organizations_days_or_over_its_bytes() {
     let mut p = Platform::start();
     iot(
         &p.data,
@@ -396,4 +398,23 @@ fn retention_removes_events_older_than_the_organizations_days() {
     let payloads: Vec<Value> = kept.iter().map(|e| e["payload"].clone()).collect();
     let expected: Vec<Value> = temps(2).iter().map(|b| serde_json::from_slice(b).unwrap()).collect();
     assert_eq!(payloads, expected);
+
+    // By size: room for one event (payload, format and 13 bytes), so once a newer one is
+    // stored the minute of the two older ones goes.
+    let newest = json!({"d": {"temp": 99.5, "n": 9}}).to_string().into_bytes();
+    let room = newest.len() + "json".len() + 13;
+    let set = enable(&p, json!({"enabled": true, "retentionDays": 1, "retentionBytes": room}));
+    assert_eq!(set["retentionBytes"], room);
+    p.broker.as_mut().unwrap().advance_clock(120);
+    publish_all(&mut device, "iot-2/evt/temp/fmt/json", std::slice::from_ref(&newest));
+    stored(&p, "temp", 3);
+    p.broker.as_mut().unwrap().advance_clock(60);
+    let broker = p.broker.as_ref().unwrap();
+    wait_until("the retention sweep by size", || {
+        broker.log_contains(&format!(
+            "historian: retention removed 2 events of za6xa7 (over {room} bytes)"
+        ))
+    });
+    let kept = stored(&p, "temp", 1);
+    assert_eq!(kept[0]["payload"], serde_json::from_slice::<Value>(&newest).unwrap());
 }

@@ -442,7 +442,7 @@ fn events_acknowledged_while_the_database_is_down_survive_a_kill_9() {
 }
 
 #[test]
-fn retention_deletes_old_events_from_postgresql() {
+fn retention_deletes_old_and_oversize_events_from_postgresql() {
     let Some(pg) = shared() else { return };
     let db = "retention";
     let mut p = platform_on(pg, db);
@@ -471,4 +471,25 @@ fn retention_deletes_old_events_from_postgresql() {
         "the retention sweep"
     );
     assert_eq!(rows(pg, db, "body #>> '{d,n}'"), ["5", "6"]);
+    // By size, counted in SQL: room for one event, so a newer one pushes both out.
+    let newest = temps(7, 1);
+    let room = newest[0].len() + "json".len() + 13;
+    p.call(
+        &p.admin,
+        "PUT",
+        "/config/historian",
+        Some(json!({"enabled": true, "retentionDays": 1, "retentionBytes": room})),
+    )
+    .ok(200);
+    publish_all(&mut device, "iot-2/evt/temp/fmt/json", &newest);
+    wait_rows(pg, db, 3);
+    p.broker.as_mut().unwrap().advance_clock(60);
+    let broker = p.broker.as_ref().unwrap();
+    assert!(
+        broker.log_contains(&format!(
+            "historian: retention removed 2 events of za6xa7 (over {room} bytes)"
+        )),
+        "the retention sweep by size"
+    );
+    assert_eq!(rows(pg, db, "body #>> '{d,n}'"), ["7"]);
 }

@@ -5,12 +5,14 @@
 //! support is an error naming the file, the line and the directive: silently ignoring a
 //! security or persistence setting would be worse than refusing to start.
 
+mod historian;
 mod mosquitto;
 mod tern_toml;
 
 use crate::shared::ShareStrategy;
 use crate::store::Durability;
 use anyhow::{Context, Result};
+pub use historian::HistorianTopic;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -216,6 +218,9 @@ pub struct Config {
     /// The historian's PostgreSQL database (`historian_postgres <connection string>`, libpq
     /// `key=value` pairs or a `postgresql://` URL); `None`: the embedded store.
     pub historian_postgres: Option<String>,
+    /// What the historian keeps of plain listeners' messages (`historian_topic` lines, in
+    /// order: the first whose filter matches a topic stores it).
+    pub historian_topics: Vec<HistorianTopic>,
     /// Debug-level logging (mosquitto's `log_type debug` or `-v`).
     pub verbose: bool,
     pub log_dest: Vec<LogDest>,
@@ -319,6 +324,7 @@ impl Default for Config {
             platform_domain: None,
             platform_quickstart: false,
             historian_postgres: None,
+            historian_topics: Vec::new(),
             verbose: false,
             log_dest: Vec::new(),
             log_facility: None,

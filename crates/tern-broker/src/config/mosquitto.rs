@@ -232,6 +232,7 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
         "platform_domain" => config.platform_domain = Some(platform_domain(one(args)?)?),
         "platform_quickstart" => config.platform_quickstart = boolean(args)?,
         "historian_postgres" => config.historian_postgres = Some(historian_postgres(&args.join(" "))?),
+        "historian_topic" => config.historian_topics.push(super::historian::historian_topic(args)?),
         "per_listener_settings" => config.per_listener_settings = boolean(args)?,
         // Security settings: per listener with per_listener_settings, else global.
         "allow_anonymous" => {

@@ -31,6 +31,7 @@ struct File {
     platform_domain: Option<String>,
     platform_quickstart: Option<bool>,
     historian_postgres: Option<String>,
+    historian_topic: Option<Vec<String>>,
     verbose: Option<bool>,
     log_dest: Option<Vec<String>>,
     log_facility: Option<u8>,
@@ -226,6 +227,10 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         .as_deref()
         .map(super::mosquitto::historian_postgres)
         .transpose()?;
+    for line in file.historian_topic.iter().flatten() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        c.historian_topics.push(super::historian::historian_topic(&words)?);
+    }
     c.platform_domain = file
         .platform_domain
         .as_deref()
