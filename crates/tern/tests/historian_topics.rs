@@ -296,7 +296,7 @@ fn retention_removes_what_is_older_than_its_days_or_over_its_bytes() {
 fn bad_historian_topic_lines_stop_the_start_naming_the_directive() {
     let dir = tempfile::tempdir().unwrap();
     for (line, says) in [
-        ("historian_topic", "historian_topic needs a topic filter"),
+        ("historian_topic", "historian_topic: needs a topic filter"),
         ("historian_topic a/#/b", "is not a valid topic filter"),
         ("historian_topic $SYS/#", "starting with '$'"),
         ("historian_topic a/# 0d", "1d to 3650d"),
@@ -316,5 +316,5 @@ fn bad_historian_topic_lines_stop_the_start_naming_the_directive() {
     std::fs::write(&toml, "historian_topic = [\"ok/# 2d\", \"x/# 2q\"]\n").unwrap();
     let out = tern(&["broker", "-c", toml.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("\"2q\" is neither days"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("historian_topic: x/#: \"2q\" is neither days"));
 }

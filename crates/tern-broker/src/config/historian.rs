@@ -28,13 +28,13 @@ pub struct HistorianTopic {
 /// retention in days (`30d`) and one in bytes (`500MB`, `1GB`, `4096`), in any order.
 pub(super) fn historian_topic(args: &[&str]) -> Result<HistorianTopic> {
     let Some((filter, retention)) = args.split_first() else {
-        bail!("historian_topic needs a topic filter, e.g. \"historian_topic sensors/# 30d\"");
+        bail!("needs a topic filter, e.g. \"historian_topic sensors/# 30d\"");
     };
     if let Err(e) = tern_proto::topic::validate_topic_filter(filter) {
-        bail!("historian_topic: {filter:?} is not a valid topic filter: {e}");
+        bail!("{filter:?} is not a valid topic filter: {e}");
     }
     if filter.starts_with('$') {
-        bail!("historian_topic: {filter:?}: topics starting with '$' are the broker's and the platform's, not stored by topic");
+        bail!("{filter:?}: topics starting with '$' are the broker's and the platform's, not stored by topic");
     }
     let mut topic = HistorianTopic {
         filter: filter.to_string(),
@@ -49,22 +49,18 @@ pub(super) fn historian_topic(args: &[&str]) -> Result<HistorianTopic> {
                 .ok()
                 .filter(|d| (1..=MAX_RETENTION_DAYS).contains(d))
                 .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "historian_topic {filter}: {word:?}: a retention in days is 1d to {MAX_RETENTION_DAYS}d"
-                    )
+                    anyhow::anyhow!("{filter}: {word:?}: a retention in days is 1d to {MAX_RETENTION_DAYS}d")
                 })?;
             if std::mem::replace(&mut days_given, true) {
-                bail!("historian_topic {filter}: two retentions in days");
+                bail!("{filter}: two retentions in days");
             }
             topic.retention_days = days;
         } else {
             let bytes = size(word).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "historian_topic {filter}: {word:?} is neither days (30d) nor a size (4096, 64KB, 500MB, 2GB)"
-                )
+                anyhow::anyhow!("{filter}: {word:?} is neither days (30d) nor a size (4096, 64KB, 500MB, 2GB)")
             })?;
             if std::mem::replace(&mut bytes_given, true) {
-                bail!("historian_topic {filter}: two retentions in bytes");
+                bail!("{filter}: two retentions in bytes");
             }
             topic.retention_bytes = Some(bytes);
         }

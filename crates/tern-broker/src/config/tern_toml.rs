@@ -229,7 +229,8 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         .transpose()?;
     for line in file.historian_topic.iter().flatten() {
         let words: Vec<&str> = line.split_whitespace().collect();
-        c.historian_topics.push(super::historian::historian_topic(&words)?);
+        let topic = super::historian::historian_topic(&words).map_err(|e| anyhow!("historian_topic: {e}"))?;
+        c.historian_topics.push(topic);
     }
     c.platform_domain = file
         .platform_domain
