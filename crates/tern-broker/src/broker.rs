@@ -176,6 +176,25 @@ impl BrokerState {
             crate::events::published(&publish, crate::events::Origin::Will(origin.client_id.clone()))
         });
         self.router.publish(&publish, Some(origin.id), &self.metrics);
+        if let Some(cluster) = self.router.cluster() {
+            cluster.forward(&publish, None);
+        }
+    }
+
+    /// Routes a message another node of the cluster accepted to this node's subscribers
+    /// (it is not forwarded again, and its retained copy comes through
+    /// [`BrokerState::retain_from_node`]); returns how many sessions it reached.
+    pub fn deliver_from_node(&self, publish: &Publish, node: &Arc<str>) -> usize {
+        self.events().emit(crate::events::EventKind::Published, || {
+            crate::events::published(publish, crate::events::Origin::Node(node.clone()))
+        });
+        self.router.publish(publish, None, &self.metrics)
+    }
+
+    /// Stores (or with an empty payload, clears) a retained message another node of the
+    /// cluster accepted, without routing it.
+    pub fn retain_from_node(&self, publish: &Publish) {
+        self.router.retain(publish);
     }
 }
 
@@ -481,6 +500,11 @@ impl BrokerHandle {
             tracing::warn!("historian_postgres takes effect at the next restart");
             new.historian_postgres.clone_from(&current.historian_postgres);
         }
+        if new.cluster_nats_urls != current.cluster_nats_urls || new.cluster_node_name != current.cluster_node_name {
+            tracing::warn!("cluster_nats_urls and cluster_node_name take effect at the next restart");
+            new.cluster_nats_urls.clone_from(&current.cluster_nats_urls);
+            new.cluster_node_name.clone_from(&current.cluster_node_name);
+        }
         self.state.router.set_share_strategy(new.shared_subscription_strategy);
         self.state
             .router
@@ -530,6 +554,27 @@ impl BrokerHandle {
 
     pub fn state(&self) -> &Arc<BrokerState> {
         &self.state
+    }
+
+    /// Makes this broker a node of a cluster (`crate::cluster`): from now on what it
+    /// accepts is forwarded to `link`, and `link` learns of every subscription, those of
+    /// restored sessions included. Call before [`Broker::run`]; a second call is an error.
+    pub fn set_cluster(&self, link: Arc<dyn crate::cluster::ClusterLink>) -> Result<()> {
+        self.state
+            .router
+            .set_cluster(link.clone())
+            .map_err(|_| anyhow::anyhow!("this broker already has a cluster link"))?;
+        let sessions: Vec<Arc<Session>> = self.state.sessions.with(|map| map.values().cloned().collect());
+        for session in sessions {
+            let filters: Vec<ByteStr> = session.state.lock().subscriptions.keys().cloned().collect();
+            for filter in filters {
+                match crate::shared::parse_share(&filter) {
+                    Some(Ok((_, topic_filter))) => link.filter_added(topic_filter),
+                    _ => link.filter_added(&filter),
+                }
+            }
+        }
+        Ok(())
     }
 }
 

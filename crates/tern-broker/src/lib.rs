@@ -11,6 +11,7 @@ pub mod api_keys;
 pub mod auth;
 mod broker;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 mod connection;
 pub mod events;

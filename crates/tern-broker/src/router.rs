@@ -85,6 +85,8 @@ pub struct Router {
     /// check_retain_source: each listener's ACL, against which the publisher of a
     /// retained message is checked again before it goes to a new subscriber.
     retain_source_acls: RwLock<Option<retained::SourceAcls>>,
+    /// The cluster engine, when this node is part of a cluster (`crate::cluster`).
+    cluster: std::sync::OnceLock<Arc<dyn crate::cluster::ClusterLink>>,
 }
 
 /// Up to 12 frames: 2 flavours (3.x, 5.0) x 3 QoS x RETAIN on/off, and the delivery
@@ -186,6 +188,7 @@ impl Router {
             let existed = entry.join(subscriber);
             if !existed {
                 self.shared_count.fetch_add(1, Relaxed);
+                self.cluster_filter(topic_filter, true);
             }
             shared.insert(topic_filter, key, entry);
             return existed;
@@ -197,6 +200,8 @@ impl Router {
             .is_some();
         if existed {
             self.retained_subscription_changed(session.id, filter, options.qos, identifier);
+        } else {
+            self.cluster_filter(filter, true);
         }
         existed
     }
@@ -212,6 +217,7 @@ impl Router {
             let existed = entry.leave(session);
             if existed {
                 self.shared_count.fetch_sub(1, Relaxed);
+                self.cluster_filter(topic_filter, false);
             }
             if !entry.members.is_empty() {
                 shared.insert(topic_filter, key, entry);
@@ -219,7 +225,35 @@ impl Router {
             return existed;
         }
         self.drop_retained_stream(session, filter);
-        self.subscriptions.write().remove(filter, &session).is_some()
+        let existed = self.subscriptions.write().remove(filter, &session).is_some();
+        if existed {
+            self.cluster_filter(filter, false);
+        }
+        existed
+    }
+
+    /// The cluster engine, if this node is part of a cluster.
+    pub fn cluster(&self) -> Option<&Arc<dyn crate::cluster::ClusterLink>> {
+        self.cluster.get()
+    }
+
+    /// Installs the cluster engine (once; a second one is refused and returned).
+    pub(crate) fn set_cluster(
+        &self,
+        link: Arc<dyn crate::cluster::ClusterLink>,
+    ) -> Result<(), Arc<dyn crate::cluster::ClusterLink>> {
+        self.cluster.set(link)
+    }
+
+    /// Tells the cluster engine, if any, that a subscription to `filter` came or went.
+    fn cluster_filter(&self, filter: &str, added: bool) {
+        if let Some(cluster) = self.cluster.get() {
+            if added {
+                cluster.filter_added(filter);
+            } else {
+                cluster.filter_removed(filter);
+            }
+        }
     }
 
     /// Number of subscriptions (each member of a shared subscription counts).

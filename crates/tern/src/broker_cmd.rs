@@ -239,7 +239,17 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
     let platform_domain = (config.listeners.iter().any(|l| l.platform) || config.platform_domain.is_some())
         .then(|| config.platform_domain.clone());
     let historian_topics = !config.historian_topics.is_empty();
+    let cluster = (!config.cluster_nats_urls.is_empty()).then(|| tern_cluster::Settings {
+        urls: config.cluster_nats_urls.clone(),
+        node: config.cluster_node_name.clone().unwrap_or_default(),
+    });
     let mut broker = bind(config, &args).await?;
+    if let Some(settings) = cluster {
+        // A node of a cluster (docs/cluster.md): joined before any client connects.
+        tern_cluster::start(&broker.handle(), settings)
+            .await
+            .context("the cluster")?;
+    }
     let mut lec = None;
     let mut historian = None;
     if let Some(domain) = platform_domain {

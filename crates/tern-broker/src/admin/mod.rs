@@ -329,6 +329,9 @@ impl Admin {
             payload: Default::default(),
         };
         self.state.router.retain(&clear);
+        if let Some(cluster) = self.state.router.cluster() {
+            cluster.clear_retained(&clear.topic);
+        }
     }
 
     /// Publishes a message as the broker (no client is its origin); returns the number of
@@ -380,7 +383,11 @@ impl Admin {
         self.state.events().emit(crate::events::EventKind::Published, || {
             crate::events::published(&publish, crate::events::Origin::Api)
         });
-        Ok(self.state.router.publish(&publish, None, &self.state.metrics))
+        let reached = self.state.router.publish(&publish, None, &self.state.metrics);
+        if let Some(cluster) = self.state.router.cluster() {
+            cluster.forward(&publish, None);
+        }
+        Ok(reached)
     }
 
     /// Publishes a message of a service beside the broker (the IoT platform's status
@@ -424,13 +431,20 @@ impl Admin {
         if publish.retain {
             self.state.router.retain(&publish);
             if publish.payload.is_empty() {
+                if let Some(cluster) = self.state.router.cluster() {
+                    cluster.clear_retained(&publish.topic);
+                }
                 return Ok(0);
             }
         }
         self.state.events().emit(crate::events::EventKind::Published, || {
             crate::events::published(&publish, crate::events::Origin::Api)
         });
-        Ok(self.state.router.publish(&publish, None, &self.state.metrics))
+        let reached = self.state.router.publish(&publish, None, &self.state.metrics);
+        if let Some(cluster) = self.state.router.cluster() {
+            cluster.forward(&publish, None);
+        }
+        Ok(reached)
     }
 
     /// Broker-wide figures.

@@ -5,6 +5,7 @@
 //! support is an error naming the file, the line and the directive: silently ignoring a
 //! security or persistence setting would be worse than refusing to start.
 
+mod cluster;
 mod historian;
 mod mosquitto;
 mod tern_toml;
@@ -221,6 +222,11 @@ pub struct Config {
     /// What the historian keeps of plain listeners' messages (`historian_topic` lines, in
     /// order: the first whose filter matches a topic stores it).
     pub historian_topics: Vec<HistorianTopic>,
+    /// The NATS servers of the cluster this node belongs to (`cluster_nats_urls`);
+    /// empty: a single node.
+    pub cluster_nats_urls: Vec<String>,
+    /// This node's name in the cluster (`cluster_node_name`).
+    pub cluster_node_name: Option<String>,
     /// Debug-level logging (mosquitto's `log_type debug` or `-v`).
     pub verbose: bool,
     pub log_dest: Vec<LogDest>,
@@ -325,6 +331,8 @@ impl Default for Config {
             platform_quickstart: false,
             historian_postgres: None,
             historian_topics: Vec::new(),
+            cluster_nats_urls: Vec::new(),
+            cluster_node_name: None,
             verbose: false,
             log_dest: Vec::new(),
             log_facility: None,
@@ -374,6 +382,8 @@ impl Config {
             mosquitto::parse_into(&mut config, path, &text)?;
             config
         };
+        cluster::check(&config.cluster_nats_urls, config.cluster_node_name.as_deref())
+            .with_context(|| format!("in {}", path.display()))?;
         config.source = Some(path.to_path_buf());
         Ok(config)
     }

@@ -32,6 +32,8 @@ struct File {
     platform_quickstart: Option<bool>,
     historian_postgres: Option<String>,
     historian_topic: Option<Vec<String>>,
+    cluster_nats_urls: Option<String>,
+    cluster_node_name: Option<String>,
     verbose: Option<bool>,
     log_dest: Option<Vec<String>>,
     log_facility: Option<u8>,
@@ -232,6 +234,14 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         let topic = super::historian::historian_topic(&words).map_err(|e| anyhow!("historian_topic: {e}"))?;
         c.historian_topics.push(topic);
     }
+    if let Some(urls) = &file.cluster_nats_urls {
+        c.cluster_nats_urls = super::cluster::nats_urls(&[urls])?;
+    }
+    c.cluster_node_name = file
+        .cluster_node_name
+        .as_deref()
+        .map(super::cluster::node_name)
+        .transpose()?;
     c.platform_domain = file
         .platform_domain
         .as_deref()

@@ -667,6 +667,7 @@ fn connection(
         auth: admitted.auth.map(|(auth, _)| auth),
         acl_enforced,
         hold: 0,
+        cluster_track: broker.router.cluster().map(|_| Default::default()),
         counters: Default::default(),
         listener,
         client: None,

@@ -10,6 +10,8 @@ use tern_proto::*;
 /// Why a QoS 1/2 publish is refused while the store cannot write.
 const STORE_REFUSES: &str =
     "the broker's data directory cannot be written (full?): QoS 1/2 publishes are refused until it can";
+/// Why a QoS 1/2 publish is refused while the cluster cannot store it.
+const CLUSTER_REFUSES: &str = "the cluster's JetStream is unavailable: QoS 1/2 publishes are refused until it returns";
 
 impl Connection {
     pub(super) fn handle_packet(&mut self, packet: Packet) -> Result<(), Close> {
@@ -99,6 +101,8 @@ impl Connection {
             (reason, why)
         } else if qos != QoS::AtMostOnce && self.store_refuses()? {
             (ReasonCode::QUOTA_EXCEEDED, STORE_REFUSES)
+        } else if qos != QoS::AtMostOnce && self.cluster_refuses()? {
+            (ReasonCode::QUOTA_EXCEEDED, CLUSTER_REFUSES)
         } else {
             self.check_publish(&publish)
         };
@@ -123,7 +127,8 @@ impl Connection {
         }
         let reason = if !accepted.is_success() {
             accepted
-        } else if delivered == Some(0) && self.version.is_v5() {
+        } else if delivered == Some(0) && self.version.is_v5() && self.broker.router.cluster().is_none() {
+            // (In a cluster, subscribers on other nodes are not known here.)
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
             ReasonCode::SUCCESS
@@ -212,6 +217,20 @@ impl Connection {
             self.broker.metrics.dropped(DropReason::StoreUnwritable);
             if !self.version.is_v5() {
                 return Err(Close::Gone(STORE_REFUSES.into()));
+            }
+        }
+        Ok(refuses)
+    }
+
+    /// Whether the cluster cannot store a QoS 1/2 message now (its JetStream is out of
+    /// reach or without quorum): refused as when the store cannot write.
+    fn cluster_refuses(&self) -> Result<bool, Close> {
+        let refuses = self.broker.router.cluster().is_some_and(|c| !c.accepts_reliable());
+        if refuses {
+            self.broker.metrics.publishes_refused.fetch_add(1, Relaxed);
+            self.broker.metrics.dropped(DropReason::StoreUnwritable);
+            if !self.version.is_v5() {
+                return Err(Close::Gone(CLUSTER_REFUSES.into()));
             }
         }
         Ok(refuses)
@@ -390,9 +409,15 @@ impl Connection {
         self.broker.events().emit(EventKind::Published, || {
             crate::events::published(&publish, Origin::Client(self.session.client_id.clone()))
         });
-        self.broker
+        let reached = self
+            .broker
             .router
-            .publish(&publish, Some(self.session.id), &self.broker.metrics)
+            .publish(&publish, Some(self.session.id), &self.broker.metrics);
+        if let Some(cluster) = self.broker.router.cluster() {
+            let track = self.cluster_track.as_ref().filter(|_| publish.qos != QoS::AtMostOnce);
+            cluster.forward(&publish, track);
+        }
+        reached
     }
 
     fn on_publish_received(&mut self, response: PublishResponse) {

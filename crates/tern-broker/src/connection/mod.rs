@@ -138,6 +138,9 @@ pub(crate) struct Connection {
     /// The last store ticket this connection's handling produced: in sync mode, output
     /// waits until it is durable.
     hold: u64,
+    /// In a cluster, this connection's QoS 1/2 publishes waiting for the cluster to store
+    /// them: output waits until they are settled (`crate::cluster`). `None` on a single node.
+    cluster_track: Option<Arc<crate::cluster::AckTrack>>,
     /// The enhanced-authentication method of CONNECT, for re-authentication (5.0).
     auth: Option<Box<enhanced_auth::ConnectionAuth>>,
     counters: LocalCounters,
@@ -271,6 +274,16 @@ async fn next_takeover(takeover: &mut Option<oneshot::Receiver<oneshot::Sender<(
     }
 }
 
+/// Why a connection closes when the cluster could not store one of its QoS 1/2 publishes.
+const CLUSTER_FAILED: &str = "the cluster could not store a QoS 1/2 message: closed without acknowledging it";
+
+/// Resolves when the cluster has settled or failed a ticket of `track`.
+async fn wait_cluster(track: Option<&crate::cluster::AckTrack>) {
+    if let Some(track) = track {
+        track.changed().await;
+    }
+}
+
 /// Resolves when store ticket `ticket` is durable.
 async fn wait_durable(store: Option<&Store>, ticket: u64) {
     if let Some(store) = store {
@@ -388,7 +401,18 @@ impl Live {
             if store.is_some() {
                 c.hold = c.hold.max(Store::take_thread_ticket());
             }
-            let held = store.is_some_and(|s| !s.is_durable(c.hold));
+            let store_held = store.is_some_and(|s| !s.is_durable(c.hold));
+            let cluster_held = match c.cluster_track.as_deref() {
+                None => false,
+                Some(track) if track.failed() => {
+                    // What waited for the cluster is not acknowledged: the client sends
+                    // it again on its next connection.
+                    c.out.clear();
+                    return Close::Gone(CLUSTER_FAILED.into());
+                }
+                Some(track) => track.pending(),
+            };
+            let held = store_held || cluster_held;
             if (!c.out.is_empty() || socket.has_pending_output()) && !*write_blocked && !held {
                 // Write at once when the socket has room: the common case needs no extra
                 // turn through the select below.
@@ -435,7 +459,8 @@ impl Live {
                         Err(close) => return close,
                     }
                 }
-                () = wait_durable(store, c.hold), if held => {}
+                () = wait_durable(store, c.hold), if store_held => {}
+                () = wait_cluster(c.cluster_track.as_deref()), if cluster_held => {}
                 ready = socket.writable(), if (!c.out.is_empty() || socket.has_pending_output()) && !held => {
                     if let Err(e) = ready {
                         return Close::Gone(format!("write error: {e}"));
@@ -764,6 +789,12 @@ impl Connection {
             // client sends those messages again.
             let _ = tokio::time::timeout(Duration::from_secs(1), store.wait_durable(self.hold)).await;
             if !store.is_durable(self.hold) {
+                self.out.clear();
+            }
+        }
+        if let Some(track) = &self.cluster_track {
+            // Likewise for acknowledgements waiting for the cluster.
+            if !track.wait_settled(Duration::from_secs(1)).await {
                 self.out.clear();
             }
         }

@@ -1,0 +1,134 @@
+//! The cluster seam: how a cluster engine beside the broker (tern-cluster, on NATS
+//! JetStream) sees what this node publishes and subscribes to, and hands it what the
+//! other nodes publish.
+//!
+//! The broker knows nothing of NATS: an embedder installs a [`ClusterLink`] with
+//! `BrokerHandle::set_cluster` before the broker runs. Without one, the only cost on the
+//! publish path is one `OnceLock` load per routed message. With one:
+//! - every message accepted on this node (a client's PUBLISH, a will, the admin API) is
+//!   handed to [`ClusterLink::forward`] after it was routed locally;
+//! - the router reports each subscription added or removed ([`ClusterLink::filter_added`],
+//!   [`ClusterLink::filter_removed`]), so the engine can keep one subscription per
+//!   distinct local filter;
+//! - a QoS 1/2 PUBLISH of a client is refused while [`ClusterLink::accepts_reliable`] is
+//!   false, and its PUBACK / PUBREC waits on the connection's [`AckTrack`] until the
+//!   engine has settled the ticket it took for it (stored on a quorum); a failed ticket
+//!   closes the connection without those acknowledgements, so the client sends again;
+//! - messages from other nodes come in through `BrokerState::deliver_from_node` and
+//!   `BrokerState::retain_from_node`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use tern_proto::Publish;
+use tokio::sync::Notify;
+
+/// What a cluster engine implements to plug into the broker.
+pub trait ClusterLink: Send + Sync + std::fmt::Debug {
+    /// Whether a QoS 1/2 message can be stored by the cluster now; while not, clients'
+    /// QoS 1/2 publishes are refused (5.0: 0x97, 3.x: the connection is closed without
+    /// an acknowledgement).
+    fn accepts_reliable(&self) -> bool;
+
+    /// A message accepted on this node and routed to its local subscribers, for the other
+    /// nodes (and, if retained, for the cluster's retained store). `track` is given for a
+    /// client's QoS 1/2 PUBLISH: the engine takes a ticket from it ([`AckTrack::issue`])
+    /// and settles or fails it once the cluster has answered. Must not block.
+    fn forward(&self, publish: &Publish, track: Option<&Arc<AckTrack>>);
+
+    /// The retained message of `topic` was cleared on this node without a message being
+    /// routed (the admin API): cleared on the other nodes too.
+    fn clear_retained(&self, topic: &str);
+
+    /// A session subscribed to `filter` (a topic filter; a shared subscription's filter
+    /// comes without its `$share/{group}/`). Called once per (session, filter).
+    fn filter_added(&self, filter: &str);
+
+    /// A session's subscription to `filter` ended.
+    fn filter_removed(&self, filter: &str);
+}
+
+/// One connection's QoS 1/2 publishes waiting for the cluster: tickets are issued in
+/// order and settled in order; the connection holds its output while any is unsettled.
+#[derive(Debug, Default)]
+pub struct AckTrack {
+    issued: AtomicU64,
+    settled: AtomicU64,
+    failed: AtomicBool,
+    wake: Notify,
+}
+
+impl AckTrack {
+    /// Takes the next ticket (called by the engine from `forward`, on the connection's task).
+    pub fn issue(&self) -> u64 {
+        self.issued.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Every ticket up to `ticket` is stored.
+    pub fn settle(&self, ticket: u64) {
+        self.settled.fetch_max(ticket, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+
+    /// A ticket could not be stored: the connection must close without acknowledging.
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Whether some ticket is neither settled nor failed.
+    pub fn pending(&self) -> bool {
+        self.settled.load(Ordering::Acquire) < self.issued.load(Ordering::Acquire)
+    }
+
+    /// Whether some ticket failed.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the state may have changed (a ticket settled or failed).
+    pub async fn changed(&self) {
+        self.wake.notified().await
+    }
+
+    /// Waits (at most `limit`) until nothing is pending; returns whether everything
+    /// issued was stored.
+    pub async fn wait_settled(&self, limit: std::time::Duration) -> bool {
+        let _ = tokio::time::timeout(limit, async {
+            while self.pending() && !self.failed() {
+                self.changed().await;
+            }
+        })
+        .await;
+        !self.pending() && !self.failed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_track_is_pending_until_its_last_ticket_settles() {
+        let track = AckTrack::default();
+        assert!(!track.pending());
+        let first = track.issue();
+        let second = track.issue();
+        assert!(track.pending());
+        track.settle(first);
+        assert!(track.pending());
+        track.settle(second);
+        assert!(!track.pending());
+        assert!(!track.failed());
+        track.fail();
+        assert!(track.failed());
+    }
+
+    #[tokio::test]
+    async fn waiting_ends_when_the_tickets_settle() {
+        let track = Arc::new(AckTrack::default());
+        let ticket = track.issue();
+        let settler = track.clone();
+        tokio::spawn(async move { settler.settle(ticket) });
+        assert!(track.wait_settled(std::time::Duration::from_secs(5)).await);
+    }
+}

@@ -1,0 +1,148 @@
+//! The cluster directives: `cluster_nats_urls nats://host:4222,nats://...` (the NATS
+//! servers, with JetStream, that the nodes of a cluster share) and `cluster_node_name
+//! <name>` (this node's name, unique in the cluster). Without them the broker is a
+//! single node. The cluster itself is in `tern-cluster`; the broker only reads and checks
+//! the values, so that a bad one stops the start naming its directive.
+
+use anyhow::{bail, Result};
+
+/// Longest node name: it is part of NATS subjects, key-value keys and connection names.
+pub const MAX_NODE_NAME: usize = 64;
+/// Most NATS servers one node may list.
+const MAX_URLS: usize = 32;
+
+/// Reads `cluster_nats_urls`: one or more `nats://` or `tls://` URLs, separated by commas
+/// (several arguments are joined the same way).
+pub(super) fn nats_urls(args: &[&str]) -> Result<Vec<String>> {
+    let urls: Vec<String> = args
+        .iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect();
+    if urls.is_empty() {
+        bail!("cluster_nats_urls needs at least one URL, e.g. nats://127.0.0.1:4222");
+    }
+    if urls.len() > MAX_URLS {
+        bail!("cluster_nats_urls lists {} URLs, more than {MAX_URLS}", urls.len());
+    }
+    for url in &urls {
+        check_url(url)?;
+    }
+    Ok(urls)
+}
+
+/// A NATS server URL: `nats://` or `tls://`, optional `user:password@`, a host, an
+/// optional port. Only the host and port are named in errors (never the credentials).
+fn check_url(url: &str) -> Result<()> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        bail!(
+            "cluster_nats_urls: {:?} is not a URL (expected nats://host:port)",
+            redact(url)
+        );
+    };
+    if scheme != "nats" && scheme != "tls" {
+        bail!(
+            "cluster_nats_urls: {:?}: the scheme must be nats:// or tls://",
+            redact(url)
+        );
+    }
+    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.rsplit_once(':') {
+        // An IPv6 address in brackets without a port ends with ']'.
+        Some((host, port)) if !port.ends_with(']') => (host, Some(port)),
+        _ => (host_port, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':'));
+    if !host_ok {
+        bail!("cluster_nats_urls: {:?} has no valid host", redact(url));
+    }
+    if let Some(port) = port {
+        if !port.parse::<u16>().is_ok_and(|p| p != 0) {
+            bail!("cluster_nats_urls: {:?}: {port:?} is not a port number", redact(url));
+        }
+    }
+    Ok(())
+}
+
+/// `url` with any `user:password@` replaced, for error messages.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
+        _ => url.to_string(),
+    }
+}
+
+/// Reads `cluster_node_name`: 1 to 64 ASCII letters, digits, `-` and `_`.
+pub(super) fn node_name(name: &str) -> Result<String> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_NODE_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        bail!("cluster_node_name {name:?}: 1 to {MAX_NODE_NAME} letters, digits, '-' or '_'");
+    }
+    Ok(name.to_string())
+}
+
+/// The two directives go together.
+pub(super) fn check(urls: &[String], node: Option<&str>) -> Result<()> {
+    match (urls.is_empty(), node) {
+        (false, None) => bail!("cluster_nats_urls is set but cluster_node_name is not: every node needs a name"),
+        (true, Some(_)) => {
+            bail!("cluster_node_name is set but cluster_nats_urls is not: a node needs the NATS servers")
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_split_at_commas_and_checked() {
+        let urls = nats_urls(&["nats://127.0.0.1:4222,nats://u:p@h2:4223", "tls://h3"]).unwrap();
+        assert_eq!(urls, ["nats://127.0.0.1:4222", "nats://u:p@h2:4223", "tls://h3"]);
+        for bad in [
+            "",
+            "127.0.0.1:4222",
+            "http://h:1",
+            "nats://:4222",
+            "nats://h:0",
+            "nats://h:99999",
+            "nats://h x",
+        ] {
+            let e = nats_urls(&[bad]).unwrap_err().to_string();
+            assert!(e.starts_with("cluster_nats_urls"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn credentials_never_appear_in_errors() {
+        let e = nats_urls(&["nats://user:secret@h:70000"]).unwrap_err().to_string();
+        assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn node_names_are_short_and_plain() {
+        assert_eq!(node_name("node-a_1").unwrap(), "node-a_1");
+        for bad in ["", "a.b", "a b", "ä", &"x".repeat(65)] {
+            assert!(node_name(bad).unwrap_err().to_string().starts_with("cluster_node_name"));
+        }
+    }
+
+    #[test]
+    fn one_directive_without_the_other_is_refused() {
+        assert!(check(&[], None).is_ok());
+        assert!(check(&["nats://h".into()], Some("a")).is_ok());
+        assert!(check(&["nats://h".into()], None).is_err());
+        assert!(check(&[], Some("a")).is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! Whether this node can store QoS 1/2 messages in the cluster now, and the JetStream
+//! objects the cluster uses.
+//!
+//! Availability goes down at once when the NATS connection drops or a JetStream publish
+//! fails, and comes back only when a heartbeat (a write to the node's key in the
+//! `MQTT_NODES` bucket, replicated like the messages) is stored again. Until the stream
+//! and buckets exist (created by the first node that reaches JetStream, with the same
+//! settings by every node), the node is unavailable too.
+
+use crate::link::Shared;
+use crate::{Settings, NODES_BUCKET, RETAIN_BUCKET, STREAM};
+use async_nats::jetstream::{self, kv, stream};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, SystemTime};
+
+/// How often a node writes its heartbeat (and so, at worst, how long JetStream's return
+/// goes unnoticed).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A heartbeat not stored within this is a failure.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a node's heartbeat key lives without being written again.
+const NODE_TTL: Duration = Duration::from_secs(30);
+/// How long QoS 1/2 messages are kept in the stream (nothing replays them yet).
+const MESSAGE_AGE: Duration = Duration::from_secs(3600);
+/// Most bytes the stream keeps (oldest messages go first).
+const STREAM_BYTES: i64 = 1 << 30;
+
+/// The buckets a running node uses.
+pub struct Buckets {
+    pub retained: kv::Store,
+    pub nodes: kv::Store,
+}
+
+/// Reacts to the NATS connection's events.
+pub fn on_event(shared: &Shared, event: async_nats::Event) {
+    match event {
+        async_nats::Event::Disconnected => {
+            if shared.available.swap(false, Relaxed) {
+                tracing::warn!(
+                    "cluster: disconnected from NATS: QoS 1/2 publishes are refused until JetStream answers again"
+                );
+            } else {
+                tracing::warn!("cluster: disconnected from NATS");
+            }
+        }
+        async_nats::Event::Connected => tracing::info!("cluster: connected to NATS"),
+        other => tracing::info!("cluster: NATS: {other}"),
+    }
+}
+
+/// Creates (or finds) the stream and buckets, retrying until JetStream answers.
+pub async fn set_up(js: &jetstream::Context, settings: &Settings, shared: &Shared) -> Buckets {
+    let replicas = settings.replicas();
+    let mut attempts = 0u32;
+    loop {
+        match try_set_up(js, replicas).await {
+            Ok(buckets) => {
+                tracing::info!(
+                    "cluster: node {} joined: JetStream ready (stream {STREAM}, {replicas} replicas)",
+                    shared.node
+                );
+                return buckets;
+            }
+            Err(e) => {
+                attempts += 1;
+                if attempts.is_power_of_two() {
+                    tracing::warn!("cluster: JetStream not ready ({e}); trying again ({attempts} attempts)");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+async fn try_set_up(js: &jetstream::Context, replicas: usize) -> Result<Buckets, async_nats::Error> {
+    js.get_or_create_stream(stream::Config {
+        name: STREAM.to_string(),
+        subjects: vec![
+            format!("{}.>", crate::subject::ROOT),
+            format!("{}.>", crate::subject::DOLLAR_ROOT),
+        ],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        max_age: MESSAGE_AGE,
+        max_bytes: STREAM_BYTES,
+        discard: stream::DiscardPolicy::Old,
+        ..Default::default()
+    })
+    .await?;
+    let retained = bucket(js, RETAIN_BUCKET, replicas, Duration::ZERO).await?;
+    let nodes = bucket(js, NODES_BUCKET, replicas, NODE_TTL).await?;
+    Ok(Buckets { retained, nodes })
+}
+
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    replicas: usize,
+    max_age: Duration,
+) -> Result<kv::Store, async_nats::Error> {
+    if let Ok(store) = js.get_key_value(name).await {
+        return Ok(store);
+    }
+    Ok(js
+        .create_key_value(kv::Config {
+            bucket: name.to_string(),
+            history: 1,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            max_age,
+            ..Default::default()
+        })
+        .await?)
+}
+
+/// Writes this node's heartbeat every second; each outcome sets the availability.
+pub async fn heartbeat(nodes: kv::Store, shared: std::sync::Arc<Shared>) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let value = format!("{{\"origin\":\"{}\",\"at\":{now}}}", shared.origin);
+        let put = tokio::time::timeout(HEARTBEAT_TIMEOUT, nodes.put(&*shared.node, value.into())).await;
+        match put {
+            Ok(Ok(_)) => {
+                if !shared.available.swap(true, Relaxed) {
+                    tracing::info!("cluster: JetStream available: QoS 1/2 publishes are accepted");
+                }
+            }
+            Ok(Err(e)) => unavailable(&shared, &e.to_string()),
+            Err(_) => unavailable(&shared, "no answer in time"),
+        }
+    }
+}
+
+fn unavailable(shared: &Shared, why: &str) {
+    if shared.available.swap(false, Relaxed) {
+        tracing::warn!("cluster: JetStream unavailable ({why}): QoS 1/2 publishes are refused until it answers");
+    }
+}

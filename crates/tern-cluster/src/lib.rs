@@ -1,0 +1,127 @@
+//! Tern brokers as one cluster on NATS JetStream.
+//!
+//! Each `tern broker` node with `cluster_nats_urls` and `cluster_node_name` connects to
+//! the NATS servers (one connection, `no_echo`: it never receives its own messages) and
+//! plugs into the broker through its cluster seam (`tern_broker::cluster`):
+//! - every message accepted on the node is sent to NATS under the subject of its topic
+//!   ([`subject`]), QoS 0 as a plain publish, QoS 1/2 as a JetStream publish into the
+//!   `MQTT_MSGS` stream (replicated on three servers when three or more are listed), and
+//!   the publisher's PUBACK / PUBREC waits for JetStream's acknowledgement
+//!   ([`outbound`]);
+//! - the node subscribes in NATS only to the subjects of its clients' filters, one
+//!   subscription per distinct filter, and routes what arrives to its local subscribers
+//!   once ([`inbound`]);
+//! - retained messages are also kept in the `MQTT_RETAIN` key-value bucket, which every
+//!   node watches into its own retained store ([`retained`]);
+//! - a heartbeat in the `MQTT_NODES` bucket tells whether JetStream answers; while it
+//!   does not (or NATS is out of reach), QoS 1/2 publishes are refused and QoS 0 keeps
+//!   flowing between this node's clients ([`health`]).
+//!
+//! Sessions, takeover and wills across nodes are not built yet (docs/cluster.md).
+
+mod health;
+mod inbound;
+mod link;
+mod outbound;
+mod retained;
+pub mod subject;
+pub mod wire;
+
+use link::{NatsLink, Shared};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+use std::time::Duration;
+use tern_broker::BrokerHandle;
+use tokio::sync::mpsc;
+
+/// The JetStream stream of QoS 1/2 messages.
+pub const STREAM: &str = "MQTT_MSGS";
+/// The key-value bucket of retained messages.
+pub const RETAIN_BUCKET: &str = "MQTT_RETAIN";
+/// The key-value bucket of node heartbeats.
+pub const NODES_BUCKET: &str = "MQTT_NODES";
+
+/// What a node needs to join the cluster (the broker's `cluster_*` directives).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The NATS servers (`nats://` or `tls://` URLs).
+    pub urls: Vec<String>,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+}
+
+impl Settings {
+    /// JetStream replicas for the stream and buckets: three when three or more NATS
+    /// servers are listed (a quorum of two survives one server), else one.
+    pub fn replicas(&self) -> usize {
+        if self.urls.len() >= 3 {
+            3
+        } else {
+            1
+        }
+    }
+}
+
+/// Why a node could not join.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster_nats_urls: {0}")]
+    Urls(String),
+    #[error("cannot install the cluster link: {0}")]
+    Install(String),
+}
+
+/// Makes the broker of `handle` a node of the cluster: connects to NATS (in the
+/// background, retrying: a node whose NATS servers are down starts, refusing QoS 1/2
+/// until they answer) and installs the link. Call before the broker runs.
+pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), ClusterError> {
+    let incarnation = {
+        let mut bytes = [0u8; 4];
+        let _ = getrandom::getrandom(&mut bytes);
+        u32::from_be_bytes(bytes)
+    };
+    let shared = Arc::new(Shared {
+        node: Arc::from(settings.node.as_str()),
+        origin: Arc::from(format!("{}:{incarnation:08x}", settings.node)),
+        available: AtomicBool::new(false),
+        not_forwarded: AtomicU64::new(0),
+        dropped_inbound: AtomicU64::new(0),
+    });
+    let events = shared.clone();
+    let options = async_nats::ConnectOptions::new()
+        .name(format!("tern-{}", settings.node))
+        .no_echo()
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2))
+        .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
+        .event_callback(move |event| {
+            let shared = events.clone();
+            async move { health::on_event(&shared, event) }
+        });
+    let client = options
+        .connect(settings.urls.as_slice())
+        .await
+        .map_err(|e| ClusterError::Urls(e.to_string()))?;
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .max_ack_inflight(outbound::QUEUE)
+        .backpressure_on_inflight(true)
+        .build(client.clone());
+    let (out_tx, out_rx) = mpsc::channel(outbound::QUEUE);
+    let (interest_tx, interest_rx) = mpsc::unbounded_channel();
+    let link = NatsLink::new(shared.clone(), out_tx, interest_tx);
+    // Installing reports the restored sessions' filters into the channel, read below.
+    handle
+        .set_cluster(Arc::new(link))
+        .map_err(|e| ClusterError::Install(e.to_string()))?;
+    let state = handle.state().clone();
+    tokio::spawn(outbound::run(client.clone(), js.clone(), shared.clone(), out_rx));
+    tokio::spawn(inbound::run(client.clone(), state.clone(), shared.clone(), interest_rx));
+    tokio::spawn(async move {
+        let buckets = health::set_up(&js, &settings, &shared).await;
+        tokio::spawn(retained::watch(buckets.retained, state, shared.clone()));
+        health::heartbeat(buckets.nodes, shared).await;
+    });
+    Ok(())
+}

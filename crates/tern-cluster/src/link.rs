@@ -1,0 +1,173 @@
+//! The broker's side of the cluster: [`NatsLink`] implements the broker's `ClusterLink`
+//! seam. Everything it does on the broker's tasks is synchronous and short: it encodes
+//! the message once, takes a ticket for a QoS 1/2 publish, and queues a command for the
+//! publishing task ([`crate::outbound`]); subscription changes are counted per distinct
+//! filter and only the first and last of each reach the subscribing task
+//! ([`crate::inbound`]).
+
+use crate::outbound::{Outbound, Ticket};
+use crate::subject;
+use crate::wire;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use tern_broker::cluster::{AckTrack, ClusterLink};
+use tern_proto::{ByteStr, Publish, QoS};
+use tokio::sync::mpsc;
+
+/// A change of this node's interest in a filter, for the subscribing task.
+#[derive(Debug)]
+pub enum Interest {
+    Add(String),
+    Remove(String),
+}
+
+/// State shared by the link and the cluster's tasks.
+#[derive(Debug)]
+pub struct Shared {
+    /// This node's name.
+    pub node: Arc<str>,
+    /// `<node>:<incarnation>`: who this run of the node is, in every message it sends.
+    pub origin: Arc<str>,
+    /// Whether QoS 1/2 messages can be stored now (NATS connected, JetStream answering).
+    pub available: AtomicBool,
+    /// Messages not sent to the cluster (queue full, topic too long to map, encoding).
+    pub not_forwarded: AtomicU64,
+    /// Messages from other nodes dropped (undecodable, or seen already).
+    pub dropped_inbound: AtomicU64,
+}
+
+/// The installed `ClusterLink`.
+#[derive(Debug)]
+pub struct NatsLink {
+    shared: Arc<Shared>,
+    /// Numbers this node's messages, from 1.
+    seq: AtomicU64,
+    outbound: mpsc::Sender<Outbound>,
+    interest: mpsc::UnboundedSender<Interest>,
+    /// Sessions subscribed, per distinct filter.
+    filters: Mutex<HashMap<Box<str>, usize>>,
+}
+
+impl NatsLink {
+    pub fn new(
+        shared: Arc<Shared>,
+        outbound: mpsc::Sender<Outbound>,
+        interest: mpsc::UnboundedSender<Interest>,
+    ) -> NatsLink {
+        NatsLink {
+            shared,
+            seq: AtomicU64::new(0),
+            outbound,
+            interest,
+            filters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Queues `command`; a full queue fails its ticket (the publisher is not acknowledged
+    /// and sends again) or, at QoS 0, drops it for the other nodes.
+    fn queue(&self, command: Outbound) {
+        if let Err(e) = self.outbound.try_send(command) {
+            let command = match e {
+                mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
+            };
+            if let Some(ticket) = command.ticket() {
+                ticket.track.fail();
+            }
+            self.count_not_forwarded("the queue towards NATS is full");
+        }
+    }
+
+    fn count_not_forwarded(&self, why: &str) {
+        let n = self.shared.not_forwarded.fetch_add(1, Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!("cluster: a message was not sent to the other nodes: {why} ({n} so far)");
+        }
+    }
+}
+
+impl ClusterLink for NatsLink {
+    fn accepts_reliable(&self) -> bool {
+        self.shared.available.load(Relaxed)
+    }
+
+    fn forward(&self, publish: &Publish, track: Option<&Arc<AckTrack>>) {
+        let Some(subject) = subject::topic_subject(&publish.topic) else {
+            self.count_not_forwarded("its topic is too long for a NATS subject");
+            return;
+        };
+        let seq = self.seq.fetch_add(1, Relaxed) + 1;
+        let body = match wire::encode(publish, &self.shared.origin, seq) {
+            Ok(body) => body,
+            Err(e) => {
+                self.count_not_forwarded(&e.to_string());
+                return;
+            }
+        };
+        let reliable = publish.qos != QoS::AtMostOnce;
+        let ticket = |track: &Arc<AckTrack>| Ticket {
+            track: track.clone(),
+            number: track.issue(),
+        };
+        self.queue(Outbound::Message {
+            subject,
+            body: body.clone(),
+            reliable,
+            ticket: track.map(ticket),
+        });
+        if publish.retain {
+            if let Some(key) = subject::topic_key(&publish.topic) {
+                self.queue(Outbound::Retained {
+                    key,
+                    body,
+                    ticket: track.map(ticket),
+                });
+            }
+        }
+    }
+
+    fn clear_retained(&self, topic: &str) {
+        let clear = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: true,
+            topic: ByteStr::from(topic),
+            packet_id: 0,
+            properties: Default::default(),
+            payload: Default::default(),
+        };
+        let seq = self.seq.fetch_add(1, Relaxed) + 1;
+        if let (Some(key), Ok(body)) = (
+            subject::topic_key(topic),
+            wire::encode(&clear, &self.shared.origin, seq),
+        ) {
+            self.queue(Outbound::Retained {
+                key,
+                body,
+                ticket: None,
+            });
+        }
+    }
+
+    fn filter_added(&self, filter: &str) {
+        let mut filters = self.filters.lock();
+        let count = filters.entry(Box::from(filter)).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            let _ = self.interest.send(Interest::Add(filter.to_string()));
+        }
+    }
+
+    fn filter_removed(&self, filter: &str) {
+        let mut filters = self.filters.lock();
+        let Some(count) = filters.get_mut(filter) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            filters.remove(filter);
+            let _ = self.interest.send(Interest::Remove(filter.to_string()));
+        }
+    }
+}

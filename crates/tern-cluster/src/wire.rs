@@ -1,0 +1,143 @@
+//! A message as it travels between nodes (NATS message body, key-value value).
+//!
+//! ```text
+//! [1]  format, 1
+//! [1]  flags: QoS in bits 0-1, RETAIN in bit 2
+//! [1]  length n of the origin
+//! [n]  origin: "<node name>:<incarnation>", the node that accepted the message and
+//!      which run of it (a restarted node numbers its messages afresh)
+//! [8]  the origin's sequence number of the message, big-endian
+//! [..] the message as an MQTT 5.0 PUBLISH at QoS 0 (topic, properties, payload)
+//! ```
+//!
+//! The PUBLISH form reuses the codec (properties included) and is checked whole when
+//! read: a body that does not decode is dropped and counted, never trusted.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tern_proto::{Packet, ProtocolVersion, Publish, QoS};
+
+const FORMAT: u8 = 1;
+/// Largest body read back: NATS's own default payload limit is 1 MiB, JetStream's 8 MiB.
+const MAX_BODY: usize = 64 << 20;
+
+/// A message decoded from another node.
+#[derive(Debug)]
+pub struct Record {
+    pub origin: String,
+    pub seq: u64,
+    pub publish: Publish,
+}
+
+/// Why a body was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("body too short or of an unknown format")]
+    Framing,
+    #[error("origin is not UTF-8")]
+    Origin,
+    #[error("the PUBLISH inside does not decode: {0}")]
+    Publish(String),
+}
+
+/// The body for `publish` from `origin`, message number `seq`.
+pub fn encode(publish: &Publish, origin: &str, seq: u64) -> Result<Bytes, WireError> {
+    let mut p = publish.clone();
+    p.qos = QoS::AtMostOnce;
+    p.packet_id = 0;
+    p.dup = false;
+    let origin = &origin.as_bytes()[..origin.len().min(255)];
+    let mut out = BytesMut::with_capacity(16 + origin.len() + publish.topic.len() + publish.payload.len() + 16);
+    out.put_u8(FORMAT);
+    out.put_u8(publish.qos as u8 | (u8::from(publish.retain) << 2));
+    out.put_u8(origin.len() as u8);
+    out.put_slice(origin);
+    out.put_u64(seq);
+    tern_proto::encode(&Packet::Publish(p), ProtocolVersion::V5, &mut out)
+        .map_err(|e| WireError::Publish(e.to_string()))?;
+    Ok(out.freeze())
+}
+
+/// Reads a body made by [`encode`].
+pub fn decode(body: &[u8]) -> Result<Record, WireError> {
+    let (&[format, flags, len], rest) = body.split_first_chunk::<3>().ok_or(WireError::Framing)?;
+    if format != FORMAT || body.len() > MAX_BODY {
+        return Err(WireError::Framing);
+    }
+    let qos = QoS::from_u8(flags & 3).ok_or(WireError::Framing)?;
+    let (origin, rest) = rest.split_at_checked(usize::from(len)).ok_or(WireError::Framing)?;
+    let (seq, rest) = rest.split_first_chunk::<8>().ok_or(WireError::Framing)?;
+    let origin = std::str::from_utf8(origin).map_err(|_| WireError::Origin)?.to_string();
+    let mut packet = BytesMut::from(rest);
+    let publish = match tern_proto::decode(&mut packet, ProtocolVersion::V5, MAX_BODY) {
+        Ok(Some(Packet::Publish(mut p))) if packet.is_empty() => {
+            p.qos = qos;
+            p.retain = flags & 4 != 0;
+            p
+        }
+        Ok(_) => return Err(WireError::Publish("not one whole PUBLISH".into())),
+        Err(e) => return Err(WireError::Publish(e.to_string())),
+    };
+    Ok(Record {
+        origin,
+        seq: u64::from_be_bytes(*seq),
+        publish,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_proto::{ByteStr, Properties, Property};
+
+    fn message(qos: QoS, retain: bool) -> Publish {
+        let mut properties = Properties::default();
+        properties.push(Property::ContentType(ByteStr::from("text/plain")));
+        properties.push(Property::MessageExpiryInterval(60));
+        Publish {
+            dup: false,
+            qos,
+            retain,
+            topic: ByteStr::from("a/b"),
+            packet_id: 7,
+            properties,
+            payload: Bytes::from_static(b"hello"),
+        }
+    }
+
+    #[test]
+    fn a_message_survives_the_trip() {
+        for (qos, retain) in [
+            (QoS::AtMostOnce, false),
+            (QoS::AtLeastOnce, true),
+            (QoS::ExactlyOnce, false),
+        ] {
+            let body = encode(&message(qos, retain), "node-a:1f", 42).unwrap();
+            let record = decode(&body).unwrap();
+            assert_eq!(record.origin, "node-a:1f");
+            assert_eq!(record.seq, 42);
+            assert_eq!(record.publish.qos, qos);
+            assert_eq!(record.publish.retain, retain);
+            assert_eq!(record.publish.packet_id, 0);
+            assert_eq!(record.publish.topic.as_str(), "a/b");
+            assert_eq!(&record.publish.payload[..], b"hello");
+            assert_eq!(record.publish.properties.message_expiry_interval(), Some(60));
+        }
+    }
+
+    #[test]
+    fn damaged_bodies_are_refused() {
+        let body = encode(&message(QoS::AtLeastOnce, false), "n:1", 1).unwrap();
+        for cut in 0..body.len() {
+            assert!(decode(&body[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = body.to_vec();
+        bad[0] = 9;
+        assert!(decode(&bad).is_err());
+        let mut bad = body.to_vec();
+        bad[1] = 3;
+        assert!(decode(&bad).is_err());
+        let mut longer = body.to_vec();
+        longer.push(0);
+        assert!(decode(&longer).is_err());
+    }
+}
