@@ -86,6 +86,26 @@ const ASSETS: &[Asset] = &[
         body: include_str!("console/subscribe.js"),
     },
     Asset {
+        name: "platform.js",
+        kind: JS,
+        body: include_str!("console/platform.js"),
+    },
+    Asset {
+        name: "orgkey.js",
+        kind: JS,
+        body: include_str!("console/orgkey.js"),
+    },
+    Asset {
+        name: "device.js",
+        kind: JS,
+        body: include_str!("console/device.js"),
+    },
+    Asset {
+        name: "rules.js",
+        kind: JS,
+        body: include_str!("console/rules.js"),
+    },
+    Asset {
         name: "icon.svg",
         kind: "image/svg+xml",
         body: include_str!("console/icon.svg"),

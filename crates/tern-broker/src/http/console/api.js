@@ -14,7 +14,8 @@ export const IDLE_MS = 30 * 60 * 1000;
 /** A refusal by the API: `status`, the `error` message and the `field` it names. */
 export class ApiError extends Error {
   constructor(status, body) {
-    super((body && body.error) || `the broker answered ${status}`);
+    // The admin API says `error`; the platform's /api/v0002 says `message`.
+    super((body && (body.error || body.message)) || `the broker answered ${status}`);
     this.status = status;
     this.field = body ? body.field : null;
   }
@@ -63,6 +64,38 @@ export function login(header) {
 export function logout() {
   sessionStorage.removeItem(AUTH);
   sessionStorage.removeItem(SEEN);
+  for (const name of Object.keys(sessionStorage)) if (name.startsWith(ORG)) sessionStorage.removeItem(name);
+}
+
+// An organization's API key (for /api/v0002), kept in the tab while the session lasts.
+const ORG = 'tern.org.';
+export function setOrgKey(org, key, token) {
+  sessionStorage.setItem(ORG + org, JSON.stringify({key, header: 'Basic ' + btoa(key + ':' + token)}));
+}
+export function orgKey(org) {
+  try { return JSON.parse(sessionStorage.getItem(ORG + org) || 'null'); } catch { return null; }
+}
+export function dropOrgKey(org) { sessionStorage.removeItem(ORG + org); }
+
+/**
+ * A call to the platform's /api/v0002 with the organization's API key: judged by that
+ * key's role, as any application's call. A 401 forgets the key (not the session).
+ */
+export async function orgCall(org, method, path, body) {
+  const key = orgKey(org);
+  if (!key) throw new ApiError(401, {error: 'open the organization with one of its API keys first'});
+  if (!sessionStorage.getItem(AUTH)) throw refused();
+  const init = {method, headers: {Authorization: key.header}, cache: 'no-store', credentials: OMIT};
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const answer = await fetch('/api/v0002' + path, init);
+  let data = null;
+  try { data = await answer.json(); } catch { data = null; }
+  if (answer.status === 401) dropOrgKey(org);
+  if (!answer.ok) throw new ApiError(answer.status, data);
+  return data;
 }
 
 /** Whether `header` opens the API: its status for GET /api/v1/stats. */

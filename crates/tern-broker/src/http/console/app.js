@@ -1,10 +1,14 @@
 // The console's entry point: the login page, the session's idle timeout and the
-// hash router (#/overview, #/clients, #/clients/ID, #/topics).
+// hash router (#/overview, #/clients, #/clients/ID, #/topics, and with the platform
+// #/platform, #/platform/ORG, #/platform/ORG/rules, #/platform/ORG/device/TYPE/ID).
 
 import * as api from './api.js';
 import * as overview from './overview.js';
 import * as clients from './clients.js';
 import * as topics from './topics.js';
+import * as platform from './platform.js';
+import {renderDevice} from './device.js';
+import {renderRules} from './rules.js';
 import {el, field, fieldError, status} from './dom.js';
 
 const main = document.getElementById('main');
@@ -68,10 +72,11 @@ function route() {
     leave = loginPage();
     return;
   }
+  if (top.hidden) showPlatform();
   top.hidden = false;
   overview.start();
   const [page, ...rest] = (location.hash || '#/overview').replace(/^#\/?/, '').split('/');
-  const name = ['clients', 'topics'].includes(page) ? page : 'overview';
+  const name = ['clients', 'topics', 'platform'].includes(page) ? page : 'overview';
   for (const link of top.querySelectorAll('nav a')) {
     if (link.dataset.page === name) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
@@ -83,6 +88,8 @@ function route() {
   } else if (name === 'clients') {
     document.title = 'Clients · Tern console';
     leave = clients.renderList(main);
+  } else if (name === 'platform') {
+    leave = platformPage(rest.map(decodeURIComponent));
   } else if (name === 'topics') {
     document.title = 'Topics · Tern console';
     leave = topics.render(main);
@@ -91,6 +98,29 @@ function route() {
     leave = overview.render(main);
   }
   main.focus({preventScroll: true});
+}
+
+/** The platform's menu entry, shown when the broker runs the platform. */
+async function showPlatform() {
+  const link = document.getElementById('nav-platform');
+  link.hidden = !(await platform.enabled());
+}
+
+function platformPage([org, what, type, ...id]) {
+  if (!org) {
+    document.title = 'Platform · Tern console';
+    return platform.renderOrgs(main);
+  }
+  if (what === 'rules') {
+    document.title = `Rules of ${org} · Tern console`;
+    return renderRules(main, org);
+  }
+  if (what === 'device' && type && id.length) {
+    document.title = `${type}/${id.join('/')} · Tern console`;
+    return renderDevice(main, org, type, id.join('/'));
+  }
+  document.title = `${org} · Tern console`;
+  return platform.renderOrg(main, org);
 }
 
 document.getElementById('logout').addEventListener('click', () => {
