@@ -318,7 +318,10 @@ type Text = fn(&Value) -> String;
 pub fn run(args: IotArgs) -> Result<()> {
     let (op, text) = match args.command {
         IotCommand::Mgmt(m) => return crate::iot_mgmt::run(m, args.url.as_deref(), args.cafile.as_deref(), args.json),
-        IotCommand::Export(e) => return crate::iot_export::run(e, args.url.as_deref(), args.cafile.as_deref()),
+        IotCommand::Export(e) => {
+            let (url, cafile) = (args.url.as_deref(), args.cafile.as_deref());
+            return crate::iot_export::run(e, url, cafile, args.admin_key.as_deref());
+        }
         IotCommand::Org(c) => org(c)?,
         IotCommand::Type(c) => device_type(c)?,
         IotCommand::Device(c) => device(c)?,

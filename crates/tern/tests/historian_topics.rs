@@ -150,6 +150,35 @@ fn messages_on_configured_topics_are_stored_and_read_back_by_topic() {
         b"not json"
     );
 
+    // `tern iot export --topic` writes the same, as CSV.
+    let url = format!("http://{}", h.http);
+    let out = tern(&[
+        "iot",
+        "--url",
+        &url,
+        "--admin-key",
+        &h.key.pair(),
+        "export",
+        "--topic",
+        "logs/app",
+        "--start",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected: Vec<String> = std::iter::once("timestamp,payload".to_string())
+        .chain(logs.iter().map(|e| {
+            let payload = match &e["payload"] {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            format!("{},{payload}", e["timestamp"].as_str().unwrap())
+        }))
+        .collect();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().collect::<Vec<_>>(),
+        expected
+    );
+
     // Pages of 3 with bookmarks give the same messages, once each.
     let mut paged = Vec::new();
     let mut bookmark: Option<String> = None;
