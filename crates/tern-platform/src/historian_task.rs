@@ -67,7 +67,7 @@ pub fn start(handle: &BrokerHandle, data_dir: &std::path::Path) -> Arc<Historian
         });
     let (historian, errors) = Historian::new(data_dir, backend);
     for e in errors {
-        tracing::error!("historian settings: {e} (that organization stores nothing)");
+        tracing::error!("historian settings: {e} (that file is ignored: its organization stores nothing, or removed historian_topic lines are forgotten)");
     }
     let historian = Arc::new(historian);
     crate::historian_topics::apply_config(&historian, handle.state());

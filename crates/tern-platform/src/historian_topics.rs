@@ -10,7 +10,7 @@
 //! The lines are applied live: the sweep task reads the broker's configuration every
 //! second and, after a reload that changed them, puts the new lines in force. A line that
 //! leaves the configuration stops storing, but what it stored is not orphaned: the line is
-//! remembered in `platform/historian/topics.json` with its retention and the time it
+//! remembered in `platform/historian/_topics.json` with its retention and the time it
 //! went, so its events still read back and age out as they would have, and the line is
 //! forgotten once the last of them is past its retention.
 
@@ -85,7 +85,8 @@ impl TopicStores {
     /// The remembered stores of `dir` (the historian's settings directory); a damaged
     /// file is returned to be reported, and only the configured lines then count.
     pub fn load(dir: &Path) -> (TopicStores, Option<HistorianError>) {
-        let path = dir.join("topics.json");
+        // `_` keeps it apart from the organizations' files (ids are a-z and 0-9).
+        let path = dir.join("_topics.json");
         let (stores, error) = match std::fs::read(&path) {
             Ok(text) => match serde_json::from_slice::<Vec<TopicStore>>(&text) {
                 Ok(stores) => (stores, None),

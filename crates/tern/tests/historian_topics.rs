@@ -39,7 +39,13 @@ fn config(data: &Path, lines: &str) -> String {
 
 impl Historian {
     fn start(lines: &str) -> Historian {
+        Self::start_with(lines, |_| {})
+    }
+
+    /// Like `start`, after `prepare` has had the data directory.
+    fn start_with(lines: &str, prepare: impl FnOnce(&Path)) -> Historian {
         let data = tempfile::tempdir().unwrap();
+        prepare(data.path());
         let key = admin_key(data.path());
         let broker = Broker::with_test_clock("tern.conf", &config(data.path(), lines));
         let http = broker.listening_addrs()[1];
@@ -346,4 +352,31 @@ fn bad_historian_topic_lines_stop_the_start_naming_the_directive() {
     let out = tern(&["broker", "-c", toml.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("historian_topic: x/#: \"2q\" is neither days"));
+}
+
+#[test]
+fn damaged_historian_files_are_reported_and_cost_only_the_historian() {
+    // A damaged list of removed lines: reported, ignored, the lines in force still store.
+    let h = Historian::start_with("historian_topic a/#\n", |data| {
+        let dir = data.join("platform").join("historian");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("_topics.json"), b"{damaged").unwrap();
+    });
+    assert!(h.broker.log_contains("_topics.json is damaged"));
+    h.publish(ProtocolVersion::V5, "a/1", &[b"1".to_vec()]);
+    h.stored("a/1", 1);
+    // A damaged store: reported; queries say why (503); MQTT is not touched.
+    let h = Historian::start_with("historian_topic a/#\n", |data| {
+        let dir = data.join("platform");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("historian.redb"), vec![0x5a; 8192]).unwrap();
+    });
+    assert!(h.broker.log_contains("historian.redb"));
+    let mut subscriber = h.broker.connect(ProtocolVersion::V3_1_1, "listener");
+    subscriber.subscribe("a/#", QoS::AtLeastOnce);
+    h.publish(ProtocolVersion::V5, "a/1", &[b"1".to_vec()]);
+    assert_eq!(subscriber.recv_publish().payload.as_ref(), b"1");
+    let answer = h.call("/api/v1/historian/events?topic=a/1");
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(answer.json()["error"].as_str().unwrap().contains("historian.redb"));
 }
