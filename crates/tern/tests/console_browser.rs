@@ -89,6 +89,8 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
     let mut reader = quiet_client(&console.broker, "load-reader");
     reader.subscribe("load/x", QoS::AtMostOnce);
     let browser = Browser::start(&[]);
+    // Screenshots 1000 px wide (docs/console/ has copies).
+    browser.command("POST", "window/rect", Some(json!({"width": 1000, "height": 760})));
     browser.open(&format!("http://{}/", console.http));
 
     // The login page refuses a wrong key next to the field, then takes the right one.
@@ -111,6 +113,7 @@ fn the_console_logs_in_plots_lists_publishes_and_kicks() {
     topic_tree_and_subscribe(&browser, &mut publisher);
     kick(&browser, &console, &mut watcher);
     phone_width(&browser, &console);
+    keyboard(&browser, &console);
     log_out(&browser);
     session_ends(&browser, &console);
 
@@ -388,21 +391,86 @@ fn kick(browser: &Browser, console: &Console, watcher: &mut Client) {
     );
 }
 
-/// A phone-width screen: nothing is wider than the window.
+/// The visible form controls and buttons without a label (by `<label>`, `aria-label` or
+/// their text), as HTML snippets.
+const UNLABELLED: &str = "return [...document.querySelectorAll('input, select, textarea, button')] \
+    .filter((e) => e.offsetParent !== null) \
+    .filter((e) => e.tagName === 'BUTTON' ? !e.textContent.trim() && !e.getAttribute('aria-label') \
+                                          : !(e.labels && e.labels.length) && !e.getAttribute('aria-label')) \
+    .map((e) => e.outerHTML.slice(0, 100));";
+
+/// A phone-width screen: nothing is wider than the window on any page, every control
+/// has a label.
 fn phone_width(browser: &Browser, console: &Console) {
     browser.command("POST", "window/rect", Some(json!({"width": 390, "height": 844})));
-    browser.open(&format!("http://{}/#/clients", console.http));
-    browser.wait("the list", LISTED, json!(["load-maker"]));
-    let overflow = browser.eval(
-        "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+    for (page, ready, name) in [
+        ("clients", "#clients-body", "clients-phone"),
+        ("overview", "#plot-in", "overview-phone"),
+        ("topics", "#sub-filter", "topics-phone"),
+        ("clients/queue-holder", "#queue-body tr", "client-phone"),
+    ] {
+        browser.open(&format!("http://{}/#/{page}", console.http));
+        browser.find(ready);
+        if page == "clients" {
+            browser.wait("the list", LISTED, json!(["load-maker"]));
+        }
+        let overflow = browser.eval(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            json!([]),
+        );
+        assert!(
+            overflow.as_f64().unwrap() <= 0.0,
+            "{page} is wider than the screen by {overflow}px"
+        );
+        assert_eq!(browser.eval(UNLABELLED, json!([])), json!([]), "{page}");
+        browser.screenshot(&screenshots(), name);
+    }
+    browser.command("POST", "window/rect", Some(json!({"width": 1000, "height": 760})));
+}
+
+/// Presses `key` (a WebDriver key code, "\u{E004}" is Tab) on whatever has the focus.
+fn press(browser: &Browser, key: &str) {
+    let keys = json!([{"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}]);
+    let actions = json!({"actions": [{"type": "key", "id": "keyboard", "actions": keys}]});
+    browser.command("POST", "actions", Some(actions));
+}
+
+/// With the keyboard alone: the first Tab reaches the skip link, Enter on it moves to
+/// the page, and from the top the menu's links come in reading order.
+fn keyboard(browser: &Browser, console: &Console) {
+    browser.open(&format!("http://{}/#/topics", console.http));
+    browser.eval("window.beforeReload = true; location.reload();", json!([]));
+    browser.wait(
+        "the page reloaded",
+        "!window.beforeReload && document.querySelector('#sub-filter')",
         json!([]),
     );
-    assert!(
-        overflow.as_f64().unwrap() <= 0.0,
-        "wider than the screen by {overflow}px"
+    press(browser, "\u{E004}");
+    let focused = browser.eval("return document.activeElement.className;", json!([]));
+    assert_eq!(focused, json!("skip"));
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        press(browser, "\u{E004}");
+        order.push(browser.eval("return document.activeElement.textContent.trim();", json!([])));
+    }
+    assert_eq!(
+        order,
+        [json!("Overview"), json!("Clients"), json!("Topics"), json!("Log out")]
     );
-    browser.screenshot(&screenshots(), "clients-phone");
-    browser.command("POST", "window/rect", Some(json!({"width": 1280, "height": 900})));
+    browser.eval("document.querySelector('.skip').focus();", json!([]));
+    press(browser, "\u{E007}");
+    browser.wait(
+        "the focus on the page",
+        "document.activeElement.id === 'main'",
+        json!([]),
+    );
+    // The next Tab goes into the page, not back to the menu.
+    press(browser, "\u{E004}");
+    let inside = browser.eval(
+        "return document.getElementById('main').contains(document.activeElement);",
+        json!([]),
+    );
+    assert_eq!(inside, json!(true));
 }
 
 /// Log out: back to the login page, and the key is gone from the tab.

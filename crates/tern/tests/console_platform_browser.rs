@@ -25,6 +25,31 @@ fn screenshots() -> PathBuf {
     exe.ancestors().nth(3).unwrap().join("console-screenshots")
 }
 
+/// The visible form controls and buttons without a label (by `<label>`, `aria-label` or
+/// their text), as HTML snippets.
+const UNLABELLED: &str = "return [...document.querySelectorAll('input, select, textarea, button')] \
+    .filter((e) => e.offsetParent !== null) \
+    .filter((e) => e.tagName === 'BUTTON' ? !e.textContent.trim() && !e.getAttribute('aria-label') \
+                                          : !(e.labels && e.labels.length) && !e.getAttribute('aria-label')) \
+    .map((e) => e.outerHTML.slice(0, 100));";
+
+/// Every control of the page has a label, and at phone width (390 px) nothing is wider
+/// than the screen; a screenshot of it so.
+fn readable(browser: &Browser, name: &str) {
+    assert_eq!(browser.eval(UNLABELLED, json!([])), json!([]), "{name}");
+    browser.command("POST", "window/rect", Some(json!({"width": 390, "height": 844})));
+    let overflow = browser.eval(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+        json!([]),
+    );
+    assert!(
+        overflow.as_f64().unwrap() <= 0.0,
+        "{name} is wider than the screen by {overflow}px"
+    );
+    browser.screenshot(&screenshots(), &format!("{name}-phone"));
+    browser.command("POST", "window/rect", Some(json!({"width": 1000, "height": 760})));
+}
+
 /// Whether the element `arguments[0]` has text containing `arguments[1]`.
 const HAS_TEXT: &str =
     "document.querySelector(arguments[0]) && document.querySelector(arguments[0]).textContent.includes(arguments[1])";
@@ -128,6 +153,8 @@ fn the_console_runs_the_platform_devices_and_a_reboot() {
     }
     let p = start_platform();
     let browser = Browser::start(&[]);
+    // Screenshots 1000 px wide (docs/console/ has copies).
+    browser.command("POST", "window/rect", Some(json!({"width": 1000, "height": 760})));
     browser.open(&format!("http://{}/", p.http));
     browser.type_into("#key", &format!("{}\u{E007}", p.key));
     browser.wait(
@@ -179,6 +206,7 @@ fn the_console_runs_the_platform_devices_and_a_reboot() {
     );
     assert_eq!(rows, json!(2), "two tokens shown, one refusal");
     browser.screenshot(&screenshots(), "platform-org");
+    readable(&browser, "platform-org");
 
     // The device connects with the token the page showed, and manages itself.
     let mut d = device(&p, "dev1", &token);
@@ -245,6 +273,7 @@ fn reboot(browser: &Browser, p: &Platform, d: &mut Client, token: &str) {
     browser.type_into("#history-field", "\u{E007}");
     browser.wait("the chart's answer", "document.querySelector('#history-note').textContent || document.querySelector('#history-form-error').textContent", json!([]));
     browser.screenshot(&screenshots(), "platform-device");
+    readable(browser, "platform-device");
 }
 
 /// The rules page opens with the org's key; a device is deleted from the org's page.
@@ -253,6 +282,7 @@ fn rules_and_delete(browser: &Browser) {
     browser.click(&format!("a[href='#/platform/{ORG}/rules']"));
     browser.wait("the rules", HAS_TEXT, json!(["#rules", "No rules"]));
     browser.screenshot(&screenshots(), "platform-rules");
+    readable(browser, "platform-rules");
     browser.click(&format!("a[href='#/platform/{ORG}']"));
     browser.wait("the devices", HAS_TEXT, json!(["#devices", "dev3"]));
     let index = browser.eval(

@@ -62,7 +62,9 @@ function loginPage() {
   return () => {};
 }
 
-function route() {
+// `moved` is false on the first page load: the focus stays at the top of the document
+// (the skip link is the first Tab); after a page change it moves to the new page.
+function route(moved) {
   if (leave) leave();
   leave = null;
   status('');
@@ -97,7 +99,7 @@ function route() {
     document.title = 'Overview · Tern console';
     leave = overview.render(main);
   }
-  main.focus({preventScroll: true});
+  if (moved !== false) main.focus({preventScroll: true});
 }
 
 /** The platform's menu entry, shown when the broker runs the platform. */
@@ -129,8 +131,10 @@ document.getElementById('logout').addEventListener('click', () => {
   notice = 'Logged out.';
   route();
 });
+// The skip link moves the focus to the page without touching the hash (the router's).
+document.querySelector('.skip').addEventListener('click', (e) => { e.preventDefault(); main.focus(); });
 for (const kind of ['keydown', 'pointerdown']) document.addEventListener(kind, api.touch, {passive: true});
 // The idle timeout also ends a session in a tab nobody touches.
 setInterval(() => { if (!top.hidden) api.loggedIn(); }, 15000);
 window.addEventListener('hashchange', route);
-route();
+route(false);

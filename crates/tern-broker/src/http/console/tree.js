@@ -25,6 +25,7 @@ export function treePanel() {
   const note = el('p', {class: 'muted', id: 'tree-note', 'aria-live': 'off'}, 'Waiting for messages…');
   const controller = new AbortController();
   let skipped = 0;
+  let matched = 0;
 
   function set(topic, values) {
     if (!topics.has(topic) && topics.size >= MAX_TOPICS) { skipped += 1; return; }
@@ -40,12 +41,13 @@ export function treePanel() {
       set(t.topic, values);
     }
     skipped += data.topics_skipped;
-    note.textContent = `${num(topics.size)} topics` + (skipped ? `; ${num(skipped)} not shown (too many)` : '') +
-      `; ${num(data.matched)} messages in the last second.`;
+    matched = data.matched;
     draw();
   }
 
   function draw() {
+    note.textContent = `${num(topics.size)} topics` + (skipped ? `; ${num(skipped)} not shown (too many)` : '') +
+      `; ${num(matched)} messages in the last second.`;
     // Levels as nested maps; a node with `topic` is a topic itself.
     const root = new Map();
     for (const [topic, value] of [...topics].sort(([a], [b]) => (a < b ? -1 : 1))) {
