@@ -18,7 +18,7 @@ use crate::rules_window::Strategy;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ pub const MAX_RULES: usize = 100;
 /// Most actions per rule.
 pub const MAX_ACTIONS: usize = 8;
 /// Alerts kept per organization (the oldest go first).
-pub const MAX_ALERTS: usize = 1000;
+pub use crate::rules_alerts::MAX_ALERTS;
 /// The rules of plain (not platform) listeners: `platform/rules/_plain.json`, topic
 /// sources only, over the messages outside the platform's `$iot/` root (never an
 /// organization's name: those have no `_`).
@@ -333,8 +333,8 @@ pub struct Rules {
     orgs: RwLock<HashMap<String, Arc<OrgRules>>>,
     /// Serializes writers.
     write: Mutex<()>,
-    alerts: Mutex<HashMap<String, VecDeque<Alert>>>,
-    next_alert: AtomicU64,
+    /// The alerts recorded, kept across restarts ([`crate::rules_alerts`]).
+    pub(crate) alerts: crate::rules_alerts::AlertLog,
     /// The consumer's link to the broker ([`crate::rules_task`]).
     pub(crate) feed: crate::feed::Feed,
 }
@@ -342,12 +342,16 @@ pub struct Rules {
 impl Rules {
     /// The rules of `data_dir` (nothing is read until [`Rules::reload_if_changed`]).
     pub fn new(data_dir: &Path) -> Rules {
+        let dir = data_dir.join("platform").join("rules");
+        let (alerts, errors) = crate::rules_alerts::AlertLog::load(&dir);
+        for e in errors {
+            tracing::error!("rules: alerts not read back: {e}");
+        }
         Rules {
-            dir: data_dir.join("platform").join("rules"),
+            dir,
             orgs: RwLock::default(),
             write: Mutex::new(()),
-            alerts: Mutex::default(),
-            next_alert: AtomicU64::new(1),
+            alerts,
             feed: Default::default(),
         }
     }
@@ -507,26 +511,12 @@ impl Rules {
     }
 
     /// Records an alert of `org` (the oldest beyond [`MAX_ALERTS`] go).
-    pub fn record_alert(&self, org: &str, mut alert: Alert) {
-        alert.id = self.next_alert.fetch_add(1, Relaxed);
-        let mut alerts = self.alerts.lock();
-        let list = alerts.entry(org.to_string()).or_default();
-        if list.len() >= MAX_ALERTS {
-            list.pop_front();
-        }
-        list.push_back(alert);
+    pub fn record_alert(&self, org: &str, alert: Alert) {
+        self.alerts.record(org, alert);
     }
 
     /// `org`'s alerts, newest first, of `rule` if given.
     pub fn alerts(&self, org: &str, rule: Option<&str>) -> Vec<Alert> {
-        let alerts = self.alerts.lock();
-        let Some(list) = alerts.get(org) else {
-            return Vec::new();
-        };
-        list.iter()
-            .rev()
-            .filter(|a| rule.is_none_or(|r| a.rule_id == r))
-            .cloned()
-            .collect()
+        self.alerts.list(org, rule)
     }
 }

@@ -12,7 +12,7 @@
 use crate::rules_expr::{EvalError, FieldPath};
 use crate::topics::{AppRights, TopicSpace};
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +47,7 @@ pub struct EventCtx<'a> {
 }
 
 /// An alert record, as the API shows it (and the body of webhooks).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Alert {
     pub id: u64,

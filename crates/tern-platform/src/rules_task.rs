@@ -274,6 +274,19 @@ pub fn exposition(rules: &Rules, out: &mut String) {
 
 /// Starts the consumer: reads the rules files (again every second), registers the
 /// counters with the broker's `/metrics`, and listens while some rule is enabled.
+/// Writes the alerts recorded since the last call; a failure is logged when it first
+/// happens (`failing` holds what was last logged), not every second.
+async fn save_alerts(rules: &Arc<Rules>, failing: &mut Vec<String>) {
+    let saving = rules.clone();
+    let errors = tokio::task::spawn_blocking(move || saving.alerts.flush())
+        .await
+        .unwrap_or_else(|e| vec![format!("alerts not saved: {e}")]);
+    for e in errors.iter().filter(|e| !failing.contains(e)) {
+        tracing::error!("rules: {e} (tried again every second)");
+    }
+    *failing = errors;
+}
+
 pub fn spawn(handle: &BrokerHandle, rules: Arc<Rules>) {
     for e in rules.reload_if_changed() {
         tracing::error!("rules: {e} (not in force)");
@@ -294,12 +307,17 @@ pub fn spawn(handle: &BrokerHandle, rules: Arc<Rules>) {
         own: VecDeque::new(),
     };
     let stop = state.shutdown.clone();
-    tokio::spawn(async move {
+    // Waited for at shutdown, so the last alerts are written.
+    state.events().spawn_consumer(async move {
         let mut recheck = tokio::time::interval(RECHECK);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = Vec::new();
         loop {
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => {
+                    save_alerts(&rules, &mut failing).await;
+                    return;
+                }
                 () = rules.feed.woken() => {}
                 _ = recheck.tick() => {
                     let reloading = rules.clone();
@@ -309,11 +327,15 @@ pub fn spawn(handle: &BrokerHandle, rules: Arc<Rules>) {
                         }
                     }
                     consumer.prune();
+                    save_alerts(&rules, &mut failing).await;
                 }
                 event = crate::feed::next(&mut events) => {
                     match event {
                         Some(event) => consumer.take(event),
-                        None => return,
+                        None => {
+                            save_alerts(&rules, &mut failing).await;
+                            return;
+                        }
                     }
                     continue;
                 }

@@ -546,3 +546,43 @@ fn a_webhook_that_does_not_answer_in_time_is_tried_again_and_counted_as_failed()
     );
     s.wait_counters("slow", json!({"matched": 1, "fired": 1, "failed": 1}));
 }
+
+#[test]
+fn alerts_are_kept_across_a_clean_stop_and_a_kill_9() {
+    let mut s = start();
+    s.rule(json!({"id": "any", "condition": "true",
+                  "actions": [{"type": "alert", "message": "${deviceId} said ${d.n}"}]}));
+    let alerts_of = |s: &Setup| -> Vec<Value> {
+        let alerts = s.p.call(&s.p.reader, "GET", "/alerts", None).ok(200);
+        alerts["results"].as_array().unwrap().clone()
+    };
+    let mut device = s.p.device();
+    send(&mut device, "status", br#"{"d": {"n": 1}}"#, 1);
+    s.wait_counters("any", json!({"fired": 1}));
+    let before = alerts_of(&s);
+    assert_eq!(before.len(), 1);
+    // A clean stop writes them; the restarted broker shows the same records.
+    let broker = s.p.broker.take().unwrap();
+    let config = std::fs::read_to_string(broker.config_path.as_ref().unwrap()).unwrap();
+    drop(device);
+    broker.stop();
+    s.p.broker = Some(Broker::with_config("mosquitto.conf", &config));
+    assert_eq!(alerts_of(&s), before);
+    // Ids go on; within a second an alert is on disk, so a kill -9 keeps it too.
+    let mut device = s.p.device();
+    send(&mut device, "status", br#"{"d": {"n": 2}}"#, 1);
+    let file = s.p.data.join("platform/rules/alerts/za6xa7.json");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::fs::read_to_string(&file).map_or(0, |t| t.matches("\"ruleId\"").count()) < 2 {
+        assert!(std::time::Instant::now() < deadline, "the second alert was not written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(device);
+    s.p.broker.take().unwrap().kill_9();
+    s.p.broker = Some(Broker::with_config("mosquitto.conf", &config));
+    let after = alerts_of(&s);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after[0]["message"], "4321 said 2");
+    assert_eq!(after[0]["id"], before[0]["id"].as_u64().unwrap() + 1);
+    assert_eq!(after[1], before[0]);
+}
