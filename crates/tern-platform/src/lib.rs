@@ -54,6 +54,7 @@ pub mod rules_expr;
 pub mod rules_task;
 #[cfg(test)]
 mod rules_tests;
+pub mod rules_webhook;
 pub mod rules_window;
 pub mod status;
 pub mod status_task;

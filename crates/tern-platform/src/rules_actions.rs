@@ -173,9 +173,7 @@ fn builtin(ctx: &EventCtx<'_>, name: &str) -> String {
 /// Where a webhook goes.
 #[derive(Debug, Clone)]
 pub struct Webhook {
-    pub host: String,
-    pub port: u16,
-    pub path: String,
+    pub target: crate::rules_webhook::Target,
     pub timeout: Duration,
     pub retries: u32,
 }
@@ -209,20 +207,6 @@ fn broker_topic(org: &str, topic: &str) -> Result<String, String> {
     space.publish(topic).map(|m| m.topic).map_err(|e| e.to_string())
 }
 
-fn parse_url(url: &str) -> Result<(String, u16, String), String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("webhook url {url:?}: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("webhook url {url:?}: only http:// is supported"));
-    }
-    let host = uri
-        .host()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("webhook url {url:?} has no host"))?;
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    Ok((host, uri.port_u16().unwrap_or(80), path))
-}
-
 impl Action {
     /// Checks and compiles an action of a rule of `org`.
     pub fn compile(org: &str, def: &crate::rules::ActionDef) -> Result<Action, String> {
@@ -243,7 +227,7 @@ impl Action {
                 timeout_ms,
                 retries,
             } => {
-                let (host, port, path) = parse_url(url)?;
+                let target = crate::rules_webhook::Target::parse(url)?;
                 let timeout_ms = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
                 if !(1..=60_000).contains(&timeout_ms) {
                     return Err("webhook timeoutMs must be from 1 to 60000".into());
@@ -253,9 +237,7 @@ impl Action {
                     return Err("webhook retries must be at most 10".into());
                 }
                 let hook = Webhook {
-                    host,
-                    port,
-                    path,
+                    target,
                     timeout: Duration::from_millis(timeout_ms),
                     retries,
                 };
@@ -330,17 +312,20 @@ impl Webhooks {
         tokio::spawn(async move {
             let mut backoff = FIRST_BACKOFF;
             let mut ok = false;
-            let target = format!("{}:{}{}", hook.host, hook.port, hook.path);
+            let target = hook.target.describe();
             for attempt in 1..=hook.retries + 1 {
-                let why = match tokio::time::timeout(hook.timeout, post(&hook, body.clone())).await {
-                    Ok(Ok(status)) if (200..300).contains(&status) => {
-                        ok = true;
-                        break;
-                    }
-                    Ok(Ok(status)) => format!("answered {status}"),
-                    Ok(Err(e)) => e,
-                    Err(_) => "timed out".to_string(),
-                };
+                let why =
+                    match tokio::time::timeout(hook.timeout, crate::rules_webhook::post(&hook.target, body.clone()))
+                        .await
+                    {
+                        Ok(Ok(status)) if (200..300).contains(&status) => {
+                            ok = true;
+                            break;
+                        }
+                        Ok(Ok(status)) => format!("answered {status}"),
+                        Ok(Err(e)) => e,
+                        Err(_) => "timed out".to_string(),
+                    };
                 tracing::debug!("rules: webhook {target}: {why} (attempt {attempt})");
                 if attempt > hook.retries {
                     tracing::warn!("rules: webhook {target}: {why}; gave up after {attempt} attempts");
@@ -355,38 +340,4 @@ impl Webhooks {
         });
         true
     }
-}
-
-/// One POST; the response's status.
-async fn post(hook: &Webhook, body: Bytes) -> Result<u16, String> {
-    use http_body_util::{BodyExt, Full};
-    let stream = tokio::net::TcpStream::connect((hook.host.as_str(), hook.port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let driver = tokio::spawn(connection);
-    let host = match hook.host.contains(':') {
-        true => format!("[{}]:{}", hook.host, hook.port),
-        false => format!("{}:{}", hook.host, hook.port),
-    };
-    let request = hyper::Request::post(hook.path.as_str())
-        .header(hyper::header::HOST, host)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(hyper::header::USER_AGENT, concat!("tern/", env!("CARGO_PKG_VERSION")))
-        .body(Full::new(body))
-        .map_err(|e| format!("request: {e}"))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let status = response.status().as_u16();
-    // Read (and drop) a bounded answer so the connection ends cleanly.
-    let _ = http_body_util::Limited::new(response.into_body(), 64 << 10)
-        .collect()
-        .await;
-    driver.abort();
-    Ok(status)
 }

@@ -133,51 +133,90 @@ fn send(device: &mut Client, event: &str, payload: &[u8], packet_id: u16) {
     );
 }
 
-/// A webhook receiver: answers 500 to the first `failures` requests, then 200; every
-/// request's status and JSON body go to the channel.
+/// A webhook receiver on a thread: answers its first `failures` requests 500, then 200,
+/// and sends (status, JSON body) of each to the channel.
 fn hook_server(failures: usize) -> (String, mpsc::Receiver<(u16, Value)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for (n, stream) in listener.incoming().enumerate() {
-            let Ok(mut stream) = stream else { return };
-            let mut raw = Vec::new();
-            let mut buf = [0u8; 4096];
-            let (head_end, length) = loop {
-                let Ok(got) = stream.read(&mut buf) else { return };
-                if got == 0 {
-                    return;
-                }
-                raw.extend_from_slice(&buf[..got]);
-                if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
-                    let length = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    break (end + 4, length);
-                }
-            };
-            while raw.len() < head_end + length {
-                let Ok(got) = stream.read(&mut buf) else { return };
-                if got == 0 {
-                    return;
-                }
-                raw.extend_from_slice(&buf[..got]);
-            }
-            let status = if n < failures { 500 } else { 200 };
-            let body: Value = serde_json::from_slice(&raw[head_end..head_end + length]).unwrap();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-            if tx.send((status, body)).is_err() {
+            let Ok(stream) = stream else { return };
+            if !answer_hook(stream, n < failures, &tx) {
                 return;
             }
         }
     });
     (url, rx)
+}
+
+/// An `https://localhost` webhook receiver with a certificate of `ca` (answers 200).
+fn https_hook_server(ca: &common::pki::Ca, name: &str) -> (String, mpsc::Receiver<(u16, Value)>) {
+    let (crt, key) = ca.server(name);
+    let certs: Vec<_> = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(crt).unwrap()))
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key).unwrap()))
+        .unwrap()
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let config = std::sync::Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://localhost:{}/hook", listener.local_addr().unwrap().port());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tls = rustls::ServerConnection::new(config.clone()).unwrap();
+            if !answer_hook(rustls::StreamOwned::new(tls, stream), false, &tx) {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+/// Reads one request from `stream`, answers it (500 if `fail`), and sends what it got;
+/// false once nobody listens.
+fn answer_hook(mut stream: impl Read + Write, fail: bool, tx: &mpsc::Sender<(u16, Value)>) -> bool {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let (head_end, length) = loop {
+        let Ok(got) = stream.read(&mut buf) else { return true };
+        if got == 0 {
+            return true;
+        }
+        raw.extend_from_slice(&buf[..got]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            break (end + 4, length);
+        }
+    };
+    while raw.len() < head_end + length {
+        let Ok(got) = stream.read(&mut buf) else { return true };
+        if got == 0 {
+            return true;
+        }
+        raw.extend_from_slice(&buf[..got]);
+    }
+    let status = if fail { 500 } else { 200 };
+    let body: Value = serde_json::from_slice(&raw[head_end..head_end + length]).unwrap();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let _ = stream.flush();
+    tx.send((status, body)).is_ok()
 }
 
 #[test]
@@ -351,7 +390,7 @@ fn bad_rules_are_refused_with_a_clear_error() {
         ),
         (
             json!({"id": "x", "condition": "d.temp > 30", "actions": [{"type": "webhook", "url": "ftp://x/"}]}),
-            "only http://",
+            "http:// or https:// is needed",
         ),
         (
             json!({"id": "x", "condition": "d.temp > 30", "actions": [{"type": "publish", "topic": "iot-2/type/t/id/d/evt/e/fmt/json", "payload": "${d.temp"}]}),
@@ -585,4 +624,28 @@ fn alerts_are_kept_across_a_clean_stop_and_a_kill_9() {
     assert_eq!(after[0]["message"], "4321 said 2");
     assert_eq!(after[0]["id"], before[0]["id"].as_u64().unwrap() + 1);
     assert_eq!(after[1], before[0]);
+}
+
+#[test]
+fn an_https_webhook_is_called_when_its_certificate_is_trusted_and_fails_when_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let trusted = common::pki::Ca::new(dir.path(), "trusted");
+    let stranger = common::pki::Ca::new(dir.path(), "stranger");
+    // The broker trusts the bundle SSL_CERT_FILE names, as other HTTPS clients do.
+    std::env::set_var("SSL_CERT_FILE", trusted.cafile());
+    let s = start();
+    let (good, hooks) = https_hook_server(&trusted, "good");
+    let (bad, strangers) = https_hook_server(&stranger, "bad");
+    s.rule(json!({"id": "tls", "condition": "d.temp > 30", "actions": [
+        {"type": "webhook", "url": good, "retries": 0, "timeoutMs": 5000},
+        {"type": "webhook", "url": bad, "retries": 0, "timeoutMs": 5000}
+    ]}));
+    let mut device = s.p.device();
+    send(&mut device, "status", br#"{"d": {"temp": 31}}"#, 1);
+    let (status, body) = hooks.recv_timeout(PATIENCE).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["payload"], json!({"d": {"temp": 31}}));
+    // The server whose certificate nobody trusts gets no request: the call failed.
+    s.wait_counters("tls", json!({"matched": 1, "fired": 1, "failed": 1}));
+    assert!(strangers.try_recv().is_err());
 }
