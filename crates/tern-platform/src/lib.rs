@@ -49,6 +49,7 @@ mod rest_registry;
 mod rest_rules;
 pub mod rules;
 pub mod rules_actions;
+pub mod rules_admin;
 pub mod rules_alerts;
 pub mod rules_expr;
 pub mod rules_task;

@@ -252,6 +252,7 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
     }
     let mut lec = None;
     let mut historian = None;
+    let mut rules = None;
     if let Some(domain) = platform_domain {
         // Listeners in platform mode: the IoT platform decides who their clients are.
         let handle = broker.handle();
@@ -259,6 +260,7 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
             tern_platform::policy::start(&handle, &data_dir, domain.clone()).context("the IoT platform's registry")?;
         let registry = started.registry.clone();
         historian = Some(started.historian.clone());
+        rules = Some(started.rules.clone());
         // `tern iot --url`: the registry on the admin API, behind its keys.
         let admin_routes = tern_platform::registry_admin::router(registry.clone());
         broker = broker.with_admin_http_routes(tern_platform::registry_admin::PREFIX, admin_routes);
@@ -279,6 +281,17 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
         let routes = tern_platform::rest_historian_topics::router(historian);
         broker = broker.with_admin_http_routes(tern_platform::rest_historian_topics::PREFIX, routes);
     }
+    // Plain listeners' rules (docs/analytics.md): with the platform's, or on their own
+    // (nothing is listened to until a rule exists).
+    let rules = rules.unwrap_or_else(|| {
+        let rules = std::sync::Arc::new(tern_platform::rules::Rules::new(&data_dir));
+        tern_platform::rules_task::spawn(&broker.handle(), rules.clone());
+        rules
+    });
+    use tern_platform::rules_admin::{alerts_router, rules_router, ALERTS_PREFIX, RULES_PREFIX};
+    broker = broker
+        .with_admin_http_routes(RULES_PREFIX, rules_router(rules.clone()))
+        .with_admin_http_routes(ALERTS_PREFIX, alerts_router(rules));
     if no_listeners {
         broker = broker.with_default_http_api().await;
     }

@@ -649,3 +649,63 @@ fn an_https_webhook_is_called_when_its_certificate_is_trusted_and_fails_when_not
     s.wait_counters("tls", json!({"matched": 1, "fired": 1, "failed": 1}));
     assert!(strangers.try_recv().is_err());
 }
+
+#[test]
+fn plain_listeners_rules_are_managed_on_the_admin_api_without_the_platform() {
+    let data = tempfile::tempdir().unwrap();
+    let key = admin_key(data.path());
+    let config = format!(
+        "listener 0 127.0.0.1\nallow_anonymous true\nlistener 0 127.0.0.1\nprotocol http\npersistence_location {}\n",
+        data.path().display()
+    );
+    let broker = Broker::with_config("tern.conf", &config);
+    let http = broker.listening_addrs()[1];
+    let auth = format!("Bearer {}", key.secret);
+    let call = |method: &str, path: &str, body: Option<Value>| {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+        let answer = request(http, method, path, &headers, body.as_bytes());
+        let json = serde_json::from_slice::<Value>(&answer.body).unwrap_or(Value::Null);
+        (answer.status, json)
+    };
+    let rule = json!({"id": "hot", "source": {"topic": "factory/+/temp"}, "condition": "value > 100",
+                      "actions": [{"type": "publish", "topic": "alerts/${topic}"},
+                                  {"type": "alert", "message": "${topic} at ${value}"}]});
+    let (status, made) = call("POST", "/api/v1/rules", Some(rule.clone()));
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["counters"]["fired"], 0);
+    assert_eq!(call("POST", "/api/v1/rules", Some(rule)).0, 409);
+    let (status, refused) = call(
+        "POST",
+        "/api/v1/rules",
+        Some(json!({"id": "x", "source": {"topic": "a/#"}, "condition": "value >", "actions": []})),
+    );
+    assert_eq!(status, 400);
+    assert!(refused["error"].as_str().unwrap().contains("condition"), "{refused}");
+    let mut watcher = broker.connect(ProtocolVersion::V5, "watcher");
+    watcher.subscribe("alerts/#", QoS::AtMostOnce);
+    let mut sensor = broker.connect(ProtocolVersion::V3_1_1, "sensor");
+    assert_eq!(
+        sensor.publish("factory/l1/temp", br#"{"value": 120}"#, QoS::AtLeastOnce, false, 1),
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(&*watcher.recv_publish().topic, "alerts/factory/l1/temp");
+    let alerts = within(PATIENCE, "the alert recorded", || {
+        let (_, alerts) = call("GET", "/api/v1/alerts", None);
+        (alerts["results"].as_array().unwrap().len() == 1).then_some(alerts)
+    });
+    assert_eq!(alerts["results"][0]["message"], "factory/l1/temp at 120");
+    assert_eq!(call("GET", "/api/v1/rules/hot/alerts", None).1, alerts);
+    assert_eq!(
+        call("GET", "/api/v1/rules", None).1["results"][0]["counters"]["fired"],
+        1
+    );
+    // Changed, then removed: the broker stops acting on it.
+    let mismatched = json!({"id": "other", "condition": "true", "actions": []});
+    assert_eq!(call("PUT", "/api/v1/rules/hot", Some(mismatched)).0, 400);
+    assert_eq!(call("DELETE", "/api/v1/rules/hot", None).0, 204);
+    assert_eq!(call("GET", "/api/v1/rules/hot", None).0, 404);
+    assert_eq!(call("DELETE", "/api/v1/rules/hot", None).0, 404);
+    let anonymous = request(http, "GET", "/api/v1/rules", &[], b"");
+    assert_eq!(anonymous.status, 401);
+}
