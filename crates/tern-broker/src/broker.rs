@@ -191,6 +191,25 @@ impl BrokerState {
         self.router.publish(publish, None, &self.metrics)
     }
 
+    /// Closes this node's connection of `client_id` (5.0: DISCONNECT 0x8E, its will
+    /// published) because the client id connected to another node of the cluster, if it
+    /// connected here no later than `connected_by_ms` (ms since 1970): a newer connection
+    /// here is not the one the other node took over. Returns whether one was closed.
+    pub fn take_over_from_node(&self, client_id: &str, connected_by_ms: u64) -> bool {
+        let Some(session) = self.sessions.with(|map| map.get(client_id).cloned()) else {
+            return false;
+        };
+        let info = session.state.lock().connection.as_ref().map(|c| c.info.clone());
+        match info {
+            Some(info) if info.connected_at_ms <= connected_by_ms => {
+                info.kick_for(crate::admin::Kick::TakenOverElsewhere);
+                session.wake.notify_one();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Stores (or with an empty payload, clears) a retained message another node of the
     /// cluster accepted, without routing it.
     pub fn retain_from_node(&self, publish: &Publish) {

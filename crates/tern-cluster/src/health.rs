@@ -8,7 +8,7 @@
 //! settings by every node), the node is unavailable too.
 
 use crate::link::Shared;
-use crate::{Settings, NODES_BUCKET, RETAIN_BUCKET, STREAM};
+use crate::{Settings, NODES_BUCKET, RETAIN_BUCKET, SESSIONS_BUCKET, STREAM};
 use async_nats::jetstream::{self, kv, stream};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
@@ -20,6 +20,9 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a node's heartbeat key lives without being written again.
 const NODE_TTL: Duration = Duration::from_secs(30);
+/// How long a client id's claim is kept (a connection only needs it while a newer one
+/// may come elsewhere; an expired claim only means nothing is known of that client id).
+const CLAIM_AGE: Duration = Duration::from_secs(24 * 3600);
 /// How long QoS 1/2 messages are kept in the stream (nothing replays them yet).
 const MESSAGE_AGE: Duration = Duration::from_secs(3600);
 /// Most bytes the stream keeps (oldest messages go first).
@@ -29,6 +32,7 @@ const STREAM_BYTES: i64 = 1 << 30;
 pub struct Buckets {
     pub retained: kv::Store,
     pub nodes: kv::Store,
+    pub sessions: kv::Store,
 }
 
 /// Reacts to the NATS connection's events.
@@ -89,7 +93,12 @@ async fn try_set_up(js: &jetstream::Context, replicas: usize) -> Result<Buckets,
     .await?;
     let retained = bucket(js, RETAIN_BUCKET, replicas, Duration::ZERO).await?;
     let nodes = bucket(js, NODES_BUCKET, replicas, NODE_TTL).await?;
-    Ok(Buckets { retained, nodes })
+    let sessions = bucket(js, SESSIONS_BUCKET, replicas, CLAIM_AGE).await?;
+    Ok(Buckets {
+        retained,
+        nodes,
+        sessions,
+    })
 }
 
 async fn bucket(
@@ -113,8 +122,10 @@ async fn bucket(
         .await?)
 }
 
-/// Writes this node's heartbeat every second; each outcome sets the availability.
-pub async fn heartbeat(nodes: kv::Store, shared: std::sync::Arc<Shared>) {
+/// Writes this node's heartbeat every second and asks whether the message stream has a
+/// leader; each outcome sets the availability (both must answer: the bucket and the
+/// stream are separate replica groups, and after an outage they elect leaders apart).
+pub async fn heartbeat(js: jetstream::Context, nodes: kv::Store, shared: std::sync::Arc<Shared>) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -123,14 +134,25 @@ pub async fn heartbeat(nodes: kv::Store, shared: std::sync::Arc<Shared>) {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let value = format!("{{\"origin\":\"{}\",\"at\":{now}}}", shared.origin);
-        let put = tokio::time::timeout(HEARTBEAT_TIMEOUT, nodes.put(&*shared.node, value.into())).await;
-        match put {
-            Ok(Ok(_)) => {
+        let probe = async {
+            nodes
+                .put(&*shared.node, value.into())
+                .await
+                .map_err(|e| e.to_string())?;
+            let stream = js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
+            let info = stream.cached_info();
+            match &info.cluster {
+                Some(cluster) if cluster.leader.is_none() => Err(format!("stream {STREAM} has no leader")),
+                _ => Ok(()),
+            }
+        };
+        match tokio::time::timeout(HEARTBEAT_TIMEOUT, probe).await {
+            Ok(Ok(())) => {
                 if !shared.available.swap(true, Relaxed) {
                     tracing::info!("cluster: JetStream available: QoS 1/2 publishes are accepted");
                 }
             }
-            Ok(Err(e)) => unavailable(&shared, &e.to_string()),
+            Ok(Err(e)) => unavailable(&shared, &e),
             Err(_) => unavailable(&shared, "no answer in time"),
         }
     }

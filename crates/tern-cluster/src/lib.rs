@@ -13,11 +13,14 @@
 //!   once ([`inbound`]);
 //! - retained messages are also kept in the `MQTT_RETAIN` key-value bucket, which every
 //!   node watches into its own retained store ([`retained`]);
+//! - a client id connected on two nodes ends with the newer connection: each connection
+//!   claims its client id in the `MQTT_SESS` bucket, and the node whose claim is beaten
+//!   closes its connection (5.0: 0x8E) ([`takeover`]);
 //! - a heartbeat in the `MQTT_NODES` bucket tells whether JetStream answers; while it
 //!   does not (or NATS is out of reach), QoS 1/2 publishes are refused and QoS 0 keeps
 //!   flowing between this node's clients ([`health`]).
 //!
-//! Sessions, takeover and wills across nodes are not built yet (docs/cluster.md).
+//! Sessions and wills across nodes are not built yet (docs/cluster.md).
 
 mod health;
 mod inbound;
@@ -25,6 +28,7 @@ mod link;
 mod outbound;
 mod retained;
 pub mod subject;
+mod takeover;
 pub mod wire;
 
 use link::{NatsLink, Shared};
@@ -38,6 +42,9 @@ use tokio::sync::mpsc;
 pub const STREAM: &str = "MQTT_MSGS";
 /// The key-value bucket of retained messages.
 pub const RETAIN_BUCKET: &str = "MQTT_RETAIN";
+/// The key-value bucket of client ids' claims (which node holds a client id's newest
+/// connection).
+pub const SESSIONS_BUCKET: &str = "MQTT_SESS";
 /// The key-value bucket of node heartbeats.
 pub const NODES_BUCKET: &str = "MQTT_NODES";
 
@@ -116,12 +123,14 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
         .set_cluster(Arc::new(link))
         .map_err(|e| ClusterError::Install(e.to_string()))?;
     let state = handle.state().clone();
+    let connections = takeover::subscribe(&state);
     tokio::spawn(outbound::run(client.clone(), js.clone(), shared.clone(), out_rx));
     tokio::spawn(inbound::run(client.clone(), state.clone(), shared.clone(), interest_rx));
     tokio::spawn(async move {
         let buckets = health::set_up(&js, &settings, &shared).await;
-        tokio::spawn(retained::watch(buckets.retained, state, shared.clone()));
-        health::heartbeat(buckets.nodes, shared).await;
+        tokio::spawn(retained::watch(buckets.retained, state.clone(), shared.clone()));
+        tokio::spawn(takeover::run(buckets.sessions, connections, state, shared.clone()));
+        health::heartbeat(js, buckets.nodes, shared).await;
     });
     Ok(())
 }

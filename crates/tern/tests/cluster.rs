@@ -390,6 +390,34 @@ fn nats_interest_follows_local_filters(nats: &NatsCluster, nodes: &HashMap<&str,
     wait_until("node c drops its NATS subscriptions", || subjects("c").is_empty());
 }
 
+/// A client id connected to a second node ends with the newer connection only: the
+/// older gets DISCONNECT 0x8E (5.0) or is closed (3.1.1), whichever nodes they are on.
+fn takeover_across_nodes(nodes: &HashMap<&str, Broker>) {
+    let mut first = nodes["a"].connect(V5, "roaming");
+    let mut second = nodes["b"].connect(V5, "roaming");
+    let seen = first.expect_closed();
+    assert_eq!(
+        disconnect_reason(&seen),
+        ReasonCode::SESSION_TAKEN_OVER,
+        "takeover a -> b: {seen:?}"
+    );
+    second.ping();
+    let mut third = nodes["c"].connect(V311, "roaming");
+    let seen = second.expect_closed();
+    assert_eq!(
+        disconnect_reason(&seen),
+        ReasonCode::SESSION_TAKEN_OVER,
+        "takeover b -> c: {seen:?}"
+    );
+    third.ping();
+    let mut fourth = nodes["a"].connect(V311, "roaming");
+    let seen = third.expect_closed();
+    assert!(seen.is_empty(), "takeover c -> a, 3.1.1: {seen:?}");
+    fourth.ping();
+    assert!(nodes["c"].log_contains("client id connected to another node"));
+    fourth.disconnect();
+}
+
 /// With every NATS server down, QoS 1 publishes are refused (5.0: PUBACK 0x97; 3.1.1:
 /// closed without PUBACK) while QoS 0 keeps flowing on the node; once NATS is back,
 /// QoS 1 is accepted and crosses nodes again.
@@ -450,6 +478,7 @@ fn three_nodes_on_nats_jetstream_act_as_one_broker() {
     cross_node_delivery(&nodes);
     retained_on_another_node(&nodes);
     nats_interest_follows_local_filters(&nats, &nodes);
+    takeover_across_nodes(&nodes);
     qos1_refused_without_nats(&mut nats, &nodes);
 }
 

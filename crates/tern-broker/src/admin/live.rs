@@ -5,7 +5,7 @@
 
 use crate::metrics::LocalCounters;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use tern_proto::ProtocolVersion;
 
 /// One connection as the admin facade sees it; shared by the connection task and the
@@ -26,7 +26,17 @@ pub struct ConnectionInfo {
     bytes_out: AtomicU64,
     messages_in: AtomicU64,
     messages_out: AtomicU64,
-    kicked: AtomicBool,
+    /// Why the connection must close, if it must: 0 no, else a [`Kick`] as a number.
+    kicked: AtomicU8,
+}
+
+/// Why a connection is asked to close from outside its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    /// An administrator (DISCONNECT 0x98).
+    Admin = 1,
+    /// The client id connected to another node of the cluster (DISCONNECT 0x8E).
+    TakenOverElsewhere = 2,
 }
 
 /// A connection's traffic so far.
@@ -60,7 +70,7 @@ impl ConnectionInfo {
             bytes_out: AtomicU64::new(0),
             messages_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
-            kicked: AtomicBool::new(false),
+            kicked: AtomicU8::new(0),
         }
     }
 
@@ -87,13 +97,27 @@ impl ConnectionInfo {
         }
     }
 
-    /// Marks the connection for closing; the caller wakes it.
+    /// Marks the connection for closing by an administrator; the caller wakes it.
     pub fn kick(&self) {
-        self.kicked.store(true, Relaxed);
+        self.kick_for(Kick::Admin);
     }
 
-    /// Whether an administrator asked this connection to close.
+    /// Marks the connection for closing, for `why`; the caller wakes it.
+    pub fn kick_for(&self, why: Kick) {
+        self.kicked.store(why as u8, Relaxed);
+    }
+
+    /// Whether the connection was asked to close.
     pub fn is_kicked(&self) -> bool {
-        self.kicked.load(Relaxed)
+        self.kicked.load(Relaxed) != 0
+    }
+
+    /// Why the connection was asked to close, if it was.
+    pub fn kicked(&self) -> Option<Kick> {
+        match self.kicked.load(Relaxed) {
+            0 => None,
+            2 => Some(Kick::TakenOverElsewhere),
+            _ => Some(Kick::Admin),
+        }
     }
 }

@@ -14,7 +14,7 @@ mod live;
 pub mod model;
 mod queue;
 
-pub use live::{ConnectionInfo, Traffic};
+pub use live::{ConnectionInfo, Kick, Traffic};
 pub use model::*;
 
 use crate::broker::BrokerState;

@@ -72,6 +72,8 @@ pub(crate) enum Close {
     Shutdown,
     /// Closed through the admin facade.
     Kicked,
+    /// The client id connected to another node of the cluster.
+    TakenOverElsewhere,
 }
 
 impl Close {
@@ -163,6 +165,7 @@ fn event_reason(close: &Close) -> DisconnectReason {
         Close::KeepAliveTimeout => DisconnectReason::KeepAliveTimeout,
         Close::TakenOver(_) => DisconnectReason::TakenOver,
         Close::Shutdown => DisconnectReason::ServerShutdown,
+        Close::TakenOverElsewhere => DisconnectReason::TakenOver,
         #[allow(unreachable_patterns)]
         _ => DisconnectReason::Kicked,
     }
@@ -471,8 +474,10 @@ impl Live {
                     }
                 }
                 () = c.session.wake.notified() => {
-                    if c.info.is_kicked() {
-                        return Close::Kicked;
+                    match c.info.kicked() {
+                        None => {}
+                        Some(crate::admin::Kick::Admin) => return Close::Kicked,
+                        Some(crate::admin::Kick::TakenOverElsewhere) => return Close::TakenOverElsewhere,
                     }
                 }
                 () = &mut keep_alive, if c.keep_alive_limit.is_some() => {
@@ -754,6 +759,11 @@ impl Connection {
                 true,
                 Some(ReasonCode::ADMINISTRATIVE_ACTION),
                 "disconnected by an administrator".into(),
+            ),
+            Close::TakenOverElsewhere => (
+                true,
+                Some(ReasonCode::SESSION_TAKEN_OVER),
+                "client id connected to another node of the cluster".into(),
             ),
             Close::Shutdown => (
                 true,
