@@ -25,6 +25,7 @@
 mod health;
 mod inbound;
 mod link;
+mod metrics;
 mod outbound;
 mod retained;
 pub mod subject;
@@ -117,11 +118,14 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
         .build(client.clone());
     let (out_tx, out_rx) = mpsc::channel(outbound::QUEUE);
     let (interest_tx, interest_rx) = mpsc::unbounded_channel();
-    let link = NatsLink::new(shared.clone(), out_tx, interest_tx);
+    let link = Arc::new(NatsLink::new(shared.clone(), out_tx, interest_tx));
     // Installing reports the restored sessions' filters into the channel, read below.
     handle
-        .set_cluster(Arc::new(link))
+        .set_cluster(link.clone())
         .map_err(|e| ClusterError::Install(e.to_string()))?;
+    let figures = shared.clone();
+    let renderer = move |out: &mut String| metrics::render(&figures, link.filter_count(), out);
+    handle.state().metrics.extra.add(Box::new(renderer));
     let state = handle.state().clone();
     let connections = takeover::subscribe(&state);
     tokio::spawn(outbound::run(client.clone(), js.clone(), shared.clone(), out_rx));

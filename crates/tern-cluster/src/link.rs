@@ -79,6 +79,11 @@ impl NatsLink {
         }
     }
 
+    /// Distinct filters this node subscribes to in NATS.
+    pub fn filter_count(&self) -> usize {
+        self.filters.lock().len()
+    }
+
     fn count_not_forwarded(&self, why: &str) {
         let n = self.shared.not_forwarded.fetch_add(1, Relaxed) + 1;
         if n.is_power_of_two() {

@@ -14,7 +14,7 @@
 //! read: a body that does not decode is dropped and counted, never trusted.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tern_proto::{Packet, ProtocolVersion, Publish, QoS};
+use tern_proto::{Packet, PropertyId, ProtocolVersion, Publish, QoS};
 
 const FORMAT: u8 = 1;
 /// Largest body read back: NATS's own default payload limit is 1 MiB, JetStream's 8 MiB.
@@ -72,6 +72,9 @@ pub fn decode(body: &[u8]) -> Result<Record, WireError> {
         Ok(Some(Packet::Publish(mut p))) if packet.is_empty() => {
             p.qos = qos;
             p.retain = flags & 4 != 0;
+            // Never what a node sends (they are per connection): not passed on if present.
+            p.properties.remove(PropertyId::TopicAlias);
+            p.properties.remove(PropertyId::SubscriptionIdentifier);
             p
         }
         Ok(_) => return Err(WireError::Publish("not one whole PUBLISH".into())),
@@ -122,6 +125,17 @@ mod tests {
             assert_eq!(&record.publish.payload[..], b"hello");
             assert_eq!(record.publish.properties.message_expiry_interval(), Some(60));
         }
+    }
+
+    #[test]
+    fn per_connection_properties_are_not_passed_on() {
+        let mut m = message(QoS::AtMostOnce, false);
+        m.properties.push(Property::TopicAlias(3));
+        m.properties.push(Property::SubscriptionIdentifier(9));
+        let record = decode(&encode(&m, "n:1", 1).unwrap()).unwrap();
+        assert_eq!(record.publish.properties.topic_alias(), None);
+        assert_eq!(record.publish.properties.subscription_identifiers().next(), None);
+        assert_eq!(record.publish.properties.message_expiry_interval(), Some(60));
     }
 
     #[test]
