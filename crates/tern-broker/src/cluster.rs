@@ -14,6 +14,8 @@
 //!   false, and its PUBACK / PUBREC waits on the connection's [`AckTrack`] until the
 //!   engine has settled the ticket it took for it (stored on a quorum); a failed ticket
 //!   closes the connection without those acknowledgements, so the client sends again;
+//! - a SUBACK waits in the same way until the new subscriptions are active in the
+//!   cluster ([`ClusterLink::subscribed`]);
 //! - messages from other nodes come in through `BrokerState::deliver_from_node` and
 //!   `BrokerState::retain_from_node`.
 
@@ -39,6 +41,12 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
     /// routed (the admin API): cleared on the other nodes too.
     fn clear_retained(&self, topic: &str);
 
+    /// The connection of `track` subscribed: its SUBACK (and all its output) waits until
+    /// the subscriptions made so far are active in the cluster (the engine takes a ticket
+    /// and settles it then), so that a message published on another node right after the
+    /// SUBACK reaches it.
+    fn subscribed(&self, track: &Arc<AckTrack>);
+
     /// A session subscribed to `filter` (a topic filter; a shared subscription's filter
     /// comes without its `$share/{group}/`). Called once per (session, filter).
     fn filter_added(&self, filter: &str);
@@ -47,37 +55,39 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
     fn filter_removed(&self, filter: &str);
 }
 
-/// One connection's QoS 1/2 publishes waiting for the cluster: tickets are issued in
-/// order and settled in order; the connection holds its output while any is unsettled.
+/// What one connection waits for from the cluster (QoS 1/2 publishes to be stored,
+/// subscriptions to become active): tickets are issued and settled, in any order; the
+/// connection holds its output while any is outstanding.
 #[derive(Debug, Default)]
 pub struct AckTrack {
-    issued: AtomicU64,
-    settled: AtomicU64,
+    outstanding: AtomicU64,
     failed: AtomicBool,
     wake: Notify,
 }
 
 impl AckTrack {
-    /// Takes the next ticket (called by the engine from `forward`, on the connection's task).
-    pub fn issue(&self) -> u64 {
-        self.issued.fetch_add(1, Ordering::AcqRel) + 1
+    /// Takes a ticket (called by the engine on the connection's task).
+    pub fn issue(&self) {
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Every ticket up to `ticket` is stored.
-    pub fn settle(&self, ticket: u64) {
-        self.settled.fetch_max(ticket, Ordering::AcqRel);
+    /// One ticket is done with (stored, or active).
+    pub fn settle(&self) {
+        let _ = self
+            .outstanding
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         self.wake.notify_one();
     }
 
     /// A ticket could not be stored: the connection must close without acknowledging.
     pub fn fail(&self) {
         self.failed.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.settle();
     }
 
-    /// Whether some ticket is neither settled nor failed.
+    /// Whether some ticket is outstanding.
     pub fn pending(&self) -> bool {
-        self.settled.load(Ordering::Acquire) < self.issued.load(Ordering::Acquire)
+        self.outstanding.load(Ordering::Acquire) > 0
     }
 
     /// Whether some ticket failed.
@@ -108,27 +118,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_track_is_pending_until_its_last_ticket_settles() {
+    fn a_track_is_pending_until_every_ticket_settles() {
         let track = AckTrack::default();
         assert!(!track.pending());
-        let first = track.issue();
-        let second = track.issue();
+        track.issue();
+        track.issue();
         assert!(track.pending());
-        track.settle(first);
+        track.settle();
         assert!(track.pending());
-        track.settle(second);
+        track.settle();
         assert!(!track.pending());
+        track.settle();
+        assert!(!track.pending(), "a stray settle does not go below zero");
         assert!(!track.failed());
+        track.issue();
         track.fail();
         assert!(track.failed());
+        assert!(!track.pending());
     }
 
     #[tokio::test]
     async fn waiting_ends_when_the_tickets_settle() {
         let track = Arc::new(AckTrack::default());
-        let ticket = track.issue();
+        track.issue();
         let settler = track.clone();
-        tokio::spawn(async move { settler.settle(ticket) });
+        tokio::spawn(async move { settler.settle() });
         assert!(track.wait_settled(std::time::Duration::from_secs(5)).await);
     }
 }

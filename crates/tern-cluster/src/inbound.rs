@@ -19,6 +19,8 @@ use tern_broker::BrokerState;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// Longest a SUBACK waits for NATS to confirm new subscriptions.
+const BARRIER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Messages waiting for the delivery task.
 const DELIVERY_QUEUE: usize = 8 * 1024;
 /// How far back, in an origin's sequence numbers, a repeat is recognised.
@@ -53,6 +55,12 @@ pub async fn run(
                 }
                 tracing::debug!("cluster: subscribed in NATS for {filter:?}");
                 subscriptions.insert(filter, tasks);
+            }
+            Interest::Barrier(ticket) => {
+                // The server answers a flush after it has handled every SUB sent before.
+                // Without NATS the subscriber gets its SUBACK anyway, after a short wait.
+                let _ = tokio::time::timeout(BARRIER_WAIT, client.flush()).await;
+                ticket.settle();
             }
             Interest::Remove(filter) => {
                 // Dropping a subscriber (with its task) unsubscribes it in NATS.

@@ -21,6 +21,8 @@ use tokio::sync::mpsc;
 pub enum Interest {
     Add(String),
     Remove(String),
+    /// Settled once the changes before it are active at the NATS server.
+    Barrier(Ticket),
 }
 
 /// State shared by the link and the cluster's tasks.
@@ -65,16 +67,10 @@ impl NatsLink {
         }
     }
 
-    /// Queues `command`; a full queue fails its ticket (the publisher is not acknowledged
-    /// and sends again) or, at QoS 0, drops it for the other nodes.
+    /// Queues `command`; a full queue drops it, which fails its ticket (the publisher is
+    /// not acknowledged and sends again) or, at QoS 0, leaves the other nodes without it.
     fn queue(&self, command: Outbound) {
-        if let Err(e) = self.outbound.try_send(command) {
-            let command = match e {
-                mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
-            };
-            if let Some(ticket) = command.ticket() {
-                ticket.track.fail();
-            }
+        if self.outbound.try_send(command).is_err() {
             self.count_not_forwarded("the queue towards NATS is full");
         }
     }
@@ -111,22 +107,18 @@ impl ClusterLink for NatsLink {
             }
         };
         let reliable = publish.qos != QoS::AtMostOnce;
-        let ticket = |track: &Arc<AckTrack>| Ticket {
-            track: track.clone(),
-            number: track.issue(),
-        };
         self.queue(Outbound::Message {
             subject,
             body: body.clone(),
             reliable,
-            ticket: track.map(ticket),
+            ticket: track.map(Ticket::new),
         });
         if publish.retain {
             if let Some(key) = subject::topic_key(&publish.topic) {
                 self.queue(Outbound::Retained {
                     key,
                     body,
-                    ticket: track.map(ticket),
+                    ticket: track.map(Ticket::new),
                 });
             }
         }
@@ -153,6 +145,11 @@ impl ClusterLink for NatsLink {
                 ticket: None,
             });
         }
+    }
+
+    fn subscribed(&self, track: &Arc<AckTrack>) {
+        // A closed channel (the task gone) drops the barrier, which fails its ticket.
+        let _ = self.interest.send(Interest::Barrier(Ticket::new(track)));
     }
 
     fn filter_added(&self, filter: &str) {

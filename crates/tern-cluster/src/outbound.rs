@@ -21,11 +21,42 @@ use tokio::sync::mpsc;
 /// How many commands may wait for the publishing task.
 pub const QUEUE: usize = 16 * 1024;
 
-/// A publisher's claim on an acknowledgement.
+/// A connection's claim on something the cluster must do before its output goes out.
+/// Settled or failed once; one dropped unresolved (a task gone, a full queue) fails, so
+/// that nothing waits on it for ever and nothing is acknowledged that was not done.
 #[derive(Debug)]
 pub struct Ticket {
-    pub track: Arc<AckTrack>,
-    pub number: u64,
+    track: Option<Arc<AckTrack>>,
+}
+
+impl Ticket {
+    /// Takes a ticket on `track`.
+    pub fn new(track: &Arc<AckTrack>) -> Ticket {
+        track.issue();
+        Ticket {
+            track: Some(track.clone()),
+        }
+    }
+
+    pub fn settle(mut self) {
+        if let Some(track) = self.track.take() {
+            track.settle();
+        }
+    }
+
+    pub fn fail(mut self) {
+        if let Some(track) = self.track.take() {
+            track.fail();
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(track) = self.track.take() {
+            track.fail();
+        }
+    }
 }
 
 /// Something to send to NATS.
@@ -44,14 +75,6 @@ pub enum Outbound {
         body: Bytes,
         ticket: Option<Ticket>,
     },
-}
-
-impl Outbound {
-    pub fn ticket(&self) -> Option<&Ticket> {
-        match self {
-            Outbound::Message { ticket, .. } | Outbound::Retained { ticket, .. } => ticket.as_ref(),
-        }
-    }
 }
 
 /// A JetStream publish sent and not yet acknowledged.
@@ -94,7 +117,7 @@ pub async fn run(
             Err(e) => {
                 refused(&shared, &e.to_string());
                 if let Some(ticket) = ticket {
-                    ticket.track.fail();
+                    ticket.fail();
                 }
             }
         }
@@ -110,13 +133,13 @@ async fn acknowledge(mut acks: mpsc::Receiver<Pending>, shared: Arc<Shared>) {
         match ack.await {
             Ok(_) => {
                 if let Some(ticket) = ticket {
-                    ticket.track.settle(ticket.number);
+                    ticket.settle();
                 }
             }
             Err(e) => {
                 refused(&shared, &e.to_string());
                 if let Some(ticket) = ticket {
-                    ticket.track.fail();
+                    ticket.fail();
                 }
             }
         }

@@ -332,6 +332,24 @@ fn cross_node_delivery(nodes: &HashMap<&str, Broker>) {
     }
 }
 
+/// A SUBACK comes once the subscription is active in the cluster: a message published
+/// on another node right after it arrives (the request/response pattern), no warm-up.
+fn subscribe_then_publish_at_once(nodes: &HashMap<&str, Broker>) {
+    let mut requester = nodes["b"].connect(V5, "requester");
+    let mut responder = nodes["a"].connect(V5, "responder");
+    for i in 0..5 {
+        let filter = format!("rr/{i}/+");
+        requester.subscribe(&filter, QoS::AtLeastOnce);
+        let topic = format!("rr/{i}/reply");
+        let code = responder.publish(&topic, b"reply", QoS::AtLeastOnce, false, i + 1);
+        assert!(code.is_success(), "reply {i}: {code:?}");
+        let got = receive_until(&mut requester, "reply");
+        assert_eq!(got, [("reply".to_string(), QoS::AtLeastOnce)], "reply {i}");
+    }
+    requester.disconnect();
+    responder.disconnect();
+}
+
 /// A retained message published on node a reaches a new subscriber on node c; cleared on
 /// node a, it is gone on node c too.
 fn retained_on_another_node(nodes: &HashMap<&str, Broker>) {
@@ -476,6 +494,7 @@ fn three_nodes_on_nats_jetstream_act_as_one_broker() {
     let mut nats = NatsCluster::start(binary);
     let nodes = start_nodes(&nats);
     cross_node_delivery(&nodes);
+    subscribe_then_publish_at_once(&nodes);
     retained_on_another_node(&nodes);
     nats_interest_follows_local_filters(&nats, &nodes);
     takeover_across_nodes(&nodes);

@@ -536,6 +536,12 @@ impl Connection {
                 retained.push((filter, options.qos));
             }
         }
+        if let (Some(cluster), Some(track)) = (self.broker.router.cluster(), &self.cluster_track) {
+            if problems.len() < reason_codes.len() {
+                // The SUBACK waits until the subscriptions are active in the cluster.
+                cluster.subscribed(track);
+            }
+        }
         let properties = self.problem(&problems.join("; "));
         self.send(&Packet::SubscribeAck(SubscribeAck {
             packet_id: subscribe.packet_id,
