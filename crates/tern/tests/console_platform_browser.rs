@@ -225,16 +225,25 @@ fn the_console_runs_the_platform_devices_and_a_reboot() {
     p.broker.stop();
 }
 
-/// Turns the organization's last event cache on with the key the console holds.
+/// Turns the organization's last event cache and historian on, with the key the console
+/// holds for it.
 fn enable_lec(browser: &Browser) {
-    let answer = browser.execute_async(
-        "const done = arguments[arguments.length - 1]; \
-         const key = JSON.parse(sessionStorage.getItem('tern.org.' + arguments[0])); \
-         fetch('/api/v0002/config/lec', {method: 'PUT', headers: {Authorization: key.header, 'Content-Type': 'application/json'}, \
-           body: JSON.stringify({enabled: true, ttlDays: 1})}).then((r) => done(r.status), (e) => done(String(e)));",
-        json!([ORG]),
-    );
-    assert_eq!(answer, json!(200));
+    for (path, body) in [
+        ("/api/v0002/config/lec", json!({"enabled": true, "ttlDays": 1})),
+        (
+            "/api/v0002/config/historian",
+            json!({"enabled": true, "retentionDays": 1}),
+        ),
+    ] {
+        let answer = browser.execute_async(
+            "const done = arguments[arguments.length - 1]; \
+             const key = JSON.parse(sessionStorage.getItem('tern.org.' + arguments[0])); \
+             fetch(arguments[1], {method: 'PUT', headers: {Authorization: key.header, 'Content-Type': 'application/json'}, \
+               body: JSON.stringify(arguments[2])}).then((r) => done(r.status), (e) => done(String(e)));",
+            json!([ORG, path, body]),
+        );
+        assert_eq!(answer, json!(200), "{path}");
+    }
 }
 
 fn send_event(d: &mut Client) {
@@ -269,9 +278,27 @@ fn reboot(browser: &Browser, p: &Platform, d: &mut Client, token: &str) {
     drop(old);
     manage(d, "m2", 3);
     browser.wait("the request complete", HAS_TEXT, json!(["#mgmt-progress", "complete"]));
-    // The history chart of the field (the historian is off here: no points, no error).
-    browser.type_into("#history-field", "\u{E007}");
-    browser.wait("the chart's answer", "document.querySelector('#history-note').textContent || document.querySelector('#history-form-error').textContent", json!([]));
+    // The history chart of the event's field: the point of the event sent (the
+    // historian stores it within a moment: asked again until it is there).
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        browser.type_into("#history-field", "\u{E007}");
+        let points = browser.eval(
+            "return Number(document.querySelector('#plot-history').dataset.points || 0);",
+            json!([]),
+        );
+        if points.as_f64().is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        let error = browser.text("#history-form-error");
+        assert!(Instant::now() < deadline, "no point in the chart; error: {error:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let max = browser.eval(
+        "return Number(document.querySelector('#plot-history').dataset.max);",
+        json!([]),
+    );
+    assert_eq!(max, json!(21.5));
     browser.screenshot(&screenshots(), "platform-device");
     readable(browser, "platform-device");
 }

@@ -97,7 +97,7 @@ function chart(org, type, id) {
     const answer = await api.orgCall(org, 'GET', `/historian/types/${seg(type)}/devices/${seg(id)}/events/${seg(event.value)}${q}`);
     const points = (answer.points || []).map((p) => [Date.parse(p.timestamp), p.value]).filter(([t, v]) => !Number.isNaN(t) && typeof v === 'number');
     plot.draw(svg, [{name: path.value, points}], now, span, `Average of ${path.value} per ${interval.value}`);
-    note.textContent = `${points.length} intervals with values.`;
+    note.textContent = `${points.length} interval${points.length === 1 ? '' : 's'} with values.`;
   }, (err) => (/field/i.test(err.message) ? 'history-field' : /interval/i.test(err.message) ? 'history-interval' : 'history-event'));
   return el('div', {}, node, el('div', {class: 'plot'}, svg), note);
 }
