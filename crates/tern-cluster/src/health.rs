@@ -2,7 +2,7 @@
 //! objects the cluster uses.
 //!
 //! Availability goes down at once when the NATS connection drops or a JetStream publish
-//! fails, and comes back only when a heartbeat (a write to the node's key in the
+//! fails (or after two heartbeats in a row fail), and comes back only when a heartbeat (a write to the node's key in the
 //! `MQTT_NODES` bucket, replicated like the messages) is stored again. Until the stream
 //! and buckets exist (created by the first node that reaches JetStream, with the same
 //! settings by every node), the node is unavailable too.
@@ -18,6 +18,8 @@ use std::time::{Duration, SystemTime};
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A heartbeat not stored within this is a failure.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Consecutive failed heartbeats that make the node refuse QoS 1/2 publishes.
+const FAILED_HEARTBEATS: u32 = 2;
 /// How long a node's heartbeat key lives without being written again.
 const NODE_TTL: Duration = Duration::from_secs(30);
 /// How long a client id's claim is kept (a connection only needs it while a newer one
@@ -128,6 +130,7 @@ async fn bucket(
 pub async fn heartbeat(js: jetstream::Context, nodes: kv::Store, shared: std::sync::Arc<Shared>) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = 0u32;
     loop {
         tick.tick().await;
         let now = SystemTime::now()
@@ -146,14 +149,27 @@ pub async fn heartbeat(js: jetstream::Context, nodes: kv::Store, shared: std::sy
                 _ => Ok(()),
             }
         };
-        match tokio::time::timeout(HEARTBEAT_TIMEOUT, probe).await {
-            Ok(Ok(())) => {
+        let failure = match tokio::time::timeout(HEARTBEAT_TIMEOUT, probe).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some("no answer in time".to_string()),
+        };
+        match failure {
+            None => {
+                failures = 0;
                 if !shared.available.swap(true, Relaxed) {
                     tracing::info!("cluster: JetStream available: QoS 1/2 publishes are accepted");
                 }
             }
-            Ok(Err(e)) => unavailable(&shared, &e),
-            Err(_) => unavailable(&shared, "no answer in time"),
+            // One failed heartbeat alone (a replica group electing a leader after a
+            // server left) does not refuse publishes: the connection's loss and failed
+            // writes do, at once.
+            Some(e) => {
+                failures += 1;
+                if failures >= FAILED_HEARTBEATS {
+                    unavailable(&shared, &e);
+                }
+            }
         }
     }
 }

@@ -130,6 +130,34 @@ impl NatsCluster {
         }
     }
 
+    /// Whether every JetStream stream (messages and buckets) has a leader, as a running
+    /// server sees it (after a server is killed, each replica group elects its own).
+    fn every_stream_has_a_leader(&self) -> bool {
+        let running = self.servers.iter().find(|s| s.child.is_some());
+        let Some((200, body)) = running.and_then(|s| http_get(s.monitor_port, "/jsz?streams=true")) else {
+            return false;
+        };
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let streams: Vec<&serde_json::Value> = json["account_details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+            .collect();
+        let dead: Vec<&str> = self
+            .servers
+            .iter()
+            .filter(|s| s.child.is_none())
+            .map(|s| s.name.as_str())
+            .collect();
+        streams.len() >= 4
+            && streams.iter().all(|s| {
+                s["cluster"]["leader"]
+                    .as_str()
+                    .is_some_and(|leader| !leader.is_empty() && !dead.contains(&leader))
+            })
+    }
+
     fn urls(&self) -> String {
         let urls: Vec<String> = self
             .servers
@@ -186,22 +214,29 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// The three Tern nodes a, b and c on the NATS servers.
 fn start_nodes(nats: &NatsCluster) -> HashMap<&'static str, Broker> {
-    let mut nodes = HashMap::new();
-    for name in ["a", "b", "c"] {
-        let config = format!(
-            "listener 0 127.0.0.1\nallow_anonymous true\ncluster_nats_urls {}\ncluster_node_name {name}\n",
-            nats.urls()
-        );
-        nodes.insert(name, Broker::with_config("mosquitto.conf", &config));
-    }
+    let nodes: HashMap<_, _> = ["a", "b", "c"].map(|name| (name, start_node(nats, name))).into();
     for (name, node) in &nodes {
-        assert!(
-            node.log_contains("cluster: JetStream available"),
-            "node {name} never saw JetStream: {:?}",
-            node.log.lock().unwrap()
-        );
+        wait_available(name, node);
     }
     nodes
+}
+
+/// `tern broker` as node `name` of the cluster (not waited for).
+fn start_node(nats: &NatsCluster, name: &str) -> Broker {
+    let config = format!(
+        "listener 0 127.0.0.1\nallow_anonymous true\ncluster_nats_urls {}\ncluster_node_name {name}\n",
+        nats.urls()
+    );
+    Broker::with_config("mosquitto.conf", &config)
+}
+
+/// Waits until node `name` takes QoS 1/2 messages.
+fn wait_available(name: &str, node: &Broker) {
+    assert!(
+        node.log_contains("cluster: JetStream available"),
+        "node {name} never saw JetStream: {:?}",
+        node.log.lock().unwrap()
+    );
 }
 
 /// What a node logged about the cluster, for failure messages.
@@ -365,6 +400,22 @@ fn subscribe_then_publish_at_once(nodes: &HashMap<&str, Broker>) {
     responder.disconnect();
 }
 
+/// Whether a new subscriber to `filter` on `node` gets exactly the retained `expect`.
+fn retained_is(node: &Broker, filter: &str, expect: Option<&str>) -> bool {
+    let mut subscriber = node.connect(V311, "retained-reader");
+    subscriber.subscribe(filter, QoS::AtLeastOnce);
+    let seen = subscriber.ping_collect();
+    subscriber.disconnect();
+    let payloads: Vec<String> = seen
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) if p.retain => Some(String::from_utf8_lossy(&p.payload).to_string()),
+            _ => None,
+        })
+        .collect();
+    payloads == expect.into_iter().map(String::from).collect::<Vec<_>>()
+}
+
 /// A retained message published on node a reaches a new subscriber on node c; cleared on
 /// node a, it is gone on node c too.
 fn retained_on_another_node(nodes: &HashMap<&str, Broker>) {
@@ -372,20 +423,7 @@ fn retained_on_another_node(nodes: &HashMap<&str, Broker>) {
     let code = publisher.publish("r/1", b"kept", QoS::AtLeastOnce, true, 1);
     assert_eq!(code, ReasonCode::SUCCESS);
     // The other nodes' stores follow the bucket within moments: ask until node c has it.
-    let retained = |expect: Option<&str>| {
-        let mut subscriber = nodes["c"].connect(V311, "retained-reader");
-        subscriber.subscribe("r/#", QoS::AtLeastOnce);
-        let seen = subscriber.ping_collect();
-        subscriber.disconnect();
-        let payloads: Vec<String> = seen
-            .into_iter()
-            .filter_map(|p| match p {
-                Packet::Publish(p) if p.retain => Some(String::from_utf8_lossy(&p.payload).to_string()),
-                _ => None,
-            })
-            .collect();
-        payloads == expect.into_iter().map(String::from).collect::<Vec<_>>()
-    };
+    let retained = |expect: Option<&str>| retained_is(&nodes["c"], "r/#", expect);
     wait_until("retained message of node a on node c", || retained(Some("kept")));
     publisher.publish("r/1", b"", QoS::AtLeastOnce, true, 2);
     wait_until("retained message cleared on node c", || retained(None));
@@ -460,6 +498,9 @@ fn one_nats_server_down_keeps_quorum(nats: &mut NatsCluster, nodes: &HashMap<&st
     let mut subscriber = nodes["c"].connect(V5, "quorum-sub");
     subscriber.subscribe("k/1", QoS::AtLeastOnce);
     nats.stop(0);
+    wait_until("every JetStream stream led by a running server", || {
+        nats.every_stream_has_a_leader()
+    });
     // A publisher on a node that was on the killed server is refused (0x97) or, if its
     // message was in flight, disconnected, until the node has moved: ask again, each time
     // on a new connection.
@@ -499,6 +540,34 @@ fn one_nats_server_down_keeps_quorum(nats: &mut NatsCluster, nodes: &HashMap<&st
     publisher.disconnect();
     subscriber.disconnect();
     nats.start_all();
+}
+
+/// A node killed with SIGKILL leaves the others working; a node that joins later gets
+/// the retained messages stored before it came, and messages from the others.
+fn a_node_dies_and_another_joins(nats: &NatsCluster, nodes: &mut HashMap<&str, Broker>) {
+    let mut publisher = nodes["a"].connect(V5, "late-pub");
+    let code = publisher.publish("late/1", b"before d", QoS::AtLeastOnce, true, 1);
+    assert_eq!(code, ReasonCode::SUCCESS);
+    if let Some(c) = nodes.remove("c") {
+        c.kill_9();
+    }
+    let d = start_node(nats, "d");
+    wait_available("d", &d);
+    wait_until("node d has the retained message stored before it joined", || {
+        retained_is(&d, "late/#", Some("before d"))
+    });
+    let mut subscriber = d.connect(V5, "late-sub");
+    subscriber.subscribe("late/2", QoS::AtLeastOnce);
+    let code = publisher.publish("late/2", b"to d", QoS::AtLeastOnce, false, 2);
+    assert_eq!(code, ReasonCode::SUCCESS);
+    assert_eq!(
+        receive_until(&mut subscriber, "to d"),
+        [("to d".to_string(), QoS::AtLeastOnce)]
+    );
+    publisher.publish("late/1", b"", QoS::AtLeastOnce, true, 3);
+    subscriber.disconnect();
+    publisher.disconnect();
+    nodes.insert("c", d);
 }
 
 /// With every NATS server down, QoS 1 publishes are refused (5.0: PUBACK 0x97; 3.1.1:
@@ -557,13 +626,14 @@ fn three_nodes_on_nats_jetstream_act_as_one_broker() {
         return;
     };
     let mut nats = NatsCluster::start(binary);
-    let nodes = start_nodes(&nats);
+    let mut nodes = start_nodes(&nats);
     cross_node_delivery(&nodes);
     subscribe_then_publish_at_once(&nodes);
     retained_on_another_node(&nodes);
     nats_interest_follows_local_filters(&nats, &nodes);
     takeover_across_nodes(&nodes);
     one_nats_server_down_keeps_quorum(&mut nats, &nodes);
+    a_node_dies_and_another_joins(&nats, &mut nodes);
     qos1_refused_without_nats(&mut nats, &nodes);
 }
 
