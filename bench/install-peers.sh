@@ -26,6 +26,7 @@ if [ ! -d "$PEERS_DIR/aedes/node_modules/aedes" ]; then
     npm install --prefix "$PEERS_DIR/aedes" --silent --no-audit --no-fund "aedes@$AEDES_VERSION"
 fi
 if [ ! -x "$PEERS_DIR/bin/rumqttd" ]; then
-    cargo install rumqttd --version "$RUMQTTD_VERSION" --locked --no-default-features --root "$PEERS_DIR"
+    # Not --locked: its lock pins a metrics release today's compiler refuses.
+    cargo install rumqttd --version "$RUMQTTD_VERSION" --no-default-features --root "$PEERS_DIR"
 fi
 echo "peers installed under $PEERS_DIR (rumqttd, aedes), Debian (mosquitto, rabbitmq-server), PyPI (nats-server)"
