@@ -225,24 +225,38 @@ fn the_console_runs_the_platform_devices_and_a_reboot() {
     p.broker.stop();
 }
 
-/// Turns the organization's last event cache and historian on, with the key the console
-/// holds for it.
+/// Turns the organization's last event cache and historian on and adds a rule, with the
+/// key the console holds for it.
 fn enable_lec(browser: &Browser) {
-    for (path, body) in [
-        ("/api/v0002/config/lec", json!({"enabled": true, "ttlDays": 1})),
+    let rule = json!({
+        "id": "hot", "name": "Too hot",
+        "source": {"typeId": "sensor", "eventId": "status"},
+        "condition": "d.temp > 20",
+        "actions": [{"type": "alert", "severity": "critical", "message": "${deviceId} is at ${d.temp}"}]
+    });
+    for (method, path, body, status) in [
         (
+            "PUT",
+            "/api/v0002/config/lec",
+            json!({"enabled": true, "ttlDays": 1}),
+            200,
+        ),
+        (
+            "PUT",
             "/api/v0002/config/historian",
             json!({"enabled": true, "retentionDays": 1}),
+            200,
         ),
+        ("POST", "/api/v0002/rules", rule, 201),
     ] {
         let answer = browser.execute_async(
             "const done = arguments[arguments.length - 1]; \
              const key = JSON.parse(sessionStorage.getItem('tern.org.' + arguments[0])); \
-             fetch(arguments[1], {method: 'PUT', headers: {Authorization: key.header, 'Content-Type': 'application/json'}, \
-               body: JSON.stringify(arguments[2])}).then((r) => done(r.status), (e) => done(String(e)));",
-            json!([ORG, path, body]),
+             fetch(arguments[2], {method: arguments[1], headers: {Authorization: key.header, 'Content-Type': 'application/json'}, \
+               body: JSON.stringify(arguments[3])}).then((r) => done(r.status), (e) => done(String(e)));",
+            json!([ORG, method, path, body]),
         );
-        assert_eq!(answer, json!(200), "{path}");
+        assert_eq!(answer, json!(status), "{path}");
     }
 }
 
@@ -263,6 +277,18 @@ fn reboot(browser: &Browser, p: &Platform, d: &mut Client, token: &str) {
     browser.open(&format!("http://{}/#/platform/{ORG}/device/sensor/dev1", p.http));
     browser.wait("the management state", HAS_TEXT, json!(["#mgmt-state", "lifetime"]));
     browser.wait("the last event", HAS_TEXT, json!(["#device-lec", "21.5"]));
+    // The registration's description, edited and read back.
+    browser.type_into("#edit-description", "kitchen sensor");
+    browser.click("#device-edit button[type=submit]");
+    browser.wait("saved", HAS_TEXT, json!(["#device-edit-result", "Saved"]));
+    let saved = browser.execute_async(
+        "const done = arguments[arguments.length - 1]; \
+         const key = JSON.parse(sessionStorage.getItem('tern.org.' + arguments[0])); \
+         fetch('/api/v0002/device/types/sensor/devices/dev1', {headers: {Authorization: key.header}}) \
+           .then((r) => r.json()).then((d) => done(d.deviceInfo.description), (e) => done(String(e)));",
+        json!([ORG]),
+    );
+    assert_eq!(saved, json!("kitchen sensor"));
     browser.click("#mgmt-reboot");
     browser.click("#mgmt-reboot-confirm");
     let (topic, request) = next(d);
@@ -307,7 +333,15 @@ fn reboot(browser: &Browser, p: &Platform, d: &mut Client, token: &str) {
 fn rules_and_delete(browser: &Browser) {
     browser.click(&format!("a[href='#/platform/{ORG}']"));
     browser.click(&format!("a[href='#/platform/{ORG}/rules']"));
-    browser.wait("the rules", HAS_TEXT, json!(["#rules", "No rules"]));
+    browser.wait("the rule", HAS_TEXT, json!(["#rules", "Too hot"]));
+    // The event sent fired it once: its counters and its alert.
+    let fired = browser.wait(
+        "the rule's counters",
+        "(() => { const c = document.querySelectorAll('#rules-table tbody tr td'); return c.length >= 6 && c[4].textContent === '1' && c[3].textContent; })()",
+        json!([]),
+    );
+    assert_eq!(fired, json!("1"));
+    browser.wait("the alert", HAS_TEXT, json!(["#alerts", "dev1 is at 21.5"]));
     browser.screenshot(&screenshots(), "platform-rules");
     readable(browser, "platform-rules");
     browser.click(&format!("a[href='#/platform/{ORG}']"));
