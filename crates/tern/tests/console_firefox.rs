@@ -4,13 +4,15 @@
 //! the other engine: log in with a key typed into the form, the overview plots drawn from
 //! the statistics stream, the test's MQTT client in the clients list, a message published
 //! from the form that a real MQTT client receives, the live topic tree and the subscribe
-//! panel; no uncaught error or Content-Security-Policy violation in Firefox's console.
-//! Each page is written to target/console-screenshots/firefox-*.png.
+//! panel, the keyboard path through the menu, pages no wider than a phone; no uncaught
+//! error or Content-Security-Policy violation in Firefox's console. Each page is written
+//! to target/console-screenshots/firefox-*.png.
 #![allow(clippy::unwrap_used)]
 mod common;
 use common::firefox::{Firefox, FIREFOX};
 use common::*;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tern_proto::{QoS, ReasonCode};
@@ -61,6 +63,8 @@ fn the_console_works_in_firefox() {
     overview(&firefox, &mut publisher);
     clients(&firefox);
     topics(&firefox, &mut watcher, &mut publisher);
+    keyboard(&firefox);
+    phone_width(&firefox, http);
 
     // Firefox's console service has every page error: an uncaught exception or
     // rejection, a refused module, a Content-Security-Policy violation.
@@ -181,4 +185,61 @@ fn topics(firefox: &Firefox, watcher: &mut Client, publisher: &mut Client) {
     firefox.eval("window.scrollTo(0, 0);", json!([]));
     firefox.screenshot(&screenshots(), "firefox-topics");
     firefox.click("#sub-stop");
+}
+
+/// With the keyboard alone: after a reload the first Tab reaches the skip link, the next
+/// ones the menu's links in order; Enter on the skip link moves the focus into the page.
+fn keyboard(firefox: &Firefox) {
+    firefox.eval("window.beforeReload = true; location.reload();", json!([]));
+    firefox.wait(
+        "the page reloaded",
+        "!window.beforeReload && document.querySelector('#sub-filter')",
+        json!([]),
+    );
+    firefox.press("\u{E004}");
+    let focused = firefox.eval("return document.activeElement.className;", json!([]));
+    assert_eq!(focused, json!("skip"));
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        firefox.press("\u{E004}");
+        order.push(firefox.eval("return document.activeElement.textContent.trim();", json!([])));
+    }
+    assert_eq!(
+        order,
+        [json!("Overview"), json!("Clients"), json!("Topics"), json!("Log out")]
+    );
+    firefox.eval("document.querySelector('.skip').focus();", json!([]));
+    firefox.press("\u{E007}");
+    firefox.wait(
+        "the focus on the page",
+        "document.activeElement.id === 'main'",
+        json!([]),
+    );
+}
+
+/// At about 390 px (a phone) no page is wider than the window.
+fn phone_width(firefox: &Firefox, http: SocketAddr) {
+    // Firefox's narrowest window is 500 px: zoomed, its page is 390 CSS px wide (392
+    // after Firefox's rounding).
+    firefox.command("WebDriver:SetWindowRect", json!({"width": 500, "height": 844}));
+    let inner = firefox.eval("return window.innerWidth;", json!([])).as_f64().unwrap();
+    firefox.zoom(inner / 390.0);
+    firefox.wait("a page 390 px wide", "window.innerWidth <= 392", json!([]));
+    for (page, ready) in [
+        ("overview", "#plot-in"),
+        ("clients", "#clients-body"),
+        ("topics", "#sub-filter"),
+    ] {
+        firefox.open(&format!("http://{http}/#/{page}"));
+        firefox.find(ready);
+        let overflow = firefox.eval(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            json!([]),
+        );
+        assert!(
+            overflow.as_f64().unwrap() <= 0.0,
+            "{page} is wider than the screen by {overflow}px"
+        );
+        firefox.screenshot(&screenshots(), &format!("firefox-{page}-phone"));
+    }
 }

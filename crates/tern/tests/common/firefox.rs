@@ -212,6 +212,14 @@ impl Firefox {
         self.command("WebDriver:ElementClear", json!({ "id": id }));
     }
 
+    /// Presses `key` (a WebDriver key code, "\u{E004}" is Tab) on whatever has the focus.
+    pub fn press(&self, key: &str) {
+        let keys = json!([{"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}]);
+        let actions = json!({"actions": [{"type": "key", "id": "keyboard", "actions": keys}]});
+        self.command("WebDriver:PerformActions", actions);
+        self.command("WebDriver:ReleaseActions", json!({}));
+    }
+
     /// The text of the element `css` selects.
     pub fn text(&self, css: &str) -> String {
         self.find(css);
@@ -227,6 +235,20 @@ impl Firefox {
             .unwrap();
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    /// Zooms the page as a user would (Ctrl +): the page's CSS width is the window's
+    /// divided by `factor` (rounded to Firefox's units: 500 px at 500/390 is 392 px).
+    /// Firefox keeps its windows at least 500 px wide; a zoom gives a narrower page, with
+    /// the media queries that go with it.
+    pub fn zoom(&self, factor: f64) {
+        self.command("Marionette:SetContext", json!({"value": "chrome"}));
+        let done = self.wire.borrow_mut().send(
+            "WebDriver:ExecuteScript",
+            json!({"script": "window.FullZoom.setZoom(arguments[0]);", "args": [factor]}),
+        );
+        self.command("Marionette:SetContext", json!({"value": "content"}));
+        done.unwrap_or_else(|e| panic!("Marionette {e}"));
     }
 
     /// The errors and warnings the pages reported to Firefox's console so far (uncaught
