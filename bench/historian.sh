@@ -3,6 +3,9 @@
 # `platform true` listener with the organization's historian off and on (storing every
 # event in the embedded store), measured in the same run, alternating (off on off on ...)
 # for ROUNDS rounds; then the time of queries over what the "on" runs stored.
+# SIDES="off nostore on" adds a third side, the historian reading every event and
+# storing none (its filter wants another event id): the event stream's and the
+# consumer's share of the cost, apart from the store's.
 #
 #   bench/historian.sh                      # 3 rounds of 5 s
 #   ROUNDS=5 DURATION=10 bench/historian.sh
@@ -12,6 +15,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
+SIDES=${SIDES:-off on}
 
 [ -n "${NO_BUILD:-}" ] || cargo build --release -q -p tern
 TERN=$PWD/target/release/tern
@@ -35,23 +39,27 @@ platform_domain bench.test
 max_queued_messages 0
 max_inflight_messages 20
 connection_messages false
-listener 18896 127.0.0.1
+listener 18996 127.0.0.1
 platform true
-listener 18897 127.0.0.1
+listener 18997 127.0.0.1
 protocol http
 CONF
 
-# historian on|off: the organization's settings file, read by the broker at start.
+# historian on|off|nostore: the organization's settings file, read by the broker at start.
 historian() {
     mkdir -p "$work/data/platform/historian"
-    echo "{\"enabled\": $([ "$1" = on ] && echo true || echo false), \"retentionDays\": 30}" \
-        >"$work/data/platform/historian/bench.json"
+    case $1 in
+    on) settings='{"enabled": true, "retentionDays": 30}' ;;
+    nostore) settings='{"enabled": true, "filter": {"eventIds": ["none"]}}' ;;
+    *) settings='{"enabled": false}' ;;
+    esac
+    echo "$settings" >"$work/data/platform/historian/bench.json"
 }
 
 start() {
     "$TERN" broker -c "$work/tern.conf" >"$work/tern.log" 2>&1 &
     echo $! >>"$work/pids"
-    ready $! 18896
+    ready $! 18996
 }
 
 # measure NAME SIDE ARGS...: one run on a fresh broker, appended to results.
@@ -63,25 +71,38 @@ measure() {
     pid=$(start)
     # Where the last "on" run's events begin (queries below read them).
     [ "$side" = on ] && date +%s%3N >"$work/mark"
-    bench_run "$name" historian "$side" "$pid" "$@" -p 18896 --iot "$iot"
+    bench_run "$name" historian "$side" "$pid" "$@" -p 18996 --iot "$iot"
 }
 
 D=$DURATION
 for round in $(seq "$ROUNDS"); do
     echo "round $round of $ROUNDS" >&2
-    for side in off on; do
+    for side in $SIDES; do
         measure "QoS 0 1->1 at 20,000/s" "$side" one-to-one -r 20000 -d "$D"
         measure "QoS 0 1->1, max rate" "$side" one-to-one -d "$D"
     done
 done
 
 python3 bench/summarize.py "$work/results.jsonl" historian off on
+if [[ " $SIDES " == *" nostore "* ]]; then
+    echo
+    python3 bench/summarize.py "$work/results.jsonl" historian off nostore
+fi
+# Each round's max-rate figures, to see the spread.
+echo
+python3 - "$work/results.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if "max rate" in l]
+for side in dict.fromkeys(r["historian"] for r in rows):
+    rates = [f'{r["result"]["delivered_per_second"]:,.0f}' for r in rows if r["historian"] == side]
+    print(f"max rate, {side}, each round: {' '.join(rates)}")
+PY
 
 # Queries over what was stored: dev0's events, a page, and aggregates over the last
 # "on" run's events (an aggregate reads at most 2,000,000 events).
 pid=$(start)
-ready "$pid" 18897 >/dev/null
-base="http://127.0.0.1:18897/api/v0002/historian/types/sensor/devices/dev0/events/bench"
+ready "$pid" 18997 >/dev/null
+base="http://127.0.0.1:18997/api/v0002/historian/types/sensor/devices/dev0/events/bench"
 mark=$(cat "$work/mark")
 time_query() {
     local what=$1 query=$2

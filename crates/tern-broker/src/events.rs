@@ -10,6 +10,12 @@
 //! stream keeps a count of interested consumers per kind, so emitting a kind nobody wants
 //! costs one relaxed atomic load and builds nothing. Events of one connection are emitted
 //! by its task in order, and the ring keeps the order in which they were emitted.
+//!
+//! Published messages, by far the most frequent events, have a ring of their own for
+//! the consumers that want only them (historian, last event cache, rules): a consumer of
+//! connections waiting on the main ring is then not woken for every message once one of
+//! those listens (on two cores those wake-ups cost more than the consumer's work). A
+//! consumer of published messages and other kinds reads the main ring, in order.
 
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -191,12 +197,17 @@ struct Shared {
     finished: CancellationToken,
     /// Consumers that must see the last events before the broker's store closes.
     consumers: TaskTracker,
+    /// Receivers of published messages only (on the `published` ring); the others with
+    /// `Published` in their kinds read the main ring.
+    published_only: AtomicUsize,
 }
 
 /// The sending side, owned by the broker.
 #[derive(Debug)]
 pub struct EventStream {
     tx: broadcast::Sender<Event>,
+    /// Published messages for the receivers that want only them.
+    published: broadcast::Sender<Event>,
     shared: Arc<Shared>,
 }
 
@@ -209,8 +220,10 @@ impl Default for EventStream {
 impl EventStream {
     pub fn with_capacity(capacity: usize) -> EventStream {
         let (tx, _) = broadcast::channel(capacity.max(1));
+        let (published, _) = broadcast::channel(capacity.max(1));
         EventStream {
             tx,
+            published,
             shared: Arc::default(),
         }
     }
@@ -224,8 +237,27 @@ impl EventStream {
     /// Emits the event `make` builds, if some consumer wants `kind`. Never waits.
     #[inline]
     pub fn emit(&self, kind: EventKind, make: impl FnOnce() -> Event) {
-        if self.wants(kind) {
+        if !self.wants(kind) {
+            return;
+        }
+        if kind != EventKind::Published {
             let _ = self.tx.send(make());
+            return;
+        }
+        let only = self.shared.published_only.load(Relaxed);
+        let all = self.shared.interest[kind as usize].load(Relaxed);
+        match (only > 0, all > only) {
+            (true, true) => {
+                let event = make();
+                let _ = self.published.send(event.clone());
+                let _ = self.tx.send(event);
+            }
+            (true, false) => {
+                let _ = self.published.send(make());
+            }
+            _ => {
+                let _ = self.tx.send(make());
+            }
         }
     }
 
@@ -238,8 +270,15 @@ impl EventStream {
                 self.shared.interest[*kind as usize].fetch_add(1, Relaxed);
             }
         }
+        let published_only = mask == 1 << EventKind::Published as u8;
+        let rx = if published_only {
+            self.shared.published_only.fetch_add(1, Relaxed);
+            self.published.subscribe()
+        } else {
+            self.tx.subscribe()
+        };
         EventReceiver {
-            rx: self.tx.subscribe(),
+            rx,
             mask,
             shared: self.shared.clone(),
             lost: 0,
@@ -343,6 +382,9 @@ impl EventReceiver {
 
 impl Drop for EventReceiver {
     fn drop(&mut self) {
+        if self.mask == 1 << EventKind::Published as u8 {
+            self.shared.published_only.fetch_sub(1, Relaxed);
+        }
         for (kind, interest) in self.shared.interest.iter().enumerate() {
             if self.mask & (1 << kind) != 0 {
                 interest.fetch_sub(1, Relaxed);
@@ -407,6 +449,34 @@ mod tests {
         assert!(matches!(first, Some(Event::Subscribed { filter, .. }) if &*filter == "6"));
         assert_eq!(receiver.lost(), 6);
         assert_eq!(stream.lost(), 6);
+    }
+
+    #[test]
+    fn published_messages_reach_their_consumers_and_do_not_wake_the_others() {
+        let stream = EventStream::default();
+        let publish = || Event::Published {
+            topic: ByteStr::from("t"),
+            payload: Bytes::from_static(b"x"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            origin: Origin::Api,
+        };
+        let mut only = stream.subscribe(&[EventKind::Published]);
+        let mut others = stream.subscribe(&[EventKind::Subscribed]);
+        stream.emit(EventKind::Published, publish);
+        stream.emit(EventKind::Subscribed, || subscribed("a"));
+        assert!(matches!(only.try_recv(), Some(Event::Published { .. })));
+        assert!(only.try_recv().is_none());
+        // The main ring held no message at all: its consumers were not woken for it.
+        assert_eq!(others.rx.len(), 1);
+        assert!(matches!(others.try_recv(), Some(Event::Subscribed { .. })));
+        let mut mixed = stream.subscribe(&[EventKind::Published, EventKind::Subscribed]);
+        stream.emit(EventKind::Published, publish);
+        assert!(matches!(only.try_recv(), Some(Event::Published { .. })));
+        assert!(matches!(mixed.try_recv(), Some(Event::Published { .. })));
+        drop((only, mixed));
+        assert!(!stream.wants(EventKind::Published));
+        assert_eq!(stream.shared.published_only.load(Relaxed), 0);
     }
 
     /// Encodes `packets` for a 5.0 connection, one after the other.

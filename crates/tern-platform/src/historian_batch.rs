@@ -250,3 +250,79 @@ impl Batcher {
         std::mem::take(&mut self.batch)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::historian::{HistorianConfig, NoStore};
+
+    fn topic(org: &str, device: &str, event: &str, format: &str) -> String {
+        format!("$iot/{org}/iot-2/type/sensor/id/{device}/evt/{event}/fmt/{format}")
+    }
+
+    fn historian(dir: &std::path::Path) -> Historian {
+        let (historian, errors) = Historian::new(dir, Arc::new(NoStore("test".into())));
+        assert!(errors.is_empty(), "{errors:?}");
+        let config = HistorianConfig::from_json(serde_json::json!({"enabled": true, "filter": {"eventIds": ["temp"]}}));
+        historian.configure("org1", config.unwrap()).unwrap();
+        historian
+    }
+
+    #[test]
+    fn events_are_grouped_by_series_in_arrival_order_and_only_wanted_ones_kept() {
+        let dir = std::env::temp_dir().join(format!("tern-historian-batch-{}", std::process::id()));
+        let historian = historian(&dir);
+        let mut batcher = Batcher::default();
+        batcher.check_settings(&historian);
+        let pushes = [
+            (topic("org1", "a", "temp", "json"), 3, true),
+            (topic("org1", "b", "temp", "json"), 1, true),
+            (topic("org1", "a", "temp", "bin"), 2, true),
+            (topic("org1", "a", "hum", "json"), 4, false),
+            (topic("org2", "a", "temp", "json"), 5, false),
+            ("plain/topic".to_string(), 6, false),
+            (topic("org1", "a", "temp", "json"), 7, true),
+        ];
+        for (topic, ms, stored) in &pushes {
+            let payload = Bytes::from(ms.to_string());
+            assert_eq!(batcher.push(&historian, topic, payload, *ms), *stored, "{topic}");
+        }
+        assert_eq!(batcher.len(), 4);
+        let batch = batcher.take();
+        assert!(batcher.is_empty());
+        let series: Vec<(&str, Vec<(u64, &str)>)> = batch
+            .iter()
+            .map(|s| {
+                assert_eq!((&*s.org, &*s.type_id, &*s.event_id), ("org1", "sensor", "temp"));
+                let events = s.events.iter().map(|e| (e.timestamp_ms, &*e.format)).collect();
+                (&*s.device_id, events)
+            })
+            .collect();
+        assert_eq!(
+            series,
+            [
+                ("a", vec![(3, "json"), (2, "bin"), (7, "json")]),
+                ("b", vec![(1, "json")])
+            ]
+        );
+        // The same events as `StoredEvent`s, grouped again: one series each, by time.
+        let stored: Vec<StoredEvent> = batch.iter().flat_map(|s| s.stored_events()).collect();
+        let regrouped = group(&stored);
+        assert_eq!(regrouped.len(), 2);
+        let times: Vec<u64> = regrouped[0].events.iter().map(|e| e.timestamp_ms).collect();
+        assert_eq!(times, [2, 3, 7]);
+        // A new batch starts its series afresh; a change of settings counts at once.
+        assert!(batcher.push(&historian, &topic("org1", "b", "temp", "json"), Bytes::new(), 8));
+        historian
+            .configure(
+                "org1",
+                HistorianConfig::from_json(serde_json::json!({"enabled": false})).unwrap(),
+            )
+            .unwrap();
+        assert!(!batcher.push(&historian, &topic("org1", "b", "temp", "json"), Bytes::new(), 9));
+        let batch = batcher.take();
+        assert_eq!(batch.len(), 1);
+        assert_eq!((&*batch[0].device_id, batch[0].events.len()), ("b", 1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

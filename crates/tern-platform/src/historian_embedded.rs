@@ -1,8 +1,9 @@
 //! The historian's embedded store: one redb file, `platform/historian.redb` in the data
 //! directory, so `tern broker` keeps events with nothing to install.
 //!
-//! Events are stored in blocks: each batch [`HistorianBackend::append`] gets is split by
-//! series (organization, type, device, event id), and each series' events of the batch
+//! Events are stored in blocks: each batch is split by series (organization, type,
+//! device, event id; the consumer gives it split, [`HistorianBackend::append_series`]),
+//! and each series' events of the batch
 //! (in time order, at most [`BLOCK_EVENTS`] and [`BLOCK_SPAN_MS`] apart) become one
 //! record. A busy device's thousand events of a batch are then one B-tree insert instead
 //! of a thousand, which is most of the store's cost per event. Two tables:
@@ -216,7 +217,10 @@ impl HistorianBackend for EmbeddedStore {
                 while at < sorted.len() {
                     let first = sorted[at].timestamp_ms;
                     let mut end = at + 1;
-                    while end < sorted.len() && end - at < BLOCK_EVENTS && sorted[end].timestamp_ms - first <= BLOCK_SPAN_MS {
+                    while end < sorted.len()
+                        && end - at < BLOCK_EVENTS
+                        && sorted[end].timestamp_ms - first <= BLOCK_SPAN_MS
+                    {
                         end += 1;
                     }
                     let number = self.next_block.fetch_add(1, Relaxed);

@@ -5,8 +5,10 @@
 //! broker where none does costs publishers nothing; it looks again when settings change
 //! (at once: the REST API wakes it) and every second. Each device event
 //! (`$iot/<org>/iot-2/type/<t>/id/<d>/evt/<e>/fmt/<f>`) its organization's settings
-//! want is stamped with the broker's clock and queued (the consumer reads the stream
-//! every [`POLL`], at once again while it is busy, rather than being woken per event).
+//! want is stamped with the broker's clock and queued, grouped by series
+//! ([`crate::historian_batch`]). A thread of its own reads the stream every [`POLL`] (at
+//! once again while it is busy) rather than being woken per event, and without a timer
+//! on the broker's runtime, so the broker's worker threads are left to the connections.
 //! A batch goes to the backend, on a blocking thread, once [`BATCH_EVENTS`] are queued or
 //! [`BATCH_DELAY`] after the first;
 //! while a batch is being written the queue keeps filling (the next batch is larger, so
@@ -187,7 +189,7 @@ struct Consumer {
     /// When the oldest of them was queued.
     first_queued: Option<Instant>,
     /// The batch being written, with its size.
-    writing: Option<(JoinHandle<Result<(), crate::historian::HistorianError>>, usize)>,
+    writing: Option<Writing>,
     /// Events the stream said this consumer lost, as last seen.
     lost_seen: u64,
     /// Lost events as last logged.
@@ -195,124 +197,143 @@ struct Consumer {
     last_loss_log: Option<Instant>,
 }
 
-/// The next event of `events`, or never without a subscription.
-async fn next(events: &mut Option<EventReceiver>) -> Option<Event> {
-    match events {
-        Some(events) => events.recv().await,
-        None => std::future::pending().await,
+/// A write's outcome, with a failed task as an error.
+fn write_result(
+    result: Result<Result<(), crate::historian::HistorianError>, tokio::task::JoinError>,
+) -> Result<(), String> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
-/// The write in flight's end, or never without one.
-async fn written(
-    writing: &mut Option<(JoinHandle<Result<(), crate::historian::HistorianError>>, usize)>,
-) -> (Result<(), String>, usize) {
-    match writing {
-        Some((handle, n)) => {
-            let n = *n;
-            let result = match handle.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            (result, n)
-        }
-        None => std::future::pending().await,
-    }
+/// What the consumer's thread and its task share.
+#[derive(Default)]
+struct Control {
+    /// Set when the broker stops: the thread returns.
+    stop: parking_lot::Mutex<bool>,
+    woken: parking_lot::Condvar,
+    /// A subscription the task made when settings changed, for the thread to take.
+    handoff: parking_lot::Mutex<Option<EventReceiver>>,
 }
 
-/// Sleeps until `at`, or never.
-async fn until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
+/// What a write in flight gives back: its result and its number of events.
+type Writing = (JoinHandle<Result<(), crate::historian::HistorianError>>, usize);
 
 impl Consumer {
-    async fn run(mut self, state: Arc<tern_broker::BrokerState>) {
+    /// Runs the consumer until the broker stops. While it runs, the stream is read by a
+    /// thread of its own (on the blocking pool) every [`POLL`]: a timer on the runtime
+    /// would wake one of the broker's worker threads for each read, which then takes
+    /// connections' work from the other (on two cores that cost more than the reading).
+    /// This task only subscribes at once when settings change (so an event published
+    /// after a change's answer is seen) and, at the stop, takes what is left in the
+    /// stream until it ends and writes the last batches.
+    async fn run(self, state: Arc<tern_broker::BrokerState>) {
         let subscribe = || state.events().subscribe(&[EventKind::Published]);
-        let mut events = self.historian.configs.any_enabled().then(subscribe);
+        let historian = self.historian.clone();
+        let control = Arc::new(Control::default());
+        let events = historian.configs.any_enabled().then(subscribe);
+        let thread = {
+            let (control, state) = (control.clone(), state.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut consumer = self;
+                let mut events = events;
+                consumer.listen(&mut events, &control, &state);
+                (consumer, events)
+            })
+        };
         let stop = state.shutdown.clone();
-        let mut stopping = false;
-        let mut poll_at = Instant::now();
-        let mut recheck = tokio::time::interval(RECHECK);
-        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let due = match (&self.writing, self.first_queued) {
-                (None, Some(first)) if self.batch.len() >= BATCH_EVENTS => Some(first),
-                (None, Some(first)) => Some(first + BATCH_DELAY),
-                _ => None,
-            };
             tokio::select! {
-                () = stop.cancelled(), if !stopping => {
-                    stopping = true;
-                    if events.is_none() {
-                        break;
-                    }
+                () = stop.cancelled() => break,
+                () = historian.wake.notified() => {}
+            }
+            let mut handoff = control.handoff.lock();
+            if handoff.is_none() && historian.configs.any_enabled() {
+                *handoff = Some(subscribe());
+            }
+            drop(handoff);
+            control.woken.notify_one();
+        }
+        *control.stop.lock() = true;
+        control.woken.notify_one();
+        match thread.await {
+            Ok((consumer, events)) => consumer.finish(events).await,
+            Err(e) => tracing::error!("historian: the consumer failed: {e}"),
+        }
+    }
+
+    /// The consumer's thread: reads the stream every [`POLL`] (at once again while it is
+    /// busy), starts a batch's write when it is due, keeps the subscription while some
+    /// organization stores; returns when `control` says stop.
+    fn listen(&mut self, events: &mut Option<EventReceiver>, control: &Control, state: &tern_broker::BrokerState) {
+        let mut wake_at = std::time::Instant::now();
+        let mut recheck = std::time::Instant::now() + RECHECK;
+        loop {
+            {
+                let mut stop = control.stop.lock();
+                if !*stop {
+                    control.woken.wait_until(&mut stop, wake_at);
                 }
-                () = self.historian.wake.notified() => {}
-                _ = recheck.tick() => {}
-                () = tokio::time::sleep_until(poll_at), if events.is_some() && !stopping => {
-                    let drained = events.as_mut().map_or(0, |events| self.drain(events));
-                    if self.batch.len() >= BATCH_EVENTS && self.writing.is_none() {
-                        self.write();
-                    }
-                    poll_at = Instant::now() + if drained >= BUSY { Duration::ZERO } else { POLL };
-                    if drained >= BUSY {
-                        tokio::task::yield_now().await;
-                    }
-                    continue;
-                }
-                // Stopping: what is left in the stream, until it ends.
-                event = next(&mut events), if stopping => {
-                    match event {
-                        Some(event) => {
-                            self.batch.check_settings(&self.historian);
-                            self.take(event, now_ms());
-                        }
-                        None => break,
-                    }
-                    continue;
-                }
-                (result, n) = written(&mut self.writing) => {
-                    self.writing = None;
-                    self.finished(result, n);
-                    continue;
-                }
-                () = until(due) => {
-                    self.write();
-                    continue;
+                if *stop {
+                    return;
                 }
             }
-            if !stopping {
+            let handed = control.handoff.lock().take();
+            if handed.is_some() || std::time::Instant::now() >= recheck {
+                recheck = std::time::Instant::now() + RECHECK;
                 match self.historian.configs.any_enabled() {
                     true if events.is_none() => {
-                        events = Some(subscribe());
+                        *events = handed.or_else(|| Some(state.events().subscribe(&[EventKind::Published])));
                         self.lost_seen = 0;
                     }
-                    false => events = None,
+                    false => *events = None,
                     true => {}
                 }
             }
+            let drained = events.as_mut().map_or(0, |events| self.drain(events));
+            if self.writing.as_ref().is_some_and(|(handle, _)| handle.is_finished()) {
+                if let Some((handle, n)) = self.writing.take() {
+                    let result = tokio::runtime::Handle::current().block_on(handle);
+                    self.finished(write_result(result), n);
+                }
+            }
+            let due = self.first_queued.map(|first| {
+                if self.batch.len() >= BATCH_EVENTS {
+                    first
+                } else {
+                    first + BATCH_DELAY
+                }
+            });
+            if self.writing.is_none() && due.is_some_and(|due| due <= Instant::now()) {
+                self.write();
+            }
             self.count_losses(events.as_ref());
+            let now = std::time::Instant::now();
+            wake_at = if drained >= BUSY { now } else { now + POLL };
+            if let (None, Some(due)) = (&self.writing, due) {
+                wake_at = wake_at.min(due.into_std().max(now));
+            }
+        }
+    }
+
+    /// At the stop: what is left in the stream until it ends, then the write in flight
+    /// and the last batch.
+    async fn finish(mut self, mut events: Option<EventReceiver>) {
+        if let Some(events) = events.as_mut() {
+            while let Some(event) = events.recv().await {
+                self.batch.check_settings(&self.historian);
+                self.take(event, now_ms());
+            }
         }
         self.count_losses(events.as_ref());
-        // The last batches: what is in flight, then what is queued.
         if let Some((handle, n)) = self.writing.take() {
-            let result = handle
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
-            self.finished(result, n);
+            self.finished(write_result(handle.await), n);
         }
         self.write();
         if let Some((handle, n)) = self.writing.take() {
-            let result = handle
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
-            self.finished(result, n);
+            self.finished(write_result(handle.await), n);
         }
     }
 
