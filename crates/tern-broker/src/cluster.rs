@@ -24,6 +24,17 @@ use std::sync::Arc;
 use tern_proto::Publish;
 use tokio::sync::Notify;
 
+/// Why a connection closes when the cluster could not store one of its QoS 1/2 publishes.
+pub(crate) const FAILED: &str = "the cluster could not store a QoS 1/2 message: closed without acknowledging it";
+
+/// Resolves when the cluster has settled or failed a ticket of `track` (never without one).
+pub(crate) async fn changed(track: Option<&AckTrack>) {
+    match track {
+        Some(track) => track.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What a cluster engine implements to plug into the broker.
 pub trait ClusterLink: Send + Sync + std::fmt::Debug {
     /// Whether a QoS 1/2 message can be stored by the cluster now; while not, clients'

@@ -24,9 +24,10 @@ pub async fn watch(bucket: kv::Store, state: Arc<BrokerState>, shared: Arc<Share
                 while let Some(entry) = entries.next().await {
                     match entry {
                         Ok(entry) => apply(&entry, &state, &shared),
+                        // A hiccup of the watch (it recovers by itself): go on reading, paced.
                         Err(e) => {
-                            tracing::warn!("cluster: watching retained messages: {e}");
-                            break;
+                            tracing::debug!("cluster: watching retained messages: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                     }
                 }

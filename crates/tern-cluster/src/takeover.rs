@@ -2,35 +2,42 @@
 //! the newer, as on a single node (the older gets DISCONNECT 0x8E in 5.0).
 //!
 //! When a client connects (the broker's event stream), the node claims its client id in
-//! the `MQTT_SESS` bucket: a write of `<origin>\n<connected at, ms>\n<client id>` under the
+//! the `MQTT_SESS` bucket: a write of `<origin>\n<connected at, µs>\n<client id>` under the
 //! client id's key. Every node watches the bucket; a node that holds a claim for a client
 //! id and sees another node's claim of a newer connection closes its own connection of
 //! that client id. Newer means a later connection time by the nodes' clocks and, for the
-//! same millisecond, the later write (the bucket numbers writes in one order: revisions).
+//! same microsecond, the later write (the bucket numbers writes in one order: revisions).
 //! Both nodes compare the same two claims, so exactly one connection stays. (Connections
 //! made on two nodes within the nodes' clock skew of each other may be decided either way.)
 //! A claim whose write is not yet acknowledged remembers the highest revision of a claim
-//! of the same millisecond and is decided when its own revision is known; a claim that
-//! could not be written loses such ties.
+//! of the same microsecond and is decided when its own revision is known; a claim that
+//! could not be written loses such ties. Other nodes' claims of the last seconds are
+//! remembered too: a connection whose event reaches the takeover after a newer claim
+//! from elsewhere (a busy node) is closed as soon as it is claimed.
 
 use crate::link::Shared;
 use crate::subject;
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tern_broker::events::{Event, EventKind, EventReceiver};
 use tern_broker::BrokerState;
 use tokio::sync::mpsc;
 
+/// How long other nodes' claims are remembered.
+const RECENT: Duration = Duration::from_secs(10);
+/// Most other nodes' claims remembered at once.
+const RECENT_MAX: usize = 100_000;
+
 /// One of this node's connections, as claimed in the bucket.
 struct Claim {
-    /// When it connected (ms since 1970): a newer connection of the id is not this one.
-    connected_ms: u64,
+    /// When it connected (µs since 1970): a newer connection of the id is not this one.
+    connected_us: u64,
     /// Its write's revision; `None` while unacknowledged, `Some(0)` if it failed.
     revision: Option<u64>,
-    /// The highest revision of another node's claim of the same millisecond, seen while
+    /// The highest revision of another node's claim of the same microsecond, seen while
     /// ours was unacknowledged.
     beaten_by: u64,
 }
@@ -38,8 +45,18 @@ struct Claim {
 /// A claim's write, answered.
 struct Written {
     client_id: String,
-    connected_ms: u64,
+    connected_us: u64,
     revision: Option<u64>,
+}
+
+/// The takeover's state: this node's claims and the other nodes' recent ones.
+struct Takeover {
+    state: Arc<BrokerState>,
+    shared: Arc<Shared>,
+    claims: HashMap<String, Claim>,
+    /// Other nodes' claims: client id to (connected at, revision, when seen).
+    recent: HashMap<String, (u64, u64, Instant)>,
+    recent_order: VecDeque<(Instant, String)>,
 }
 
 /// The events the takeover follows (subscribed before the broker runs, so that no
@@ -50,16 +67,31 @@ pub fn subscribe(state: &BrokerState) -> EventReceiver {
         .subscribe(&[EventKind::Connected, EventKind::Disconnected])
 }
 
+fn micros(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
 /// Runs until the broker's event stream ends.
 pub async fn run(bucket: kv::Store, mut events: EventReceiver, state: Arc<BrokerState>, shared: Arc<Shared>) {
     let (written_tx, mut written_rx) = mpsc::unbounded_channel::<Written>();
-    let mut claims: HashMap<String, Claim> = HashMap::new();
+    let mut takeover = Takeover {
+        state,
+        shared,
+        claims: HashMap::new(),
+        recent: HashMap::new(),
+        recent_order: VecDeque::new(),
+    };
     let mut watch = None;
+    // The last revision seen, to go on from it if the watch must be made again.
+    let mut seen = 0u64;
     loop {
         if watch.is_none() {
             // Only what is written from now on matters: claims older than this node's
             // connections never beat them.
-            watch = bucket.watch_all().await.ok();
+            watch = match seen {
+                0 => bucket.watch_all().await.ok(),
+                _ => bucket.watch_all_from_revision(seen + 1).await.ok(),
+            };
         }
         tokio::select! {
             // This node's connections first: a connection is claimed before any later
@@ -68,41 +100,35 @@ pub async fn run(bucket: kv::Store, mut events: EventReceiver, state: Arc<Broker
             event = events.recv() => match event {
                 Some(Event::Connected(client)) => {
                     let client_id = client.client_id.to_string();
-                    let connected_ms = client
-                        .connected_at
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as u64);
+                    let connected_us = micros(client.connected_at);
                     let Some(key) = subject::topic_key(&client_id) else { continue };
-                    claims.insert(client_id.clone(), Claim { connected_ms, revision: None, beaten_by: 0 });
-                    let value = format!("{}\n{connected_ms}\n{client_id}", shared.origin);
+                    let value = format!("{}\n{connected_us}\n{client_id}", takeover.shared.origin);
                     let (bucket, tx) = (bucket.clone(), written_tx.clone());
+                    let id = client_id.clone();
                     tokio::spawn(async move {
                         let put = tokio::time::timeout(Duration::from_secs(5), bucket.put(key, value.into())).await;
                         let revision = put.ok().and_then(Result::ok);
-                        let _ = tx.send(Written { client_id, connected_ms, revision });
+                        let _ = tx.send(Written { client_id: id, connected_us, revision });
                     });
+                    takeover.connected(client_id, connected_us);
                 }
                 Some(Event::Disconnected { client, .. }) => {
-                    let connected_ms = client.connected_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-                    if claims.get(client.client_id.as_str()).is_some_and(|c| c.connected_ms == connected_ms) {
-                        claims.remove(client.client_id.as_str());
-                    }
+                    takeover.disconnected(client.client_id.as_str(), micros(client.connected_at));
                 }
                 Some(_) => {}
                 None => return,
             },
-            Some(written) = written_rx.recv() => {
-                let Some(claim) = claims.get_mut(&written.client_id).filter(|c| c.connected_ms == written.connected_ms) else {
-                    continue;
-                };
-                let revision = written.revision.unwrap_or(0);
-                claim.revision = Some(revision);
-                if claim.beaten_by > revision {
-                    take_over(&state, &mut claims, &written.client_id);
-                }
-            }
+            Some(written) = written_rx.recv() => takeover.written(written),
             entry = next_entry(&mut watch) => match entry {
-                Some(entry) => on_entry(&entry, &state, &shared, &mut claims),
+                Some(Ok(entry)) => {
+                    seen = seen.max(entry.revision);
+                    takeover.entry(&entry);
+                }
+                // A hiccup of the watch (it recovers by itself): go on reading, paced.
+                Some(Err(e)) => {
+                    tracing::debug!("cluster: watching client id claims: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 None => {
                     watch = None;
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -113,56 +139,149 @@ pub async fn run(bucket: kv::Store, mut events: EventReceiver, state: Arc<Broker
 }
 
 /// The next write of the bucket; `None` when the watch ended (or there is none).
-async fn next_entry(watch: &mut Option<kv::Watch>) -> Option<kv::Entry> {
+async fn next_entry(watch: &mut Option<kv::Watch>) -> Option<Result<kv::Entry, kv::WatcherError>> {
     match watch {
-        Some(w) => w.next().await.and_then(Result::ok),
+        Some(w) => w.next().await,
         None => None,
     }
 }
 
-/// Another node's claim beats ours if its connection is newer.
-fn on_entry(entry: &kv::Entry, state: &BrokerState, shared: &Shared, claims: &mut HashMap<String, Claim>) {
-    if entry.operation != kv::Operation::Put {
-        return;
-    }
-    let Ok(text) = std::str::from_utf8(&entry.value) else {
-        return;
-    };
-    let mut fields = text.splitn(3, '\n');
-    let (Some(origin), Some(connected_ms), Some(client_id)) = (fields.next(), fields.next(), fields.next()) else {
-        return;
-    };
-    let Ok(theirs) = connected_ms.parse::<u64>() else {
-        return;
-    };
-    if origin == &*shared.origin {
-        return;
-    }
-    let Some(claim) = claims.get_mut(client_id) else {
-        return;
-    };
-    let beaten = match (theirs.cmp(&claim.connected_ms), claim.revision) {
-        (std::cmp::Ordering::Greater, _) => true,
-        (std::cmp::Ordering::Less, _) => false,
-        (std::cmp::Ordering::Equal, Some(ours)) => ours < entry.revision,
-        (std::cmp::Ordering::Equal, None) => {
-            claim.beaten_by = claim.beaten_by.max(entry.revision);
-            false
+impl Takeover {
+    /// A connection of this node: claimed, and closed at once if another node's recent
+    /// claim is newer.
+    fn connected(&mut self, client_id: String, connected_us: u64) {
+        let mut claim = Claim {
+            connected_us,
+            revision: None,
+            beaten_by: 0,
+        };
+        let beaten = self
+            .recent
+            .get(&client_id)
+            .is_some_and(|&(theirs, revision, _)| beats(&mut claim, theirs, revision));
+        self.claims.insert(client_id.clone(), claim);
+        if beaten {
+            self.take_over(&client_id);
         }
-    };
-    if beaten {
-        take_over(state, claims, client_id);
+    }
+
+    fn disconnected(&mut self, client_id: &str, connected_us: u64) {
+        if self
+            .claims
+            .get(client_id)
+            .is_some_and(|c| c.connected_us == connected_us)
+        {
+            self.claims.remove(client_id);
+        }
+    }
+
+    /// A claim's write was answered: a tie seen meanwhile is decided now.
+    fn written(&mut self, written: Written) {
+        let Some(claim) = self
+            .claims
+            .get_mut(&written.client_id)
+            .filter(|c| c.connected_us == written.connected_us)
+        else {
+            return;
+        };
+        let revision = written.revision.unwrap_or(0);
+        claim.revision = Some(revision);
+        if claim.beaten_by > revision {
+            self.take_over(&written.client_id);
+        }
+    }
+
+    /// Another node's claim: remembered a while, and it closes this node's connection of
+    /// the client id if that is older.
+    fn entry(&mut self, entry: &kv::Entry) {
+        if entry.operation != kv::Operation::Put {
+            return;
+        }
+        let Ok(text) = std::str::from_utf8(&entry.value) else {
+            return;
+        };
+        let mut fields = text.splitn(3, '\n');
+        let (Some(origin), Some(connected_us), Some(client_id)) = (fields.next(), fields.next(), fields.next()) else {
+            return;
+        };
+        let Ok(theirs) = connected_us.parse::<u64>() else {
+            return;
+        };
+        if origin == &*self.shared.origin {
+            return;
+        }
+        self.remember(client_id, theirs, entry.revision);
+        let beaten = self
+            .claims
+            .get_mut(client_id)
+            .is_some_and(|claim| beats(claim, theirs, entry.revision));
+        if beaten {
+            self.take_over(client_id);
+        }
+    }
+
+    fn remember(&mut self, client_id: &str, connected_us: u64, revision: u64) {
+        let now = Instant::now();
+        self.recent.insert(client_id.to_string(), (connected_us, revision, now));
+        self.recent_order.push_back((now, client_id.to_string()));
+        while let Some((at, id)) = self.recent_order.front() {
+            if now.duration_since(*at) < RECENT && self.recent_order.len() <= RECENT_MAX {
+                break;
+            }
+            if self.recent.get(id).is_some_and(|(_, _, seen)| seen == at) {
+                self.recent.remove(id);
+            }
+            self.recent_order.pop_front();
+        }
+    }
+
+    /// Closes this node's connection of `client_id` that the claim stood for.
+    fn take_over(&mut self, client_id: &str) {
+        if let Some(claim) = self.claims.remove(client_id) {
+            if self.state.take_over_from_node(client_id, claim.connected_us / 1000) {
+                tracing::info!(
+                    client = client_id,
+                    "cluster: client id connected to another node: this connection closes"
+                );
+            }
+        }
     }
 }
 
-/// Closes this node's connection of `client_id` that the claim stood for.
-fn take_over(state: &BrokerState, claims: &mut HashMap<String, Claim>, client_id: &str) {
-    if let Some(claim) = claims.remove(client_id) {
-        if state.take_over_from_node(client_id, claim.connected_ms) {
-            tracing::info!(
-                client = client_id,
-                "cluster: client id connected to another node: this connection closes"
-            );
+/// Whether another node's claim (connected at `theirs`, written as `revision`) is of a
+/// newer connection than `claim`; a tie with an unacknowledged claim is noted in it.
+fn beats(claim: &mut Claim, theirs: u64, revision: u64) -> bool {
+    match (theirs.cmp(&claim.connected_us), claim.revision) {
+        (std::cmp::Ordering::Greater, _) => true,
+        (std::cmp::Ordering::Less, _) => false,
+        (std::cmp::Ordering::Equal, Some(ours)) => ours < revision,
+        (std::cmp::Ordering::Equal, None) => {
+            claim.beaten_by = claim.beaten_by.max(revision);
+            false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(connected_us: u64, revision: Option<u64>) -> Claim {
+        Claim {
+            connected_us,
+            revision,
+            beaten_by: 0,
+        }
+    }
+
+    #[test]
+    fn the_newer_connection_wins() {
+        assert!(beats(&mut claim(10, Some(5)), 11, 4));
+        assert!(!beats(&mut claim(10, Some(5)), 9, 6));
+        assert!(beats(&mut claim(10, Some(5)), 10, 6), "a tie goes to the later write");
+        assert!(!beats(&mut claim(10, Some(7)), 10, 6));
+        let mut pending = claim(10, None);
+        assert!(!beats(&mut pending, 10, 6));
+        assert_eq!(pending.beaten_by, 6, "decided when its own write is answered");
     }
 }

@@ -209,6 +209,9 @@ pub(super) async fn accept(
         session.persist(&mut state, false);
     }
     let reply = connack(version, session_present, ReasonCode::SUCCESS, properties);
+    // Taken before the CONNACK leaves: a later connection of the client id, anywhere,
+    // has a later time (the cluster's takeover orders connections by it).
+    let connected_at = std::time::SystemTime::now();
     if socket.write_all(&reply).await.is_err() {
         gone_before_connack(broker, &session);
         return None;
@@ -224,7 +227,7 @@ pub(super) async fn accept(
             listener,
             clean_start: connect.clean_start,
             keep_alive: admitted.keep_alive,
-            connected_at: std::time::SystemTime::now(),
+            connected_at,
         })
     });
     if config.connection_messages {

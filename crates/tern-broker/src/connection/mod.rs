@@ -277,16 +277,6 @@ async fn next_takeover(takeover: &mut Option<oneshot::Receiver<oneshot::Sender<(
     }
 }
 
-/// Why a connection closes when the cluster could not store one of its QoS 1/2 publishes.
-const CLUSTER_FAILED: &str = "the cluster could not store a QoS 1/2 message: closed without acknowledging it";
-
-/// Resolves when the cluster has settled or failed a ticket of `track`.
-async fn wait_cluster(track: Option<&crate::cluster::AckTrack>) {
-    if let Some(track) = track {
-        track.changed().await;
-    }
-}
-
 /// Resolves when store ticket `ticket` is durable.
 async fn wait_durable(store: Option<&Store>, ticket: u64) {
     if let Some(store) = store {
@@ -411,7 +401,7 @@ impl Live {
                     // What waited for the cluster is not acknowledged: the client sends
                     // it again on its next connection.
                     c.out.clear();
-                    return Close::Gone(CLUSTER_FAILED.into());
+                    return Close::Gone(crate::cluster::FAILED.into());
                 }
                 Some(track) => track.pending(),
             };
@@ -463,7 +453,7 @@ impl Live {
                     }
                 }
                 () = wait_durable(store, c.hold), if store_held => {}
-                () = wait_cluster(c.cluster_track.as_deref()), if cluster_held => {}
+                () = crate::cluster::changed(c.cluster_track.as_deref()), if cluster_held => {}
                 ready = socket.writable(), if (!c.out.is_empty() || socket.has_pending_output()) && !held => {
                     if let Err(e) = ready {
                         return Close::Gone(format!("write error: {e}"));
