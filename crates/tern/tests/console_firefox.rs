@@ -4,9 +4,10 @@
 //! the other engine: log in with a key typed into the form, the overview plots drawn from
 //! the statistics stream, the test's MQTT client in the clients list, a message published
 //! from the form that a real MQTT client receives, the live topic tree and the subscribe
-//! panel, the keyboard path through the menu, pages no wider than a phone; no uncaught
-//! error or Content-Security-Policy violation in Firefox's console. Each page is written
-//! to target/console-screenshots/firefox-*.png.
+//! panel, a kick done with the keyboard, the keyboard path through the menu, pages no
+//! wider than a phone with every control labelled; no uncaught error or
+//! Content-Security-Policy violation in Firefox's console. Each page is written to
+//! target/console-screenshots/firefox-*.png.
 #![allow(clippy::unwrap_used)]
 mod common;
 use common::firefox::{Firefox, FIREFOX};
@@ -15,7 +16,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tern_proto::{QoS, ReasonCode};
+use tern_proto::{Packet, QoS, ReasonCode};
 
 /// target/console-screenshots, found from this test's executable (target/debug/deps/...).
 fn screenshots() -> PathBuf {
@@ -63,7 +64,8 @@ fn the_console_works_in_firefox() {
     overview(&firefox, &mut publisher);
     clients(&firefox);
     topics(&firefox, &mut watcher, &mut publisher);
-    keyboard(&firefox);
+    kick(&firefox, http, &mut watcher);
+    keyboard(&firefox, http);
     phone_width(&firefox, http);
 
     // Firefox's console service has every page error: an uncaught exception or
@@ -187,9 +189,49 @@ fn topics(firefox: &Firefox, watcher: &mut Client, publisher: &mut Client) {
     firefox.click("#sub-stop");
 }
 
+/// Kick with the keyboard: Enter on Kick asks and moves the focus to the button that
+/// does it, Escape backs out, Enter twice kicks: the client gets DISCONNECT 0x98.
+fn kick(firefox: &Firefox, http: SocketAddr, watcher: &mut Client) {
+    firefox.open(&format!("http://{http}/#/clients/firefox-watch-me"));
+    firefox.type_into("#kick", "\u{E007}");
+    firefox.wait(
+        "the focus on the confirmation",
+        "document.activeElement.id === 'kick-confirm'",
+        json!([]),
+    );
+    firefox.type_into("#kick-confirm", "\u{E00C}");
+    firefox.wait(
+        "the question to go",
+        "!document.querySelector('#kick-confirm')",
+        json!([]),
+    );
+    firefox.type_into("#kick", "\u{E007}");
+    firefox.type_into("#kick-confirm", "\u{E007}");
+    let seen = watcher.expect_closed();
+    assert!(
+        matches!(seen.last(), Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::ADMINISTRATIVE_ACTION),
+        "{seen:?}"
+    );
+    firefox.wait(
+        "the kick to show",
+        "document.querySelector('#client-note').textContent.includes('Kicked')",
+        json!([]),
+    );
+    firefox.screenshot(&screenshots(), "firefox-client");
+}
+
+/// The visible form controls and buttons without a label (by `<label>`, `aria-label` or
+/// their text), as HTML snippets.
+const UNLABELLED: &str = "return [...document.querySelectorAll('input, select, textarea, button')] \
+    .filter((e) => e.offsetParent !== null) \
+    .filter((e) => e.tagName === 'BUTTON' ? !e.textContent.trim() && !e.getAttribute('aria-label') \
+                                          : !(e.labels && e.labels.length) && !e.getAttribute('aria-label')) \
+    .map((e) => e.outerHTML.slice(0, 100));";
+
 /// With the keyboard alone: after a reload the first Tab reaches the skip link, the next
 /// ones the menu's links in order; Enter on the skip link moves the focus into the page.
-fn keyboard(firefox: &Firefox) {
+fn keyboard(firefox: &Firefox, http: SocketAddr) {
+    firefox.open(&format!("http://{http}/#/topics"));
     firefox.eval("window.beforeReload = true; location.reload();", json!([]));
     firefox.wait(
         "the page reloaded",
@@ -217,7 +259,8 @@ fn keyboard(firefox: &Firefox) {
     );
 }
 
-/// At about 390 px (a phone) no page is wider than the window.
+/// At about 390 px (a phone) no page is wider than the window, and every control has
+/// a label.
 fn phone_width(firefox: &Firefox, http: SocketAddr) {
     // Firefox's narrowest window is 500 px: zoomed, its page is 390 CSS px wide (392
     // after Firefox's rounding).
@@ -240,6 +283,7 @@ fn phone_width(firefox: &Firefox, http: SocketAddr) {
             overflow.as_f64().unwrap() <= 0.0,
             "{page} is wider than the screen by {overflow}px"
         );
+        assert_eq!(firefox.eval(UNLABELLED, json!([])), json!([]), "{page}");
         firefox.screenshot(&screenshots(), &format!("firefox-{page}-phone"));
     }
 }
