@@ -10,23 +10,16 @@
 mod common;
 use base64::Engine;
 use common::browser::{Browser, CHROMEDRIVER, CHROMIUM};
+use common::page::{screenshots, UNLABELLED};
 use common::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tern_proto::{Packet, QoS, ReasonCode};
 
 /// Whether the clients list shows `arguments[0]`.
 const LISTED: &str = "document.querySelector('#clients-body') && document.querySelector('#clients-body').textContent.includes(arguments[0])";
-
-/// target/console-screenshots, found from this test's executable (target/debug/deps/...).
-fn screenshots() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.ancestors().nth(3).unwrap().to_path_buf();
-    target.join("console-screenshots")
-}
 
 /// A client that stays connected without pinging (keep alive 0).
 fn quiet_client(broker: &Broker, id: &str) -> Client {
@@ -343,19 +336,10 @@ fn topic_tree_and_subscribe(browser: &Browser, publisher: &mut Client) {
     assert!(error.as_str().unwrap().contains('#'), "{error}");
     browser.clear("#sub-filter");
     browser.type_into("#sub-filter", "console/panel/+\u{E007}");
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        publisher.publish("console/panel/1", b"to the panel", QoS::AtMostOnce, false, 0);
-        publisher.publish("console/other", b"not for the panel", QoS::AtMostOnce, false, 0);
+    common::page::panel_shows_only_its_filter(publisher, "console", || {
         let shown = browser.eval("return document.querySelector('#sub-messages').textContent;", json!([]));
-        let text = shown.as_str().unwrap_or_default().to_string();
-        if text.contains("to the panel") {
-            assert!(!text.contains("not for the panel"), "{text}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the panel showed nothing: {text}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        shown.as_str().unwrap_or_default().to_string()
+    });
     browser.screenshot(&screenshots(), "topics-live");
     browser.click("#sub-stop");
 }
@@ -390,14 +374,6 @@ fn kick(browser: &Browser, console: &Console, watcher: &mut Client) {
         json!([]),
     );
 }
-
-/// The visible form controls and buttons without a label (by `<label>`, `aria-label` or
-/// their text), as HTML snippets.
-const UNLABELLED: &str = "return [...document.querySelectorAll('input, select, textarea, button')] \
-    .filter((e) => e.offsetParent !== null) \
-    .filter((e) => e.tagName === 'BUTTON' ? !e.textContent.trim() && !e.getAttribute('aria-label') \
-                                          : !(e.labels && e.labels.length) && !e.getAttribute('aria-label')) \
-    .map((e) => e.outerHTML.slice(0, 100));";
 
 /// A phone-width screen: nothing is wider than the window on any page, every control
 /// has a label.

@@ -11,18 +11,12 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 use common::firefox::{Firefox, FIREFOX};
+use common::page::{screenshots, UNLABELLED};
 use common::*;
 use serde_json::json;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tern_proto::{Packet, QoS, ReasonCode};
-
-/// target/console-screenshots, found from this test's executable (target/debug/deps/...).
-fn screenshots() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors().nth(3).unwrap().join("console-screenshots")
-}
 
 /// A client that stays connected without pinging (keep alive 0).
 fn quiet_client(broker: &Broker, id: &str) -> Client {
@@ -171,19 +165,10 @@ fn topics(firefox: &Firefox, watcher: &mut Client, publisher: &mut Client) {
     }
     // The subscribe panel shows the messages of its filter and not the others.
     firefox.type_into("#sub-filter", "firefox/panel/+\u{E007}");
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        publisher.publish("firefox/panel/1", b"to the panel", QoS::AtMostOnce, false, 0);
-        publisher.publish("firefox/other", b"not for the panel", QoS::AtMostOnce, false, 0);
+    common::page::panel_shows_only_its_filter(publisher, "firefox", || {
         let shown = firefox.eval("return document.querySelector('#sub-messages').textContent;", json!([]));
-        let text = shown.as_str().unwrap_or_default().to_string();
-        if text.contains("to the panel") {
-            assert!(!text.contains("not for the panel"), "{text}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the panel showed nothing: {text}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        shown.as_str().unwrap_or_default().to_string()
+    });
     firefox.eval("window.scrollTo(0, 0);", json!([]));
     firefox.screenshot(&screenshots(), "firefox-topics");
     firefox.click("#sub-stop");
@@ -219,14 +204,6 @@ fn kick(firefox: &Firefox, http: SocketAddr, watcher: &mut Client) {
     );
     firefox.screenshot(&screenshots(), "firefox-client");
 }
-
-/// The visible form controls and buttons without a label (by `<label>`, `aria-label` or
-/// their text), as HTML snippets.
-const UNLABELLED: &str = "return [...document.querySelectorAll('input, select, textarea, button')] \
-    .filter((e) => e.offsetParent !== null) \
-    .filter((e) => e.tagName === 'BUTTON' ? !e.textContent.trim() && !e.getAttribute('aria-label') \
-                                          : !(e.labels && e.labels.length) && !e.getAttribute('aria-label')) \
-    .map((e) => e.outerHTML.slice(0, 100));";
 
 /// With the keyboard alone: after a reload the first Tab reaches the skip link, the next
 /// ones the menu's links in order; Enter on the skip link moves the focus into the page.

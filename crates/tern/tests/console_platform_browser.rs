@@ -10,28 +10,15 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 use common::browser::{Browser, CHROMEDRIVER, CHROMIUM};
+use common::next_json as next;
+use common::page::{screenshots, UNLABELLED};
 use common::*;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Instant;
-use tern_proto::{ByteStr, Packet, ProtocolVersion, PublishResponse, QoS, ReasonCode};
+use tern_proto::{ByteStr, ProtocolVersion, QoS, ReasonCode};
 
 const ORG: &str = "cons01";
-
-/// target/console-screenshots, found from this test's executable (target/debug/deps/...).
-fn screenshots() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors().nth(3).unwrap().join("console-screenshots")
-}
-
-/// The visible form controls and buttons without a label (by `<label>`, `aria-label` or
-/// their text), as HTML snippets.
-const UNLABELLED: &str = "return [...document.querySelectorAll('input, select, textarea, button')] \
-    .filter((e) => e.offsetParent !== null) \
-    .filter((e) => e.tagName === 'BUTTON' ? !e.textContent.trim() && !e.getAttribute('aria-label') \
-                                          : !(e.labels && e.labels.length) && !e.getAttribute('aria-label')) \
-    .map((e) => e.outerHTML.slice(0, 100));";
 
 /// Every control of the page has a label, and at phone width (390 px) nothing is wider
 /// than the screen; a screenshot of it so.
@@ -109,29 +96,6 @@ fn send(c: &mut Client, tail: &str, payload: &Value, id: u16) {
         id,
     );
     assert_eq!(code, ReasonCode::SUCCESS);
-}
-
-/// The next message the platform sends the device (acknowledged): topic and JSON.
-fn next(c: &mut Client) -> (String, Value) {
-    loop {
-        match c.recv_within(PATIENCE) {
-            Some(Packet::Publish(p)) => {
-                if p.qos == QoS::AtLeastOnce {
-                    c.send(&Packet::PublishAck(PublishResponse {
-                        packet_id: p.packet_id,
-                        reason_code: ReasonCode::SUCCESS,
-                        properties: Default::default(),
-                    }));
-                }
-                return (
-                    p.topic.to_string(),
-                    serde_json::from_slice(&p.payload).unwrap_or(Value::Null),
-                );
-            }
-            Some(_) => continue,
-            None => panic!("nothing from the platform within {PATIENCE:?}"),
-        }
-    }
 }
 
 fn manage(c: &mut Client, req: &str, id: u16) {

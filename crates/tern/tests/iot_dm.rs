@@ -9,6 +9,7 @@ mod common;
 #[path = "iot_rest/harness.rs"]
 mod harness;
 
+use common::next_json as next;
 use common::*;
 use harness::*;
 use serde_json::{json, Value};
@@ -49,28 +50,6 @@ fn send_raw(c: &mut Client, tail: &str, payload: &[u8]) {
     static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
     let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed).max(1);
     c.publish(&format!("iotdevice-1/{tail}"), payload, QoS::AtLeastOnce, false, id);
-}
-
-/// The next message the platform sends the device: (topic, JSON payload). A QoS 1 one is
-/// acknowledged.
-fn next(c: &mut Client) -> (String, Value) {
-    loop {
-        match c.recv_within(PATIENCE) {
-            Some(Packet::Publish(p)) => {
-                if p.qos == QoS::AtLeastOnce {
-                    c.send(&Packet::PublishAck(PublishResponse {
-                        packet_id: p.packet_id,
-                        reason_code: ReasonCode::SUCCESS,
-                        properties: Default::default(),
-                    }));
-                }
-                let body = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
-                return (p.topic.to_string(), body);
-            }
-            Some(_) => continue,
-            None => panic!("nothing from the platform within {PATIENCE:?}"),
-        }
-    }
 }
 
 /// Sends a manage request and checks the 200.

@@ -139,13 +139,7 @@ impl Browser {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let value = self.eval(&script, args.clone());
-            let truthy = match &value {
-                Value::Null | Value::Bool(false) => false,
-                Value::String(s) => !s.is_empty(),
-                Value::Number(n) => n.as_f64() != Some(0.0),
-                _ => true,
-            };
-            if truthy {
+            if super::page::truthy(&value) {
                 return value;
             }
             if Instant::now() >= deadline {

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod firefox;
 pub mod iot;
+pub mod page;
 pub mod pki;
 pub mod postgres;
 pub mod wiotp;
@@ -898,5 +899,27 @@ impl Broker {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap()
+    }
+}
+
+/// The next PUBLISH `c` receives (acknowledged if QoS 1): its topic and JSON payload
+/// (null if it is not JSON). Panics after `PATIENCE` without one.
+pub fn next_json(c: &mut Client) -> (String, serde_json::Value) {
+    loop {
+        match c.recv_within(PATIENCE) {
+            Some(Packet::Publish(p)) => {
+                if p.qos == QoS::AtLeastOnce {
+                    c.send(&Packet::PublishAck(PublishResponse {
+                        packet_id: p.packet_id,
+                        reason_code: ReasonCode::SUCCESS,
+                        properties: Default::default(),
+                    }));
+                }
+                let body = serde_json::from_slice(&p.payload).unwrap_or(serde_json::Value::Null);
+                return (p.topic.to_string(), body);
+            }
+            Some(_) => continue,
+            None => panic!("no message within {PATIENCE:?}"),
+        }
     }
 }
