@@ -19,6 +19,8 @@ use tern_broker::BrokerState;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// A subject no one subscribes to (outside the `mq`/`mqs` roots), for the barrier.
+const BARRIER_SUBJECT: &str = "_TERN.barrier";
 /// Longest a SUBACK waits for NATS to confirm new subscriptions.
 const BARRIER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Messages waiting for the delivery task.
@@ -57,9 +59,12 @@ pub async fn run(
                 subscriptions.insert(filter, tasks);
             }
             Interest::Barrier(ticket) => {
-                // The server answers a flush after it has handled every SUB sent before.
-                // Without NATS the subscriber gets its SUBACK anyway, after a short wait.
-                let _ = tokio::time::timeout(BARRIER_WAIT, client.flush()).await;
+                // A request nobody answers: the server handles a connection's lines in
+                // order, so its "no responders" reply comes after it has handled every SUB
+                // sent before. (A flush only writes them out.) Without NATS the subscriber
+                // gets its SUBACK anyway, after a short wait.
+                let request = client.request(BARRIER_SUBJECT, bytes::Bytes::new());
+                let _ = tokio::time::timeout(BARRIER_WAIT, request).await;
                 ticket.settle();
             }
             Interest::Remove(filter) => {
