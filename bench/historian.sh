@@ -118,6 +118,46 @@ echo "| query | time | answer |"
 echo "|---|---|---|"
 time_query "first page of 1000 events (all of today's)" "start=$day&limit=1000"
 time_query "page of 1000 events from the middle of the last run" "start=$(( mark + 2500 ))&limit=1000"
-time_query "count per minute over the last run" "start=$mark&agg=count&interval=1m"
-time_query "count per day over the last run" "start=$mark&agg=count&interval=1d"
+# The first 2 s of the last "on" run (at full speed about a million events; an
+# aggregate reads at most 2,000,000).
+span="start=$mark&end=$((mark + 2000))"
+time_query "count per minute over 2 s of the last run" "$span&agg=count&interval=1m"
+time_query "count per day over 2 s of the last run" "$span&agg=count&interval=1d"
 stop "$pid"
+
+# Storing while queries run: dev0 publishing at 20,000/s with the historian on, while
+# four clients ask for aggregates over 2 s of the last "on" run without pause (each reads
+# all of those events). The bench's losses and the historian's lost counter say
+# whether a query made anything drop.
+historian on
+pid=$(start)
+ready "$pid" 18997 >/dev/null
+: >"$work/queries"
+for _ in 1 2 3 4; do
+    (while [ ! -e "$work/queries-done" ]; do
+        curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -u "$key" \
+            "$base?$span&agg=count&interval=1m" >>"$work/queries" 2>/dev/null || sleep 0.1
+    done) &
+done
+from=$(date +%s%3N)
+loaded=$("$TERN" bench one-to-one -r 20000 -d $((D * 2)) -p 18996 --iot "$iot" --broker-pid "$pid" --json 2>>"$work/bench.err" || echo '{}')
+touch "$work/queries-done"
+sleep 1 # the last batch (written 100 ms after its first event)
+stored=$(curl -s -u "$key" "$base?start=$from&agg=count&interval=1d" |
+    python3 -c 'import json,sys; print(int(sum(p["value"] for p in json.load(sys.stdin).get("points", []))))' || echo "?")
+counters="$stored events of the run stored; the historian's log of losses: $(grep -h 'events lost' "$work/tern.log" | tail -n 1 | cut -c 1-160 || true)"
+stop "$pid"
+wait 2>/dev/null || true
+echo
+python3 - "$work/queries" "$loaded" "$counters" <<'PY'
+import json, statistics, sys
+answers = [l.split() for l in open(sys.argv[1]) if l.strip()]
+ok = sorted(float(t) for code, t in answers if code == "200")
+codes = {}
+for code, _ in answers:
+    codes[code] = codes.get(code, 0) + 1
+r = json.loads(sys.argv[2] or "{}")
+print(f"while storing {r.get('delivered_per_second', 0):,.0f} msg/s (offered 20,000/s, {r.get('sent')} sent, lost {r.get('lost')}), "
+      f"{len(ok)} aggregates answered (of {len(answers)}), median {statistics.median(ok) if ok else 0:.2f} s, "
+      f"max {max(ok) if ok else 0:.2f} s (answers by status: {codes}); {sys.argv[3].strip()}")
+PY
