@@ -6,6 +6,8 @@
 //! Everything decoded in one read is handled before anything is written, and everything
 //! pending is written with one `write` call: batching in both directions.
 
+mod aliases;
+mod close;
 mod connect_read;
 mod enhanced_auth;
 mod handshake;
@@ -14,11 +16,14 @@ mod packet_log;
 pub(crate) mod transport;
 mod websocket;
 
+pub(crate) use aliases::OutgoingAliases;
+use close::event_reason;
+pub(crate) use close::Close;
 use transport::Socket;
 
 use crate::admission::Slot;
 use crate::broker::BrokerState;
-use crate::events::{ClientInfo, DisconnectReason, Event, EventKind};
+use crate::events::{ClientInfo, Event, EventKind};
 use crate::metrics::{DropReason, LocalCounters};
 use crate::router::Feed;
 use crate::session::{Expiry, PendingWill, Session};
@@ -32,8 +37,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tern_core::Stage;
 use tern_proto::{
-    encode, ByteStr, DecodeError, Disconnect, Packet, Properties, Property, ProtocolVersion, PublishFrame,
-    PublishResponse, QoS, ReasonCode, Will,
+    encode, ByteStr, Disconnect, Packet, Properties, Property, ProtocolVersion, PublishFrame, PublishResponse, QoS,
+    ReasonCode, Will,
 };
 use tokio::sync::oneshot;
 
@@ -52,45 +57,6 @@ pub(crate) const TOPIC_ALIAS_MAXIMUM: u16 = 10;
 /// bytes pass through one small buffer; only the time is spent.
 const DRAIN_TIME: Duration = Duration::from_secs(1);
 const DRAIN_BYTES: usize = 16 << 20;
-
-/// Why a connection ended; decides the will and the last packet sent.
-#[derive(Debug)]
-pub(crate) enum Close {
-    /// DISCONNECT received: no will (5.0 reason 0x04 asks for it all the same).
-    Disconnect {
-        publish_will: bool,
-    },
-    /// The peer closed the socket or it failed.
-    Gone(String),
-    /// A malformed packet or protocol violation.
-    Violation {
-        reason: ReasonCode,
-        message: String,
-    },
-    KeepAliveTimeout,
-    TakenOver(oneshot::Sender<()>),
-    Shutdown,
-    /// Closed through the admin facade.
-    Kicked,
-    /// The client id connected to another node of the cluster.
-    TakenOverElsewhere,
-}
-
-impl Close {
-    fn violation(reason: ReasonCode, message: impl Into<String>) -> Close {
-        Close::Violation {
-            reason,
-            message: message.into(),
-        }
-    }
-
-    fn from_decode(e: DecodeError) -> Close {
-        Close::Violation {
-            reason: e.reason_code(),
-            message: e.to_string(),
-        }
-    }
-}
 
 /// The state of one connected client.
 pub(crate) struct Connection {
@@ -153,86 +119,6 @@ pub(crate) struct Connection {
     client: Option<Arc<ClientInfo>>,
     /// What the admin facade sees of this connection (traffic, kick).
     info: Arc<crate::admin::ConnectionInfo>,
-}
-
-/// Why a connection ended, as the event stream says it.
-fn event_reason(close: &Close) -> DisconnectReason {
-    match close {
-        Close::Disconnect { publish_will: false } => DisconnectReason::Normal,
-        Close::Disconnect { publish_will: true } => DisconnectReason::NormalWithWill,
-        Close::Gone(_) => DisconnectReason::ConnectionLost,
-        Close::Violation { .. } => DisconnectReason::ProtocolError,
-        Close::KeepAliveTimeout => DisconnectReason::KeepAliveTimeout,
-        Close::TakenOver(_) => DisconnectReason::TakenOver,
-        Close::Shutdown => DisconnectReason::ServerShutdown,
-        Close::TakenOverElsewhere => DisconnectReason::TakenOver,
-        #[allow(unreachable_patterns)]
-        _ => DisconnectReason::Kicked,
-    }
-}
-
-/// Topic aliases from the broker to one client (5.0): the first message on a topic sends
-/// the topic with a new alias, later ones the alias alone. Aliases are assigned until the
-/// client's Topic Alias Maximum is reached; later topics are sent in full.
-#[derive(Debug)]
-pub(crate) struct OutgoingAliases {
-    /// The client's Topic Alias Maximum.
-    maximum: u16,
-    assigned: HashMap<ByteStr, u16>,
-}
-
-impl OutgoingAliases {
-    pub(crate) fn new(maximum: u16) -> OutgoingAliases {
-        OutgoingAliases {
-            maximum,
-            assigned: HashMap::new(),
-        }
-    }
-
-    /// Appends the message of `frame`, re-encoded with an alias (a client that asked for
-    /// aliases pays for its own copy), under the client's name for its topic (`map`).
-    /// Returns false, writing nothing, when the topic has no name for this client.
-    fn write(
-        &mut self,
-        frame: &PublishFrame,
-        out: &mut BytesMut,
-        (packet_id, expiry): (u16, Expiry),
-        map: Option<&TopicMap>,
-    ) -> bool {
-        // The frame as this client gets it (packet id, time left), decoded back. Not the
-        // frame's own bytes: their packet id is a placeholder 0, which the decoder rightly
-        // refuses for QoS 1 and 2, so those were once sent without an alias.
-        let mut bytes = BytesMut::with_capacity(frame.len());
-        write_frame(frame, &mut bytes, packet_id, false, expiry);
-        let Ok(Some(Packet::Publish(mut publish))) = tern_proto::decode(&mut bytes, ProtocolVersion::V5, usize::MAX)
-        else {
-            write_frame(frame, out, packet_id, false, expiry);
-            return true;
-        };
-        if let Some(map) = map {
-            match map.to_client_topic(&publish.topic) {
-                Some(topic) => publish.topic = ByteStr::from(topic.as_ref()),
-                None => return false,
-            }
-        }
-        match self.assigned.get(&publish.topic) {
-            Some(&alias) => {
-                publish.topic = ByteStr::default();
-                publish.properties.push(Property::TopicAlias(alias));
-            }
-            None if self.assigned.len() < usize::from(self.maximum) => {
-                let alias = self.assigned.len() as u16 + 1;
-                // A copy: the decoded topic shares the whole message's buffer.
-                self.assigned.insert(ByteStr::from(publish.topic.as_str()), alias);
-                publish.properties.push(Property::TopicAlias(alias));
-            }
-            None => {}
-        }
-        if let Err(e) = encode(&Packet::Publish(publish), ProtocolVersion::V5, out) {
-            tracing::error!("cannot encode an aliased PUBLISH: {e}");
-        }
-        true
-    }
 }
 
 /// Appends a frame with its packet id, DUP flag and, when it has one, the Message Expiry
