@@ -263,8 +263,8 @@ fn rules_are_checked_whole() {
             "action 0",
         ),
         (
-            json!({"id": "x", "condition": "1 > 0", "actions": [{"type": "webhook", "url": "https://x/"}]}),
-            "only http://",
+            json!({"id": "x", "condition": "1 > 0", "actions": [{"type": "webhook", "url": "ftp://x/"}]}),
+            "http:// or https:// is needed",
         ),
         (
             json!({"id": "x", "condition": "1 > 0", "actions": [{"type": "mail"}]}),
