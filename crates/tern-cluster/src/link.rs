@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use tern_broker::cluster::{AckTrack, ClusterLink};
-use tern_proto::{ByteStr, Publish, QoS};
+use tern_proto::{Publish, QoS};
 use tokio::sync::mpsc;
 
 /// A change of this node's interest in a filter, for the subscribing task.
@@ -125,15 +125,7 @@ impl ClusterLink for NatsLink {
     }
 
     fn clear_retained(&self, topic: &str) {
-        let clear = Publish {
-            dup: false,
-            qos: QoS::AtMostOnce,
-            retain: true,
-            topic: ByteStr::from(topic),
-            packet_id: 0,
-            properties: Default::default(),
-            payload: Default::default(),
-        };
+        let clear = crate::retained::clearing(topic);
         let seq = self.seq.fetch_add(1, Relaxed) + 1;
         if let (Some(key), Ok(body)) = (
             subject::topic_key(topic),

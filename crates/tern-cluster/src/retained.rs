@@ -39,6 +39,19 @@ pub async fn watch(bucket: kv::Store, state: Arc<BrokerState>, shared: Arc<Share
 }
 
 /// Applies one write of the bucket to this node's retained store.
+/// The retained message that clears `topic`'s (an empty payload).
+pub(crate) fn clearing(topic: &str) -> Publish {
+    Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: true,
+        topic: ByteStr::from(topic),
+        packet_id: 0,
+        properties: Default::default(),
+        payload: Default::default(),
+    }
+}
+
 fn apply(entry: &kv::Entry, state: &BrokerState, shared: &Shared) {
     let publish = match entry.operation {
         kv::Operation::Put => match wire::decode(&entry.value) {
@@ -58,15 +71,7 @@ fn apply(entry: &kv::Entry, state: &BrokerState, shared: &Shared) {
             let Some(topic) = subject::key_topic(&entry.key) else {
                 return;
             };
-            Publish {
-                dup: false,
-                qos: QoS::AtMostOnce,
-                retain: true,
-                topic: ByteStr::from(topic),
-                packet_id: 0,
-                properties: Default::default(),
-                payload: Default::default(),
-            }
+            clearing(&topic)
         }
     };
     let mut publish = publish;

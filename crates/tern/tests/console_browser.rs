@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 use base64::Engine;
-use common::browser::{Browser, CHROMEDRIVER, CHROMIUM};
+use common::browser::{chromium_installed, Browser};
 use common::page::{screenshots, UNLABELLED};
 use common::*;
 use serde_json::{json, Value};
@@ -71,8 +71,7 @@ fn log_in(browser: &Browser, key: &str) {
 
 #[test]
 fn the_console_logs_in_plots_lists_publishes_and_kicks() {
-    let present = std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
-    if !peer_available("chromium and chromium-driver (apt)", present) {
+    if !peer_available("chromium and chromium-driver (apt)", chromium_installed()) {
         return;
     }
     let console = start_console();

@@ -9,7 +9,7 @@
 //! is written as a screenshot to target/console-screenshots/.
 #![allow(clippy::unwrap_used)]
 mod common;
-use common::browser::{Browser, CHROMEDRIVER, CHROMIUM};
+use common::browser::{chromium_installed, Browser};
 use common::next_json as next;
 use common::page::{screenshots, UNLABELLED};
 use common::*;
@@ -111,8 +111,7 @@ fn manage(c: &mut Client, req: &str, id: u16) {
 
 #[test]
 fn the_console_runs_the_platform_devices_and_a_reboot() {
-    let present = std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
-    if !peer_available("chromium and chromium-driver (apt)", present) {
+    if !peer_available("chromium and chromium-driver (apt)", chromium_installed()) {
         return;
     }
     let p = start_platform();

@@ -4,7 +4,7 @@
 //! Origin, which a listener's `websockets_origins` admits or refuses.
 #![allow(clippy::unwrap_used)]
 mod common;
-use common::browser::{Browser, CHROMEDRIVER, CHROMIUM};
+use common::browser::{chromium_installed, Browser};
 use common::pki::Ca;
 use common::*;
 use serde_json::json;
@@ -76,8 +76,7 @@ client.on('message', (topic, payload, packet) => {
 
 #[test]
 fn mqtt_js_in_chromium_talks_over_ws_and_wss_and_origins_are_checked() {
-    let present =
-        std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists() && mqtt_js().exists();
+    let present = chromium_installed() && mqtt_js().exists();
     let what = "chromium, chromium-driver (apt) and MQTT.js (npm install --prefix crates/tern/tests/browser)";
     if !peer_available(what, present) {
         return;

@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Whether Debian's chromium and chromium-driver are installed.
+pub fn chromium_installed() -> bool {
+    std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists()
+}
 /// The key WebDriver names element references with.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
