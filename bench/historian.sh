@@ -23,14 +23,8 @@ work=$(mktemp -d)
 # Brokers are started in subshells (not our children): their pids are kept to stop them.
 trap 'for p in $(cat "$work/pids" 2>/dev/null); do kill "$p" 2>/dev/null || true; done; pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
 
-org=$("$TERN" iot org create bench --allow-plain true --device-messages-per-second 100000000 \
-    --data-dir "$work/data" --json)
-"$TERN" iot type create bench sensor --data-dir "$work/data" >/dev/null
-for i in $(seq 0 7); do
-    "$TERN" iot device create bench sensor "dev$i" --token bench-device-token --data-dir "$work/data" >/dev/null
-done
-key=$(python3 -c 'import json,sys; o=json.load(sys.stdin); print(o["apiKey"] + ":" + o["apiToken"])' <<<"$org")
-iot="bench:sensor:bench-device-token:$key"
+iot=$(platform_org "$work/data")
+key=${iot#bench:sensor:bench-device-token:}
 
 cat > "$work/tern.conf" <<CONF
 persistence true

@@ -36,3 +36,17 @@ stop() {
     done
     kill -9 "$1" 2>/dev/null || true
 }
+
+# platform_org DATA_DIR: registers organization `bench` (plain TCP allowed, no message
+# quota), device type `sensor` and devices dev0..dev7 with token bench-device-token in
+# DATA_DIR ($TERN iot), and prints `tern bench --iot`'s argument for them.
+platform_org() {
+    local org
+    org=$("$TERN" iot org create bench --allow-plain true --device-messages-per-second 100000000 \
+        --data-dir "$1" --json)
+    "$TERN" iot type create bench sensor --data-dir "$1" >/dev/null
+    for i in $(seq 0 7); do
+        "$TERN" iot device create bench sensor "dev$i" --token bench-device-token --data-dir "$1" >/dev/null
+    done
+    python3 -c 'import json,sys; o=json.load(sys.stdin); print("bench:sensor:bench-device-token:" + o["apiKey"] + ":" + o["apiToken"])' <<<"$org"
+}

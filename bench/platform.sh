@@ -21,13 +21,7 @@ TERN=$PWD/target/release/tern
 work=$(mktemp -d)
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
 
-org=$("$TERN" iot org create bench --allow-plain true --device-messages-per-second 100000000 \
-    --data-dir "$work/data" --json)
-"$TERN" iot type create bench sensor --data-dir "$work/data" >/dev/null
-for i in $(seq 0 7); do
-    "$TERN" iot device create bench sensor "dev$i" --token bench-device-token --data-dir "$work/data" >/dev/null
-done
-iot=$(python3 -c 'import json,sys; o=json.load(sys.stdin); print("bench:sensor:bench-device-token:" + o["apiKey"] + ":" + o["apiToken"])' <<<"$org")
+iot=$(platform_org "$work/data")
 
 cat > "$work/tern.conf" <<CONF
 persistence true

@@ -115,6 +115,18 @@ pub struct EventQuery {
     pub after: Option<Bookmark>,
 }
 
+impl EventQuery {
+    /// Its series' ids, owned: organization, type, device, event id.
+    pub fn series(&self) -> [String; 4] {
+        [
+            self.org.clone(),
+            self.type_id.clone(),
+            self.device_id.clone(),
+            self.event_id.clone(),
+        ]
+    }
+}
+
 /// One page of a query's events, and where the next page starts (`None`: there is none).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventPage {

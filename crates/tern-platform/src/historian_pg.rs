@@ -603,12 +603,7 @@ impl PgBackend {
         let config = self.shared.config.clone();
         let width = to_i64(interval_ms).max(1);
         let path = field.to_vec();
-        let key = [
-            q.org.clone(),
-            q.type_id.clone(),
-            q.device_id.clone(),
-            q.event_id.clone(),
-        ];
+        let key = q.series();
         let rows = run(&self.shared.runtime, async move {
             let (client, connection) = config.connect(NoTls).await.map_err(|e| unavailable(chain(&e)))?;
             tokio::spawn(async move {
@@ -707,12 +702,7 @@ impl HistorianBackend for PgBackend {
         };
         let limit = q.limit.clamp(1, MAX_PAGE);
         let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-        let key = [
-            q.org.clone(),
-            q.type_id.clone(),
-            q.device_id.clone(),
-            q.event_id.clone(),
-        ];
+        let key = q.series();
         let rows = run(&self.shared.runtime, async move {
             let [org, t, d, e] = &key;
             conn.client

@@ -141,18 +141,14 @@ impl Browser {
     /// Polls `expression` (JavaScript, with `arguments`) until it is truthy; returns it.
     pub fn wait(&self, what: &str, expression: &str, args: Value) -> Value {
         let script = format!("return ({expression});");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let value = self.eval(&script, args.clone());
-            if super::page::truthy(&value) {
-                return value;
-            }
-            if Instant::now() >= deadline {
+        super::page::wait_truthy(
+            what,
+            || self.eval(&script, args.clone()),
+            || {
                 let text = self.eval("return document.body.innerText;", json!([]));
-                panic!("waited {PATIENCE:?} for {what}; page: {text}; log: {:?}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                format!("page: {text}; log: {:?}", self.log())
+            },
+        )
     }
 
     /// The element `css` selects, waiting for it to appear.

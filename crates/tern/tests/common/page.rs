@@ -55,3 +55,22 @@ pub fn panel_shows_only_its_filter(publisher: &mut Client, prefix: &str, shown: 
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Polls `eval` (a script's answer) until it is truthy, every 50 ms; returns it, or
+/// panics after `PATIENCE` with what `describe` says of the page.
+pub fn wait_truthy(what: &str, eval: impl Fn() -> Value, describe: impl Fn() -> String) -> Value {
+    let deadline = Instant::now() + super::PATIENCE;
+    loop {
+        let value = eval();
+        if truthy(&value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {:?} for {what}; {}",
+            super::PATIENCE,
+            describe()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
