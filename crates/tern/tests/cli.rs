@@ -84,9 +84,14 @@ impl Running {
         });
     }
 
-    /// The address of a broker's first "listening on" line.
+    /// The address of a broker's first "listening on" line, once the line is whole (its
+    /// bytes may arrive in more than one read).
     fn addr(&self) -> SocketAddr {
-        self.wait_stderr("listening on ");
+        wait_until("a whole \"listening on\" line on standard error", || {
+            self.stderr()
+                .split_once("listening on ")
+                .is_some_and(|(_, rest)| rest.contains('\n'))
+        });
         listening_addr(&self.stderr())
     }
 
