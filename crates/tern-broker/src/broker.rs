@@ -152,8 +152,52 @@ impl BrokerState {
             self.router.unsubscribe(session.id, &filter);
         }
         if let Some(pending) = pending_will {
-            self.publish_will(pending.will, session);
+            self.publish_delayed_will(pending.will, session);
         }
+    }
+
+    /// Publishes a will that waited for its delay (due, or its session ended); the
+    /// cluster engine, if any, learns that it is done with.
+    pub(crate) fn publish_delayed_will(&self, will: Will, origin: &Session) {
+        self.publish_will(will, origin);
+        if let Some(cluster) = self.router.cluster() {
+            cluster.will_changed(&origin.client_id, crate::cluster::WillChange::DelayedPublished);
+        }
+    }
+
+    /// Drops the will `client_id`'s session holds for its delay, if its connection is
+    /// gone: the client connected to another node of the cluster within the delay.
+    /// Returns whether one was dropped.
+    pub fn cancel_delayed_will(&self, client_id: &str) -> bool {
+        let Some(session) = self.sessions.with(|map| map.get(client_id).cloned()) else {
+            return false;
+        };
+        let mut state = session.state.lock();
+        state.connection.is_none() && state.pending_will.take().is_some()
+    }
+
+    /// Publishes the will of a client whose node of the cluster died with its
+    /// connection (this node took it on): stored if retained, routed to this node's
+    /// subscribers and forwarded to the other nodes, as a will of this node's would be.
+    pub fn publish_will_of_node(&self, publish: &Publish, client_id: &ByteStr) {
+        if publish.retain {
+            self.router.retain(publish);
+        }
+        self.events().emit(crate::events::EventKind::Published, || {
+            crate::events::published(publish, crate::events::Origin::Will(client_id.clone()))
+        });
+        self.router.publish(publish, None, &self.metrics);
+        if let Some(cluster) = self.router.cluster() {
+            cluster.forward(publish, None);
+        }
+    }
+
+    /// Hands a message another node accepted to this node's members of the shared
+    /// subscription `$share/{group}/{filter}` (one member gets it), when the cluster
+    /// picked this node for it; returns whether a member took it.
+    /// (No event is emitted: the message's event comes with its plain routing.)
+    pub fn deliver_shared_from_node(&self, publish: &Publish, group: &str, filter: &str) -> bool {
+        self.router.publish_to_group(publish, group, filter, &self.metrics)
     }
 
     /// Publishes the will of session `origin`: stored if retained, then forwarded.
@@ -588,7 +632,7 @@ impl BrokerHandle {
             let filters: Vec<ByteStr> = session.state.lock().subscriptions.keys().cloned().collect();
             for filter in filters {
                 match crate::shared::parse_share(&filter) {
-                    Some(Ok((_, topic_filter))) => link.filter_added(topic_filter),
+                    Some(Ok((group, topic_filter))) => link.share_added(group, topic_filter),
                     _ => link.filter_added(&filter),
                 }
             }

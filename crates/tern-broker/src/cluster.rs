@@ -21,8 +21,51 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use tern_proto::Publish;
+use std::time::SystemTime;
+use tern_proto::{Publish, Will};
 use tokio::sync::Notify;
+
+/// What became of a connection's will, for an engine that keeps the wills of its node's
+/// connections where the other nodes find them (they publish them if this node dies).
+#[derive(Debug, Clone, Copy)]
+pub enum WillChange<'a> {
+    /// A connection was accepted at `connected_at` with this will (or none).
+    Connected {
+        will: Option<&'a Will>,
+        connected_at: SystemTime,
+    },
+    /// The connection of `connected_at` closed. Its will was published or dropped at
+    /// once (`delayed_until: None`), or waits for its Will Delay Interval until then.
+    Closed {
+        connected_at: SystemTime,
+        delayed_until: Option<SystemTime>,
+    },
+    /// A will held for its delay was published (due, or its session ended).
+    DelayedPublished,
+}
+
+/// One node of the cluster as this node sees it (from the nodes' heartbeats).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub name: String,
+    /// Milliseconds since its last heartbeat reached this node.
+    pub heartbeat_age_ms: u64,
+    /// Whether its heartbeat is younger than the node timeout.
+    pub healthy: bool,
+    /// Its figures as of that heartbeat.
+    pub clients: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+}
+
+/// The cluster as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    /// This node's name.
+    pub node: String,
+    /// Every node heard of since this node started (this one included), by name.
+    pub nodes: Vec<NodeView>,
+}
 
 /// Why a connection closes when the cluster could not store one of its QoS 1/2 publishes.
 pub(crate) const FAILED: &str = "the cluster could not store a QoS 1/2 message: closed without acknowledging it";
@@ -64,6 +107,36 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
 
     /// A session's subscription to `filter` ended.
     fn filter_removed(&self, filter: &str);
+
+    /// A session joined the shared subscription `$share/{group}/{filter}` (called once
+    /// per (session, shared subscription)). By default counted as a plain filter.
+    fn share_added(&self, group: &str, filter: &str) {
+        let _ = group;
+        self.filter_added(filter);
+    }
+
+    /// A session left the shared subscription `$share/{group}/{filter}`.
+    fn share_removed(&self, group: &str, filter: &str) {
+        let _ = group;
+        self.filter_removed(filter);
+    }
+
+    /// Whether the engine balances shared subscriptions across the nodes now: then the
+    /// router leaves shared groups out of what it routes, and the engine hands each
+    /// message to one node's group through `BrokerState::deliver_shared_from_node`.
+    fn routes_shared(&self) -> bool {
+        false
+    }
+
+    /// What became of the will of a connection of `client_id` on this node.
+    fn will_changed(&self, client_id: &str, change: WillChange<'_>) {
+        let _ = (client_id, change);
+    }
+
+    /// The cluster as this node sees it, if the engine keeps such a view.
+    fn view(&self) -> Option<ClusterView> {
+        None
+    }
 }
 
 /// What one connection waits for from the cluster (QoS 1/2 publishes to be stored,

@@ -188,7 +188,9 @@ impl Router {
             let existed = entry.join(subscriber);
             if !existed {
                 self.shared_count.fetch_add(1, Relaxed);
-                self.cluster_filter(topic_filter, true);
+                if let Some(cluster) = self.cluster.get() {
+                    cluster.share_added(group, topic_filter);
+                }
             }
             shared.insert(topic_filter, key, entry);
             return existed;
@@ -217,7 +219,9 @@ impl Router {
             let existed = entry.leave(session);
             if existed {
                 self.shared_count.fetch_sub(1, Relaxed);
-                self.cluster_filter(topic_filter, false);
+                if let Some(cluster) = self.cluster.get() {
+                    cluster.share_removed(group, topic_filter);
+                }
             }
             if !entry.members.is_empty() {
                 shared.insert(topic_filter, key, entry);
@@ -288,10 +292,40 @@ impl Router {
         for target in targets {
             delivered += usize::from(deliver(publish, target, &mut cache, expires_at, metrics));
         }
-        if self.shared_count.load(Relaxed) > 0 {
+        // In a cluster that balances shared subscriptions across nodes, the engine hands
+        // each message to one node's group instead ([`Router::publish_to_group`]).
+        if self.shared_count.load(Relaxed) > 0 && !self.cluster.get().is_some_and(|c| c.routes_shared()) {
             delivered += self.publish_shared(publish, &mut cache, expires_at, metrics);
         }
         delivered
+    }
+
+    /// Delivers `publish` to one member of the shared subscription
+    /// `$share/{group}/{filter}` on this node (the cluster picked this node for it);
+    /// returns whether a member took it.
+    pub fn publish_to_group(&self, publish: &Publish, group: &str, filter: &str, metrics: &Metrics) -> bool {
+        let strategy = *self.strategy.read();
+        let shared = self.shared.read();
+        let Some(group) = shared.get(filter, &ByteStr::from(group)) else {
+            return false;
+        };
+        let mut cache = FrameCache::new(self);
+        let expires_at = expires_at(publish);
+        let mut passed_over = Vec::new();
+        while let Some(s) = group.pick(strategy, &publish.topic, &passed_over, false) {
+            let target = Target {
+                subscriber: s,
+                qos: s.options.qos,
+                retain_as_published: s.options.retain_as_published,
+                identifiers: s.identifier.into_iter().collect(),
+                shared: Some(group.name.clone()),
+            };
+            if deliver(publish, target, &mut cache, expires_at, metrics) {
+                return true;
+            }
+            passed_over.push(s.session.id);
+        }
+        false
     }
 
     /// Each matching shared subscription is one of its own: one member gets a copy even

@@ -179,6 +179,9 @@ impl SysState {
                 Metrics::get(&m.publishes_refused).to_string(),
             ));
         }
+        if let Some(view) = state.router.cluster().and_then(|c| c.view()) {
+            cluster_values(&view, &mut values);
+        }
         for (name, counter) in [
             ("messages/received", &m.messages_received),
             ("messages/sent", &m.messages_sent),
@@ -215,6 +218,31 @@ impl SysState {
     }
 }
 
+/// `$SYS/broker/cluster/...`: this node's name, how many nodes it knows and how many are
+/// healthy, and each node's health and figures as of its last heartbeat.
+fn cluster_values(view: &crate::cluster::ClusterView, values: &mut Vec<(String, String)>) {
+    let healthy = view.nodes.iter().filter(|n| n.healthy).count();
+    values.push(("cluster/node".into(), view.node.clone()));
+    values.push(("cluster/nodes".into(), view.nodes.len().to_string()));
+    values.push(("cluster/nodes/healthy".into(), healthy.to_string()));
+    for node in &view.nodes {
+        let name = &node.name;
+        values.push((
+            format!("cluster/node/{name}/healthy"),
+            u8::from(node.healthy).to_string(),
+        ));
+        values.push((format!("cluster/node/{name}/clients"), node.clients.to_string()));
+        values.push((
+            format!("cluster/node/{name}/messages/received"),
+            node.messages_in.to_string(),
+        ));
+        values.push((
+            format!("cluster/node/{name}/messages/sent"),
+            node.messages_out.to_string(),
+        ));
+    }
+}
+
 /// Does the sessions' timed work that has fallen due: expiry of offline sessions,
 /// delayed wills, expired queued messages. Each entry is checked against the session as it
 /// is now (an entry whose session came back online, was replaced or rescheduled is stale).
@@ -236,7 +264,7 @@ fn run_due(state: &BrokerState, now: Instant) {
                     }
                 };
                 if let Some(pending) = will {
-                    state.publish_will(pending.will, &session);
+                    state.publish_delayed_will(pending.will, &session);
                 }
             }
             Due::MessageExpiry => {

@@ -11,7 +11,7 @@ use crate::link::Shared;
 use crate::{Settings, NODES_BUCKET, RETAIN_BUCKET, SESSIONS_BUCKET, STREAM};
 use async_nats::jetstream::{self, kv, stream};
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// How often a node writes its heartbeat (and so, at worst, how long JetStream's return
 /// goes unnoticed).
@@ -103,7 +103,7 @@ async fn try_set_up(js: &jetstream::Context, replicas: usize) -> Result<Buckets,
     })
 }
 
-async fn bucket(
+pub(crate) async fn bucket(
     js: &jetstream::Context,
     name: &str,
     replicas: usize,
@@ -127,21 +127,21 @@ async fn bucket(
 /// Writes this node's heartbeat every second and asks whether the message stream has a
 /// leader; each outcome sets the availability (both must answer: the bucket and the
 /// stream are separate replica groups, and after an outage they elect leaders apart).
-pub async fn heartbeat(js: jetstream::Context, nodes: kv::Store, shared: std::sync::Arc<Shared>) {
+pub async fn heartbeat(
+    js: jetstream::Context,
+    nodes: kv::Store,
+    shared: std::sync::Arc<Shared>,
+    view: std::sync::Arc<crate::view::Nodes>,
+) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failures = 0u32;
     loop {
         tick.tick().await;
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let value = format!("{{\"origin\":\"{}\",\"at\":{now}}}", shared.origin);
+        // The node's origin and figures (crate::view).
+        let value = view.heartbeat_value();
         let probe = async {
-            nodes
-                .put(&*shared.node, value.into())
-                .await
-                .map_err(|e| e.to_string())?;
+            nodes.put(&*shared.node, value).await.map_err(|e| e.to_string())?;
             let stream = js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
             let info = stream.cached_info();
             match &info.cluster {
@@ -157,6 +157,7 @@ pub async fn heartbeat(js: jetstream::Context, nodes: kv::Store, shared: std::sy
         match failure {
             None => {
                 failures = 0;
+                view.beat_stored();
                 if !shared.available.swap(true, Relaxed) {
                     tracing::info!("cluster: JetStream available: QoS 1/2 publishes are accepted");
                 }

@@ -18,9 +18,14 @@
 //!   closes its connection (5.0: 0x8E) ([`takeover`]);
 //! - a heartbeat in the `MQTT_NODES` bucket tells whether JetStream answers; while it
 //!   does not (or NATS is out of reach), QoS 1/2 publishes are refused and QoS 0 keeps
-//!   flowing between this node's clients ([`health`]).
+//!   flowing between this node's clients ([`health`]);
+//! - the heartbeats carry each node's figures and tell which nodes are alive ([`view`]);
+//! - wills are kept in the `MQTT_WILLS` bucket, and the survivors publish those of a node
+//!   that died, once ([`wills`]);
+//! - shared subscriptions balance across the nodes through NATS queue groups
+//!   ([`shared`]).
 //!
-//! Sessions and wills across nodes are not built yet (docs/cluster.md).
+//! Sessions across nodes are not built yet (docs/cluster.md).
 
 mod health;
 mod inbound;
@@ -28,12 +33,15 @@ mod link;
 mod metrics;
 mod outbound;
 mod retained;
+mod shared;
 pub mod subject;
 mod takeover;
+mod view;
+mod wills;
 pub mod wire;
 
 use link::{NatsLink, Shared};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tern_broker::BrokerHandle;
@@ -48,6 +56,9 @@ pub const RETAIN_BUCKET: &str = "MQTT_RETAIN";
 pub const SESSIONS_BUCKET: &str = "MQTT_SESS";
 /// The key-value bucket of node heartbeats.
 pub const NODES_BUCKET: &str = "MQTT_NODES";
+/// The key-value bucket of the wills of connected clients (and of those held for their
+/// delay), for the other nodes to publish if their node dies.
+pub const WILLS_BUCKET: &str = "MQTT_WILLS";
 
 /// What a node needs to join the cluster (the broker's `cluster_*` directives).
 #[derive(Debug, Clone)]
@@ -56,6 +67,9 @@ pub struct Settings {
     pub urls: Vec<String>,
     /// This node's name, unique in the cluster.
     pub node: String,
+    /// How long a node may go without a heartbeat before the others take it for dead
+    /// (`cluster_node_timeout`).
+    pub node_timeout: Duration,
 }
 
 impl Settings {
@@ -118,23 +132,91 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
         .build(client.clone());
     let (out_tx, out_rx) = mpsc::channel(outbound::QUEUE);
     let (interest_tx, interest_rx) = mpsc::unbounded_channel();
-    let link = Arc::new(NatsLink::new(shared.clone(), out_tx, interest_tx));
+    let (share_tx, share_rx) = mpsc::unbounded_channel();
+    let (wills_tx, wills_rx) = mpsc::channel(wills::QUEUE);
+    let shares = shared::Shares::new(share_tx);
+    let share_client = share_connection(&settings, shares.connected.clone()).await?;
+    let unplaced = shares.unplaced.clone();
+    let feed_unplaced = unplaced.clone();
+    let view = Arc::new(view::Nodes::new(
+        shared.clone(),
+        handle.state().clone(),
+        settings.node_timeout,
+    ));
+    let parts = link::Parts {
+        shares,
+        wills: wills_tx,
+        view: view.clone(),
+    };
+    let link = Arc::new(NatsLink::new(shared.clone(), out_tx, interest_tx).with_parts(parts));
     // Installing reports the restored sessions' filters into the channel, read below.
     handle
         .set_cluster(link.clone())
         .map_err(|e| ClusterError::Install(e.to_string()))?;
     let figures = shared.clone();
-    let renderer = move |out: &mut String| metrics::render(&figures, link.filter_count(), out);
+    let will_figures = Arc::new(wills::Figures::default());
+    let (rendered_view, rendered_wills) = (view.clone(), will_figures.clone());
+    let renderer = move |out: &mut String| {
+        metrics::render(&figures, link.filter_count(), out);
+        shared::render(&figures.node, link.share_count(), unplaced.load(Relaxed), out);
+        wills::render(&figures.node, &rendered_wills, out);
+        rendered_view.render(out);
+    };
     handle.state().metrics.extra.add(Box::new(renderer));
     let state = handle.state().clone();
     let connections = takeover::subscribe(&state);
     tokio::spawn(outbound::run(client.clone(), js.clone(), shared.clone(), out_rx));
     tokio::spawn(inbound::run(client.clone(), state.clone(), shared.clone(), interest_rx));
+    tokio::spawn(shared::run(
+        share_client,
+        state.clone(),
+        shared.clone(),
+        feed_unplaced,
+        share_rx,
+    ));
     tokio::spawn(async move {
         let buckets = health::set_up(&js, &settings, &shared).await;
         tokio::spawn(retained::watch(buckets.retained, state.clone(), shared.clone()));
-        tokio::spawn(takeover::run(buckets.sessions, connections, state, shared.clone()));
-        health::heartbeat(js, buckets.nodes, shared).await;
+        tokio::spawn(view::watch(buckets.nodes.clone(), view.clone()));
+        tokio::spawn(health::heartbeat(
+            js.clone(),
+            buckets.nodes,
+            shared.clone(),
+            view.clone(),
+        ));
+        tokio::spawn(takeover::run(
+            buckets.sessions,
+            connections,
+            state.clone(),
+            shared.clone(),
+        ));
+        let wills_bucket = wills::open(&js, settings.replicas()).await;
+        wills::run(wills_bucket, wills_rx, (state, shared), view, will_figures).await;
     });
     Ok(())
+}
+
+/// The second NATS connection, for the queue subscriptions of shared groups: unlike the
+/// main one it receives this node's own messages (its members are served through NATS
+/// like the others'). `connected` follows its state.
+async fn share_connection(settings: &Settings, connected: Arc<AtomicBool>) -> Result<async_nats::Client, ClusterError> {
+    async_nats::ConnectOptions::new()
+        .name(format!("tern-{}-shares", settings.node))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2))
+        .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
+        .event_callback(move |event| {
+            let connected = connected.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => connected.store(true, Relaxed),
+                    async_nats::Event::Disconnected => connected.store(false, Relaxed),
+                    _ => {}
+                }
+            }
+        })
+        .connect(settings.urls.as_slice())
+        .await
+        .map_err(|e| ClusterError::Urls(e.to_string()))
 }

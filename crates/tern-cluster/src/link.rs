@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use tern_broker::cluster::{AckTrack, ClusterLink};
+use tern_broker::cluster::{AckTrack, ClusterLink, ClusterView, WillChange};
 use tern_proto::{Publish, QoS};
 use tokio::sync::mpsc;
 
@@ -50,6 +50,17 @@ pub struct NatsLink {
     interest: mpsc::UnboundedSender<Interest>,
     /// Sessions subscribed, per distinct filter.
     filters: Mutex<HashMap<Box<str>, usize>>,
+    /// Shared subscriptions across nodes, the wills for the other nodes and the view of
+    /// the nodes (set by [`NatsLink::with_parts`]).
+    parts: Option<Parts>,
+}
+
+/// The link's ends towards the shared subscriptions, wills and cluster view.
+#[derive(Debug)]
+pub struct Parts {
+    pub shares: crate::shared::Shares,
+    pub wills: mpsc::Sender<crate::wills::Command>,
+    pub view: Arc<crate::view::Nodes>,
 }
 
 impl NatsLink {
@@ -64,7 +75,19 @@ impl NatsLink {
             outbound,
             interest,
             filters: Mutex::new(HashMap::new()),
+            parts: None,
         }
+    }
+
+    /// The link with its shared subscriptions, wills and view.
+    pub fn with_parts(mut self, parts: Parts) -> NatsLink {
+        self.parts = Some(parts);
+        self
+    }
+
+    /// Distinct (group, filter) shared subscriptions of this node.
+    pub fn share_count(&self) -> usize {
+        self.parts.as_ref().map_or(0, |p| p.shares.count())
     }
 
     /// Queues `command`; a full queue drops it, which fails its ticket (the publisher is
@@ -142,6 +165,43 @@ impl ClusterLink for NatsLink {
     fn subscribed(&self, track: &Arc<AckTrack>) {
         // A closed channel (the task gone) drops the barrier, which fails its ticket.
         let _ = self.interest.send(Interest::Barrier(Ticket::new(track)));
+        if let Some(parts) = &self.parts {
+            parts.shares.barrier(Ticket::new(track));
+        }
+    }
+
+    fn share_added(&self, group: &str, filter: &str) {
+        match &self.parts {
+            Some(parts) => parts.shares.added(group, filter),
+            None => self.filter_added(filter),
+        }
+    }
+
+    fn share_removed(&self, group: &str, filter: &str) {
+        match &self.parts {
+            Some(parts) => parts.shares.removed(group, filter),
+            None => self.filter_removed(filter),
+        }
+    }
+
+    fn routes_shared(&self) -> bool {
+        self.parts.as_ref().is_some_and(|p| p.shares.connected.load(Relaxed))
+    }
+
+    fn will_changed(&self, client_id: &str, change: WillChange<'_>) {
+        let Some(parts) = &self.parts else { return };
+        if let Some(command) = crate::wills::command(client_id, change, &self.shared.origin) {
+            if parts.wills.try_send(command).is_err() {
+                tracing::warn!(
+                    client = client_id,
+                    "cluster: the wills queue is full: this will is not kept for the other nodes"
+                );
+            }
+        }
+    }
+
+    fn view(&self) -> Option<ClusterView> {
+        self.parts.as_ref().map(|p| p.view.view())
     }
 
     fn filter_added(&self, filter: &str) {

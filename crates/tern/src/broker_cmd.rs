@@ -242,6 +242,7 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
     let cluster = (!config.cluster_nats_urls.is_empty()).then(|| tern_cluster::Settings {
         urls: config.cluster_nats_urls.clone(),
         node: config.cluster_node_name.clone().unwrap_or_default(),
+        node_timeout: config.cluster_node_timeout,
     });
     let mut broker = bind(config, &args).await?;
     if let Some(settings) = cluster {

@@ -59,7 +59,7 @@ fn every_route_of_the_openapi_description_exists() {
     let description = api.get("/api/v1/openapi.json");
     assert!(description["openapi"].as_str().unwrap().starts_with("3."));
     let paths = description["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 18, "{paths:?}");
+    assert_eq!(paths.len(), 19, "{paths:?}");
     for (path, methods) in paths {
         let concrete = path
             .replace("{client_id}", "nobody")

@@ -78,6 +78,20 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The default `cluster_node_timeout`, in seconds.
+pub const DEFAULT_NODE_TIMEOUT: u64 = 15;
+/// Longest `cluster_node_timeout`, in seconds (an hour).
+const MAX_NODE_TIMEOUT: u64 = 3600;
+
+/// Reads `cluster_node_timeout`: whole seconds, 2 to 3600 (heartbeats come every second,
+/// so a shorter one would take a node that missed one for dead).
+pub(super) fn node_timeout(value: &str) -> Result<std::time::Duration> {
+    match value.parse::<u64>() {
+        Ok(seconds) if (2..=MAX_NODE_TIMEOUT).contains(&seconds) => Ok(std::time::Duration::from_secs(seconds)),
+        _ => bail!("cluster_node_timeout {value:?}: whole seconds from 2 to {MAX_NODE_TIMEOUT}"),
+    }
+}
+
 /// Reads `cluster_node_name`: 1 to 64 ASCII letters, digits, `-` and `_`.
 pub(super) fn node_name(name: &str) -> Result<String> {
     let valid = !name.is_empty()

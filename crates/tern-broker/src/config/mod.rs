@@ -227,6 +227,9 @@ pub struct Config {
     pub cluster_nats_urls: Vec<String>,
     /// This node's name in the cluster (`cluster_node_name`).
     pub cluster_node_name: Option<String>,
+    /// How long a node of the cluster may go without a heartbeat before the others take
+    /// it for dead and publish its clients' wills (`cluster_node_timeout`, seconds).
+    pub cluster_node_timeout: std::time::Duration,
     /// Debug-level logging (mosquitto's `log_type debug` or `-v`).
     pub verbose: bool,
     pub log_dest: Vec<LogDest>,
@@ -333,6 +336,7 @@ impl Default for Config {
             historian_topics: Vec::new(),
             cluster_nats_urls: Vec::new(),
             cluster_node_name: None,
+            cluster_node_timeout: std::time::Duration::from_secs(cluster::DEFAULT_NODE_TIMEOUT),
             verbose: false,
             log_dest: Vec::new(),
             log_facility: None,

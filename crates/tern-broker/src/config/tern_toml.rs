@@ -34,6 +34,7 @@ struct File {
     historian_topic: Option<Vec<String>>,
     cluster_nats_urls: Option<String>,
     cluster_node_name: Option<String>,
+    cluster_node_timeout: Option<u64>,
     verbose: Option<bool>,
     log_dest: Option<Vec<String>>,
     log_facility: Option<u8>,
@@ -242,6 +243,9 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         .as_deref()
         .map(super::cluster::node_name)
         .transpose()?;
+    if let Some(seconds) = file.cluster_node_timeout {
+        c.cluster_node_timeout = super::cluster::node_timeout(&seconds.to_string())?;
+    }
     c.platform_domain = file
         .platform_domain
         .as_deref()

@@ -242,6 +242,13 @@ pub(super) async fn accept(
         broker,
         (acl_enforced, listener),
     );
+    if let Some(cluster) = broker.router.cluster() {
+        // The connection is known by its info's time, which its close names again.
+        let connected_at = std::time::UNIX_EPOCH + Duration::from_millis(connection.info.connected_at_ms);
+        let will = connection.will.as_deref();
+        let change = crate::cluster::WillChange::Connected { will, connected_at };
+        cluster.will_changed(&connection.session.client_id, change);
+    }
     if let Some(client) = client {
         broker
             .events()

@@ -381,7 +381,8 @@ impl Connection {
         } else {
             self.topic_aliases
                 .get_or_insert_with(Default::default)
-                .insert(alias, publish.topic.clone());
+                // A copy of its own: a slice would keep the publish's read buffer alive.
+                .insert(alias, ByteStr::from(publish.topic.as_str()));
         }
         publish.properties.remove(PropertyId::TopicAlias);
         Ok(())
@@ -510,6 +511,10 @@ impl Connection {
                 });
                 continue;
             }
+            // The filter is a slice of the read buffer: kept for the subscription's life, it
+            // would keep the whole chunk (4 KiB or more) alive. A copy of its own costs its
+            // length.
+            let filter = ByteStr::from(filter.as_str());
             let existed = self
                 .broker
                 .router

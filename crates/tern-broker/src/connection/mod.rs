@@ -687,11 +687,18 @@ impl Connection {
         if !self.out.is_empty() {
             let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(&self.out)).await;
         }
+        let had_will = self.will.is_some();
         let will = if publish_will { self.will.take() } else { None };
         let taken_over = matches!(close, Close::TakenOver(_));
         let session_ended = self.detach_session(!taken_over);
-        if let Some(will) = will {
-            self.publish_or_delay_will(*will, session_ended);
+        let delayed_until = will.and_then(|will| self.publish_or_delay_will(*will, session_ended));
+        if let (Some(cluster), true) = (self.broker.router.cluster(), had_will) {
+            let connected_at = std::time::UNIX_EPOCH + Duration::from_millis(self.info.connected_at_ms);
+            let change = crate::cluster::WillChange::Closed {
+                connected_at,
+                delayed_until,
+            };
+            cluster.will_changed(&self.session.client_id, change);
         }
         self.info.count(&self.counters);
         self.broker.metrics.flush(&mut self.counters);
@@ -722,8 +729,9 @@ impl Connection {
     }
 
     /// Publishes the will now, or holds it in the session for its Will Delay Interval
-    /// (5.0), capped by the session's own expiry [MQTT-3.1.3-9].
-    fn publish_or_delay_will(&self, will: Will, session_ended: bool) {
+    /// (5.0), capped by the session's own expiry [MQTT-3.1.3-9]; returns when a held
+    /// will falls due (wall clock).
+    fn publish_or_delay_will(&self, will: Will, session_ended: bool) -> Option<SystemTime> {
         let delay = if self.version.is_v5() {
             will.properties.will_delay_interval().unwrap_or(0)
         } else {
@@ -731,19 +739,18 @@ impl Connection {
         };
         if delay == 0 || session_ended {
             self.broker.publish_will(will, &self.session);
-            return;
+            return None;
         }
         let mut state = self.session.state.lock();
         if state.connection.is_some() {
             // The client is already back: a reconnect within the delay cancels the will.
-            return;
+            return None;
         }
         let delay = Duration::from_secs(u64::from(delay)).min(state.expiry.unwrap_or(Duration::MAX));
-        let Some(due) = crate::clock::now().checked_add(delay) else {
-            return;
-        };
+        let due = crate::clock::now().checked_add(delay)?;
         state.pending_will = Some(Box::new(PendingWill { will, due }));
         self.session.schedule(due, crate::session::Due::Will);
+        SystemTime::now().checked_add(delay)
     }
 
     /// Leaves the session to later connections, or ends it if it is clean; with

@@ -60,6 +60,7 @@ pub fn router(state: Arc<ApiState>, extra: Vec<(&'static str, Router)>) -> Route
         .route("/api/v1/publish", post(publish))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/listeners", get(listeners))
+        .route("/api/v1/cluster", get(cluster))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/stream/stats", get(super::stream::stats))
         .route("/api/v1/stream/messages", get(super::topic_stream::messages))
@@ -257,6 +258,31 @@ async fn stats(State(api): Api, RawQuery(q): RawQuery) -> Answer {
 async fn listeners(State(api): Api, RawQuery(q): RawQuery) -> Answer {
     Query::parse(q.as_deref(), &[])?;
     ok(json!({ "items": api.admin.listeners() }))
+}
+
+/// The cluster as the node that answers sees it (docs/cluster.md); a single broker
+/// answers `"clustered": false` and no nodes.
+async fn cluster(State(api): Api, RawQuery(q): RawQuery) -> Answer {
+    Query::parse(q.as_deref(), &[])?;
+    let Some(view) = api.broker.router.cluster().and_then(|c| c.view()) else {
+        return ok(json!({ "clustered": false, "answered_by": null, "nodes": [] }));
+    };
+    let nodes: Vec<Value> = view
+        .nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "name": n.name,
+                "healthy": n.healthy,
+                "heartbeat_age_ms": n.heartbeat_age_ms,
+                "clients": n.clients,
+                "messages_in": n.messages_in,
+                "messages_out": n.messages_out,
+            })
+        })
+        .collect();
+    let healthy = view.nodes.iter().filter(|n| n.healthy).count();
+    ok(json!({ "clustered": true, "answered_by": view.node, "healthy": healthy, "nodes": nodes }))
 }
 
 async fn reload(State(api): Api, RawQuery(q): RawQuery) -> Answer {

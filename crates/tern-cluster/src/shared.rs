@@ -1,0 +1,202 @@
+//! Shared subscriptions across nodes: each message goes to one member of a
+//! `$share/{group}/{filter}` group cluster-wide.
+//!
+//! A node with members of a group subscribes to the filter's subjects in a NATS queue
+//! group named after the group (one queue subscription per distinct (group, filter),
+//! counted over its sessions), on a second NATS connection of its own that, unlike the
+//! main one, receives the node's own messages too. NATS hands each message to one of the
+//! queue's subscribers, so to one node, whose router then picks one of its local members
+//! by the configured strategy ([`tern_broker::BrokerState::deliver_shared_from_node`]).
+//! While that connection is up, the router leaves shared groups out of what it routes
+//! (`ClusterLink::routes_shared`): a message published on a node reaches its own
+//! members through NATS as well. While it is down, each node's groups get the messages
+//! that node routes, as on a single node.
+//!
+//! QoS 1/2 messages reach the queue subscriptions as they reach plain ones (NATS routes
+//! JetStream's messages too). Limits: a message NATS hands to a node whose last member
+//! left in that instant is not given to another node; when the connection drops or comes
+//! back, messages in flight may reach a group twice or not at all; nothing is replayed
+//! from the stream for a group's offline members on other nodes.
+
+use crate::link::Shared;
+use crate::outbound::Ticket;
+use crate::{subject, wire};
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+use tern_broker::BrokerState;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// A change of this node's membership in shared groups, for the queue subscribing task.
+#[derive(Debug)]
+pub enum Change {
+    Add(String, String),
+    Remove(String, String),
+    /// Settled once the changes before it are active at the NATS server.
+    Barrier(Ticket),
+}
+
+/// This node's shared groups, counted per (group, filter), and the connection's state.
+#[derive(Debug)]
+pub struct Shares {
+    counts: Mutex<HashMap<(String, String), usize>>,
+    changes: mpsc::UnboundedSender<Change>,
+    /// Whether the queue connection is up (then groups are served through NATS).
+    pub connected: Arc<AtomicBool>,
+    /// Messages NATS handed to this node for a group that had no member to take them.
+    pub unplaced: Arc<AtomicU64>,
+}
+
+impl Shares {
+    pub fn new(changes: mpsc::UnboundedSender<Change>) -> Shares {
+        Shares {
+            counts: Mutex::new(HashMap::new()),
+            changes,
+            connected: Arc::new(AtomicBool::new(false)),
+            unplaced: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn added(&self, group: &str, filter: &str) {
+        let mut counts = self.counts.lock();
+        let count = counts.entry((group.to_string(), filter.to_string())).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            let _ = self.changes.send(Change::Add(group.to_string(), filter.to_string()));
+        }
+    }
+
+    pub fn removed(&self, group: &str, filter: &str) {
+        let mut counts = self.counts.lock();
+        let key = (group.to_string(), filter.to_string());
+        let Some(count) = counts.get_mut(&key) else { return };
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(&key);
+            let _ = self.changes.send(Change::Remove(key.0, key.1));
+        }
+    }
+
+    /// A SUBACK waits for this too (the task settles the ticket).
+    pub fn barrier(&self, ticket: Ticket) {
+        let _ = self.changes.send(Change::Barrier(ticket));
+    }
+
+    /// Distinct (group, filter) pairs this node has members of.
+    pub fn count(&self) -> usize {
+        self.counts.lock().len()
+    }
+}
+
+/// Appends the shared subscriptions' metric families (Prometheus text format).
+pub fn render(node: &str, groups: usize, unplaced: u64, out: &mut String) {
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        "# HELP tern_cluster_shared_groups Distinct shared subscriptions ($share/group/filter) this node has members of, each one NATS queue subscription (two for /#).\n\
+         # TYPE tern_cluster_shared_groups gauge\ntern_cluster_shared_groups{{node=\"{node}\"}} {groups}\n\
+         # HELP tern_cluster_shared_unplaced_total Messages NATS handed this node for a shared subscription that had no member here to take them.\n\
+         # TYPE tern_cluster_shared_unplaced_total counter\ntern_cluster_shared_unplaced_total{{node=\"{node}\"}} {unplaced}\n"
+    );
+}
+
+/// The queue group of `group`: its name as one subject token.
+fn queue_name(group: &str) -> Option<String> {
+    Some(format!("tern-share.{}", subject::topic_key(group)?))
+}
+
+/// Follows `changes`, keeping one queue subscription per subject of each (group,
+/// filter), until `changes` closes.
+pub async fn run(
+    client: async_nats::Client,
+    state: Arc<BrokerState>,
+    shared: Arc<Shared>,
+    unplaced: Arc<AtomicU64>,
+    mut changes: mpsc::UnboundedReceiver<Change>,
+) {
+    let mut subscriptions: HashMap<(String, String), Vec<JoinHandle<()>>> = HashMap::new();
+    while let Some(change) = changes.recv().await {
+        match change {
+            Change::Add(group, filter) => {
+                let (Some(subjects), Some(queue)) = (subject::filter_subjects(&filter), queue_name(&group)) else {
+                    tracing::warn!("cluster: the shared subscription $share/{group}/{filter} is too long for NATS: its members get only this node's messages");
+                    continue;
+                };
+                let mut tasks = Vec::with_capacity(subjects.len());
+                for subject in subjects {
+                    match client.queue_subscribe(subject.clone(), queue.clone()).await {
+                        Ok(subscriber) => {
+                            let feed = Feed {
+                                state: state.clone(),
+                                shared: shared.clone(),
+                                unplaced: unplaced.clone(),
+                                group: group.clone(),
+                                filter: filter.clone(),
+                            };
+                            tasks.push(tokio::spawn(feed.run(subscriber)));
+                        }
+                        Err(e) => tracing::error!("cluster: cannot subscribe to {subject} in queue {queue}: {e}"),
+                    }
+                }
+                subscriptions.insert((group, filter), tasks);
+            }
+            Change::Remove(group, filter) => {
+                for task in subscriptions.remove(&(group, filter)).into_iter().flatten() {
+                    task.abort();
+                }
+            }
+            Change::Barrier(ticket) => {
+                // As for plain subscriptions (crate::inbound): a request nobody answers
+                // comes back after the server has handled the SUBs before it.
+                let request = client.request("_TERN.barrier", bytes::Bytes::new());
+                let _ = tokio::time::timeout(Duration::from_secs(2), request).await;
+                ticket.settle();
+            }
+        }
+    }
+    for task in subscriptions.into_values().flatten() {
+        task.abort();
+    }
+}
+
+/// One queue subscription's messages, handed to the group's local members.
+struct Feed {
+    state: Arc<BrokerState>,
+    shared: Arc<Shared>,
+    unplaced: Arc<AtomicU64>,
+    group: String,
+    filter: String,
+}
+
+impl Feed {
+    async fn run(self, mut subscriber: async_nats::Subscriber) {
+        while let Some(message) = subscriber.next().await {
+            let record = match wire::decode(&message.payload) {
+                Ok(record) => record,
+                Err(e) => {
+                    self.shared.dropped_inbound.fetch_add(1, Relaxed);
+                    tracing::debug!("cluster: a message on {} was dropped: {e}", message.subject);
+                    continue;
+                }
+            };
+            // RETAIN as published: the router clears it unless the member asked otherwise.
+            if !self
+                .state
+                .deliver_shared_from_node(&record.publish, &self.group, &self.filter)
+            {
+                let n = self.unplaced.fetch_add(1, Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        "cluster: a message for $share/{}/{} found no member on this node ({n} so far)",
+                        self.group,
+                        self.filter
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! Wills of a node that dies: the surviving nodes publish them.
+//!
+//! A connection with a will has it written to the `MQTT_WILLS` bucket under its client
+//! id when it connects (with its Will Delay Interval); the key is removed when the node
+//! publishes or drops the will itself (normal DISCONNECT), and rewritten with the time
+//! it falls due while the node holds it for its delay. Each removal or rewrite is a
+//! compare-and-set on the revision this node wrote, so a newer connection of the client
+//! id on another node (which overwrote the key) is never undone.
+//!
+//! Every node watches the bucket. A will whose origin (a run of a node) is dead by the
+//! heartbeats ([`crate::view`]: no heartbeat within `cluster_node_timeout`, or the node
+//! restarted) is published by a survivor once its delay has passed, counted from the
+//! dead node's last heartbeat (or from when its client disconnected, if earlier). Each
+//! survivor first deletes the key with a compare-and-set on the revision it saw; only
+//! the one whose delete succeeds publishes, so each will is published once. A client id
+//! that connects again anywhere before then rewrites or deletes the key, which cancels
+//! the will: the survivors' compare-and-set fails, and a node that holds the will for its
+//! delay itself drops it when it sees another node's write of the key.
+//!
+//! Limits: a survivor that dies between its delete and its publish loses that will; a
+//! will longer than NATS's payload limit stays on its node only; the delay is not capped
+//! by the dead client's session expiry.
+
+use crate::link::Shared;
+use crate::view::{Liveness, Nodes};
+use crate::{subject, wire};
+use async_nats::jetstream::kv;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tern_broker::cluster::WillChange;
+use tern_broker::BrokerState;
+use tern_proto::{ByteStr, PropertyId, Publish, Will};
+use tokio::sync::mpsc;
+
+/// Commands waiting for the wills task; a full queue drops one (logged).
+pub const QUEUE: usize = 16 * 1024;
+/// How often orphaned wills are looked at.
+const TICK: Duration = Duration::from_millis(250);
+/// Longest wait for one bucket operation.
+const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause before trying an orphaned will again after a failed delete (NATS trouble).
+const RETRY: Duration = Duration::from_secs(2);
+
+/// What the broker told of a will, for the wills task.
+#[derive(Debug)]
+pub enum Command {
+    Connected {
+        client_id: String,
+        connected_ms: u64,
+        /// The record's body and the will's delay (seconds), if it has a will.
+        will: Option<(Bytes, u32)>,
+    },
+    Closed {
+        client_id: String,
+        connected_ms: u64,
+        delayed_until_ms: Option<u64>,
+    },
+    DelayedPublished {
+        client_id: String,
+    },
+}
+
+/// Counters of the wills of dead nodes.
+#[derive(Debug, Default)]
+pub struct Figures {
+    /// Wills of dead nodes published by this node.
+    pub published: AtomicU64,
+    /// Wills of dead nodes waiting for their delay, as of the last look.
+    pub waiting: AtomicU64,
+}
+
+/// Appends the wills' metric families (Prometheus text format).
+pub fn render(node: &str, figures: &Figures, out: &mut String) {
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        "# HELP tern_cluster_dead_node_wills_total Wills of clients of dead nodes that this node published.\n\
+         # TYPE tern_cluster_dead_node_wills_total counter\ntern_cluster_dead_node_wills_total{{node=\"{node}\"}} {}\n\
+         # HELP tern_cluster_dead_node_wills_waiting Wills of clients of dead nodes waiting for their Will Delay Interval, as this node sees them.\n\
+         # TYPE tern_cluster_dead_node_wills_waiting gauge\ntern_cluster_dead_node_wills_waiting{{node=\"{node}\"}} {}\n",
+        figures.published.load(Relaxed),
+        figures.waiting.load(Relaxed)
+    );
+}
+
+/// Opens (or creates) the wills bucket, retrying until JetStream answers.
+pub async fn open(js: &async_nats::jetstream::Context, replicas: usize) -> kv::Store {
+    loop {
+        match crate::health::bucket(js, crate::WILLS_BUCKET, replicas, Duration::ZERO).await {
+            Ok(bucket) => return bucket,
+            Err(e) => {
+                tracing::debug!("cluster: the wills bucket is not ready: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+fn ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The command for a [`WillChange`] of `client_id` (the will encoded once, here).
+pub fn command(client_id: &str, change: WillChange<'_>, origin: &str) -> Option<Command> {
+    let client_id = client_id.to_string();
+    Some(match change {
+        WillChange::Connected { will, connected_at } => Command::Connected {
+            client_id,
+            connected_ms: ms(connected_at),
+            will: match will {
+                Some(will) => Some(encode_will(will, origin)?),
+                None => None,
+            },
+        },
+        WillChange::Closed {
+            connected_at,
+            delayed_until,
+        } => Command::Closed {
+            client_id,
+            connected_ms: ms(connected_at),
+            delayed_until_ms: delayed_until.map(ms),
+        },
+        WillChange::DelayedPublished => Command::DelayedPublished { client_id },
+    })
+}
+
+/// The will as the message it becomes (as the broker publishes it) and its delay.
+fn encode_will(will: &Will, origin: &str) -> Option<(Bytes, u32)> {
+    let delay = will.properties.will_delay_interval().unwrap_or(0);
+    let mut properties = will.properties.clone();
+    properties.remove(PropertyId::WillDelayInterval);
+    let publish = Publish {
+        dup: false,
+        qos: will.qos,
+        retain: will.retain,
+        topic: will.topic.clone(),
+        packet_id: 0,
+        properties,
+        payload: will.payload.clone(),
+    };
+    match wire::encode(&publish, origin, 0) {
+        Ok(body) => Some((body, delay)),
+        Err(e) => {
+            tracing::warn!("cluster: a will cannot be kept for the other nodes: {e}");
+            None
+        }
+    }
+}
+
+/// A record's value: `<connected ms> <delay s> <due ms or 0> <client id length>\n`, the
+/// client id, then the will as [`wire`] encodes a message (with its origin).
+fn value(client_id: &str, connected_ms: u64, delay: u32, due_ms: u64, body: &[u8]) -> Bytes {
+    let header = format!("{connected_ms} {delay} {due_ms} {}\n", client_id.len());
+    let mut out = BytesMut::with_capacity(header.len() + client_id.len() + body.len());
+    out.put_slice(header.as_bytes());
+    out.put_slice(client_id.as_bytes());
+    out.put_slice(body);
+    out.freeze()
+}
+
+/// A will record read from the bucket.
+#[derive(Debug)]
+struct Record {
+    revision: u64,
+    client_id: String,
+    delay: u32,
+    due_ms: u64,
+    origin: String,
+    publish: Publish,
+    /// When this node first found its origin dead (ms since 1970).
+    dead_since_ms: Option<u64>,
+    /// No claim before this (after a failed one).
+    next_try: Option<Instant>,
+}
+
+fn parse(value: &[u8], revision: u64) -> Option<Record> {
+    let newline = value.iter().position(|&b| b == b'\n')?;
+    let header = std::str::from_utf8(&value[..newline]).ok()?;
+    let mut fields = header.split(' ').map(str::parse::<u64>);
+    let (Some(Ok(_connected)), Some(Ok(delay)), Some(Ok(due_ms)), Some(Ok(id_len))) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return None;
+    };
+    let rest = &value[newline + 1..];
+    let (id, body) = rest.split_at_checked(usize::try_from(id_len).ok()?)?;
+    let record = wire::decode(body).ok()?;
+    Some(Record {
+        revision,
+        client_id: std::str::from_utf8(id).ok()?.to_string(),
+        delay: u32::try_from(delay).ok()?,
+        due_ms,
+        origin: record.origin,
+        publish: record.publish,
+        dead_since_ms: None,
+        next_try: None,
+    })
+}
+
+/// A will of this node's connection, as written.
+struct Mine {
+    client_id: String,
+    connected_ms: u64,
+    revision: u64,
+    delay: u32,
+    body: Bytes,
+    /// Held for its delay now (the connection closed).
+    delayed: bool,
+}
+
+struct Wills {
+    bucket: kv::Store,
+    state: Arc<BrokerState>,
+    shared: Arc<Shared>,
+    nodes: Arc<Nodes>,
+    figures: Arc<Figures>,
+    /// Every record in the bucket, by key.
+    records: HashMap<String, Record>,
+    /// This node's records, by key.
+    mine: HashMap<String, Mine>,
+}
+
+/// Runs the wills task until `commands` closes.
+pub async fn run(
+    bucket: kv::Store,
+    mut commands: mpsc::Receiver<Command>,
+    (state, shared): (Arc<BrokerState>, Arc<Shared>),
+    nodes: Arc<Nodes>,
+    figures: Arc<Figures>,
+) {
+    let mut wills = Wills {
+        bucket,
+        state,
+        shared,
+        nodes,
+        figures,
+        records: HashMap::new(),
+        mine: HashMap::new(),
+    };
+    let mut watch = None;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if watch.is_none() {
+            watch = wills.bucket.watch_with_history(">").await.ok();
+        }
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => wills.command(command).await,
+                None => return,
+            },
+            entry = next_entry(&mut watch) => match entry {
+                Some(Ok(entry)) => wills.entry(entry),
+                Some(Err(e)) => {
+                    tracing::debug!("cluster: watching wills: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None => {
+                    watch = None;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            _ = tick.tick() => wills.orphans().await,
+        }
+    }
+}
+
+async fn next_entry(watch: &mut Option<kv::Watch>) -> Option<Result<kv::Entry, kv::WatcherError>> {
+    match watch {
+        Some(w) => w.next().await,
+        None => None,
+    }
+}
+
+impl Wills {
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::Connected {
+                client_id,
+                connected_ms,
+                will,
+            } => {
+                let Some(key) = subject::topic_key(&client_id) else {
+                    return;
+                };
+                self.mine.remove(&key);
+                match will {
+                    Some((body, delay)) => {
+                        let v = value(&client_id, connected_ms, delay, 0, &body);
+                        match tokio::time::timeout(OP_TIMEOUT, self.bucket.put(&key, v)).await {
+                            Ok(Ok(revision)) => {
+                                let mine = Mine {
+                                    client_id,
+                                    connected_ms,
+                                    revision,
+                                    delay,
+                                    body,
+                                    delayed: false,
+                                };
+                                self.mine.insert(key, mine);
+                            }
+                            _ => tracing::debug!(
+                                client = client_id,
+                                "cluster: the will could not be stored for the other nodes"
+                            ),
+                        }
+                    }
+                    // A will left by an earlier connection (on a dead node, waiting for its
+                    // delay) is cancelled by this one.
+                    None if self.records.contains_key(&key) => {
+                        let _ = tokio::time::timeout(OP_TIMEOUT, self.bucket.delete(&key)).await;
+                    }
+                    None => {}
+                }
+            }
+            Command::Closed {
+                client_id,
+                connected_ms,
+                delayed_until_ms,
+            } => {
+                let Some(key) = subject::topic_key(&client_id) else {
+                    return;
+                };
+                let Some(mine) = self.mine.get_mut(&key).filter(|m| m.connected_ms == connected_ms) else {
+                    return;
+                };
+                let Some(due_ms) = delayed_until_ms else {
+                    let revision = mine.revision;
+                    self.mine.remove(&key);
+                    self.delete_mine(&key, revision).await;
+                    return;
+                };
+                let v = value(&client_id, connected_ms, mine.delay, due_ms, &mine.body);
+                match tokio::time::timeout(OP_TIMEOUT, self.bucket.update(&key, v, mine.revision)).await {
+                    Ok(Ok(revision)) => {
+                        mine.revision = revision;
+                        mine.delayed = true;
+                    }
+                    _ => {
+                        // The client id was written elsewhere meanwhile: it is back.
+                        self.mine.remove(&key);
+                        if self.state.cancel_delayed_will(&client_id) {
+                            tracing::info!(
+                                client = client_id,
+                                "cluster: will cancelled: the client connected to another node"
+                            );
+                        }
+                    }
+                }
+            }
+            Command::DelayedPublished { client_id } => {
+                let Some(key) = subject::topic_key(&client_id) else {
+                    return;
+                };
+                if let Some(mine) = self.mine.remove(&key) {
+                    self.delete_mine(&key, mine.revision).await;
+                }
+            }
+        }
+    }
+
+    /// Removes this node's record at `revision` (a newer write, elsewhere, stays).
+    async fn delete_mine(&self, key: &str, revision: u64) {
+        let delete = self.bucket.delete_expect_revision(key, Some(revision));
+        let _ = tokio::time::timeout(OP_TIMEOUT, delete).await;
+    }
+
+    /// A write of the bucket: the record kept up to date, and a will this node holds
+    /// for its delay dropped when another node wrote its key (the client is back).
+    fn entry(&mut self, entry: kv::Entry) {
+        let record = match entry.operation {
+            kv::Operation::Put => parse(&entry.value, entry.revision),
+            kv::Operation::Delete | kv::Operation::Purge => None,
+        };
+        let ours = record.as_ref().is_some_and(|r| r.origin == *self.shared.origin);
+        if !ours {
+            if let Some(mine) = self.mine.get(&entry.key) {
+                // Not this node's own write (those are answered before the watch reads
+                // them) unless the revision says so.
+                if entry.revision > mine.revision {
+                    let mine = self.mine.remove(&entry.key);
+                    if let Some(mine) = mine.filter(|m| m.delayed) {
+                        if self.state.cancel_delayed_will(&mine.client_id) {
+                            tracing::info!(
+                                client = mine.client_id,
+                                "cluster: will cancelled: the client connected to another node"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        match record {
+            Some(record) => {
+                self.records.insert(entry.key, record);
+            }
+            None => {
+                if entry.operation == kv::Operation::Put {
+                    tracing::warn!("cluster: will record {:?} not understood", entry.key);
+                }
+                self.records.remove(&entry.key);
+            }
+        }
+    }
+
+    /// Publishes the wills of dead nodes that are due (once cluster-wide: the node whose
+    /// delete of the record succeeds publishes it).
+    async fn orphans(&mut self) {
+        let now = ms(SystemTime::now());
+        let mut due = Vec::new();
+        let mut waiting = 0u64;
+        for (key, record) in &mut self.records {
+            let Liveness::Dead(last_beat) = self.nodes.liveness(&record.origin) else {
+                continue;
+            };
+            let dead_since = *record.dead_since_ms.get_or_insert(now);
+            let from = match record.due_ms {
+                // Its client had disconnected: the node held it until then.
+                0 => last_beat.unwrap_or(dead_since) + u64::from(record.delay) * 1000,
+                due_ms => due_ms.min(last_beat.unwrap_or(dead_since) + u64::from(record.delay) * 1000),
+            };
+            if now < from || record.next_try.is_some_and(|t| t > Instant::now()) {
+                waiting += 1;
+                continue;
+            }
+            due.push(key.clone());
+        }
+        self.figures.waiting.store(waiting, Relaxed);
+        for key in due {
+            let Some(record) = self.records.get_mut(&key) else {
+                continue;
+            };
+            let delete = self.bucket.delete_expect_revision(&key, Some(record.revision));
+            match tokio::time::timeout(OP_TIMEOUT, delete).await {
+                Ok(Ok(())) => {
+                    let Some(record) = self.records.remove(&key) else {
+                        continue;
+                    };
+                    tracing::info!(
+                        client = record.client_id,
+                        "cluster: publishing the will of a client of dead node {}",
+                        record.origin
+                    );
+                    self.figures.published.fetch_add(1, Relaxed);
+                    let client_id = ByteStr::from(record.client_id.as_str());
+                    self.state.publish_will_of_node(&record.publish, &client_id);
+                }
+                Ok(Err(e)) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => {
+                    // Another survivor had it, or the client came back: the watch tells.
+                    self.records.remove(&key);
+                }
+                _ => record.next_try = Some(Instant::now() + RETRY),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_proto::{Properties, Property, QoS};
+
+    #[test]
+    fn a_record_reads_back() {
+        let mut properties = Properties::default();
+        properties.push(Property::WillDelayInterval(30));
+        properties.push(Property::ContentType(ByteStr::from("text/plain")));
+        let will = Will {
+            topic: ByteStr::from("dead/x"),
+            payload: Bytes::from_static(b"gone"),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties,
+        };
+        let (body, delay) = encode_will(&will, "n1:00ff").unwrap();
+        assert_eq!(delay, 30);
+        let v = value("a\nb c", 17, delay, 99, &body);
+        let record = parse(&v, 5).unwrap();
+        assert_eq!(record.client_id, "a\nb c");
+        assert_eq!((record.revision, record.delay, record.due_ms), (5, 30, 99));
+        assert_eq!(record.origin, "n1:00ff");
+        assert_eq!(record.publish.topic.as_str(), "dead/x");
+        assert_eq!(record.publish.qos, QoS::AtLeastOnce);
+        assert!(record.publish.retain);
+        assert!(record.publish.properties.will_delay_interval().is_none());
+        assert!(parse(b"1 2 3\nxx", 1).is_none());
+        assert!(parse(&v[..v.len() - 1], 1).is_none());
+    }
+}
