@@ -42,6 +42,9 @@ pub enum Scenario {
     Storm,
     /// Hold -c idle connections for --hold seconds (memory per connection).
     Idle,
+    /// -c connections subscribed to one topic, held --hold seconds; then one message
+    /// to that topic: time until every connection has it.
+    Crowd,
     /// Publishers only (to another process's subscribers, or to `drain`).
     Pub,
     /// Subscribers only, on bench/#.
@@ -105,6 +108,16 @@ pub struct BenchArgs {
     /// Connect over WebSocket (the broker's `protocol websockets` listener at -p).
     #[arg(long = "ws")]
     websocket: bool,
+    /// Connect over TLS, trusting the CA certificate in --cafile (the host name is not
+    /// checked).
+    #[arg(long = "tls", requires = "cafile")]
+    tls: bool,
+    #[arg(long = "cafile")]
+    cafile: Option<std::path::PathBuf>,
+    /// Connect from this many local addresses in turn (127.0.0.1, 127.0.0.2, ... on a
+    /// loopback broker): about 28,000 connections fit on one address.
+    #[arg(long = "sources", default_value_t = 1)]
+    sources: u8,
     /// Through the IoT platform: ORG:TYPE:DEVICE_TOKEN:API_KEY:API_TOKEN (publishers are
     /// devices dev0, dev1... registered with DEVICE_TOKEN, subscribers applications).
     #[arg(long = "iot")]
@@ -125,10 +138,31 @@ impl BenchArgs {
             .ok_or_else(|| anyhow::anyhow!("cannot resolve {}", self.host))
     }
 
-    /// The broker to connect to, over TCP or WebSocket.
+    /// The broker to connect to, over TCP or TLS, WebSocket or not, from which addresses.
     fn target(&self) -> Result<wire::Target> {
+        let addr = self.addr()?;
+        let sources = match addr.ip() {
+            _ if self.sources <= 1 => Vec::new(),
+            std::net::IpAddr::V4(ip) if ip.is_loopback() => (1..=self.sources)
+                .map(|i| std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, i)))
+                .collect(),
+            _ => bail!("--sources needs a broker on an IPv4 loopback address (127.x.x.x)"),
+        };
+        let tls = match (&self.cafile, self.tls) {
+            (Some(cafile), true) => {
+                let options = tern_client::TlsOptions {
+                    cafile: Some(cafile.clone()),
+                    insecure: true,
+                    ..Default::default()
+                };
+                Some(tern_client::client_config(&options)?)
+            }
+            _ => None,
+        };
         Ok(wire::Target {
-            addr: self.addr()?,
+            addr,
+            tls,
+            sources,
             websocket: self.websocket,
         })
     }
@@ -179,7 +213,7 @@ fn layout(args: &BenchArgs) -> Result<(Vec<String>, Vec<String>)> {
             vec!["bench/shared".into(); p(1)],
             vec![format!("{SHARED_PREFIX}bench/shared"); s(4)],
         ),
-        Scenario::Storm | Scenario::Idle | Scenario::Drain => (Vec::new(), Vec::new()),
+        Scenario::Storm | Scenario::Idle | Scenario::Crowd | Scenario::Drain => (Vec::new(), Vec::new()),
     })
 }
 
@@ -187,6 +221,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     match args.scenario {
         Scenario::Storm => return conn::storm(&args).await,
         Scenario::Idle => return conn::idle(&args).await,
+        Scenario::Crowd => return conn::crowd(&args).await,
         Scenario::Drain => return conn::drain(&args).await,
         _ => {}
     }
@@ -221,7 +256,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 prefixed(&args.topic_prefix, filter),
             ),
         };
-        let mut raw = wire::connect_with(addr, version, &login, 600, args.persistent).await?;
+        let mut raw = wire::connect_with(&addr, version, &login, 600, args.persistent).await?;
         raw.subscribe(&wire_filter, qos).await?;
         let target = Arc::new(AtomicU64::new(0));
         expected.push(target.clone());
@@ -242,7 +277,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 prefixed(&args.topic_prefix, topic),
             ),
         };
-        let raw = wire::connect_with(addr, version, &login, 600, false).await?;
+        let raw = wire::connect_with(&addr, version, &login, 600, false).await?;
         let frame = wire::Frame::new(&wire_topic, qos, args.size, i as u32, version)?;
         publishers.push(Publisher {
             raw,

@@ -1,13 +1,15 @@
 //! The load generator's own MQTT plumbing: raw sockets, pre-encoded frames and batched
 //! writes, so that the generator costs far less per message than the broker it measures.
 
-use super::ws::{Reader, Writer};
+use super::ws::{ReadHalf, Reader, WriteHalf, Writer};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
-use std::net::SocketAddr;
+use rustls::pki_types::ServerName;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tern_proto::*;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// Bytes at the start of every payload: send time (ns since 1970), sequence, publisher.
 pub const HEADER: usize = 16;
@@ -26,11 +28,52 @@ pub struct Raw {
     pub version: ProtocolVersion,
 }
 
-/// Where the generator connects: the broker's address, and whether over WebSocket.
-#[derive(Debug, Clone, Copy)]
+/// Where the generator connects: the broker's address, over TLS or not, over WebSocket or
+/// not, and from which local addresses.
+#[derive(Clone)]
 pub struct Target {
     pub addr: SocketAddr,
     pub websocket: bool,
+    /// `Some` over TLS: the client configuration (the CA of `--cafile`; the host name is
+    /// not checked, as mosquitto's `--insecure`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Local addresses to connect from, in turn (`--sources`): one address has only
+    /// about 28,000 ports towards one broker port, 100,000 connections need four.
+    pub sources: Vec<IpAddr>,
+}
+
+impl Target {
+    /// Opens the byte stream of the `index`th connection: TCP from its source address,
+    /// then TLS if asked.
+    async fn open(&self, index: usize) -> Result<(ReadHalf, WriteHalf)> {
+        let addr = self.addr;
+        let stream = match self.sources.get(index % self.sources.len().max(1)) {
+            None => TcpStream::connect(addr).await,
+            Some(source) => {
+                let socket = match source {
+                    IpAddr::V4(_) => TcpSocket::new_v4()?,
+                    IpAddr::V6(_) => TcpSocket::new_v6()?,
+                };
+                socket
+                    .bind(SocketAddr::new(*source, 0))
+                    .with_context(|| format!("cannot bind a socket to {source}"))?;
+                socket.connect(addr).await
+            }
+        }
+        .with_context(|| format!("cannot connect to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let Some(config) = &self.tls else {
+            let (reader, writer) = stream.into_split();
+            return Ok((Box::new(reader), Box::new(writer)));
+        };
+        let name = ServerName::from(addr.ip());
+        let stream = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, stream)
+            .await
+            .with_context(|| format!("TLS handshake with {addr}"))?;
+        let (reader, writer) = tokio::io::split(stream);
+        Ok((Box::new(reader), Box::new(writer)))
+    }
 }
 
 /// Who a connection says it is: its client id, and a user name and password if any.
@@ -49,40 +92,37 @@ impl Login {
     }
 }
 
-/// Connects, sends CONNECT and waits for a successful CONNACK.
-pub async fn connect(target: Target, version: ProtocolVersion, client_id: &str, keep_alive: u16) -> Result<Raw> {
-    connect_with(
-        target,
-        version,
-        &Login::anonymous(client_id.to_string()),
-        keep_alive,
-        false,
-    )
-    .await
-}
-
-/// As [`connect`]; with `persistent`, the session outlives the connection (Clean Session
+/// Connects, sends CONNECT and waits for a successful CONNACK; with `persistent`, the session outlives the connection (Clean Session
 /// 0, or Clean Start 0 with a Session Expiry Interval of an hour), so the broker stores it.
 pub async fn connect_with(
-    target: Target,
+    target: &Target,
     version: ProtocolVersion,
     login: &Login,
     keep_alive: u16,
     persistent: bool,
 ) -> Result<Raw> {
+    connect_nth(target, 0, version, login, (keep_alive, persistent)).await
+}
+
+/// As [`connect_with`], for the `index`th connection (which picks its source address).
+pub async fn connect_nth(
+    target: &Target,
+    index: usize,
+    version: ProtocolVersion,
+    login: &Login,
+    (keep_alive, persistent): (u16, bool),
+) -> Result<Raw> {
     let addr = target.addr;
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    stream.set_nodelay(true)?;
+    let (mut reader, mut writer) = target.open(index).await?;
     if target.websocket {
-        super::ws::upgrade(&mut stream, addr).await?;
+        let mut both = tokio::io::join(&mut reader, &mut writer);
+        super::ws::upgrade(&mut both, addr).await?;
     }
-    let (reader, writer) = stream.into_split();
     let mut raw = Raw {
         reader: Reader::new(reader, target.websocket),
         writer: Writer::new(writer, target.websocket),
-        input: BytesMut::with_capacity(64 * 1024),
+        // Grown on demand: many idle connections must not cost the generator 64 KiB each.
+        input: BytesMut::new(),
         version,
     };
     let mut connect = Connect::new(

@@ -1,5 +1,6 @@
-//! The load generator's transport: plain TCP, or MQTT inside WebSocket frames (`--ws`),
-//! so that the broker's cost per message over WebSocket can be set beside TCP's.
+//! The load generator's transport: plain TCP or TLS (`--tls`), with MQTT as it is or
+//! inside WebSocket frames (`--ws`), so that the broker's cost per message and per
+//! connection over TLS and WebSocket can be set beside TCP's.
 //!
 //! Written for the generator's needs only: the upgrade is sent and its 101 checked,
 //! every write becomes one masked binary frame (with a zero masking key: the broker
@@ -10,12 +11,14 @@ use anyhow::{bail, Context, Result};
 use bytes::{Buf, BufMut, BytesMut};
 use std::io;
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The byte stream under MQTT (or under WebSocket): a TCP half or a TLS stream's half.
+pub type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+pub type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Sends the WebSocket upgrade on `stream` and waits for the broker's 101.
-pub async fn upgrade(stream: &mut TcpStream, addr: SocketAddr) -> Result<()> {
+pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, addr: SocketAddr) -> Result<()> {
     let request = format!(
         "GET /mqtt HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGVybiBiZW5jaCBrZXkgIQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"
     );
@@ -43,7 +46,7 @@ pub async fn upgrade(stream: &mut TcpStream, addr: SocketAddr) -> Result<()> {
 
 /// The reading half: MQTT bytes, unwrapped from frames on a WebSocket connection.
 pub struct Reader {
-    inner: OwnedReadHalf,
+    inner: ReadHalf,
     /// `Some` on a WebSocket connection: bytes read and not yet unwrapped.
     frames: Option<Frames>,
 }
@@ -57,7 +60,7 @@ struct Frames {
 }
 
 impl Reader {
-    pub fn new(inner: OwnedReadHalf, websocket: bool) -> Reader {
+    pub fn new(inner: ReadHalf, websocket: bool) -> Reader {
         Reader {
             inner,
             frames: websocket.then(Frames::default),
@@ -130,13 +133,13 @@ fn frame_header(raw: &[u8]) -> Option<(u8, u64, usize)> {
 
 /// The writing half: each write is one masked binary frame on a WebSocket connection.
 pub struct Writer {
-    inner: OwnedWriteHalf,
+    inner: WriteHalf,
     /// `Some` on a WebSocket connection: the frame being written.
     frame: Option<BytesMut>,
 }
 
 impl Writer {
-    pub fn new(inner: OwnedWriteHalf, websocket: bool) -> Writer {
+    pub fn new(inner: WriteHalf, websocket: bool) -> Writer {
         Writer {
             inner,
             frame: websocket.then(BytesMut::new),
@@ -145,7 +148,9 @@ impl Writer {
 
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         let Some(frame) = self.frame.as_mut() else {
-            return self.inner.write_all(data).await;
+            self.inner.write_all(data).await?;
+            // TLS may keep the last record in its buffer until flushed (TCP: nothing).
+            return self.inner.flush().await;
         };
         frame.clear();
         frame.put_u8(0x82);
@@ -163,7 +168,8 @@ impl Writer {
         // A zero masking key: the payload goes as it is.
         frame.put_u32(0);
         frame.extend_from_slice(data);
-        self.inner.write_all(frame).await
+        self.inner.write_all(frame).await?;
+        self.inner.flush().await
     }
 }
 
