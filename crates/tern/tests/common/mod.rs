@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod browser;
+pub mod cluster;
 pub mod firefox;
 pub mod iot;
 pub mod page;

