@@ -29,10 +29,12 @@ use tokio::sync::Notify;
 /// connections where the other nodes find them (they publish them if this node dies).
 #[derive(Debug, Clone, Copy)]
 pub enum WillChange<'a> {
-    /// A connection was accepted at `connected_at` with this will (or none).
+    /// A connection was accepted at `connected_at` with this will (or none), asking for
+    /// a clean start or to resume its session (which cancels a will held for its delay).
     Connected {
         will: Option<&'a Will>,
         connected_at: SystemTime,
+        clean_start: bool,
     },
     /// The connection of `connected_at` closed. Its will was published or dropped at
     /// once (`delayed_until: None`), or waits for its Will Delay Interval until then.

@@ -51,6 +51,7 @@ pub enum Command {
     Connected {
         client_id: String,
         connected_ms: u64,
+        clean_start: bool,
         /// The record's body and the will's delay (seconds), if it has a will.
         will: Option<(Bytes, u32)>,
     },
@@ -108,9 +109,14 @@ fn ms(at: SystemTime) -> u64 {
 pub fn command(client_id: &str, change: WillChange<'_>, origin: &str) -> Option<Command> {
     let client_id = client_id.to_string();
     Some(match change {
-        WillChange::Connected { will, connected_at } => Command::Connected {
+        WillChange::Connected {
+            will,
+            connected_at,
+            clean_start,
+        } => Command::Connected {
             client_id,
             connected_ms: ms(connected_at),
+            clean_start,
             will: match will {
                 Some(will) => Some(encode_will(will, origin)?),
                 None => None,
@@ -282,12 +288,18 @@ impl Wills {
             Command::Connected {
                 client_id,
                 connected_ms,
+                clean_start,
                 will,
             } => {
                 let Some(key) = subject::topic_key(&client_id) else {
                     return;
                 };
                 self.mine.remove(&key);
+                if clean_start {
+                    // The session of a dead node's client ends with a clean start: its
+                    // will goes now (resuming, below, cancels it).
+                    self.publish_orphan_now(&key).await;
+                }
                 match will {
                     Some((body, delay)) => {
                         let v = value(&client_id, connected_ms, delay, 0, &body);
@@ -363,6 +375,17 @@ impl Wills {
         }
     }
 
+    /// Publishes the will of `key` at once if it is a dead node's (claimed first).
+    async fn publish_orphan_now(&mut self, key: &str) {
+        let dead = self
+            .records
+            .get(key)
+            .is_some_and(|r| matches!(self.nodes.liveness(&r.origin), Liveness::Dead(_)));
+        if dead {
+            self.claim(key.to_string()).await;
+        }
+    }
+
     /// Removes this node's record at `revision` (a newer write, elsewhere, stays).
     async fn delete_mine(&self, key: &str, revision: u64) {
         let delete = self.bucket.delete_expect_revision(key, Some(revision));
@@ -431,30 +454,36 @@ impl Wills {
         }
         self.figures.waiting.store(waiting, Relaxed);
         for key in due {
-            let Some(record) = self.records.get_mut(&key) else {
-                continue;
-            };
-            let delete = self.bucket.delete_expect_revision(&key, Some(record.revision));
-            match tokio::time::timeout(OP_TIMEOUT, delete).await {
-                Ok(Ok(())) => {
-                    let Some(record) = self.records.remove(&key) else {
-                        continue;
-                    };
-                    tracing::info!(
-                        client = record.client_id,
-                        "cluster: publishing the will of a client of dead node {}",
-                        record.origin
-                    );
-                    self.figures.published.fetch_add(1, Relaxed);
-                    let client_id = ByteStr::from(record.client_id.as_str());
-                    self.state.publish_will_of_node(&record.publish, &client_id);
-                }
-                Ok(Err(e)) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => {
-                    // Another survivor had it, or the client came back: the watch tells.
-                    self.records.remove(&key);
-                }
-                _ => record.next_try = Some(Instant::now() + RETRY),
+            self.claim(key).await;
+        }
+    }
+
+    /// Deletes the record of `key` at the revision seen and, if that succeeded (no other
+    /// node did, and the client did not come back), publishes its will.
+    async fn claim(&mut self, key: String) {
+        let Some(record) = self.records.get_mut(&key) else {
+            return;
+        };
+        let delete = self.bucket.delete_expect_revision(&key, Some(record.revision));
+        match tokio::time::timeout(OP_TIMEOUT, delete).await {
+            Ok(Ok(())) => {
+                let Some(record) = self.records.remove(&key) else {
+                    return;
+                };
+                tracing::info!(
+                    client = record.client_id,
+                    "cluster: publishing the will of a client of dead node {}",
+                    record.origin
+                );
+                self.figures.published.fetch_add(1, Relaxed);
+                let client_id = ByteStr::from(record.client_id.as_str());
+                self.state.publish_will_of_node(&record.publish, &client_id);
             }
+            Ok(Err(e)) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => {
+                // Another survivor had it, or the client came back: the watch tells.
+                self.records.remove(&key);
+            }
+            _ => record.next_try = Some(Instant::now() + RETRY),
         }
     }
 }

@@ -235,6 +235,7 @@ pub(super) async fn accept(
         let user = admitted.user.as_deref().unwrap_or("");
         tracing::info!(%peer, client = %admitted.client_id, user, "client connected (MQTT {version}, clean {clean}, keepalive {keep_alive})");
     }
+    let asked_clean_start = connect.clean_start;
     let mut connection = connection(
         connect,
         admitted,
@@ -246,7 +247,11 @@ pub(super) async fn accept(
         // The connection is known by its info's time, which its close names again.
         let connected_at = std::time::UNIX_EPOCH + Duration::from_millis(connection.info.connected_at_ms);
         let will = connection.will.as_deref();
-        let change = crate::cluster::WillChange::Connected { will, connected_at };
+        let change = crate::cluster::WillChange::Connected {
+            will,
+            connected_at,
+            clean_start: asked_clean_start,
+        };
         cluster.will_changed(&connection.session.client_id, change);
     }
     if let Some(client) = client {
