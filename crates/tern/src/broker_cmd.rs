@@ -215,10 +215,11 @@ pub fn run(args: BrokerArgs) -> Result<()> {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("cannot write pid file {}", pid_file.display()))?;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.worker_threads > 0 {
+        builder.worker_threads(config.worker_threads);
+    }
+    let runtime = builder.enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(serve(config, args, detach))
 }
 
@@ -299,6 +300,11 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
     if let Some(user) = user {
         drop_privileges(&user)?;
     }
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(
+        "serving clients on {workers} worker thread{}",
+        if workers == 1 { "" } else { "s" }
+    );
     for (index, addr) in broker.local_endpoints().into_iter().enumerate() {
         let summary = summaries.get(index).map_or("mqtt", String::as_str);
         if args.daemon {

@@ -335,6 +335,36 @@ fn queue_qos0_messages_keeps_qos0_messages_for_offline_sessions() {
 }
 
 #[test]
+fn worker_threads_sets_how_many_threads_serve_clients() {
+    for (threads, config) in [(1, "worker_threads 1\n"), (3, "worker_threads 3\n")] {
+        let broker = broker(config);
+        let said = if threads == 1 {
+            "on 1 worker thread"
+        } else {
+            "on 3 worker threads"
+        };
+        assert!(broker.log_contains(said), "{config}");
+        for version in VERSIONS {
+            let mut sub = broker.connect(version, "sub");
+            sub.subscribe("t", QoS::AtLeastOnce);
+            let mut publisher = broker.connect(version, "pub");
+            assert_eq!(
+                publisher.publish("t", b"m", QoS::AtLeastOnce, false, 1),
+                ReasonCode::SUCCESS
+            );
+            assert_eq!(&sub.recv_publish().payload[..], b"m");
+        }
+    }
+    let said = refused_start("worker_threads 5000\n");
+    assert!(said.contains("worker_threads 5000 is more than 1024"), "{said}");
+    let said = refused_start("worker_threads many\n");
+    assert!(
+        said.contains("worker_threads") && said.contains("not a valid number"),
+        "{said}"
+    );
+}
+
+#[test]
 fn mosquitto_settings_with_nothing_to_change_are_accepted() {
     let broker = broker(
         "set_tcp_nodelay true\npersistence_file mosquitto.db\nautosave_interval 1800\nautosave_on_changes false\ncheck_retain_source false\nmax_inflight_bytes 0\nmemory_limit 0\nmaximum_qos 2\nallow_duplicate_messages false\nmax_topic_alias 10\nsocket_domain ipv4\n",

@@ -12,7 +12,7 @@ mod tern_toml;
 
 use crate::shared::ShareStrategy;
 use crate::store::Durability;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 pub use historian::HistorianTopic;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -201,6 +201,8 @@ pub struct Config {
     pub max_keepalive: u16,
     /// Seconds between $SYS updates; 0 turns $SYS off.
     pub sys_interval: u64,
+    /// Threads that serve connections; 0: one per core. Read at start only.
+    pub worker_threads: usize,
     /// Offline persistent sessions are removed after this long.
     pub persistent_client_expiration: Option<Duration>,
     /// A socket must send CONNECT within this time.
@@ -326,6 +328,7 @@ impl Default for Config {
             max_subscriptions_per_client: DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT,
             max_keepalive: 65535,
             sys_interval: 10,
+            worker_threads: 0,
             persistent_client_expiration: None,
             connect_timeout: Duration::from_secs(10),
             connection_messages: true,
@@ -374,6 +377,9 @@ impl Default for Config {
     }
 }
 
+/// More threads than this is a typo, not a machine.
+const MAX_WORKER_THREADS: usize = 1024;
+
 impl Config {
     /// Reads a configuration file: TOML if it ends in `.toml`, mosquitto.conf otherwise.
     pub fn load(path: &Path) -> Result<Config> {
@@ -388,6 +394,13 @@ impl Config {
         };
         cluster::check(&config.cluster_nats_urls, config.cluster_node_name.as_deref())
             .with_context(|| format!("in {}", path.display()))?;
+        if config.worker_threads > MAX_WORKER_THREADS {
+            bail!(
+                "in {}: worker_threads {} is more than {MAX_WORKER_THREADS}",
+                path.display(),
+                config.worker_threads
+            );
+        }
         config.source = Some(path.to_path_buf());
         Ok(config)
     }

@@ -321,6 +321,7 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
         "max_subscriptions_per_client" => config.max_subscriptions_per_client = number(args)?,
         "max_keepalive" => config.max_keepalive = number(args)?,
         "sys_interval" => config.sys_interval = number(args)?,
+        "worker_threads" => config.worker_threads = number(args)?,
         "persistent_client_expiration" => {
             let value = one(args)?;
             config.persistent_client_expiration = Some(

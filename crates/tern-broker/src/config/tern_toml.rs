@@ -24,6 +24,7 @@ struct File {
     max_subscriptions_per_client: Option<usize>,
     max_keepalive: Option<u16>,
     sys_interval: Option<u64>,
+    worker_threads: Option<usize>,
     persistent_client_expiration: Option<String>,
     connect_timeout: Option<u64>,
     connection_messages: Option<bool>,
@@ -219,6 +220,7 @@ pub(super) fn parse(text: &str) -> Result<Config> {
     set!(
         max_keepalive,
         sys_interval,
+        worker_threads,
         connection_messages,
         verbose,
         presence_events
