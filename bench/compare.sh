@@ -5,6 +5,9 @@
 # bench/install-peers.sh installs them; bench/peers.sh starts each with equivalent
 # settings (loopback, anonymous, no queue limit, Nagle off, logging off).
 #
+# `tern1` is Tern again with `worker_threads 1` (docs/configuration.md), the way mosquitto
+# runs: on this 2-core machine the load generator has the other core.
+#
 # Each scenario runs against each broker, freshly started, in turn (A B C ... A B C ...)
 # for ROUNDS rounds; bench/compare_report.py prints tables of medians with each peer's
 # ratio to Tern and draws the plot. A peer that is not installed, or cannot run a
@@ -27,7 +30,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 IDLE=${IDLE:-10000}
-BROKERS=${BROKERS:-tern mosquitto rumqttd nats rabbitmq aedes}
+BROKERS=${BROKERS:-tern tern1 mosquitto rumqttd nats rabbitmq aedes}
 PLOT=${PLOT:-docs/benchmarks/compare.png}
 
 # TERN=path/to/tern skips the build (to measure a binary built before).

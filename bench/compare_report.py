@@ -15,8 +15,8 @@ import json
 import statistics
 import sys
 
-ORDER = ["tern", "mosquitto", "rumqttd", "nats", "rabbitmq", "aedes"]
-LABEL = {"tern": "Tern", "mosquitto": "mosquitto", "rumqttd": "rumqttd", "nats": "NATS",
+ORDER = ["tern", "tern1", "mosquitto", "rumqttd", "nats", "rabbitmq", "aedes"]
+LABEL = {"tern": "Tern", "tern1": "Tern, 1 thread", "mosquitto": "mosquitto", "rumqttd": "rumqttd", "nats": "NATS",
          "rabbitmq": "RabbitMQ", "aedes": "Aedes"}
 
 
@@ -99,6 +99,32 @@ def lost_table(runs, skipped, names, brokers):
     print()
 
 
+def targets_table(runs, names, brokers):
+    """Issue 20's targets: Tern's CPU per message at most 1/4 of the best peer's at max
+    rate, at most 1/2 at fixed rates and in the unbatched scenarios."""
+    cpu = lambda r: r.get("broker_cpu_us_per_message")
+    peers = [b for b in brokers if not b.startswith("tern")]
+    terns = [b for b in brokers if b.startswith("tern")]
+    print("**Targets: Tern's CPU per message against the best peer's**\n")
+    print("| scenario | best peer (µs) | target | " + " | ".join(f"{LABEL[t]} / best" for t in terns) + " |")
+    print("|---|---|---|" + "---|" * len(terns))
+    for name in names:
+        if name.startswith("idle"):
+            continue
+        measured = [(median(runs, name, b, cpu), b) for b in peers]
+        measured = [(v, b) for v, b in measured if v]
+        if not measured:
+            continue
+        best, who = min(measured)
+        target = 0.25 if "max rate" in name and "unbatched" not in name else 0.5
+        cells = []
+        for t in terns:
+            v = median(runs, name, t, cpu)
+            cells.append("n/a" if v is None else f"{v / best:.2f} ({'met' if v / best <= target else 'missed'})")
+        print(f"| {name} | {LABEL[who]} {best:.3f} | {target:g} | " + " | ".join(cells) + " |")
+    print()
+
+
 def plot(path, runs, names, brokers):
     try:
         import matplotlib
@@ -141,6 +167,7 @@ def main():
     for pct in ("p50", "p99"):
         table(f"Latency {pct} µs at a fixed rate (peer / Tern: above 1, the peer is slower)",
               runs, skipped, names, brokers, lambda r, p=pct: r["latency_us"][p], only=lambda n: " at " in n)
+    targets_table(runs, names, brokers)
     lost_table(runs, skipped, names, brokers)
     table("Memory per idle connection, bytes (peer / Tern)", runs, skipped, names, brokers,
           lambda r: r.get("broker_bytes_per_connection"), only=lambda n: n.startswith("idle"))

