@@ -254,6 +254,43 @@ impl BrokerState {
         }
     }
 
+    /// Queues a message the cluster engine feeds to session `session` of `client_id` (its
+    /// number `seq` comes back through `ClusterLink::session_acked`). `None` if that
+    /// session is no longer here; else whether the message was queued (not queued: not
+    /// for the session at QoS 1/2, or its queue is full; nothing waits for it).
+    pub fn feed_session(&self, client_id: &str, session: u64, publish: &Publish, seq: u64) -> Option<bool> {
+        let session = self
+            .sessions
+            .with(|map| map.get(client_id).filter(|s| s.id == session).cloned())?;
+        Some(self.router.publish_to_session(publish, &session, seq, &self.metrics))
+    }
+
+    /// Forgets this node's offline session of `client_id` without ending it in the
+    /// cluster: the client connected to another node, which holds the session now. No
+    /// will is published and nothing is said to the cluster engine. Returns whether one
+    /// was dropped.
+    pub fn drop_session_from_node(&self, client_id: &str) -> bool {
+        let dropped = self.sessions.with(|map| {
+            let offline = map.get(client_id).is_some_and(|s| s.state.lock().connection.is_none());
+            if offline {
+                map.remove(client_id)
+            } else {
+                None
+            }
+        });
+        let Some(session) = dropped else { return false };
+        let filters: Vec<ByteStr> = {
+            let mut state = session.state.lock();
+            state.outbox.clear();
+            state.pending_will = None;
+            state.subscriptions.drain().map(|(f, _)| f).collect()
+        };
+        for filter in filters {
+            self.router.unsubscribe(session.id, &filter);
+        }
+        true
+    }
+
     /// Stores (or with an empty payload, clears) a retained message another node of the
     /// cluster accepted, without routing it.
     pub fn retain_from_node(&self, publish: &Publish) {

@@ -80,6 +80,32 @@ pub(crate) async fn changed(track: Option<&AckTrack>) {
     }
 }
 
+/// A persistent session as the cluster holds it, to be resumed on this node: its
+/// subscriptions (filter, options, 5.0 Subscription Identifier).
+#[derive(Debug, Clone, Default)]
+pub struct SessionSnapshot {
+    pub subscriptions: Vec<(tern_proto::ByteStr, tern_proto::SubscriptionOptions, Option<u32>)>,
+}
+
+/// What the cluster says of a client id's persistent session before CONNACK.
+#[derive(Debug)]
+pub enum Resume {
+    /// This node's own session (if any) is the current one: resumed as on a single node.
+    Local,
+    /// No session is held anywhere: whatever this node keeps for the client id is stale
+    /// and is discarded (the client starts afresh, session present 0).
+    Fresh,
+    /// The session lives on in the cluster (made on another node): this node's copy, if
+    /// any, is discarded and the session is made here from the snapshot (session present 1).
+    Remote(SessionSnapshot),
+    /// The cluster cannot tell now (JetStream unavailable): the connection is refused
+    /// (server unavailable), and the client tries again.
+    Unavailable(String),
+}
+
+/// The answer of [`ClusterLink::resume_session`].
+pub type ResumeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Resume> + Send>>;
+
 /// What a cluster engine implements to plug into the broker.
 pub trait ClusterLink: Send + Sync + std::fmt::Debug {
     /// Whether a QoS 1/2 message can be stored by the cluster now; while not, clients'
@@ -102,6 +128,44 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
     /// and settles it then), so that a message published on another node right after the
     /// SUBACK reaches it.
     fn subscribed(&self, track: &Arc<AckTrack>);
+
+    /// Asked during CONNECT, before CONNACK (the handshake waits a few seconds at most):
+    /// where `client_id`'s session is. With `clean_start` the engine ends the session
+    /// wherever it is held and answers [`Resume::Fresh`].
+    fn resume_session(&self, client_id: &str, clean_start: bool) -> ResumeFuture {
+        let _ = (client_id, clean_start);
+        Box::pin(async { Resume::Local })
+    }
+
+    /// Whether the engine feeds persistent sessions: then their QoS 1/2 messages come
+    /// only from the engine (`BrokerState::feed_session`), each given back to it by
+    /// [`ClusterLink::session_acked`] when the client is done with it.
+    fn feeds_sessions(&self) -> bool {
+        false
+    }
+
+    /// The persistent session `session` of `client_id` is attached to a connection on
+    /// this node (and fed by the engine from now on).
+    fn session_attached(&self, client_id: &str, session: u64) {
+        let _ = (client_id, session);
+    }
+
+    /// A fed session's subscriptions changed. With `track` (a SUBSCRIBE), the engine
+    /// takes a ticket and settles it once messages for the new subscriptions are kept
+    /// for the session: the SUBACK waits for it.
+    fn session_subscribed(&self, client_id: &str, session: u64, track: Option<&Arc<AckTrack>>) {
+        let _ = (client_id, session, track);
+    }
+
+    /// The client is done with the fed message `seq` (acknowledged, expired or dropped).
+    fn session_acked(&self, client_id: &str, session: u64, seq: u64) {
+        let _ = (client_id, session, seq);
+    }
+
+    /// A fed session ended (expired, replaced by a clean start, or no longer persistent).
+    fn session_ended(&self, client_id: &str, session: u64) {
+        let _ = (client_id, session);
+    }
 
     /// A session subscribed to `filter` (a topic filter; a shared subscription's filter
     /// comes without its `$share/{group}/`). Called once per (session, filter).

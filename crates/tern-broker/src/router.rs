@@ -328,6 +328,33 @@ impl Router {
         false
     }
 
+    /// Delivers a message the cluster engine feeds to `session` (its number `seq`, given
+    /// back when the client is done with it) through the session's matching subscriptions
+    /// at QoS 1 or 2; returns whether it was queued (else nothing waits for it).
+    pub fn publish_to_session(&self, publish: &Publish, session: &Session, seq: u64, metrics: &Metrics) -> bool {
+        let trie = self.subscriptions.read();
+        let mut targets: Vec<Target> = Vec::new();
+        trie.for_each_match(&publish.topic, |_, s| {
+            if s.session.id == session.id {
+                targets.push(Target {
+                    subscriber: s,
+                    qos: s.options.qos,
+                    retain_as_published: s.options.retain_as_published,
+                    identifiers: s.identifier.into_iter().collect(),
+                    shared: None,
+                });
+            }
+        });
+        if targets.len() > 1 {
+            merge_overlapping(&mut targets);
+        }
+        let mut cache = FrameCache::new(self);
+        let expires_at = expires_at(publish);
+        targets
+            .into_iter()
+            .any(|target| deliver_with(publish, target, &mut cache, expires_at, metrics, seq.max(1)))
+    }
+
     /// Each matching shared subscription is one of its own: one member gets a copy even
     /// if it also matches through another subscription. A member whose queue is full is
     /// passed over for the next.
@@ -472,6 +499,20 @@ fn deliver(
     expires_at: Option<Instant>,
     metrics: &Metrics,
 ) -> bool {
+    deliver_with(publish, target, cache, expires_at, metrics, 0)
+}
+
+/// [`deliver`], for a message the cluster engine feeds as its number `fed` (0: routed
+/// as usual). A session the engine feeds gets its QoS 1/2 messages from the engine only,
+/// except through shared subscriptions.
+fn deliver_with(
+    publish: &Publish,
+    target: Target,
+    cache: &mut FrameCache,
+    expires_at: Option<Instant>,
+    metrics: &Metrics,
+    fed: u64,
+) -> bool {
     let session = &target.subscriber.session;
     let v5 = session.is_v5();
     let qos = if cache.upgrade_qos {
@@ -479,6 +520,10 @@ fn deliver(
     } else {
         publish.qos.min(target.qos)
     };
+    let engine_feeds = qos != QoS::AtMostOnce && target.shared.is_none() && session.cluster_fed();
+    if engine_feeds != (fed != 0) {
+        return false;
+    }
     // [MQTT-3.3.1-9]: RETAIN is cleared on forwarding, unless a 5.0 subscriber asked for
     // Retain As Published.
     let retain = v5 && target.retain_as_published && publish.retain;
@@ -494,7 +539,7 @@ fn deliver(
         v5,
         expires_at,
         shared: target.shared,
-        seq: 0,
+        seq: if fed != 0 { fed | crate::session::CLUSTER_SEQ } else { 0 },
     };
     let keep_qos0 = cache.queue_qos0;
     session.deliver(

@@ -22,6 +22,10 @@ use tokio::sync::{oneshot, Notify};
 /// Identifies one session object (a client id may have several over time).
 pub type SessionId = u64;
 
+/// Marks a delivery's `seq` as a message the cluster engine fed (the rest is its
+/// number there), acknowledged to the engine rather than to the store.
+pub const CLUSTER_SEQ: u64 = 1 << 63;
+
 /// What falls due for a session at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Due {
@@ -186,9 +190,17 @@ pub struct Session {
     pub store: Option<Arc<Store>>,
     /// Where the session's timed work is scheduled.
     deadlines: Arc<SessionDeadlines>,
+    /// The cluster engine, once it feeds this session's QoS 1/2 messages (a persistent
+    /// session on a node of a cluster): the router then leaves them to it.
+    pub cluster_feed: std::sync::OnceLock<Arc<dyn crate::cluster::ClusterLink>>,
 }
 
 impl Session {
+    /// Whether the cluster engine feeds this session's QoS 1/2 messages.
+    pub fn cluster_fed(&self) -> bool {
+        self.cluster_feed.get().is_some()
+    }
+
     pub fn is_v5(&self) -> bool {
         self.v5.load(Relaxed)
     }
@@ -346,6 +358,7 @@ impl Sessions {
             wake: Notify::new(),
             store: self.store.clone(),
             deadlines: self.deadlines.clone(),
+            cluster_feed: std::sync::OnceLock::new(),
         })
     }
 

@@ -2,7 +2,7 @@
 //! offline) and its QoS 1/2 messages with their stage. Only persistent sessions (not
 //! clean) write anything; a broker without a store skips all of it.
 
-use crate::session::{Delivery, Session, SessionState};
+use crate::session::{Delivery, Session, SessionState, CLUSTER_SEQ};
 use crate::store::records::{options_byte, MessageRecord, SessionRecord, StoredStage};
 use crate::store::Op;
 use std::time::{Instant, UNIX_EPOCH};
@@ -43,6 +43,9 @@ impl Session {
     /// Writes the session's record, or removes it once the session is no longer
     /// persistent (or has ended: `ended`).
     pub fn persist(&self, state: &mut SessionState, ended: bool) {
+        if let (true, Some(cluster)) = (ended || state.clean, self.cluster_feed.get()) {
+            cluster.session_ended(&self.client_id, self.id);
+        }
         let Some(store) = &self.store else { return };
         let client_id = self.client_id.clone();
         if ended || state.clean {
@@ -76,7 +79,7 @@ impl Session {
     /// Gives a QoS 1/2 delivery for a persistent session its sequence number and stores
     /// it as queued.
     pub(crate) fn persist_new(&self, state: &mut SessionState, delivery: &mut Delivery, qos: QoS) {
-        if qos == QoS::AtMostOnce || !self.persistent(state) {
+        if qos == QoS::AtMostOnce || !self.persistent(state) || delivery.seq & CLUSTER_SEQ != 0 {
             return;
         }
         state.next_seq += 1;
@@ -86,7 +89,7 @@ impl Session {
 
     /// Stores a message's current stage (and packet id).
     pub fn persist_message(&self, delivery: &Delivery, qos: QoS, packet_id: u16, stage: StoredStage) {
-        let (Some(store), true) = (&self.store, delivery.seq != 0) else {
+        let (Some(store), true) = (&self.store, delivery.seq != 0 && delivery.seq & CLUSTER_SEQ == 0) else {
             return;
         };
         let record = MessageRecord::encode_parts(
@@ -105,6 +108,12 @@ impl Session {
 
     /// Removes a stored message (acknowledged, expired, moved or dropped).
     pub fn forget_message(&self, seq: u64) {
+        if seq & CLUSTER_SEQ != 0 {
+            if let Some(cluster) = self.cluster_feed.get() {
+                cluster.session_acked(&self.client_id, self.id, seq & !CLUSTER_SEQ);
+            }
+            return;
+        }
         if let (Some(store), true) = (&self.store, seq != 0) {
             store.enqueue_quiet(Op::Message {
                 client_id: self.client_id.clone(),

@@ -27,12 +27,15 @@
 //!
 //! Sessions across nodes are not built yet (docs/cluster.md).
 
+mod feed;
 mod health;
 mod inbound;
 mod link;
 mod metrics;
 mod outbound;
 mod retained;
+mod session_record;
+mod sessions;
 mod shared;
 pub mod subject;
 mod takeover;
@@ -108,6 +111,7 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
         available: AtomicBool::new(false),
         not_forwarded: AtomicU64::new(0),
         dropped_inbound: AtomicU64::new(0),
+        sessions: Default::default(),
     });
     let events = shared.clone();
     let options = async_nats::ConnectOptions::new()
@@ -165,6 +169,10 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
     handle.state().metrics.extra.add(Box::new(renderer));
     let state = handle.state().clone();
     let connections = takeover::subscribe(&state);
+    let sessions = Arc::new(sessions::Engine::new(shared.clone(), state.clone()));
+    let _ = shared.sessions.set(sessions.clone());
+    let (sessions_js, replicas) = (js.clone(), settings.replicas());
+    tokio::spawn(async move { sessions.set_up(&sessions_js, replicas).await });
     tokio::spawn(outbound::run(client.clone(), js.clone(), shared.clone(), out_rx));
     tokio::spawn(inbound::run(client.clone(), state.clone(), shared.clone(), interest_rx));
     tokio::spawn(shared::run(

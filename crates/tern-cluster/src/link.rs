@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use tern_broker::cluster::{AckTrack, ClusterLink, ClusterView, WillChange};
+use tern_broker::cluster::{Resume, ResumeFuture};
 use tern_proto::{Publish, QoS};
 use tokio::sync::mpsc;
 
@@ -38,6 +39,8 @@ pub struct Shared {
     pub not_forwarded: AtomicU64,
     /// Messages from other nodes dropped (undecodable, or seen already).
     pub dropped_inbound: AtomicU64,
+    /// The persistent sessions' part of the engine.
+    pub sessions: std::sync::OnceLock<Arc<crate::sessions::Engine>>,
 }
 
 /// The installed `ClusterLink`.
@@ -222,6 +225,41 @@ impl ClusterLink for NatsLink {
         if *count == 0 {
             filters.remove(filter);
             let _ = self.interest.send(Interest::Remove(filter.to_string()));
+        }
+    }
+
+    fn resume_session(&self, client_id: &str, clean_start: bool) -> ResumeFuture {
+        match self.shared.sessions.get() {
+            Some(engine) => Box::pin(engine.clone().resume(client_id.to_string(), clean_start)),
+            None => Box::pin(async { Resume::Local }),
+        }
+    }
+
+    fn feeds_sessions(&self) -> bool {
+        self.shared.sessions.get().is_some()
+    }
+
+    fn session_attached(&self, client_id: &str, session: u64) {
+        if let Some(engine) = self.shared.sessions.get() {
+            engine.attached(client_id, session);
+        }
+    }
+
+    fn session_subscribed(&self, client_id: &str, session: u64, track: Option<&Arc<AckTrack>>) {
+        if let Some(engine) = self.shared.sessions.get() {
+            engine.subscribed(client_id, session, track.map(Ticket::new));
+        }
+    }
+
+    fn session_acked(&self, client_id: &str, session: u64, seq: u64) {
+        if let Some(engine) = self.shared.sessions.get() {
+            engine.command(client_id, session, crate::feed::Command::Acked(seq));
+        }
+    }
+
+    fn session_ended(&self, client_id: &str, session: u64) {
+        if let Some(engine) = self.shared.sessions.get() {
+            engine.ended(client_id, session);
         }
     }
 }

@@ -57,6 +57,7 @@ mod tests {
             available: AtomicBool::new(true),
             not_forwarded: AtomicU64::new(3),
             dropped_inbound: AtomicU64::new(0),
+            sessions: Default::default(),
         };
         let mut out = String::new();
         render(&shared, 2, &mut out);

@@ -211,6 +211,9 @@ impl Takeover {
             return;
         }
         self.remember(client_id, theirs, entry.revision);
+        if let Some(sessions) = self.shared.sessions.get() {
+            sessions.claimed_elsewhere(client_id, theirs);
+        }
         let beaten = self
             .claims
             .get_mut(client_id)

@@ -174,10 +174,29 @@ pub(super) async fn accept(
     };
     let lifetime = session_lifetime(policy_session_rules(&mut connect, &admitted), &config);
     let owner = session_owner(&admitted);
-    let Some((session, session_present)) = attach_session(
+    let (clean_start, from_cluster) =
+        match super::resume::ask_cluster(broker, &admitted.client_id, connect.clean_start).await {
+            Ok(answer) => answer,
+            Err(why) => {
+                broker.metrics.refused.add(RefusalReason::TakeoverFailed);
+                let extra = refusal_properties(&config, listener);
+                let who = (admitted.client_id.as_ref(), admitted.user.as_deref());
+                refuse(
+                    socket,
+                    version,
+                    (ReasonCode::SERVER_UNAVAILABLE, &why),
+                    peer,
+                    who,
+                    extra,
+                )
+                .await;
+                return None;
+            }
+        };
+    let Some((session, mut session_present)) = attach_session(
         broker,
         (&admitted.client_id, owner.as_deref()),
-        connect.clean_start,
+        clean_start,
         lifetime,
         handle,
     )
@@ -191,6 +210,11 @@ pub(super) async fn accept(
         return None;
     };
     session.set_v5(version.is_v5());
+    if let Some(snapshot) = from_cluster {
+        super::resume::restore(broker, &session, snapshot);
+        session_present = true;
+    }
+    super::resume::attach(broker, &session);
     let security = broker.listener_security(listener);
     // A policy decides for its clients instead of the listener's ACL.
     let acl = security.acl.clone().filter(|_| admitted.policy.is_none());

@@ -301,7 +301,7 @@ impl Connection {
     /// The store sequence number of the in-flight message `packet_id` (0 when it is not
     /// stored); looked up only when there is a store.
     fn stored_seq(&self, state: &crate::session::SessionState, packet_id: u16) -> u64 {
-        if self.session.store.is_none() {
+        if self.session.store.is_none() && !self.session.cluster_fed() {
             return 0;
         }
         state.outbox.find(packet_id).map_or(0, |m| m.delivery.seq)
@@ -545,6 +545,9 @@ impl Connection {
             if problems.len() < reason_codes.len() {
                 // The SUBACK waits until the subscriptions are active in the cluster.
                 cluster.subscribed(track);
+                if self.session.cluster_fed() {
+                    cluster.session_subscribed(&self.session.client_id, self.session.id, Some(track));
+                }
             }
         }
         let properties = self.problem(&problems.join("; "));
@@ -621,6 +624,9 @@ impl Connection {
             } else {
                 ReasonCode::NO_SUBSCRIPTION_EXISTED
             });
+        }
+        if let (Some(cluster), true) = (self.broker.router.cluster(), self.session.cluster_fed()) {
+            cluster.session_subscribed(&self.session.client_id, self.session.id, None);
         }
         self.send(&Packet::UnsubscribeAck(UnsubscribeAck {
             packet_id: unsubscribe.packet_id,

@@ -13,6 +13,7 @@ mod enhanced_auth;
 mod handshake;
 mod inbound;
 mod packet_log;
+mod resume;
 pub(crate) mod transport;
 mod websocket;
 

@@ -178,6 +178,28 @@ impl NatsCluster {
         last
     }
 
+    /// The consumers of the message stream (`MQTT_MSGS`), the highest count a running
+    /// server reports: each persistent session with subscriptions has one.
+    pub fn consumer_count(&self) -> u64 {
+        let mut count = 0;
+        for server in self.servers.iter().filter(|s| s.child.is_some()) {
+            let Some((200, body)) = http_get(server.monitor_port, "/jsz?streams=true") else {
+                continue;
+            };
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            for stream in json["account_details"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+                .filter(|s| s["name"] == "MQTT_MSGS")
+            {
+                count = count.max(stream["state"]["consumer_count"].as_u64().unwrap_or(0));
+            }
+        }
+        count
+    }
+
     pub fn urls(&self) -> String {
         let urls: Vec<String> = self
             .servers

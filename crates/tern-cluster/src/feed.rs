@@ -1,0 +1,321 @@
+//! The feed of one persistent session on the node that holds it: one task that reads the
+//! session's durable consumer on the `MQTT_MSGS` stream into its queue (through the
+//! router, at each matching subscription's QoS), acknowledges each message in JetStream
+//! once the client is done with it, follows the session's subscriptions (the consumer's
+//! subjects and the record in `MQTT_SESSIONS`), and deletes both when the session ends.
+//!
+//! The consumer holds at most [`crate::sessions`]' in-flight limit unacknowledged; a
+//! message JetStream hands out again while it is still queued for the client is skipped.
+//! When the consumer is deleted (another node took the session), the feed ends.
+
+use crate::outbound::Ticket;
+use crate::session_record::{consumer_subjects, Record};
+use crate::sessions::{consumer_config, not_found, Engine, Ready, Taken};
+use crate::wire;
+use async_nats::jetstream::consumer::pull::{Config, MessagesErrorKind, Stream};
+use async_nats::jetstream::consumer::FromConsumer;
+use async_nats::jetstream::message::Acker;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What the broker tells a feed.
+#[derive(Debug)]
+pub enum Command {
+    /// The session's subscriptions changed; the ticket (a SUBSCRIBE's) is settled once
+    /// the consumer keeps the new subscriptions' messages.
+    Subscribed(Option<Ticket>),
+    /// The client is done with the message of this stream sequence.
+    Acked(u64),
+    /// The session ended: its record and consumer go.
+    Ended,
+    /// Another node holds the session now: stop, leaving the consumer to it.
+    Stop,
+}
+
+/// One session's feed.
+pub struct Feed {
+    engine: Arc<Engine>,
+    client_id: String,
+    session: u64,
+    key: String,
+    consumer: Option<(String, Config)>,
+    /// The consumer taken over on CONNECT, whose configuration is read at start.
+    taken: Option<String>,
+    revision: Option<u64>,
+    /// The record as last written.
+    written: Option<Record>,
+    /// Messages queued for the client, by stream sequence, until it is done with them.
+    pending: HashMap<u64, Acker>,
+}
+
+/// Whether a feed goes on.
+enum Next {
+    Go,
+    End,
+}
+
+impl Feed {
+    pub fn new(engine: Arc<Engine>, client_id: String, session: u64, key: String, taken: Option<Taken>) -> Feed {
+        let (taken, revision) = match taken {
+            Some(t) => (t.consumer, Some(t.revision)),
+            None => (None, None),
+        };
+        Feed {
+            engine,
+            client_id,
+            session,
+            key,
+            consumer: None,
+            taken,
+            revision,
+            written: None,
+            pending: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let engine = self.engine.clone();
+        let ready = loop {
+            if let Some(ready) = engine.ready.get() {
+                break ready;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        if let Some(name) = self.taken.take() {
+            let info = ready.stream.consumer_info(&name).await.map_err(|e| e.to_string());
+            match info.and_then(|i| Config::try_from_consumer_config(i.config).map_err(|e| e.to_string())) {
+                Ok(config) => self.consumer = Some((name, config)),
+                Err(e) => tracing::warn!(client = %self.client_id, "cluster: the session's consumer is gone: {e}"),
+            }
+        }
+        if let Err(e) = self.sync(ready).await {
+            tracing::warn!(client = %self.client_id, "cluster: the session's record could not be written: {e}");
+        }
+        let mut messages = self.open().await;
+        loop {
+            let next = tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Subscribed(ticket)) => {
+                        let before = self.consumer_name();
+                        let result = self.sync(ready).await;
+                        if let Err(e) = &result {
+                            tracing::warn!(client = %self.client_id, "cluster: the session's subscriptions could not be kept in the cluster: {e}");
+                        }
+                        if self.consumer_name() != before {
+                            messages = self.open().await;
+                        }
+                        match (ticket, result) {
+                            (Some(ticket), Ok(())) => ticket.settle(),
+                            (Some(ticket), Err(_)) => ticket.fail(),
+                            _ => {}
+                        }
+                        Next::Go
+                    }
+                    Some(Command::Acked(seq)) => {
+                        if let Some(acker) = self.pending.remove(&seq) {
+                            let _ = acker.ack().await;
+                        }
+                        Next::Go
+                    }
+                    Some(Command::Ended) => {
+                        self.end(ready).await;
+                        Next::End
+                    }
+                    Some(Command::Stop) | None => Next::End,
+                },
+                message = next_message(&mut messages) => match message {
+                    Some(Ok(message)) => self.deliver(message).await,
+                    Some(Err(e)) if e.kind() == MessagesErrorKind::ConsumerDeleted => {
+                        tracing::info!(client = %self.client_id, "cluster: the session's consumer was deleted (taken by another node)");
+                        Next::End
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(client = %self.client_id, "cluster: reading the session's messages: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        self.still_there(ready).await
+                    }
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        messages = self.open().await;
+                        if messages.is_none() && self.consumer.is_some() {
+                            Next::End
+                        } else {
+                            Next::Go
+                        }
+                    }
+                },
+            };
+            if let Next::End = next {
+                break;
+            }
+        }
+        self.engine.feed_gone(&self.client_id, self.session);
+    }
+
+    /// Whether the consumer still exists (else another node took the session).
+    async fn still_there(&self, ready: &Ready) -> Next {
+        let Some((name, _)) = &self.consumer else {
+            return Next::Go;
+        };
+        match ready.stream.consumer_info(name).await {
+            Err(e) if not_found(&e) => {
+                tracing::info!(client = %self.client_id, "cluster: the session's consumer is gone (taken by another node)");
+                Next::End
+            }
+            _ => Next::Go,
+        }
+    }
+
+    fn consumer_name(&self) -> Option<String> {
+        self.consumer.as_ref().map(|(name, _)| name.clone())
+    }
+
+    /// Reads the consumer's messages, if there is a consumer (and it still exists).
+    async fn open(&self) -> Option<Stream> {
+        let (name, _) = self.consumer.as_ref()?;
+        let ready = self.engine.ready.get()?;
+        let consumer = ready.stream.get_consumer::<Config>(name).await.ok()?;
+        consumer.messages().await.ok()
+    }
+
+    /// Queues one message for the session (or acknowledges it at once if it is not for
+    /// the session at QoS 1/2); ends the feed if the session is gone.
+    async fn deliver(&mut self, message: async_nats::jetstream::Message) -> Next {
+        let Ok(seq) = message.info().map(|i| i.stream_sequence) else {
+            return Next::Go;
+        };
+        if self.pending.contains_key(&seq) {
+            return Next::Go;
+        }
+        let (message, acker) = message.split();
+        let queued = match wire::decode(&message.payload) {
+            Ok(record) => self
+                .engine
+                .state
+                .feed_session(&self.client_id, self.session, &record.publish, seq),
+            Err(_) => Some(false),
+        };
+        match queued {
+            None => return Next::End,
+            Some(true) => {
+                self.pending.insert(seq, acker);
+            }
+            Some(false) => {
+                let _ = acker.ack().await;
+            }
+        }
+        Next::Go
+    }
+
+    /// The session's subscriptions (non-shared ones make the consumer's subjects) and its
+    /// expiry, as the broker holds them now; `None` if the session is gone.
+    fn session_now(&self) -> Option<Record> {
+        let session = self.engine.state.sessions.with(|map| {
+            map.get(self.client_id.as_str())
+                .filter(|s| s.id == self.session)
+                .cloned()
+        })?;
+        let state = session.state.lock();
+        let mut subscriptions: Vec<_> = state
+            .subscriptions
+            .iter()
+            .map(|(filter, (options, identifier))| (filter.clone(), *options, *identifier))
+            .collect();
+        subscriptions.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(Record {
+            origin: self.engine.shared.origin.to_string(),
+            consumer: None,
+            subscriptions,
+        })
+    }
+
+    fn expiry(&self) -> Option<Duration> {
+        let session = self.engine.state.sessions.with(|map| {
+            map.get(self.client_id.as_str())
+                .filter(|s| s.id == self.session)
+                .cloned()
+        })?;
+        let expiry = session.state.lock().expiry;
+        expiry
+    }
+
+    /// Makes the consumer follow the session's subscriptions (made, changed or deleted)
+    /// and writes the record if it changed.
+    async fn sync(&mut self, ready: &Ready) -> Result<(), String> {
+        let Some(mut record) = self.session_now() else {
+            return Ok(());
+        };
+        let subjects = consumer_subjects(record.subscriptions.iter().map(|(f, _, _)| f.as_str()));
+        let expiry = self.expiry();
+        match (self.consumer.take(), subjects.is_empty()) {
+            (None, true) => {}
+            (Some((name, _)), true) => {
+                let _ = ready.stream.delete_consumer(&name).await;
+            }
+            (None, false) => {
+                let name = self.engine.consumer_name();
+                let config = consumer_config(&name, subjects, None, expiry);
+                ready
+                    .stream
+                    .create_consumer(config.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.consumer = Some((name, config));
+            }
+            (Some((name, mut config)), false) => {
+                let threshold = consumer_config(&name, Vec::new(), None, expiry).inactive_threshold;
+                if config.filter_subjects != subjects || config.inactive_threshold != threshold {
+                    config.filter_subjects = subjects;
+                    config.filter_subject = String::new();
+                    config.inactive_threshold = threshold;
+                    if let Err(e) = ready.stream.update_consumer(config.clone()).await {
+                        if not_found(&e) {
+                            return Err("the session's consumer is gone".into());
+                        }
+                        self.consumer = Some((name, config));
+                        return Err(e.to_string());
+                    }
+                }
+                self.consumer = Some((name, config));
+            }
+        }
+        record.consumer = self.consumer.as_ref().map(|(name, _)| name.clone());
+        if self.written.as_ref() == Some(&record) {
+            return Ok(());
+        }
+        let value = record.encode().into_bytes().into();
+        let written = match self.revision {
+            Some(revision) => ready
+                .bucket
+                .update(&self.key, value, revision)
+                .await
+                .map_err(|e| e.to_string()),
+            None => ready.bucket.put(&self.key, value).await.map_err(|e| e.to_string()),
+        };
+        self.revision = Some(written?);
+        self.written = Some(record);
+        Ok(())
+    }
+
+    /// The session ended: its record (if still this node's) and consumer are deleted.
+    async fn end(&mut self, ready: &Ready) {
+        if let Some(revision) = self.revision {
+            let _ = ready.bucket.delete_expect_revision(&self.key, Some(revision)).await;
+        }
+        if let Some((name, _)) = self.consumer.take() {
+            let _ = ready.stream.delete_consumer(&name).await;
+        }
+    }
+}
+
+async fn next_message(
+    messages: &mut Option<Stream>,
+) -> Option<Result<async_nats::jetstream::Message, async_nats::error::Error<MessagesErrorKind>>> {
+    match messages {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}

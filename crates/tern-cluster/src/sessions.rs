@@ -1,0 +1,418 @@
+//! Persistent sessions across nodes: a session made on one node is resumed on whichever
+//! node its client reconnects to, with its subscriptions and the QoS 1/2 messages kept for
+//! it meanwhile, even if its node died.
+//!
+//! Each persistent session has a record in the `MQTT_SESSIONS` bucket
+//! ([`crate::session_record`]) naming the node that holds it and the durable consumer on
+//! the `MQTT_MSGS` stream that keeps its QoS 1/2 messages. The node that holds a session
+//! feeds it from that consumer only ([`crate::feed`]): the router leaves its QoS 1/2
+//! messages to the feed, and each message is acknowledged in JetStream once the client
+//! has acknowledged it (PUBACK, PUBCOMP), so what a client has not acknowledged stays in
+//! the consumer whatever becomes of the node.
+//!
+//! When a client connects, before CONNACK, the node reads the record. A session held by
+//! another node (or by an earlier run of this one) is taken: a new consumer is made from
+//! the old one's acknowledgement floor (every message the client had not acknowledged,
+//! and perhaps a few it had: duplicates QoS 1 allows), the record is rewritten naming
+//! this node and the new consumer with a compare-and-set on its revision (so of two nodes
+//! taking one session at once, one wins and the other refuses its client, which tries
+//! again), and the old consumer is deleted, which stops the old node's feed. The old
+//! node drops its copy of the session when it sees the client's claim in `MQTT_SESS`
+//! ([`crate::takeover`]). A clean start deletes the record and consumer. A session that
+//! expires on its node deletes them; one whose node died expires with its consumer
+//! (JetStream deletes a consumer left unread for the session expiry interval, plus a
+//! minute).
+
+use crate::feed::{Command, Feed};
+use crate::link::Shared;
+use crate::outbound::Ticket;
+use crate::session_record::{consumer_subjects, Record};
+use crate::subject;
+use async_nats::jetstream::{self, consumer, kv, stream};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tern_broker::cluster::{Resume, SessionSnapshot};
+use tern_broker::BrokerState;
+use tokio::sync::mpsc;
+
+/// The key-value bucket of persistent sessions.
+pub const BUCKET: &str = "MQTT_SESSIONS";
+/// Longest one JetStream request of a CONNECT waits.
+const REQUEST_WAIT: Duration = Duration::from_secs(2);
+
+/// The bucket and stream, once JetStream answered.
+pub struct Ready {
+    pub bucket: kv::Store,
+    pub stream: stream::Stream,
+}
+
+/// A session this node feeds.
+struct FeedHandle {
+    session: u64,
+    /// When it was attached here (µs since 1970): a claim of the client id elsewhere
+    /// after that means the client moved.
+    attached_us: u64,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+/// What [`Engine::resume`] took over, for the session attached next.
+pub struct Taken {
+    pub consumer: Option<String>,
+    pub revision: u64,
+}
+
+/// The sessions part of the cluster engine.
+pub struct Engine {
+    pub shared: Arc<Shared>,
+    pub state: Arc<BrokerState>,
+    pub ready: OnceLock<Ready>,
+    feeds: Mutex<HashMap<String, FeedHandle>>,
+    taken: Mutex<HashMap<String, Taken>>,
+    consumers: AtomicU64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("feeds", &self.feeds.lock().len())
+            .finish()
+    }
+}
+
+fn micros_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Whether a JetStream error says the consumer does not exist.
+pub fn not_found(e: &impl std::fmt::Display) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("not found") || text.contains("10014")
+}
+
+impl Engine {
+    pub fn new(shared: Arc<Shared>, state: Arc<BrokerState>) -> Engine {
+        Engine {
+            shared,
+            state,
+            ready: OnceLock::new(),
+            feeds: Mutex::new(HashMap::new()),
+            taken: Mutex::new(HashMap::new()),
+            consumers: AtomicU64::new(0),
+        }
+    }
+
+    /// Opens (or makes) the bucket and finds the stream, retrying until JetStream answers.
+    pub async fn set_up(&self, js: &jetstream::Context, replicas: usize) {
+        loop {
+            let bucket = match js.get_key_value(BUCKET).await {
+                Ok(bucket) => Ok(bucket),
+                Err(_) => js
+                    .create_key_value(kv::Config {
+                        bucket: BUCKET.to_string(),
+                        history: 1,
+                        storage: stream::StorageType::File,
+                        num_replicas: replicas,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            let stream = js.get_stream(crate::STREAM).await.map_err(|e| e.to_string());
+            match (bucket, stream) {
+                (Ok(bucket), Ok(stream)) => {
+                    let _ = self.ready.set(Ready { bucket, stream });
+                    return;
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::debug!("cluster: sessions bucket not ready: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// A new consumer name, unique in the cluster (this run's origin and a counter).
+    pub fn consumer_name(&self) -> String {
+        let n = self.consumers.fetch_add(1, Relaxed) + 1;
+        format!("tern-{}-{n}", self.shared.origin.replace(':', "-"))
+    }
+
+    fn has_feed(&self, client_id: &str) -> bool {
+        self.feeds.lock().contains_key(client_id)
+    }
+
+    /// Stops this node's feed of `client_id` (its consumer stays: another node takes it).
+    fn stop_feed(&self, client_id: &str) {
+        if let Some(feed) = self.feeds.lock().remove(client_id) {
+            let _ = feed.commands.send(Command::Stop);
+        }
+    }
+
+    /// Where `client_id`'s session is, before CONNACK (see the module's doc).
+    /// A lookup that meets a moment's trouble (another node writing the record in
+    /// the same instant, JetStream electing a leader) is tried again, three times in all.
+    pub async fn resume(self: Arc<Self>, client_id: String, clean_start: bool) -> Resume {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.resume_once(&client_id, clean_start).await {
+                Resume::Unavailable(why) if attempts < 3 => {
+                    tracing::debug!(
+                        client = client_id,
+                        "cluster: session lookup failed ({why}): trying again"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Resume::Unavailable(why) => {
+                    tracing::warn!(client = client_id, "cluster: session lookup failed: {why}");
+                    return Resume::Unavailable(why);
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    async fn resume_once(&self, client_id: &str, clean_start: bool) -> Resume {
+        let client_id = client_id.to_string();
+        let available = self.shared.available.load(Relaxed);
+        // Just after the node joined, the bucket may be moments behind.
+        for _ in 0..20 {
+            if self.ready.get().is_some() || !available {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let Some(ready) = self.ready.get().filter(|_| available) else {
+            return if clean_start || self.has_feed(&client_id) {
+                Resume::Local
+            } else {
+                Resume::Unavailable("the cluster's JetStream is unavailable: the session cannot be looked up".into())
+            };
+        };
+        let Some(key) = subject::topic_key(&client_id) else {
+            return Resume::Local;
+        };
+        let entry = match tokio::time::timeout(REQUEST_WAIT, ready.bucket.entry(key.clone())).await {
+            Ok(Ok(entry)) => entry,
+            _ if clean_start => return Resume::Local,
+            Ok(Err(e)) => return Resume::Unavailable(format!("the session could not be looked up: {e}")),
+            Err(_) => return Resume::Unavailable("the session could not be looked up in time".into()),
+        };
+        let revision = entry.as_ref().map(|e| e.revision);
+        let record = entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .and_then(|e| Record::decode(&e.value));
+        let local = self.has_feed(&client_id);
+        let Some(record) = record else {
+            // Nothing is held in the cluster (a session writes its record before its
+            // first SUBACK): whatever this node keeps is stale, unless the client starts
+            // clean anyway (then ending it here ends its feed).
+            if clean_start {
+                return Resume::Local;
+            }
+            self.stop_feed(&client_id);
+            return Resume::Fresh;
+        };
+        if local && record.origin == *self.shared.origin {
+            return Resume::Local;
+        }
+        self.stop_feed(&client_id);
+        if clean_start {
+            end_elsewhere(ready, &key, &record, revision).await;
+            tracing::info!(
+                client = client_id,
+                "cluster: session of node {} ended by a clean start",
+                record.origin.split(':').next().unwrap_or_default()
+            );
+            return Resume::Fresh;
+        }
+        self.take(ready, &client_id, &key, record, revision).await
+    }
+
+    /// Takes the session held elsewhere: a new consumer from the old one's floor, the
+    /// record rewritten by compare-and-set, the old consumer deleted.
+    async fn take(&self, ready: &Ready, client_id: &str, key: &str, record: Record, revision: Option<u64>) -> Resume {
+        let start = match &record.consumer {
+            None => None,
+            Some(old) => match tokio::time::timeout(REQUEST_WAIT, ready.stream.consumer_info(old)).await {
+                Ok(Ok(info)) => Some(info.ack_floor.stream_sequence + 1),
+                Ok(Err(e)) if not_found(&e) => {
+                    // Its consumer expired with it (left unread past the expiry interval).
+                    end_elsewhere(ready, key, &record, revision).await;
+                    return Resume::Fresh;
+                }
+                Ok(Err(e)) => return Resume::Unavailable(format!("the session's messages cannot be read: {e}")),
+                Err(_) => return Resume::Unavailable("the session's messages cannot be read in time".into()),
+            },
+        };
+        let filters = record.subscriptions.iter().map(|(f, _, _)| f.as_str());
+        let subjects = consumer_subjects(filters);
+        let consumer = match start {
+            Some(start) if !subjects.is_empty() => {
+                let name = self.consumer_name();
+                let config = consumer_config(&name, subjects, Some(start), None);
+                match tokio::time::timeout(REQUEST_WAIT, ready.stream.create_consumer(config)).await {
+                    Ok(Ok(_)) => Some(name),
+                    Ok(Err(e)) => return Resume::Unavailable(format!("the session's messages cannot be read: {e}")),
+                    Err(_) => return Resume::Unavailable("the session's messages cannot be read in time".into()),
+                }
+            }
+            _ => None,
+        };
+        let new = Record {
+            origin: self.shared.origin.to_string(),
+            consumer: consumer.clone(),
+            subscriptions: record.subscriptions.clone(),
+        };
+        let value = new.encode().into_bytes().into();
+        let written = match revision {
+            Some(revision) => ready
+                .bucket
+                .update(key, value, revision)
+                .await
+                .map_err(|e| e.to_string()),
+            None => ready.bucket.create(key, value).await.map_err(|e| e.to_string()),
+        };
+        let revision = match written {
+            Ok(revision) => revision,
+            Err(e) => {
+                if let Some(name) = &consumer {
+                    let _ = ready.stream.delete_consumer(name).await;
+                }
+                return Resume::Unavailable(format!("another node is taking the session: {e}"));
+            }
+        };
+        if let Some(old) = &record.consumer {
+            // Its feed (on the old node, if alive) stops when it is gone.
+            let _ = ready.stream.delete_consumer(old).await;
+        }
+        tracing::info!(
+            client = client_id,
+            "cluster: session of node {} resumed here",
+            record.origin.split(':').next().unwrap_or_default()
+        );
+        self.taken
+            .lock()
+            .insert(client_id.to_string(), Taken { consumer, revision });
+        Resume::Remote(SessionSnapshot {
+            subscriptions: record.subscriptions,
+        })
+    }
+
+    /// A persistent session was attached here: fed from now on (a session already fed
+    /// here, resumed by its client, goes on as it was).
+    pub fn attached(self: &Arc<Self>, client_id: &str, session: u64) {
+        let mut feeds = self.feeds.lock();
+        if feeds.get(client_id).is_some_and(|f| f.session == session) {
+            return;
+        }
+        if let Some(old) = feeds.remove(client_id) {
+            let _ = old.commands.send(Command::Stop);
+        }
+        let taken = self.taken.lock().remove(client_id);
+        let Some(key) = subject::topic_key(client_id) else {
+            return;
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        feeds.insert(
+            client_id.to_string(),
+            FeedHandle {
+                session,
+                attached_us: micros_now(),
+                commands: tx,
+            },
+        );
+        let feed = Feed::new(self.clone(), client_id.to_string(), session, key, taken);
+        tokio::spawn(feed.run(rx));
+    }
+
+    /// Passes `command` to the feed of session `session` of `client_id`, if it is here.
+    pub fn command(&self, client_id: &str, session: u64, command: Command) {
+        let feeds = self.feeds.lock();
+        if let Some(feed) = feeds.get(client_id).filter(|f| f.session == session) {
+            let _ = feed.commands.send(command);
+        }
+    }
+
+    /// A SUBSCRIBE or UNSUBSCRIBE of a fed session.
+    pub fn subscribed(&self, client_id: &str, session: u64, ticket: Option<Ticket>) {
+        self.command(client_id, session, Command::Subscribed(ticket));
+    }
+
+    /// A fed session ended: its feed deletes its record and consumer.
+    pub fn ended(&self, client_id: &str, session: u64) {
+        let mut feeds = self.feeds.lock();
+        if feeds.get(client_id).is_some_and(|f| f.session == session) {
+            if let Some(feed) = feeds.remove(client_id) {
+                let _ = feed.commands.send(Command::Ended);
+            }
+        }
+    }
+
+    /// A feed ended by itself (its consumer taken by another node, or its session gone).
+    pub fn feed_gone(&self, client_id: &str, session: u64) {
+        let mut feeds = self.feeds.lock();
+        if feeds.get(client_id).is_some_and(|f| f.session == session) {
+            feeds.remove(client_id);
+        }
+    }
+
+    /// Another node claimed `client_id` for a connection made at `connected_us`: if this
+    /// node's session of it was attached before that and is offline, the client moved:
+    /// the session is dropped here (the other node takes it from the cluster).
+    pub fn claimed_elsewhere(&self, client_id: &str, connected_us: u64) {
+        let attached = self.feeds.lock().get(client_id).map(|f| f.attached_us);
+        if attached.is_some_and(|at| at < connected_us) && self.state.drop_session_from_node(client_id) {
+            self.stop_feed(client_id);
+            tracing::info!(
+                client = client_id,
+                "cluster: client id connected to another node: its session here is dropped"
+            );
+        }
+    }
+}
+
+/// Deletes the record (if still at `revision`) and consumer of a session held elsewhere.
+async fn end_elsewhere(ready: &Ready, key: &str, record: &Record, revision: Option<u64>) {
+    if let Some(revision) = revision {
+        let _ = ready.bucket.delete_expect_revision(key, Some(revision)).await;
+    }
+    if let Some(name) = &record.consumer {
+        let _ = ready.stream.delete_consumer(name).await;
+    }
+}
+
+/// Most messages a session's consumer hands out before the client acknowledges some.
+const MAX_ACK_PENDING: i64 = 1000;
+/// How long JetStream waits for an acknowledgement before it hands a message out again
+/// (the feed recognises it and skips it while it is still queued).
+const ACK_WAIT: Duration = Duration::from_secs(300);
+
+/// A session's durable consumer: filtered on `subjects`, from stream sequence `start`
+/// (else from the next message stored), deleted by JetStream when left unread for
+/// `expiry` plus a minute (never without).
+pub fn consumer_config(
+    name: &str,
+    subjects: Vec<String>,
+    start: Option<u64>,
+    expiry: Option<Duration>,
+) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(name.to_string()),
+        deliver_policy: match start {
+            Some(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
+            None => consumer::DeliverPolicy::New,
+        },
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: ACK_WAIT,
+        max_ack_pending: MAX_ACK_PENDING,
+        filter_subjects: subjects,
+        inactive_threshold: expiry.map_or(Duration::ZERO, |e| e + Duration::from_secs(60)),
+        ..Default::default()
+    }
+}

