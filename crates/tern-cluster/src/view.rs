@@ -25,6 +25,9 @@ use tern_broker::BrokerState;
 
 /// Most retired origins remembered (restarts of nodes).
 const RETIRED_MAX: usize = 1024;
+/// Longest gap between two of this node's stored heartbeats (one a second) that still
+/// counts as an unbroken run of them.
+const STEADY_GAP: Duration = Duration::from_millis(2500);
 
 /// One node's last heartbeat.
 #[derive(Debug, Clone)]
@@ -70,8 +73,9 @@ pub struct Nodes {
     nodes: Mutex<HashMap<String, Node>>,
     /// Origins replaced by a newer run of their node: last heartbeat stored (ms).
     retired: Mutex<HashMap<String, u64>>,
-    /// When this node's own heartbeat was last stored.
-    own_beat: Mutex<Option<Instant>>,
+    /// When this node's own heartbeat was last stored, and since when they have been
+    /// stored without a break.
+    own_beat: Mutex<Option<(Instant, Instant)>>,
 }
 
 fn now_ms() -> u64 {
@@ -107,7 +111,22 @@ impl Nodes {
 
     /// This node's heartbeat was stored.
     pub fn beat_stored(&self) {
-        *self.own_beat.lock() = Some(Instant::now());
+        let now = Instant::now();
+        let mut own = self.own_beat.lock();
+        let since = match *own {
+            Some((last, since)) if last.elapsed() <= STEADY_GAP => since,
+            _ => now,
+        };
+        *own = Some((now, since));
+    }
+
+    /// Whether this node has stored its heartbeats without a break for a whole timeout:
+    /// only then does a missing heartbeat of another node say that node is gone, not that
+    /// this one was cut off (the other nodes' heartbeats had the time to come in since).
+    fn steady(&self) -> bool {
+        self.own_beat
+            .lock()
+            .is_some_and(|(last, since)| last.elapsed() <= STEADY_GAP && since.elapsed() > self.timeout)
     }
 
     /// Applies one write of the bucket.
@@ -149,7 +168,8 @@ impl Nodes {
     }
 
     /// Whether the run of a node `origin` names is alive. Until this node has read the
-    /// bucket and waited one timeout, every origin counts as alive.
+    /// bucket and waited one timeout, and while it is not [`Nodes::steady`], every origin
+    /// counts as alive.
     pub fn liveness(&self, origin: &str) -> Liveness {
         if origin == &*self.shared.origin {
             return Liveness::Alive;
@@ -157,6 +177,9 @@ impl Nodes {
         let Some(caught_up) = *self.caught_up.lock() else {
             return Liveness::Alive;
         };
+        if !self.steady() {
+            return Liveness::Alive;
+        }
         if let Some(&stored) = self.retired.lock().get(origin) {
             return Liveness::Dead(Some(stored));
         }
@@ -179,7 +202,7 @@ impl Nodes {
 
     /// The cluster as this node sees it.
     pub fn view(&self) -> ClusterView {
-        let own_age = self.own_beat.lock().map(|at| at.elapsed());
+        let own_age = self.own_beat.lock().map(|(at, _)| at.elapsed());
         let mut nodes: Vec<NodeView> = self
             .nodes
             .lock()

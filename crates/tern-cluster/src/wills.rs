@@ -44,6 +44,8 @@ const TICK: Duration = Duration::from_millis(250);
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pause before trying an orphaned will again after a failed delete (NATS trouble).
 const RETRY: Duration = Duration::from_secs(2);
+/// Most removals kept waiting for JetStream (the oldest go first).
+const DEFERRED_MAX: usize = 64 * 1024;
 
 /// What the broker told of a will, for the wills task.
 #[derive(Debug)]
@@ -228,6 +230,8 @@ struct Wills {
     records: HashMap<String, Record>,
     /// This node's records, by key.
     mine: HashMap<String, Mine>,
+    /// Removals of this node's records that wait for JetStream: (key, revision).
+    deferred: Vec<(String, u64)>,
 }
 
 /// Runs the wills task until `commands` closes.
@@ -246,6 +250,7 @@ pub async fn run(
         figures,
         records: HashMap::new(),
         mine: HashMap::new(),
+        deferred: Vec::new(),
     };
     let mut watch = None;
     let mut tick = tokio::time::interval(TICK);
@@ -270,7 +275,10 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
-            _ = tick.tick() => wills.orphans().await,
+            _ = tick.tick() => {
+                wills.retry_deferred().await;
+                wills.orphans().await;
+            }
         }
     }
 }
@@ -284,6 +292,9 @@ async fn next_entry(watch: &mut Option<kv::Watch>) -> Option<Result<kv::Entry, k
 
 impl Wills {
     async fn command(&mut self, command: Command) {
+        // While JetStream does not answer, nothing is written (each write would wait for
+        // its time limit): new wills stay with their node only, and removals wait.
+        let available = self.shared.available.load(Relaxed);
         match command {
             Command::Connected {
                 client_id,
@@ -295,6 +306,9 @@ impl Wills {
                     return;
                 };
                 self.mine.remove(&key);
+                if !available {
+                    return;
+                }
                 if clean_start {
                     // The session of a dead node's client ends with a clean start: its
                     // will goes now (resuming, below, cancels it).
@@ -346,13 +360,15 @@ impl Wills {
                     self.delete_mine(&key, revision).await;
                     return;
                 };
+                mine.delayed = true;
+                if !available {
+                    // Survivors count the delay from this node's last heartbeat instead.
+                    return;
+                }
                 let v = value(&client_id, connected_ms, mine.delay, due_ms, &mine.body);
                 match tokio::time::timeout(OP_TIMEOUT, self.bucket.update(&key, v, mine.revision)).await {
-                    Ok(Ok(revision)) => {
-                        mine.revision = revision;
-                        mine.delayed = true;
-                    }
-                    _ => {
+                    Ok(Ok(revision)) => mine.revision = revision,
+                    Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                         // The client id was written elsewhere meanwhile: it is back.
                         self.mine.remove(&key);
                         if self.state.cancel_delayed_will(&client_id) {
@@ -362,6 +378,7 @@ impl Wills {
                             );
                         }
                     }
+                    Ok(Err(_)) | Err(_) => {}
                 }
             }
             Command::DelayedPublished { client_id } => {
@@ -386,10 +403,32 @@ impl Wills {
         }
     }
 
-    /// Removes this node's record at `revision` (a newer write, elsewhere, stays).
-    async fn delete_mine(&self, key: &str, revision: u64) {
+    /// Removes this node's record at `revision` (a newer write, elsewhere, stays); while
+    /// JetStream does not answer, later (a will left behind would be published if this
+    /// node died).
+    async fn delete_mine(&mut self, key: &str, revision: u64) {
+        if !self.shared.available.load(Relaxed) {
+            self.deferred.push((key.to_string(), revision));
+            return;
+        }
         let delete = self.bucket.delete_expect_revision(key, Some(revision));
-        let _ = tokio::time::timeout(OP_TIMEOUT, delete).await;
+        match tokio::time::timeout(OP_TIMEOUT, delete).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => {}
+            Ok(Err(_)) | Err(_) => self.deferred.push((key.to_string(), revision)),
+        }
+    }
+
+    /// Tries the removals that waited for JetStream again.
+    async fn retry_deferred(&mut self) {
+        if self.deferred.is_empty() || !self.shared.available.load(Relaxed) {
+            return;
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        let dropped = deferred.len().saturating_sub(DEFERRED_MAX);
+        for (key, revision) in deferred.into_iter().skip(dropped) {
+            self.delete_mine(&key, revision).await;
+        }
     }
 
     /// A write of the bucket: the record kept up to date, and a will this node holds
@@ -453,6 +492,9 @@ impl Wills {
             due.push(key.clone());
         }
         self.figures.waiting.store(waiting, Relaxed);
+        if !self.shared.available.load(Relaxed) {
+            return;
+        }
         for key in due {
             self.claim(key).await;
         }

@@ -6,7 +6,8 @@
 //! another node while its node lives; then node c killed with SIGKILL while it holds
 //! clients with wills (3.1.1, 5.0 with a Will Delay Interval, one that comes back on
 //! another node within its delay, one that had disconnected normally): the survivors
-//! publish each due will once, and the view shows two healthy nodes.
+//! publish each due will once, and the view shows two healthy nodes. A second test: a bad
+//! `cluster_node_timeout` stops the start naming the directive.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -430,4 +431,20 @@ fn survivors_publish_wills_share_groups_and_see_the_cluster() {
     watcher.subscribe("will/#", QoS::AtLeastOnce);
     delayed_will_cancelled_on_another_node(&nats, &nodes, &mut watcher);
     wills_of_a_dead_node(&nats, &mut nodes, &mut watcher);
+}
+
+#[test]
+fn a_bad_cluster_node_timeout_refuses_to_start_naming_it() {
+    for value in ["1", "3601", "ten"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mosquitto.conf");
+        let config = format!(
+            "listener 0 127.0.0.1\ncluster_nats_urls nats://127.0.0.1:4222\ncluster_node_name a\ncluster_node_timeout {value}\n"
+        );
+        std::fs::write(&path, config).unwrap();
+        let out = tern(&["broker", "-c", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{value}: {stderr}");
+        assert!(stderr.contains("cluster_node_timeout"), "{value}: {stderr}");
+    }
 }

@@ -153,6 +153,16 @@ mod tests {
     }
 
     #[test]
+    fn the_node_timeout_is_whole_seconds_in_range() {
+        assert_eq!(node_timeout("2").unwrap(), std::time::Duration::from_secs(2));
+        assert_eq!(node_timeout("3600").unwrap(), std::time::Duration::from_secs(3600));
+        for bad in ["", "1", "0", "3601", "1.5", "-3", "10s"] {
+            let e = node_timeout(bad).unwrap_err().to_string();
+            assert!(e.starts_with("cluster_node_timeout"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn one_directive_without_the_other_is_refused() {
         assert!(check(&[], None).is_ok());
         assert!(check(&["nats://h".into()], Some("a")).is_ok());
