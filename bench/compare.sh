@@ -88,6 +88,11 @@ cpu_ticks() {
     awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
+# system_ticks PID: the system (kernel) part of it.
+system_ticks() {
+    awk '{ print $15 }' "/proc/$1/stat"
+}
+
 # mosquitto_tools NAME BROKER N: mosquitto's own tools as the load, unbatched: one
 # `mosquitto_pub --repeat N -q 1` (each message waits for its PUBACK before the next)
 # to one `mosquitto_sub -q 1`; broker CPU from /proc, no latency figures.
@@ -112,17 +117,21 @@ mosquitto_tools() {
     local probes before after t0 t1
     probes=$(grep -c probe "$work/sub.out" || true)
     before=$(cpu_ticks "$pid")
+    local system_before
+    system_before=$(system_ticks "$pid")
     t0=$(date +%s.%N)
     mosquitto_pub -p "$port" -t bench/pingpong -q 1 -m 0123456789abcdef --repeat $((n - probes)) --repeat-delay 0
     wait "$sub" 2>/dev/null || true
     t1=$(date +%s.%N)
     after=$(cpu_ticks "$pid")
+    local system_after
+    system_after=$(system_ticks "$pid")
     peer_stop "$broker" "$pid"
     local got
     got=$(wc -l <"$work/sub.out")
     local json
-    json=$(python3 -c "import json,sys,os; n,got,t,ticks=int(sys.argv[1]),int(sys.argv[2]),float(sys.argv[4])-float(sys.argv[3]),int(sys.argv[5]); hz=os.sysconf('SC_CLK_TCK'); print(json.dumps({'delivered': got, 'delivered_per_second': got / t, 'broker_cpu_us_per_message': ticks / hz * 1e6 / max(got, 1), 'latency_us': None, 'lost': n - got, 'duplicates': 0}))" \
-        "$n" "$got" "$t0" "$t1" "$((after - before))")
+    json=$(python3 -c "import json,sys,os; n,got,t,ticks,system=int(sys.argv[1]),int(sys.argv[2]),float(sys.argv[4])-float(sys.argv[3]),int(sys.argv[5]),int(sys.argv[6]); hz=os.sysconf('SC_CLK_TCK'); print(json.dumps({'delivered': got, 'delivered_per_second': got / t, 'broker_cpu_us_per_message': ticks / hz * 1e6 / max(got, 1), 'broker_system_us_per_message': system / hz * 1e6 / max(got, 1), 'latency_us': None, 'lost': n - got, 'duplicates': 0}))" \
+        "$n" "$got" "$t0" "$t1" "$((after - before))" "$((system_after - system_before))")
     echo "{\"name\": \"$name\", \"broker\": \"$broker\", \"result\": $json}" >>"$work/results.jsonl"
     echo "  $name / $broker done" >&2
 }

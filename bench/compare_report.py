@@ -161,6 +161,10 @@ def main():
     cpu = lambda r: r.get("broker_cpu_us_per_message")
     table("Broker CPU µs per delivered message (peer / Tern in brackets: above 1, the peer needs more)",
           runs, skipped, names, brokers, cpu, digits=3, only=lambda n: not n.startswith("idle"))
+    table("Of which in the kernel, µs per delivered message (system time: system calls, and on loopback "
+          "the TCP work of both ends of what the broker sends)",
+          runs, skipped, names, brokers, lambda r: r.get("broker_system_us_per_message"), digits=3,
+          only=lambda n: not n.startswith("idle"))
     table("Delivered messages a second (peer / Tern: above 1, the peer delivered more)",
           runs, skipped, names, brokers, lambda r: r["delivered_per_second"],
           only=lambda n: not n.startswith("idle"))

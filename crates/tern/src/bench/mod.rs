@@ -350,9 +350,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         (last - started).as_secs_f64().max(1e-9)
     };
     let unique = delivered - duplicates;
-    let cpu = match (before, after) {
-        (Some(b), Some(a)) if unique > 0 => Some((a.cpu_seconds - b.cpu_seconds) * 1e6 / unique as f64),
-        _ => None,
+    let (cpu, system) = match (before, after) {
+        (Some(b), Some(a)) if unique > 0 => (
+            Some((a.cpu_seconds - b.cpu_seconds) * 1e6 / unique as f64),
+            Some((a.system_seconds - b.system_seconds) * 1e6 / unique as f64),
+        ),
+        _ => (None, None),
     };
     let summary = Summary {
         scenario: format!("{:?}", args.scenario),
@@ -374,6 +377,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         },
         latency_us: Latency::from(&latency),
         broker_cpu_us_per_message: cpu,
+        broker_system_us_per_message: system,
         broker_rss_bytes: after.map(|a| a.rss_bytes),
     };
     eprintln!();

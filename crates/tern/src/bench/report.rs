@@ -8,6 +8,9 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy)]
 pub struct ProcessSample {
     pub cpu_seconds: f64,
+    /// The part of `cpu_seconds` spent in the kernel (system calls, and on loopback the
+    /// TCP work of both ends of what the process sends).
+    pub system_seconds: f64,
     pub rss_bytes: u64,
 }
 
@@ -16,7 +19,8 @@ pub fn sample(pid: u32) -> Option<ProcessSample> {
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let system = fields.get(12)?.parse::<f64>().ok()?;
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + system;
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -26,6 +30,7 @@ pub fn sample(pid: u32) -> Option<ProcessSample> {
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())?;
     Some(ProcessSample {
         cpu_seconds: ticks / per_second,
+        system_seconds: system / per_second,
         rss_bytes: rss_kib * 1024,
     })
 }
@@ -49,6 +54,8 @@ pub struct Summary {
     pub latency_us: Latency,
     /// Broker CPU microseconds per delivered message (with --broker-pid).
     pub broker_cpu_us_per_message: Option<f64>,
+    /// Of which in the kernel.
+    pub broker_system_us_per_message: Option<f64>,
     pub broker_rss_bytes: Option<u64>,
 }
 
@@ -102,7 +109,8 @@ impl Summary {
             l.p50, l.p99, l.p999, l.max
         );
         if let Some(cpu) = self.broker_cpu_us_per_message {
-            println!("broker CPU      {cpu:.3} us per delivered message");
+            let system = self.broker_system_us_per_message.unwrap_or(0.0);
+            println!("broker CPU      {cpu:.3} us per delivered message ({system:.3} in the kernel)");
         }
         if let Some(rss) = self.broker_rss_bytes {
             println!("broker RSS      {:.1} MiB", rss as f64 / 1048576.0);
