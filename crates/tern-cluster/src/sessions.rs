@@ -142,8 +142,13 @@ impl Engine {
         format!("tern-{}-{n}", self.shared.origin.replace(':', "-"))
     }
 
+    /// Whether this node feeds `client_id`'s session now (a feed that ended, its
+    /// consumer taken by another node, does not count).
     fn has_feed(&self, client_id: &str) -> bool {
-        self.feeds.lock().contains_key(client_id)
+        self.feeds
+            .lock()
+            .get(client_id)
+            .is_some_and(|f| !f.commands.is_closed())
     }
 
     /// Stops this node's feed of `client_id` (its consumer stays: another node takes it).
@@ -308,7 +313,10 @@ impl Engine {
     /// here, resumed by its client, goes on as it was).
     pub fn attached(self: &Arc<Self>, client_id: &str, session: u64) {
         let mut feeds = self.feeds.lock();
-        if feeds.get(client_id).is_some_and(|f| f.session == session) {
+        if feeds
+            .get(client_id)
+            .is_some_and(|f| f.session == session && !f.commands.is_closed())
+        {
             return;
         }
         if let Some(old) = feeds.remove(client_id) {
@@ -354,11 +362,13 @@ impl Engine {
         }
     }
 
-    /// A feed ended by itself (its consumer taken by another node, or its session gone).
+    /// A feed ended by itself (its consumer taken by another node, or its session gone):
+    /// its handle stays (closed) until the session is dropped or attached again, so that
+    /// the client's claim elsewhere still drops this node's copy.
     pub fn feed_gone(&self, client_id: &str, session: u64) {
-        let mut feeds = self.feeds.lock();
-        if feeds.get(client_id).is_some_and(|f| f.session == session) {
-            feeds.remove(client_id);
+        let gone = self.feeds.lock().get(client_id).is_some_and(|f| f.session == session);
+        if gone {
+            tracing::debug!(client = client_id, "cluster: the session's feed ended");
         }
     }
 

@@ -82,6 +82,12 @@ fn resumed_on_another_node(nodes: &HashMap<&str, Broker>, version: ProtocolVersi
     );
     let got = receive_until(&mut sub, "away-5");
     assert_eq!(got, expected, "{what}: the messages queued while away");
+    let dropped = ["its session here is dropped", &format!("client=\"{id}\"")];
+    assert!(
+        nodes["a"].log_line(&dropped),
+        "{what}: node a dropped its copy; node a: {:?}",
+        cluster_log(&nodes["a"])
+    );
     let code = publisher.publish(&format!("roam/{v}/two"), b"after", QoS::AtLeastOnce, false, 100);
     assert_eq!(code, ReasonCode::SUCCESS);
     assert_eq!(
@@ -89,6 +95,16 @@ fn resumed_on_another_node(nodes: &HashMap<&str, Broker>, version: ProtocolVersi
         [("after".to_string(), QoS::AtLeastOnce)],
         "{what}: the subscriptions came along"
     );
+    // From a publisher on its own node too, once (through the stream only).
+    let mut local = nodes["c"].connect(V311, &format!("roam-local-{v}"));
+    let code = local.publish(&format!("roam/{v}/two"), b"local", QoS::ExactlyOnce, false, 1);
+    assert_eq!(code, ReasonCode::SUCCESS);
+    assert_eq!(
+        receive_until(&mut sub, "local"),
+        [("local".to_string(), QoS::ExactlyOnce)],
+        "{what}: from its own node"
+    );
+    local.disconnect();
     settle(&mut sub);
     sub.disconnect();
 
@@ -115,16 +131,17 @@ fn resumed_on_another_node(nodes: &HashMap<&str, Broker>, version: ProtocolVersi
     end_session(&nodes["c"], version, &id);
 }
 
-/// A 5.0 session with a 1 s expiry interval, left on node a, expires there: its client
-/// coming back on node b finds no session.
+/// The sessions ended so far left no consumer behind; a 5.0 session with a 1 s expiry
+/// interval, left on node a, expires there (its consumer goes): its client coming back
+/// on node b finds no session.
 fn expired_session_is_not_resumed(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
     let consumers = || nats.consumer_count();
-    let before = consumers();
+    wait_until("the ended sessions' consumers deleted", || consumers() == 0);
     let (mut sub, _) = persistent(&nodes["a"], V5, "expiring", 1);
     sub.subscribe("exp/#", QoS::AtLeastOnce);
-    wait_until("the session's consumer", || consumers() > before);
+    wait_until("the session's consumer", || consumers() == 1);
     sub.disconnect();
-    wait_until("the expired session's consumer deleted", || consumers() == before);
+    wait_until("the expired session's consumer deleted", || consumers() == 0);
     let (sub, ack) = persistent(&nodes["b"], V5, "expiring", 1);
     assert!(!ack.session_present, "an expired session is not resumed");
     sub.disconnect();
