@@ -23,9 +23,11 @@
 //! - wills are kept in the `MQTT_WILLS` bucket, and the survivors publish those of a node
 //!   that died, once ([`wills`]);
 //! - shared subscriptions balance across the nodes through NATS queue groups
-//!   ([`shared`]).
-//!
-//! Sessions across nodes are not built yet (docs/cluster.md).
+//!   ([`shared`]);
+//! - a persistent session is resumed on whichever node its client reconnects to: its
+//!   record in the `MQTT_SESSIONS` bucket, and a durable consumer on the stream that feeds
+//!   it its QoS 1/2 messages, acknowledged as the client acknowledges them ([`sessions`],
+//!   [`feed`]).
 
 mod feed;
 mod health;
