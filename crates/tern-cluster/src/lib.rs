@@ -152,6 +152,7 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
     let parts = link::Parts {
         shares,
         wills: wills_tx,
+        wills_dropped: AtomicU64::new(0),
         view: view.clone(),
     };
     let link = Arc::new(NatsLink::new(shared.clone(), out_tx, interest_tx).with_parts(parts));
@@ -201,7 +202,7 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
             shared.clone(),
         ));
         let wills_bucket = wills::open(&js, settings.replicas()).await;
-        wills::run(wills_bucket, wills_rx, (state, shared), view, will_figures).await;
+        wills::run((wills_bucket, js), wills_rx, (state, shared), view, will_figures).await;
     });
     Ok(())
 }

@@ -63,6 +63,8 @@ pub struct NatsLink {
 pub struct Parts {
     pub shares: crate::shared::Shares,
     pub wills: mpsc::Sender<crate::wills::Command>,
+    /// Will changes dropped because the wills task's queue was full.
+    pub wills_dropped: AtomicU64,
     pub view: Arc<crate::view::Nodes>,
 }
 
@@ -195,10 +197,13 @@ impl ClusterLink for NatsLink {
         let Some(parts) = &self.parts else { return };
         if let Some(command) = crate::wills::command(client_id, change, &self.shared.origin) {
             if parts.wills.try_send(command).is_err() {
-                tracing::warn!(
-                    client = client_id,
-                    "cluster: the wills queue is full: this will is not kept for the other nodes"
-                );
+                let n = parts.wills_dropped.fetch_add(1, Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        client = client_id,
+                        "cluster: the wills queue is full: a will is not kept for the other nodes ({n} so far)"
+                    );
+                }
             }
         }
     }

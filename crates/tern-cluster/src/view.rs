@@ -42,9 +42,11 @@ struct Node {
     messages_out: u64,
 }
 
-/// What a heartbeat says (the value of a node's key).
+/// What a heartbeat says (the value of a node's key, its name).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Beat {
+    #[serde(default)]
+    node: String,
     origin: String,
     #[serde(default)]
     clients: u64,
@@ -101,6 +103,7 @@ impl Nodes {
     pub fn heartbeat_value(&self) -> bytes::Bytes {
         let m = &self.state.metrics;
         let beat = Beat {
+            node: self.shared.node.to_string(),
             origin: self.shared.origin.to_string(),
             clients: Metrics::get(&m.clients_connected),
             messages_in: Metrics::get(&m.messages_received),
@@ -310,6 +313,7 @@ mod tests {
     #[test]
     fn a_heartbeat_reads_back() {
         let beat = Beat {
+            node: "a".into(),
             origin: "a:1".into(),
             clients: 3,
             messages_in: 4,

@@ -213,15 +213,21 @@ fn parse(value: &[u8], revision: u64) -> Option<Record> {
 struct Mine {
     client_id: String,
     connected_ms: u64,
-    revision: u64,
+    /// The write's revision; `None` until it is answered.
+    revision: Option<u64>,
     delay: u32,
     body: Bytes,
     /// Held for its delay now (the connection closed).
     delayed: bool,
+    /// A close that waits for the write's answer (with when the will falls due, if held).
+    closing: Option<Option<u64>>,
 }
 
 struct Wills {
     bucket: kv::Store,
+    js: async_nats::jetstream::Context,
+    /// Answers of will writes: (key, connected ms, revision or `None` if it failed).
+    written_tx: mpsc::UnboundedSender<(String, u64, Option<u64>)>,
     state: Arc<BrokerState>,
     shared: Arc<Shared>,
     nodes: Arc<Nodes>,
@@ -236,14 +242,17 @@ struct Wills {
 
 /// Runs the wills task until `commands` closes.
 pub async fn run(
-    bucket: kv::Store,
+    (bucket, js): (kv::Store, async_nats::jetstream::Context),
     mut commands: mpsc::Receiver<Command>,
     (state, shared): (Arc<BrokerState>, Arc<Shared>),
     nodes: Arc<Nodes>,
     figures: Arc<Figures>,
 ) {
+    let (written_tx, mut written_rx) = mpsc::unbounded_channel();
     let mut wills = Wills {
         bucket,
+        js,
+        written_tx,
         state,
         shared,
         nodes,
@@ -264,6 +273,9 @@ pub async fn run(
                 Some(command) => wills.command(command).await,
                 None => return,
             },
+            Some((key, connected_ms, revision)) = written_rx.recv() => {
+                wills.written(key, connected_ms, revision).await;
+            }
             entry = next_entry(&mut watch) => match entry {
                 Some(Ok(entry)) => wills.entry(entry),
                 Some(Err(e)) => {
@@ -292,57 +304,13 @@ async fn next_entry(watch: &mut Option<kv::Watch>) -> Option<Result<kv::Entry, k
 
 impl Wills {
     async fn command(&mut self, command: Command) {
-        // While JetStream does not answer, nothing is written (each write would wait for
-        // its time limit): new wills stay with their node only, and removals wait.
-        let available = self.shared.available.load(Relaxed);
         match command {
             Command::Connected {
                 client_id,
                 connected_ms,
                 clean_start,
                 will,
-            } => {
-                let Some(key) = subject::topic_key(&client_id) else {
-                    return;
-                };
-                self.mine.remove(&key);
-                if !available {
-                    return;
-                }
-                if clean_start {
-                    // The session of a dead node's client ends with a clean start: its
-                    // will goes now (resuming, below, cancels it).
-                    self.publish_orphan_now(&key).await;
-                }
-                match will {
-                    Some((body, delay)) => {
-                        let v = value(&client_id, connected_ms, delay, 0, &body);
-                        match tokio::time::timeout(OP_TIMEOUT, self.bucket.put(&key, v)).await {
-                            Ok(Ok(revision)) => {
-                                let mine = Mine {
-                                    client_id,
-                                    connected_ms,
-                                    revision,
-                                    delay,
-                                    body,
-                                    delayed: false,
-                                };
-                                self.mine.insert(key, mine);
-                            }
-                            _ => tracing::debug!(
-                                client = client_id,
-                                "cluster: the will could not be stored for the other nodes"
-                            ),
-                        }
-                    }
-                    // A will left by an earlier connection (on a dead node, waiting for its
-                    // delay) is cancelled by this one.
-                    None if self.records.contains_key(&key) => {
-                        let _ = tokio::time::timeout(OP_TIMEOUT, self.bucket.delete(&key)).await;
-                    }
-                    None => {}
-                }
-            }
+            } => self.connected(client_id, connected_ms, clean_start, will).await,
             Command::Closed {
                 client_id,
                 connected_ms,
@@ -354,41 +322,143 @@ impl Wills {
                 let Some(mine) = self.mine.get_mut(&key).filter(|m| m.connected_ms == connected_ms) else {
                     return;
                 };
-                let Some(due_ms) = delayed_until_ms else {
-                    let revision = mine.revision;
-                    self.mine.remove(&key);
-                    self.delete_mine(&key, revision).await;
-                    return;
-                };
-                mine.delayed = true;
-                if !available {
-                    // Survivors count the delay from this node's last heartbeat instead.
+                mine.delayed = delayed_until_ms.is_some();
+                if mine.revision.is_none() {
+                    // Its write is not answered yet: closed once it is.
+                    mine.closing = Some(delayed_until_ms);
                     return;
                 }
-                let v = value(&client_id, connected_ms, mine.delay, due_ms, &mine.body);
-                match tokio::time::timeout(OP_TIMEOUT, self.bucket.update(&key, v, mine.revision)).await {
-                    Ok(Ok(revision)) => mine.revision = revision,
-                    Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                        // The client id was written elsewhere meanwhile: it is back.
-                        self.mine.remove(&key);
-                        if self.state.cancel_delayed_will(&client_id) {
-                            tracing::info!(
-                                client = client_id,
-                                "cluster: will cancelled: the client connected to another node"
-                            );
-                        }
-                    }
-                    Ok(Err(_)) | Err(_) => {}
-                }
+                self.close(&key, delayed_until_ms).await;
             }
             Command::DelayedPublished { client_id } => {
                 let Some(key) = subject::topic_key(&client_id) else {
                     return;
                 };
-                if let Some(mine) = self.mine.remove(&key) {
-                    self.delete_mine(&key, mine.revision).await;
+                match self.mine.get_mut(&key) {
+                    Some(mine) if mine.revision.is_none() => mine.closing = Some(None),
+                    Some(_) => self.close(&key, None).await,
+                    None => {}
                 }
             }
+        }
+    }
+
+    /// A connection of this node: its will written (without waiting for the answer, so
+    /// that a storm of connections is not held to one round trip each), or a will left
+    /// for the client id by a dead node published (clean start) or cancelled (resume).
+    async fn connected(&mut self, client_id: String, connected_ms: u64, clean_start: bool, will: Option<(Bytes, u32)>) {
+        let Some(key) = subject::topic_key(&client_id) else {
+            return;
+        };
+        self.mine.remove(&key);
+        // While JetStream does not answer, nothing is written (each write would wait for
+        // its time limit): new wills stay with their node only.
+        if !self.shared.available.load(Relaxed) {
+            return;
+        }
+        if clean_start {
+            // The session of a dead node's client ends with a clean start: its will goes
+            // now (resuming, below, cancels it).
+            self.publish_orphan_now(&key).await;
+        }
+        let Some((body, delay)) = will else {
+            // A will left by an earlier connection (on a dead node, waiting for its delay)
+            // is cancelled by this one.
+            if self.records.contains_key(&key) {
+                let _ = tokio::time::timeout(OP_TIMEOUT, self.bucket.delete(&key)).await;
+            }
+            return;
+        };
+        let v = value(&client_id, connected_ms, delay, 0, &body);
+        let subject = format!("$KV.{}.{key}", crate::WILLS_BUCKET);
+        let ack = match tokio::time::timeout(OP_TIMEOUT, self.js.publish(subject, v)).await {
+            Ok(Ok(ack)) => ack,
+            _ => {
+                tracing::debug!(
+                    client = client_id,
+                    "cluster: the will could not be stored for the other nodes"
+                );
+                return;
+            }
+        };
+        let written = self.written_tx.clone();
+        let answer_key = key.clone();
+        tokio::spawn(async move {
+            let revision = match tokio::time::timeout(OP_TIMEOUT, ack).await {
+                Ok(Ok(ack)) => Some(ack.sequence),
+                _ => None,
+            };
+            let _ = written.send((answer_key, connected_ms, revision));
+        });
+        let mine = Mine {
+            client_id,
+            connected_ms,
+            revision: None,
+            delay,
+            body,
+            delayed: false,
+            closing: None,
+        };
+        self.mine.insert(key, mine);
+    }
+
+    /// A will's write was answered (`None`: it failed): a close that waited for it is
+    /// done now.
+    async fn written(&mut self, key: String, connected_ms: u64, revision: Option<u64>) {
+        let Some(mine) = self
+            .mine
+            .get_mut(&key)
+            .filter(|m| m.connected_ms == connected_ms && m.revision.is_none())
+        else {
+            return;
+        };
+        let Some(revision) = revision else {
+            tracing::debug!(
+                client = mine.client_id,
+                "cluster: the will could not be stored for the other nodes"
+            );
+            self.mine.remove(&key);
+            return;
+        };
+        mine.revision = Some(revision);
+        if let Some(closing) = mine.closing.take() {
+            self.close(&key, closing).await;
+        }
+    }
+
+    /// This node's connection of `key` closed (its write answered): the record removed,
+    /// or rewritten with the time its will falls due.
+    async fn close(&mut self, key: &str, delayed_until_ms: Option<u64>) {
+        let Some(mine) = self.mine.get_mut(key) else {
+            return;
+        };
+        let Some(revision) = mine.revision else {
+            return;
+        };
+        let Some(due_ms) = delayed_until_ms else {
+            self.mine.remove(key);
+            self.delete_mine(key, revision).await;
+            return;
+        };
+        if !self.shared.available.load(Relaxed) {
+            // Survivors count the delay from this node's last heartbeat instead.
+            return;
+        }
+        let v = value(&mine.client_id, mine.connected_ms, mine.delay, due_ms, &mine.body);
+        match tokio::time::timeout(OP_TIMEOUT, self.bucket.update(key, v, revision)).await {
+            Ok(Ok(revision)) => mine.revision = Some(revision),
+            Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                // The client id was written elsewhere meanwhile: it is back.
+                if let Some(mine) = self.mine.remove(key) {
+                    if self.state.cancel_delayed_will(&mine.client_id) {
+                        tracing::info!(
+                            client = mine.client_id,
+                            "cluster: will cancelled: the client connected to another node"
+                        );
+                    }
+                }
+            }
+            Ok(Err(_)) | Err(_) => {}
         }
     }
 
@@ -441,9 +511,9 @@ impl Wills {
         let ours = record.as_ref().is_some_and(|r| r.origin == *self.shared.origin);
         if !ours {
             if let Some(mine) = self.mine.get(&entry.key) {
-                // Not this node's own write (those are answered before the watch reads
-                // them) unless the revision says so.
-                if entry.revision > mine.revision {
+                // Another node's write (a delete has no origin: this node's own deletes
+                // forget the record first) after this node's: the client id is back there.
+                if mine.revision.is_some_and(|r| entry.revision > r) {
                     let mine = self.mine.remove(&entry.key);
                     if let Some(mine) = mine.filter(|m| m.delayed) {
                         if self.state.cancel_delayed_will(&mine.client_id) {
