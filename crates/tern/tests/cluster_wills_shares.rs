@@ -2,7 +2,7 @@
 //! `nats-server` processes and three `tern broker` nodes (a, b, c) with a node timeout of
 //! 2 s. One test starts them once and runs the scenarios in turn: the cluster view (HTTP
 //! API, /metrics, $SYS) with three healthy nodes; a shared subscription with members on
-//! two nodes and a publisher on the third; a delayed will cancelled by a reconnect on
+//! all three nodes and a publisher on one of them; a delayed will cancelled by a reconnect on
 //! another node while its node lives; then node c killed with SIGKILL while it holds
 //! clients with wills (3.1.1, 5.0 with a Will Delay Interval, one that comes back on
 //! another node within its delay, one that had disconnected normally): the survivors
@@ -222,34 +222,44 @@ fn sys_value(node: &Broker, name: &str) -> Option<String> {
     })
 }
 
-/// `$share/workers/job/#` with a 5.0 member on node a and a 3.1.1 member on node b, a
-/// plain subscriber on node b and a publisher on node c: each message (QoS 1 and 2)
-/// reaches exactly one member, both members get some, the plain subscriber gets all.
+/// `$share/workers/job/#` with a 5.0 member on node a, a 3.1.1 member on node b and a
+/// 5.0 member on node c beside the publisher (its share comes back through NATS), and a
+/// plain subscriber on node b: each message (QoS 1 and 2) reaches exactly one member,
+/// every member gets some, the plain subscriber gets all.
 fn shared_group_across_nodes(nodes: &HashMap<&str, Node>) {
-    let mut member_a = nodes["a"].broker.connect(V5, "member-a");
-    member_a.subscribe("$share/workers/job/#", QoS::ExactlyOnce);
-    let mut member_b = nodes["b"].broker.connect(V311, "member-b");
-    member_b.subscribe("$share/workers/job/#", QoS::ExactlyOnce);
+    let mut members: Vec<(&str, Client)> = [("a", V5), ("b", V311), ("c", V5)]
+        .into_iter()
+        .map(|(node, version)| {
+            let mut member = nodes[node].broker.connect(version, &format!("member-{node}"));
+            member.subscribe("$share/workers/job/#", QoS::ExactlyOnce);
+            (node, member)
+        })
+        .collect();
     let mut plain = nodes["b"].broker.connect(V5, "plain-b");
     plain.subscribe("job/#", QoS::AtLeastOnce);
     let mut publisher = nodes["c"].broker.connect(V5, "job-publisher");
     // Until NATS routes the group's subject to node c's server, probes may find no one.
     warm_up(&mut publisher, "job/probe", &mut [&mut plain]);
     let deadline = Instant::now() + PATIENCE;
-    let (mut a_probed, mut b_probed) = (false, false);
+    let mut probed = [false; 3];
     let mut n = 0;
-    while !(a_probed && b_probed) {
-        assert!(Instant::now() < deadline, "probes never reached both members");
+    while !probed.iter().all(|p| *p) {
+        assert!(
+            Instant::now() < deadline,
+            "probes never reached every member: {probed:?}"
+        );
         n += 1;
         publisher.publish("job/probe", format!("probe-{n}").as_bytes(), QoS::AtMostOnce, false, 0);
-        a_probed |= !collect_within(&mut member_a).is_empty();
-        b_probed |= !collect_within(&mut member_b).is_empty();
+        for (i, (_, member)) in members.iter_mut().enumerate() {
+            probed[i] |= !collect_within(member).is_empty();
+        }
     }
-    rest(&mut member_a);
-    rest(&mut member_b);
+    for (_, member) in &mut members {
+        rest(member);
+    }
     rest(&mut plain);
 
-    const N: u16 = 40;
+    const N: u16 = 60;
     for i in 1..=N {
         let qos = if i % 2 == 0 { QoS::AtLeastOnce } else { QoS::ExactlyOnce };
         let code = publisher.publish(&format!("job/{i}"), format!("job-{i}").as_bytes(), qos, false, i);
@@ -258,36 +268,36 @@ fn shared_group_across_nodes(nodes: &HashMap<&str, Node>) {
     let all = collect_until(&mut plain, "the plain subscriber", |seen| {
         seen.iter().filter(|p| p.starts_with("job-")).count() == usize::from(N)
     });
+    assert_eq!(all.iter().filter(|p| p.starts_with("job-")).count(), usize::from(N));
     let mut got: HashMap<&str, Vec<String>> = HashMap::new();
     let deadline = Instant::now() + PATIENCE;
-    loop {
-        for (name, member) in [("a", &mut member_a), ("b", &mut member_b)] {
-            got.entry(name)
+    while got.values().map(Vec::len).sum::<usize>() < usize::from(N) && Instant::now() < deadline {
+        for (node, member) in &mut members {
+            let seen = collect_within(member);
+            got.entry(node)
                 .or_default()
-                .extend(collect_within(member).into_iter().filter(|p| p.starts_with("job-")));
-        }
-        let total: usize = got.values().map(Vec::len).sum();
-        if total >= usize::from(N) || Instant::now() > deadline {
-            break;
+                .extend(seen.into_iter().filter(|p| p.starts_with("job-")));
         }
     }
-    for (name, member) in [("a", &mut member_a), ("b", &mut member_b)] {
-        got.entry(name)
+    for (node, member) in &mut members {
+        let seen = rest(member);
+        got.entry(node)
             .or_default()
-            .extend(rest(member).into_iter().filter(|p| p.starts_with("job-")));
+            .extend(seen.into_iter().filter(|p| p.starts_with("job-")));
     }
     let every: Vec<&String> = got.values().flatten().collect();
     let distinct: BTreeSet<&String> = every.iter().copied().collect();
     assert_eq!(distinct.len(), every.len(), "a message reached two members: {got:?}");
     assert_eq!(every.len(), usize::from(N), "shared group: {got:?}");
     assert!(
-        !got["a"].is_empty() && !got["b"].is_empty(),
-        "one member got everything: {got:?}"
+        ["a", "b", "c"].iter().all(|node| !got[node].is_empty()),
+        "a member got nothing: {got:?}"
     );
-    assert_eq!(all.iter().filter(|p| p.starts_with("job-")).count(), usize::from(N));
-    for client in [member_a, member_b, plain, publisher] {
-        client.disconnect();
+    for (_, member) in members {
+        member.disconnect();
     }
+    plain.disconnect();
+    publisher.disconnect();
 }
 
 /// What arrives on `client` within a moment (a probe round), acknowledged.
