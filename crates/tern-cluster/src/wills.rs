@@ -209,6 +209,16 @@ fn parse(value: &[u8], revision: u64) -> Option<Record> {
     })
 }
 
+/// Why a node takes on another node's will.
+#[derive(Debug, Clone, Copy)]
+enum Claim {
+    /// Its node is dead.
+    DeadNode,
+    /// Its client started a clean session on this node while the other held the will
+    /// for its delay.
+    SessionEnded,
+}
+
 /// A will of this node's connection, as written.
 struct Mine {
     client_id: String,
@@ -357,9 +367,9 @@ impl Wills {
             return;
         }
         if clean_start {
-            // The session of a dead node's client ends with a clean start: its will goes
-            // now (resuming, below, cancels it).
-            self.publish_orphan_now(&key).await;
+            // A clean start ends the session: a will another node holds for its delay (or
+            // a dead node's) goes now. Resuming, below, cancels it.
+            self.publish_ended_now(&key).await;
         }
         let Some((body, delay)) = will else {
             // A will left by an earlier connection (on a dead node, waiting for its delay)
@@ -462,14 +472,20 @@ impl Wills {
         }
     }
 
-    /// Publishes the will of `key` at once if it is a dead node's (claimed first).
-    async fn publish_orphan_now(&mut self, key: &str) {
-        let dead = self
-            .records
-            .get(key)
-            .is_some_and(|r| matches!(self.nodes.liveness(&r.origin), Liveness::Dead(_)));
-        if dead {
-            self.claim(key.to_string()).await;
+    /// Publishes the will of `key` at once (claimed first) if a dead node left it, or
+    /// another node holds it for its delay (that node drops it when it sees the claim).
+    async fn publish_ended_now(&mut self, key: &str) {
+        let Some(record) = self.records.get(key) else {
+            return;
+        };
+        if record.origin == *self.shared.origin {
+            // This node's own: the broker publishes it as the clean start ends the session.
+            return;
+        }
+        match self.nodes.liveness(&record.origin) {
+            Liveness::Dead(_) => self.claim(key.to_string(), Claim::DeadNode).await,
+            Liveness::Alive if record.due_ms != 0 => self.claim(key.to_string(), Claim::SessionEnded).await,
+            Liveness::Alive => {}
         }
     }
 
@@ -566,13 +582,13 @@ impl Wills {
             return;
         }
         for key in due {
-            self.claim(key).await;
+            self.claim(key, Claim::DeadNode).await;
         }
     }
 
     /// Deletes the record of `key` at the revision seen and, if that succeeded (no other
     /// node did, and the client did not come back), publishes its will.
-    async fn claim(&mut self, key: String) {
+    async fn claim(&mut self, key: String, why: Claim) {
         let Some(record) = self.records.get_mut(&key) else {
             return;
         };
@@ -582,12 +598,21 @@ impl Wills {
                 let Some(record) = self.records.remove(&key) else {
                     return;
                 };
-                tracing::info!(
-                    client = record.client_id,
-                    "cluster: publishing the will of a client of dead node {}",
-                    record.origin
-                );
-                self.figures.published.fetch_add(1, Relaxed);
+                match why {
+                    Claim::DeadNode => {
+                        tracing::info!(
+                            client = record.client_id,
+                            "cluster: publishing the will of a client of dead node {}",
+                            record.origin
+                        );
+                        self.figures.published.fetch_add(1, Relaxed);
+                    }
+                    Claim::SessionEnded => tracing::info!(
+                        client = record.client_id,
+                        "cluster: publishing the will {} held: the client started a clean session here",
+                        record.origin
+                    ),
+                }
                 let client_id = ByteStr::from(record.client_id.as_str());
                 self.state.publish_will_of_node(&record.publish, &client_id);
             }

@@ -2,8 +2,8 @@
 //! `nats-server` processes and three `tern broker` nodes (a, b, c) with a node timeout of
 //! 2 s. One test starts them once and runs the scenarios in turn: the cluster view (HTTP
 //! API, /metrics, $SYS) with three healthy nodes; a shared subscription with members on
-//! all three nodes and a publisher on one of them; a delayed will cancelled by a reconnect on
-//! another node while its node lives; then node c killed with SIGKILL while it holds
+//! all three nodes and a publisher on one of them; delayed wills held by a live node,
+//! published at once by a clean start on another node, cancelled by a resume there; then node c killed with SIGKILL while it holds
 //! clients with wills (3.1.1, 5.0 with a Will Delay Interval, one that comes back on
 //! another node within its delay, one that had disconnected normally): the survivors
 //! publish each due will once, and the view shows two healthy nodes. A second test: a bad
@@ -329,11 +329,26 @@ fn resume(node: &Node, client_id: &str) -> Client {
     }
 }
 
-/// Two 5.0 clients of node b with a 3 s Will Delay Interval lose their connections, the
-/// mover first; the mover resumes its session on node a within the delay. The stayer's
-/// will comes when due; the mover's, which would have come before it (node b sends in
-/// order), never does.
-fn delayed_will_cancelled_on_another_node(nats: &NatsCluster, nodes: &HashMap<&str, Node>, watcher: &mut Client) {
+/// A 5.0 client of node b with a 30 s Will Delay Interval loses its connection and
+/// connects to node a with a clean start: its session ends, so its will comes at once.
+/// Then two clients of node b with a 3 s delay lose their connections, the mover first;
+/// the mover resumes its session on node a within the delay. The stayer's will comes
+/// when due; the mover's, which would have come before it (node b sends in order), never
+/// does.
+fn delayed_wills_and_another_node(nats: &NatsCluster, nodes: &HashMap<&str, Node>, watcher: &mut Client) {
+    let before = wills_written(nats);
+    let restarter = with_will(&nodes["b"], V5, "restarter", "will/restarter", 30);
+    wait_until("the restarter's will stored", || wills_written(nats) > before);
+    let before = wills_written(nats);
+    restarter.hang_up();
+    wait_until("the restarter's will held for its delay", || {
+        wills_written(nats) > before
+    });
+    let again = nodes["a"].broker.connect(V5, "restarter");
+    let wills = collect_until(watcher, "the restarter's will", |seen| !seen.is_empty());
+    assert_eq!(wills, ["will of restarter"], "a clean start elsewhere ends the session");
+    again.disconnect();
+
     let before = wills_written(nats);
     let mover = with_will(&nodes["b"], V5, "mover", "will/mover", 3);
     let stayer = with_will(&nodes["b"], V5, "stayer", "will/stayer", 3);
@@ -439,7 +454,7 @@ fn survivors_publish_wills_share_groups_and_see_the_cluster() {
     shared_group_across_nodes(&nodes);
     let mut watcher = nodes["a"].broker.connect(V5, "will-watcher");
     watcher.subscribe("will/#", QoS::AtLeastOnce);
-    delayed_will_cancelled_on_another_node(&nats, &nodes, &mut watcher);
+    delayed_wills_and_another_node(&nats, &nodes, &mut watcher);
     wills_of_a_dead_node(&nats, &mut nodes, &mut watcher);
 }
 
