@@ -41,7 +41,9 @@ use tokio::sync::mpsc;
 /// The key-value bucket of persistent sessions.
 pub const BUCKET: &str = "MQTT_SESSIONS";
 /// Longest one JetStream request of a CONNECT waits.
-const REQUEST_WAIT: Duration = Duration::from_secs(2);
+const REQUEST_WAIT: Duration = Duration::from_secs(1);
+/// How long a CONNECT tries again a lookup that failed (the handshake waits 5 s at most).
+const RETRY_FOR: Duration = Duration::from_secs(3);
 
 /// The bucket and stream, once JetStream answered.
 pub struct Ready {
@@ -160,18 +162,26 @@ impl Engine {
 
     /// Where `client_id`'s session is, before CONNACK (see the module's doc).
     /// A lookup that meets a moment's trouble (another node writing the record in
-    /// the same instant, JetStream electing a leader) is tried again, three times in all.
+    /// the same instant, JetStream electing a leader) is tried again, every 100 ms for
+    /// [`RETRY_FOR`].
     pub async fn resume(self: Arc<Self>, client_id: String, clean_start: bool) -> Resume {
-        let mut attempts = 0;
+        let started = std::time::Instant::now();
         loop {
-            attempts += 1;
             match self.resume_once(&client_id, clean_start).await {
-                Resume::Unavailable(why) if attempts < 3 => {
+                Resume::Unavailable(why) if started.elapsed() < RETRY_FOR => {
                     tracing::debug!(
                         client = client_id,
                         "cluster: session lookup failed ({why}): trying again"
                     );
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Resume::Unavailable(why) if clean_start => {
+                    // A clean start is not refused: the client gets a new session here.
+                    tracing::warn!(
+                        client = client_id,
+                        "cluster: a session held on another node could not be ended by this clean start: {why}"
+                    );
+                    return Resume::Local;
                 }
                 Resume::Unavailable(why) => {
                     tracing::warn!(client = client_id, "cluster: session lookup failed: {why}");
@@ -204,7 +214,6 @@ impl Engine {
         };
         let entry = match tokio::time::timeout(REQUEST_WAIT, ready.bucket.entry(key.clone())).await {
             Ok(Ok(entry)) => entry,
-            _ if clean_start => return Resume::Local,
             Ok(Err(e)) => return Resume::Unavailable(format!("the session could not be looked up: {e}")),
             Err(_) => return Resume::Unavailable("the session could not be looked up in time".into()),
         };

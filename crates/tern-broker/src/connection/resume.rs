@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest CONNECT waits for the cluster's answer.
-const RESUME_WAIT: Duration = Duration::from_secs(5);
+const RESUME_WAIT: Duration = Duration::from_secs(6);
 
 /// What CONNECT does with the session: start clean (`true`: a clean start, or this
 /// node's copy is stale), and the session to make from the cluster's snapshot. `Err`
