@@ -65,7 +65,7 @@ pub struct NodeView {
 pub struct ClusterView {
     /// This node's name.
     pub node: String,
-    /// Every node heard of since this node started (this one included), by name.
+    /// Every node heard of lately (this one included), by name.
     pub nodes: Vec<NodeView>,
 }
 

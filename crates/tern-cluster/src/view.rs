@@ -6,7 +6,8 @@
 //! Every node watches the bucket. A node is healthy while its heartbeats keep coming
 //! (measured on this node's clock from the moment each one arrives, so the nodes' clocks
 //! need not agree); a node whose heartbeat carries a new origin (it restarted) retires its
-//! previous origin at once. The wills of dead nodes ([`crate::wills`]) ask this view
+//! previous origin at once; a node unheard of for five timeouts has left and is no longer
+//! listed. The wills of dead nodes ([`crate::wills`]) ask this view
 //! whether an origin is gone. The view also feeds `$SYS/broker/cluster/...`,
 //! `GET /api/v1/cluster` and the `tern_cluster_node*` metrics.
 
@@ -25,6 +26,8 @@ use tern_broker::BrokerState;
 
 /// Most retired origins remembered (restarts of nodes).
 const RETIRED_MAX: usize = 1024;
+/// A node unheard of for this many node timeouts is no longer listed in the view.
+const FORGET_AFTER: u32 = 5;
 /// Longest gap between two of this node's stored heartbeats (one a second) that still
 /// counts as an unbroken run of them.
 const STEADY_GAP: Duration = Duration::from_millis(2500);
@@ -211,6 +214,8 @@ impl Nodes {
             .lock()
             .iter()
             .filter(|(name, _)| name.as_str() != &*self.shared.node)
+            // A node gone for long has left the cluster: no longer listed.
+            .filter(|(_, node)| node.seen.elapsed() <= self.timeout * FORGET_AFTER)
             .map(|(name, node)| NodeView {
                 name: name.clone(),
                 heartbeat_age_ms: node.seen.elapsed().as_millis() as u64,
