@@ -265,20 +265,20 @@ impl BrokerState {
         Some(self.router.publish_to_session(publish, &session, seq, &self.metrics))
     }
 
-    /// Forgets this node's offline session of `client_id` without ending it in the
-    /// cluster: the client connected to another node, which holds the session now. No
-    /// will is published and nothing is said to the cluster engine. Returns whether one
-    /// was dropped.
-    pub fn drop_session_from_node(&self, client_id: &str) -> bool {
+    /// Forgets this node's session `session` of `client_id` if it is offline, without
+    /// ending it in the cluster: the client connected to another node, which holds the
+    /// session now. No will is published and nothing is said to the cluster engine.
+    /// `None` if that session is not here (any more); else whether it was dropped (not:
+    /// it is online).
+    pub fn drop_session_from_node(&self, client_id: &str, session: u64) -> Option<bool> {
         let dropped = self.sessions.with(|map| {
-            let offline = map.get(client_id).is_some_and(|s| s.state.lock().connection.is_none());
-            if offline {
-                map.remove(client_id)
-            } else {
-                None
+            let current = map.get(client_id).filter(|s| s.id == session)?;
+            if current.state.lock().connection.is_some() {
+                return Some(None);
             }
-        });
-        let Some(session) = dropped else { return false };
+            Some(map.remove(client_id))
+        })?;
+        let Some(session) = dropped else { return Some(false) };
         let filters: Vec<ByteStr> = {
             let mut state = session.state.lock();
             state.outbox.clear();
@@ -288,7 +288,7 @@ impl BrokerState {
         for filter in filters {
             self.router.unsubscribe(session.id, &filter);
         }
-        true
+        Some(true)
     }
 
     /// Stores (or with an empty payload, clears) a retained message another node of the

@@ -43,7 +43,9 @@ impl Session {
     /// Writes the session's record, or removes it once the session is no longer
     /// persistent (or has ended: `ended`).
     pub fn persist(&self, state: &mut SessionState, ended: bool) {
-        if let (true, Some(cluster)) = (ended || state.clean, self.cluster_feed.get()) {
+        // Ended, not merely clean: a persistent session resumed to end with its connection
+        // is still fed until then.
+        if let (true, Some(cluster)) = (ended, self.cluster_feed.get()) {
             cluster.session_ended(&self.client_id, self.id);
         }
         let Some(store) = &self.store else { return };

@@ -40,6 +40,8 @@ use tokio::sync::mpsc;
 
 /// The key-value bucket of persistent sessions.
 pub const BUCKET: &str = "MQTT_SESSIONS";
+/// How long a session whose client moved is waited for to go offline, to drop it.
+const DROP_WAIT: Duration = Duration::from_secs(10);
 /// Longest one JetStream request of a CONNECT waits.
 const REQUEST_WAIT: Duration = Duration::from_secs(1);
 /// How long a CONNECT tries again a lookup that failed (the handshake waits 5 s at most).
@@ -382,16 +384,51 @@ impl Engine {
     }
 
     /// Another node claimed `client_id` for a connection made at `connected_us`: if this
-    /// node's session of it was attached before that and is offline, the client moved:
-    /// the session is dropped here (the other node takes it from the cluster).
-    pub fn claimed_elsewhere(&self, client_id: &str, connected_us: u64) {
-        let attached = self.feeds.lock().get(client_id).map(|f| f.attached_us);
-        if attached.is_some_and(|at| at < connected_us) && self.state.drop_session_from_node(client_id) {
-            self.stop_feed(client_id);
-            tracing::info!(
-                client = client_id,
-                "cluster: client id connected to another node: its session here is dropped"
-            );
+    /// node's session of it was attached before that, the client moved: the session is
+    /// dropped here once offline (a connection still open is being closed by the
+    /// takeover; it is waited for, at most [`DROP_WAIT`]).
+    pub fn claimed_elsewhere(self: &Arc<Self>, client_id: &str, connected_us: u64) {
+        let session = self
+            .feeds
+            .lock()
+            .get(client_id)
+            .filter(|f| f.attached_us < connected_us)
+            .map(|f| f.session);
+        let Some(session) = session else { return };
+        if self.drop_moved(client_id, session).is_some() {
+            return;
+        }
+        let (engine, client_id) = (self.clone(), client_id.to_string());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + DROP_WAIT;
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if engine.drop_moved(&client_id, session).is_some() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Drops session `session` of a client that moved if it is offline: `None` while it
+    /// is online, else whether it was dropped.
+    fn drop_moved(&self, client_id: &str, session: u64) -> Option<bool> {
+        match self.state.drop_session_from_node(client_id, session) {
+            Some(false) => None,
+            Some(true) => {
+                let mut feeds = self.feeds.lock();
+                if feeds.get(client_id).is_some_and(|f| f.session == session) {
+                    if let Some(feed) = feeds.remove(client_id) {
+                        let _ = feed.commands.send(Command::Stop);
+                    }
+                }
+                tracing::info!(
+                    client = client_id,
+                    "cluster: client id connected to another node: its session here is dropped"
+                );
+                Some(true)
+            }
+            None => Some(false),
         }
     }
 }

@@ -154,6 +154,56 @@ fn resumed_on_another_node(nodes: &HashMap<&str, Broker>, version: ProtocolVersi
     end_session(&nodes["c"], version, &id);
 }
 
+/// A 5.0 persistent subscriber connected on node b connects again on node a: the older
+/// connection gets DISCONNECT 0x8E, the session goes on on node a (session present, a
+/// message published then arrives once) and node b drops its copy.
+fn taken_over_while_connected(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
+    let id = "live-mover";
+    let before = nats.claims_written();
+    let (mut first, _) = persistent(&nodes["b"], V5, id, 600);
+    first.subscribe("live/#", QoS::AtLeastOnce);
+    wait_until("the connection on node b claimed", || nats.claims_written() > before);
+    let mut publisher = nodes["c"].connect(V311, "live-pub");
+    assert_eq!(
+        publisher.publish("live/1", b"l-1", QoS::AtLeastOnce, false, 1),
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(
+        receive_until(&mut first, "l-1"),
+        [("l-1".to_string(), QoS::AtLeastOnce)]
+    );
+    let (mut second, ack) = persistent(&nodes["a"], V5, id, 600);
+    assert!(
+        ack.session_present,
+        "taken over while connected: session present on node a"
+    );
+    let seen = first.expect_closed();
+    assert_eq!(
+        disconnect_reason(&seen),
+        ReasonCode::SESSION_TAKEN_OVER,
+        "taken over while connected: {seen:?}"
+    );
+    assert_eq!(
+        publisher.publish("live/1", b"l-2", QoS::AtLeastOnce, false, 2),
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(
+        receive_until(&mut second, "l-2"),
+        [("l-2".to_string(), QoS::AtLeastOnce)],
+        "taken over while connected: on node a"
+    );
+    settle(&mut second);
+    let dropped = ["its session here is dropped", "client=\"live-mover\""];
+    assert!(
+        nodes["b"].log_line(&dropped),
+        "node b dropped its copy: {:?}",
+        cluster_log(&nodes["b"])
+    );
+    second.disconnect();
+    publisher.disconnect();
+    end_session(&nodes["c"], V5, id);
+}
+
 /// The sessions ended so far left no consumer behind; a 5.0 session with a 1 s expiry
 /// interval, left on node a, expires there (its consumer goes): its client coming back
 /// on node b finds no session.
@@ -299,6 +349,7 @@ fn persistent_sessions_move_between_nodes_and_survive_a_killed_node() {
     for version in [V311, V5] {
         resumed_on_another_node(&nodes, version);
     }
+    taken_over_while_connected(&nats, &nodes);
     println!("resumed on another node after {:?}", started.elapsed());
     expired_session_is_not_resumed(&nats, &nodes);
     println!("expiry after {:?}", started.elapsed());
