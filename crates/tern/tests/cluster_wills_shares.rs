@@ -6,7 +6,9 @@
 //! published at once by a clean start on another node, cancelled by a resume there; then node c killed with SIGKILL while it holds
 //! clients with wills (3.1.1, 5.0 with a Will Delay Interval, one that comes back on
 //! another node within its delay, one that had disconnected normally): the survivors
-//! publish each due will once, and the view shows two healthy nodes. A second test: a bad
+//! publish each due will once, and the view shows c unhealthy, then no longer lists it;
+//! last, node c started again, killed and restarted at once: its client's will is
+//! published once. A second test: a bad
 //! `cluster_node_timeout` stops the start naming the directive.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -465,6 +467,38 @@ fn survivors_publish_wills_share_groups_and_see_the_cluster() {
     watcher.subscribe("will/#", QoS::AtLeastOnce);
     delayed_wills_and_another_node(&nats, &nodes, &mut watcher);
     wills_of_a_dead_node(&nats, &mut nodes, &mut watcher);
+    a_restarted_node(&nats, &nodes, &mut watcher);
+}
+
+/// Node c comes back, holds a 3.1.1 client with a will, is killed with SIGKILL and
+/// started again at once: its heartbeat's new origin retires the old one on the other
+/// nodes, and the will is published once (by a survivor or the new run of c).
+fn a_restarted_node(nats: &NatsCluster, nodes: &HashMap<&str, Node>, watcher: &mut Client) {
+    let c = start(nats, "c");
+    wait_available("c", &c.broker);
+    let before = wills_written(nats);
+    let _phoenix = with_will(&c, V311, "phoenix", "will/phoenix", 0);
+    wait_until("the phoenix's will stored", || wills_written(nats) > before);
+    let survivors = || {
+        ["a", "b"]
+            .iter()
+            .map(|n| nodes[n].broker.log_count(&["will of a client of dead node"]))
+            .sum::<usize>()
+    };
+    let before = survivors();
+    c.broker.kill_9();
+    let c = start(nats, "c");
+    let wills = collect_until(watcher, "the will of the restarted node's client", |seen| {
+        !seen.is_empty()
+    });
+    assert_eq!(wills, ["will of phoenix"]);
+    let published = || survivors() - before + c.broker.log_count(&["will of a client of dead node"]);
+    wait_until("the publishing node's log", || published() >= 1);
+    wait_until("node a saw node c restart", || {
+        nodes["a"].broker.log_contains("cluster: node c restarted")
+    });
+    assert!(rest(watcher).is_empty(), "the will came twice");
+    assert_eq!(published(), 1, "wills published");
 }
 
 #[test]
