@@ -93,11 +93,12 @@ system_ticks() {
     awk '{ print $15 }' "/proc/$1/stat"
 }
 
-# mosquitto_tools NAME BROKER N: mosquitto's own tools as the load, unbatched: one
-# `mosquitto_pub --repeat N -q 1` (each message waits for its PUBACK before the next)
-# to one `mosquitto_sub -q 1`; broker CPU from /proc, no latency figures.
+# mosquitto_tools NAME BROKER N [QOS SUBSCRIBERS DELAY]: mosquitto's own tools as the
+# load, unbatched: one `mosquitto_pub --repeat N` (at QoS 1 each message waits for its
+# PUBACK before the next; DELAY seconds between messages) to SUBSCRIBERS `mosquitto_sub`
+# (default: QoS 1, one subscriber, no delay); broker CPU from /proc, no latency figures.
 mosquitto_tools() {
-    local name=$1 broker=$2 n=$3
+    local name=$1 broker=$2 n=$3 qos=${4:-1} subscribers=${5:-1} delay=${6:-0}
     [[ -z "${ONLY:-}" || "$name" =~ $ONLY ]] || return 0
     local missing
     missing=$(peer_missing "$broker")
@@ -106,32 +107,48 @@ mosquitto_tools() {
     local pid port
     pid=$(peer_start "$broker") || { skip "$name" "$broker" "did not start"; return; }
     port=$(peer_port "$broker")
-    timeout 300 mosquitto_sub -p "$port" -t bench/pingpong -q 1 -C "$n" >"$work/sub.out" 2>/dev/null &
-    local sub=$!
-    # mosquitto_sub says nothing once subscribed: a probe message it receives does.
+    local subs=() i
+    for i in $(seq "$subscribers"); do
+        timeout 300 mosquitto_sub -p "$port" -t bench/tools -q "$qos" >"$work/sub$i.out" 2>/dev/null &
+        subs+=($!)
+    done
+    # mosquitto_sub says nothing once subscribed: probe messages until every one has one.
+    local ready
     for _ in $(seq 100); do
-        mosquitto_pub -p "$port" -t bench/pingpong -q 1 -m probe 2>/dev/null
-        grep -q probe "$work/sub.out" 2>/dev/null && break
+        mosquitto_pub -p "$port" -t bench/tools -q "$qos" -m probe 2>/dev/null
+        ready=0
+        for i in $(seq "$subscribers"); do
+            grep -q probe "$work/sub$i.out" 2>/dev/null && ready=$((ready + 1))
+        done
+        [ "$ready" -eq "$subscribers" ] && break
         sleep 0.05
     done
-    local probes before after t0 t1
-    probes=$(grep -c probe "$work/sub.out" || true)
+    # What each has so far (probes only: no more are sent), so that the end is known.
+    local had=() before after system_before system_after t0 t1
+    for i in $(seq "$subscribers"); do had+=("$(wc -l <"$work/sub$i.out")"); done
     before=$(cpu_ticks "$pid")
-    local system_before
     system_before=$(system_ticks "$pid")
     t0=$(date +%s.%N)
-    mosquitto_pub -p "$port" -t bench/pingpong -q 1 -m 0123456789abcdef --repeat $((n - probes)) --repeat-delay 0
-    wait "$sub" 2>/dev/null || true
+    mosquitto_pub -p "$port" -t bench/tools -q "$qos" -m 0123456789abcdef --repeat "$n" --repeat-delay "$delay"
+    # Until every subscriber has all of them, or nothing has come for 5 s (lost messages).
+    local got=0 last=0 quiet=0 expected=$((n * subscribers))
+    while [ "$got" -lt "$expected" ] && [ "$quiet" -lt 500 ]; do
+        got=0
+        for i in $(seq "$subscribers"); do
+            got=$((got + $(wc -l <"$work/sub$i.out") - had[i - 1]))
+        done
+        if [ "$got" -eq "$last" ]; then quiet=$((quiet + 1)); else quiet=0; last=$got; fi
+        [ "$got" -lt "$expected" ] && sleep 0.01
+    done
     t1=$(date +%s.%N)
+    kill "${subs[@]}" 2>/dev/null || true
+    for i in "${subs[@]}"; do wait "$i" 2>/dev/null || true; done
     after=$(cpu_ticks "$pid")
-    local system_after
     system_after=$(system_ticks "$pid")
     peer_stop "$broker" "$pid"
-    local got
-    got=$(wc -l <"$work/sub.out")
     local json
     json=$(python3 -c "import json,sys,os; n,got,t,ticks,system=int(sys.argv[1]),int(sys.argv[2]),float(sys.argv[4])-float(sys.argv[3]),int(sys.argv[5]),int(sys.argv[6]); hz=os.sysconf('SC_CLK_TCK'); print(json.dumps({'delivered': got, 'delivered_per_second': got / t, 'broker_cpu_us_per_message': ticks / hz * 1e6 / max(got, 1), 'broker_system_us_per_message': system / hz * 1e6 / max(got, 1), 'latency_us': None, 'lost': n - got, 'duplicates': 0}))" \
-        "$n" "$got" "$t0" "$t1" "$((after - before))" "$((system_after - system_before))")
+        "$expected" "$got" "$t0" "$t1" "$((after - before))" "$((system_after - system_before))")
     echo "{\"name\": \"$name\", \"broker\": \"$broker\", \"result\": $json}" >>"$work/results.jsonl"
     echo "  $name / $broker done" >&2
 }
@@ -175,6 +192,8 @@ for round in $(seq "$ROUNDS"); do
         # At 1,000 messages a second the broker's CPU is counted in 10 ms ticks: 10 s at least.
         measure "QoS 1 from 1,000 clients at 1 message/s each" "$broker" fan-in -P 1000 -q 1 --inflight 1 --batch 1 -r 1 -d "$((D < 10 ? 10 : D))"
         mosquitto_tools "QoS 1 mosquitto_pub --repeat 20000 to mosquitto_sub" "$broker" 20000
+        # About 2,000 a second: mosquitto_pub sleeps 0.5 ms between messages.
+        mosquitto_tools "QoS 0 mosquitto_pub --repeat 10000 at about 2,000/s to 20 mosquitto_sub" "$broker" 10000 0 20 0.0005
         measure "idle connections" "$broker" idle -c "$IDLE" --concurrency 200 --hold 2
     done
 done
