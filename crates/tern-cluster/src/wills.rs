@@ -13,13 +13,20 @@
 //! dead node's last heartbeat (or from when its client disconnected, if earlier). Each
 //! survivor first deletes the key with a compare-and-set on the revision it saw; only
 //! the one whose delete succeeds publishes, so each will is published once. A client id
-//! that connects again anywhere before then rewrites or deletes the key, which cancels
-//! the will: the survivors' compare-and-set fails, and a node that holds the will for its
-//! delay itself drops it when it sees another node's write of the key.
+//! that resumes its session anywhere before then (Clean Start 0) rewrites or deletes the
+//! key, which cancels the will: the survivors' compare-and-set fails, and a node that
+//! holds the will for its delay itself drops it when it sees another node's write of the
+//! key. One that connects with Clean Start 1 ends the session: the node it connects to
+//! claims the will the same way and publishes it at once.
+//!
+//! A connection's will is written without waiting for the answer (a storm of connections
+//! is not held to one round trip each); its close waits for that answer. While JetStream
+//! is unavailable nothing is written, and removals wait until it answers.
 //!
 //! Limits: a survivor that dies between its delete and its publish loses that will; a
 //! will longer than NATS's payload limit stays on its node only; the delay is not capped
-//! by the dead client's session expiry.
+//! by the dead client's session expiry; a node cut off from NATS for longer than the
+//! timeout has its clients' wills published by the others (docs/cluster.md).
 
 use crate::link::Shared;
 use crate::view::{Liveness, Nodes};
