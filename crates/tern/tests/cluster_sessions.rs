@@ -15,14 +15,24 @@ use std::sync::{Arc, Mutex};
 use tern_proto::*;
 
 /// Connects `id` to `node` with a persistent session (3.1.1: Clean Session 0; 5.0: Clean
-/// Start 0 and a Session Expiry Interval of `expiry` seconds).
+/// Start 0 and a Session Expiry Interval of `expiry` seconds). A refusal 0x88 (the node
+/// could not reach JetStream for 3 s: a loaded machine) is tried again, twice at most, and
+/// reported.
 fn persistent(node: &Broker, version: ProtocolVersion, id: &str, expiry: u32) -> (Client, ConnectAck) {
-    let mut client = node.client(version);
     let mut connect = connect_packet(version, id, false, 60);
     if version == V5 {
         connect.properties.push(Property::SessionExpiryInterval(expiry));
     }
-    let ack = client.connect(&connect);
+    let mut attempts = 0;
+    let (client, ack) = loop {
+        attempts += 1;
+        let mut client = node.client(version);
+        let ack = client.connect(&connect);
+        if ack.reason_code != ReasonCode::SERVER_UNAVAILABLE || attempts == 3 {
+            break (client, ack);
+        }
+        println!("{id}: refused 0x88, connecting again");
+    };
     if ack.reason_code != ReasonCode::SUCCESS {
         // The refusal's log line, for the failure message.
         node.log_contains(&format!("client=\"{id}\""));
@@ -39,6 +49,22 @@ fn persistent(node: &Broker, version: ProtocolVersion, id: &str, expiry: u32) ->
             .collect::<Vec<_>>()
     );
     (client, ack)
+}
+
+/// `got` without the QoS 1 messages of `acknowledged` (acknowledged on the node the client
+/// just left): one whose acknowledgement had not reached JetStream when the client moved
+/// comes again, as QoS 1 allows. Such repeats are reported.
+fn without_repeats(got: Vec<(String, QoS)>, acknowledged: &[&str], what: &str) -> Vec<(String, QoS)> {
+    let (repeats, rest): (Vec<_>, Vec<_>) = got
+        .into_iter()
+        .partition(|(p, q)| *q == QoS::AtLeastOnce && acknowledged.contains(&p.as_str()));
+    if !repeats.is_empty() {
+        println!(
+            "{what}: {} QoS 1 message(s) acknowledged on the old node came again",
+            repeats.len()
+        );
+    }
+    rest
 }
 
 /// Ends `id`'s session wherever it is held (a clean start, then a disconnect).
@@ -136,7 +162,7 @@ fn resumed_on_another_node(nodes: &HashMap<&str, Broker>, version: ProtocolVersi
     let (mut sub, ack) = persistent(&nodes["a"], version, &id, 600);
     assert!(ack.session_present, "{what}: session present back on node a");
     assert_eq!(
-        receive_until(&mut sub, "back"),
+        without_repeats(receive_until(&mut sub, "back"), &["still"], &what),
         [("back".to_string(), QoS::AtLeastOnce)],
         "{what}: back on node a, only what came since"
     );
@@ -188,7 +214,11 @@ fn taken_over_while_connected(nats: &NatsCluster, nodes: &HashMap<&str, Broker>)
         ReasonCode::SUCCESS
     );
     assert_eq!(
-        receive_until(&mut second, "l-2"),
+        without_repeats(
+            receive_until(&mut second, "l-2"),
+            &["l-1"],
+            "taken over while connected"
+        ),
         [("l-2".to_string(), QoS::AtLeastOnce)],
         "taken over while connected: on node a"
     );
@@ -346,6 +376,7 @@ fn persistent_sessions_move_between_nodes_and_survive_a_killed_node() {
         });
         end_session(&nodes[name], V5, "ready-probe");
     }
+    println!("persistent sessions taken after {:?}", started.elapsed());
     for version in [V311, V5] {
         resumed_on_another_node(&nodes, version);
     }
