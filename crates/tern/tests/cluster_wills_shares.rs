@@ -366,11 +366,15 @@ fn delayed_wills_and_another_node(nats: &NatsCluster, nodes: &HashMap<&str, Node
     back.disconnect();
 }
 
-/// Node c dies with five clients: the survivors publish the 3.1.1 client's will once the
-/// node times out and the 5.0 client's after its 5 s delay, each once; the client that
-/// resumes on node b within its delay and the one that had disconnected normally leave
-/// no will; the one that connects again with a clean start has its will published then
-/// (its session ends, as on a single node); node a's view shows c unhealthy.
+/// Clients of node c with wills and nothing else to tell them apart.
+const CROWD: usize = 100;
+
+/// Node c dies with five clients and a crowd: the survivors publish the 3.1.1 client's
+/// will once the node times out and the 5.0 client's after its 5 s delay, each once, and
+/// the crowd's wills each once between them; the client that resumes on node b within
+/// its delay and the one that had disconnected normally leave no will; the one that
+/// connects again with a clean start has its will published then (its session ends, as
+/// on a single node); node a's view shows c unhealthy, then no longer lists it.
 fn wills_of_a_dead_node(nats: &NatsCluster, nodes: &mut HashMap<&str, Node>, watcher: &mut Client) {
     let before = wills_written(nats);
     let _old = with_will(&nodes["c"], V311, "old-timer", "will/old-timer", 0);
@@ -378,7 +382,19 @@ fn wills_of_a_dead_node(nats: &NatsCluster, nodes: &mut HashMap<&str, Node>, wat
     let _back = with_will(&nodes["c"], V5, "comes-back", "will/comes-back", 30);
     let _impatient = with_will(&nodes["c"], V5, "impatient", "will/impatient", 30);
     let polite = with_will(&nodes["c"], V5, "polite", "will/polite", 0);
-    wait_until("the five wills stored", || wills_written(nats) >= before + 5);
+    // A crowd whose wills the two survivors race to publish, each once.
+    let _crowd: Vec<Client> = (0..CROWD)
+        .map(|i| {
+            with_will(
+                &nodes["c"],
+                V311,
+                &format!("crowd-{i:03}"),
+                &format!("will/crowd/{i}"),
+                0,
+            )
+        })
+        .collect();
+    wait_until("the wills stored", || wills_written(nats) >= before + 5 + CROWD as u64);
     let before = wills_written(nats);
     polite.disconnect();
     wait_until("the polite client's will removed", || wills_written(nats) > before);
@@ -404,6 +420,7 @@ fn wills_of_a_dead_node(nats: &NatsCluster, nodes: &mut HashMap<&str, Node>, wat
         ["will of old-timer", "will of late", "will of impatient"]
             .iter()
             .all(|will| seen.iter().any(|p| p == will))
+            && seen.iter().filter(|p| p.starts_with("will of crowd-")).count() >= CROWD
     });
     // The delay counts from node c's last heartbeat, at most a second before the kill.
     let waited = killed.elapsed();
@@ -423,11 +440,9 @@ fn wills_of_a_dead_node(nats: &NatsCluster, nodes: &mut HashMap<&str, Node>, wat
     });
     wills.extend(rest(watcher));
     wills.sort();
-    assert_eq!(
-        wills,
-        ["will of impatient", "will of late", "will of old-timer"],
-        "wills received"
-    );
+    let mut expected: Vec<String> = (0..CROWD).map(|i| format!("will of crowd-{i:03}")).collect();
+    expected.extend(["will of impatient", "will of late", "will of old-timer"].map(String::from));
+    assert_eq!(wills, expected, "wills received");
     let published = ["a", "b"]
         .iter()
         .map(|n| {
@@ -436,7 +451,7 @@ fn wills_of_a_dead_node(nats: &NatsCluster, nodes: &mut HashMap<&str, Node>, wat
                 .log_count(&["publishing the will of a client of dead node"])
         })
         .sum::<usize>();
-    assert_eq!(published, 3, "wills published by the survivors");
+    assert_eq!(published, 3 + CROWD, "wills published by the survivors");
     again.disconnect();
     impatient.disconnect();
     // Five timeouts after its last heartbeat, node c has left the view.
