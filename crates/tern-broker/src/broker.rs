@@ -254,17 +254,6 @@ impl BrokerState {
         }
     }
 
-    /// Queues a message the cluster engine feeds to session `session` of `client_id` (its
-    /// number `seq` comes back through `ClusterLink::session_acked`). `None` if that
-    /// session is no longer here; else whether the message was queued (not queued: not
-    /// for the session at QoS 1/2, or its queue is full; nothing waits for it).
-    pub fn feed_session(&self, client_id: &str, session: u64, publish: &Publish, seq: u64) -> Option<bool> {
-        let session = self
-            .sessions
-            .with(|map| map.get(client_id).filter(|s| s.id == session).cloned())?;
-        Some(self.router.publish_to_session(publish, &session, seq, &self.metrics))
-    }
-
     /// Forgets this node's session `session` of `client_id` if it is offline, without
     /// ending it in the cluster: the client connected to another node, which holds the
     /// session now. No will is published and nothing is said to the cluster engine.
@@ -709,7 +698,7 @@ async fn accept_loop(index: usize, listener: TcpListener, state: Arc<BrokerState
                                 socket = socket.websocket(settings, peer.ip(), config.max_packet_size());
                             }
                         }
-                        tracker.spawn(connection::serve(socket, peer, state.clone(), (index, slot)));
+                        { let f = connection::serve(socket, peer, state.clone(), (index, slot)); if std::env::var_os("TERN_SIZES").is_some() { eprintln!("SIZES serve-future {}", std::mem::size_of_val(&f)); } tracker.spawn(f); }
                     }
                     Err(refusal) => {
                         state.metrics.refused.add(match refusal {

@@ -138,7 +138,7 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
     }
 
     /// Whether the engine feeds persistent sessions: then their QoS 1/2 messages come
-    /// only from the engine (`BrokerState::feed_session`), each given back to it by
+    /// only from the engine (`Router::publish_to_session`), each given back to it by
     /// [`ClusterLink::session_acked`] when the client is done with it.
     fn feeds_sessions(&self) -> bool {
         false

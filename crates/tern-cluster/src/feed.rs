@@ -18,7 +18,12 @@ use async_nats::jetstream::message::Acker;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tern_broker::session::Session;
+use tern_proto::ByteStr;
+
+/// How often a feed looks its session up again in the broker's registry.
+const LOOKUP_EVERY: Duration = Duration::from_secs(1);
 use tokio::sync::mpsc;
 
 /// What the broker tells a feed.
@@ -49,6 +54,9 @@ pub struct Feed {
     written: Option<Record>,
     /// Messages queued for the client, by stream sequence, until it is done with them.
     pending: HashMap<u64, Acker>,
+    /// The session, and when it was looked up (again at most once a second: the
+    /// registry's lock is CONNECT's, not every message's).
+    cached: Option<(Arc<Session>, Instant)>,
 }
 
 /// Whether a feed goes on.
@@ -73,6 +81,7 @@ impl Feed {
             revision,
             written: None,
             pending: HashMap::new(),
+            cached: None,
         }
     }
 
@@ -194,15 +203,24 @@ impl Feed {
             return Next::Go;
         }
         let (message, acker) = message.split();
-        let queued = match wire::decode(&message.payload) {
-            Ok(mut record) => match still_valid(&mut record.publish, published) {
-                true => self
-                    .engine
-                    .state
-                    .feed_session(&self.client_id, self.session, &record.publish, seq),
-                false => Some(false),
-            },
-            Err(_) => Some(false),
+        if self.cached.as_ref().is_none_or(|(_, at)| at.elapsed() >= LOOKUP_EVERY) {
+            let id = ByteStr::from(self.client_id.as_str());
+            let session = self.engine.state.sessions.current(&id, self.session);
+            self.cached = session.map(|s| (s, Instant::now()));
+        }
+        let queued = match (&self.cached, wire::decode(&message.payload)) {
+            (None, _) => None,
+            (Some((session, _)), Ok(mut record)) => {
+                let state = &self.engine.state;
+                let valid = still_valid(&mut record.publish, published);
+                Some(
+                    valid
+                        && state
+                            .router
+                            .publish_to_session(&record.publish, session, seq, &state.metrics),
+                )
+            }
+            (Some(_), Err(_)) => Some(false),
         };
         match queued {
             None => return Next::End,
