@@ -147,15 +147,18 @@ impl Feed {
                         self.still_there(ready).await
                     }
                     None => {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        messages = self.open().await;
-                        if messages.is_none() && self.consumer.is_some() {
-                            Next::End
-                        } else {
-                            Next::Go
-                        }
+                        messages = None;
+                        Next::Go
                     }
                 },
+                // Reading could not start (JetStream did not answer): tried again each second.
+                _ = tokio::time::sleep(Duration::from_secs(1)), if messages.is_none() && self.consumer.is_some() => {
+                    messages = self.open().await;
+                    match messages {
+                        Some(_) => Next::Go,
+                        None => self.still_there(ready).await,
+                    }
+                }
             };
             if let Next::End = next {
                 break;
