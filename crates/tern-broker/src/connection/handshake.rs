@@ -179,17 +179,9 @@ pub(super) async fn accept(
             Ok(answer) => answer,
             Err(why) => {
                 broker.metrics.refused.add(RefusalReason::TakeoverFailed);
-                let extra = refusal_properties(&config, listener);
+                let (extra, reason) = (refusal_properties(&config, listener), ReasonCode::SERVER_UNAVAILABLE);
                 let who = (admitted.client_id.as_ref(), admitted.user.as_deref());
-                refuse(
-                    socket,
-                    version,
-                    (ReasonCode::SERVER_UNAVAILABLE, &why),
-                    peer,
-                    who,
-                    extra,
-                )
-                .await;
+                refuse(socket, version, (reason, &why), peer, who, extra).await;
                 return None;
             }
         };
@@ -210,11 +202,7 @@ pub(super) async fn accept(
         return None;
     };
     session.set_v5(version.is_v5());
-    if let Some(snapshot) = from_cluster {
-        super::resume::restore(broker, &session, snapshot);
-        session_present = true;
-    }
-    super::resume::attach(broker, &session);
+    session_present |= super::resume::attach(broker, &session, from_cluster);
     let security = broker.listener_security(listener);
     // A policy decides for its clients instead of the listener's ACL.
     let acl = security.acl.clone().filter(|_| admitted.policy.is_none());

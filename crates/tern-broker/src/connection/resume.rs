@@ -34,9 +34,20 @@ pub(super) async fn ask_cluster(
     }
 }
 
-/// Makes the new `session` the one the cluster held: its subscriptions (no retained
-/// messages are sent for them: they are not new).
-pub(super) fn restore(broker: &BrokerState, session: &Arc<Session>, snapshot: SessionSnapshot) {
+/// Makes the new `session` the one the cluster held, if it held one (`snapshot`), and hands
+/// a persistent session to the engine; returns whether the session was the cluster's.
+pub(super) fn attach(broker: &BrokerState, session: &Arc<Session>, snapshot: Option<SessionSnapshot>) -> bool {
+    let resumed = snapshot.is_some();
+    if let Some(snapshot) = snapshot {
+        restore(broker, session, snapshot);
+    }
+    feed(broker, session);
+    resumed
+}
+
+/// Gives the new `session` the subscriptions the cluster held (no retained messages are
+/// sent for them: they are not new).
+fn restore(broker: &BrokerState, session: &Arc<Session>, snapshot: SessionSnapshot) {
     for (filter, options, identifier) in snapshot.subscriptions {
         broker.router.subscribe(session, &filter, options, identifier);
         session.state.lock().subscriptions.insert(filter, (options, identifier));
@@ -44,7 +55,7 @@ pub(super) fn restore(broker: &BrokerState, session: &Arc<Session>, snapshot: Se
 }
 
 /// Hands a persistent session to the cluster engine, which feeds its QoS 1/2 messages.
-pub(super) fn attach(broker: &BrokerState, session: &Arc<Session>) {
+fn feed(broker: &BrokerState, session: &Arc<Session>) {
     let Some(cluster) = broker.router.cluster() else { return };
     if session.state.lock().clean || !cluster.feeds_sessions() {
         return;
