@@ -698,7 +698,7 @@ async fn accept_loop(index: usize, listener: TcpListener, state: Arc<BrokerState
                                 socket = socket.websocket(settings, peer.ip(), config.max_packet_size());
                             }
                         }
-                        { let f = connection::serve(socket, peer, state.clone(), (index, slot)); if std::env::var_os("TERN_SIZES").is_some() { eprintln!("SIZES serve-future {}", std::mem::size_of_val(&f)); } tracker.spawn(f); }
+                        tracker.spawn(connection::serve(socket, peer, state.clone(), (index, slot)));
                     }
                     Err(refusal) => {
                         state.metrics.refused.add(match refusal {
