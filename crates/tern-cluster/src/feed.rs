@@ -275,7 +275,7 @@ impl Feed {
         let Some(mut record) = self.session_now() else {
             return Ok(());
         };
-        let subjects = consumer_subjects(record.subscriptions.iter().map(|(f, _, _)| f.as_str()));
+        let subjects = consumer_subjects(record.reliable_filters());
         let expiry = self.expiry();
         match (self.consumer.take(), subjects.is_empty()) {
             (None, true) => {}

@@ -42,6 +42,15 @@ impl Record {
         out
     }
 
+    /// The filters of the subscriptions at QoS 1 or 2: only those can bring the session a
+    /// message at QoS 1/2, so only they make the consumer's subjects.
+    pub fn reliable_filters(&self) -> impl Iterator<Item = &str> {
+        self.subscriptions
+            .iter()
+            .filter(|(_, options, _)| options.qos != tern_proto::QoS::AtMostOnce)
+            .map(|(filter, _, _)| filter.as_str())
+    }
+
     /// The record in `bytes`, or `None` if it is not one.
     pub fn decode(bytes: &[u8]) -> Option<Record> {
         let text = std::str::from_utf8(bytes).ok()?;
@@ -150,6 +159,11 @@ mod tests {
             ],
         };
         assert_eq!(Record::decode(record.encode().as_bytes()), Some(record.clone()));
+        assert_eq!(
+            record.reliable_filters().collect::<Vec<_>>(),
+            ["x/+/y"],
+            "QoS 0 ones left out"
+        );
         let none = Record {
             consumer: None,
             subscriptions: vec![],

@@ -266,8 +266,7 @@ impl Engine {
                 Err(_) => return Resume::Unavailable("the session's messages cannot be read in time".into()),
             },
         };
-        let filters = record.subscriptions.iter().map(|(f, _, _)| f.as_str());
-        let subjects = consumer_subjects(filters);
+        let subjects = consumer_subjects(record.reliable_filters());
         let consumer = match start {
             Some(start) if !subjects.is_empty() => {
                 let name = self.consumer_name();
