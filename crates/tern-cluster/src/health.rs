@@ -158,7 +158,10 @@ pub async fn heartbeat(
             None => {
                 failures = 0;
                 view.beat_stored();
-                if !shared.available.swap(true, Relaxed) {
+                // A probe answered just before the connection dropped does not undo
+                // the refusal the disconnection set.
+                let connected = js.client().connection_state() == async_nats::connection::State::Connected;
+                if connected && !shared.available.swap(true, Relaxed) {
                     tracing::info!("cluster: JetStream available: QoS 1/2 publishes are accepted");
                 }
             }

@@ -108,9 +108,31 @@ impl NatsCluster {
             server.child = Some(child);
         }
         for server in &self.servers {
-            wait_until(&format!("NATS server {} healthy with JetStream", server.name), || {
-                http_get(server.monitor_port, "/healthz").is_some_and(|(status, _)| status == 200)
-            });
+            self.wait_healthy(server);
+        }
+    }
+
+    /// Waits until `server` says it is healthy with JetStream; panics with what it last
+    /// answered and the end of its log.
+    fn wait_healthy(&self, server: &Nats) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let answer = http_get(server.monitor_port, "/healthz");
+            if answer.as_ref().is_some_and(|(status, _)| *status == 200) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let log = std::fs::read_to_string(self.dir.path().join(format!("{}.log", server.name)));
+                let log = log.unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "NATS server {} not healthy with JetStream within {PATIENCE:?}: /healthz {answer:?}; log:\n{}",
+                    server.name,
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
