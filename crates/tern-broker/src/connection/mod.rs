@@ -7,6 +7,7 @@
 //! pending is written with one `write` call: batching in both directions.
 
 mod aliases;
+mod attach;
 mod close;
 mod connect_read;
 mod enhanced_auth;
