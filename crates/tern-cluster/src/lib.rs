@@ -27,7 +27,9 @@
 //! - a persistent session is resumed on whichever node its client reconnects to: its
 //!   record in the `MQTT_SESSIONS` bucket, and a durable consumer on the stream that feeds
 //!   it its QoS 1/2 messages, acknowledged as the client acknowledges them ([`sessions`],
-//!   [`feed`]).
+//!   [`feed`]);
+//! - the IoT platform's registry files are mirrored in the `PLATFORM_REGISTRY` bucket
+//!   ([`platform`]).
 
 mod feed;
 mod health;
@@ -35,6 +37,7 @@ mod inbound;
 mod link;
 mod metrics;
 mod outbound;
+pub mod platform;
 mod retained;
 mod session_record;
 mod sessions;

