@@ -62,6 +62,10 @@ pub struct BenchArgs {
     host: String,
     #[arg(short = 'p', long = "port", default_value_t = 1883)]
     port: u16,
+    /// The port subscribers connect to (publishers connect to -p): another node of a
+    /// cluster, for cross-node delivery. Default: -p.
+    #[arg(long = "subscriber-port")]
+    subscriber_port: Option<u16>,
     #[arg(short = 'q', long = "qos", default_value_t = 0)]
     qos: u8,
     /// Payload bytes (at least 16: timestamp, sequence, publisher).
@@ -233,6 +237,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     let qos = QoS::from_u8(args.qos).ok_or_else(|| anyhow::anyhow!("--qos must be 0, 1 or 2"))?;
     let (version, addr) = (args.version()?, args.target()?);
+    let mut subscriber_addr = addr.clone();
+    if let Some(port) = args.subscriber_port {
+        subscriber_addr.addr.set_port(port);
+    }
     let (topics, filters) = layout(&args)?;
     let progress = Arc::new(Progress::default());
     let done = Arc::new(AtomicBool::new(false));
@@ -256,7 +264,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 prefixed(&args.topic_prefix, filter),
             ),
         };
-        let mut raw = wire::connect_with(&addr, version, &login, 600, args.persistent).await?;
+        let mut raw = wire::connect_with(&subscriber_addr, version, &login, 600, args.persistent).await?;
         raw.subscribe(&wire_filter, qos).await?;
         let target = Arc::new(AtomicU64::new(0));
         expected.push(target.clone());
