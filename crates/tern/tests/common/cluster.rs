@@ -40,9 +40,33 @@ pub fn nats_server_binary() -> Option<PathBuf> {
     })
 }
 
-/// A free port on 127.0.0.1 (bound and released: the servers bind it right after).
+/// A free port on 127.0.0.1 for a NATS server (bound and released: the server binds it
+/// right after, and again when it restarts). Picked at random below the kernel's
+/// ephemeral range: a port from that range, once released, can be taken by any outgoing
+/// connection meanwhile (a killed server's peers reconnecting to it, say), and the
+/// server's restart then fails with "address already in use".
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::hash::{BuildHasher, Hasher};
+    static PICKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(32768);
+    if low <= 2048 {
+        return TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    }
+    let base = low.saturating_sub(16384).max(1024);
+    let random = std::collections::hash_map::RandomState::new();
+    loop {
+        let mut hasher = random.build_hasher();
+        hasher.write_u64(PICKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let port = base + (hasher.finish() % u64::from(low - base)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One NATS server of the test's cluster: its ports stay the same across a restart.
@@ -88,11 +112,14 @@ impl NatsCluster {
             .iter()
             .map(|s| format!("nats://127.0.0.1:{}", s.route_port))
             .collect();
+        // A name of this cluster's own: a route to another test's servers (a port picked
+        // by both) is refused instead of joining the two clusters.
+        let cluster_name = format!("tern-test-{}", self.servers[0].route_port);
         for server in self.servers.iter_mut().filter(|s| s.child.is_none()) {
             let store = self.dir.path().join(&server.name);
             let log = std::fs::File::create(self.dir.path().join(format!("{}.log", server.name))).unwrap();
             let child = Command::new(&self.binary)
-                .args(["-a", "127.0.0.1", "-js", "--cluster_name", "tern-test"])
+                .args(["-a", "127.0.0.1", "-js", "--cluster_name", &cluster_name])
                 .args(["--name", &server.name])
                 .args(["-p", &server.client_port.to_string()])
                 .args(["-m", &server.monitor_port.to_string()])
@@ -304,6 +331,15 @@ pub fn wait_available(name: &str, node: &Broker) {
         "node {name} never saw JetStream: {:?}",
         node.log.lock().unwrap()
     );
+}
+
+/// Whether the node's last word on JetStream's availability is that it takes QoS 1/2.
+pub fn takes_qos12(node: &Broker) -> bool {
+    let log = node.log.lock().unwrap();
+    log.iter()
+        .rev()
+        .find(|l| l.contains("cluster: JetStream available") || l.contains("QoS 1/2 publishes are refused"))
+        .is_some_and(|l| l.contains("cluster: JetStream available"))
 }
 
 /// What a node logged about the cluster, for failure messages.
