@@ -15,6 +15,12 @@
 //! must be made again). A removed file deletes the key the same way. A version from the
 //! bucket is written as the registry's writers write (under the organization's lock, to a
 //! temporary file renamed over the old one), so the registry never reads half a file.
+//!
+//! The last event cache is each node's own, fed with every node's device events: while
+//! [`EventCache::wanted`] (some organization has its cache enabled), the task subscribes in
+//! NATS to the subjects of all organizations' device events
+//! (`$iot/+/iot-2/type/+/id/+/evt/+/fmt/+`) and hands the other nodes' events to
+//! [`EventCache::take`], so a cache read on any node answers with an event sent on another.
 
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
@@ -22,6 +28,7 @@ use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The key-value bucket of the organizations' registry files.
@@ -39,8 +46,20 @@ struct Known {
     content: Option<Bytes>,
 }
 
-/// Mirrors the registry of `data_dir` with the bucket until the process ends.
-pub async fn run(settings: crate::Settings, data_dir: PathBuf) {
+/// The filter of every organization's device events (the platform's internal topics).
+const EVENTS_FILTER: &str = "$iot/+/iot-2/type/+/id/+/evt/+/fmt/+";
+
+/// The node's last event cache, as the platform wires it in.
+pub trait EventCache: Send + Sync + 'static {
+    /// Whether some organization has its cache enabled (asked every second).
+    fn wanted(&self) -> bool;
+    /// Takes an event another node accepted (internal topic and payload).
+    fn take(&self, topic: &str, payload: Bytes);
+}
+
+/// Mirrors the registry of `data_dir` with the bucket, and feeds `cache` the other nodes'
+/// device events, until the process ends.
+pub async fn run(settings: crate::Settings, data_dir: PathBuf, cache: Option<Arc<dyn EventCache>>) {
     let client = match async_nats::ConnectOptions::new()
         .name(format!("tern-{}-platform", settings.node))
         .retry_on_initial_connect()
@@ -56,6 +75,9 @@ pub async fn run(settings: crate::Settings, data_dir: PathBuf) {
             return;
         }
     };
+    if let Some(cache) = cache {
+        tokio::spawn(feed_cache(client.clone(), settings.node.clone(), cache));
+    }
     let js = jetstream::new(client);
     let dir = data_dir.join("platform").join("orgs");
     loop {
@@ -273,6 +295,51 @@ fn lock(dir: &Path, org: &str) -> std::io::Result<std::fs::File> {
         let e = std::io::Error::last_os_error();
         if e.kind() != std::io::ErrorKind::Interrupted {
             return Err(e);
+        }
+    }
+}
+
+/// Subscribes to every organization's device events while `cache` wants them, and hands
+/// it those other nodes accepted (this node's own reach it through the broker).
+async fn feed_cache(client: async_nats::Client, node: String, cache: Arc<dyn EventCache>) {
+    let Some(subject) = crate::subject::filter_subjects(EVENTS_FILTER).and_then(|s| s.into_iter().next()) else {
+        return;
+    };
+    let own = format!("{node}:");
+    let mut subscription: Option<async_nats::Subscriber> = None;
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let Some(subscriber) = subscription.as_mut() else {
+            check.tick().await;
+            if cache.wanted() {
+                match client.subscribe(subject.clone()).await {
+                    Ok(s) => subscription = Some(s),
+                    Err(e) => tracing::warn!("cluster: cannot follow the other nodes' device events: {e}"),
+                }
+            }
+            continue;
+        };
+        tokio::select! {
+            message = subscriber.next() => {
+                let Some(message) = message else {
+                    subscription = None;
+                    continue;
+                };
+                match crate::wire::decode(&message.payload) {
+                    Ok(record) if !record.origin.starts_with(&own) => {
+                        cache.take(&record.publish.topic, record.publish.payload);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("cluster: a device event dropped: {e}"),
+                }
+            }
+            _ = check.tick() => {
+                if !cache.wanted() {
+                    if let Some(mut s) = subscription.take() {
+                        let _ = s.unsubscribe().await;
+                    }
+                }
+            }
         }
     }
 }

@@ -41,7 +41,20 @@ fn take(registry: &Registry, lec: &Lec, event: Event) {
     let Event::Published { topic, payload, .. } = event else {
         return;
     };
-    let Some([org, t, d, e, f]) = event_of(&topic) else {
+    take_event(registry, lec, &topic, payload);
+}
+
+/// Whether some organization has its cache enabled (for a cluster's node, which then
+/// follows the other nodes' device events).
+pub fn wanted_by(registry: &Registry) -> bool {
+    wanted(registry)
+}
+
+/// Takes message `payload` under internal topic `topic` into the cache if it is a
+/// device's event of an organization whose cache is enabled (also for the events another
+/// node of a cluster accepted).
+pub fn take_event(registry: &Registry, lec: &Lec, topic: &str, payload: bytes::Bytes) {
+    let Some([org, t, d, e, f]) = event_of(topic) else {
         return;
     };
     if ttl_of(registry, org).is_none() {

@@ -262,10 +262,6 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
         let started =
             tern_platform::policy::start(&handle, &data_dir, domain.clone()).context("the IoT platform's registry")?;
         let registry = started.registry.clone();
-        if let Some(settings) = platform_cluster {
-            // The registry's files shared with the other nodes (docs/cluster.md).
-            tokio::spawn(tern_cluster::platform::run(settings, data_dir.clone()));
-        }
         historian = Some(started.historian.clone());
         rules = Some(started.rules.clone());
         // `tern iot --url`: the registry on the admin API, behind its keys.
@@ -278,6 +274,16 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
             let routes = tern_platform::rest::router(&handle, &started, cache.clone(), domain);
             broker = broker.with_http_routes(tern_platform::rest::PREFIX, routes);
             lec = Some(cache);
+        }
+        if let Some(settings) = platform_cluster {
+            // The registry's files shared with the other nodes, and their device events
+            // fed to this node's last event cache (docs/cluster.md).
+            let cache = lec.clone().map(|lec| {
+                let registry = registry.clone();
+                std::sync::Arc::new(ClusterLec { registry, lec })
+                    as std::sync::Arc<dyn tern_cluster::platform::EventCache>
+            });
+            tokio::spawn(tern_cluster::platform::run(settings, data_dir.clone(), cache));
         }
     }
     if historian.is_none() && historian_topics {
@@ -413,5 +419,21 @@ fn reload(handle: &tern_broker::BrokerHandle, args: &BrokerArgs) {
     match build_config(args) {
         Ok(config) => handle.reload(config),
         Err(e) => tracing::error!("SIGHUP: configuration not reloaded: {e:#}"),
+    }
+}
+
+/// A cluster node's last event cache, fed the other nodes' device events.
+struct ClusterLec {
+    registry: std::sync::Arc<tern_platform::registry::Registry>,
+    lec: std::sync::Arc<tern_platform::lec::Lec>,
+}
+
+impl tern_cluster::platform::EventCache for ClusterLec {
+    fn wanted(&self) -> bool {
+        tern_platform::lec_task::wanted_by(&self.registry)
+    }
+
+    fn take(&self, topic: &str, payload: bytes::Bytes) {
+        tern_platform::lec_task::take_event(&self.registry, &self.lec, topic, payload)
     }
 }

@@ -3,13 +3,16 @@
 //! on, each with its own data directory, started once; the scenarios run in turn, each
 //! named in its failure messages. An organization made with `tern iot` against node a's
 //! data directory, a device made through node a's REST API and an API key made on node a
-//! are used on node b; a device on node a sends events to an application on node b.
+//! are used on node b; a device on node a sends events to an application on node b, and
+//! its status messages; its events are read from node b's last event cache.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 #[path = "iot_rest/harness.rs"]
 mod harness;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use common::cluster::*;
 use common::*;
 use harness::{basic, iot, request, text};
@@ -86,6 +89,20 @@ impl Node {
     }
 }
 
+/// The next live PUBLISH on `topic` that `client` receives (others, and retained ones
+/// sent for a new subscription, are skipped), 5 s at most.
+fn publish_on(client: &mut Client, topic: &str, what: &str) -> Publish {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(Packet::Publish(got)) = client.recv_within(Duration::from_millis(200)) {
+            if got.topic == topic && !got.retain {
+                return got;
+            }
+        }
+    }
+    panic!("{what}: nothing on {topic}");
+}
+
 /// Whether `data`'s registry file of `org` exists.
 fn has_org(data: &Path, org: &str) -> bool {
     data.join("platform/orgs").join(format!("{org}.json")).exists()
@@ -156,6 +173,11 @@ fn the_platform_registry_and_events_cross_the_nodes() {
         [ReasonCode(0)],
         "{what}"
     );
+    assert_eq!(
+        app.subscribe("iot-2/type/+/id/+/mon", QoS::AtMostOnce),
+        [ReasonCode(0)],
+        "{what}"
+    );
     let second = b
         .rest(
             &admin,
@@ -175,13 +197,19 @@ fn the_platform_registry_and_events_cross_the_nodes() {
     //    the full name, at QoS 0 and 1.
     let what = "events from a to b";
     let mut device = a.connect_when_known(what, "d:za6xa7:sensor:s1", "use-token-auth", &token);
+    // The device's status message (published by node a) reaches the application on b.
+    let status = publish_on(&mut app, "iot-2/type/sensor/id/s1/mon", what);
+    let status: Value = serde_json::from_slice(&status.payload).unwrap();
+    assert_eq!(status["Action"], "Connect", "{what}: {status}");
     // The application's interest reaches node a's NATS server once b has it: send until
     // the first arrives (QoS 0 may be dropped before that), then one at QoS 1.
     let deadline = Instant::now() + Duration::from_secs(10);
     let first = loop {
         device.publish("iot-2/evt/temp/fmt/json", b"{\"t\":1}", QoS::AtMostOnce, false, 0);
         if let Some(Packet::Publish(got)) = app.recv_within(Duration::from_millis(200)) {
-            break got;
+            if got.topic.contains("/evt/") {
+                break got;
+            }
         }
         assert!(Instant::now() < deadline, "{what}: no event reached node b");
     };
@@ -201,10 +229,52 @@ fn the_platform_registry_and_events_cross_the_nodes() {
     );
     println!("{what}: done after {:?}", started.elapsed());
 
-    // 4. The organization deleted on node a is gone on node b: its device is refused.
+    // 4. The last event cache, enabled through node a: an event a device sends on node a
+    //    is read through node b's REST API (and node a's). The application has left, so
+    //    nothing on node b subscribes to the events: its cache follows them itself.
+    let what = "last event cache";
+    app.disconnect();
+    a.rest(
+        &admin,
+        "PUT",
+        "/config/lec",
+        Some(json!({"enabled": true, "ttlDays": 3})),
+    )
+    .ok(200);
+    // Node b follows the events once it has the setting (within about two seconds):
+    // events are sent until one is in b's cache, then the last one is looked for.
+    let path = "/device/types/sensor/devices/s1/events/temp";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in 0.. {
+        let payload = format!("{{\"n\":{n}}}");
+        device.publish("iot-2/evt/temp/fmt/json", payload.as_bytes(), QoS::AtMostOnce, false, 0);
+        if b.rest(&admin, "GET", path, None).status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{what}: node b's cache never got an event");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(device
+        .publish("iot-2/evt/temp/fmt/json", b"{\"last\":1}", QoS::AtLeastOnce, false, 2)
+        .is_success());
+    let last = STANDARD.encode(b"{\"last\":1}");
+    for node in [&b, &a] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = node.rest(&admin, "GET", path, None);
+            if got.status == 200 && got.json()["payload"] == last.as_str() {
+                assert_eq!(got.json()["eventId"], "temp", "{what}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{what}: {:?}", got.json());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    println!("{what}: done after {:?}", started.elapsed());
+
+    // 5. The organization deleted on node a is gone on node b: its device is refused.
     let what = "delete";
     device.disconnect();
-    app.disconnect();
     iot(&a.data, &["org", "delete", "za6xa7"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while has_org(&b.data, "za6xa7") {
