@@ -6,8 +6,8 @@
 //! polls its files' stamps).
 //!
 //! One task per node, on its own NATS connection. It reads the bucket's contents at start
-//! (the bucket wins over a differing local file; a local organization the bucket lacks is
-//! added to it), then watches the bucket and looks at the local files every
+//! (the bucket wins over a differing local file, and its deletion of an organization over
+//! a local file of it; a local organization the bucket never had is added to it), then watches the bucket and looks at the local files every
 //! [`SCAN_INTERVAL`]. A local file that changed since the version this node last wrote or
 //! applied is written to the bucket with a compare-and-set on that version's revision; if
 //! another node wrote the organization in between, the set fails, the other node's version
@@ -106,31 +106,27 @@ async fn mirror(js: &jetstream::Context, replicas: usize, dir: &Path) -> Result<
             .await?
         }
     };
+    // The stream keeps each key's last write (a deletion too): read from its start, the
+    // files are looked at only once the bucket's state at this moment has been applied.
     let last = bucket.status().await?.info.state.last_sequence;
+    let mut caught_up = last == 0;
     let mut known: HashMap<String, Known> = HashMap::new();
-    let mut keys = bucket.keys().await?;
-    let mut names = Vec::new();
-    while let Some(key) = keys.next().await {
-        names.push(key?);
-    }
-    for key in names {
-        if let Some(entry) = bucket.entry(key).await? {
-            apply(dir, &entry, &mut known);
-        }
-    }
-    let mut watch = bucket.watch_all_from_revision(last + 1).await?;
+    let mut watch = bucket.watch_all_from_revision(1).await?;
     let mut tick = tokio::time::interval(SCAN_INTERVAL);
     loop {
         tokio::select! {
             entry = watch.next() => match entry {
-                Some(Ok(entry)) => apply(dir, &entry, &mut known),
+                Some(Ok(entry)) => {
+                    apply(dir, &entry, &mut known);
+                    caught_up |= entry.revision >= last;
+                }
                 Some(Err(e)) => {
                     tracing::debug!("cluster: watching the platform's registry: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 None => return Ok(()),
             },
-            _ = tick.tick() => publish_changes(&bucket, dir, &mut known).await,
+            _ = tick.tick(), if caught_up => publish_changes(&bucket, dir, &mut known).await,
         }
     }
 }
