@@ -11,8 +11,11 @@
 //! [`SCAN_INTERVAL`]. A local file that changed since the version this node last wrote or
 //! applied is written to the bucket with a compare-and-set on that version's revision; if
 //! another node wrote the organization in between, the set fails, the other node's version
-//! comes through the watch and replaces the local change (logged: the change is lost and
-//! must be made again). A removed file deletes the key the same way. A version from the
+//! comes through the watch and is merged with the local change ([`merge`]: both sides'
+//! changes to different records are kept; a record changed on both takes the other
+//! node's), and the merged file is written with the next scan. A merge that the registry
+//! could not load takes the other node's version (logged: the local change is lost). A
+//! removed file deletes the key the same way. A version from the
 //! bucket is written as the registry's writers write (under the organization's lock, to a
 //! temporary file renamed over the old one), so the registry never reads half a file.
 //!
@@ -57,9 +60,14 @@ pub trait EventCache: Send + Sync + 'static {
     fn take(&self, topic: &str, payload: Bytes);
 }
 
-/// Mirrors the registry of `data_dir` with the bucket, and feeds `cache` the other nodes'
-/// device events, until the process ends.
-pub async fn run(settings: crate::Settings, data_dir: PathBuf, cache: Option<Arc<dyn EventCache>>) {
+/// Checks that a registry file (organization id, content) can be loaded; the error says
+/// what is wrong.
+pub type CheckFile = Arc<dyn Fn(&str, &[u8]) -> Result<(), String> + Send + Sync>;
+
+/// Mirrors the registry of `data_dir` with the bucket (each version written locally checked
+/// with `check` first), and feeds `cache` the other nodes' device events, until the process
+/// ends.
+pub async fn run(settings: crate::Settings, data_dir: PathBuf, check: CheckFile, cache: Option<Arc<dyn EventCache>>) {
     let client = match async_nats::ConnectOptions::new()
         .name(format!("tern-{}-platform", settings.node))
         .retry_on_initial_connect()
@@ -81,7 +89,7 @@ pub async fn run(settings: crate::Settings, data_dir: PathBuf, cache: Option<Arc
     let js = jetstream::new(client);
     let dir = data_dir.join("platform").join("orgs");
     loop {
-        match mirror(&js, settings.replicas(), &dir).await {
+        match mirror(&js, settings.replicas(), &dir, &check).await {
             Ok(()) => {}
             Err(e) => tracing::warn!("cluster: sharing the platform's registry: {e} (trying again)"),
         }
@@ -92,7 +100,7 @@ pub async fn run(settings: crate::Settings, data_dir: PathBuf, cache: Option<Arc
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 /// Reads the bucket, then watches it and the files until the watch ends.
-async fn mirror(js: &jetstream::Context, replicas: usize, dir: &Path) -> Result<(), Failure> {
+async fn mirror(js: &jetstream::Context, replicas: usize, dir: &Path, check: &CheckFile) -> Result<(), Failure> {
     let bucket = match js.get_key_value(PLATFORM_BUCKET).await {
         Ok(bucket) => bucket,
         Err(_) => {
@@ -117,7 +125,7 @@ async fn mirror(js: &jetstream::Context, replicas: usize, dir: &Path) -> Result<
         tokio::select! {
             entry = watch.next() => match entry {
                 Some(Ok(entry)) => {
-                    apply(dir, &entry, &mut known);
+                    apply(dir, &entry, &mut known, check);
                     caught_up |= entry.revision >= last;
                 }
                 Some(Err(e)) => {
@@ -137,7 +145,9 @@ fn org_id(org: &str) -> bool {
 }
 
 /// Applies one version from the bucket to the local file (unless it is this node's own).
-fn apply(dir: &Path, entry: &kv::Entry, known: &mut HashMap<String, Known>) {
+/// A local change not yet in the bucket is merged with it ([`merge`]); the merged file goes
+/// to the bucket with the next scan.
+fn apply(dir: &Path, entry: &kv::Entry, known: &mut HashMap<String, Known>, check: &CheckFile) {
     let org = entry.key.as_str();
     if !org_id(org) {
         tracing::warn!("cluster: platform registry key {org:?} ignored: not an organization id");
@@ -146,17 +156,34 @@ fn apply(dir: &Path, entry: &kv::Entry, known: &mut HashMap<String, Known>) {
     if known.get(org).is_some_and(|k| k.revision >= entry.revision) {
         return;
     }
-    let content = match entry.operation {
+    let theirs = match entry.operation {
         kv::Operation::Put => {
-            if !holds_org(&entry.value, org) {
-                tracing::warn!("cluster: platform registry version of {org} ignored: not a registry file of it");
+            if let Err(e) = check(org, &entry.value) {
+                tracing::warn!("cluster: platform registry version of {org} ignored: {e}");
                 return;
             }
             Some(entry.value.clone())
         }
         kv::Operation::Delete | kv::Operation::Purge => None,
     };
+    // Under the organization's lock: a change this node's registry writes meanwhile is
+    // either in `local` or made after this version is written.
+    let _lock = match std::fs::create_dir_all(dir).and_then(|()| lock(dir, org)) {
+        Ok(lock) => lock,
+        Err(e) => {
+            tracing::error!("cluster: cannot apply organization {org} from the cluster: {e}");
+            return;
+        }
+    };
     let local = std::fs::read(dir.join(format!("{org}.json"))).ok();
+    let mut content = theirs.clone();
+    // A change made here since the last version this node wrote or applied: merged with
+    // the other node's (never at start: the bucket then wins).
+    if let Some(base) = known.get(org).filter(|k| k.content.as_deref() != local.as_deref()) {
+        if local.as_deref() != theirs.as_deref() {
+            content = merged(org, base.content.as_deref(), local.as_deref(), theirs.as_deref(), check);
+        }
+    }
     if local.as_deref() != content.as_deref() {
         if let Err(e) = write_local(dir, org, content.as_deref()) {
             tracing::error!("cluster: cannot apply organization {org} from the cluster: {e}");
@@ -171,9 +198,78 @@ fn apply(dir: &Path, entry: &kv::Entry, known: &mut HashMap<String, Known>) {
         org.to_string(),
         Known {
             revision: entry.revision,
-            content,
+            content: theirs,
         },
     );
+}
+
+/// This node's version of `org` merged with another node's, both changed from `base`; the
+/// other node's version if they cannot be merged into a loadable file (logged: this node's
+/// change is lost).
+fn merged(
+    org: &str,
+    base: Option<&[u8]>,
+    ours: Option<&[u8]>,
+    theirs: Option<&[u8]>,
+    check: &CheckFile,
+) -> Option<Bytes> {
+    let parse = |t: Option<&[u8]>| t.and_then(|t| serde_json::from_slice::<serde_json::Value>(t).ok());
+    let result = merge(parse(base).as_ref(), parse(ours).as_ref(), parse(theirs).as_ref());
+    let text = result.and_then(|v| serde_json::to_vec_pretty(&v).ok()).map(|mut t| {
+        t.push(b'\n');
+        Bytes::from(t)
+    });
+    match &text {
+        Some(t) if check(org, t).is_ok() => {
+            tracing::info!("cluster: organization {org} changed here and on another node: merged");
+            text
+        }
+        None if theirs.is_none() => None,
+        _ => {
+            tracing::warn!(
+                "cluster: organization {org} changed here and on another node at once: the \
+                 other node's version replaces this node's change"
+            );
+            theirs.map(Bytes::copy_from_slice)
+        }
+    }
+}
+
+/// A three-way merge of JSON documents: a side that did not change from `base` takes the
+/// other's; objects changed on both sides are merged member by member; any other change
+/// on both sides takes `theirs`.
+fn merge(
+    base: Option<&serde_json::Value>,
+    ours: Option<&serde_json::Value>,
+    theirs: Option<&serde_json::Value>,
+) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    if ours == base || ours == theirs {
+        return theirs.cloned();
+    }
+    if theirs == base {
+        return ours.cloned();
+    }
+    match (base, ours, theirs) {
+        (None | Some(Value::Object(_)), Some(Value::Object(o)), Some(Value::Object(t))) => {
+            let empty = serde_json::Map::new();
+            let b = match base {
+                Some(Value::Object(b)) => b,
+                _ => &empty,
+            };
+            let mut out = serde_json::Map::new();
+            for key in o.keys().chain(t.keys()) {
+                if out.contains_key(key) {
+                    continue;
+                }
+                if let Some(v) = merge(b.get(key), o.get(key), t.get(key)) {
+                    out.insert(key.clone(), v);
+                }
+            }
+            Some(Value::Object(out))
+        }
+        _ => theirs.cloned(),
+    }
 }
 
 /// Whether `text` is a JSON object whose `org.id` is `org` (the registry checks the rest
@@ -245,12 +341,10 @@ async fn publish_changes(bucket: &kv::Store, dir: &Path, known: &mut HashMap<Str
     }
 }
 
-/// Replaces (or removes) `org`'s file as the registry's writers do: under its lock, a
-/// temporary file flushed and renamed over the old one, the directory flushed.
+/// Replaces (or removes) `org`'s file as the registry's writers do (the caller holds its
+/// lock): a temporary file flushed and renamed over the old one, the directory flushed.
 fn write_local(dir: &Path, org: &str, content: Option<&[u8]>) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(dir)?;
-    let _lock = lock(dir, org)?;
     let path = dir.join(format!("{org}.json"));
     match content {
         Some(text) => {
@@ -337,5 +431,33 @@ async fn feed_cache(client: async_nats::Client, node: String, cache: Arc<dyn Eve
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge;
+    use serde_json::json;
+
+    #[test]
+    fn changes_to_different_records_are_both_kept_and_a_conflict_takes_theirs() {
+        let base = json!({"org": {"id": "o"}, "devices": {"t": {"d1": {"n": 1}}}});
+        let ours = json!({"org": {"id": "o"}, "devices": {"t": {"d1": {"n": 2}, "d2": {}}}});
+        let theirs = json!({"org": {"id": "o"}, "devices": {"t": {"d1": {"n": 3}, "d3": {}}}});
+        let merged = merge(Some(&base), Some(&ours), Some(&theirs));
+        let expected = json!({"org": {"id": "o"}, "devices": {"t": {"d1": {"n": 3}, "d2": {}, "d3": {}}}});
+        assert_eq!(merged, Some(expected));
+        // A record removed on one side and unchanged on the other stays removed.
+        let removed = json!({"org": {"id": "o"}, "devices": {"t": {}}});
+        let added = json!({"org": {"id": "o"}, "devices": {"t": {"d1": {"n": 1}, "d3": {}}}});
+        let merged = merge(Some(&base), Some(&removed), Some(&added));
+        assert_eq!(merged, Some(json!({"org": {"id": "o"}, "devices": {"t": {"d3": {}}}})));
+        // Removed on one side, changed on the other: the other node's.
+        let merged = merge(Some(&base), Some(&removed), Some(&theirs));
+        assert_eq!(merged, Some(theirs.clone()));
+        // The organization deleted on the other side: deleted.
+        assert_eq!(merge(Some(&base), Some(&ours), None), None);
+        // Unchanged here: theirs.
+        assert_eq!(merge(Some(&base), Some(&base), Some(&theirs)), Some(theirs.clone()));
     }
 }

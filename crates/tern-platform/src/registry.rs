@@ -109,6 +109,13 @@ pub fn list_orgs(data_dir: &Path) -> Result<Vec<String>, RegistryError> {
     store::list_orgs(data_dir)
 }
 
+/// Checks that `text` is a registry file of organization `org` that a broker can load (for
+/// a version that comes from another node of a cluster); the error says what is wrong.
+pub fn check_org_file(org: &str, text: &[u8]) -> Result<(), RegistryError> {
+    check_org_id(org)?;
+    store::parse_org(text, Path::new(&format!("{org}.json")), org).map(|_| ())
+}
+
 /// Organization `org` as stored in `data_dir`.
 pub fn read_org(data_dir: &Path, org: &str) -> Result<OrgData, RegistryError> {
     store::read_org(data_dir, org)?.ok_or_else(|| no_org(org))

@@ -283,7 +283,10 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
                 std::sync::Arc::new(ClusterLec { registry, lec })
                     as std::sync::Arc<dyn tern_cluster::platform::EventCache>
             });
-            tokio::spawn(tern_cluster::platform::run(settings, data_dir.clone(), cache));
+            let check: tern_cluster::platform::CheckFile = std::sync::Arc::new(|org: &str, text: &[u8]| {
+                tern_platform::registry::check_org_file(org, text).map_err(|e| e.to_string())
+            });
+            tokio::spawn(tern_cluster::platform::run(settings, data_dir.clone(), check, cache));
         }
     }
     if historian.is_none() && historian_topics {

@@ -280,7 +280,44 @@ fn the_platform_registry_and_events_cross_the_nodes() {
         .disconnect();
     println!("{what}: done after {:?}", started.elapsed());
 
-    // 6. The organization deleted on node a is gone on nodes b and c: its device is
+    // 6. Devices made at the same moment through nodes a and b: both kept everywhere
+    //    (the second write of the organization merges with the first).
+    let what = "concurrent changes";
+    let made = std::thread::scope(|scope| {
+        let jobs: Vec<_> = [(&a, "s3"), (&b, "s4")]
+            .into_iter()
+            .map(|(node, id)| {
+                let admin = &admin;
+                scope.spawn(move || {
+                    let body = Some(json!({"deviceId": id}));
+                    let made = node.rest(admin, "POST", "/device/types/sensor/devices", body).ok(201);
+                    (format!("d:za6xa7:sensor:{id}"), text(&made, "authToken"))
+                })
+            })
+            .collect();
+        jobs.into_iter().map(|j| j.join().unwrap()).collect::<Vec<_>>()
+    });
+    for node in [&a, &b, &c] {
+        for (client_id, token) in &made {
+            node.connect_when_known(what, client_id, "use-token-auth", token)
+                .disconnect();
+        }
+    }
+    let merges: usize = [&a, &b]
+        .iter()
+        .map(|n| {
+            n.broker
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(": merged"))
+                .count()
+        })
+        .sum();
+    println!("{what}: done after {:?} ({merges} merge(s))", started.elapsed());
+
+    // 7. The organization deleted on node a is gone on nodes b and c: its device is
     //    refused.
     let what = "delete";
     device.disconnect();
