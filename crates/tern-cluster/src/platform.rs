@@ -88,8 +88,11 @@ pub async fn run(settings: crate::Settings, data_dir: PathBuf, check: CheckFile,
     }
     let js = jetstream::new(client);
     let dir = data_dir.join("platform").join("orgs");
+    // Kept when the watch starts again (after an outage), so that a change made here
+    // meanwhile is merged with the bucket's, not replaced by it.
+    let mut known: HashMap<String, Known> = HashMap::new();
     loop {
-        match mirror(&js, settings.replicas(), &dir, &check).await {
+        match mirror(&js, settings.replicas(), &dir, &check, &mut known).await {
             Ok(()) => {}
             Err(e) => tracing::warn!("cluster: sharing the platform's registry: {e} (trying again)"),
         }
@@ -100,7 +103,13 @@ pub async fn run(settings: crate::Settings, data_dir: PathBuf, check: CheckFile,
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 /// Reads the bucket, then watches it and the files until the watch ends.
-async fn mirror(js: &jetstream::Context, replicas: usize, dir: &Path, check: &CheckFile) -> Result<(), Failure> {
+async fn mirror(
+    js: &jetstream::Context,
+    replicas: usize,
+    dir: &Path,
+    check: &CheckFile,
+    known: &mut HashMap<String, Known>,
+) -> Result<(), Failure> {
     let bucket = match js.get_key_value(PLATFORM_BUCKET).await {
         Ok(bucket) => bucket,
         Err(_) => {
@@ -118,14 +127,13 @@ async fn mirror(js: &jetstream::Context, replicas: usize, dir: &Path, check: &Ch
     // files are looked at only once the bucket's state at this moment has been applied.
     let last = bucket.status().await?.info.state.last_sequence;
     let mut caught_up = last == 0;
-    let mut known: HashMap<String, Known> = HashMap::new();
     let mut watch = bucket.watch_all_from_revision(1).await?;
     let mut tick = tokio::time::interval(SCAN_INTERVAL);
     loop {
         tokio::select! {
             entry = watch.next() => match entry {
                 Some(Ok(entry)) => {
-                    apply(dir, &entry, &mut known, check);
+                    apply(dir, &entry, known, check);
                     caught_up |= entry.revision >= last;
                 }
                 Some(Err(e)) => {
@@ -134,7 +142,7 @@ async fn mirror(js: &jetstream::Context, replicas: usize, dir: &Path, check: &Ch
                 }
                 None => return Ok(()),
             },
-            _ = tick.tick(), if caught_up => publish_changes(&bucket, dir, &mut known).await,
+            _ = tick.tick(), if caught_up => publish_changes(&bucket, dir, known).await,
         }
     }
 }
