@@ -127,6 +127,7 @@ async fn mirror(
     // files are looked at only once the bucket's state at this moment has been applied.
     let last = bucket.status().await?.info.state.last_sequence;
     let mut caught_up = last == 0;
+    let mut too_large = std::collections::HashSet::new();
     let mut watch = bucket.watch_all_from_revision(1).await?;
     let mut tick = tokio::time::interval(SCAN_INTERVAL);
     loop {
@@ -142,7 +143,7 @@ async fn mirror(
                 }
                 None => return Ok(()),
             },
-            _ = tick.tick(), if caught_up => publish_changes(&bucket, dir, known).await,
+            _ = tick.tick(), if caught_up => publish_changes(&bucket, dir, known, &mut too_large).await,
         }
     }
 }
@@ -290,7 +291,12 @@ fn holds_org(text: &[u8], org: &str) -> bool {
 
 /// Writes the bucket's changes of this node's files: each local file that differs from
 /// what this node last wrote or applied, and each file removed since.
-async fn publish_changes(bucket: &kv::Store, dir: &Path, known: &mut HashMap<String, Known>) {
+async fn publish_changes(
+    bucket: &kv::Store,
+    dir: &Path,
+    known: &mut HashMap<String, Known>,
+    too_large: &mut std::collections::HashSet<String>,
+) {
     let mut local = HashMap::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
@@ -310,8 +316,18 @@ async fn publish_changes(bucket: &kv::Store, dir: &Path, known: &mut HashMap<Str
         if previous.and_then(|k| k.content.as_ref()) == Some(text) {
             continue;
         }
-        if text.len() > MAX_FILE || !holds_org(text, org) {
-            continue; // Too large, or being written by hand: not carried.
+        if text.len() > MAX_FILE {
+            if too_large.insert(org.clone()) {
+                tracing::warn!(
+                    "cluster: organization {org} is not shared with the other nodes: its registry \
+                     file is larger than {MAX_FILE} bytes"
+                );
+            }
+            continue;
+        }
+        too_large.remove(org);
+        if !holds_org(text, org) {
+            continue; // Being written by hand: not carried.
         }
         let written = match previous {
             Some(k) => bucket
