@@ -57,6 +57,20 @@ struct Target<'a> {
     shared: Option<ByteStr>,
 }
 
+impl<'a> Target<'a> {
+    /// A delivery through `subscriber`'s subscription, as it asked for it; `shared` names
+    /// the group it was picked from.
+    fn of(subscriber: &'a Subscriber, shared: Option<ByteStr>) -> Target<'a> {
+        Target {
+            subscriber,
+            qos: subscriber.options.qos,
+            retain_as_published: subscriber.options.retain_as_published,
+            identifiers: subscriber.identifier.into_iter().collect(),
+            shared,
+        }
+    }
+}
+
 /// Subscriptions and retained messages of the whole broker.
 #[derive(Debug, Default)]
 pub struct Router {
@@ -275,13 +289,7 @@ impl Router {
             if s.options.no_local && origin == Some(s.session.id) {
                 return;
             }
-            targets.push(Target {
-                subscriber: s,
-                qos: s.options.qos,
-                retain_as_published: s.options.retain_as_published,
-                identifiers: s.identifier.into_iter().collect(),
-                shared: None,
-            });
+            targets.push(Target::of(s, None));
         });
         if targets.len() > 1 {
             merge_overlapping(&mut targets);
@@ -313,13 +321,7 @@ impl Router {
         let expires_at = expires_at(publish);
         let mut passed_over = Vec::new();
         while let Some(s) = group.pick(strategy, &publish.topic, &passed_over, false) {
-            let target = Target {
-                subscriber: s,
-                qos: s.options.qos,
-                retain_as_published: s.options.retain_as_published,
-                identifiers: s.identifier.into_iter().collect(),
-                shared: Some(group.name.clone()),
-            };
+            let target = Target::of(s, Some(group.name.clone()));
             if deliver(publish, target, &mut cache, expires_at, metrics) {
                 return true;
             }
@@ -336,13 +338,7 @@ impl Router {
         let mut targets: Vec<Target> = Vec::new();
         trie.for_each_match(&publish.topic, |_, s| {
             if s.session.id == session.id {
-                targets.push(Target {
-                    subscriber: s,
-                    qos: s.options.qos,
-                    retain_as_published: s.options.retain_as_published,
-                    identifiers: s.identifier.into_iter().collect(),
-                    shared: None,
-                });
+                targets.push(Target::of(s, None));
             }
         });
         if targets.len() > 1 {
@@ -370,13 +366,7 @@ impl Router {
         self.shared.read().for_each_match(&publish.topic, |_, group| {
             let mut passed_over = Vec::new();
             while let Some(s) = group.pick(strategy, &publish.topic, &passed_over, false) {
-                let target = Target {
-                    subscriber: s,
-                    qos: s.options.qos,
-                    retain_as_published: s.options.retain_as_published,
-                    identifiers: s.identifier.into_iter().collect(),
-                    shared: Some(group.name.clone()),
-                };
+                let target = Target::of(s, Some(group.name.clone()));
                 if deliver(publish, target, cache, expires_at, metrics) {
                     delivered += 1;
                     break;
