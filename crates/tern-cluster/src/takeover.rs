@@ -130,6 +130,7 @@ pub async fn run(bucket: kv::Store, mut events: EventReceiver, state: Arc<Broker
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 None => {
+                    tracing::debug!("cluster: the watch of client id claims ended: made again in 1 s");
                     watch = None;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -150,6 +151,7 @@ impl Takeover {
     /// A connection of this node: claimed, and closed at once if another node's recent
     /// claim is newer.
     fn connected(&mut self, client_id: String, connected_us: u64) {
+        tracing::debug!(client = client_id, connected_us, "cluster: claiming a connection");
         let mut claim = Claim {
             connected_us,
             revision: None,
@@ -210,6 +212,13 @@ impl Takeover {
         if origin == &*self.shared.origin {
             return;
         }
+        tracing::debug!(
+            client = client_id,
+            theirs,
+            revision = entry.revision,
+            ours = ?self.claims.get(client_id).map(|c| (c.connected_us, c.revision)),
+            "cluster: another node's claim"
+        );
         self.remember(client_id, theirs, entry.revision);
         if let Some(sessions) = self.shared.sessions.get() {
             sessions.claimed_elsewhere(client_id, theirs);
@@ -245,6 +254,11 @@ impl Takeover {
                 tracing::info!(
                     client = client_id,
                     "cluster: client id connected to another node: this connection closes"
+                );
+            } else {
+                tracing::debug!(
+                    client = client_id,
+                    "cluster: claim beaten, but its connection is not here"
                 );
             }
         }

