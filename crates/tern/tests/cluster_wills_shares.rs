@@ -120,26 +120,10 @@ fn with_will(node: &Node, version: ProtocolVersion, client_id: &str, topic: &str
     client
 }
 
-/// The last sequence of the wills bucket's stream (`KV_MQTT_WILLS`), the highest a
-/// running NATS server reports: it grows with each write of a will's key.
+/// The last sequence of the wills bucket's stream (`KV_MQTT_WILLS`): it grows with each
+/// write of a will's key.
 fn wills_written(nats: &NatsCluster) -> u64 {
-    let mut last = 0;
-    for server in nats.servers.iter().filter(|s| s.child.is_some()) {
-        let Some((200, body)) = http_get(server.monitor_port, "/jsz?streams=true") else {
-            continue;
-        };
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-        for stream in json["account_details"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
-            .filter(|s| s["name"] == "KV_MQTT_WILLS")
-        {
-            last = last.max(stream["state"]["last_seq"].as_u64().unwrap_or(0));
-        }
-    }
-    last
+    nats.stream_state("KV_MQTT_WILLS", "last_seq")
 }
 
 /// Receives PUBLISHes on `client` (acknowledging QoS 1/2) until `enough` says the

@@ -205,48 +205,38 @@ impl NatsCluster {
             })
     }
 
-    /// The last sequence of the client id claims' bucket (`KV_MQTT_SESS`), the highest a
-    /// running server reports: it grows when a node's claim is stored.
-    pub fn claims_written(&self) -> u64 {
-        let mut last = 0;
+    /// A figure of JetStream stream `stream`'s state (`last_seq`, `consumer_count`...),
+    /// the highest a running server reports.
+    pub fn stream_state(&self, stream: &str, field: &str) -> u64 {
+        let mut highest = 0;
         for server in self.servers.iter().filter(|s| s.child.is_some()) {
             let Some((200, body)) = http_get(server.monitor_port, "/jsz?streams=true") else {
                 continue;
             };
             let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-            for stream in json["account_details"]
+            for found in json["account_details"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
-                .filter(|s| s["name"] == "KV_MQTT_SESS")
+                .filter(|s| s["name"] == stream)
             {
-                last = last.max(stream["state"]["last_seq"].as_u64().unwrap_or(0));
+                highest = highest.max(found["state"][field].as_u64().unwrap_or(0));
             }
         }
-        last
+        highest
     }
 
-    /// The consumers of the message stream (`MQTT_MSGS`), the highest count a running
-    /// server reports: each persistent session with subscriptions has one.
+    /// The last sequence of the client id claims' bucket (`KV_MQTT_SESS`): it grows when a
+    /// node's claim is stored.
+    pub fn claims_written(&self) -> u64 {
+        self.stream_state("KV_MQTT_SESS", "last_seq")
+    }
+
+    /// The consumers of the message stream (`MQTT_MSGS`): each persistent session with
+    /// QoS 1/2 subscriptions has one.
     pub fn consumer_count(&self) -> u64 {
-        let mut count = 0;
-        for server in self.servers.iter().filter(|s| s.child.is_some()) {
-            let Some((200, body)) = http_get(server.monitor_port, "/jsz?streams=true") else {
-                continue;
-            };
-            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-            for stream in json["account_details"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
-                .filter(|s| s["name"] == "MQTT_MSGS")
-            {
-                count = count.max(stream["state"]["consumer_count"].as_u64().unwrap_or(0));
-            }
-        }
-        count
+        self.stream_state("MQTT_MSGS", "consumer_count")
     }
 
     pub fn urls(&self) -> String {
