@@ -319,15 +319,7 @@ impl Router {
         };
         let mut cache = FrameCache::new(self);
         let expires_at = expires_at(publish);
-        let mut passed_over = Vec::new();
-        while let Some(s) = group.pick(strategy, &publish.topic, &passed_over, false) {
-            let target = Target::of(s, Some(group.name.clone()));
-            if deliver(publish, target, &mut cache, expires_at, metrics) {
-                return true;
-            }
-            passed_over.push(s.session.id);
-        }
-        false
+        deliver_to_one_member(publish, group, strategy, &mut cache, expires_at, metrics)
     }
 
     /// Delivers a message the cluster engine feeds to `session` (its number `seq`, given
@@ -364,15 +356,9 @@ impl Router {
         let strategy = *self.strategy.read();
         let mut delivered = 0;
         self.shared.read().for_each_match(&publish.topic, |_, group| {
-            let mut passed_over = Vec::new();
-            while let Some(s) = group.pick(strategy, &publish.topic, &passed_over, false) {
-                let target = Target::of(s, Some(group.name.clone()));
-                if deliver(publish, target, cache, expires_at, metrics) {
-                    delivered += 1;
-                    break;
-                }
-                passed_over.push(s.session.id);
-            }
+            delivered += usize::from(deliver_to_one_member(
+                publish, group, strategy, cache, expires_at, metrics,
+            ));
         });
         delivered
     }
@@ -490,6 +476,32 @@ fn deliver(
     metrics: &Metrics,
 ) -> bool {
     deliver_with(publish, target, cache, expires_at, metrics, 0)
+}
+
+/// Delivers `publish` to one member of `group`, passing over members whose queue is full;
+/// returns whether one took it.
+fn deliver_to_one_member(
+    publish: &Publish,
+    group: &crate::shared::SharedGroup,
+    strategy: crate::shared::ShareStrategy,
+    cache: &mut FrameCache,
+    expires_at: Option<Instant>,
+    metrics: &Metrics,
+) -> bool {
+    let mut passed_over = Vec::new();
+    while let Some(s) = group.pick(strategy, &publish.topic, &passed_over, false) {
+        if deliver(
+            publish,
+            Target::of(s, Some(group.name.clone())),
+            cache,
+            expires_at,
+            metrics,
+        ) {
+            return true;
+        }
+        passed_over.push(s.session.id);
+    }
+    false
 }
 
 /// [`deliver`], for a message the cluster engine feeds as its number `fed` (0: routed
