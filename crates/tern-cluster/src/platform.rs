@@ -24,6 +24,12 @@
 //! NATS to the subjects of all organizations' device events
 //! (`$iot/+/iot-2/type/+/id/+/evt/+/fmt/+`) and hands the other nodes' events to
 //! [`EventCache::take`], so a cache read on any node answers with an event sent on another.
+//!
+//! Device management's files (`<data dir>/platform/dm/<org>.json`: the devices'
+//! management state, requests and custom action bundles) are mirrored the same way, in the
+//! bucket `PLATFORM_DM`, by a second loop on the same connection; the node's device
+//! management merges a version written here with its own state in memory (with [`merge`],
+//! see `tern_platform::dm_share`).
 
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
@@ -36,6 +42,8 @@ use std::time::Duration;
 
 /// The key-value bucket of the organizations' registry files.
 pub const PLATFORM_BUCKET: &str = "PLATFORM_REGISTRY";
+/// The key-value bucket of the organizations' device management files.
+pub const DM_BUCKET: &str = "PLATFORM_DM";
 /// How often the local registry files are looked at.
 pub const SCAN_INTERVAL: Duration = Duration::from_millis(300);
 /// The largest registry file carried (NATS's default largest message is 1 MiB).
@@ -64,10 +72,29 @@ pub trait EventCache: Send + Sync + 'static {
 /// what is wrong.
 pub type CheckFile = Arc<dyn Fn(&str, &[u8]) -> Result<(), String> + Send + Sync>;
 
+/// One kind of per-organization file mirrored with a bucket.
+struct Kind {
+    bucket: &'static str,
+    /// Its folder inside the data directory's `platform`.
+    folder: &'static str,
+    /// What its logs call an organization's file ("organization", "device management of").
+    what: &'static str,
+    /// Checks a version from the bucket before it is written locally.
+    check: CheckFile,
+    /// Whether a local file is whole enough to be shared (not being written by hand).
+    ready: fn(&[u8], &str) -> bool,
+}
+
 /// Mirrors the registry of `data_dir` with the bucket (each version written locally checked
-/// with `check` first), and feeds `cache` the other nodes' device events, until the process
-/// ends.
-pub async fn run(settings: crate::Settings, data_dir: PathBuf, check: CheckFile, cache: Option<Arc<dyn EventCache>>) {
+/// with `check` first), and device management's files likewise (checked with `check_dm`),
+/// and feeds `cache` the other nodes' device events, until the process ends.
+pub async fn run(
+    settings: crate::Settings,
+    data_dir: PathBuf,
+    check: CheckFile,
+    check_dm: CheckFile,
+    cache: Option<Arc<dyn EventCache>>,
+) {
     let client = match async_nats::ConnectOptions::new()
         .name(format!("tern-{}-platform", settings.node))
         .retry_on_initial_connect()
@@ -87,14 +114,39 @@ pub async fn run(settings: crate::Settings, data_dir: PathBuf, check: CheckFile,
         tokio::spawn(feed_cache(client.clone(), settings.node.clone(), cache));
     }
     let js = jetstream::new(client);
-    let dir = data_dir.join("platform").join("orgs");
+    let dm = Kind {
+        bucket: DM_BUCKET,
+        folder: "dm",
+        what: "device management of",
+        check: check_dm,
+        ready: |text, _| text.first() == Some(&b'{') && text.trim_ascii_end().last() == Some(&b'}'),
+    };
+    let registry = Kind {
+        bucket: PLATFORM_BUCKET,
+        folder: "orgs",
+        what: "organization",
+        check,
+        ready: holds_org,
+    };
+    let replicas = settings.replicas();
+    tokio::spawn(keep_mirroring(js.clone(), replicas, data_dir.clone(), dm));
+    keep_mirroring(js, replicas, data_dir, registry).await;
+}
+
+/// Mirrors one kind of file, starting again after each failure, until the process ends.
+async fn keep_mirroring(js: jetstream::Context, replicas: usize, data_dir: PathBuf, kind: Kind) {
+    let dir = data_dir.join("platform").join(kind.folder);
     // Kept when the watch starts again (after an outage), so that a change made here
     // meanwhile is merged with the bucket's, not replaced by it.
     let mut known: HashMap<String, Known> = HashMap::new();
     loop {
-        match mirror(&js, settings.replicas(), &dir, &check, &mut known).await {
+        match mirror(&js, replicas, &dir, &kind, &mut known).await {
             Ok(()) => {}
-            Err(e) => tracing::warn!("cluster: sharing the platform's registry: {e} (trying again)"),
+            Err(e) => tracing::warn!(
+                "cluster: sharing {} (bucket {}): {e} (trying again)",
+                kind.folder,
+                kind.bucket
+            ),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -107,14 +159,14 @@ async fn mirror(
     js: &jetstream::Context,
     replicas: usize,
     dir: &Path,
-    check: &CheckFile,
+    kind: &Kind,
     known: &mut HashMap<String, Known>,
 ) -> Result<(), Failure> {
-    let bucket = match js.get_key_value(PLATFORM_BUCKET).await {
+    let bucket = match js.get_key_value(kind.bucket).await {
         Ok(bucket) => bucket,
         Err(_) => {
             js.create_key_value(kv::Config {
-                bucket: PLATFORM_BUCKET.to_string(),
+                bucket: kind.bucket.to_string(),
                 history: 1,
                 storage: stream::StorageType::File,
                 num_replicas: replicas,
@@ -134,7 +186,7 @@ async fn mirror(
         tokio::select! {
             entry = watch.next() => match entry {
                 Some(Ok(entry)) => {
-                    apply(dir, &entry, known, check);
+                    apply(dir, &entry, known, kind);
                     caught_up |= entry.revision >= last;
                 }
                 Some(Err(e)) => {
@@ -143,7 +195,7 @@ async fn mirror(
                 }
                 None => return Ok(()),
             },
-            _ = tick.tick(), if caught_up => publish_changes(&bucket, dir, known, &mut too_large).await,
+            _ = tick.tick(), if caught_up => publish_changes(&bucket, dir, known, kind, &mut too_large).await,
         }
     }
 }
@@ -156,10 +208,10 @@ fn org_id(org: &str) -> bool {
 /// Applies one version from the bucket to the local file (unless it is this node's own).
 /// A local change not yet in the bucket is merged with it ([`merge`]); the merged file goes
 /// to the bucket with the next scan.
-fn apply(dir: &Path, entry: &kv::Entry, known: &mut HashMap<String, Known>, check: &CheckFile) {
-    let org = entry.key.as_str();
+fn apply(dir: &Path, entry: &kv::Entry, known: &mut HashMap<String, Known>, kind: &Kind) {
+    let (org, what) = (entry.key.as_str(), kind.what);
     if !org_id(org) {
-        tracing::warn!("cluster: platform registry key {org:?} ignored: not an organization id");
+        tracing::warn!("cluster: {} key {org:?} ignored: not an organization id", kind.bucket);
         return;
     }
     if known.get(org).is_some_and(|k| k.revision >= entry.revision) {
@@ -167,8 +219,8 @@ fn apply(dir: &Path, entry: &kv::Entry, known: &mut HashMap<String, Known>, chec
     }
     let theirs = match entry.operation {
         kv::Operation::Put => {
-            if let Err(e) = check(org, &entry.value) {
-                tracing::warn!("cluster: platform registry version of {org} ignored: {e}");
+            if let Err(e) = (kind.check)(org, &entry.value) {
+                tracing::warn!("cluster: {} version of {org} ignored: {e}", kind.bucket);
                 return;
             }
             Some(entry.value.clone())
@@ -180,7 +232,7 @@ fn apply(dir: &Path, entry: &kv::Entry, known: &mut HashMap<String, Known>, chec
     let _lock = match std::fs::create_dir_all(dir).and_then(|()| lock(dir, org)) {
         Ok(lock) => lock,
         Err(e) => {
-            tracing::error!("cluster: cannot apply organization {org} from the cluster: {e}");
+            tracing::error!("cluster: cannot apply {what} {org} from the cluster: {e}");
             return;
         }
     };
@@ -190,16 +242,16 @@ fn apply(dir: &Path, entry: &kv::Entry, known: &mut HashMap<String, Known>, chec
     // the other node's (never at start: the bucket then wins).
     if let Some(base) = known.get(org).filter(|k| k.content.as_deref() != local.as_deref()) {
         if local.as_deref() != theirs.as_deref() {
-            content = merged(org, base.content.as_deref(), local.as_deref(), theirs.as_deref(), check);
+            content = merged(org, base.content.as_deref(), local.as_deref(), theirs.as_deref(), kind);
         }
     }
     if local.as_deref() != content.as_deref() {
         if let Err(e) = write_local(dir, org, content.as_deref()) {
-            tracing::error!("cluster: cannot apply organization {org} from the cluster: {e}");
+            tracing::error!("cluster: cannot apply {what} {org} from the cluster: {e}");
             return;
         }
         tracing::info!(
-            "cluster: organization {org} {} from the cluster",
+            "cluster: {what} {org} {} from the cluster",
             if content.is_some() { "updated" } else { "removed" }
         );
     }
@@ -215,13 +267,8 @@ fn apply(dir: &Path, entry: &kv::Entry, known: &mut HashMap<String, Known>, chec
 /// This node's version of `org` merged with another node's, both changed from `base`; the
 /// other node's version if they cannot be merged into a loadable file (logged: this node's
 /// change is lost).
-fn merged(
-    org: &str,
-    base: Option<&[u8]>,
-    ours: Option<&[u8]>,
-    theirs: Option<&[u8]>,
-    check: &CheckFile,
-) -> Option<Bytes> {
+fn merged(org: &str, base: Option<&[u8]>, ours: Option<&[u8]>, theirs: Option<&[u8]>, kind: &Kind) -> Option<Bytes> {
+    let what = kind.what;
     let parse = |t: Option<&[u8]>| t.and_then(|t| serde_json::from_slice::<serde_json::Value>(t).ok());
     let result = merge(parse(base).as_ref(), parse(ours).as_ref(), parse(theirs).as_ref());
     let text = result.and_then(|v| serde_json::to_vec_pretty(&v).ok()).map(|mut t| {
@@ -229,15 +276,15 @@ fn merged(
         Bytes::from(t)
     });
     match &text {
-        Some(t) if check(org, t).is_ok() => {
-            tracing::info!("cluster: organization {org} changed here and on another node: merged");
+        Some(t) if (kind.check)(org, t).is_ok() => {
+            tracing::info!("cluster: {what} {org} changed here and on another node: merged");
             text
         }
         None if theirs.is_none() => None,
         _ => {
             tracing::warn!(
-                "cluster: organization {org} changed here and on another node at once: the \
-                 other node's version replaces this node's change"
+                "cluster: {what} {org} changed here and on another node at once: the other \
+                 node's version replaces this node's change"
             );
             theirs.map(Bytes::copy_from_slice)
         }
@@ -246,8 +293,8 @@ fn merged(
 
 /// A three-way merge of JSON documents: a side that did not change from `base` takes the
 /// other's; objects changed on both sides are merged member by member; any other change
-/// on both sides takes `theirs`.
-fn merge(
+/// on both sides takes `theirs`. `None` is a deleted document.
+pub fn merge(
     base: Option<&serde_json::Value>,
     ours: Option<&serde_json::Value>,
     theirs: Option<&serde_json::Value>,
@@ -295,8 +342,10 @@ async fn publish_changes(
     bucket: &kv::Store,
     dir: &Path,
     known: &mut HashMap<String, Known>,
+    kind: &Kind,
     too_large: &mut std::collections::HashSet<String>,
 ) {
+    let what = kind.what;
     let mut local = HashMap::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
@@ -319,14 +368,14 @@ async fn publish_changes(
         if text.len() > MAX_FILE {
             if too_large.insert(org.clone()) {
                 tracing::warn!(
-                    "cluster: organization {org} is not shared with the other nodes: its registry \
-                     file is larger than {MAX_FILE} bytes"
+                    "cluster: {what} {org} is not shared with the other nodes: its file is larger \
+                     than {MAX_FILE} bytes"
                 );
             }
             continue;
         }
         too_large.remove(org);
-        if !holds_org(text, org) {
+        if !(kind.ready)(text, org) {
             continue; // Being written by hand: not carried.
         }
         let written = match previous {
@@ -342,7 +391,7 @@ async fn publish_changes(
                 known.insert(org.clone(), Known { revision, content });
             }
             Err(e) => tracing::warn!(
-                "cluster: organization {org} changed here was not shared ({e}); if another node \
+                "cluster: {what} {org} changed here was not shared ({e}); if another node \
                  changed it at the same time, its version replaces this one"
             ),
         }
@@ -360,7 +409,7 @@ async fn publish_changes(
                     k.content = None;
                 }
             }
-            Err(e) => tracing::warn!("cluster: organization {org} removed here was not removed elsewhere: {e}"),
+            Err(e) => tracing::warn!("cluster: {what} {org} removed here was not removed elsewhere: {e}"),
         }
     }
 }

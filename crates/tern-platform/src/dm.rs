@@ -406,6 +406,8 @@ pub struct Dm {
     pub(crate) writing: Mutex<()>,
     /// When [`Dm::tick`] last swept old requests and logs.
     pub(crate) last_sweep_ms: Mutex<u64>,
+    /// Set on a node of a cluster ([`Dm::share`]).
+    pub(crate) shared: std::sync::OnceLock<crate::dm_share::Sharing>,
 }
 
 /// The store's directory inside a data directory.
@@ -424,6 +426,7 @@ impl Dm {
             dir,
             writing: Mutex::new(()),
             last_sweep_ms: Mutex::new(0),
+            shared: std::sync::OnceLock::new(),
         }
     }
 
@@ -431,6 +434,9 @@ impl Dm {
     /// 0600): at a stop. Blocking: call off the runtime. Returns the first error; an
     /// organization whose write failed is written again next time.
     pub fn flush(&self) -> Result<(), DmStoreError> {
+        if self.shared.get().is_some() {
+            return self.sync(true);
+        }
         self.write_changed(true)
     }
 
@@ -438,6 +444,9 @@ impl Dm {
     /// ([`WRITE_BYTES_PER_SECOND`]) before it is written again, so a flood of manages or
     /// logs cannot keep the disk busy rewriting one big file: for the periodic flush.
     pub fn flush_due(&self) -> Result<(), DmStoreError> {
+        if self.shared.get().is_some() {
+            return self.sync(false);
+        }
         self.write_changed(false)
     }
 
@@ -551,6 +560,10 @@ impl Dm {
     /// subscriptions exist); the request's timeout still runs. Other messages (answers,
     /// cancels, location pushes) are not resent.
     pub fn undelivered(&self, org: &str, type_id: &str, device_id: &str, tail: &str) {
+        if self.shared.get().is_some() {
+            // Only this node's sessions are counted: the device may be on another node.
+            return;
+        }
         let key = (type_id.to_string(), device_id.to_string());
         let mut orgs = self.orgs.lock();
         let Some(o) = orgs.get_mut(org) else {

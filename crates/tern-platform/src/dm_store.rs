@@ -4,57 +4,71 @@
 //! action bundles. Kept apart from the registry's `platform/orgs/<org>.json` on purpose:
 //! location, log and notify traffic must not rewrite the registry's file.
 //!
+//! Format 2 keys every record (devices by `<type>/<device>`, requests by id, a request's
+//! devices by `<type>/<device>`, bundles by id), so that a cluster's three-way merge of two
+//! nodes' versions (`dm_share`) keeps changes to different records; format 1 (lists) is
+//! still read.
+//!
 //! Written as lec.rs writes its cache: a whole new file (`.<org>.json.<pid>.tmp`, mode
 //! 0600, fsync) renamed over the old one, then the directory fsynced, so a kill -9 leaves
 //! the previous or the new version. A file that cannot be read is logged and skipped.
 
 use crate::dm::{DevKey, DeviceMgmt, DmStoreError, MgmtRequest, OrgDm, Step};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// The file format's version.
-const FORMAT_VERSION: u32 = 1;
+/// The file format's version (1: lists, still read).
+const FORMAT_VERSION: u64 = 2;
 
-#[derive(Serialize)]
-struct StoredRef<'a> {
-    version: u32,
-    devices: Vec<&'a DeviceMgmt>,
-    requests: Vec<&'a MgmtRequest>,
-    bundles: Vec<&'a Value>,
+/// A document's records, read.
+struct Stored {
+    devices: Vec<DeviceMgmt>,
+    requests: Vec<MgmtRequest>,
+    bundles: Vec<Value>,
 }
 
-#[derive(Deserialize)]
-struct Stored {
-    version: u32,
-    #[serde(default)]
-    devices: Vec<DeviceMgmt>,
-    #[serde(default)]
-    requests: Vec<MgmtRequest>,
-    #[serde(default)]
-    bundles: Vec<Value>,
+/// A record's key: `<type>/<device>` (neither holds a `/`).
+fn device_key(record: &Value) -> String {
+    let text = |name: &str| record.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
+    format!("{}/{}", text("typeId"), text("deviceId"))
+}
+
+/// An organization's state as a document of format 2; `None` when it holds nothing (the
+/// file is removed).
+pub(crate) fn encode_value(o: &OrgDm) -> Option<Value> {
+    if o.devices.is_empty() && o.requests.is_empty() && o.bundles.is_empty() {
+        return None;
+    }
+    let mut devices = Map::new();
+    for dev in o.devices.values() {
+        let record = serde_json::to_value(dev).ok()?;
+        devices.insert(device_key(&record), record);
+    }
+    let mut requests = Map::new();
+    for r in o.requests.values() {
+        let mut record = serde_json::to_value(r).ok()?;
+        if let Some(Value::Array(runs)) = record.get_mut("runs").map(Value::take) {
+            let runs: Map<String, Value> = runs.into_iter().map(|run| (device_key(&run), run)).collect();
+            record["runs"] = Value::Object(runs);
+        }
+        requests.insert(r.id.clone(), record);
+    }
+    let bundles: Map<String, Value> = o.bundles.iter().map(|(id, b)| (id.clone(), b.clone())).collect();
+    Some(serde_json::json!({
+        "version": FORMAT_VERSION, "devices": devices, "requests": requests, "bundles": bundles,
+    }))
 }
 
 /// An organization's file body; `None` when it holds nothing (the file is removed).
 pub(crate) fn encode(o: &OrgDm) -> Option<Vec<u8>> {
-    if o.devices.is_empty() && o.requests.is_empty() && o.bundles.is_empty() {
-        return None;
+    let value = encode_value(o);
+    if value.is_none() && !(o.devices.is_empty() && o.requests.is_empty() && o.bundles.is_empty()) {
+        // Only non-string map keys fail, and there are none; keep the old file.
+        tracing::error!("device management state cannot be encoded");
+        return Some(Vec::new());
     }
-    let stored = StoredRef {
-        version: FORMAT_VERSION,
-        devices: o.devices.values().collect(),
-        requests: o.requests.values().collect(),
-        bundles: o.bundles.values().collect(),
-    };
-    match serde_json::to_vec(&stored) {
-        Ok(body) => Some(body),
-        Err(e) => {
-            // Only non-string map keys fail, and there are none; keep the old file.
-            tracing::error!("device management state cannot be encoded: {e}");
-            Some(Vec::new())
-        }
-    }
+    value.map(|v| v.to_string().into_bytes())
 }
 
 /// Reads every organization's file in `dir`; damaged ones are logged and skipped.
@@ -81,10 +95,36 @@ pub(crate) fn load_all(dir: &Path) -> HashMap<String, OrgDm> {
 /// An organization's state from its file's body, made consistent (runs sorted, a device's
 /// request in progress still in progress).
 pub(crate) fn decode(body: &[u8]) -> Result<OrgDm, String> {
-    let stored: Stored = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    if stored.version != FORMAT_VERSION {
-        return Err(format!("unknown format version {}", stored.version));
+    decode_value(serde_json::from_slice(body).map_err(|e| e.to_string())?)
+}
+
+/// The records of a document's member `name`: a list (format 1) or keyed (format 2).
+fn records(value: &mut Value, name: &str) -> Value {
+    match value.get_mut(name).map(Value::take) {
+        Some(Value::Object(map)) => Value::Array(map.into_iter().map(|(_, v)| v).collect()),
+        Some(other) => other,
+        None => Value::Array(Vec::new()),
     }
+}
+
+/// As [`decode`], from a parsed document of format 1 or 2.
+pub(crate) fn decode_value(mut value: Value) -> Result<OrgDm, String> {
+    match value.get("version").and_then(Value::as_u64) {
+        Some(1 | FORMAT_VERSION) => {}
+        other => return Err(format!("unknown format version {other:?}")),
+    }
+    let mut requests = records(&mut value, "requests");
+    for r in requests.as_array_mut().into_iter().flatten() {
+        let runs = records(r, "runs");
+        if let Some(r) = r.as_object_mut() {
+            r.insert("runs".into(), runs);
+        }
+    }
+    let stored = Stored {
+        devices: serde_json::from_value(records(&mut value, "devices")).map_err(|e| e.to_string())?,
+        requests: serde_json::from_value(requests).map_err(|e| e.to_string())?,
+        bundles: serde_json::from_value(records(&mut value, "bundles")).map_err(|e| e.to_string())?,
+    };
     let mut o = OrgDm::default();
     for mut r in stored.requests {
         r.runs

@@ -9,6 +9,11 @@
 //! when the broker stops. Every few seconds it drops the state of devices and
 //! organizations deleted from the registry.
 //!
+//! On a node of a cluster ([`Dm::is_shared`], `dm_share`) it writes and reads back its
+//! files every [`SYNC`], and holds back a device's answer to a request it does not know
+//! yet (made on another node, still on its way through the shared files), with the
+//! device's later messages, until the request has arrived or [`HOLD`] has passed.
+//!
 //! What the state machine answers ([`Effects`]) is carried out by [`apply`]: messages to
 //! devices are published at QoS 1 under `$iot/<org>/iotdm-1/type/<t>/id/<d>/...`, so a
 //! device with a persistent session gets them when it comes back, and deviceInfo changes
@@ -19,8 +24,9 @@ use crate::registry::{self, Registry};
 use crate::topics::{dm_down_topic, dm_up_of};
 use bytes::Bytes;
 use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tern_broker::admin::Admin;
 use tern_broker::BrokerHandle;
 use tern_proto::{Publish, QoS};
@@ -33,6 +39,12 @@ const INBOX_CAPACITY: usize = 4096;
 const TICK: Duration = Duration::from_secs(1);
 /// Every how many ticks the state of devices deleted from the registry is dropped.
 const FORGET_EVERY: u64 = 5;
+/// How often a node of a cluster writes its changes and reads back the other nodes'.
+const SYNC: Duration = Duration::from_millis(250);
+/// How long a device's answer to a request not known here waits for it (a cluster).
+const HOLD: Duration = Duration::from_secs(5);
+/// Messages held back at most (beyond, they are handled at once).
+const MAX_HELD: usize = 4096;
 
 /// What the policy hands the task.
 #[derive(Debug)]
@@ -53,6 +65,93 @@ enum Inbound {
         type_id: String,
         device_id: String,
     },
+}
+
+impl Inbound {
+    /// The device it is about: (org, type, id).
+    fn device(&self) -> (String, String, String) {
+        match self {
+            Inbound::Message {
+                org,
+                type_id,
+                device_id,
+                ..
+            }
+            | Inbound::Connected {
+                org,
+                type_id,
+                device_id,
+            } => (org.clone(), type_id.clone(), device_id.clone()),
+        }
+    }
+
+    /// Whether it can be handled now (see [`Dm::knows_answer`]).
+    fn ready(&self, dm: &Dm) -> bool {
+        match self {
+            Inbound::Message {
+                org,
+                type_id,
+                device_id,
+                tail,
+                payload,
+                ..
+            } => dm.knows_answer(org, type_id, device_id, tail, payload),
+            Inbound::Connected { .. } => true,
+        }
+    }
+}
+
+/// Devices' messages held back on a node of a cluster, in order per device.
+#[derive(Debug, Default)]
+struct Held {
+    queues: HashMap<(String, String, String), VecDeque<(Instant, Inbound)>>,
+    count: usize,
+}
+
+impl Held {
+    /// Holds `inbound` back if it must wait, or a message of its device waits already;
+    /// otherwise gives it back.
+    fn keep(&mut self, dm: &Dm, inbound: Inbound) -> Option<Inbound> {
+        if !dm.is_shared() || self.count >= MAX_HELD {
+            return Some(inbound);
+        }
+        let device = inbound.device();
+        if !self.queues.contains_key(&device) {
+            if inbound.ready(dm) {
+                return Some(inbound);
+            }
+            tracing::debug!(
+                org = device.0,
+                device = %format!("{}/{}", device.1, device.2),
+                "device management: an answer held until its request arrives from another node"
+            );
+        }
+        self.queues
+            .entry(device)
+            .or_default()
+            .push_back((Instant::now(), inbound));
+        self.count += 1;
+        None
+    }
+
+    /// The held messages that can be handled now (their request has arrived, or they
+    /// waited [`HOLD`]), in order per device.
+    fn release(&mut self, dm: &Dm) -> Vec<Inbound> {
+        let mut out = Vec::new();
+        for queue in self.queues.values_mut() {
+            while let Some((at, inbound)) = queue.front() {
+                if !inbound.ready(dm) && at.elapsed() < HOLD {
+                    break;
+                }
+                if let Some((_, inbound)) = queue.pop_front() {
+                    out.push(inbound);
+                }
+            }
+        }
+        self.queues.retain(|_, q| !q.is_empty());
+        self.count -= out.len().min(self.count);
+        out
+    }
 }
 
 /// The policy's end of the task's queue.
@@ -113,19 +212,45 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, dm: Arc<Dm>, inbox:
     let mut rx = inbox.0;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
+        let mut sync = tokio::time::interval(SYNC);
+        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut held = Held::default();
         let mut ticks = 0u64;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let take = |inbound: Inbound| match inbound {
+            Inbound::Message {
+                org,
+                type_id,
+                device_id,
+                via_gateway,
+                tail,
+                payload,
+            } => {
+                let effects = dm.on_device_from(now_ms(), &org, &type_id, &device_id, via_gateway, &tail, &payload);
+                apply(&admin, &registry, &dm, effects);
+            }
+            Inbound::Connected {
+                org,
+                type_id,
+                device_id,
+            } => dm.on_connected(&org, &type_id, &device_id),
+        };
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
                 inbound = rx.recv() => match inbound {
-                    Some(Inbound::Message { org, type_id, device_id, via_gateway, tail, payload }) => {
-                        let effects = dm.on_device_from(now_ms(), &org, &type_id, &device_id, via_gateway, &tail, &payload);
-                        apply(&admin, &registry, &dm, effects);
+                    Some(inbound) => {
+                        if let Some(inbound) = held.keep(&dm, inbound) {
+                            take(inbound);
+                        }
                     }
-                    Some(Inbound::Connected { org, type_id, device_id }) => dm.on_connected(&org, &type_id, &device_id),
                     None => break,
                 },
+                _ = sync.tick(), if dm.is_shared() => {
+                    // Other nodes' changes read back first: a held answer may now be known.
+                    flush(&dm, false).await;
+                    held.release(&dm).into_iter().for_each(&take);
+                }
                 _ = tick.tick() => {
                     ticks += 1;
                     if ticks % FORGET_EVERY == 0 {
@@ -135,6 +260,7 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, dm: Arc<Dm>, inbox:
                     let effects = dm.tick(now_ms());
                     apply(&admin, &registry, &dm, effects);
                     flush(&dm, false).await;
+                    held.release(&dm).into_iter().for_each(&take);
                 }
             }
         }

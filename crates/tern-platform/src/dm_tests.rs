@@ -102,6 +102,8 @@ fn notify(dm: &Dm, now: u64, d: &str, value: Value) -> Sent {
 
 #[path = "dm_request_tests.rs"]
 mod requests;
+#[path = "dm_share_tests.rs"]
+mod share;
 
 #[test]
 fn manage_ten_times_is_idempotent() {

@@ -10,6 +10,7 @@ pub mod dm;
 mod dm_device;
 mod dm_requests;
 mod dm_rest;
+pub mod dm_share;
 mod dm_store;
 pub mod dm_task;
 #[cfg(test)]

@@ -286,7 +286,16 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
             let check: tern_cluster::platform::CheckFile = std::sync::Arc::new(|org: &str, text: &[u8]| {
                 tern_platform::registry::check_org_file(org, text).map_err(|e| e.to_string())
             });
-            tokio::spawn(tern_cluster::platform::run(settings, data_dir.clone(), check, cache));
+            // Device management's state likewise, merged into this node's as it changes.
+            started.dm.share(tern_cluster::platform::merge);
+            let check_dm: tern_cluster::platform::CheckFile = std::sync::Arc::new(tern_platform::dm_share::check_file);
+            tokio::spawn(tern_cluster::platform::run(
+                settings,
+                data_dir.clone(),
+                check,
+                check_dm,
+                cache,
+            ));
         }
     }
     if historian.is_none() && historian_topics {

@@ -103,6 +103,141 @@ fn publish_on(client: &mut Client, topic: &str, what: &str) -> Publish {
     panic!("{what}: nothing on {topic}");
 }
 
+/// Publishes `payload` on `iotdevice-1/<tail>` at QoS 1 and returns the platform's answer
+/// on `iotdm-1/response`.
+fn dm_send(device: &mut Client, tail: &str, payload: &Value, packet_id: u16) -> Value {
+    device.publish(
+        &format!("iotdevice-1/{tail}"),
+        payload.to_string().as_bytes(),
+        QoS::AtLeastOnce,
+        false,
+        packet_id,
+    );
+    let (topic, answer) = next_json(device);
+    assert_eq!(topic, "iotdm-1/response", "{answer}");
+    answer
+}
+
+/// Polls `path` on `node` until `done` holds for its JSON (200 only), 10 s at most.
+fn poll_rest(node: &Node, auth: &str, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = node.rest(auth, "GET", path, None);
+        if got.status == 200 && done(&got.json()) {
+            return got.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {path}: {} {:?}; log: {:?}",
+            got.status,
+            got.body,
+            cluster_log(&node.broker)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A device connected on node b manages itself (attributes, location): node a's REST API
+/// shows it managed; a reboot requested through node a reaches the device on b, whose
+/// answer and later manage (from a new connection on b) complete it, as node a shows.
+fn device_management_across_nodes(a: &Node, b: &Node, admin: &str, started: Instant) {
+    let what = "device management";
+    let made = a
+        .rest(
+            admin,
+            "POST",
+            "/device/types/sensor/devices",
+            Some(json!({"deviceId": "m1"})),
+        )
+        .ok(201);
+    let token = text(&made, "authToken");
+    let mut device = b.connect_when_known(what, "d:za6xa7:sensor:m1", "use-token-auth", &token);
+    assert_eq!(
+        device.subscribe("iotdm-1/#", QoS::AtLeastOnce),
+        [ReasonCode(1)],
+        "{what}"
+    );
+    let manage = |req_id: &str| {
+        json!({"reqId": req_id, "d": {"lifetime": 3600, "supports": {"deviceActions": true},
+               "deviceInfo": {"model": "T1", "fwVersion": "1.0"}}})
+    };
+    let answer = dm_send(&mut device, "mgmt/manage", &manage("m1"), 1);
+    assert_eq!(answer, json!({"rc": 200, "reqId": "m1"}), "{what}");
+    let location = json!({"reqId": "l1", "d": {"longitude": 4.9, "latitude": 52.37}});
+    assert_eq!(
+        dm_send(&mut device, "device/update/location", &location, 2)["rc"],
+        200,
+        "{what}"
+    );
+    // Node a's REST API: managed, with the location and attributes the device gave on b.
+    let base = "/device/types/sensor/devices/m1";
+    let mgmt = poll_rest(a, admin, &format!("{base}/mgmt"), what, |_| true);
+    assert_eq!(
+        (&mgmt["lifetime"], &mgmt["supports"]["deviceActions"]),
+        (&json!(3600), &json!(true)),
+        "{what}: {mgmt}"
+    );
+    poll_rest(a, admin, &format!("{base}/location"), what, |l| l["latitude"] == 52.37);
+    poll_rest(a, admin, base, what, |d| d["deviceInfo"]["model"] == "T1");
+    println!("{what}: managed on b, seen on a after {:?}", started.elapsed());
+
+    // A reboot requested through node a reaches the device on node b.
+    let body = json!({"action": "device/reboot", "devices": [{"typeId": "sensor", "deviceId": "m1"}]});
+    let id = a.rest(admin, "POST", "/mgmt/requests", Some(body)).ok(202)["reqId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (topic, request) = next_json(&mut device);
+    assert_eq!(topic, "iotdm-1/mgmt/initiate/device/reboot", "{what}: {request}");
+    let req_id = request["reqId"].as_str().unwrap().to_string();
+    device.publish(
+        "iotdevice-1/response",
+        json!({"rc": 202, "reqId": req_id}).to_string().as_bytes(),
+        QoS::AtLeastOnce,
+        false,
+        3,
+    );
+    // The device restarts: a new connection on node b, then a manage completes the reboot.
+    device.disconnect();
+    let mut device = b.connect_when_known(what, "d:za6xa7:sensor:m1", "use-token-auth", &token);
+    assert_eq!(
+        device.subscribe("iotdm-1/#", QoS::AtLeastOnce),
+        [ReasonCode(1)],
+        "{what}"
+    );
+    assert_eq!(
+        dm_send(&mut device, "mgmt/manage", &manage("m2"), 1)["rc"],
+        200,
+        "{what}"
+    );
+    let status_path = format!("/mgmt/requests/{id}/deviceStatus/sensor/m1");
+    let status = poll_rest(a, admin, &status_path, what, |s| s["complete"] == true);
+    assert_eq!(status["status"], 0, "{what}: {status}");
+    let request = a.rest(admin, "GET", &format!("/mgmt/requests/{id}"), None).ok(200);
+    assert_eq!(
+        (
+            request["action"].as_str(),
+            request["complete"].as_bool(),
+            request["status"].as_u64()
+        ),
+        (Some("device/reboot"), Some(true), Some(0)),
+        "{what}: {request}"
+    );
+    let all = a
+        .rest(admin, "GET", &format!("/mgmt/requests/{id}/deviceStatus"), None)
+        .ok(200);
+    assert_eq!(all["results"][0]["status"], 0, "{what}: {all}");
+    // Node b, where the device answered, agrees.
+    let on_b = b.rest(admin, "GET", &status_path, None).ok(200);
+    assert_eq!(
+        (on_b["complete"].as_bool(), on_b["status"].as_u64()),
+        (Some(true), Some(0)),
+        "{what}: {on_b}"
+    );
+    device.disconnect();
+    println!("{what}: reboot through a completed on b after {:?}", started.elapsed());
+}
+
 /// Whether `data`'s registry file of `org` exists.
 fn has_org(data: &Path, org: &str) -> bool {
     data.join("platform/orgs").join(format!("{org}.json")).exists()
@@ -312,7 +447,10 @@ fn the_platform_registry_and_events_cross_the_nodes() {
         .sum();
     println!("{what}: done after {:?} ({merges} merge(s))", started.elapsed());
 
-    // 7. The organization deleted on node a is gone on nodes b and c: its device is
+    // 7. Device management across the nodes.
+    device_management_across_nodes(&a, &b, &admin, started);
+
+    // 8. The organization deleted on node a is gone on nodes b and c: its device is
     //    refused.
     let what = "delete";
     device.disconnect();

@@ -1,0 +1,175 @@
+//! Device management on a node of a cluster (docs/cluster.md): its state is shared through
+//! its files. The cluster mirrors each organization's `platform/dm/<org>.json` with the
+//! other nodes (tern-cluster's `platform` module, bucket `PLATFORM_DM`); this module keeps
+//! the node's state in memory and its files in step, every [`crate::dm_task`] sync (250 ms):
+//! an organization changed here is written to its file; a file changed by the mirror (another
+//! node's version) is read back, merged first with this node's unwritten changes (a
+//! three-way merge against the version last read or written, the cluster's [`Merge`]), the
+//! merged version written for the mirror to share. Each organization is handled under the
+//! lock the mirror takes to write its file, so neither undoes the other.
+//!
+//! Who changes what: a device's messages are handled on the node it is connected to (its
+//! management state, and its part of requests); requests are made, cancelled and timed out
+//! on any node. A device's answer to a request made on another node can arrive before the
+//! request has: [`Dm::knows_answer`] tells the task to hold it back (with the device's later
+//! messages) until it has.
+
+use crate::dm::{Dm, DmStoreError, OrgDm, WRITE_BYTES_PER_SECOND};
+use parking_lot::Mutex;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A three-way merge of JSON documents (base, this node's, another node's; `None` is no
+/// document) that keeps both sides' changes to different members and takes the other
+/// node's where both changed the same one.
+pub type Merge = fn(Option<&Value>, Option<&Value>, Option<&Value>) -> Option<Value>;
+
+/// What a shared [`Dm`] keeps besides its state.
+#[derive(Debug)]
+pub struct Sharing {
+    merge: Merge,
+    /// Per organization, the document last read from or written to its file (`None`: no
+    /// file).
+    base: Mutex<HashMap<String, Option<Value>>>,
+}
+
+/// Checks that a device management file (from another node) can be loaded.
+pub fn check_file(_org: &str, body: &[u8]) -> Result<(), String> {
+    crate::dm_store::decode(body).map(|_| ())
+}
+
+/// Whether `o`'s last write was too recent for its size ([`WRITE_BYTES_PER_SECOND`]).
+fn early(o: &OrgDm, now: Instant) -> bool {
+    o.written.is_some_and(|(at, bytes)| {
+        let pause = Duration::from_secs_f64(bytes as f64 / WRITE_BYTES_PER_SECOND as f64);
+        now.saturating_duration_since(at) < pause
+    })
+}
+
+impl Dm {
+    /// Makes this state a node's share of the cluster's: from now on [`Dm::flush`] and
+    /// [`Dm::flush_due`] also read back what the cluster wrote to the files, merged with
+    /// `merge`, and no message is taken as undelivered (the device may be on another node).
+    pub fn share(&self, merge: Merge) {
+        let _ = self.shared.set(Sharing {
+            merge,
+            base: Mutex::new(HashMap::new()),
+        });
+    }
+
+    /// Whether [`Dm::share`] was called.
+    pub fn is_shared(&self) -> bool {
+        self.shared.get().is_some()
+    }
+
+    /// Whether device `type_id`/`device_id`'s message on `iotdevice-1/<tail>` can be
+    /// handled now: anything but an answer (`response`) whose reqId none of the device's
+    /// requests known here waits for.
+    pub fn knows_answer(&self, org: &str, type_id: &str, device_id: &str, tail: &str, payload: &[u8]) -> bool {
+        if tail != crate::dm_wire::tail::RESPONSE {
+            return true;
+        }
+        let Some(req_id) = crate::dm_wire::parse(payload).ok().and_then(|m| m.req_id) else {
+            return true;
+        };
+        let key = (type_id.to_string(), device_id.to_string());
+        let orgs = self.orgs.lock();
+        let pending = orgs.get(org).and_then(|o| {
+            let id = o.devices.get(&key)?.active.as_ref()?;
+            o.requests.get(id)?.run(&key)?.pending.clone()
+        });
+        pending.as_deref() == Some(req_id.as_str())
+    }
+
+    /// Writes the organizations changed here (`all`, or those due) and reads back those
+    /// whose files another node's version replaced (merged with unwritten changes).
+    pub(crate) fn sync(&self, all: bool) -> Result<(), DmStoreError> {
+        let Some(sharing) = self.shared.get() else {
+            return Ok(());
+        };
+        let _writing = self.writing.lock();
+        let mut names: BTreeSet<String> = crate::org_files::list(&self.dir)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(org, _)| org)
+            .collect();
+        names.extend(self.orgs.lock().keys().cloned());
+        names.extend(sharing.base.lock().keys().cloned());
+        let mut first = Ok(());
+        for org in names {
+            if let Err(e) = self.sync_org(sharing, &org, all) {
+                tracing::warn!("device management of {org} not saved: {e}");
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        self.orgs
+            .lock()
+            .retain(|_, o| o.dirty || !o.devices.is_empty() || !o.requests.is_empty() || !o.bundles.is_empty());
+        first
+    }
+
+    fn sync_org(&self, sharing: &Sharing, org: &str, all: bool) -> Result<(), DmStoreError> {
+        let failed = |path: PathBuf| move |source| DmStoreError::Io { path, source };
+        let _lock = crate::org_files::lock(&self.dir, org).map_err(failed(self.dir.clone()))?;
+        let path = self.dir.join(format!("{org}.json"));
+        let file: Option<Value> = match std::fs::read(&path) {
+            Ok(body) => match serde_json::from_slice(&body) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!("{} is damaged ({e}): left as it is", path.display());
+                    return Ok(());
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(failed(path)(e)),
+        };
+        let now = Instant::now();
+        let mut base = sharing.base.lock();
+        let mut orgs = self.orgs.lock();
+        let known = base.get(org).cloned().flatten();
+        let dirty = orgs.get(org).is_some_and(|o| o.dirty);
+        if file == known {
+            // Nobody else wrote it: this node's change, if due.
+            let Some(o) = orgs.get_mut(org).filter(|o| o.dirty && (all || !early(o, now))) else {
+                base.insert(org.to_string(), file);
+                return Ok(());
+            };
+            let ours = crate::dm_store::encode_value(o);
+            let body = ours.as_ref().map(|v| v.to_string().into_bytes());
+            crate::dm_store::write_org(&self.dir, org, body.as_deref())?;
+            o.dirty = false;
+            o.written = Some((now, body.map_or(0, |b| b.len())));
+            base.insert(org.to_string(), ours);
+            return Ok(());
+        }
+        // Another node's version: taken, merged with this node's unwritten changes.
+        let result = match dirty {
+            true => {
+                let ours = orgs.get(org).and_then(crate::dm_store::encode_value);
+                (sharing.merge)(known.as_ref(), ours.as_ref(), file.as_ref())
+            }
+            false => file.clone(),
+        };
+        let state = match result.clone().map(crate::dm_store::decode_value).transpose() {
+            Ok(state) => state.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!("device management of {org} from another node not taken: {e}");
+                base.insert(org.to_string(), file);
+                return Ok(());
+            }
+        };
+        if result != file {
+            let body = result.as_ref().map(|v| v.to_string().into_bytes());
+            crate::dm_store::write_org(&self.dir, org, body.as_deref())?;
+            tracing::info!("device management of {org} changed here and on another node: merged");
+        }
+        let written = orgs.get(org).and_then(|o| o.written);
+        orgs.insert(org.to_string(), OrgDm { written, ..state });
+        base.insert(org.to_string(), result);
+        Ok(())
+    }
+}

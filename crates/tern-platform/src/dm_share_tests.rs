@@ -1,0 +1,108 @@
+//! Device management shared on a cluster (`dm_share`): two nodes' states, each with its own
+//! data directory, the cluster's mirror played by copying a file from one to the other.
+
+use super::*;
+use std::path::Path;
+
+/// A node's state, shared with the cluster's merge.
+fn node(dir: &Path) -> Dm {
+    let dm = Dm::open(dir);
+    dm.share(tern_cluster::platform::merge);
+    dm
+}
+
+/// What the mirror does: `from`'s file of the organization written over `to`'s.
+fn mirror(from: &Path, to: &Path) {
+    let file = |dir: &Path| dir.join("platform/dm").join(format!("{ORG}.json"));
+    std::fs::create_dir_all(to.join("platform/dm")).expect("dir");
+    std::fs::copy(file(from), file(to)).expect("copy");
+}
+
+#[test]
+fn a_reboot_made_on_one_node_is_completed_by_the_device_on_another() {
+    let (dir_a, dir_b) = (temp_dir(), temp_dir());
+    let (a, b) = (node(&dir_a), node(&dir_b));
+    // Managed on b: seen on a once b's file reaches it.
+    manage(&b, T0, "d1");
+    b.flush_due().expect("b writes");
+    mirror(&dir_b, &dir_a);
+    assert!(a.mgmt(ORG, "t", "d1").is_none());
+    a.flush_due().expect("a reads");
+    assert_eq!(a.mgmt(ORG, "t", "d1").expect("managed on a")["lifetime"], 3600);
+    // A reboot made on a: b does not know the device's answer before a's file reaches it.
+    let (id, out) = initiate(&a, T0 + 1, "device/reboot", vec![], &["d1"], false).expect("accepted");
+    let answer_202 = json!({"rc": 202, "reqId": out[0].2["reqId"]}).to_string();
+    assert!(!b.knows_answer(ORG, "t", "d1", "response", answer_202.as_bytes()));
+    a.flush_due().expect("a writes");
+    mirror(&dir_a, &dir_b);
+    // Meanwhile b manages another device, not yet written: both changes are kept.
+    manage(&b, T0 + 2, "d2");
+    b.flush_due().expect("b merges");
+    assert!(b.mgmt(ORG, "t", "d2").is_some());
+    assert!(b.knows_answer(ORG, "t", "d1", "response", answer_202.as_bytes()));
+    assert_eq!(status(&b, &id, "d1"), (1, false));
+    // The device answers on b, reconnects there and manages: done, and seen on a.
+    b.on_device(T0 + 3, ORG, "t", "d1", "response", answer_202.as_bytes());
+    b.on_connected(ORG, "t", "d1");
+    manage(&b, T0 + 4, "d1");
+    assert_eq!(status(&b, &id, "d1"), (0, true));
+    b.flush_due().expect("b writes");
+    mirror(&dir_b, &dir_a);
+    a.flush_due().expect("a reads");
+    assert_eq!(status(&a, &id, "d1"), (0, true));
+    assert!(a.mgmt(ORG, "t", "d2").is_some());
+    // Format 2: every record keyed, so the merge works record by record.
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(dir_a.join("platform/dm/acme.json")).expect("file")).expect("JSON");
+    assert_eq!(doc["version"], 2);
+    assert!(doc["devices"]["t/d2"].is_object(), "{doc}");
+    assert_eq!(doc["requests"][id.as_str()]["runs"]["t/d1"]["status"], 0, "{doc}");
+    assert!(
+        crate::dm_share::check_file(ORG, &std::fs::read(dir_a.join("platform/dm/acme.json")).expect("file")).is_ok()
+    );
+    assert!(crate::dm_share::check_file(ORG, b"{\"version\": 9}").is_err());
+}
+
+#[test]
+fn changes_made_on_two_nodes_at_once_are_merged() {
+    let (dir_a, dir_b) = (temp_dir(), temp_dir());
+    let (a, b) = (node(&dir_a), node(&dir_b));
+    manage(&a, T0, "d1");
+    a.flush_due().expect("a writes");
+    mirror(&dir_a, &dir_b);
+    b.flush_due().expect("b reads");
+    // Both change the organization from the same version: a device's location on a, a
+    // new device and an error code of the first on b.
+    send(
+        &a,
+        T0 + 1,
+        "d1",
+        "device/update/location",
+        json!({"d":{"longitude":1,"latitude":2},"reqId":"l"}),
+    );
+    a.flush_due().expect("a writes");
+    manage(&b, T0 + 1, "d3");
+    b.add_error_code(T0 + 1, ORG, "t", "d1", &json!({"errorCode": 7}))
+        .expect("code");
+    // a's version reaches b before b wrote: merged there, then the merge reaches a.
+    mirror(&dir_a, &dir_b);
+    b.flush_due().expect("b merges");
+    mirror(&dir_b, &dir_a);
+    a.flush_due().expect("a reads");
+    for (name, dm) in [("a", &a), ("b", &b)] {
+        assert!(dm.location(ORG, "t", "d1").is_some(), "{name}: location lost");
+        assert_eq!(dm.error_codes(ORG, "t", "d1").len(), 1, "{name}: error code lost");
+        assert!(dm.mgmt(ORG, "t", "d3").is_some(), "{name}: d3 lost");
+    }
+}
+
+#[test]
+fn a_file_of_format_1_is_still_read() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(dir.join("platform/dm")).expect("dir");
+    let v1 = json!({"version": 1, "devices": [{"typeId": "t", "deviceId": "d1", "managed": true, "lifetime": 0}],
+                    "requests": [], "bundles": []});
+    std::fs::write(dir.join("platform/dm/acme.json"), v1.to_string()).expect("write");
+    let dm = Dm::open(&dir);
+    assert!(dm.mgmt(ORG, "t", "d1").is_some());
+}
