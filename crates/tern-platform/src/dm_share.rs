@@ -30,9 +30,27 @@ pub type Merge = fn(Option<&Value>, Option<&Value>, Option<&Value>) -> Option<Va
 #[derive(Debug)]
 pub struct Sharing {
     merge: Merge,
-    /// Per organization, the document last read from or written to its file (`None`: no
-    /// file).
-    base: Mutex<HashMap<String, Option<Value>>>,
+    /// Per organization, the file as this node last read or wrote it.
+    base: Mutex<HashMap<String, Known>>,
+}
+
+/// A file as a node last read or wrote it.
+#[derive(Debug, Clone, Default)]
+struct Known {
+    /// Its document (`None`: no file).
+    doc: Option<Value>,
+    /// Its stamp then: unchanged, the file is not read again.
+    stamp: Option<Stamp>,
+}
+
+/// What tells a file's versions apart without reading it: inode (each version is a new
+/// file renamed over the old), length and modification time.
+type Stamp = (u64, u64, Option<std::time::SystemTime>);
+
+fn stamp_of(path: &std::path::Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.ino(), meta.len(), meta.modified().ok()))
 }
 
 /// Checks that a device management file (from another node) can be loaded.
@@ -113,29 +131,41 @@ impl Dm {
     }
 
     fn sync_org(&self, sharing: &Sharing, org: &str, all: bool) -> Result<(), DmStoreError> {
+        let path = self.dir.join(format!("{org}.json"));
+        let dirty = self.orgs.lock().get(org).is_some_and(|o| o.dirty);
+        let stamp = stamp_of(&path);
+        let unchanged = |base: &HashMap<String, Known>| base.get(org).is_some_and(|k| k.stamp == stamp);
+        if !dirty && unchanged(&sharing.base.lock()) {
+            return Ok(()); // Nothing to write, nothing new to read.
+        }
         let failed = |path: PathBuf| move |source| DmStoreError::Io { path, source };
         let _lock = crate::org_files::lock(&self.dir, org).map_err(failed(self.dir.clone()))?;
-        let path = self.dir.join(format!("{org}.json"));
-        let file: Option<Value> = match std::fs::read(&path) {
-            Ok(body) => match serde_json::from_slice(&body) {
+        let stamp = stamp_of(&path);
+        let mut base = sharing.base.lock();
+        let known = base.get(org).cloned().unwrap_or_default();
+        let file: Option<Value> = match (known.stamp == stamp, std::fs::read(&path)) {
+            (true, _) => known.doc.clone(),
+            (false, Ok(body)) => match serde_json::from_slice(&body) {
                 Ok(v) => Some(v),
                 Err(e) => {
                     tracing::warn!("{} is damaged ({e}): left as it is", path.display());
                     return Ok(());
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(failed(path)(e)),
+            (false, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => None,
+            (false, Err(e)) => return Err(failed(path)(e)),
         };
         let now = Instant::now();
-        let mut base = sharing.base.lock();
         let mut orgs = self.orgs.lock();
-        let known = base.get(org).cloned().flatten();
         let dirty = orgs.get(org).is_some_and(|o| o.dirty);
-        if file == known {
+        let remember = |base: &mut HashMap<String, Known>, doc: Option<Value>| {
+            let stamp = stamp_of(&path);
+            base.insert(org.to_string(), Known { doc, stamp });
+        };
+        if file == known.doc {
             // Nobody else wrote it: this node's change, if due.
             let Some(o) = orgs.get_mut(org).filter(|o| o.dirty && (all || !early(o, now))) else {
-                base.insert(org.to_string(), file);
+                remember(&mut base, file);
                 return Ok(());
             };
             let ours = crate::dm_store::encode_value(o);
@@ -143,14 +173,14 @@ impl Dm {
             crate::dm_store::write_org(&self.dir, org, body.as_deref())?;
             o.dirty = false;
             o.written = Some((now, body.map_or(0, |b| b.len())));
-            base.insert(org.to_string(), ours);
+            remember(&mut base, ours);
             return Ok(());
         }
         // Another node's version: taken, merged with this node's unwritten changes.
         let result = match dirty {
             true => {
                 let ours = orgs.get(org).and_then(crate::dm_store::encode_value);
-                (sharing.merge)(known.as_ref(), ours.as_ref(), file.as_ref())
+                (sharing.merge)(known.doc.as_ref(), ours.as_ref(), file.as_ref())
             }
             false => file.clone(),
         };
@@ -158,7 +188,7 @@ impl Dm {
             Ok(state) => state.unwrap_or_default(),
             Err(e) => {
                 tracing::warn!("device management of {org} from another node not taken: {e}");
-                base.insert(org.to_string(), file);
+                remember(&mut base, file);
                 return Ok(());
             }
         };
@@ -169,7 +199,7 @@ impl Dm {
         }
         let written = orgs.get(org).and_then(|o| o.written);
         orgs.insert(org.to_string(), OrgDm { written, ..state });
-        base.insert(org.to_string(), result);
+        remember(&mut base, result);
         Ok(())
     }
 }

@@ -139,7 +139,8 @@ fn poll_rest(node: &Node, auth: &str, path: &str, what: &str, done: impl Fn(&Val
 
 /// A device connected on node b manages itself (attributes, location): node a's REST API
 /// shows it managed; a reboot requested through node a reaches the device on b, whose
-/// answer and later manage (from a new connection on b) complete it, as node a shows.
+/// answer and later manage (from a new connection on b) complete it, as node a shows;
+/// changes made at the same moment on both nodes are all kept.
 fn device_management_across_nodes(a: &Node, b: &Node, admin: &str, started: Instant) {
     let what = "device management";
     let made = a
@@ -234,8 +235,56 @@ fn device_management_across_nodes(a: &Node, b: &Node, admin: &str, started: Inst
         (Some(true), Some(0)),
         "{what}: {on_b}"
     );
-    device.disconnect();
     println!("{what}: reboot through a completed on b after {:?}", started.elapsed());
+
+    // Changes at the same moment on both nodes: a second device manages itself on node a
+    // while the first sends a new location on node b; both nodes end with both changes.
+    let made = a
+        .rest(
+            admin,
+            "POST",
+            "/device/types/sensor/devices",
+            Some(json!({"deviceId": "m2"})),
+        )
+        .ok(201);
+    let mut second = a.connect_when_known(what, "d:za6xa7:sensor:m2", "use-token-auth", &text(&made, "authToken"));
+    assert_eq!(
+        second.subscribe("iotdm-1/#", QoS::AtLeastOnce),
+        [ReasonCode(1)],
+        "{what}"
+    );
+    let moved = json!({"reqId": "l2", "d": {"longitude": 5.1, "latitude": 51.9}});
+    let publish = |client: &mut Client, tail: &str, payload: &Value| {
+        let topic = format!("iotdevice-1/{tail}");
+        client.publish(&topic, payload.to_string().as_bytes(), QoS::AtLeastOnce, false, 7);
+    };
+    publish(&mut second, "mgmt/manage", &manage("m3"));
+    publish(&mut device, "device/update/location", &moved);
+    for (client, req_id) in [(&mut second, "m3"), (&mut device, "l2")] {
+        let (_, answer) = next_json(client);
+        assert_eq!(answer, json!({"rc": 200, "reqId": req_id}), "{what}");
+    }
+    for node in [a, b] {
+        poll_rest(node, admin, "/device/types/sensor/devices/m2/mgmt", what, |_| true);
+        poll_rest(node, admin, &format!("{base}/location"), what, |l| {
+            l["latitude"] == 51.9
+        });
+    }
+    let merges: usize = [a, b]
+        .iter()
+        .map(|n| {
+            let log = n.broker.log.lock().unwrap();
+            log.iter()
+                .filter(|l| l.contains("device management of") && l.contains("merged"))
+                .count()
+        })
+        .sum();
+    device.disconnect();
+    second.disconnect();
+    println!(
+        "{what}: changes at once on a and b kept after {:?} ({merges} merge(s))",
+        started.elapsed()
+    );
 }
 
 /// Whether `data`'s registry file of `org` exists.
