@@ -11,7 +11,7 @@
 //! Who changes what: a device's messages are handled on the node it is connected to (its
 //! management state, and its part of requests); requests are made, cancelled and timed out
 //! on any node. A device's answer to a request made on another node can arrive before the
-//! request has: [`Dm::knows_answer`] tells the task to hold it back (with the device's later
+//! request has: [`Dm::awaits`] tells the task to hold it back (with the device's later
 //! messages) until it has.
 
 use crate::dm::{Dm, DmStoreError, OrgDm, WRITE_BYTES_PER_SECOND};
@@ -82,23 +82,26 @@ impl Dm {
         self.shared.get().is_some()
     }
 
-    /// Whether device `type_id`/`device_id`'s message on `iotdevice-1/<tail>` can be
-    /// handled now: anything but an answer (`response`) whose reqId none of the device's
-    /// requests known here waits for.
-    pub fn knows_answer(&self, org: &str, type_id: &str, device_id: &str, tail: &str, payload: &[u8]) -> bool {
+    /// The reqId of a device's answer to a request (`iotdevice-1/<tail>` with `tail`
+    /// `response`), if it is one and has one.
+    pub fn answer_req_id(tail: &str, payload: &[u8]) -> Option<String> {
         if tail != crate::dm_wire::tail::RESPONSE {
-            return true;
+            return None;
         }
-        let Some(req_id) = crate::dm_wire::parse(payload).ok().and_then(|m| m.req_id) else {
-            return true;
-        };
+        crate::dm_wire::parse(payload).ok().and_then(|m| m.req_id)
+    }
+
+    /// Whether device `type_id`/`device_id`'s request in progress, as known here, waits
+    /// for an answer to `req_id` (a device's answer that it does not wait for may be to a
+    /// request made on another node that has not arrived yet).
+    pub fn awaits(&self, org: &str, type_id: &str, device_id: &str, req_id: &str) -> bool {
         let key = (type_id.to_string(), device_id.to_string());
         let orgs = self.orgs.lock();
         let pending = orgs.get(org).and_then(|o| {
             let id = o.devices.get(&key)?.active.as_ref()?;
             o.requests.get(id)?.run(&key)?.pending.clone()
         });
-        pending.as_deref() == Some(req_id.as_str())
+        pending.as_deref() == Some(req_id)
     }
 
     /// Writes the organizations changed here (`all`, or those due) and reads back those
@@ -155,51 +158,95 @@ impl Dm {
             (false, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => None,
             (false, Err(e)) => return Err(failed(path)(e)),
         };
+        match file == known.doc {
+            true => self.write_ours(&mut base, org, file, all),
+            false => self.take_theirs(sharing, &mut base, org, known.doc, file),
+        }
+    }
+
+    /// Writes this node's change of `org` if it has one that is due; the file is as this
+    /// node last saw it (`file`). Memory is unlocked while the file is written.
+    fn write_ours(
+        &self,
+        base: &mut HashMap<String, Known>,
+        org: &str,
+        file: Option<Value>,
+        all: bool,
+    ) -> Result<(), DmStoreError> {
         let now = Instant::now();
-        let mut orgs = self.orgs.lock();
-        let dirty = orgs.get(org).is_some_and(|o| o.dirty);
-        let remember = |base: &mut HashMap<String, Known>, doc: Option<Value>| {
-            let stamp = stamp_of(&path);
-            base.insert(org.to_string(), Known { doc, stamp });
-        };
-        if file == known.doc {
-            // Nobody else wrote it: this node's change, if due.
+        let (ours, body) = {
+            let mut orgs = self.orgs.lock();
             let Some(o) = orgs.get_mut(org).filter(|o| o.dirty && (all || !early(o, now))) else {
-                remember(&mut base, file);
+                drop(orgs);
+                remember(base, &self.dir, org, file);
                 return Ok(());
             };
             let ours = crate::dm_store::encode_value(o);
             let body = ours.as_ref().map(|v| v.to_string().into_bytes());
-            crate::dm_store::write_org(&self.dir, org, body.as_deref())?;
             o.dirty = false;
-            o.written = Some((now, body.map_or(0, |b| b.len())));
-            remember(&mut base, ours);
-            return Ok(());
-        }
-        // Another node's version: taken, merged with this node's unwritten changes.
-        let result = match dirty {
-            true => {
-                let ours = orgs.get(org).and_then(crate::dm_store::encode_value);
-                (sharing.merge)(known.doc.as_ref(), ours.as_ref(), file.as_ref())
-            }
-            false => file.clone(),
+            o.written = Some((now, body.as_ref().map_or(0, Vec::len)));
+            (ours, body)
         };
-        let state = match result.clone().map(crate::dm_store::decode_value).transpose() {
-            Ok(state) => state.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!("device management of {org} from another node not taken: {e}");
-                remember(&mut base, file);
-                return Ok(());
+        if let Err(e) = crate::dm_store::write_org(&self.dir, org, body.as_deref()) {
+            if let Some(o) = self.orgs.lock().get_mut(org) {
+                o.dirty = true;
             }
+            return Err(e);
+        }
+        remember(base, &self.dir, org, ours);
+        Ok(())
+    }
+
+    /// Takes another node's version of `org` (`file`, changed since this node's `known`),
+    /// merged with this node's unwritten changes; the merge is written for the mirror.
+    fn take_theirs(
+        &self,
+        sharing: &Sharing,
+        base: &mut HashMap<String, Known>,
+        org: &str,
+        known: Option<Value>,
+        file: Option<Value>,
+    ) -> Result<(), DmStoreError> {
+        let result = {
+            let mut orgs = self.orgs.lock();
+            let result = match orgs.get(org).filter(|o| o.dirty) {
+                Some(o) => (sharing.merge)(known.as_ref(), crate::dm_store::encode_value(o).as_ref(), file.as_ref()),
+                None => file.clone(),
+            };
+            match result.clone().map(crate::dm_store::decode_value).transpose() {
+                Ok(state) => {
+                    let written = orgs.get(org).and_then(|o| o.written);
+                    let state = state.unwrap_or_default();
+                    orgs.insert(org.to_string(), OrgDm { written, ..state });
+                }
+                Err(e) => {
+                    drop(orgs);
+                    tracing::warn!("device management of {org} from another node not taken: {e}");
+                    remember(base, &self.dir, org, file);
+                    return Ok(());
+                }
+            }
+            result
         };
         if result != file {
             let body = result.as_ref().map(|v| v.to_string().into_bytes());
-            crate::dm_store::write_org(&self.dir, org, body.as_deref())?;
+            if let Err(e) = crate::dm_store::write_org(&self.dir, org, body.as_deref()) {
+                // The merge stays in memory, written as this node's change next time.
+                if let Some(o) = self.orgs.lock().get_mut(org) {
+                    o.dirty = true;
+                }
+                remember(base, &self.dir, org, file);
+                return Err(e);
+            }
             tracing::info!("device management of {org} changed here and on another node: merged");
         }
-        let written = orgs.get(org).and_then(|o| o.written);
-        orgs.insert(org.to_string(), OrgDm { written, ..state });
-        remember(&mut base, result);
+        remember(base, &self.dir, org, result);
         Ok(())
     }
+}
+
+/// Notes `doc` as `org`'s file as this node last saw it, with the file's stamp now.
+fn remember(base: &mut HashMap<String, Known>, dir: &std::path::Path, org: &str, doc: Option<Value>) {
+    let stamp = stamp_of(&dir.join(format!("{org}.json")));
+    base.insert(org.to_string(), Known { doc, stamp });
 }

@@ -32,14 +32,16 @@ fn a_reboot_made_on_one_node_is_completed_by_the_device_on_another() {
     // A reboot made on a: b does not know the device's answer before a's file reaches it.
     let (id, out) = initiate(&a, T0 + 1, "device/reboot", vec![], &["d1"], false).expect("accepted");
     let answer_202 = json!({"rc": 202, "reqId": out[0].2["reqId"]}).to_string();
-    assert!(!b.knows_answer(ORG, "t", "d1", "response", answer_202.as_bytes()));
+    let req_id = Dm::answer_req_id("response", answer_202.as_bytes()).expect("an answer");
+    assert_eq!(Dm::answer_req_id("mgmt/manage", answer_202.as_bytes()), None);
+    assert!(!b.awaits(ORG, "t", "d1", &req_id));
     a.flush_due().expect("a writes");
     mirror(&dir_a, &dir_b);
     // Meanwhile b manages another device, not yet written: both changes are kept.
     manage(&b, T0 + 2, "d2");
     b.flush_due().expect("b merges");
     assert!(b.mgmt(ORG, "t", "d2").is_some());
-    assert!(b.knows_answer(ORG, "t", "d1", "response", answer_202.as_bytes()));
+    assert!(b.awaits(ORG, "t", "d1", &req_id));
     assert_eq!(status(&b, &id, "d1"), (1, false));
     // The device answers on b, reconnects there and manages: done, and seen on a.
     b.on_device(T0 + 3, ORG, "t", "d1", "response", answer_202.as_bytes());
@@ -105,4 +107,57 @@ fn a_file_of_format_1_is_still_read() {
     std::fs::write(dir.join("platform/dm/acme.json"), v1.to_string()).expect("write");
     let dm = Dm::open(&dir);
     assert!(dm.mgmt(ORG, "t", "d1").is_some());
+}
+
+#[test]
+fn an_answer_to_a_request_not_arrived_yet_is_held_with_the_devices_later_messages() {
+    use crate::dm_task::{Held, Inbound};
+    let (dir_a, dir_b) = (temp_dir(), temp_dir());
+    let (a, b) = (node(&dir_a), node(&dir_b));
+    manage(&b, T0, "d1");
+    b.flush_due().expect("b writes");
+    mirror(&dir_b, &dir_a);
+    a.flush_due().expect("a reads");
+    let (_, out) = initiate(&a, T0 + 1, "device/reboot", vec![], &["d1"], false).expect("accepted");
+    let message = |d: &str, tail: &str, payload: Value| Inbound::Message {
+        org: ORG.into(),
+        type_id: "t".into(),
+        device_id: d.into(),
+        via_gateway: false,
+        tail: tail.into(),
+        payload: payload.to_string().into(),
+    };
+    let tail_of = |m: &Inbound| match m {
+        Inbound::Message { tail, .. } => tail.clone(),
+        Inbound::Connected { .. } => "connected".into(),
+    };
+    let mut held = Held::default();
+    // On b: the answer, the reconnection and the manage after it wait; another device's
+    // message does not, nor does a manage on a node that is not shared.
+    let answer = message("d1", "response", json!({"rc": 202, "reqId": out[0].2["reqId"]}));
+    assert!(held.keep(&b, answer).is_none());
+    let connected = Inbound::Connected {
+        org: ORG.into(),
+        type_id: "t".into(),
+        device_id: "d1".into(),
+    };
+    assert!(held.keep(&b, connected).is_none());
+    assert!(held
+        .keep(&b, message("d1", "mgmt/manage", manage_payload("m2")))
+        .is_none());
+    assert!(held
+        .keep(&b, message("d2", "mgmt/manage", manage_payload("m3")))
+        .is_some());
+    let alone = Dm::open(&temp_dir());
+    assert!(held
+        .keep(&alone, message("d1", "response", json!({"rc": 202, "reqId": "x"})))
+        .is_some());
+    assert!(held.release(&b).is_empty(), "released before the request arrived");
+    // The request arrives on b: all three come out, in order.
+    a.flush_due().expect("a writes");
+    mirror(&dir_a, &dir_b);
+    b.flush_due().expect("b reads");
+    let out: Vec<String> = held.release(&b).iter().map(tail_of).collect();
+    assert_eq!(out, ["response", "connected", "mgmt/manage"]);
+    assert!(held.release(&b).is_empty());
 }

@@ -45,10 +45,12 @@ const SYNC: Duration = Duration::from_millis(250);
 const HOLD: Duration = Duration::from_secs(5);
 /// Messages held back at most (beyond, they are handled at once).
 const MAX_HELD: usize = 4096;
+/// Messages of one device held back at most (beyond, its next ones are handled at once).
+const MAX_HELD_PER_DEVICE: usize = 64;
 
 /// What the policy hands the task.
 #[derive(Debug)]
-enum Inbound {
+pub(crate) enum Inbound {
     /// A device's (or a gateway's for it) message under `iotdevice-1/`.
     Message {
         org: String,
@@ -69,7 +71,7 @@ enum Inbound {
 
 impl Inbound {
     /// The device it is about: (org, type, id).
-    fn device(&self) -> (String, String, String) {
+    fn device(&self) -> DeviceOf {
         match self {
             Inbound::Message {
                 org,
@@ -85,65 +87,68 @@ impl Inbound {
         }
     }
 
-    /// Whether it can be handled now (see [`Dm::knows_answer`]).
-    fn ready(&self, dm: &Dm) -> bool {
+    /// The reqId it answers, if it is a device's answer to a request.
+    fn answers(&self) -> Option<String> {
         match self {
-            Inbound::Message {
-                org,
-                type_id,
-                device_id,
-                tail,
-                payload,
-                ..
-            } => dm.knows_answer(org, type_id, device_id, tail, payload),
-            Inbound::Connected { .. } => true,
+            Inbound::Message { tail, payload, .. } => Dm::answer_req_id(tail, payload),
+            Inbound::Connected { .. } => None,
         }
     }
 }
 
+/// A device: (org, type, id).
+type DeviceOf = (String, String, String);
+/// A held message: when it came, the reqId it answers, the message.
+type HeldMessage = (Instant, Option<String>, Inbound);
+
 /// Devices' messages held back on a node of a cluster, in order per device.
 #[derive(Debug, Default)]
-struct Held {
-    queues: HashMap<(String, String, String), VecDeque<(Instant, Inbound)>>,
+pub(crate) struct Held {
+    queues: HashMap<DeviceOf, VecDeque<HeldMessage>>,
     count: usize,
+}
+
+/// Whether a message (of `device`, answering `answers`) can be handled now: it is not an
+/// answer, or the device's request known here waits for it.
+fn ready(dm: &Dm, device: &DeviceOf, answers: Option<&str>) -> bool {
+    answers.is_none_or(|req_id| dm.awaits(&device.0, &device.1, &device.2, req_id))
 }
 
 impl Held {
     /// Holds `inbound` back if it must wait, or a message of its device waits already;
     /// otherwise gives it back.
-    fn keep(&mut self, dm: &Dm, inbound: Inbound) -> Option<Inbound> {
+    pub(crate) fn keep(&mut self, dm: &Dm, inbound: Inbound) -> Option<Inbound> {
         if !dm.is_shared() || self.count >= MAX_HELD {
             return Some(inbound);
         }
         let device = inbound.device();
-        if !self.queues.contains_key(&device) {
-            if inbound.ready(dm) {
-                return Some(inbound);
-            }
-            tracing::debug!(
+        let answers = inbound.answers();
+        match self.queues.get(&device) {
+            None if ready(dm, &device, answers.as_deref()) => return Some(inbound),
+            None => tracing::debug!(
                 org = device.0,
                 device = %format!("{}/{}", device.1, device.2),
                 "device management: an answer held until its request arrives from another node"
-            );
+            ),
+            Some(queue) if queue.len() >= MAX_HELD_PER_DEVICE => return Some(inbound),
+            Some(_) => {}
         }
-        self.queues
-            .entry(device)
-            .or_default()
-            .push_back((Instant::now(), inbound));
+        let queue = self.queues.entry(device).or_default();
+        queue.push_back((Instant::now(), answers, inbound));
         self.count += 1;
         None
     }
 
     /// The held messages that can be handled now (their request has arrived, or they
     /// waited [`HOLD`]), in order per device.
-    fn release(&mut self, dm: &Dm) -> Vec<Inbound> {
+    pub(crate) fn release(&mut self, dm: &Dm) -> Vec<Inbound> {
         let mut out = Vec::new();
-        for queue in self.queues.values_mut() {
-            while let Some((at, inbound)) = queue.front() {
-                if !inbound.ready(dm) && at.elapsed() < HOLD {
+        for (device, queue) in self.queues.iter_mut() {
+            while let Some((at, answers, _)) = queue.front() {
+                if at.elapsed() < HOLD && !ready(dm, device, answers.as_deref()) {
                     break;
                 }
-                if let Some((_, inbound)) = queue.pop_front() {
+                if let Some((_, _, inbound)) = queue.pop_front() {
                     out.push(inbound);
                 }
             }

@@ -311,7 +311,12 @@ fn the_platform_registry_and_events_cross_the_nodes() {
     let admin = basic(&text(&admin, "apiKey"), &text(&admin, "apiToken"));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !has_org(&b.data, "za6xa7") {
-        assert!(Instant::now() < deadline, "{what}: node b never got the organization");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: node b never got the organization; a: {:?}; b: {:?}",
+            cluster_log(&a.broker),
+            cluster_log(&b.broker)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // Node a's registry reloads the file within a second: its REST API answers then.
