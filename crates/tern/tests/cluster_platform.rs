@@ -140,8 +140,9 @@ fn poll_rest(node: &Node, auth: &str, path: &str, what: &str, done: impl Fn(&Val
 /// A device connected on node b manages itself (attributes, location): node a's REST API
 /// shows it managed; a reboot requested through node a reaches the device on b, whose
 /// answer and later manage (from a new connection on b) complete it, as node a shows;
-/// changes made at the same moment on both nodes are all kept.
-fn device_management_across_nodes(a: &Node, b: &Node, admin: &str, started: Instant) {
+/// changes made at the same moment on both nodes are all kept; a request made through a
+/// and cancelled through b is cancelled for a; node c has it all.
+fn device_management_across_nodes(a: &Node, b: &Node, c: &Node, admin: &str, started: Instant) {
     let what = "device management";
     let made = a
         .rest(
@@ -279,10 +280,34 @@ fn device_management_across_nodes(a: &Node, b: &Node, admin: &str, started: Inst
                 .count()
         })
         .sum();
+    println!(
+        "{what}: changes at once on a and b kept after {:?} ({merges} merge(s))",
+        started.elapsed()
+    );
+
+    // A reboot requested through node a for the device on node b, cancelled through node
+    // b once b has it: node a shows it cancelled (409).
+    let body = json!({"action": "device/reboot", "devices": [{"typeId": "sensor", "deviceId": "m1"}]});
+    let id = a.rest(admin, "POST", "/mgmt/requests", Some(body)).ok(202)["reqId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (topic, _) = next_json(&mut device);
+    assert_eq!(topic, "iotdm-1/mgmt/initiate/device/reboot", "{what}");
+    poll_rest(b, admin, &format!("/mgmt/requests/{id}"), what, |_| true);
+    b.rest(admin, "POST", &format!("/mgmt/requests/{id}/cancel"), None)
+        .ok(200);
+    let status_path = format!("/mgmt/requests/{id}/deviceStatus/sensor/m1");
+    let cancelled = poll_rest(a, admin, &status_path, what, |s| s["complete"] == true);
+    assert_eq!(cancelled["status"], 409, "{what}: {cancelled}");
+    // Node c, which joined later and saw none of it, has it all.
+    poll_rest(c, admin, &format!("{base}/mgmt"), what, |_| true);
+    poll_rest(c, admin, "/device/types/sensor/devices/m2/mgmt", what, |_| true);
+    poll_rest(c, admin, &status_path, what, |s| s["status"] == 409);
     device.disconnect();
     second.disconnect();
     println!(
-        "{what}: changes at once on a and b kept after {:?} ({merges} merge(s))",
+        "{what}: cancelled through b, all seen on c after {:?}",
         started.elapsed()
     );
 }
@@ -502,7 +527,7 @@ fn the_platform_registry_and_events_cross_the_nodes() {
     println!("{what}: done after {:?} ({merges} merge(s))", started.elapsed());
 
     // 7. Device management across the nodes.
-    device_management_across_nodes(&a, &b, &admin, started);
+    device_management_across_nodes(&a, &b, &c, &admin, started);
 
     // 8. The organization deleted on node a is gone on nodes b and c: its device is
     //    refused.
