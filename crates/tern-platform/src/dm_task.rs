@@ -24,7 +24,7 @@ use crate::registry::{self, Registry};
 use crate::topics::{dm_down_topic, dm_up_of};
 use bytes::Bytes;
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tern_broker::admin::Admin;
@@ -220,6 +220,7 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, dm: Arc<Dm>, inbox:
         let mut sync = tokio::time::interval(SYNC);
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut held = Held::default();
+        let mut lacking = HashSet::new();
         let mut ticks = 0u64;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let take = |inbound: Inbound| match inbound {
@@ -260,7 +261,7 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, dm: Arc<Dm>, inbox:
                     ticks += 1;
                     if ticks % FORGET_EVERY == 0 {
                         // Devices and organizations deleted from the registry.
-                        dm.forget_removed(|org| registry.org(org).is_some(), |org, t, d| registry.device(org, t, d).is_some());
+                        forget_removed(&dm, &registry, &mut lacking);
                     }
                     let effects = dm.tick(now_ms());
                     apply(&admin, &registry, &dm, effects);
@@ -271,6 +272,37 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, dm: Arc<Dm>, inbox:
         }
         flush(&dm, true).await;
     });
+}
+
+/// Drops the state of devices and organizations deleted from the registry. On a cluster
+/// only those the registry lacked at the previous pass too (`lacking`, updated): this
+/// node's registry may lag another node's device management by a second (a device made
+/// and managed there at once), and what is dropped here is dropped on every node.
+fn forget_removed(dm: &Dm, registry: &Registry, lacking: &mut HashSet<DeviceOf>) {
+    if !dm.is_shared() {
+        dm.forget_removed(
+            |org| registry.org(org).is_some(),
+            |org, t, d| registry.device(org, t, d).is_some(),
+        );
+        return;
+    }
+    let before = std::mem::take(lacking);
+    let now = std::cell::RefCell::new(HashSet::new());
+    // An organization is (org, "", ""): ids are never empty.
+    let has = |org: &str, t: &str, d: &str, present: bool| {
+        if present {
+            return true;
+        }
+        let key = (org.to_string(), t.to_string(), d.to_string());
+        let first = !before.contains(&key);
+        now.borrow_mut().insert(key);
+        first
+    };
+    dm.forget_removed(
+        |org| has(org, "", "", registry.org(org).is_some()),
+        |org, t, d| has(org, t, d, registry.device(org, t, d).is_some()),
+    );
+    *lacking = now.into_inner();
 }
 
 /// Writes what changed (`all`: every changed organization, at a stop; else those due).
