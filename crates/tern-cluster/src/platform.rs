@@ -27,7 +27,8 @@
 //!
 //! Device management's files (`<data dir>/platform/dm/<org>.json`: the devices'
 //! management state, requests and custom action bundles) are mirrored the same way, in the
-//! bucket `PLATFORM_DM`, by a second loop on the same connection; the node's device
+//! bucket `PLATFORM_DM`, by a second loop on the same connection (started once the
+//! registry's bucket is there); the node's device
 //! management merges a version written here with its own state in memory (with [`merge`],
 //! see `tern_platform::dm_share`).
 
@@ -129,18 +130,33 @@ pub async fn run(
         ready: holds_org,
     };
     let replicas = settings.replicas();
-    tokio::spawn(keep_mirroring(js.clone(), replicas, data_dir.clone(), dm));
-    keep_mirroring(js, replicas, data_dir, registry).await;
+    // Device management once the registry's bucket is there: buckets being made at once
+    // on a fresh cluster slow each other down.
+    let (made, mut registry_made) = tokio::sync::watch::channel(false);
+    let (dm_js, dm_dir) = (js.clone(), data_dir.clone());
+    tokio::spawn(async move {
+        if registry_made.wait_for(|made| *made).await.is_ok() {
+            keep_mirroring(dm_js, replicas, dm_dir, dm, None).await;
+        }
+    });
+    keep_mirroring(js, replicas, data_dir, registry, Some(made)).await;
 }
 
-/// Mirrors one kind of file, starting again after each failure, until the process ends.
-async fn keep_mirroring(js: jetstream::Context, replicas: usize, data_dir: PathBuf, kind: Kind) {
+/// Mirrors one kind of file, starting again after each failure, until the process ends;
+/// `made` is told once its bucket is there.
+async fn keep_mirroring(
+    js: jetstream::Context,
+    replicas: usize,
+    data_dir: PathBuf,
+    kind: Kind,
+    made: Option<tokio::sync::watch::Sender<bool>>,
+) {
     let dir = data_dir.join("platform").join(kind.folder);
     // Kept when the watch starts again (after an outage), so that a change made here
     // meanwhile is merged with the bucket's, not replaced by it.
     let mut known: HashMap<String, Known> = HashMap::new();
     loop {
-        match mirror(&js, replicas, &dir, &kind, &mut known).await {
+        match mirror(&js, replicas, &dir, &kind, &mut known, made.as_ref()).await {
             Ok(()) => {}
             Err(e) => tracing::warn!(
                 "cluster: sharing {} (bucket {}): {e} (trying again)",
@@ -161,6 +177,7 @@ async fn mirror(
     dir: &Path,
     kind: &Kind,
     known: &mut HashMap<String, Known>,
+    made: Option<&tokio::sync::watch::Sender<bool>>,
 ) -> Result<(), Failure> {
     let bucket = match js.get_key_value(kind.bucket).await {
         Ok(bucket) => bucket,
@@ -175,6 +192,9 @@ async fn mirror(
             .await?
         }
     };
+    if let Some(made) = made {
+        made.send_replace(true);
+    }
     // The stream keeps each key's last write (a deletion too): read from its start, the
     // files are looked at only once the bucket's state at this moment has been applied.
     let last = bucket.status().await?.info.state.last_sequence;
