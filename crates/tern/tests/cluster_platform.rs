@@ -304,10 +304,80 @@ fn device_management_across_nodes(a: &Node, b: &Node, c: &Node, admin: &str, sta
     poll_rest(c, admin, &format!("{base}/mgmt"), what, |_| true);
     poll_rest(c, admin, "/device/types/sensor/devices/m2/mgmt", what, |_| true);
     poll_rest(c, admin, &status_path, what, |s| s["status"] == 409);
-    device.disconnect();
     second.disconnect();
     println!(
         "{what}: cancelled through b, all seen on c after {:?}",
+        started.elapsed()
+    );
+    firmware_download_across_nodes(a, admin, &mut device, started);
+    device.disconnect();
+}
+
+/// A firmware download requested through node a for `device` (connected on node b, as
+/// sensor/m1): each step's answer moves the request on where the device is, node a shows
+/// it complete with the device's new firmware state.
+fn firmware_download_across_nodes(a: &Node, admin: &str, device: &mut Client, started: Instant) {
+    let what = "firmware download";
+    let manage = json!({"reqId": "f0", "d": {"lifetime": 3600,
+                        "supports": {"deviceActions": true, "firmwareActions": true}}});
+    assert_eq!(dm_send(device, "mgmt/manage", &manage, 8)["rc"], 200, "{what}");
+    let mgmt = "/device/types/sensor/devices/m1/mgmt";
+    poll_rest(a, admin, mgmt, what, |m| m["supports"]["firmwareActions"] == true);
+    let body = json!({"action": "firmware/download", "devices": [{"typeId": "sensor", "deviceId": "m1"}],
+                      "parameters": [{"name": "uri", "value": "http://fw.test/2.0.bin"},
+                                     {"name": "version", "value": "2.0"}]});
+    let id = a.rest(admin, "POST", "/mgmt/requests", Some(body)).ok(202)["reqId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The steps, each answered by the device: the new firmware's attributes (204), the
+    // observation (200), the download (202, then its notify of state 2), the cancel of
+    // the observation (200).
+    for (step, (tail, rc)) in [
+        ("device/update", 204),
+        ("observe", 200),
+        ("mgmt/initiate/firmware/download", 202),
+        ("cancel", 200),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (topic, request) = next_json(device);
+        assert_eq!(topic, format!("iotdm-1/{tail}"), "{what}: {request}");
+        if tail == "device/update" {
+            let fields = &request["d"]["fields"][0];
+            assert_eq!(fields["value"]["uri"], "http://fw.test/2.0.bin", "{what}: {request}");
+        }
+        let answer = json!({"rc": rc, "reqId": request["reqId"]});
+        device.publish(
+            "iotdevice-1/response",
+            answer.to_string().as_bytes(),
+            QoS::AtLeastOnce,
+            false,
+            10 + step as u16,
+        );
+        if rc == 202 {
+            let done = json!({"d": {"fields": [{"field": "mgmt.firmware", "value": {"state": 2}}]}});
+            device.publish(
+                "iotdevice-1/notify",
+                done.to_string().as_bytes(),
+                QoS::AtLeastOnce,
+                false,
+                20,
+            );
+        }
+    }
+    let status_path = format!("/mgmt/requests/{id}/deviceStatus/sensor/m1");
+    let status = poll_rest(a, admin, &status_path, what, |s| s["complete"] == true);
+    assert_eq!(status["status"], 0, "{what}: {status}");
+    let firmware = poll_rest(a, admin, mgmt, what, |m| m["firmware"]["state"] == 2)["firmware"].clone();
+    assert_eq!(
+        (&firmware["version"], &firmware["uri"]),
+        (&json!("2.0"), &json!("http://fw.test/2.0.bin")),
+        "{what}: {firmware}"
+    );
+    println!(
+        "{what}: through a, done by the device on b after {:?}",
         started.elapsed()
     );
 }
