@@ -71,9 +71,24 @@ impl Dm {
     /// [`Dm::flush_due`] also read back what the cluster wrote to the files, merged with
     /// `merge`, and no message is taken as undelivered (the device may be on another node).
     pub fn share(&self, merge: Merge) {
+        // The files as [`Dm::open`] read them: a change made here before the first sync is
+        // a change from them.
+        let mut base = HashMap::new();
+        for (org, path) in crate::org_files::list(&self.dir).unwrap_or_default() {
+            let doc = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            if doc.is_some() {
+                base.insert(
+                    org,
+                    Known {
+                        doc,
+                        stamp: stamp_of(&path),
+                    },
+                );
+            }
+        }
         let _ = self.shared.set(Sharing {
             merge,
-            base: Mutex::new(HashMap::new()),
+            base: Mutex::new(base),
         });
     }
 

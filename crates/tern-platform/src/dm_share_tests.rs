@@ -161,3 +161,27 @@ fn an_answer_to_a_request_not_arrived_yet_is_held_with_the_devices_later_message
     assert_eq!(out, ["response", "connected", "mgmt/manage"]);
     assert!(held.release(&b).is_empty());
 }
+
+#[test]
+fn a_change_made_before_the_first_sync_is_a_change_from_the_files_read_at_start() {
+    let dir = temp_dir();
+    let first = Dm::open(&dir);
+    manage(&first, T0, "d1");
+    first.flush().expect("written");
+    // Started again, shared: a location comes before the first sync; it is written, not
+    // taken for a conflict with the file the node read at start.
+    let again = node(&dir);
+    send(
+        &again,
+        T0 + 1,
+        "d1",
+        "device/update/location",
+        json!({"d":{"longitude":1,"latitude":2},"reqId":"l"}),
+    );
+    again.flush_due().expect("synced");
+    assert!(again.location(ORG, "t", "d1").is_some(), "the location was lost");
+    assert!(
+        Dm::open(&dir).location(ORG, "t", "d1").is_some(),
+        "the location was not written"
+    );
+}
