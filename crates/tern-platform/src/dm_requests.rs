@@ -108,7 +108,7 @@ fn dispatch(
 
 /// An untracked `iotdm-1/cancel` of the firmware observation.
 fn send_cancel(fx: &mut Effects, org: &str, key: &DevKey) {
-    let req_id = wire::uuid4();
+    let req_id = wire::untracked_uuid4();
     fx.send(
         org,
         key,

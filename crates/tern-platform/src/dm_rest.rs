@@ -231,7 +231,7 @@ impl Dm {
             dev.managed
         });
         if managed {
-            let req_id = wire::uuid4();
+            let req_id = wire::untracked_uuid4();
             let payload = wire::fields_request(&req_id, &[("location", Some(location.clone()))]);
             fx.send(org, &key(t, d), wire::tail::DEVICE_UPDATE, payload);
         }

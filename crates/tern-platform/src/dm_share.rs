@@ -98,12 +98,14 @@ impl Dm {
     }
 
     /// The reqId of a device's answer to a request (`iotdevice-1/<tail>` with `tail`
-    /// `response`), if it is one and has one.
+    /// `response`), if it is one and has one, and answers a message that some request
+    /// waits for (not an untracked one, [`crate::dm_wire::is_untracked`]).
     pub fn answer_req_id(tail: &str, payload: &[u8]) -> Option<String> {
         if tail != crate::dm_wire::tail::RESPONSE {
             return None;
         }
-        crate::dm_wire::parse(payload).ok().and_then(|m| m.req_id)
+        let req_id = crate::dm_wire::parse(payload).ok()?.req_id?;
+        (!crate::dm_wire::is_untracked(&req_id)).then_some(req_id)
     }
 
     /// Whether device `type_id`/`device_id`'s request in progress, as known here, waits

@@ -34,6 +34,9 @@ fn a_reboot_made_on_one_node_is_completed_by_the_device_on_another() {
     let answer_202 = json!({"rc": 202, "reqId": out[0].2["reqId"]}).to_string();
     let req_id = Dm::answer_req_id("response", answer_202.as_bytes()).expect("an answer");
     assert_eq!(Dm::answer_req_id("mgmt/manage", answer_202.as_bytes()), None);
+    // The answer to an untracked message (a location pushed, a cancel) never waits.
+    let untracked = json!({"rc": 204, "reqId": crate::dm_wire::untracked_uuid4()}).to_string();
+    assert_eq!(Dm::answer_req_id("response", untracked.as_bytes()), None);
     assert!(!b.awaits(ORG, "t", "d1", &req_id));
     a.flush_due().expect("a writes");
     mirror(&dir_a, &dir_b);

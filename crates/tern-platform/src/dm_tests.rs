@@ -383,6 +383,12 @@ fn wire_helpers() {
     let u = wire::uuid4();
     assert_eq!((u.len(), &u[14..15]), (36, "4"));
     assert_ne!(u, wire::uuid4());
+    // Untracked ones: the same form, told apart by their variant.
+    let untracked = wire::untracked_uuid4();
+    assert_eq!((untracked.len(), &untracked[14..15]), (36, "4"));
+    assert!(wire::is_untracked(&untracked), "{untracked}");
+    assert!(!wire::is_untracked(&u), "{u}");
+    assert!(!wire::is_untracked("m1"));
     assert_eq!(
         Outgoing {
             org: "o".into(),

@@ -159,6 +159,25 @@ pub fn fields_request(req_id: &str, fields: &[(&str, Option<Value>)]) -> Vec<u8>
 
 /// A fresh random (version 4) uuid, the form of every `reqId` the platform sends.
 pub fn uuid4() -> String {
+    uuid(0x80, 0x3f)
+}
+
+/// As [`uuid4`], for a message whose answer nobody waits for (a location pushed, an
+/// untracked cancel): its variant nibble is `c` or `d` instead of `8` to `b`, so that a
+/// node of a cluster tells its answer from one to a request made on another node
+/// ([`is_untracked`]). Still 36 characters of the uuid form.
+pub fn untracked_uuid4() -> String {
+    uuid(0xc0, 0x1f)
+}
+
+/// Whether `req_id` is one of [`untracked_uuid4`].
+pub fn is_untracked(req_id: &str) -> bool {
+    let b = req_id.as_bytes();
+    b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') && matches!(b[19], b'c' | b'd')
+}
+
+/// A random version 4 uuid whose variant byte is `(random & keep) | variant`.
+fn uuid(variant: u8, keep: u8) -> String {
     let mut b = [0u8; 16];
     if getrandom::getrandom(&mut b).is_err() {
         // No system randomness: still unique within this process, which is what a reqId needs.
@@ -168,7 +187,7 @@ pub fn uuid4() -> String {
         b[8..].copy_from_slice(&crate::lec::now_ms().to_be_bytes());
     }
     b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
+    b[8] = (b[8] & keep) | variant;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!(
         "{}-{}-{}-{}-{}",

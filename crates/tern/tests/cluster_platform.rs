@@ -380,6 +380,33 @@ fn firmware_download_across_nodes(a: &Node, admin: &str, device: &mut Client, st
         "{what}: through a, done by the device on b after {:?}",
         started.elapsed()
     );
+
+    // A location set through node a is pushed to the device on node b; nothing waits for
+    // the device's answer, so b does not hold it back: the next manage is answered at once
+    // (a held answer would delay it 5 s).
+    let what = "location pushed";
+    let location = json!({"longitude": 6.0, "latitude": 50.0});
+    a.rest(admin, "PUT", "/device/types/sensor/devices/m1/location", Some(location))
+        .ok(200);
+    let (topic, push) = next_json(device);
+    assert_eq!(topic, "iotdm-1/device/update", "{what}: {push}");
+    assert_eq!(push["d"]["fields"][0]["value"]["latitude"], 50.0, "{what}: {push}");
+    let answer = json!({"rc": 204, "reqId": push["reqId"]});
+    device.publish(
+        "iotdevice-1/response",
+        answer.to_string().as_bytes(),
+        QoS::AtLeastOnce,
+        false,
+        30,
+    );
+    let asked = Instant::now();
+    assert_eq!(dm_send(device, "mgmt/manage", &manage, 31)["rc"], 200, "{what}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "{what}: the manage waited {:?}",
+        asked.elapsed()
+    );
+    println!("{what}: answered, manage answered in {:?}", asked.elapsed());
 }
 
 /// Whether `data`'s registry file of `org` exists.
