@@ -7,6 +7,14 @@
 //! The consumer holds at most [`crate::sessions`]' in-flight limit unacknowledged; a
 //! message JetStream hands out again while it is still queued for the client is skipped.
 //! When the consumer is deleted (another node took the session), the feed ends.
+//!
+//! A delivery can be lost on its way (the NATS server that carried it, or the consumer's
+//! leader, died with it in flight): JetStream counts it as handed out and would send it
+//! again only after the acknowledgement wait (minutes). The feed notices such a loss, by
+//! a gap in the consumer's delivery numbers or, after an error of the reading, by the
+//! consumer counting deliveries that never came, and reads the session's messages again
+//! from the consumer's acknowledgement floor through a new consumer (what is still queued
+//! for the client is recognised and not sent twice).
 
 use crate::outbound::Ticket;
 use crate::session_record::{consumer_subjects, Record};
@@ -24,6 +32,8 @@ use tern_proto::ByteStr;
 
 /// How often a feed looks its session up again in the broker's registry.
 const LOOKUP_EVERY: Duration = Duration::from_secs(1);
+/// How long deliveries on their way take at most, for telling them from lost ones.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 use tokio::sync::mpsc;
 
 /// What the broker tells a feed.
@@ -57,11 +67,22 @@ pub struct Feed {
     /// The session, and when it was looked up (again at most once a second: the
     /// registry's lock is CONNECT's, not every message's).
     cached: Option<(Arc<Session>, Instant)>,
+    /// The consumer's delivery number of the last message read: a jump says deliveries
+    /// were lost on the way.
+    last_delivery: u64,
+    /// Set after an error of the reading: deliveries may have been lost, to be checked
+    /// against the consumer (holding the consumer's count at the previous check;
+    /// `u64::MAX` once a loss is certain).
+    suspect: Option<u64>,
+    /// When `suspect` is checked next.
+    check_at: tokio::time::Instant,
 }
 
 /// Whether a feed goes on.
 enum Next {
     Go,
+    /// On, reading a new consumer.
+    Reopen,
     End,
 }
 
@@ -82,6 +103,9 @@ impl Feed {
             written: None,
             pending: HashMap::new(),
             cached: None,
+            last_delivery: 0,
+            suspect: None,
+            check_at: tokio::time::Instant::now(),
         }
     }
 
@@ -114,6 +138,7 @@ impl Feed {
                             tracing::warn!(client = %self.client_id, "cluster: the session's subscriptions could not be kept in the cluster: {e}");
                         }
                         if self.consumer_name() != before {
+                            self.last_delivery = 0;
                             messages = self.open().await;
                         }
                         match (ticket, result) {
@@ -143,6 +168,7 @@ impl Feed {
                     }
                     Some(Err(e)) => {
                         tracing::debug!(client = %self.client_id, "cluster: reading the session's messages: {e}");
+                        self.suspect_loss(None);
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         self.still_there(ready).await
                     }
@@ -151,6 +177,9 @@ impl Feed {
                         Next::Go
                     }
                 },
+                _ = tokio::time::sleep_until(self.check_at), if self.suspect.is_some() => {
+                    self.check_deliveries(ready).await
+                }
                 // Reading could not start (JetStream did not answer): tried again each second.
                 _ = tokio::time::sleep(Duration::from_secs(1)), if messages.is_none() && self.consumer.is_some() => {
                     messages = self.open().await;
@@ -160,11 +189,92 @@ impl Feed {
                     }
                 }
             };
-            if let Next::End = next {
-                break;
+            match next {
+                Next::End => break,
+                Next::Reopen => messages = self.open().await,
+                Next::Go => {}
             }
         }
         self.engine.feed_gone(&self.client_id, self.session);
+    }
+
+    /// After an error of the reading: whether the consumer handed out deliveries that
+    /// never came. Deliveries still on their way arrive within the second between two
+    /// checks, so only a count the feed has not reached by the next check is a loss.
+    async fn check_deliveries(&mut self, ready: &Ready) -> Next {
+        let Some((name, _)) = &self.consumer else {
+            self.suspect = None;
+            return Next::Go;
+        };
+        self.check_at = tokio::time::Instant::now() + CHECK_EVERY;
+        let delivered = match ready.stream.consumer_info(name).await {
+            Ok(info) => info.delivered.consumer_sequence,
+            Err(e) if not_found(&e) => return Next::End,
+            Err(_) => return Next::Go,
+        };
+        match self.suspect {
+            Some(seen) if seen > self.last_delivery => self.read_again(ready).await,
+            _ if delivered > self.last_delivery => {
+                self.suspect = Some(delivered);
+                Next::Go
+            }
+            _ => {
+                self.suspect = None;
+                Next::Go
+            }
+        }
+    }
+
+    /// Deliveries may have been lost (`None`: to be checked in a while) or were (`Some`:
+    /// checked at once).
+    fn suspect_loss(&mut self, certain: Option<u64>) {
+        match certain {
+            Some(seen) => {
+                self.suspect = Some(seen);
+                self.check_at = tokio::time::Instant::now();
+            }
+            None if self.suspect.is_none() => {
+                self.suspect = Some(0);
+                self.check_at = tokio::time::Instant::now() + CHECK_EVERY;
+            }
+            None => {}
+        }
+    }
+
+    /// Deliveries were lost: a new consumer reads the session's messages again from the
+    /// old one's acknowledgement floor; the record names it (compare-and-set, so a node
+    /// that took the session meanwhile keeps it) and the old consumer goes.
+    async fn read_again(&mut self, ready: &Ready) -> Next {
+        let Some((old, config)) = self.consumer.clone() else {
+            return Next::Go;
+        };
+        let floor = match ready.stream.consumer_info(&old).await {
+            Ok(info) => info.ack_floor.stream_sequence,
+            Err(e) if not_found(&e) => return Next::End,
+            Err(_) => return Next::Go,
+        };
+        let name = self.engine.consumer_name();
+        let fresh = consumer_config(&name, config.filter_subjects.clone(), Some(floor + 1), self.expiry());
+        if let Err(e) = ready.stream.create_consumer(fresh.clone()).await {
+            tracing::debug!(client = %self.client_id, "cluster: a consumer to read the session again: {e}");
+            return Next::Go;
+        }
+        self.consumer = Some((name.clone(), fresh));
+        if let Err(e) = self.sync(ready).await {
+            tracing::debug!(client = %self.client_id, "cluster: the session's record naming a new consumer: {e}");
+            let _ = ready.stream.delete_consumer(&name).await;
+            self.consumer = Some((old, config));
+            return Next::Go;
+        }
+        let _ = ready.stream.delete_consumer(&old).await;
+        tracing::info!(
+            client = %self.client_id,
+            from = floor + 1,
+            "cluster: deliveries of the session's messages were lost on the way: read again from the stream"
+        );
+        self.last_delivery = 0;
+        self.suspect = None;
+        Next::Reopen
     }
 
     /// Whether the consumer still exists (else another node took the session).
@@ -196,16 +306,24 @@ impl Feed {
     /// Queues one message for the session (or acknowledges it at once if it is not for
     /// the session at QoS 1/2); ends the feed if the session is gone.
     async fn deliver(&mut self, message: async_nats::jetstream::Message) -> Next {
-        let Ok((seq, published)) = message
+        let Ok((seq, delivery, published)) = message
             .info()
-            .map(|i| (i.stream_sequence, i.published.unix_timestamp()))
+            .map(|i| (i.stream_sequence, i.consumer_sequence, i.published.unix_timestamp()))
         else {
             return Next::Go;
         };
-        if self.pending.contains_key(&seq) {
+        if self.last_delivery > 0 && delivery > self.last_delivery + 1 {
+            // A delivery between the two was lost: read again at once.
+            self.suspect_loss(Some(u64::MAX));
+        }
+        self.last_delivery = self.last_delivery.max(delivery);
+        let (message, acker) = message.split();
+        if let Some(queued) = self.pending.get_mut(&seq) {
+            // Handed out again while still queued: the newest delivery is the one to
+            // acknowledge (the old one may be a deleted consumer's).
+            *queued = acker;
             return Next::Go;
         }
-        let (message, acker) = message.split();
         if self.cached.as_ref().is_none_or(|(_, at)| at.elapsed() >= LOOKUP_EVERY) {
             let id = ByteStr::from(self.client_id.as_str());
             let session = self.engine.state.sessions.current(&id, self.session);

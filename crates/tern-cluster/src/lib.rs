@@ -199,7 +199,7 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
             view.clone(),
         ));
         tokio::spawn(takeover::run(
-            buckets.sessions,
+            (buckets.sessions, client.clone()),
             connections,
             state.clone(),
             shared.clone(),

@@ -14,6 +14,12 @@
 //! could not be written loses such ties. Other nodes' claims of the last seconds are
 //! remembered too: a connection whose event reaches the takeover after a newer claim
 //! from elsewhere (a busy node) is closed as soon as it is claimed.
+//!
+//! Each written claim is also published once on core NATS ([`CLAIMS`]) with its
+//! revision, and read there as from the watch: the bucket's watch (an ordered consumer)
+//! was seen to stall for many seconds after a node had just closed connections, leaving
+//! both connections of a client id that connected on two nodes at once. Either path
+//! decides; the second to bring a claim changes nothing.
 
 use crate::link::Shared;
 use crate::subject;
@@ -25,6 +31,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tern_broker::events::{Event, EventKind, EventReceiver};
 use tern_broker::BrokerState;
 use tokio::sync::mpsc;
+
+/// The core NATS subject every node publishes its written claims on.
+pub const CLAIMS: &str = "tern.claims";
 
 /// How long other nodes' claims are remembered.
 const RECENT: Duration = Duration::from_secs(10);
@@ -72,7 +81,12 @@ fn micros(at: SystemTime) -> u64 {
 }
 
 /// Runs until the broker's event stream ends.
-pub async fn run(bucket: kv::Store, mut events: EventReceiver, state: Arc<BrokerState>, shared: Arc<Shared>) {
+pub async fn run(
+    (bucket, nats): (kv::Store, async_nats::Client),
+    mut events: EventReceiver,
+    state: Arc<BrokerState>,
+    shared: Arc<Shared>,
+) {
     let (written_tx, mut written_rx) = mpsc::unbounded_channel::<Written>();
     let mut takeover = Takeover {
         state,
@@ -82,6 +96,7 @@ pub async fn run(bucket: kv::Store, mut events: EventReceiver, state: Arc<Broker
         recent_order: VecDeque::new(),
     };
     let mut watch = None;
+    let mut published = None;
     // The last revision seen, to go on from it if the watch must be made again.
     let mut seen = 0u64;
     loop {
@@ -93,6 +108,9 @@ pub async fn run(bucket: kv::Store, mut events: EventReceiver, state: Arc<Broker
                 _ => bucket.watch_all_from_revision(seen + 1).await.ok(),
             };
         }
+        if published.is_none() {
+            published = nats.subscribe(CLAIMS).await.ok();
+        }
         tokio::select! {
             // This node's connections first: a connection is claimed before any later
             // claim of another node is looked at.
@@ -103,11 +121,14 @@ pub async fn run(bucket: kv::Store, mut events: EventReceiver, state: Arc<Broker
                     let connected_us = micros(client.connected_at);
                     let Some(key) = subject::topic_key(&client_id) else { continue };
                     let value = format!("{}\n{connected_us}\n{client_id}", takeover.shared.origin);
-                    let (bucket, tx) = (bucket.clone(), written_tx.clone());
+                    let (bucket, tx, nats) = (bucket.clone(), written_tx.clone(), nats.clone());
                     let id = client_id.clone();
                     tokio::spawn(async move {
-                        let put = tokio::time::timeout(Duration::from_secs(5), bucket.put(key, value.into())).await;
+                        let put = tokio::time::timeout(Duration::from_secs(5), bucket.put(key, value.clone().into())).await;
                         let revision = put.ok().and_then(Result::ok);
+                        if let Some(revision) = revision {
+                            let _ = nats.publish(CLAIMS, format!("{revision}\n{value}").into()).await;
+                        }
                         let _ = tx.send(Written { client_id: id, connected_us, revision });
                     });
                     takeover.connected(client_id, connected_us);
@@ -119,6 +140,13 @@ pub async fn run(bucket: kv::Store, mut events: EventReceiver, state: Arc<Broker
                 None => return,
             },
             Some(written) = written_rx.recv() => takeover.written(written),
+            message = next_published(&mut published) => match message {
+                Some(message) => takeover.published(&message.payload),
+                None => {
+                    published = None;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
             entry = next_entry(&mut watch) => match entry {
                 Some(Ok(entry)) => {
                     seen = seen.max(entry.revision);
@@ -145,6 +173,23 @@ async fn next_entry(watch: &mut Option<kv::Watch>) -> Option<Result<kv::Entry, k
         Some(w) => w.next().await,
         None => None,
     }
+}
+
+/// The next claim published on core NATS; `None` when the subscription ended (or there
+/// is none).
+async fn next_published(subscriber: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match subscriber {
+        Some(s) => s.next().await,
+        None => None,
+    }
+}
+
+/// A claim's text, `<origin>\n<connected at, µs>\n<client id>`: (origin, connected at,
+/// client id).
+fn parse_claim(text: &str) -> Option<(&str, u64, &str)> {
+    let mut fields = text.splitn(3, '\n');
+    let (origin, connected_us, client_id) = (fields.next()?, fields.next()?, fields.next()?);
+    Some((origin, connected_us.parse().ok()?, client_id))
 }
 
 impl Takeover {
@@ -199,34 +244,49 @@ impl Takeover {
         if entry.operation != kv::Operation::Put {
             return;
         }
-        let Ok(text) = std::str::from_utf8(&entry.value) else {
+        let Some((origin, theirs, client_id)) = std::str::from_utf8(&entry.value).ok().and_then(parse_claim) else {
             return;
         };
-        let mut fields = text.splitn(3, '\n');
-        let (Some(origin), Some(connected_us), Some(client_id)) = (fields.next(), fields.next(), fields.next()) else {
+        self.claim_seen(origin, theirs, client_id, entry.revision, "watch");
+    }
+
+    /// Another node's claim published on core NATS: `<revision>\n<claim>`.
+    fn published(&mut self, payload: &[u8]) {
+        let Some((revision, claim)) = std::str::from_utf8(payload).ok().and_then(|t| t.split_once('\n')) else {
             return;
         };
-        let Ok(theirs) = connected_us.parse::<u64>() else {
+        let (Ok(revision), Some((origin, theirs, client_id))) = (revision.parse(), parse_claim(claim)) else {
             return;
         };
+        self.claim_seen(origin, theirs, client_id, revision, "published");
+    }
+
+    /// A claim written by `origin`, from the watch or as published: remembered, and it
+    /// closes this node's connection of the client id if that is older.
+    fn claim_seen(&mut self, origin: &str, theirs: u64, client_id: &str, revision: u64, from: &str) {
         if origin == &*self.shared.origin {
+            return;
+        }
+        let known = self.recent.get(client_id);
+        if known.is_some_and(|&(at, seen, _)| at == theirs && seen == revision) {
             return;
         }
         tracing::debug!(
             client = client_id,
             theirs,
-            revision = entry.revision,
+            revision,
+            from,
             ours = ?self.claims.get(client_id).map(|c| (c.connected_us, c.revision)),
             "cluster: another node's claim"
         );
-        self.remember(client_id, theirs, entry.revision);
+        self.remember(client_id, theirs, revision);
         if let Some(sessions) = self.shared.sessions.get() {
             sessions.claimed_elsewhere(client_id, theirs);
         }
         let beaten = self
             .claims
             .get_mut(client_id)
-            .is_some_and(|claim| beats(claim, theirs, entry.revision));
+            .is_some_and(|claim| beats(claim, theirs, revision));
         if beaten {
             self.take_over(client_id);
         }

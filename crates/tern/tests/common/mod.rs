@@ -413,6 +413,13 @@ impl Client {
         self.stream.write_all(&out).unwrap();
     }
 
+    /// Sends `packet`; false if the socket is closed (the broker hung up).
+    pub fn try_send(&mut self, packet: &Packet) -> bool {
+        let mut out = BytesMut::new();
+        encode(packet, self.version, &mut out).unwrap();
+        self.stream.write_all(&out).is_ok()
+    }
+
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
     }
@@ -455,6 +462,11 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// Whether the last receive ended because the connection is closed (not a timeout).
+    pub fn is_closed(&self) -> bool {
+        self.ended == "the broker closed the connection" || self.ended.starts_with("read error")
     }
 
     pub fn recv(&mut self) -> Packet {
