@@ -237,6 +237,9 @@ pub(crate) struct DeviceMgmt {
     pub next_log_id: u64,
     /// Connections seen (the reboot completion rule).
     pub conn_gen: u64,
+    /// When the device last connected (the same rule on a cluster, where connections are
+    /// counted on several nodes).
+    pub connected_ms: u64,
     /// The request in progress for the device.
     pub active: Option<String>,
 }
@@ -529,10 +532,18 @@ impl Dm {
     /// Device `type_id`/`device_id` of `org` connected (its connection generation goes up;
     /// a reboot it accepted completes on a manage from a later generation).
     pub fn on_connected(&self, org: &str, type_id: &str, device_id: &str) {
+        self.on_connected_at(crate::lec::now_ms(), org, type_id, device_id);
+    }
+
+    /// As [`Dm::on_connected`], the connection made at `now_ms`.
+    pub fn on_connected_at(&self, now_ms: u64, org: &str, type_id: &str, device_id: &str) {
         let mut orgs = self.orgs.lock();
         let key = (type_id.to_string(), device_id.to_string());
-        if let Some(dev) = orgs.get_mut(org).and_then(|o| o.devices.get_mut(&key)) {
-            dev.conn_gen += 1;
+        if let Some(o) = orgs.get_mut(org) {
+            if let Some(dev) = o.devices.get_mut(&key) {
+                dev.conn_gen += 1;
+                dev.connected_ms = now_ms;
+            }
         }
     }
 

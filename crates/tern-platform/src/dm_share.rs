@@ -14,7 +14,7 @@
 //! request has: [`Dm::awaits`] tells the task to hold it back (with the device's later
 //! messages) until it has.
 
-use crate::dm::{Dm, DmStoreError, OrgDm, WRITE_BYTES_PER_SECOND};
+use crate::dm::{Dm, DmStoreError, OrgDm, Step, WRITE_BYTES_PER_SECOND};
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -119,6 +119,35 @@ impl Dm {
             o.requests.get(id)?.run(&key)?.pending.clone()
         });
         pending.as_deref() == Some(req_id)
+    }
+
+    /// Completes reboots and factory resets whose device, after its 202, connected again
+    /// and managed itself on another node: that node did not know the 202 yet (it came
+    /// through the files), so its manage did not complete them. The rule is the single
+    /// node's one by the clock: a connection after the 202, then a manage.
+    pub fn complete_moved_restarts(&self, now_ms: u64) {
+        let mut orgs = self.orgs.lock();
+        for o in orgs.values_mut() {
+            for r in o.requests.values_mut() {
+                let mut changed = false;
+                for run in r.runs.iter_mut().filter(|run| run.step == Step::Restart) {
+                    let Some(dev) = o.devices.get_mut(&run.key()) else {
+                        continue;
+                    };
+                    if dev.connected_ms > run.updated_ms && dev.last_manage_ms >= dev.connected_ms {
+                        crate::dm_requests::finish(run, now_ms, 0, None);
+                        if dev.active.as_deref() == Some(r.id.as_str()) {
+                            dev.active = None;
+                        }
+                        changed = true;
+                    }
+                }
+                if changed {
+                    r.updated_ms = now_ms;
+                    o.dirty = true;
+                }
+            }
+        }
     }
 
     /// Writes the organizations changed here (`all`, or those due) and reads back those

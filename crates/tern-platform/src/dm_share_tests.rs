@@ -160,7 +160,7 @@ fn an_answer_to_a_request_not_arrived_yet_is_held_with_the_devices_later_message
     a.flush_due().expect("a writes");
     mirror(&dir_a, &dir_b);
     b.flush_due().expect("b reads");
-    let out: Vec<String> = held.release(&b).iter().map(tail_of).collect();
+    let out: Vec<String> = held.release(&b).iter().map(|(_, m)| tail_of(m)).collect();
     assert_eq!(out, ["response", "connected", "mgmt/manage"]);
     assert!(held.release(&b).is_empty());
 }
@@ -187,4 +187,43 @@ fn a_change_made_before_the_first_sync_is_a_change_from_the_files_read_at_start(
         Dm::open(&dir).location(ORG, "t", "d1").is_some(),
         "the location was not written"
     );
+}
+
+#[test]
+fn a_reboot_completes_when_the_device_comes_back_on_another_node() {
+    let (dir_a, dir_b) = (temp_dir(), temp_dir());
+    let (a, b) = (node(&dir_a), node(&dir_b));
+    b.on_connected_at(T0, ORG, "t", "d1");
+    manage(&b, T0, "d1");
+    b.flush_due().expect("b writes");
+    mirror(&dir_b, &dir_a);
+    a.flush_due().expect("a reads");
+    let (id, out) = initiate(&a, T0 + 1, "device/reboot", vec![], &["d1"], false).expect("accepted");
+    a.flush_due().expect("a writes");
+    // The device answers 202 on b...
+    mirror(&dir_a, &dir_b);
+    b.flush_due().expect("b reads");
+    let answer = json!({"rc": 202, "reqId": out[0].2["reqId"]}).to_string();
+    b.on_device(T0 + 2, ORG, "t", "d1", "response", answer.as_bytes());
+    // ...and comes back on a, which manages it before b's 202 reaches it: not complete.
+    a.on_connected_at(T0 + 3, ORG, "t", "d1");
+    manage(&a, T0 + 4, "d1");
+    a.complete_moved_restarts(T0 + 4);
+    assert_eq!(status(&a, &id, "d1"), (1, false));
+    // Once both versions are merged (b's 202 not written yet when a's version comes),
+    // either node completes it.
+    a.flush_due().expect("a writes");
+    mirror(&dir_a, &dir_b);
+    b.flush_due().expect("b merges");
+    mirror(&dir_b, &dir_a);
+    a.flush_due().expect("a reads");
+    a.complete_moved_restarts(T0 + 5);
+    assert_eq!(status(&a, &id, "d1"), (0, true));
+    // A manage from the connection that answered 202 does not complete it.
+    let (id, out) = initiate(&a, T0 + 6, "device/reboot", vec![], &["d1"], false).expect("accepted");
+    let answer = json!({"rc": 202, "reqId": out[0].2["reqId"]}).to_string();
+    a.on_device(T0 + 7, ORG, "t", "d1", "response", answer.as_bytes());
+    manage(&a, T0 + 8, "d1");
+    a.complete_moved_restarts(T0 + 8);
+    assert_eq!(status(&a, &id, "d1"), (1, false));
 }

@@ -98,8 +98,9 @@ impl Inbound {
 
 /// A device: (org, type, id).
 type DeviceOf = (String, String, String);
-/// A held message: when it came, the reqId it answers, the message.
-type HeldMessage = (Instant, Option<String>, Inbound);
+/// A held message: when it came (and by the clock, in ms), the reqId it answers, the
+/// message.
+type HeldMessage = (Instant, u64, Option<String>, Inbound);
 
 /// Devices' messages held back on a node of a cluster, in order per device.
 #[derive(Debug, Default)]
@@ -134,22 +135,23 @@ impl Held {
             Some(_) => {}
         }
         let queue = self.queues.entry(device).or_default();
-        queue.push_back((Instant::now(), answers, inbound));
+        queue.push_back((Instant::now(), now_ms(), answers, inbound));
         self.count += 1;
         None
     }
 
     /// The held messages that can be handled now (their request has arrived, or they
-    /// waited [`HOLD`]), in order per device.
-    pub(crate) fn release(&mut self, dm: &Dm) -> Vec<Inbound> {
+    /// waited [`HOLD`]), in order per device, each with when it came (ms): it is handled
+    /// as of then.
+    pub(crate) fn release(&mut self, dm: &Dm) -> Vec<(u64, Inbound)> {
         let mut out = Vec::new();
         for (device, queue) in self.queues.iter_mut() {
-            while let Some((at, answers, _)) = queue.front() {
+            while let Some((at, _, answers, _)) = queue.front() {
                 if at.elapsed() < HOLD && !ready(dm, device, answers.as_deref()) {
                     break;
                 }
-                if let Some((_, _, inbound)) = queue.pop_front() {
-                    out.push(inbound);
+                if let Some((_, at_ms, _, inbound)) = queue.pop_front() {
+                    out.push((at_ms, inbound));
                 }
             }
         }
@@ -223,7 +225,7 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, dm: Arc<Dm>, inbox:
         let mut lacking = HashSet::new();
         let mut ticks = 0u64;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let take = |inbound: Inbound| match inbound {
+        let take = |(now, inbound): (u64, Inbound)| match inbound {
             Inbound::Message {
                 org,
                 type_id,
@@ -232,14 +234,14 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, dm: Arc<Dm>, inbox:
                 tail,
                 payload,
             } => {
-                let effects = dm.on_device_from(now_ms(), &org, &type_id, &device_id, via_gateway, &tail, &payload);
+                let effects = dm.on_device_from(now, &org, &type_id, &device_id, via_gateway, &tail, &payload);
                 apply(&admin, &registry, &dm, effects);
             }
             Inbound::Connected {
                 org,
                 type_id,
                 device_id,
-            } => dm.on_connected(&org, &type_id, &device_id),
+            } => dm.on_connected_at(now, &org, &type_id, &device_id),
         };
         loop {
             tokio::select! {
@@ -247,7 +249,7 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, dm: Arc<Dm>, inbox:
                 inbound = rx.recv() => match inbound {
                     Some(inbound) => {
                         if let Some(inbound) = held.keep(&dm, inbound) {
-                            take(inbound);
+                            take((now_ms(), inbound));
                         }
                     }
                     None => break,
@@ -262,6 +264,9 @@ pub fn spawn(handle: &BrokerHandle, registry: Arc<Registry>, dm: Arc<Dm>, inbox:
                     if ticks % FORGET_EVERY == 0 {
                         // Devices and organizations deleted from the registry.
                         forget_removed(&dm, &registry, &mut lacking);
+                    }
+                    if dm.is_shared() {
+                        dm.complete_moved_restarts(now_ms());
                     }
                     let effects = dm.tick(now_ms());
                     apply(&admin, &registry, &dm, effects);

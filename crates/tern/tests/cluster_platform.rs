@@ -238,6 +238,52 @@ fn device_management_across_nodes(a: &Node, b: &Node, c: &Node, admin: &str, sta
     );
     println!("{what}: reboot through a completed on b after {:?}", started.elapsed());
 
+    // Another reboot: the device answers 202 on node b and comes back on node a (as
+    // behind a load balancer), which manages it before b's 202 has reached it; the
+    // shared state completes it (a connection after the 202, then a manage).
+    let body = json!({"action": "device/reboot", "devices": [{"typeId": "sensor", "deviceId": "m1"}]});
+    let id = a.rest(admin, "POST", "/mgmt/requests", Some(body)).ok(202)["reqId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (topic, request) = next_json(&mut device);
+    assert_eq!(topic, "iotdm-1/mgmt/initiate/device/reboot", "{what}: {request}");
+    let answer = json!({"rc": 202, "reqId": request["reqId"]});
+    device.publish(
+        "iotdevice-1/response",
+        answer.to_string().as_bytes(),
+        QoS::AtLeastOnce,
+        false,
+        4,
+    );
+    device.disconnect();
+    let mut moved = a.connect_when_known(what, "d:za6xa7:sensor:m1", "use-token-auth", &token);
+    assert_eq!(
+        moved.subscribe("iotdm-1/#", QoS::AtLeastOnce),
+        [ReasonCode(1)],
+        "{what}"
+    );
+    assert_eq!(
+        dm_send(&mut moved, "mgmt/manage", &manage("m4"), 1)["rc"],
+        200,
+        "{what}"
+    );
+    let status_path = format!("/mgmt/requests/{id}/deviceStatus/sensor/m1");
+    let status = poll_rest(a, admin, &status_path, what, |s| s["complete"] == true);
+    assert_eq!(status["status"], 0, "{what}: {status}");
+    moved.disconnect();
+    println!(
+        "{what}: reboot answered on b, device back on a, completed after {:?}",
+        started.elapsed()
+    );
+    // Back on node b for what follows.
+    let mut device = b.connect_when_known(what, "d:za6xa7:sensor:m1", "use-token-auth", &token);
+    assert_eq!(
+        device.subscribe("iotdm-1/#", QoS::AtLeastOnce),
+        [ReasonCode(1)],
+        "{what}"
+    );
+
     // Changes at the same moment on both nodes: a second device manages itself on node a
     // while the first sends a new location on node b; both nodes end with both changes.
     let made = a
