@@ -31,6 +31,7 @@
 //! - the IoT platform's registry files are mirrored in the `PLATFORM_REGISTRY` bucket
 //!   ([`platform`]).
 
+mod connect;
 mod feed;
 mod health;
 mod inbound;
@@ -78,6 +79,8 @@ pub struct Settings {
     /// How long a node may go without a heartbeat before the others take it for dead
     /// (`cluster_node_timeout`).
     pub node_timeout: Duration,
+    /// The NATS connection's TLS and nkey files (`cluster_nats_cafile` and the others).
+    pub auth: tern_broker::config::NatsAuth,
 }
 
 impl Settings {
@@ -99,6 +102,18 @@ pub enum ClusterError {
     Urls(String),
     #[error("cannot install the cluster link: {0}")]
     Install(String),
+    #[error("{directive} {path}: {why}")]
+    File {
+        directive: &'static str,
+        path: String,
+        why: String,
+    },
+}
+
+/// Reads and checks the NATS connection's files (`cluster_nats_cafile` and the others):
+/// call before anything else starts, so that a bad one stops the start at once.
+pub fn check(settings: &Settings) -> Result<(), ClusterError> {
+    connect::options(settings, "").map(|_| ())
 }
 
 /// Makes the broker of `handle` a node of the cluster: connects to NATS (in the
@@ -119,17 +134,10 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
         sessions: Default::default(),
     });
     let events = shared.clone();
-    let options = async_nats::ConnectOptions::new()
-        .name(format!("tern-{}", settings.node))
-        .no_echo()
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connection_timeout(Duration::from_secs(2))
-        .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
-        .event_callback(move |event| {
-            let shared = events.clone();
-            async move { health::on_event(&shared, event) }
-        });
+    let options = connect::options(&settings, "")?.no_echo().event_callback(move |event| {
+        let shared = events.clone();
+        async move { health::on_event(&shared, event) }
+    });
     let client = options
         .connect(settings.urls.as_slice())
         .await
@@ -214,12 +222,7 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
 /// main one it receives this node's own messages (its members are served through NATS
 /// like the others'). `connected` follows its state.
 async fn share_connection(settings: &Settings, connected: Arc<AtomicBool>) -> Result<async_nats::Client, ClusterError> {
-    async_nats::ConnectOptions::new()
-        .name(format!("tern-{}-shares", settings.node))
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connection_timeout(Duration::from_secs(2))
-        .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
+    connect::options(settings, "-shares")?
         .event_callback(move |event| {
             let connected = connected.clone();
             async move {

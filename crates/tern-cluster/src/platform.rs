@@ -96,15 +96,14 @@ pub async fn run(
     check_dm: CheckFile,
     cache: Option<Arc<dyn EventCache>>,
 ) {
-    let client = match async_nats::ConnectOptions::new()
-        .name(format!("tern-{}-platform", settings.node))
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connection_timeout(Duration::from_secs(2))
-        .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
-        .connect(settings.urls.as_slice())
-        .await
-    {
+    let options = match crate::connect::options(&settings, "-platform") {
+        Ok(options) => options,
+        Err(e) => {
+            tracing::error!("cluster: the platform's registry is not shared: {e}");
+            return;
+        }
+    };
+    let client = match options.connect(settings.urls.as_slice()).await {
         Ok(client) => client,
         Err(e) => {
             tracing::error!("cluster: the platform's registry is not shared: {e}");

@@ -244,7 +244,11 @@ async fn serve(config: Config, args: BrokerArgs, detach: Option<Detach>) -> Resu
         urls: config.cluster_nats_urls.clone(),
         node: config.cluster_node_name.clone().unwrap_or_default(),
         node_timeout: config.cluster_node_timeout,
+        auth: config.cluster_nats_auth.clone(),
     });
+    if let Some(settings) = &cluster {
+        tern_cluster::check(settings).context("the cluster")?;
+    }
     let mut broker = bind(config, &args).await?;
     let platform_cluster = cluster.clone().filter(|_| platform_domain.is_some());
     if let Some(settings) = cluster {

@@ -2,9 +2,50 @@
 //! servers, with JetStream, that the nodes of a cluster share) and `cluster_node_name
 //! <name>` (this node's name, unique in the cluster). Without them the broker is a
 //! single node. The cluster itself is in `tern-cluster`; the broker only reads and checks
-//! the values, so that a bad one stops the start naming its directive.
+//! the values, so that a bad one stops the start naming its directive. The NATS
+//! connection's own security: `cluster_nats_cafile` (the CA certificates that signed the
+//! servers' certificates), `cluster_nats_certfile` and `cluster_nats_keyfile` (a client
+//! certificate, for servers that verify clients) and `cluster_nats_nkey_file` (a file
+//! holding an nkey seed, `SU...`, for servers that authenticate users by nkey).
 
 use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+/// How a node proves itself to NATS and checks the servers (the `cluster_nats_*` files;
+/// their contents are read and checked when the node joins).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatsAuth {
+    /// CA certificates (PEM) for the servers' certificates; set, the connection uses TLS.
+    pub cafile: Option<PathBuf>,
+    /// The node's client certificate chain (PEM).
+    pub certfile: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub keyfile: Option<PathBuf>,
+    /// A file holding the node's nkey seed.
+    pub nkey_file: Option<PathBuf>,
+}
+
+impl NatsAuth {
+    fn any(&self) -> bool {
+        *self != NatsAuth::default()
+    }
+
+    /// Sets one of the file directives; false if `directive` is none of them.
+    pub(super) fn set(&mut self, directive: &str, path: &str) -> Result<bool> {
+        if path.is_empty() {
+            bail!("{directive} needs a file path");
+        }
+        let slot = match directive {
+            "cluster_nats_cafile" => &mut self.cafile,
+            "cluster_nats_certfile" => &mut self.certfile,
+            "cluster_nats_keyfile" => &mut self.keyfile,
+            "cluster_nats_nkey_file" => &mut self.nkey_file,
+            _ => return Ok(false),
+        };
+        *slot = Some(PathBuf::from(path));
+        Ok(true)
+    }
+}
 
 /// Longest node name: it is part of NATS subjects, key-value keys and connection names.
 pub const MAX_NODE_NAME: usize = 64;
@@ -105,8 +146,17 @@ pub(super) fn node_name(name: &str) -> Result<String> {
     Ok(name.to_string())
 }
 
-/// The two directives go together.
-pub(super) fn check(urls: &[String], node: Option<&str>) -> Result<()> {
+/// The two directives go together; the NATS connection's files need them, and a client
+/// certificate needs its key (and the other way round).
+pub(super) fn check(urls: &[String], node: Option<&str>, auth: &NatsAuth) -> Result<()> {
+    if urls.is_empty() && auth.any() {
+        bail!("cluster_nats_cafile, _certfile, _keyfile and _nkey_file need cluster_nats_urls");
+    }
+    match (&auth.certfile, &auth.keyfile) {
+        (Some(_), None) => bail!("cluster_nats_certfile is set but cluster_nats_keyfile is not"),
+        (None, Some(_)) => bail!("cluster_nats_keyfile is set but cluster_nats_certfile is not"),
+        _ => {}
+    }
     match (urls.is_empty(), node) {
         (false, None) => bail!("cluster_nats_urls is set but cluster_node_name is not: every node needs a name"),
         (true, Some(_)) => {
@@ -164,9 +214,30 @@ mod tests {
 
     #[test]
     fn one_directive_without_the_other_is_refused() {
-        assert!(check(&[], None).is_ok());
-        assert!(check(&["nats://h".into()], Some("a")).is_ok());
-        assert!(check(&["nats://h".into()], None).is_err());
-        assert!(check(&[], Some("a")).is_err());
+        let none = NatsAuth::default();
+        assert!(check(&[], None, &none).is_ok());
+        assert!(check(&["nats://h".into()], Some("a"), &none).is_ok());
+        assert!(check(&["nats://h".into()], None, &none).is_err());
+        assert!(check(&[], Some("a"), &none).is_err());
+    }
+
+    #[test]
+    fn nats_files_need_the_urls_and_a_certificate_needs_its_key() {
+        let urls = ["tls://h".to_string()];
+        let mut auth = NatsAuth::default();
+        assert!(auth.set("cluster_nats_cafile", "ca.pem").unwrap());
+        assert!(!auth.set("cluster_nats_other", "x").unwrap());
+        assert!(auth.set("cluster_nats_nkey_file", "").is_err());
+        assert!(check(&urls, Some("a"), &auth).is_ok());
+        let e = check(&[], None, &auth).unwrap_err().to_string();
+        assert!(e.contains("need cluster_nats_urls"), "{e}");
+        auth.set("cluster_nats_certfile", "node.pem").unwrap();
+        let e = check(&urls, Some("a"), &auth).unwrap_err().to_string();
+        assert!(
+            e.starts_with("cluster_nats_certfile is set but cluster_nats_keyfile"),
+            "{e}"
+        );
+        auth.set("cluster_nats_keyfile", "node.key").unwrap();
+        assert!(check(&urls, Some("a"), &auth).is_ok());
     }
 }

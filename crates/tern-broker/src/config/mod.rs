@@ -13,6 +13,7 @@ mod tern_toml;
 use crate::shared::ShareStrategy;
 use crate::store::Durability;
 use anyhow::{bail, Context, Result};
+pub use cluster::NatsAuth;
 pub use historian::HistorianTopic;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -232,6 +233,8 @@ pub struct Config {
     /// How long a node of the cluster may go without a heartbeat before the others take
     /// it for dead and publish its clients' wills (`cluster_node_timeout`, seconds).
     pub cluster_node_timeout: std::time::Duration,
+    /// The NATS connection's TLS and nkey files (`cluster_nats_cafile` and the others).
+    pub cluster_nats_auth: NatsAuth,
     /// Debug-level logging (mosquitto's `log_type debug` or `-v`).
     pub verbose: bool,
     pub log_dest: Vec<LogDest>,
@@ -340,6 +343,7 @@ impl Default for Config {
             cluster_nats_urls: Vec::new(),
             cluster_node_name: None,
             cluster_node_timeout: std::time::Duration::from_secs(cluster::DEFAULT_NODE_TIMEOUT),
+            cluster_nats_auth: NatsAuth::default(),
             verbose: false,
             log_dest: Vec::new(),
             log_facility: None,
@@ -392,8 +396,12 @@ impl Config {
             mosquitto::parse_into(&mut config, path, &text)?;
             config
         };
-        cluster::check(&config.cluster_nats_urls, config.cluster_node_name.as_deref())
-            .with_context(|| format!("in {}", path.display()))?;
+        cluster::check(
+            &config.cluster_nats_urls,
+            config.cluster_node_name.as_deref(),
+            &config.cluster_nats_auth,
+        )
+        .with_context(|| format!("in {}", path.display()))?;
         if config.worker_threads > MAX_WORKER_THREADS {
             bail!(
                 "in {}: worker_threads {} is more than {MAX_WORKER_THREADS}",

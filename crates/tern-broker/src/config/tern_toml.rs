@@ -36,6 +36,10 @@ struct File {
     cluster_nats_urls: Option<String>,
     cluster_node_name: Option<String>,
     cluster_node_timeout: Option<u64>,
+    cluster_nats_cafile: Option<String>,
+    cluster_nats_certfile: Option<String>,
+    cluster_nats_keyfile: Option<String>,
+    cluster_nats_nkey_file: Option<String>,
     verbose: Option<bool>,
     log_dest: Option<Vec<String>>,
     log_facility: Option<u8>,
@@ -247,6 +251,16 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         .transpose()?;
     if let Some(seconds) = file.cluster_node_timeout {
         c.cluster_node_timeout = super::cluster::node_timeout(&seconds.to_string())?;
+    }
+    for (directive, path) in [
+        ("cluster_nats_cafile", &file.cluster_nats_cafile),
+        ("cluster_nats_certfile", &file.cluster_nats_certfile),
+        ("cluster_nats_keyfile", &file.cluster_nats_keyfile),
+        ("cluster_nats_nkey_file", &file.cluster_nats_nkey_file),
+    ] {
+        if let Some(path) = path {
+            c.cluster_nats_auth.set(directive, path)?;
+        }
     }
     c.platform_domain = file
         .platform_domain
