@@ -294,7 +294,8 @@ fn device_management_across_nodes(a: &Node, b: &Node, c: &Node, admin: &str, sta
             Some(json!({"deviceId": "m2"})),
         )
         .ok(201);
-    let mut second = a.connect_when_known(what, "d:za6xa7:sensor:m2", "use-token-auth", &text(&made, "authToken"));
+    let second_token = text(&made, "authToken");
+    let mut second = a.connect_when_known(what, "d:za6xa7:sensor:m2", "use-token-auth", &second_token);
     assert_eq!(
         second.subscribe("iotdm-1/#", QoS::AtLeastOnce),
         [ReasonCode(1)],
@@ -328,6 +329,69 @@ fn device_management_across_nodes(a: &Node, b: &Node, c: &Node, admin: &str, sta
         .sum();
     println!(
         "{what}: changes at once on a and b kept after {:?} ({merges} merge(s))",
+        started.elapsed()
+    );
+
+    // One reboot for both devices, m1 on node b and m2 on node a: each answers and comes
+    // back on its node, each node moves its device's part; both parts complete everywhere.
+    let both = json!([{"typeId": "sensor", "deviceId": "m1"}, {"typeId": "sensor", "deviceId": "m2"}]);
+    let body = json!({"action": "device/reboot", "devices": both});
+    let id = a.rest(admin, "POST", "/mgmt/requests", Some(body)).ok(202)["reqId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut reconnected = Vec::new();
+    for (node, client, name, token) in [
+        (b, device, "m1", token.clone()),
+        (a, second, "m2", second_token.clone()),
+    ] {
+        let mut client = client;
+        let (topic, request) = next_json(&mut client);
+        assert_eq!(
+            topic, "iotdm-1/mgmt/initiate/device/reboot",
+            "{what}: {name}: {request}"
+        );
+        let answer = json!({"rc": 202, "reqId": request["reqId"]});
+        client.publish(
+            "iotdevice-1/response",
+            answer.to_string().as_bytes(),
+            QoS::AtLeastOnce,
+            false,
+            5,
+        );
+        client.disconnect();
+        let mut client = node.connect_when_known(what, &format!("d:za6xa7:sensor:{name}"), "use-token-auth", &token);
+        assert_eq!(
+            client.subscribe("iotdm-1/#", QoS::AtLeastOnce),
+            [ReasonCode(1)],
+            "{what}"
+        );
+        assert_eq!(
+            dm_send(&mut client, "mgmt/manage", &manage("m5"), 1)["rc"],
+            200,
+            "{what}: {name}"
+        );
+        reconnected.push(client);
+    }
+    let (second, mut device) = (reconnected.pop().unwrap(), reconnected.pop().unwrap());
+    for node in [a, b] {
+        let request = poll_rest(node, admin, &format!("/mgmt/requests/{id}"), what, |r| {
+            r["complete"] == true
+        });
+        assert_eq!(request["status"], 0, "{what}: {request}");
+        let statuses = node
+            .rest(admin, "GET", &format!("/mgmt/requests/{id}/deviceStatus"), None)
+            .ok(200);
+        let statuses: Vec<&Value> = statuses["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| &s["status"])
+            .collect();
+        assert_eq!(statuses, [&json!(0), &json!(0)], "{what}");
+    }
+    println!(
+        "{what}: one reboot for devices on a and b completed after {:?}",
         started.elapsed()
     );
 
