@@ -5,6 +5,11 @@
 //! node applies them in that order, so they all end with the bucket's last message for a
 //! topic. A node's own write is skipped when its store already holds that message (the
 //! usual case: it stored it before sending it).
+//!
+//! A retained message with a 5.0 Message Expiry Interval keeps the time it was written:
+//! a node that reads it later (one that joins, or restarts) counts the time since the
+//! write, by the NATS server's clock, against the interval, and one already expired is
+//! not stored (the bucket keeps it until the topic's next write, harmless).
 
 use crate::link::Shared;
 use crate::{subject, wire};
@@ -38,7 +43,6 @@ pub async fn watch(bucket: kv::Store, state: Arc<BrokerState>, shared: Arc<Share
     }
 }
 
-/// Applies one write of the bucket to this node's retained store.
 /// The retained message that clears `topic`'s (an empty payload).
 pub(crate) fn clearing(topic: &str) -> Publish {
     Publish {
@@ -52,14 +56,19 @@ pub(crate) fn clearing(topic: &str) -> Publish {
     }
 }
 
+/// Applies one write of the bucket to this node's retained store.
 fn apply(entry: &kv::Entry, state: &BrokerState, shared: &Shared) {
     let publish = match entry.operation {
         kv::Operation::Put => match wire::decode(&entry.value) {
-            Ok(record) => {
+            Ok(mut record) => {
                 if record.origin == *shared.origin && holds(state, &record.publish) {
                     return;
                 }
-                record.publish
+                if !wire::still_valid(&mut record.publish, entry.created.unix_timestamp()) {
+                    clearing(&record.publish.topic)
+                } else {
+                    record.publish
+                }
             }
             Err(e) => {
                 shared.dropped_inbound.fetch_add(1, Relaxed);

@@ -87,6 +87,30 @@ pub fn decode(body: &[u8]) -> Result<Record, WireError> {
     })
 }
 
+/// Counts the time a message spent in a stream or bucket (since `published`, seconds since
+/// 1970 by the NATS server's clock) against its 5.0 Message Expiry Interval: the interval is
+/// lowered to what is left; `false` if nothing is.
+pub fn still_valid(publish: &mut tern_proto::Publish, published: i64) -> bool {
+    let Some(interval) = publish.properties.message_expiry_interval() else {
+        return true;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let spent = u32::try_from(now.saturating_sub(published).max(0)).unwrap_or(u32::MAX);
+    if spent == 0 {
+        return true;
+    }
+    let Some(left) = interval.checked_sub(spent).filter(|left| *left > 0) else {
+        return false;
+    };
+    publish.properties.remove(tern_proto::PropertyId::MessageExpiryInterval);
+    publish
+        .properties
+        .push(tern_proto::Property::MessageExpiryInterval(left));
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +177,40 @@ mod tests {
         let mut longer = body.to_vec();
         longer.push(0);
         assert!(decode(&longer).is_err());
+    }
+
+    fn publish(expiry: Option<u32>) -> Publish {
+        let mut p = Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: ByteStr::from("t"),
+            packet_id: 0,
+            properties: Default::default(),
+            payload: bytes::Bytes::new(),
+        };
+        if let Some(seconds) = expiry {
+            p.properties.push(Property::MessageExpiryInterval(seconds));
+        }
+        p
+    }
+
+    #[test]
+    fn time_in_the_stream_counts_against_the_expiry_interval() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let mut p = publish(None);
+        assert!(still_valid(&mut p, now - 1000));
+        let mut p = publish(Some(60));
+        assert!(still_valid(&mut p, now - 20));
+        let left = p.properties.message_expiry_interval().unwrap();
+        assert!((39..=40).contains(&left), "{left}");
+        let mut p = publish(Some(60));
+        assert!(!still_valid(&mut p, now - 60));
+        let mut p = publish(Some(60));
+        assert!(still_valid(&mut p, now + 5), "a clock ahead counts nothing");
+        assert_eq!(p.properties.message_expiry_interval(), Some(60));
     }
 }

@@ -306,20 +306,59 @@ fn one_nats_server_down_keeps_quorum(nats: &mut NatsCluster, nodes: &HashMap<&st
     nats.start_all();
 }
 
+/// Publishes a retained QoS 1 message with a 5.0 Message Expiry Interval.
+fn publish_expiring(publisher: &mut Client, topic: &str, payload: &[u8], seconds: u32) {
+    let mut packet = publish_packet(topic, payload, QoS::AtLeastOnce, true, 9);
+    if let Packet::Publish(p) = &mut packet {
+        p.properties.push(Property::MessageExpiryInterval(seconds));
+    }
+    publisher.send(&packet);
+    assert!(
+        matches!(publisher.recv(), Packet::PublishAck(a) if a.reason_code == ReasonCode::SUCCESS),
+        "{topic}: PUBACK"
+    );
+}
+
 /// A node killed with SIGKILL leaves the others working; a node that joins later gets
-/// the retained messages stored before it came, and messages from the others.
+/// the retained messages stored before it came, and messages from the others. Retained
+/// messages with a Message Expiry Interval count the time since they were stored: the
+/// new node never has one that expired before it came, and another's interval is less.
 fn a_node_dies_and_another_joins(nats: &NatsCluster, nodes: &mut HashMap<&str, Broker>) {
     let mut publisher = nodes["a"].connect(V5, "late-pub");
     let code = publisher.publish("late/1", b"before d", QoS::AtLeastOnce, true, 1);
     assert_eq!(code, ReasonCode::SUCCESS);
+    let stored = Instant::now();
+    publish_expiring(&mut publisher, "late/short", b"expires in 2 s", 2);
+    publish_expiring(&mut publisher, "late/long", b"expires in 600 s", 600);
     if let Some(c) = nodes.remove("c") {
         c.kill_9();
+    }
+    // Node d comes 3 s after the expiring messages were stored (the expiry is the time
+    // passing itself: nothing else to wait for).
+    while stored.elapsed() < std::time::Duration::from_millis(3100) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let d = start_node(nats, "d");
     wait_available("d", &d);
     wait_until("node d has the retained message stored before it joined", || {
-        retained_is(&d, "late/#", Some("before d"))
+        retained_is(&d, "late/1", Some("before d"))
     });
+    for (name, node) in [("a", &nodes["a"]), ("d", &d)] {
+        assert!(
+            retained_is(node, "late/short", None),
+            "node {name}: a retained message expired before node d joined"
+        );
+    }
+    let mut reader = d.connect(V5, "late-reader");
+    reader.subscribe("late/long", QoS::AtLeastOnce);
+    let long = reader.recv_publish();
+    let left = long.properties.message_expiry_interval();
+    assert!(
+        left.is_some_and(|s| s <= 597),
+        "node d: the 600 s message's interval counts the time since it was stored: {left:?}"
+    );
+    reader.disconnect();
+    publisher.publish("late/long", b"", QoS::AtLeastOnce, true, 4);
     let mut subscriber = d.connect(V5, "late-sub");
     subscriber.subscribe("late/2", QoS::AtLeastOnce);
     // Nodes a and d may be on different NATS servers: d's interest reaches a's server

@@ -3,7 +3,7 @@
 //! the scenarios run in turn, each named in its failure messages.
 //! The JetStream leader of the message stream killed with SIGKILL while a QoS 1
 //! publisher and persistent subscribers run (nothing acknowledged lost), and a node cut
-//! from NATS (its only server stopped) and healed (QoS 1 refused there meanwhile, QoS 0
+//! from NATS (its one link to NATS cut by the test) and healed (QoS 1 refused there meanwhile, QoS 0
 //! flowing on it, the rest of the cluster going on, everything back once healed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
