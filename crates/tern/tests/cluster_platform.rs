@@ -4,7 +4,9 @@
 //! run in turn, each named in its failure messages. An organization made with `tern iot` against node a's
 //! data directory, a device made through node a's REST API and an API key made on node a
 //! are used on node b; a device on node a sends events to an application on node b, and
-//! its status messages; its events are read from node b's last event cache.
+//! its status messages; its events are read from node b's last event cache; a device on
+//! node b is managed through node a's REST API (reboots, a firmware download, a cancel, a
+//! location pushed, changes on both nodes at once).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -137,33 +139,115 @@ fn poll_rest(node: &Node, auth: &str, path: &str, what: &str, done: impl Fn(&Val
     }
 }
 
-/// A device connected on node b manages itself (attributes, location): node a's REST API
-/// shows it managed; a reboot requested through node a reaches the device on b, whose
-/// answer and later manage (from a new connection on b) complete it, as node a shows;
-/// changes made at the same moment on both nodes are all kept; a request made through a
-/// and cancelled through b is cancelled for a; node c has it all.
-fn device_management_across_nodes(a: &Node, b: &Node, c: &Node, admin: &str, started: Instant) {
-    let what = "device management";
-    let made = a
-        .rest(
-            admin,
-            "POST",
-            "/device/types/sensor/devices",
-            Some(json!({"deviceId": "m1"})),
-        )
-        .ok(201);
-    let token = text(&made, "authToken");
-    let mut device = b.connect_when_known(what, "d:za6xa7:sensor:m1", "use-token-auth", &token);
-    assert_eq!(
-        device.subscribe("iotdm-1/#", QoS::AtLeastOnce),
-        [ReasonCode(1)],
-        "{what}"
+/// What the device management scenarios share: the nodes, the admin key and when the
+/// test started.
+struct Dm<'a> {
+    a: &'a Node,
+    b: &'a Node,
+    c: &'a Node,
+    admin: &'a str,
+    started: Instant,
+}
+
+/// The registry path of device `id` (type sensor).
+fn device_path(id: &str) -> String {
+    format!("/device/types/sensor/devices/{id}")
+}
+
+/// A manage request (lifetime, device actions, deviceInfo; firmware actions if `firmware`).
+fn manage_body(req_id: &str, firmware: bool) -> Value {
+    json!({"reqId": req_id, "d": {"lifetime": 3600,
+           "supports": {"deviceActions": true, "firmwareActions": firmware},
+           "deviceInfo": {"model": "T1", "fwVersion": "1.0"}}})
+}
+
+/// Publishes the device's answer `rc` to `request` (an `iotdm-1/...` message).
+fn answer(device: &mut Client, request: &Value, rc: u16, packet_id: u16) {
+    let body = json!({"rc": rc, "reqId": request["reqId"]});
+    device.publish(
+        "iotdevice-1/response",
+        body.to_string().as_bytes(),
+        QoS::AtLeastOnce,
+        false,
+        packet_id,
     );
-    let manage = |req_id: &str| {
-        json!({"reqId": req_id, "d": {"lifetime": 3600, "supports": {"deviceActions": true},
-               "deviceInfo": {"model": "T1", "fwVersion": "1.0"}}})
+}
+
+impl Dm<'_> {
+    /// Device `id` connected on `node` with `token`, subscribed to `iotdm-1/#`.
+    fn connect(&self, node: &Node, id: &str, token: &str) -> Client {
+        let client_id = format!("d:za6xa7:sensor:{id}");
+        let mut device = node.connect_when_known("device management", &client_id, "use-token-auth", token);
+        assert_eq!(device.subscribe("iotdm-1/#", QoS::AtLeastOnce), [ReasonCode(1)]);
+        device
+    }
+
+    /// A device made through node a: its token.
+    fn make_device(&self, id: &str) -> String {
+        let made = self
+            .a
+            .rest(
+                self.admin,
+                "POST",
+                "/device/types/sensor/devices",
+                Some(json!({"deviceId": id})),
+            )
+            .ok(201);
+        text(&made, "authToken")
+    }
+
+    /// Requests `action` (with `parameters`) for `devices` through node a: the request's id.
+    fn request(&self, action: &str, devices: &[&str], parameters: Value) -> String {
+        let devices: Vec<Value> = devices
+            .iter()
+            .map(|d| json!({"typeId": "sensor", "deviceId": d}))
+            .collect();
+        let body = json!({"action": action, "devices": devices, "parameters": parameters});
+        let answer = self.a.rest(self.admin, "POST", "/mgmt/requests", Some(body)).ok(202);
+        answer["reqId"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until `node` shows request `id` complete for device `d`: its status there.
+    fn completed(&self, node: &Node, id: &str, d: &str, what: &str) -> Value {
+        let path = format!("/mgmt/requests/{id}/deviceStatus/sensor/{d}");
+        poll_rest(node, self.admin, &path, what, |s| s["complete"] == true)
+    }
+
+    fn done(&self, what: &str) {
+        println!("device management: {what} after {:?}", self.started.elapsed());
+    }
+}
+
+/// Device management across the nodes: a device connected on node b managed and read
+/// through node a's REST API; reboots requested through node a completed by the device on
+/// node b (also when it comes back on node a); changes made at the same moment on both
+/// nodes kept; one request for devices on both nodes; a request cancelled through node b;
+/// node c (joined later) has it all; a firmware download; a location pushed.
+fn device_management_across_nodes(a: &Node, b: &Node, c: &Node, admin: &str, started: Instant) {
+    let dm = Dm {
+        a,
+        b,
+        c,
+        admin,
+        started,
     };
-    let answer = dm_send(&mut device, "mgmt/manage", &manage("m1"), 1);
+    let token = dm.make_device("m1");
+    let device = dm_managed_on_b(&dm, &token);
+    let device = dm_reboots(&dm, device, &token);
+    let (mut device, second) = dm_changes_at_once(&dm, device, &token);
+    dm_cancel_through_b(&dm, &mut device);
+    second.disconnect();
+    dm_firmware_download(&dm, &mut device);
+    dm_location_pushed(&dm, &mut device);
+    device.disconnect();
+}
+
+/// Device m1 connects on node b and manages itself (attributes, location): node a's REST
+/// API shows it managed, with its location and deviceInfo. The device, still on b.
+fn dm_managed_on_b(dm: &Dm, token: &str) -> Client {
+    let what = "managed on b";
+    let mut device = dm.connect(dm.b, "m1", token);
+    let answer = dm_send(&mut device, "mgmt/manage", &manage_body("m1", false), 1);
     assert_eq!(answer, json!({"rc": 200, "reqId": "m1"}), "{what}");
     let location = json!({"reqId": "l1", "d": {"longitude": 4.9, "latitude": 52.37}});
     assert_eq!(
@@ -171,51 +255,42 @@ fn device_management_across_nodes(a: &Node, b: &Node, c: &Node, admin: &str, sta
         200,
         "{what}"
     );
-    // Node a's REST API: managed, with the location and attributes the device gave on b.
-    let base = "/device/types/sensor/devices/m1";
-    let mgmt = poll_rest(a, admin, &format!("{base}/mgmt"), what, |_| true);
+    let base = device_path("m1");
+    let mgmt = poll_rest(dm.a, dm.admin, &format!("{base}/mgmt"), what, |_| true);
     assert_eq!(
         (&mgmt["lifetime"], &mgmt["supports"]["deviceActions"]),
         (&json!(3600), &json!(true)),
         "{what}: {mgmt}"
     );
-    poll_rest(a, admin, &format!("{base}/location"), what, |l| l["latitude"] == 52.37);
-    poll_rest(a, admin, base, what, |d| d["deviceInfo"]["model"] == "T1");
-    println!("{what}: managed on b, seen on a after {:?}", started.elapsed());
+    poll_rest(dm.a, dm.admin, &format!("{base}/location"), what, |l| {
+        l["latitude"] == 52.37
+    });
+    poll_rest(dm.a, dm.admin, &base, what, |d| d["deviceInfo"]["model"] == "T1");
+    dm.done("managed on b, seen on a");
+    device
+}
 
-    // A reboot requested through node a reaches the device on node b.
-    let body = json!({"action": "device/reboot", "devices": [{"typeId": "sensor", "deviceId": "m1"}]});
-    let id = a.rest(admin, "POST", "/mgmt/requests", Some(body)).ok(202)["reqId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+/// A reboot requested through node a reaches the device on node b, which answers 202,
+/// connects again on b and manages: complete on a (and b). Another: the device answers on
+/// b and comes back on node a (as behind a load balancer) before b's 202 has reached a:
+/// complete. The device, back on node b.
+fn dm_reboots(dm: &Dm, mut device: Client, token: &str) -> Client {
+    let what = "reboot";
+    let id = dm.request("device/reboot", &["m1"], json!([]));
     let (topic, request) = next_json(&mut device);
     assert_eq!(topic, "iotdm-1/mgmt/initiate/device/reboot", "{what}: {request}");
-    let req_id = request["reqId"].as_str().unwrap().to_string();
-    device.publish(
-        "iotdevice-1/response",
-        json!({"rc": 202, "reqId": req_id}).to_string().as_bytes(),
-        QoS::AtLeastOnce,
-        false,
-        3,
-    );
-    // The device restarts: a new connection on node b, then a manage completes the reboot.
+    answer(&mut device, &request, 202, 3);
     device.disconnect();
-    let mut device = b.connect_when_known(what, "d:za6xa7:sensor:m1", "use-token-auth", &token);
+    let mut device = dm.connect(dm.b, "m1", token);
     assert_eq!(
-        device.subscribe("iotdm-1/#", QoS::AtLeastOnce),
-        [ReasonCode(1)],
-        "{what}"
+        dm_send(&mut device, "mgmt/manage", &manage_body("m2", false), 1)["rc"],
+        200
     );
-    assert_eq!(
-        dm_send(&mut device, "mgmt/manage", &manage("m2"), 1)["rc"],
-        200,
-        "{what}"
-    );
-    let status_path = format!("/mgmt/requests/{id}/deviceStatus/sensor/m1");
-    let status = poll_rest(a, admin, &status_path, what, |s| s["complete"] == true);
+    let status = dm.completed(dm.a, &id, "m1", what);
     assert_eq!(status["status"], 0, "{what}: {status}");
-    let request = a.rest(admin, "GET", &format!("/mgmt/requests/{id}"), None).ok(200);
+    let request =
+        dm.a.rest(dm.admin, "GET", &format!("/mgmt/requests/{id}"), None)
+            .ok(200);
     assert_eq!(
         (
             request["action"].as_str(),
@@ -225,100 +300,55 @@ fn device_management_across_nodes(a: &Node, b: &Node, c: &Node, admin: &str, sta
         (Some("device/reboot"), Some(true), Some(0)),
         "{what}: {request}"
     );
-    let all = a
-        .rest(admin, "GET", &format!("/mgmt/requests/{id}/deviceStatus"), None)
-        .ok(200);
+    let all =
+        dm.a.rest(dm.admin, "GET", &format!("/mgmt/requests/{id}/deviceStatus"), None)
+            .ok(200);
     assert_eq!(all["results"][0]["status"], 0, "{what}: {all}");
-    // Node b, where the device answered, agrees.
-    let on_b = b.rest(admin, "GET", &status_path, None).ok(200);
-    assert_eq!(
-        (on_b["complete"].as_bool(), on_b["status"].as_u64()),
-        (Some(true), Some(0)),
-        "{what}: {on_b}"
-    );
-    println!("{what}: reboot through a completed on b after {:?}", started.elapsed());
+    let on_b = dm.completed(dm.b, &id, "m1", what);
+    assert_eq!(on_b["status"], 0, "{what}: {on_b}");
+    dm.done("reboot through a completed on b");
 
-    // Another reboot: the device answers 202 on node b and comes back on node a (as
-    // behind a load balancer), which manages it before b's 202 has reached it; the
-    // shared state completes it (a connection after the 202, then a manage).
-    let body = json!({"action": "device/reboot", "devices": [{"typeId": "sensor", "deviceId": "m1"}]});
-    let id = a.rest(admin, "POST", "/mgmt/requests", Some(body)).ok(202)["reqId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = dm.request("device/reboot", &["m1"], json!([]));
     let (topic, request) = next_json(&mut device);
     assert_eq!(topic, "iotdm-1/mgmt/initiate/device/reboot", "{what}: {request}");
-    let answer = json!({"rc": 202, "reqId": request["reqId"]});
-    device.publish(
-        "iotdevice-1/response",
-        answer.to_string().as_bytes(),
-        QoS::AtLeastOnce,
-        false,
-        4,
-    );
+    answer(&mut device, &request, 202, 4);
     device.disconnect();
-    let mut moved = a.connect_when_known(what, "d:za6xa7:sensor:m1", "use-token-auth", &token);
+    let mut moved = dm.connect(dm.a, "m1", token);
     assert_eq!(
-        moved.subscribe("iotdm-1/#", QoS::AtLeastOnce),
-        [ReasonCode(1)],
-        "{what}"
+        dm_send(&mut moved, "mgmt/manage", &manage_body("m4", false), 1)["rc"],
+        200
     );
-    assert_eq!(
-        dm_send(&mut moved, "mgmt/manage", &manage("m4"), 1)["rc"],
-        200,
-        "{what}"
-    );
-    let status_path = format!("/mgmt/requests/{id}/deviceStatus/sensor/m1");
-    let status = poll_rest(a, admin, &status_path, what, |s| s["complete"] == true);
+    let status = dm.completed(dm.a, &id, "m1", what);
     assert_eq!(status["status"], 0, "{what}: {status}");
     moved.disconnect();
-    println!(
-        "{what}: reboot answered on b, device back on a, completed after {:?}",
-        started.elapsed()
-    );
-    // Back on node b for what follows.
-    let mut device = b.connect_when_known(what, "d:za6xa7:sensor:m1", "use-token-auth", &token);
-    assert_eq!(
-        device.subscribe("iotdm-1/#", QoS::AtLeastOnce),
-        [ReasonCode(1)],
-        "{what}"
-    );
+    dm.done("reboot answered on b, device back on a, completed");
+    dm.connect(dm.b, "m1", token)
+}
 
-    // Changes at the same moment on both nodes: a second device manages itself on node a
-    // while the first sends a new location on node b; both nodes end with both changes.
-    let made = a
-        .rest(
-            admin,
-            "POST",
-            "/device/types/sensor/devices",
-            Some(json!({"deviceId": "m2"})),
-        )
-        .ok(201);
-    let second_token = text(&made, "authToken");
-    let mut second = a.connect_when_known(what, "d:za6xa7:sensor:m2", "use-token-auth", &second_token);
-    assert_eq!(
-        second.subscribe("iotdm-1/#", QoS::AtLeastOnce),
-        [ReasonCode(1)],
-        "{what}"
-    );
+/// A second device, m2, manages itself on node a while m1 sends a new location on node
+/// b: both nodes show both changes. Then one reboot for both: each answers and comes back
+/// on its node; complete for both on both nodes. The devices (m1 on b, m2 on a).
+fn dm_changes_at_once(dm: &Dm, mut device: Client, token: &str) -> (Client, Client) {
+    let what = "changes at once";
+    let second_token = dm.make_device("m2");
+    let mut second = dm.connect(dm.a, "m2", &second_token);
     let moved = json!({"reqId": "l2", "d": {"longitude": 5.1, "latitude": 51.9}});
     let publish = |client: &mut Client, tail: &str, payload: &Value| {
         let topic = format!("iotdevice-1/{tail}");
         client.publish(&topic, payload.to_string().as_bytes(), QoS::AtLeastOnce, false, 7);
     };
-    publish(&mut second, "mgmt/manage", &manage("m3"));
+    publish(&mut second, "mgmt/manage", &manage_body("m3", false));
     publish(&mut device, "device/update/location", &moved);
     for (client, req_id) in [(&mut second, "m3"), (&mut device, "l2")] {
         let (_, answer) = next_json(client);
         assert_eq!(answer, json!({"rc": 200, "reqId": req_id}), "{what}");
     }
-    for node in [a, b] {
-        poll_rest(node, admin, "/device/types/sensor/devices/m2/mgmt", what, |_| true);
-        poll_rest(node, admin, &format!("{base}/location"), what, |l| {
-            l["latitude"] == 51.9
-        });
+    for node in [dm.a, dm.b] {
+        poll_rest(node, dm.admin, &format!("{}/mgmt", device_path("m2")), what, |_| true);
+        let location = format!("{}/location", device_path("m1"));
+        poll_rest(node, dm.admin, &location, what, |l| l["latitude"] == 51.9);
     }
-    let merges: usize = [a, b]
+    let merges: usize = [dm.a, dm.b]
         .iter()
         .map(|n| {
             let log = n.broker.log.lock().unwrap();
@@ -327,60 +357,33 @@ fn device_management_across_nodes(a: &Node, b: &Node, c: &Node, admin: &str, sta
                 .count()
         })
         .sum();
-    println!(
-        "{what}: changes at once on a and b kept after {:?} ({merges} merge(s))",
-        started.elapsed()
-    );
+    dm.done(&format!("changes at once on a and b kept ({merges} merge(s))"));
 
-    // One reboot for both devices, m1 on node b and m2 on node a: each answers and comes
-    // back on its node, each node moves its device's part; both parts complete everywhere.
-    let both = json!([{"typeId": "sensor", "deviceId": "m1"}, {"typeId": "sensor", "deviceId": "m2"}]);
-    let body = json!({"action": "device/reboot", "devices": both});
-    let id = a.rest(admin, "POST", "/mgmt/requests", Some(body)).ok(202)["reqId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let mut reconnected = Vec::new();
-    for (node, client, name, token) in [
-        (b, device, "m1", token.clone()),
-        (a, second, "m2", second_token.clone()),
-    ] {
+    let what = "one reboot for devices on a and b";
+    let id = dm.request("device/reboot", &["m1", "m2"], json!([]));
+    let mut back = Vec::new();
+    for (node, client, name, token) in [(dm.b, device, "m1", token), (dm.a, second, "m2", &second_token)] {
         let mut client = client;
         let (topic, request) = next_json(&mut client);
         assert_eq!(
             topic, "iotdm-1/mgmt/initiate/device/reboot",
             "{what}: {name}: {request}"
         );
-        let answer = json!({"rc": 202, "reqId": request["reqId"]});
-        client.publish(
-            "iotdevice-1/response",
-            answer.to_string().as_bytes(),
-            QoS::AtLeastOnce,
-            false,
-            5,
-        );
+        answer(&mut client, &request, 202, 5);
         client.disconnect();
-        let mut client = node.connect_when_known(what, &format!("d:za6xa7:sensor:{name}"), "use-token-auth", &token);
+        let mut client = dm.connect(node, name, token);
         assert_eq!(
-            client.subscribe("iotdm-1/#", QoS::AtLeastOnce),
-            [ReasonCode(1)],
-            "{what}"
+            dm_send(&mut client, "mgmt/manage", &manage_body("m5", false), 1)["rc"],
+            200
         );
-        assert_eq!(
-            dm_send(&mut client, "mgmt/manage", &manage("m5"), 1)["rc"],
-            200,
-            "{what}: {name}"
-        );
-        reconnected.push(client);
+        back.push(client);
     }
-    let (second, mut device) = (reconnected.pop().unwrap(), reconnected.pop().unwrap());
-    for node in [a, b] {
-        let request = poll_rest(node, admin, &format!("/mgmt/requests/{id}"), what, |r| {
-            r["complete"] == true
-        });
+    for node in [dm.a, dm.b] {
+        let path = format!("/mgmt/requests/{id}");
+        let request = poll_rest(node, dm.admin, &path, what, |r| r["complete"] == true);
         assert_eq!(request["status"], 0, "{what}: {request}");
         let statuses = node
-            .rest(admin, "GET", &format!("/mgmt/requests/{id}/deviceStatus"), None)
+            .rest(dm.admin, "GET", &format!("{path}/deviceStatus"), None)
             .ok(200);
         let statuses: Vec<&Value> = statuses["results"]
             .as_array()
@@ -390,133 +393,106 @@ fn device_management_across_nodes(a: &Node, b: &Node, c: &Node, admin: &str, sta
             .collect();
         assert_eq!(statuses, [&json!(0), &json!(0)], "{what}");
     }
-    println!(
-        "{what}: one reboot for devices on a and b completed after {:?}",
-        started.elapsed()
-    );
-
-    // A reboot requested through node a for the device on node b, cancelled through node
-    // b once b has it: node a shows it cancelled (409).
-    let body = json!({"action": "device/reboot", "devices": [{"typeId": "sensor", "deviceId": "m1"}]});
-    let id = a.rest(admin, "POST", "/mgmt/requests", Some(body)).ok(202)["reqId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (topic, _) = next_json(&mut device);
-    assert_eq!(topic, "iotdm-1/mgmt/initiate/device/reboot", "{what}");
-    poll_rest(b, admin, &format!("/mgmt/requests/{id}"), what, |_| true);
-    b.rest(admin, "POST", &format!("/mgmt/requests/{id}/cancel"), None)
-        .ok(200);
-    let status_path = format!("/mgmt/requests/{id}/deviceStatus/sensor/m1");
-    let cancelled = poll_rest(a, admin, &status_path, what, |s| s["complete"] == true);
-    assert_eq!(cancelled["status"], 409, "{what}: {cancelled}");
-    // Node c, which joined later and saw none of it, has it all.
-    poll_rest(c, admin, &format!("{base}/mgmt"), what, |_| true);
-    poll_rest(c, admin, "/device/types/sensor/devices/m2/mgmt", what, |_| true);
-    poll_rest(c, admin, &status_path, what, |s| s["status"] == 409);
-    second.disconnect();
-    println!(
-        "{what}: cancelled through b, all seen on c after {:?}",
-        started.elapsed()
-    );
-    firmware_download_across_nodes(a, admin, &mut device, started);
-    device.disconnect();
+    dm.done("one reboot for devices on a and b completed");
+    let second = back.pop().unwrap();
+    (back.pop().unwrap(), second)
 }
 
-/// A firmware download requested through node a for `device` (connected on node b, as
-/// sensor/m1): each step's answer moves the request on where the device is, node a shows
-/// it complete with the device's new firmware state.
-fn firmware_download_across_nodes(a: &Node, admin: &str, device: &mut Client, started: Instant) {
+/// A reboot requested through node a for `device` (m1, on node b), cancelled through node
+/// b once b has it: node a shows it cancelled (409); node c, which joined before all this,
+/// shows both devices managed and the request cancelled.
+fn dm_cancel_through_b(dm: &Dm, device: &mut Client) {
+    let what = "cancel through b";
+    let id = dm.request("device/reboot", &["m1"], json!([]));
+    let (topic, _) = next_json(device);
+    assert_eq!(topic, "iotdm-1/mgmt/initiate/device/reboot", "{what}");
+    poll_rest(dm.b, dm.admin, &format!("/mgmt/requests/{id}"), what, |_| true);
+    dm.b.rest(dm.admin, "POST", &format!("/mgmt/requests/{id}/cancel"), None)
+        .ok(200);
+    let cancelled = dm.completed(dm.a, &id, "m1", what);
+    assert_eq!(cancelled["status"], 409, "{what}: {cancelled}");
+    for d in ["m1", "m2"] {
+        poll_rest(dm.c, dm.admin, &format!("{}/mgmt", device_path(d)), what, |_| true);
+    }
+    assert_eq!(dm.completed(dm.c, &id, "m1", what)["status"], 409, "{what}");
+    dm.done("cancelled through b, all seen on c");
+}
+
+/// A firmware download requested through node a for `device` (m1, on node b): each step's
+/// answer moves the request on where the device is; node a shows it complete with the
+/// device's new firmware.
+fn dm_firmware_download(dm: &Dm, device: &mut Client) {
     let what = "firmware download";
-    let manage = json!({"reqId": "f0", "d": {"lifetime": 3600,
-                        "supports": {"deviceActions": true, "firmwareActions": true}}});
-    assert_eq!(dm_send(device, "mgmt/manage", &manage, 8)["rc"], 200, "{what}");
-    let mgmt = "/device/types/sensor/devices/m1/mgmt";
-    poll_rest(a, admin, mgmt, what, |m| m["supports"]["firmwareActions"] == true);
-    let body = json!({"action": "firmware/download", "devices": [{"typeId": "sensor", "deviceId": "m1"}],
-                      "parameters": [{"name": "uri", "value": "http://fw.test/2.0.bin"},
-                                     {"name": "version", "value": "2.0"}]});
-    let id = a.rest(admin, "POST", "/mgmt/requests", Some(body)).ok(202)["reqId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    assert_eq!(
+        dm_send(device, "mgmt/manage", &manage_body("f0", true), 8)["rc"],
+        200,
+        "{what}"
+    );
+    let mgmt = format!("{}/mgmt", device_path("m1"));
+    poll_rest(dm.a, dm.admin, &mgmt, what, |m| {
+        m["supports"]["firmwareActions"] == true
+    });
+    let parameters = json!([{"name": "uri", "value": "http://fw.test/2.0.bin"},
+                            {"name": "version", "value": "2.0"}]);
+    let id = dm.request("firmware/download", &["m1"], parameters);
     // The steps, each answered by the device: the new firmware's attributes (204), the
     // observation (200), the download (202, then its notify of state 2), the cancel of
     // the observation (200).
-    for (step, (tail, rc)) in [
+    let steps = [
         ("device/update", 204),
         ("observe", 200),
         ("mgmt/initiate/firmware/download", 202),
         ("cancel", 200),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ];
+    for (step, (tail, rc)) in steps.into_iter().enumerate() {
         let (topic, request) = next_json(device);
         assert_eq!(topic, format!("iotdm-1/{tail}"), "{what}: {request}");
         if tail == "device/update" {
             let fields = &request["d"]["fields"][0];
             assert_eq!(fields["value"]["uri"], "http://fw.test/2.0.bin", "{what}: {request}");
         }
-        let answer = json!({"rc": rc, "reqId": request["reqId"]});
-        device.publish(
-            "iotdevice-1/response",
-            answer.to_string().as_bytes(),
-            QoS::AtLeastOnce,
-            false,
-            10 + step as u16,
-        );
+        answer(device, &request, rc, 10 + step as u16);
         if rc == 202 {
             let done = json!({"d": {"fields": [{"field": "mgmt.firmware", "value": {"state": 2}}]}});
-            device.publish(
-                "iotdevice-1/notify",
-                done.to_string().as_bytes(),
-                QoS::AtLeastOnce,
-                false,
-                20,
-            );
+            let payload = done.to_string();
+            device.publish("iotdevice-1/notify", payload.as_bytes(), QoS::AtLeastOnce, false, 20);
         }
     }
-    let status_path = format!("/mgmt/requests/{id}/deviceStatus/sensor/m1");
-    let status = poll_rest(a, admin, &status_path, what, |s| s["complete"] == true);
+    let status = dm.completed(dm.a, &id, "m1", what);
     assert_eq!(status["status"], 0, "{what}: {status}");
-    let firmware = poll_rest(a, admin, mgmt, what, |m| m["firmware"]["state"] == 2)["firmware"].clone();
+    let mgmt = poll_rest(dm.a, dm.admin, &mgmt, what, |m| m["firmware"]["state"] == 2);
+    let firmware = &mgmt["firmware"];
     assert_eq!(
         (&firmware["version"], &firmware["uri"]),
         (&json!("2.0"), &json!("http://fw.test/2.0.bin")),
         "{what}: {firmware}"
     );
-    println!(
-        "{what}: through a, done by the device on b after {:?}",
-        started.elapsed()
-    );
+    dm.done("firmware download through a, done by the device on b");
+}
 
-    // A location set through node a is pushed to the device on node b; nothing waits for
-    // the device's answer, so b does not hold it back: the next manage is answered at once
-    // (a held answer would delay it 5 s).
+/// A location set through node a is pushed to `device` (m1, on node b); nothing waits for
+/// its answer, so b does not hold it back: the next manage is answered at once (a held
+/// answer would delay it 5 s).
+fn dm_location_pushed(dm: &Dm, device: &mut Client) {
     let what = "location pushed";
     let location = json!({"longitude": 6.0, "latitude": 50.0});
-    a.rest(admin, "PUT", "/device/types/sensor/devices/m1/location", Some(location))
-        .ok(200);
+    let path = format!("{}/location", device_path("m1"));
+    dm.a.rest(dm.admin, "PUT", &path, Some(location)).ok(200);
     let (topic, push) = next_json(device);
     assert_eq!(topic, "iotdm-1/device/update", "{what}: {push}");
     assert_eq!(push["d"]["fields"][0]["value"]["latitude"], 50.0, "{what}: {push}");
-    let answer = json!({"rc": 204, "reqId": push["reqId"]});
-    device.publish(
-        "iotdevice-1/response",
-        answer.to_string().as_bytes(),
-        QoS::AtLeastOnce,
-        false,
-        30,
-    );
+    answer(device, &push, 204, 30);
     let asked = Instant::now();
-    assert_eq!(dm_send(device, "mgmt/manage", &manage, 31)["rc"], 200, "{what}");
-    assert!(
-        asked.elapsed() < Duration::from_secs(4),
-        "{what}: the manage waited {:?}",
-        asked.elapsed()
+    assert_eq!(
+        dm_send(device, "mgmt/manage", &manage_body("f1", true), 31)["rc"],
+        200,
+        "{what}"
     );
-    println!("{what}: answered, manage answered in {:?}", asked.elapsed());
+    let waited = asked.elapsed();
+    assert!(waited < Duration::from_secs(4), "{what}: the manage waited {waited:?}");
+    dm.done(&format!(
+        "location pushed through a answered on b, the next manage answered in {waited:?}"
+    ));
 }
 
 /// Whether `data`'s registry file of `org` exists.
