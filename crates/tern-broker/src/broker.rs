@@ -188,7 +188,7 @@ impl BrokerState {
         });
         self.router.publish(publish, None, &self.metrics);
         if let Some(cluster) = self.router.cluster() {
-            cluster.forward(publish, None);
+            cluster.forward(publish, None, None);
         }
     }
 
@@ -221,7 +221,7 @@ impl BrokerState {
         });
         self.router.publish(&publish, Some(origin.id), &self.metrics);
         if let Some(cluster) = self.router.cluster() {
-            cluster.forward(&publish, None);
+            cluster.forward(&publish, None, None);
         }
     }
 

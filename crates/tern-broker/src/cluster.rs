@@ -116,8 +116,9 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
     /// A message accepted on this node and routed to its local subscribers, for the other
     /// nodes (and, if retained, for the cluster's retained store). `track` is given for a
     /// client's QoS 1/2 PUBLISH: the engine takes a ticket from it ([`AckTrack::issue`])
-    /// and settles or fails it once the cluster has answered. Must not block.
-    fn forward(&self, publish: &Publish, track: Option<&Arc<AckTrack>>);
+    /// and settles or fails it once the cluster has answered. `publisher` is the client id
+    /// of the client that published it (for No Local on other nodes). Must not block.
+    fn forward(&self, publish: &Publish, publisher: Option<&str>, track: Option<&Arc<AckTrack>>);
 
     /// The retained message of `topic` was cleared on this node without a message being
     /// routed (the admin API): cleared on the other nodes too.

@@ -325,11 +325,21 @@ impl Router {
     /// Delivers a message the cluster engine feeds to `session` (its number `seq`, given
     /// back when the client is done with it) through the session's matching subscriptions
     /// at QoS 1 or 2; returns whether it was queued (else nothing waits for it).
-    pub fn publish_to_session(&self, publish: &Publish, session: &Session, seq: u64, metrics: &Metrics) -> bool {
+    pub fn publish_to_session(
+        &self,
+        publish: &Publish,
+        publisher: Option<&str>,
+        session: &Session,
+        seq: u64,
+        metrics: &Metrics,
+    ) -> bool {
         let trie = self.subscriptions.read();
         let mut targets: Vec<Target> = Vec::new();
+        // No Local compares client ids [MQTT-3.8.3-3]: the publisher may have been on
+        // another node, or an earlier connection of the session.
+        let own = publisher.is_some_and(|p| p == session.client_id.as_str());
         trie.for_each_match(&publish.topic, |_, s| {
-            if s.session.id == session.id {
+            if s.session.id == session.id && !(own && s.options.no_local) {
                 targets.push(Target::of(s, None));
             }
         });

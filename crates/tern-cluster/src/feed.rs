@@ -84,6 +84,9 @@ enum Next {
     /// On, reading a new consumer.
     Reopen,
     End,
+    /// The consumer is gone: another node took the session (or a clean start there ended
+    /// it). The session here goes too, once its client is offline.
+    Taken,
 }
 
 impl Feed {
@@ -164,7 +167,7 @@ impl Feed {
                     Some(Ok(message)) => self.deliver(message).await,
                     Some(Err(e)) if e.kind() == MessagesErrorKind::ConsumerDeleted => {
                         tracing::info!(client = %self.client_id, "cluster: the session's consumer was deleted (taken by another node)");
-                        Next::End
+                        Next::Taken
                     }
                     Some(Err(e)) => {
                         tracing::debug!(client = %self.client_id, "cluster: reading the session's messages: {e}");
@@ -191,6 +194,10 @@ impl Feed {
             };
             match next {
                 Next::End => break,
+                Next::Taken => {
+                    self.engine.taken_elsewhere(&self.client_id, self.session);
+                    break;
+                }
                 Next::Reopen => messages = self.open().await,
                 Next::Go => {}
             }
@@ -209,7 +216,7 @@ impl Feed {
         self.check_at = tokio::time::Instant::now() + CHECK_EVERY;
         let delivered = match ready.stream.consumer_info(name).await {
             Ok(info) => info.delivered.consumer_sequence,
-            Err(e) if not_found(&e) => return Next::End,
+            Err(e) if not_found(&e) => return Next::Taken,
             Err(_) => return Next::Go,
         };
         match self.suspect {
@@ -250,7 +257,7 @@ impl Feed {
         };
         let floor = match ready.stream.consumer_info(&old).await {
             Ok(info) => info.ack_floor.stream_sequence,
-            Err(e) if not_found(&e) => return Next::End,
+            Err(e) if not_found(&e) => return Next::Taken,
             Err(_) => return Next::Go,
         };
         let name = self.engine.consumer_name();
@@ -285,7 +292,7 @@ impl Feed {
         match ready.stream.consumer_info(name).await {
             Err(e) if not_found(&e) => {
                 tracing::info!(client = %self.client_id, "cluster: the session's consumer is gone (taken by another node)");
-                Next::End
+                Next::Taken
             }
             _ => Next::Go,
         }
@@ -336,9 +343,13 @@ impl Feed {
                 let valid = wire::still_valid(&mut record.publish, published);
                 Some(
                     valid
-                        && state
-                            .router
-                            .publish_to_session(&record.publish, session, seq, &state.metrics),
+                        && state.router.publish_to_session(
+                            &record.publish,
+                            record.publisher.as_deref(),
+                            session,
+                            seq,
+                            &state.metrics,
+                        ),
                 )
             }
             (Some(_), Err(_)) => Some(false),

@@ -121,13 +121,13 @@ impl ClusterLink for NatsLink {
         self.shared.available.load(Relaxed)
     }
 
-    fn forward(&self, publish: &Publish, track: Option<&Arc<AckTrack>>) {
+    fn forward(&self, publish: &Publish, publisher: Option<&str>, track: Option<&Arc<AckTrack>>) {
         let Some(subject) = subject::topic_subject(&publish.topic) else {
             self.count_not_forwarded("its topic is too long for a NATS subject");
             return;
         };
         let seq = self.seq.fetch_add(1, Relaxed) + 1;
-        let body = match wire::encode(publish, &self.shared.origin, seq) {
+        let body = match wire::encode_from(publish, &self.shared.origin, publisher, seq) {
             Ok(body) => body,
             Err(e) => {
                 self.count_not_forwarded(&e.to_string());

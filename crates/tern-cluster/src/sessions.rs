@@ -393,7 +393,14 @@ impl Engine {
             .get(client_id)
             .filter(|f| f.attached_us < connected_us)
             .map(|f| f.session);
-        let Some(session) = session else { return };
+        if let Some(session) = session {
+            self.taken_elsewhere(client_id, session);
+        }
+    }
+
+    /// Another node holds `client_id`'s session now (it claimed the client id, or deleted
+    /// the session's consumer): session `session` here is dropped once offline.
+    pub fn taken_elsewhere(self: &Arc<Self>, client_id: &str, session: u64) {
         if self.drop_moved(client_id, session).is_some() {
             return;
         }

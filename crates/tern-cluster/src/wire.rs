@@ -1,14 +1,19 @@
 //! A message as it travels between nodes (NATS message body, key-value value).
 //!
 //! ```text
-//! [1]  format, 1
+//! [1]  format, 2
 //! [1]  flags: QoS in bits 0-1, RETAIN in bit 2
 //! [1]  length n of the origin
 //! [n]  origin: "<node name>:<incarnation>", the node that accepted the message and
 //!      which run of it (a restarted node numbers its messages afresh)
 //! [8]  the origin's sequence number of the message, big-endian
+//! [2]  length k of the publisher's client id, big-endian (0: not a client's message)
+//! [k]  the publisher's client id, for No Local where the message is read from the stream
 //! [..] the message as an MQTT 5.0 PUBLISH at QoS 0 (topic, properties, payload)
 //! ```
+//!
+//! Format 1, without the publisher's client id, is still read (messages stored in the
+//! stream by an earlier version).
 //!
 //! The PUBLISH form reuses the codec (properties included) and is checked whole when
 //! read: a body that does not decode is dropped and counted, never trusted.
@@ -16,7 +21,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use tern_proto::{Packet, PropertyId, ProtocolVersion, Publish, QoS};
 
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+/// The format before the publisher's client id.
+const FORMAT_1: u8 = 1;
 /// Largest body read back: NATS's own default payload limit is 1 MiB, JetStream's 8 MiB.
 const MAX_BODY: usize = 64 << 20;
 
@@ -25,6 +32,8 @@ const MAX_BODY: usize = 64 << 20;
 pub struct Record {
     pub origin: String,
     pub seq: u64,
+    /// The client id of the client that published it, if a client did.
+    pub publisher: Option<String>,
     pub publish: Publish,
 }
 
@@ -39,8 +48,14 @@ pub enum WireError {
     Publish(String),
 }
 
-/// The body for `publish` from `origin`, message number `seq`.
+/// The body for `publish` from `origin`, message number `seq`, not a client's.
 pub fn encode(publish: &Publish, origin: &str, seq: u64) -> Result<Bytes, WireError> {
+    encode_from(publish, origin, None, seq)
+}
+
+/// The body for `publish` from `origin`, message number `seq`, published by the client
+/// `publisher` if given.
+pub fn encode_from(publish: &Publish, origin: &str, publisher: Option<&str>, seq: u64) -> Result<Bytes, WireError> {
     let mut p = publish.clone();
     p.qos = QoS::AtMostOnce;
     p.packet_id = 0;
@@ -52,6 +67,9 @@ pub fn encode(publish: &Publish, origin: &str, seq: u64) -> Result<Bytes, WireEr
     out.put_u8(origin.len() as u8);
     out.put_slice(origin);
     out.put_u64(seq);
+    let publisher = publisher.map_or(&[][..], |p| &p.as_bytes()[..p.len().min(usize::from(u16::MAX))]);
+    out.put_u16(publisher.len() as u16);
+    out.put_slice(publisher);
     tern_proto::encode(&Packet::Publish(p), ProtocolVersion::V5, &mut out)
         .map_err(|e| WireError::Publish(e.to_string()))?;
     Ok(out.freeze())
@@ -60,13 +78,24 @@ pub fn encode(publish: &Publish, origin: &str, seq: u64) -> Result<Bytes, WireEr
 /// Reads a body made by [`encode`].
 pub fn decode(body: &[u8]) -> Result<Record, WireError> {
     let (&[format, flags, len], rest) = body.split_first_chunk::<3>().ok_or(WireError::Framing)?;
-    if format != FORMAT || body.len() > MAX_BODY {
+    if !matches!(format, FORMAT | FORMAT_1) || body.len() > MAX_BODY {
         return Err(WireError::Framing);
     }
     let qos = QoS::from_u8(flags & 3).ok_or(WireError::Framing)?;
     let (origin, rest) = rest.split_at_checked(usize::from(len)).ok_or(WireError::Framing)?;
     let (seq, rest) = rest.split_first_chunk::<8>().ok_or(WireError::Framing)?;
     let origin = std::str::from_utf8(origin).map_err(|_| WireError::Origin)?.to_string();
+    let (publisher, rest) = match format {
+        FORMAT_1 => (None, rest),
+        _ => {
+            let (len, rest) = rest.split_first_chunk::<2>().ok_or(WireError::Framing)?;
+            let (id, rest) = rest
+                .split_at_checked(usize::from(u16::from_be_bytes(*len)))
+                .ok_or(WireError::Framing)?;
+            let id = std::str::from_utf8(id).map_err(|_| WireError::Origin)?;
+            ((!id.is_empty()).then(|| id.to_string()), rest)
+        }
+    };
     let mut packet = BytesMut::from(rest);
     let publish = match tern_proto::decode(&mut packet, ProtocolVersion::V5, MAX_BODY) {
         Ok(Some(Packet::Publish(mut p))) if packet.is_empty() => {
@@ -83,6 +112,7 @@ pub fn decode(body: &[u8]) -> Result<Record, WireError> {
     Ok(Record {
         origin,
         seq: u64::from_be_bytes(*seq),
+        publisher,
         publish,
     })
 }
@@ -148,7 +178,24 @@ mod tests {
             assert_eq!(record.publish.topic.as_str(), "a/b");
             assert_eq!(&record.publish.payload[..], b"hello");
             assert_eq!(record.publish.properties.message_expiry_interval(), Some(60));
+            assert_eq!(record.publisher, None);
         }
+        let body = encode_from(&message(QoS::AtLeastOnce, false), "node-a:1f", Some("dev-7"), 9).unwrap();
+        let record = decode(&body).unwrap();
+        assert_eq!(record.publisher.as_deref(), Some("dev-7"));
+        assert_eq!(&record.publish.payload[..], b"hello");
+    }
+
+    #[test]
+    fn format_1_without_the_publisher_is_still_read() {
+        let body = encode_from(&message(QoS::AtLeastOnce, false), "n:1", Some("c"), 3).unwrap();
+        // Format 1 is format 2 without the publisher's two length bytes and id.
+        let mut old = vec![FORMAT_1];
+        old.extend_from_slice(&body[1..3 + 3 + 8]);
+        old.extend_from_slice(&body[3 + 3 + 8 + 2 + 1..]);
+        let record = decode(&old).unwrap();
+        assert_eq!((record.origin.as_str(), record.seq, record.publisher), ("n:1", 3, None));
+        assert_eq!(&record.publish.payload[..], b"hello");
     }
 
     #[test]

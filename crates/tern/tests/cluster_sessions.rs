@@ -216,6 +216,47 @@ fn expired_session_is_not_resumed(nats: &NatsCluster, nodes: &HashMap<&str, Brok
 /// What one subscriber received: payloads with how many times each came.
 type Received = BTreeMap<String, usize>;
 
+/// A 5.0 persistent session whose subscription has No Local gets its QoS 1 messages from
+/// the stream, not from the router: its own messages stay out there too, whichever node
+/// it published them on, while another client's arrive.
+fn no_local_from_the_stream(nodes: &HashMap<&str, Broker>) {
+    let options = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        no_local: true,
+        ..Default::default()
+    };
+    let (mut me, _) = persistent(&nodes["a"], V5, "nl-5", 600);
+    me.subscribe_with(1, &[("nl/#", options)]);
+    let mut other = nodes["b"].connect(V5, "nl-other");
+    for (node, round) in [("a", "1"), ("c", "2")] {
+        if node != "a" {
+            me.disconnect();
+            let (again, ack) = persistent(&nodes[node], V5, "nl-5", 600);
+            assert!(ack.session_present, "nl-5 on node {node}");
+            me = again;
+        }
+        let mine = format!("mine-{round}");
+        let theirs = format!("theirs-{round}");
+        assert_eq!(
+            me.publish("nl/1", mine.as_bytes(), QoS::AtLeastOnce, false, 2),
+            ReasonCode::SUCCESS
+        );
+        assert_eq!(
+            other.publish("nl/1", theirs.as_bytes(), QoS::AtLeastOnce, false, 3),
+            ReasonCode::SUCCESS
+        );
+        let got = receive_until(&mut me, &theirs);
+        assert_eq!(
+            got,
+            [(theirs.clone(), QoS::AtLeastOnce)],
+            "nl-5 on node {node}: its own message came back"
+        );
+    }
+    me.disconnect();
+    other.disconnect();
+    end_session(&nodes["c"], V5, "nl-5");
+}
+
 /// Receives until the connection closes (its node was killed), acknowledging each QoS 1
 /// message; adds what came to `got`.
 fn receive_until_closed(mut client: Client, got: &Mutex<Received>) {
@@ -344,6 +385,7 @@ fn persistent_sessions_move_between_nodes_and_survive_a_killed_node() {
         resumed_on_another_node(&nodes, version);
     }
     taken_over_while_connected(&nats, &nodes);
+    no_local_from_the_stream(&nodes);
     println!("resumed on another node after {:?}", started.elapsed());
     expired_session_is_not_resumed(&nats, &nodes);
     println!("expiry after {:?}", started.elapsed());

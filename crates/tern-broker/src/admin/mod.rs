@@ -385,7 +385,7 @@ impl Admin {
         });
         let reached = self.state.router.publish(&publish, None, &self.state.metrics);
         if let Some(cluster) = self.state.router.cluster() {
-            cluster.forward(&publish, None);
+            cluster.forward(&publish, None, None);
         }
         Ok(reached)
     }
@@ -442,7 +442,7 @@ impl Admin {
         });
         let reached = self.state.router.publish(&publish, None, &self.state.metrics);
         if let Some(cluster) = self.state.router.cluster() {
-            cluster.forward(&publish, None);
+            cluster.forward(&publish, None, None);
         }
         Ok(reached)
     }

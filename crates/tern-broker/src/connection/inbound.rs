@@ -416,7 +416,7 @@ impl Connection {
             .publish(&publish, Some(self.session.id), &self.broker.metrics);
         if let Some(cluster) = self.broker.router.cluster() {
             let track = self.cluster_track.as_ref().filter(|_| publish.qos != QoS::AtMostOnce);
-            cluster.forward(&publish, track);
+            cluster.forward(&publish, Some(self.session.client_id.as_str()), track);
         }
         reached
     }
