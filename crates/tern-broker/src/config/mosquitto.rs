@@ -236,7 +236,11 @@ fn apply(config: &mut Config, path: &Path, directive: &str, args: &[&str]) -> Re
         "cluster_nats_urls" => config.cluster_nats_urls = super::cluster::nats_urls(args)?,
         "cluster_node_name" => config.cluster_node_name = Some(super::cluster::node_name(one(args)?)?),
         "cluster_node_timeout" => config.cluster_node_timeout = super::cluster::node_timeout(one(args)?)?,
-        "cluster_nats_cafile" | "cluster_nats_certfile" | "cluster_nats_keyfile" | "cluster_nats_nkey_file" => {
+        "cluster_nats_cafile"
+        | "cluster_nats_certfile"
+        | "cluster_nats_keyfile"
+        | "cluster_nats_nkey_file"
+        | "cluster_nats_credentials" => {
             config.cluster_nats_auth.set(directive, one(args)?)?;
         }
         "per_listener_settings" => config.per_listener_settings = boolean(args)?,

@@ -40,6 +40,7 @@ struct File {
     cluster_nats_certfile: Option<String>,
     cluster_nats_keyfile: Option<String>,
     cluster_nats_nkey_file: Option<String>,
+    cluster_nats_credentials: Option<String>,
     verbose: Option<bool>,
     log_dest: Option<Vec<String>>,
     log_facility: Option<u8>,
@@ -257,6 +258,7 @@ pub(super) fn parse(text: &str) -> Result<Config> {
         ("cluster_nats_certfile", &file.cluster_nats_certfile),
         ("cluster_nats_keyfile", &file.cluster_nats_keyfile),
         ("cluster_nats_nkey_file", &file.cluster_nats_nkey_file),
+        ("cluster_nats_credentials", &file.cluster_nats_credentials),
     ] {
         if let Some(path) = path {
             c.cluster_nats_auth.set(directive, path)?;
