@@ -41,6 +41,7 @@ pub struct Buckets {
 pub fn on_event(shared: &Shared, event: async_nats::Event) {
     match event {
         async_nats::Event::Disconnected => {
+            shared.gap.disconnected();
             if shared.available.swap(false, Relaxed) {
                 tracing::warn!(
                     "cluster: disconnected from NATS: QoS 1/2 publishes are refused until JetStream answers again"
@@ -49,7 +50,10 @@ pub fn on_event(shared: &Shared, event: async_nats::Event) {
                 tracing::warn!("cluster: disconnected from NATS");
             }
         }
-        async_nats::Event::Connected => tracing::info!("cluster: connected to NATS"),
+        async_nats::Event::Connected => {
+            shared.gap.connected();
+            tracing::info!("cluster: connected to NATS");
+        }
         other => tracing::info!("cluster: NATS: {other}"),
     }
 }

@@ -8,6 +8,13 @@
 //! each subscriber gets a publisher's messages on a topic once and in order. The local
 //! router then matches the topic exactly (the NATS subscriptions are only as narrow as
 //! the filters) and delivers at each subscription's QoS.
+//!
+//! While the node's NATS connection is away (its server died, it moves to another), the
+//! messages published on the other nodes do not reach it. Once it is back, the node
+//! reads what the stream stored for its clients' filters since a moment before the
+//! connection went ([`Gap`]) through a short-lived ordered consumer into the same
+//! delivery task, where what had arrived already is recognised as a repeat: its clean
+//! sessions get the QoS 1/2 messages of the gap (after the newer ones that came first).
 
 use crate::link::{Interest, Shared};
 use crate::{subject, wire};
@@ -15,6 +22,7 @@ use futures_util::StreamExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tern_broker::BrokerState;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -29,6 +37,44 @@ const DELIVERY_QUEUE: usize = 8 * 1024;
 const WINDOW: u64 = 1 << 16;
 /// Origins remembered (a restarted node is a new origin); the least recent goes first.
 const ORIGINS: usize = 256;
+/// How far before the connection went the catching up starts (the last messages before
+/// it may have been lost in flight too).
+const GAP_MARGIN: Duration = Duration::from_secs(2);
+/// A catching up ends once the stream has had nothing more for it this long.
+const GAP_IDLE: Duration = Duration::from_secs(2);
+/// Longest a catching up runs.
+const GAP_MOST: Duration = Duration::from_secs(60);
+
+/// When the node's NATS connection went away; noticed again when it is back.
+#[derive(Debug, Default)]
+pub struct Gap {
+    since: parking_lot::Mutex<Option<SystemTime>>,
+    back: tokio::sync::Notify,
+}
+
+impl Gap {
+    /// The connection went away (the first time since it was last back counts).
+    pub fn disconnected(&self) {
+        self.since.lock().get_or_insert_with(SystemTime::now);
+    }
+
+    /// The connection is back: the subscribing task catches up.
+    pub fn connected(&self) {
+        if self.since.lock().is_some() {
+            self.back.notify_one();
+        }
+    }
+
+    /// Waits until the connection is back after a gap; returns when the gap began.
+    async fn closed(&self) -> SystemTime {
+        loop {
+            self.back.notified().await;
+            if let Some(since) = self.since.lock().take() {
+                return since;
+            }
+        }
+    }
+}
 
 /// Runs the subscribing task: follows `interest`, keeping one NATS subscription per
 /// subject of each filter, until `interest` closes.
@@ -39,9 +85,21 @@ pub async fn run(
     mut interest: mpsc::UnboundedReceiver<Interest>,
 ) {
     let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
-    let delivery = tokio::spawn(deliver(rx, state, shared));
+    let delivery = tokio::spawn(deliver(rx, state, shared.clone()));
     let mut subscriptions: HashMap<String, Vec<JoinHandle<()>>> = HashMap::new();
-    while let Some(change) = interest.recv().await {
+    let js = async_nats::jetstream::new(client.clone());
+    loop {
+        let change = tokio::select! {
+            change = interest.recv() => change,
+            since = shared.gap.closed() => {
+                let subjects = crate::session_record::consumer_subjects(subscriptions.keys().map(String::as_str));
+                if !subjects.is_empty() {
+                    tokio::spawn(catch_up(js.clone(), subjects, since, tx.clone()));
+                }
+                continue;
+            }
+        };
+        let Some(change) = change else { break };
         match change {
             Interest::Add(filter) => {
                 let Some(subjects) = subject::filter_subjects(&filter) else {
@@ -81,6 +139,48 @@ pub async fn run(
     }
     drop(tx);
     let _ = delivery.await;
+}
+
+/// Reads what the stream stored on `subjects` since a moment before `since` into the
+/// delivery task, until it has had nothing more for a while.
+async fn catch_up(
+    js: async_nats::jetstream::Context,
+    subjects: Vec<String>,
+    since: SystemTime,
+    tx: mpsc::Sender<async_nats::Message>,
+) {
+    let start_time = time::OffsetDateTime::from(since - GAP_MARGIN);
+    let config = async_nats::jetstream::consumer::pull::OrderedConfig {
+        filter_subjects: subjects,
+        deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::ByStartTime { start_time },
+        ..Default::default()
+    };
+    let messages = async {
+        let stream = js.get_stream(crate::STREAM).await.map_err(|e| e.to_string())?;
+        let consumer = stream.create_consumer(config).await.map_err(|e| e.to_string())?;
+        consumer.messages().await.map_err(|e| e.to_string())
+    };
+    let mut messages = match messages.await {
+        Ok(messages) => messages,
+        Err(e) => {
+            tracing::warn!("cluster: cannot read what was published while NATS was away: {e}");
+            return;
+        }
+    };
+    let (started, mut read) = (std::time::Instant::now(), 0u64);
+    while started.elapsed() < GAP_MOST {
+        match tokio::time::timeout(GAP_IDLE, messages.next()).await {
+            Ok(Some(Ok(message))) => {
+                read += 1;
+                if tx.send(message.message).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Some(Err(e))) => tracing::debug!("cluster: catching up: {e}"),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    tracing::info!("cluster: caught up with what was stored while NATS was away ({read} messages read again)");
 }
 
 /// Passes one subscription's messages on, in order.

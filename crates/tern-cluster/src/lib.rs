@@ -132,6 +132,7 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
         not_forwarded: AtomicU64::new(0),
         dropped_inbound: AtomicU64::new(0),
         sessions: Default::default(),
+        gap: Default::default(),
     });
     let events = shared.clone();
     let options = connect::options(&settings, "")?.no_echo().event_callback(move |event| {

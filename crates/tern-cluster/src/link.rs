@@ -41,6 +41,8 @@ pub struct Shared {
     pub dropped_inbound: AtomicU64,
     /// The persistent sessions' part of the engine.
     pub sessions: std::sync::OnceLock<Arc<crate::sessions::Engine>>,
+    /// When the NATS connection went away, for catching up once it is back.
+    pub gap: crate::inbound::Gap,
 }
 
 /// The installed `ClusterLink`.

@@ -58,6 +58,7 @@ mod tests {
             not_forwarded: AtomicU64::new(3),
             dropped_inbound: AtomicU64::new(0),
             sessions: Default::default(),
+            gap: Default::default(),
         };
         let mut out = String::new();
         render(&shared, 2, &mut out);

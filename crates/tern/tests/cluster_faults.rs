@@ -201,11 +201,96 @@ fn stream_leader_killed_under_load(nats: &mut NatsCluster, nodes: &HashMap<&str,
     }
 }
 
+/// A clean 5.0 subscriber on node m at QoS 1 while a publisher on node a sends QoS 1
+/// messages one by one; node m reaches NATS through two [`Link`]s, and the one it uses is
+/// cut: it moves to the other (the NATS servers and the stream go on undisturbed) and
+/// reads what was stored meanwhile from the stream, so the subscriber gets every message
+/// the publisher had acknowledged (those of the gap after the newer ones; repeats
+/// counted).
+fn clean_subscriber_keeps_up_while_its_node_moves(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
+    let links = [
+        Link::to(nats.servers[0].client_port),
+        Link::to(nats.servers[1].client_port),
+    ];
+    let m = start_node_with(&format!("{},{}", links[0].url(), links[1].url()), "m");
+    wait_available("m", &m);
+    let mut subscriber = m.connect(V5, "moving-sub");
+    subscriber.subscribe("moving/#", QoS::AtLeastOnce);
+    let mut probe = nodes["a"].connect(V5, "moving-probe");
+    warm_up(&mut probe, "moving/w", &mut [&mut subscriber]);
+    probe.disconnect();
+    const TOTAL: usize = 200;
+    let published = Arc::new(AtomicUsize::new(0));
+    let publisher = {
+        let (addr, published) = (nodes["a"].addr, published.clone());
+        std::thread::spawn(move || {
+            let mut client = Client::open(addr, V5);
+            client.connect(&connect_packet(V5, "moving-pub", true, 60));
+            let mut attempts = Attempts::default();
+            for i in 0..TOTAL {
+                let payload = format!("c-{i:04}");
+                publish_until_acknowledged(
+                    &mut client,
+                    (addr, "moving-pub"),
+                    ("moving/x", false),
+                    &payload,
+                    &mut attempts,
+                );
+                published.fetch_add(1, Ordering::Relaxed);
+            }
+            client.disconnect();
+            attempts
+        })
+    };
+    let reader = std::thread::spawn(move || {
+        let mut got = BTreeMap::<String, usize>::new();
+        while let Some(packet) = subscriber.recv_within(PATIENCE) {
+            if let Packet::Publish(p) = packet {
+                subscriber.try_send(&Packet::PublishAck(PublishResponse::new(p.packet_id)));
+                let payload = String::from_utf8_lossy(&p.payload).to_string();
+                *got.entry(payload).or_default() += 1;
+                if got.keys().filter(|k| k.starts_with("c-")).count() == TOTAL {
+                    break;
+                }
+            }
+        }
+        (subscriber, got)
+    });
+    wait_until("a third of the messages published", || {
+        published.load(Ordering::Relaxed) >= TOTAL / 3
+    });
+    let used = links
+        .iter()
+        .find(|l| l.in_use())
+        .expect("node m is connected through a link");
+    used.cut();
+    let attempts = publisher.join().unwrap();
+    let (subscriber, got) = reader.join().unwrap();
+    let lost: Vec<&String> = attempts.acknowledged.iter().filter(|p| !got.contains_key(*p)).collect();
+    let repeats: usize = got.values().map(|n| n - 1).sum();
+    println!(
+        "moving-sub: {} acknowledged, {} received, {repeats} repeats; publisher {} refused, {} closed",
+        attempts.acknowledged.len(),
+        got.len(),
+        attempts.refused,
+        attempts.closed
+    );
+    assert!(
+        lost.is_empty(),
+        "the clean subscriber on node m lost {} acknowledged messages: {lost:?}; node m: {:?}",
+        lost.len(),
+        cluster_log(&m)
+    );
+    subscriber.disconnect();
+    m.stop();
+}
+
 /// Node p reaches NATS only through a [`Link`] to one server; the link is cut (p is
 /// partitioned from NATS while the other nodes and all three servers go on) and healed.
 /// While cut, p refuses QoS 1 and carries QoS 0 among its own clients, and node a takes
-/// QoS 1 and a retained message; once healed, p has the retained message set meanwhile
-/// and QoS 1 crosses between p and a both ways.
+/// QoS 1 and a retained message; once healed, p has the retained message set meanwhile,
+/// its subscriber gets the QoS 1 message published during the cut (read from the
+/// stream), and QoS 1 crosses between p and a both ways.
 fn a_node_cut_from_nats_and_healed(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
     let link = Link::to(nats.servers[0].client_port);
     let p = start_node_with(&link.url(), "p");
@@ -259,6 +344,13 @@ fn a_node_cut_from_nats_and_healed(nats: &NatsCluster, nodes: &HashMap<&str, Bro
     wait_until("node p has the retained message set while it was cut", || {
         retained_is(&p, "cut/retained", Some("set while p was cut"))
     });
+    // Node p reads what the stream stored for its clients while it was cut.
+    let got = receive_until(&mut p_sub, "while cut");
+    assert_eq!(
+        got.last(),
+        Some(&("while cut".to_string(), QoS::AtLeastOnce)),
+        "node p's subscriber, the message of the cut: {got:?}"
+    );
     warm_up(&mut p_pub, "cut/w", &mut [&mut a_sub]);
     warm_up(&mut a_pub, "cut/w", &mut [&mut p_sub]);
     let code = p_pub.publish("cut/x", b"from p, healed", QoS::AtLeastOnce, false, 3);
@@ -299,6 +391,8 @@ fn the_stream_leader_killed_and_a_node_cut_from_nats_lose_nothing_acknowledged()
     println!("cluster up after {:?}", started.elapsed());
     stream_leader_killed_under_load(&mut nats, &nodes);
     println!("stream leader killed after {:?}", started.elapsed());
+    clean_subscriber_keeps_up_while_its_node_moves(&nats, &nodes);
+    println!("node moved to another NATS server after {:?}", started.elapsed());
     a_node_cut_from_nats_and_healed(&nats, &nodes);
     println!("node cut and healed after {:?}", started.elapsed());
 }

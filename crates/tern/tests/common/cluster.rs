@@ -533,6 +533,11 @@ impl Link {
         }
     }
 
+    /// Whether a connection goes through the link now.
+    pub fn in_use(&self) -> bool {
+        !self.streams.lock().unwrap().is_empty()
+    }
+
     pub fn heal(&self) {
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
