@@ -177,26 +177,13 @@ pub fn update<T>(
     dir: &Path,
     change: impl FnOnce(&mut Vec<KeyRecord>) -> Result<T, ApiKeyError>,
 ) -> Result<T, ApiKeyError> {
-    use std::os::fd::AsRawFd;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ApiKeyError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let lock_path = dir.join(format!(".{FILE}.lock"));
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io(&lock_path))?;
-    // SAFETY: flock on a descriptor owned by `lock`, released when it is dropped.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(ApiKeyError::Io {
-            path: lock_path,
-            source: std::io::Error::last_os_error(),
-        });
-    }
+    let lock = crate::file_lock::exclusive(&lock_path).map_err(io(&lock_path))?;
     let mut records = read(dir)?;
     let result = change(&mut records)?;
     write(dir, &records)?;

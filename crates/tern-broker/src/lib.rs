@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod config;
 mod connection;
 pub mod events;
+pub mod file_lock;
 mod http;
 pub mod metrics;
 pub mod policy;

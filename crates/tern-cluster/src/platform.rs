@@ -463,22 +463,7 @@ fn write_local(dir: &Path, org: &str, content: Option<&[u8]>) -> std::io::Result
 /// The registry writers' exclusive lock on `org` (`.<org>.lock`, flock), released when
 /// the file is dropped.
 fn lock(dir: &Path, org: &str) -> std::io::Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(format!(".{org}.lock")))?;
-    loop {
-        // SAFETY: flock on a descriptor owned by `file`, released when it is closed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(file);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    tern_broker::file_lock::exclusive(&dir.join(format!(".{org}.lock")))
 }
 
 /// Subscribes to every organization's device events while `cache` wants them, and hands

@@ -61,21 +61,6 @@ pub(crate) fn replace(dir: &Path, org: &str, body: Option<&[u8]>) -> Result<(), 
 /// The exclusive lock on `dir/<org>.json` that the cluster's mirror also takes
 /// (`.<org>.lock`, flock), released when the file is dropped.
 pub(crate) fn lock(dir: &Path, org: &str) -> std::io::Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
     std::fs::create_dir_all(dir)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(format!(".{org}.lock")))?;
-    loop {
-        // SAFETY: flock on a descriptor owned by `file`, released when it is closed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(file);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    tern_broker::file_lock::exclusive(&dir.join(format!(".{org}.lock")))
 }

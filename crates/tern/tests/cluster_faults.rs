@@ -65,6 +65,30 @@ fn publish_until_acknowledged(
     }
 }
 
+/// A publisher (`id`, clean start, on `addr`) in a thread of its own that publishes each
+/// of `payloads` on `topic` at QoS 1 until it is acknowledged; counts the payloads done.
+fn spawn_publisher(
+    addr: SocketAddr,
+    id: &'static str,
+    topic: &'static str,
+    payloads: Vec<String>,
+) -> (Arc<AtomicUsize>, std::thread::JoinHandle<Attempts>) {
+    let published = Arc::new(AtomicUsize::new(0));
+    let counted = published.clone();
+    let publisher = std::thread::spawn(move || {
+        let mut client = Client::open(addr, V5);
+        client.connect(&connect_packet(V5, id, true, 60));
+        let mut attempts = Attempts::default();
+        for payload in &payloads {
+            publish_until_acknowledged(&mut client, (addr, id), (topic, false), payload, &mut attempts);
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+        client.disconnect();
+        attempts
+    });
+    (published, publisher)
+}
+
 /// A persistent subscriber that reads until every payload `wanted` tells (once it
 /// tells) has come, acknowledging each message and connecting again (session present)
 /// whenever its connection closes; returns how often each payload came.
@@ -134,35 +158,9 @@ fn stream_leader_killed_under_load(nats: &mut NatsCluster, nodes: &HashMap<&str,
         readers.push(std::thread::spawn(move || read_all(addr, version, id, wanted)));
     }
     const TOTAL: usize = 300;
-    let published = Arc::new(AtomicUsize::new(0));
-    let publisher = {
-        let (addr, published) = (nodes["a"].addr, published.clone());
-        std::thread::spawn(move || {
-            let mut client = Client::open(addr, V5);
-            client.connect(&connect_packet(V5, "leader-pub", true, 60));
-            let mut attempts = Attempts::default();
-            for i in 0..TOTAL {
-                let payload = format!("m-{i:04}");
-                publish_until_acknowledged(
-                    &mut client,
-                    (addr, "leader-pub"),
-                    ("leader/x", false),
-                    &payload,
-                    &mut attempts,
-                );
-                published.fetch_add(1, Ordering::Relaxed);
-            }
-            publish_until_acknowledged(
-                &mut client,
-                (addr, "leader-pub"),
-                ("leader/x", false),
-                "end",
-                &mut attempts,
-            );
-            client.disconnect();
-            attempts
-        })
-    };
+    let mut payloads: Vec<String> = (0..TOTAL).map(|i| format!("m-{i:04}")).collect();
+    payloads.push("end".into());
+    let (published, publisher) = spawn_publisher(nodes["a"].addr, "leader-pub", "leader/x", payloads);
     wait_until("a third of the messages published", || {
         published.load(Ordering::Relaxed) >= TOTAL / 3
     });
@@ -220,28 +218,8 @@ fn clean_subscriber_keeps_up_while_its_node_moves(nats: &NatsCluster, nodes: &Ha
     warm_up(&mut probe, "moving/w", &mut [&mut subscriber]);
     probe.disconnect();
     const TOTAL: usize = 200;
-    let published = Arc::new(AtomicUsize::new(0));
-    let publisher = {
-        let (addr, published) = (nodes["a"].addr, published.clone());
-        std::thread::spawn(move || {
-            let mut client = Client::open(addr, V5);
-            client.connect(&connect_packet(V5, "moving-pub", true, 60));
-            let mut attempts = Attempts::default();
-            for i in 0..TOTAL {
-                let payload = format!("c-{i:04}");
-                publish_until_acknowledged(
-                    &mut client,
-                    (addr, "moving-pub"),
-                    ("moving/x", false),
-                    &payload,
-                    &mut attempts,
-                );
-                published.fetch_add(1, Ordering::Relaxed);
-            }
-            client.disconnect();
-            attempts
-        })
-    };
+    let payloads = (0..TOTAL).map(|i| format!("c-{i:04}")).collect();
+    let (published, publisher) = spawn_publisher(nodes["a"].addr, "moving-pub", "moving/x", payloads);
     let reader = std::thread::spawn(move || {
         let mut got = BTreeMap::<String, usize>::new();
         while let Some(packet) = subscriber.recv_within(PATIENCE) {

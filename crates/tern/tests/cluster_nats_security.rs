@@ -18,23 +18,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 use tern_proto::*;
 
-/// One NATS server with JetStream, TLS with client verification, and one nkey user.
+/// One NATS server with JetStream and the configuration lines `extra` (TLS, users,
+/// operator mode), in `dir`.
 struct SecureNats {
     child: Child,
     port: u16,
 }
 
 impl SecureNats {
-    fn start(binary: &Path, dir: &Path, ca: &Ca, user: &str) -> SecureNats {
-        let (cert, key) = ca.server_for("nats-server", &["localhost"]);
+    fn start(binary: &Path, dir: &Path, extra: &str) -> SecureNats {
         let (port, monitor) = (free_port(), free_port());
         let config = format!(
             "listen: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{monitor}\"\n\
-             jetstream {{ store_dir: {store:?} }}\n\
-             tls {{ cert_file: {cert:?}\n key_file: {key:?}\n ca_file: {cafile:?}\n verify: true }}\n\
-             authorization {{ users: [ {{ nkey: {user:?} }} ] }}\n",
+             jetstream {{ store_dir: {store:?} }}\n{extra}",
             store = dir.join("js"),
-            cafile = ca.cafile(),
         );
         let path = dir.join("nats.conf");
         std::fs::write(&path, config).unwrap();
@@ -47,13 +44,25 @@ impl SecureNats {
             .stderr(log)
             .spawn()
             .unwrap();
+        let nats = SecureNats { child, port };
         let deadline = Instant::now() + PATIENCE;
         while http_get(monitor, "/healthz").is_none_or(|(status, _)| status != 200) {
             let log = std::fs::read_to_string(dir.join("nats.log")).unwrap_or_default();
-            assert!(Instant::now() < deadline, "NATS with TLS never healthy: {log}");
+            assert!(Instant::now() < deadline, "NATS never healthy: {log}");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        SecureNats { child, port }
+        nats
+    }
+
+    /// TLS verifying clients by the certificates `ca` signed, and one nkey user.
+    fn with_tls(binary: &Path, dir: &Path, ca: &Ca, user: &str) -> SecureNats {
+        let (cert, key) = ca.server_for("nats-server", &["localhost"]);
+        let extra = format!(
+            "tls {{ cert_file: {cert:?}\n key_file: {key:?}\n ca_file: {cafile:?}\n verify: true }}\n\
+             authorization {{ users: [ {{ nkey: {user:?} }} ] }}\n",
+            cafile = ca.cafile(),
+        );
+        SecureNats::start(binary, dir, &extra)
     }
 }
 
@@ -94,7 +103,7 @@ fn a_node_reaches_nats_over_tls_with_a_client_certificate_and_an_nkey() {
     let ca = Ca::new(dir.path(), "nats-ca");
     let (seed, user) = nkey_user(dir.path(), "node.nk");
     let (wrong_seed, _) = nkey_user(dir.path(), "stranger.nk");
-    let nats = SecureNats::start(&binary, dir.path(), &ca, &user);
+    let nats = SecureNats::with_tls(&binary, dir.path(), &ca, &user);
     let (cert, key) = ca.client("node", "node-a", 7);
     let cafile = ca.cafile();
 
@@ -237,31 +246,8 @@ fn a_node_reaches_nats_in_operator_mode_with_a_credentials_file() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (config, creds) = operator_mode(dir.path(), true);
-    let (port, monitor) = (free_port(), free_port());
-    let path = dir.path().join("nats.conf");
-    std::fs::write(
-        &path,
-        format!(
-            "listen: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{monitor}\"\njetstream {{ store_dir: {:?} }}\n{config}",
-            dir.path().join("js")
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("nats.log")).unwrap();
-    let mut server = Command::new(&binary)
-        .arg("-c")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while http_get(monitor, "/healthz").is_none_or(|(status, _)| status != 200) {
-        let log = std::fs::read_to_string(dir.path().join("nats.log")).unwrap_or_default();
-        assert!(Instant::now() < deadline, "NATS in operator mode never healthy: {log}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let nats = SecureNats::start(&binary, dir.path(), &config);
+    let port = nats.port;
     let node_config = |name: &str, creds: &Path| {
         format!(
             "listener 0 127.0.0.1\nallow_anonymous true\ncluster_nats_urls nats://127.0.0.1:{port}\n\
@@ -290,8 +276,6 @@ fn a_node_reaches_nats_in_operator_mode_with_a_credentials_file() {
     );
     assert!(!node.logged("JetStream available"));
     node.stop();
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 #[test]
