@@ -29,6 +29,10 @@ const CLAIM_AGE: Duration = Duration::from_secs(24 * 3600);
 const MESSAGE_AGE: Duration = Duration::from_secs(3600);
 /// Most bytes the stream keeps (oldest messages go first).
 const STREAM_BYTES: i64 = 1 << 30;
+/// Most consumers on the message stream: one per persistent session with QoS 1/2
+/// subscriptions. Set explicitly: NATS 2.15 gives a stream without its own limit 1,000,
+/// which refused the 1,000th persistent session of a cluster.
+const MAX_CONSUMERS: i32 = 1_000_000;
 
 /// The buckets a running node uses.
 pub struct Buckets {
@@ -83,20 +87,33 @@ pub async fn set_up(js: &jetstream::Context, settings: &Settings, shared: &Share
 }
 
 async fn try_set_up(js: &jetstream::Context, replicas: usize) -> Result<Buckets, async_nats::Error> {
-    js.get_or_create_stream(stream::Config {
-        name: STREAM.to_string(),
-        subjects: vec![
-            format!("{}.>", crate::subject::ROOT),
-            format!("{}.>", crate::subject::DOLLAR_ROOT),
-        ],
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        max_age: MESSAGE_AGE,
-        max_bytes: STREAM_BYTES,
-        discard: stream::DiscardPolicy::Old,
-        ..Default::default()
-    })
-    .await?;
+    let mut messages = js
+        .get_or_create_stream(stream::Config {
+            name: STREAM.to_string(),
+            subjects: vec![
+                format!("{}.>", crate::subject::ROOT),
+                format!("{}.>", crate::subject::DOLLAR_ROOT),
+            ],
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            max_age: MESSAGE_AGE,
+            max_bytes: STREAM_BYTES,
+            max_consumers: MAX_CONSUMERS,
+            discard: stream::DiscardPolicy::Old,
+            ..Default::default()
+        })
+        .await?;
+    // A stream made by an earlier version has the server's default limit: raised.
+    let config = messages.info().await?.config.clone();
+    if config.max_consumers != MAX_CONSUMERS {
+        let wanted = stream::Config {
+            max_consumers: MAX_CONSUMERS,
+            ..config
+        };
+        if let Err(e) = js.update_stream(wanted).await {
+            tracing::warn!("cluster: the message stream keeps its limit of consumers (persistent sessions): {e}");
+        }
+    }
     let retained = bucket(js, RETAIN_BUCKET, replicas, Duration::ZERO).await?;
     let nodes = bucket(js, NODES_BUCKET, replicas, NODE_TTL).await?;
     let sessions = bucket(js, SESSIONS_BUCKET, replicas, CLAIM_AGE).await?;

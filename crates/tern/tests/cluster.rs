@@ -440,6 +440,8 @@ fn three_nodes_on_nats_jetstream_act_as_one_broker() {
     };
     let mut nats = NatsCluster::start(binary);
     let mut nodes = start_nodes(&nats);
+    // One consumer per persistent session: NATS's default of 1,000 a stream is raised.
+    assert_eq!(nats.stream_config("MQTT_MSGS", "max_consumers"), Some(1_000_000));
     cross_node_delivery(&nodes);
     subscribe_then_publish_at_once(&nats);
     retained_on_another_node(&nodes);

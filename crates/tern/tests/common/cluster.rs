@@ -257,6 +257,24 @@ impl NatsCluster {
         highest
     }
 
+    /// A number of JetStream stream `stream`'s configuration (`max_consumers`...), as a
+    /// running server reports it.
+    pub fn stream_config(&self, stream: &str, field: &str) -> Option<i64> {
+        self.servers.iter().filter(|s| s.child.is_some()).find_map(|server| {
+            let (200, body) = http_get(server.monitor_port, "/jsz?streams=true&config=true")? else {
+                return None;
+            };
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let found = json["account_details"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+                .find(|s| s["name"] == stream)?;
+            found["config"][field].as_i64()
+        })
+    }
+
     /// The last sequence of the client id claims' bucket (`KV_MQTT_SESS`): it grows when a
     /// node's claim is stored.
     pub fn claims_written(&self) -> u64 {
