@@ -44,6 +44,9 @@ const GAP_MARGIN: Duration = Duration::from_secs(2);
 const GAP_IDLE: Duration = Duration::from_secs(2);
 /// Longest a catching up runs.
 const GAP_MOST: Duration = Duration::from_secs(60);
+/// Most subjects a catching up filters on; with more, it reads every message of the gap
+/// (the delivery task routes only what local subscriptions match).
+const GAP_SUBJECTS: usize = 256;
 
 /// When the node's NATS connection went away; noticed again when it is back.
 #[derive(Debug, Default)]
@@ -150,6 +153,11 @@ async fn catch_up(
     tx: mpsc::Sender<async_nats::Message>,
 ) {
     let start_time = time::OffsetDateTime::from(since - GAP_MARGIN);
+    let subjects = if subjects.len() > GAP_SUBJECTS {
+        vec![format!("{}.>", subject::ROOT), format!("{}.>", subject::DOLLAR_ROOT)]
+    } else {
+        subjects
+    };
     let config = async_nats::jetstream::consumer::pull::OrderedConfig {
         filter_subjects: subjects,
         deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::ByStartTime { start_time },
