@@ -352,6 +352,28 @@ mod tests {
     }
 
     #[test]
+    fn published_claims_are_read_whole_or_not_at_all() {
+        assert_eq!(
+            parse_claim("node-b:1f\n1700000000000000\nsensor-7"),
+            Some(("node-b:1f", 1_700_000_000_000_000, "sensor-7"))
+        );
+        assert_eq!(
+            parse_claim("node-b:1f\n17\nid\nwith a line break"),
+            Some(("node-b:1f", 17, "id\nwith a line break"))
+        );
+        for bad in [
+            "",
+            "node-b",
+            "node-b\n",
+            "node-b\nnot a number\nid",
+            "node-b\n-5\nid",
+            "node-b\n99999999999999999999999\nid",
+        ] {
+            assert_eq!(parse_claim(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn the_newer_connection_wins() {
         assert!(beats(&mut claim(10, Some(5)), 11, 4));
         assert!(!beats(&mut claim(10, Some(5)), 9, 6));

@@ -224,6 +224,19 @@ mod tests {
         let mut longer = body.to_vec();
         longer.push(0);
         assert!(decode(&longer).is_err());
+        let from = encode_from(&message(QoS::AtLeastOnce, false), "n:1", Some("dev-1"), 1).unwrap();
+        for cut in 0..from.len() {
+            assert!(decode(&from[..cut]).is_err(), "with a publisher, cut at {cut}");
+        }
+        // The publisher's length (after format, flags, origin and sequence) past the end,
+        // and a publisher that is not UTF-8.
+        let at = 3 + 3 + 8;
+        let mut bad = from.to_vec();
+        bad[at..at + 2].copy_from_slice(&u16::MAX.to_be_bytes());
+        assert!(decode(&bad).is_err());
+        let mut bad = from.to_vec();
+        bad[at + 2] = 0xFF;
+        assert!(matches!(decode(&bad), Err(WireError::Origin)));
     }
 
     fn publish(expiry: Option<u32>) -> Publish {
