@@ -21,22 +21,11 @@ pub fn options(settings: &Settings, suffix: &str) -> Result<async_nats::ConnectO
         .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)));
     let auth = &settings.auth;
     if let Some(cafile) = &auth.cafile {
-        let pem = read("cluster_nats_cafile", cafile)?;
-        let certificates = rustls_pemfile::certs(&mut pem.as_slice()).filter(Result::is_ok).count();
-        if certificates == 0 {
-            return Err(file_error("cluster_nats_cafile", cafile, "no PEM certificate in it"));
-        }
+        certificates("cluster_nats_cafile", cafile)?;
         options = options.add_root_certificates(cafile.clone()).require_tls(true);
     }
     if let (Some(certfile), Some(keyfile)) = (&auth.certfile, &auth.keyfile) {
-        let pem = read("cluster_nats_certfile", certfile)?;
-        if !rustls_pemfile::certs(&mut pem.as_slice()).any(|c| c.is_ok()) {
-            return Err(file_error(
-                "cluster_nats_certfile",
-                certfile,
-                "no PEM certificate in it",
-            ));
-        }
+        certificates("cluster_nats_certfile", certfile)?;
         let pem = read("cluster_nats_keyfile", keyfile)?;
         if !matches!(rustls_pemfile::private_key(&mut pem.as_slice()), Ok(Some(_))) {
             return Err(file_error("cluster_nats_keyfile", keyfile, "no PEM private key in it"));
@@ -69,6 +58,16 @@ pub fn options(settings: &Settings, suffix: &str) -> Result<async_nats::ConnectO
             .map_err(|e| file_error("cluster_nats_credentials", path, &e.to_string()))?;
     }
     Ok(options)
+}
+
+/// Checks that the file of `directive` holds at least one PEM certificate.
+fn certificates(directive: &'static str, path: &Path) -> Result<(), ClusterError> {
+    let pem = read(directive, path)?;
+    if rustls_pemfile::certs(&mut pem.as_slice()).any(|c| c.is_ok()) {
+        Ok(())
+    } else {
+        Err(file_error(directive, path, "no PEM certificate in it"))
+    }
 }
 
 fn read(directive: &'static str, path: &Path) -> Result<Vec<u8>, ClusterError> {

@@ -30,11 +30,12 @@ use std::time::{Duration, Instant};
 use tern_broker::session::Session;
 use tern_proto::ByteStr;
 
+use tokio::sync::mpsc;
+
 /// How often a feed looks its session up again in the broker's registry.
 const LOOKUP_EVERY: Duration = Duration::from_secs(1);
 /// How long deliveries on their way take at most, for telling them from lost ones.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
-use tokio::sync::mpsc;
 
 /// What the broker tells a feed.
 #[derive(Debug)]
@@ -70,12 +71,20 @@ pub struct Feed {
     /// The consumer's delivery number of the last message read: a jump says deliveries
     /// were lost on the way.
     last_delivery: u64,
-    /// Set after an error of the reading: deliveries may have been lost, to be checked
-    /// against the consumer (holding the consumer's count at the previous check;
-    /// `u64::MAX` once a loss is certain).
-    suspect: Option<u64>,
-    /// When `suspect` is checked next.
+    /// Whether deliveries may have been lost, and when that is checked next.
+    loss: Loss,
     check_at: tokio::time::Instant,
+}
+
+/// What a feed knows of lost deliveries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Loss {
+    None,
+    /// After an error of the reading: the consumer's count of deliveries at the last
+    /// check (`None` before the first), to be compared with what arrived.
+    Suspected(Option<u64>),
+    /// A gap in the delivery numbers: read again at once.
+    Certain,
 }
 
 /// Whether a feed goes on.
@@ -107,7 +116,7 @@ impl Feed {
             pending: HashMap::new(),
             cached: None,
             last_delivery: 0,
-            suspect: None,
+            loss: Loss::None,
             check_at: tokio::time::Instant::now(),
         }
     }
@@ -171,7 +180,7 @@ impl Feed {
                     }
                     Some(Err(e)) => {
                         tracing::debug!(client = %self.client_id, "cluster: reading the session's messages: {e}");
-                        self.suspect_loss(None);
+                        self.suspect_loss(Loss::Suspected(None));
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         self.still_there(ready).await
                     }
@@ -180,7 +189,7 @@ impl Feed {
                         Next::Go
                     }
                 },
-                _ = tokio::time::sleep_until(self.check_at), if self.suspect.is_some() => {
+                _ = tokio::time::sleep_until(self.check_at), if self.loss != Loss::None => {
                     self.check_deliveries(ready).await
                 }
                 // Reading could not start (JetStream did not answer): tried again each second.
@@ -210,41 +219,39 @@ impl Feed {
     /// checks, so only a count the feed has not reached by the next check is a loss.
     async fn check_deliveries(&mut self, ready: &Ready) -> Next {
         let Some((name, _)) = &self.consumer else {
-            self.suspect = None;
+            self.loss = Loss::None;
             return Next::Go;
         };
+        if self.loss == Loss::Certain {
+            return self.read_again(ready).await;
+        }
         self.check_at = tokio::time::Instant::now() + CHECK_EVERY;
         let delivered = match ready.stream.consumer_info(name).await {
             Ok(info) => info.delivered.consumer_sequence,
             Err(e) if not_found(&e) => return Next::Taken,
             Err(_) => return Next::Go,
         };
-        match self.suspect {
-            Some(seen) if seen > self.last_delivery => self.read_again(ready).await,
+        match self.loss {
+            Loss::Suspected(Some(seen)) if seen > self.last_delivery => self.read_again(ready).await,
             _ if delivered > self.last_delivery => {
-                self.suspect = Some(delivered);
+                self.loss = Loss::Suspected(Some(delivered));
                 Next::Go
             }
             _ => {
-                self.suspect = None;
+                self.loss = Loss::None;
                 Next::Go
             }
         }
     }
 
-    /// Deliveries may have been lost (`None`: to be checked in a while) or were (`Some`:
-    /// checked at once).
-    fn suspect_loss(&mut self, certain: Option<u64>) {
-        match certain {
-            Some(seen) => {
-                self.suspect = Some(seen);
-                self.check_at = tokio::time::Instant::now();
-            }
-            None if self.suspect.is_none() => {
-                self.suspect = Some(0);
-                self.check_at = tokio::time::Instant::now() + CHECK_EVERY;
-            }
-            None => {}
+    /// Deliveries may have been lost (checked in a while, unless a check is under way)
+    /// or were (read again at once).
+    fn suspect_loss(&mut self, loss: Loss) {
+        let now = tokio::time::Instant::now();
+        match (loss, self.loss) {
+            (Loss::Certain, _) => (self.loss, self.check_at) = (Loss::Certain, now),
+            (Loss::Suspected(_), Loss::None) => (self.loss, self.check_at) = (loss, now + CHECK_EVERY),
+            _ => {}
         }
     }
 
@@ -280,7 +287,7 @@ impl Feed {
             "cluster: deliveries of the session's messages were lost on the way: read again from the stream"
         );
         self.last_delivery = 0;
-        self.suspect = None;
+        self.loss = Loss::None;
         Next::Reopen
     }
 
@@ -321,7 +328,7 @@ impl Feed {
         };
         if self.last_delivery > 0 && delivery > self.last_delivery + 1 {
             // A delivery between the two was lost: read again at once.
-            self.suspect_loss(Some(u64::MAX));
+            self.suspect_loss(Loss::Certain);
         }
         self.last_delivery = self.last_delivery.max(delivery);
         let (message, acker) = message.split();

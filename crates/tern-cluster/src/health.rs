@@ -87,7 +87,7 @@ pub async fn set_up(js: &jetstream::Context, settings: &Settings, shared: &Share
 }
 
 async fn try_set_up(js: &jetstream::Context, replicas: usize) -> Result<Buckets, async_nats::Error> {
-    let mut messages = js
+    let messages = js
         .get_or_create_stream(stream::Config {
             name: STREAM.to_string(),
             subjects: vec![
@@ -104,7 +104,7 @@ async fn try_set_up(js: &jetstream::Context, replicas: usize) -> Result<Buckets,
         })
         .await?;
     // A stream made by an earlier version has the server's default limit: raised.
-    let config = messages.info().await?.config.clone();
+    let config = messages.cached_info().config.clone();
     if config.max_consumers != MAX_CONSUMERS {
         let wanted = stream::Config {
             max_consumers: MAX_CONSUMERS,

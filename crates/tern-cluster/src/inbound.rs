@@ -40,7 +40,8 @@ const ORIGINS: usize = 256;
 /// How far before the connection went the catching up starts (the last messages before
 /// it may have been lost in flight too).
 const GAP_MARGIN: Duration = Duration::from_secs(2);
-/// A catching up ends once the stream has had nothing more for it this long.
+/// A catching up ends when it has read what the stream held, or once the stream has had
+/// nothing for it this long.
 const GAP_IDLE: Duration = Duration::from_secs(2);
 /// Longest a catching up runs.
 const GAP_MOST: Duration = Duration::from_secs(60);
@@ -180,8 +181,12 @@ async fn catch_up(
         match tokio::time::timeout(GAP_IDLE, messages.next()).await {
             Ok(Some(Ok(message))) => {
                 read += 1;
-                if tx.send(message.message).await.is_err() {
-                    return;
+                // Caught up once the consumer has nothing more stored: from there on the
+                // live subscriptions carry everything (read on, the catching up would
+                // hand the delivery task each new message a second time).
+                let last = message.info().is_ok_and(|i| i.pending == 0);
+                if tx.send(message.message).await.is_err() || last {
+                    break;
                 }
             }
             Ok(Some(Err(e))) => tracing::debug!("cluster: catching up: {e}"),

@@ -354,6 +354,28 @@ fn a_node_cut_from_nats_and_healed(nats: &NatsCluster, nodes: &HashMap<&str, Bro
     p.stop();
 }
 
+/// Creates `MQTT_MSGS` on the NATS server at `url` without a limit of consumers of its
+/// own, as Tern before the limit did.
+fn make_stream_with_default_limits(url: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "MQTT_MSGS".into(),
+            subjects: vec!["mq.>".into(), "mqs.>".into()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+}
+
 #[test]
 fn the_stream_leader_killed_and_a_node_cut_from_nats_lose_nothing_acknowledged() {
     let Some(binary) = nats_server_binary() else {
@@ -362,7 +384,12 @@ fn the_stream_leader_killed_and_a_node_cut_from_nats_lose_nothing_acknowledged()
     };
     let started = Instant::now();
     let mut nats = NatsCluster::start(binary);
+    // The message stream as an earlier version made it, with NATS's default limit of
+    // consumers: the nodes raise it (one consumer per persistent session).
+    make_stream_with_default_limits(&nats.url_of(0));
+    assert_ne!(nats.stream_config("MQTT_MSGS", "max_consumers"), Some(1_000_000));
     let nodes = start_nodes(&nats);
+    assert_eq!(nats.stream_config("MQTT_MSGS", "max_consumers"), Some(1_000_000));
     for name in ["a", "b", "c"] {
         wait_until(&format!("node {name} takes QoS 1/2"), || takes_qos12(&nodes[name]));
     }
