@@ -195,6 +195,20 @@ pub trait ClusterLink: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// Whether the engine feeds shared groups their QoS 1/2 messages itself (from the
+    /// cluster's store, through `Router::publish_to_group_fed`, each given back by
+    /// [`ClusterLink::session_acked`] or [`ClusterLink::shared_released`]): then the
+    /// router never routes a QoS 1/2 message to a shared group.
+    fn feeds_groups(&self) -> bool {
+        false
+    }
+
+    /// A member left with the fed shared-group message `seq` unacknowledged: the engine
+    /// gives it to another member (of any node).
+    fn shared_released(&self, seq: u64) {
+        let _ = seq;
+    }
+
     /// What became of the will of a connection of `client_id` on this node.
     fn will_changed(&self, client_id: &str, change: WillChange<'_>) {
         let _ = (client_id, change);

@@ -302,7 +302,14 @@ impl Router {
         }
         // In a cluster that balances shared subscriptions across nodes, the engine hands
         // each message to one node's group instead ([`Router::publish_to_group`]).
-        if self.shared_count.load(Relaxed) > 0 && !self.cluster.get().is_some_and(|c| c.routes_shared()) {
+        // An engine that feeds shared groups their QoS 1/2 messages gives them each one.
+        let reliable = publish.qos != QoS::AtMostOnce;
+        if self.shared_count.load(Relaxed) > 0
+            && !self
+                .cluster
+                .get()
+                .is_some_and(|c| c.routes_shared() || (reliable && c.feeds_groups()))
+        {
             delivered += self.publish_shared(publish, &mut cache, expires_at, metrics);
         }
         delivered
@@ -320,6 +327,56 @@ impl Router {
         let mut cache = FrameCache::new(self);
         let expires_at = expires_at(publish);
         deliver_to_one_member(publish, group, strategy, &mut cache, expires_at, metrics)
+    }
+
+    /// Delivers a QoS 1/2 message the cluster engine feeds to the shared subscription
+    /// `$share/{group}/{filter}` (its number `fed`, given back through the member's
+    /// session when it is done with it) to one connected member on this node.
+    pub fn publish_to_group_fed(
+        &self,
+        publish: &Publish,
+        (group, filter): (&str, &str),
+        fed: u64,
+        metrics: &Metrics,
+    ) -> GroupDelivery {
+        let Some(cluster) = self.cluster.get() else {
+            return GroupDelivery::NoMember;
+        };
+        let strategy = *self.strategy.read();
+        let shared = self.shared.read();
+        let Some(group) = shared.get(filter, &ByteStr::from(group)) else {
+            return GroupDelivery::NoMember;
+        };
+        let mut cache = FrameCache::new(self);
+        let expires_at = expires_at(publish);
+        let mut passed_over = Vec::new();
+        while let Some(s) = group.pick(strategy, &publish.topic, &passed_over, true) {
+            let qos = if cache.upgrade_qos {
+                s.options.qos
+            } else {
+                publish.qos.min(s.options.qos)
+            };
+            if qos != QoS::AtMostOnce {
+                let _ = s.session.cluster_acks.get_or_init(|| cluster.clone());
+            }
+            let target = Target::of(s, Some(group.name.clone()));
+            if deliver_with(publish, target, &mut cache, expires_at, metrics, fed) {
+                return match qos {
+                    QoS::AtMostOnce => GroupDelivery::Untracked,
+                    _ => GroupDelivery::Queued(s.session.clone()),
+                };
+            }
+            passed_over.push(s.session.id);
+        }
+        GroupDelivery::NoMember
+    }
+
+    /// Whether a member of `$share/{group}/{filter}` on this node is connected.
+    pub fn group_has_online_member(&self, group: &str, filter: &str) -> bool {
+        self.shared
+            .read()
+            .get(filter, &ByteStr::from(group))
+            .is_some_and(|g| g.members.iter().any(|m| m.session.is_online()))
     }
 
     /// Delivers a message the cluster engine feeds to `session` (its number `seq`, given
@@ -382,6 +439,15 @@ impl Router {
             return;
         }
         let moved = session.state.lock().outbox.take_movable(|d| d.shared.is_some());
+        // Those the cluster engine fed go back to it, for a member of any node.
+        let (fed, moved): (Vec<_>, Vec<_>) = moved
+            .into_iter()
+            .partition(|(d, _)| d.seq & crate::session::CLUSTER_SEQ != 0);
+        if let (Some(cluster), false) = (self.cluster.get(), fed.is_empty()) {
+            for (delivery, _) in &fed {
+                cluster.shared_released(delivery.seq & !crate::session::CLUSTER_SEQ);
+            }
+        }
         if moved.is_empty() {
             return;
         }
@@ -477,6 +543,18 @@ impl Router {
     }
 }
 
+/// What became of a shared group's message the cluster engine fed
+/// ([`Router::publish_to_group_fed`]).
+#[derive(Debug)]
+pub enum GroupDelivery {
+    /// No connected member on this node could take it.
+    NoMember,
+    /// Queued for a member at QoS 0: nothing is given back.
+    Untracked,
+    /// Queued for this member's session at QoS 1/2: given back when it is done with it.
+    Queued(Arc<Session>),
+}
+
 /// Queues `publish` for one target in the frame it needs; returns whether it was queued.
 fn deliver(
     publish: &Publish,
@@ -532,8 +610,9 @@ fn deliver_with(
     } else {
         publish.qos.min(target.qos)
     };
-    let engine_feeds = qos != QoS::AtMostOnce && target.shared.is_none() && session.cluster_fed();
-    if engine_feeds != (fed != 0) {
+    // A shared group's messages come fed or not, as the engine decides (see `publish`).
+    let engine_feeds = qos != QoS::AtMostOnce && target.shared.is_none() && session.session_fed();
+    if target.shared.is_none() && engine_feeds != (fed != 0) {
         return false;
     }
     // [MQTT-3.3.1-9]: RETAIN is cleared on forwarding, unless a 5.0 subscriber asked for
@@ -551,7 +630,11 @@ fn deliver_with(
         v5,
         expires_at,
         shared: target.shared,
-        seq: if fed != 0 { fed | crate::session::CLUSTER_SEQ } else { 0 },
+        seq: if fed != 0 && qos != QoS::AtMostOnce {
+            fed | crate::session::CLUSTER_SEQ
+        } else {
+            0
+        },
     };
     let keep_qos0 = cache.queue_qos0;
     session.deliver(

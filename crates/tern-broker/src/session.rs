@@ -193,11 +193,20 @@ pub struct Session {
     /// The cluster engine, once it feeds this session's QoS 1/2 messages (a persistent
     /// session on a node of a cluster): the router then leaves them to it.
     pub cluster_feed: std::sync::OnceLock<Arc<dyn crate::cluster::ClusterLink>>,
+    /// The cluster engine, once it handed this session a shared group's QoS 1/2 message
+    /// (`Router::publish_to_group_fed`): such messages are acknowledged to it.
+    pub cluster_acks: std::sync::OnceLock<Arc<dyn crate::cluster::ClusterLink>>,
 }
 
 impl Session {
-    /// Whether the cluster engine feeds this session's QoS 1/2 messages.
+    /// Whether some of this session's QoS 1/2 messages come from the cluster engine (and
+    /// are acknowledged to it): its own feed, or a shared group's.
     pub fn cluster_fed(&self) -> bool {
+        self.cluster_feed.get().is_some() || self.cluster_acks.get().is_some()
+    }
+
+    /// Whether the cluster engine feeds this session's own (not shared) QoS 1/2 messages.
+    pub fn session_fed(&self) -> bool {
         self.cluster_feed.get().is_some()
     }
 
@@ -359,6 +368,7 @@ impl Sessions {
             store: self.store.clone(),
             deadlines: self.deadlines.clone(),
             cluster_feed: std::sync::OnceLock::new(),
+            cluster_acks: std::sync::OnceLock::new(),
         })
     }
 

@@ -111,7 +111,7 @@ impl Session {
     /// Removes a stored message (acknowledged, expired, moved or dropped).
     pub fn forget_message(&self, seq: u64) {
         if seq & CLUSTER_SEQ != 0 {
-            if let Some(cluster) = self.cluster_feed.get() {
+            if let Some(cluster) = self.cluster_feed.get().or_else(|| self.cluster_acks.get()) {
                 cluster.session_acked(&self.client_id, self.id, seq & !CLUSTER_SEQ);
             }
             return;

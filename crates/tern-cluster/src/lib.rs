@@ -43,6 +43,7 @@ mod retained;
 mod session_record;
 mod sessions;
 mod shared;
+mod shared_feed;
 pub mod subject;
 mod takeover;
 mod view;
@@ -155,7 +156,7 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
     let shares = shared::Shares::new(share_tx);
     let share_client = share_connection(&settings, shares.connected.clone()).await?;
     let unplaced = shares.unplaced.clone();
-    let feed_unplaced = unplaced.clone();
+    let feed_unplaced = (unplaced.clone(), shares.durable.clone());
     let view = Arc::new(view::Nodes::new(
         shared.clone(),
         handle.state().clone(),

@@ -195,6 +195,20 @@ impl ClusterLink for NatsLink {
         self.parts.as_ref().is_some_and(|p| p.shares.connected.load(Relaxed))
     }
 
+    fn feeds_groups(&self) -> bool {
+        self.parts.is_some()
+    }
+
+    fn shared_released(&self, seq: u64) {
+        if let Some(parts) = self
+            .parts
+            .as_ref()
+            .filter(|_| crate::shared_feed::Registry::is_group(seq))
+        {
+            parts.shares.durable.released(seq);
+        }
+    }
+
     fn will_changed(&self, client_id: &str, change: WillChange<'_>) {
         let Some(parts) = &self.parts else { return };
         if let Some(command) = crate::wills::command(client_id, change, &self.shared.origin) {
@@ -259,6 +273,12 @@ impl ClusterLink for NatsLink {
     }
 
     fn session_acked(&self, client_id: &str, session: u64, seq: u64) {
+        if crate::shared_feed::Registry::is_group(seq) {
+            if let Some(parts) = &self.parts {
+                parts.shares.durable.acked(seq);
+            }
+            return;
+        }
         if let Some(engine) = self.shared.sessions.get() {
             engine.command(client_id, session, crate::feed::Command::Acked(seq));
         }

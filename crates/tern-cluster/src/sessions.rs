@@ -359,7 +359,14 @@ impl Engine {
 
     /// A SUBSCRIBE or UNSUBSCRIBE of a fed session.
     pub fn subscribed(&self, client_id: &str, session: u64, ticket: Option<Ticket>) {
-        self.command(client_id, session, Command::Subscribed(ticket));
+        let feeds = self.feeds.lock();
+        match feeds.get(client_id).filter(|f| f.session == session) {
+            Some(feed) => {
+                let _ = feed.commands.send(Command::Subscribed(ticket));
+            }
+            // Not fed (a clean session that got a shared group's messages): nothing to keep.
+            None => ticket.into_iter().for_each(Ticket::settle),
+        }
     }
 
     /// A fed session ended: its feed deletes its record and consumer.

@@ -1,25 +1,33 @@
 //! Shared subscriptions across nodes: each message goes to one member of a
 //! `$share/{group}/{filter}` group cluster-wide.
 //!
-//! A node with members of a group subscribes to the filter's subjects in a NATS queue
-//! group named after the group (one queue subscription per distinct (group, filter),
-//! counted over its sessions), on a second NATS connection of its own that, unlike the
-//! main one, receives the node's own messages too. NATS hands each message to one of the
-//! queue's subscribers, so to one node, whose router then picks one of its local members
-//! by the configured strategy ([`tern_broker::BrokerState::deliver_shared_from_node`]).
-//! While that connection is up, the router leaves shared groups out of what it routes
-//! (`ClusterLink::routes_shared`): a message published on a node reaches its own
-//! members through NATS as well. While it is down, each node's groups get the messages
-//! that node routes, as on a single node.
+//! QoS 1/2 messages come from the group's durable JetStream consumer
+//! ([`crate::shared_feed`]): they stay in the stream until a member is done with them,
+//! wait there while no member is connected, and go to a member of another node when the
+//! node of the member that had them dies. This module starts and stops a node's feed of
+//! each group as its first member joins and its last one leaves.
 //!
-//! QoS 1/2 messages reach the queue subscriptions as they reach plain ones (NATS routes
-//! JetStream's messages too). Limits: a message NATS hands to a node whose last member
-//! left in that instant is not given to another node; when the connection drops or comes
-//! back, messages in flight may reach a group twice or not at all; nothing is replayed
-//! from the stream for a group's offline members on other nodes.
+//! QoS 0 messages take a lighter way: a node with members of a group subscribes to the
+//! filter's subjects in a NATS queue group named after the group (one queue subscription
+//! per distinct (group, filter), counted over its sessions), on a second NATS connection
+//! of its own that, unlike the main one, receives the node's own messages too. NATS
+//! hands each message to one of the queue's subscribers, so to one node, whose router
+//! then picks one of its local members by the configured strategy
+//! ([`tern_broker::BrokerState::deliver_shared_from_node`]); JetStream's copies of QoS 1/2
+//! messages, which reach the queue subscriptions too, are skipped there. While that
+//! connection is up, the router leaves shared groups out of what it routes
+//! (`ClusterLink::routes_shared`): a message published on a node reaches its own members
+//! through NATS as well. While it is down, each node's groups get the QoS 0 messages that
+//! node routes, as on a single node (the router never routes QoS 1/2 to a group:
+//! `ClusterLink::feeds_groups`).
+//!
+//! Limits of the QoS 0 way: a message NATS hands to a node whose last member left in that
+//! instant is not given to another node; when the connection drops or comes back,
+//! messages in flight may reach a group twice or not at all.
 
 use crate::link::Shared;
 use crate::outbound::Ticket;
+use crate::shared_feed::{self, Registry};
 use crate::{subject, wire};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -49,6 +57,8 @@ pub struct Shares {
     pub connected: Arc<AtomicBool>,
     /// Messages NATS handed to this node for a group that had no member to take them.
     pub unplaced: Arc<AtomicU64>,
+    /// The groups' QoS 1/2 feeds on this node.
+    pub durable: Arc<Registry>,
 }
 
 impl Shares {
@@ -58,6 +68,7 @@ impl Shares {
             changes,
             connected: Arc::new(AtomicBool::new(false)),
             unplaced: Arc::new(AtomicU64::new(0)),
+            durable: Arc::default(),
         }
     }
 
@@ -97,9 +108,9 @@ pub fn render(node: &str, groups: usize, unplaced: u64, out: &mut String) {
     use std::fmt::Write;
     let _ = write!(
         out,
-        "# HELP tern_cluster_shared_groups Distinct shared subscriptions ($share/group/filter) this node has members of, each one NATS queue subscription (two for /#).\n\
+        "# HELP tern_cluster_shared_groups Distinct shared subscriptions ($share/group/filter) this node has members of, each one NATS queue subscription (two for /#) for QoS 0 and a reader of the group's JetStream consumer for QoS 1/2.\n\
          # TYPE tern_cluster_shared_groups gauge\ntern_cluster_shared_groups{{node=\"{node}\"}} {groups}\n\
-         # HELP tern_cluster_shared_unplaced_total Messages NATS handed this node for a shared subscription that had no member here to take them.\n\
+         # HELP tern_cluster_shared_unplaced_total QoS 0 messages NATS handed this node for a shared subscription that had no member here to take them.\n\
          # TYPE tern_cluster_shared_unplaced_total counter\ntern_cluster_shared_unplaced_total{{node=\"{node}\"}} {unplaced}\n"
     );
 }
@@ -109,21 +120,29 @@ fn queue_name(group: &str) -> Option<String> {
     Some(format!("tern-share.{}", subject::topic_key(group)?))
 }
 
+/// The queue subscriptions' tasks of one (group, filter) and its QoS 1/2 feed's number.
+type Served = (Vec<JoinHandle<()>>, Option<u32>);
+
 /// Follows `changes`, keeping one queue subscription per subject of each (group,
 /// filter), until `changes` closes.
 pub async fn run(
     client: async_nats::Client,
     state: Arc<BrokerState>,
     shared: Arc<Shared>,
-    unplaced: Arc<AtomicU64>,
+    (unplaced, durable): (Arc<AtomicU64>, Arc<Registry>),
     mut changes: mpsc::UnboundedReceiver<Change>,
 ) {
-    let mut subscriptions: HashMap<(String, String), Vec<JoinHandle<()>>> = HashMap::new();
+    // Per (group, filter): its queue subscriptions' tasks and its QoS 1/2 feed.
+    let mut subscriptions: HashMap<(String, String), Served> = HashMap::new();
     while let Some(change) = changes.recv().await {
         match change {
             Change::Add(group, filter) => {
+                // QoS 1/2 from the group's consumer (made before the SUBACK goes).
+                let fed =
+                    shared_feed::start(&durable, state.clone(), shared.clone(), group.clone(), filter.clone()).await;
                 let (Some(subjects), Some(queue)) = (subject::filter_subjects(&filter), queue_name(&group)) else {
                     tracing::warn!("cluster: the shared subscription $share/{group}/{filter} is too long for NATS: its members get only this node's messages");
+                    subscriptions.insert((group, filter), (Vec::new(), fed));
                     continue;
                 };
                 let mut tasks = Vec::with_capacity(subjects.len());
@@ -142,11 +161,12 @@ pub async fn run(
                         Err(e) => tracing::error!("cluster: cannot subscribe to {subject} in queue {queue}: {e}"),
                     }
                 }
-                subscriptions.insert((group, filter), tasks);
+                subscriptions.insert((group, filter), (tasks, fed));
             }
             Change::Remove(group, filter) => {
-                for task in subscriptions.remove(&(group, filter)).into_iter().flatten() {
-                    task.abort();
+                if let Some((tasks, fed)) = subscriptions.remove(&(group, filter)) {
+                    tasks.iter().for_each(JoinHandle::abort);
+                    fed.into_iter().for_each(|id| durable.stop(id));
                 }
             }
             Change::Barrier(ticket) => {
@@ -158,8 +178,9 @@ pub async fn run(
             }
         }
     }
-    for task in subscriptions.into_values().flatten() {
-        task.abort();
+    for (tasks, fed) in subscriptions.into_values() {
+        tasks.iter().for_each(JoinHandle::abort);
+        fed.into_iter().for_each(|id| durable.stop(id));
     }
 }
 
@@ -183,6 +204,10 @@ impl Feed {
                     continue;
                 }
             };
+            if record.publish.qos != tern_proto::QoS::AtMostOnce {
+                // JetStream's copy: the group's consumer feeds it (crate::shared_feed).
+                continue;
+            }
             // RETAIN as published: the router clears it unless the member asked otherwise.
             if !self
                 .state

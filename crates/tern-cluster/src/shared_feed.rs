@@ -1,0 +1,412 @@
+//! The QoS 1/2 messages of shared subscriptions across nodes: one durable JetStream
+//! consumer per `$share/{group}/{filter}` on the `MQTT_MSGS` stream, read by every node
+//! that has a connected member of the group, so that each message goes to one member in
+//! the cluster and stays in the stream until that member is done with it.
+//!
+//! The consumer is named from a hash of (group, filter) (`tern-share-<hex>`), so every
+//! node finds the same one; the first node that gets a member makes it (before the
+//! member's SUBACK), from the next message stored on. A node reads it through short pull
+//! requests while one of its members of the group is connected (JetStream hands each
+//! message to one request, so to one node), and its router gives the message to one of
+//! those members ([`tern_broker::router::Router::publish_to_group_fed`]), numbered so that
+//! the member's PUBACK / PUBCOMP comes back here ([`Registry::acked`]); only then is the
+//! message acknowledged in JetStream. A member that goes away with messages unacknowledged
+//! hands them back ([`Registry::released`]): they are given up at once (a negative
+//! acknowledgement) and JetStream hands them to a member on any node. If the node dies,
+//! JetStream hands out its unacknowledged messages again after [`ACK_WAIT`]; while a
+//! member is connected and simply slow, the wait is extended every few seconds. While no
+//! member is connected anywhere, nobody reads and the messages wait in the stream (an
+//! hour at most, the stream's limit); the consumer is deleted by JetStream once nobody
+//! has read it for [`INACTIVE_FOR`] (there is no cluster-wide count of a group's members:
+//! the last unsubscribe does not delete it).
+
+use crate::link::Shared;
+use crate::session_record::consumer_subjects;
+use crate::wire;
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::message::Acker;
+use async_nats::jetstream::AckKind;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use tern_broker::router::GroupDelivery;
+use tern_broker::session::Session;
+use tern_broker::BrokerState;
+use tokio::sync::mpsc;
+
+/// Marks a fed message's number as a shared group's (a persistent session's own feed
+/// numbers its messages by stream sequence alone).
+pub const GROUP_BIT: u64 = 1 << 62;
+/// Below [`GROUP_BIT`]: the feed's number on this node, then the stream sequence.
+const ID_SHIFT: u32 = 40;
+const ID_MASK: u64 = (1 << 22) - 1;
+const SEQ_MASK: u64 = (1 << ID_SHIFT) - 1;
+
+/// How long JetStream waits for a message's acknowledgement before it hands it out again
+/// (to any node): how long a dead node's members' messages wait.
+pub const ACK_WAIT: Duration = Duration::from_secs(20);
+/// A message a connected member holds longer than this has its wait extended.
+const EXTEND_AFTER: Duration = Duration::from_secs(8);
+const EXTEND_EVERY: Duration = Duration::from_secs(4);
+/// Most messages of a group handed out and not yet acknowledged, cluster-wide.
+const MAX_ACK_PENDING: i64 = 1000;
+/// JetStream deletes a group's consumer that nobody read for this long (the stream keeps
+/// messages an hour).
+pub const INACTIVE_FOR: Duration = Duration::from_secs(3600);
+/// One pull request: at most this many messages, for at most this long.
+const BATCH: usize = 64;
+const PULL_FOR: Duration = Duration::from_secs(2);
+/// How often a node without a connected member looks again.
+const IDLE_CHECK: Duration = Duration::from_millis(200);
+/// After a failed pull (JetStream unavailable), the next one.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// A message no member here could take is handed out again after this.
+const NO_MEMBER_DELAY: Duration = Duration::from_millis(500);
+/// Longest the making of a consumer holds up a SUBACK.
+const CREATE_WAIT: Duration = Duration::from_secs(2);
+
+/// What a member's session tells its group's feed.
+#[derive(Debug)]
+pub enum Command {
+    /// The member is done with the message of this stream sequence.
+    Acked(u64),
+    /// The member went away without acknowledging it: for another member.
+    Released(u64),
+    /// No member is left on this node.
+    Stop,
+}
+
+/// This node's group feeds, by number (the number travels in each fed message's
+/// sequence, so that an acknowledgement finds its feed).
+#[derive(Debug, Default)]
+pub struct Registry {
+    next: AtomicU32,
+    feeds: Mutex<HashMap<u32, mpsc::UnboundedSender<Command>>>,
+}
+
+impl Registry {
+    /// Whether the fed number `seq` is a shared group's.
+    pub fn is_group(seq: u64) -> bool {
+        seq & GROUP_BIT != 0
+    }
+
+    /// The member is done with fed message `seq`.
+    pub fn acked(&self, seq: u64) {
+        self.send(seq, Command::Acked(seq & SEQ_MASK));
+    }
+
+    /// The member left without acknowledging fed message `seq`.
+    pub fn released(&self, seq: u64) {
+        self.send(seq, Command::Released(seq & SEQ_MASK));
+    }
+
+    fn send(&self, seq: u64, command: Command) {
+        let id = ((seq >> ID_SHIFT) & ID_MASK) as u32;
+        if let Some(feed) = self.feeds.lock().get(&id) {
+            let _ = feed.send(command);
+        }
+    }
+
+    fn register(&self) -> (u32, mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut feeds = self.feeds.lock();
+        let mut id = self.next.fetch_add(1, Relaxed) & ID_MASK as u32;
+        while feeds.contains_key(&id) {
+            id = self.next.fetch_add(1, Relaxed) & ID_MASK as u32;
+        }
+        feeds.insert(id, tx);
+        (id, rx)
+    }
+
+    /// Stops feed `id` (its last member here left).
+    pub fn stop(&self, id: u32) {
+        if let Some(feed) = self.feeds.lock().remove(&id) {
+            let _ = feed.send(Command::Stop);
+        }
+    }
+}
+
+/// The consumer of `$share/{group}/{filter}`: the same name on every node (FNV-1a of the
+/// pair, which cannot collide with another pair's bytes since group names hold no `/`).
+pub fn consumer_name(group: &str, filter: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in group.bytes().chain([b'/']).chain(filter.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("tern-share-{hash:016x}")
+}
+
+/// The group's consumer's configuration (the same on every node, so that making it where
+/// it exists already is harmless); `None` if the filter is too long for NATS.
+fn consumer_config(group: &str, filter: &str) -> Option<pull::Config> {
+    let subjects = consumer_subjects(std::iter::once(filter));
+    if subjects.is_empty() {
+        return None;
+    }
+    Some(pull::Config {
+        durable_name: Some(consumer_name(group, filter)),
+        deliver_policy: DeliverPolicy::New,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: ACK_WAIT,
+        max_ack_pending: MAX_ACK_PENDING,
+        filter_subjects: subjects,
+        inactive_threshold: INACTIVE_FOR,
+        ..Default::default()
+    })
+}
+
+/// Starts this node's feed of `$share/{group}/{filter}` (its first member here joined):
+/// the consumer is found or made first (waited for at most [`CREATE_WAIT`]: the SUBACK
+/// waits for this), then read in the background. Returns the feed's number.
+pub async fn start(
+    registry: &Arc<Registry>,
+    state: Arc<BrokerState>,
+    shared: Arc<Shared>,
+    group: String,
+    filter: String,
+) -> Option<u32> {
+    let Some(config) = consumer_config(&group, &filter) else {
+        tracing::warn!("cluster: the shared subscription $share/{group}/{filter} is too long for NATS: its QoS 1/2 messages reach no member");
+        return None;
+    };
+    let (id, commands) = registry.register();
+    let mut feed = GroupFeed {
+        state,
+        shared,
+        group,
+        filter,
+        config,
+        id,
+        consumer: None,
+        pending: HashMap::new(),
+        retry_at: Instant::now(),
+    };
+    let _ = tokio::time::timeout(CREATE_WAIT, feed.open()).await;
+    tokio::spawn(feed.run(commands));
+    Some(id)
+}
+
+/// A message queued for a member, until it is done with it.
+struct Pending {
+    acker: Acker,
+    since: Instant,
+    member: Weak<Session>,
+}
+
+/// One group's feed on this node.
+struct GroupFeed {
+    state: Arc<BrokerState>,
+    shared: Arc<Shared>,
+    group: String,
+    filter: String,
+    config: pull::Config,
+    id: u32,
+    consumer: Option<PullConsumer>,
+    /// Messages queued for members here, by stream sequence.
+    pending: HashMap<u64, Pending>,
+    retry_at: Instant,
+}
+
+impl GroupFeed {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut batch: Option<pull::Batch> = None;
+        let mut stopping = false;
+        let mut extend = tokio::time::interval(EXTEND_EVERY);
+        loop {
+            if batch.is_none() {
+                if stopping {
+                    break;
+                }
+                if Instant::now() >= self.retry_at
+                    && self.state.router.group_has_online_member(&self.group, &self.filter)
+                {
+                    batch = self.pull().await;
+                }
+            }
+            tokio::select! {
+                command = commands.recv(), if !stopping => match command {
+                    Some(Command::Acked(seq)) => {
+                        if let Some(p) = self.pending.remove(&seq) {
+                            let _ = p.acker.ack().await;
+                        }
+                    }
+                    Some(Command::Released(seq)) => {
+                        if let Some(p) = self.pending.remove(&seq) {
+                            let _ = p.acker.ack_with(AckKind::Nak(None)).await;
+                        }
+                    }
+                    Some(Command::Stop) | None => stopping = true,
+                },
+                message = next(&mut batch) => match message {
+                    Some(Ok(message)) => self.handle(message, stopping).await,
+                    Some(Err(e)) => {
+                        tracing::debug!("cluster: reading $share/{}/{}: {e}", self.group, self.filter);
+                        // The consumer may be gone (JetStream deletes an unread one): found or
+                        // made again next time.
+                        (batch, self.consumer) = (None, None);
+                        self.retry_at = Instant::now() + RETRY_AFTER;
+                    }
+                    None => batch = None,
+                },
+                _ = extend.tick() => self.extend().await,
+                _ = tokio::time::sleep(IDLE_CHECK), if batch.is_none() => {}
+            }
+        }
+        // Whatever is still queued here goes to the members of other nodes.
+        for (_, p) in self.pending.drain() {
+            let _ = p.acker.ack_with(AckKind::Nak(None)).await;
+        }
+    }
+
+    /// Finds (or makes) the group's consumer.
+    async fn open(&mut self) -> Option<&PullConsumer> {
+        if self.consumer.is_none() {
+            let ready = self.shared.sessions.get().and_then(|e| e.ready.get())?;
+            let name = consumer_name(&self.group, &self.filter);
+            match ready.stream.get_or_create_consumer(&name, self.config.clone()).await {
+                Ok(consumer) => self.consumer = Some(consumer),
+                Err(e) => {
+                    tracing::debug!("cluster: the consumer of $share/{}/{}: {e}", self.group, self.filter);
+                    self.retry_at = Instant::now() + RETRY_AFTER;
+                }
+            }
+        }
+        self.consumer.as_ref()
+    }
+
+    /// One pull request for this node's members.
+    async fn pull(&mut self) -> Option<pull::Batch> {
+        let consumer = self.open().await?;
+        match consumer.batch().max_messages(BATCH).expires(PULL_FOR).messages().await {
+            Ok(batch) => Some(batch),
+            Err(e) => {
+                tracing::debug!("cluster: pulling $share/{}/{}: {e}", self.group, self.filter);
+                self.consumer = None;
+                self.retry_at = Instant::now() + RETRY_AFTER;
+                None
+            }
+        }
+    }
+
+    /// Gives one message to a connected member here, or back to JetStream.
+    async fn handle(&mut self, message: async_nats::jetstream::Message, stopping: bool) {
+        let Ok((seq, published)) = message
+            .info()
+            .map(|i| (i.stream_sequence, i.published.unix_timestamp()))
+        else {
+            return;
+        };
+        let (message, acker) = message.split();
+        if stopping {
+            let _ = acker.ack_with(AckKind::Nak(None)).await;
+            return;
+        }
+        if let Some(queued) = self.pending.get_mut(&seq) {
+            if queued.member.upgrade().is_some_and(|s| s.is_online()) {
+                // Handed out again while still queued for a connected member: that one
+                // finishes it.
+                queued.acker = acker;
+                return;
+            }
+            self.pending.remove(&seq);
+        }
+        let record = match wire::decode(&message.payload) {
+            Ok(record) if seq <= SEQ_MASK => record,
+            _ => {
+                self.shared.dropped_inbound.fetch_add(1, Relaxed);
+                let _ = acker.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let mut publish = record.publish;
+        if !wire::still_valid(&mut publish, published) {
+            let _ = acker.ack().await;
+            return;
+        }
+        let fed = GROUP_BIT | (u64::from(self.id) << ID_SHIFT) | seq;
+        let state = &self.state;
+        let group = (self.group.as_str(), self.filter.as_str());
+        match state.router.publish_to_group_fed(&publish, group, fed, &state.metrics) {
+            GroupDelivery::Queued(session) => {
+                let member = Arc::downgrade(&session);
+                let since = Instant::now();
+                self.pending.insert(seq, Pending { acker, since, member });
+            }
+            GroupDelivery::Untracked => {
+                let _ = acker.ack().await;
+            }
+            GroupDelivery::NoMember => {
+                let _ = acker.ack_with(AckKind::Nak(Some(NO_MEMBER_DELAY))).await;
+            }
+        }
+    }
+
+    /// Extends the wait of messages connected members hold long; hands back those of
+    /// members whose session is gone (those of an offline member lapse after
+    /// [`ACK_WAIT`] and are handed out again).
+    async fn extend(&mut self) {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        for (seq, p) in &mut self.pending {
+            if now.duration_since(p.since) < EXTEND_AFTER {
+                continue;
+            }
+            match p.member.upgrade() {
+                None => gone.push(*seq),
+                Some(session) if session.is_online() => {
+                    let _ = p.acker.ack_with(AckKind::Progress).await;
+                    p.since = now;
+                }
+                Some(_) => {}
+            }
+        }
+        for seq in gone {
+            if let Some(p) = self.pending.remove(&seq) {
+                let _ = p.acker.ack_with(AckKind::Nak(None)).await;
+            }
+        }
+    }
+}
+
+async fn next(batch: &mut Option<pull::Batch>) -> Option<Result<async_nats::jetstream::Message, async_nats::Error>> {
+    match batch {
+        Some(batch) => batch.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_consumer_name_is_the_same_everywhere_and_differs_per_pair() {
+        assert_eq!(consumer_name("g", "a/b"), consumer_name("g", "a/b"));
+        assert_ne!(consumer_name("g", "ab"), consumer_name("ga", "b"));
+        assert_ne!(consumer_name("g", "a/b"), consumer_name("h", "a/b"));
+        assert!(consumer_name("g", "#")
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    }
+
+    #[test]
+    fn a_fed_number_finds_its_feed_and_sequence() {
+        let registry = Registry::default();
+        let (id, mut rx) = registry.register();
+        let seq = GROUP_BIT | (u64::from(id) << ID_SHIFT) | 12345;
+        assert!(Registry::is_group(seq));
+        assert!(!Registry::is_group(12345));
+        registry.acked(seq);
+        assert!(matches!(rx.try_recv(), Ok(Command::Acked(12345))));
+        registry.released(seq);
+        assert!(matches!(rx.try_recv(), Ok(Command::Released(12345))));
+        registry.stop(id);
+        assert!(matches!(rx.try_recv(), Ok(Command::Stop)));
+        registry.acked(seq);
+        assert!(rx.try_recv().is_err());
+    }
+}

