@@ -32,6 +32,7 @@ mod sys;
 pub mod tls;
 pub mod topic_map;
 mod unix_listener;
+pub mod wake;
 
 pub use broker::{Broker, BrokerHandle, BrokerState};
 pub use config::Config;

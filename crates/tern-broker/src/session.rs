@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_core::{Deadlines, Outbox, OutboxLimits};
 use tern_proto::{decode, ByteStr, Packet, ProtocolVersion, Publish, PublishFrame, QoS, SubscriptionOptions, Will};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 /// Identifies one session object (a client id may have several over time).
 pub type SessionId = u64;
@@ -185,7 +185,7 @@ pub struct Session {
     v5: AtomicBool,
     pub state: Mutex<SessionState>,
     /// Wakes the serving connection task when deliveries are queued.
-    pub wake: Notify,
+    pub wake: crate::wake::Wake,
     /// The durable store, when persistence is on.
     pub store: Option<Arc<Store>>,
     /// Where the session's timed work is scheduled.
@@ -364,7 +364,7 @@ impl Sessions {
                 purge_at: None,
                 expiry_check_at: None,
             }),
-            wake: Notify::new(),
+            wake: crate::wake::Wake::new(),
             store: self.store.clone(),
             deadlines: self.deadlines.clone(),
             cluster_feed: std::sync::OnceLock::new(),

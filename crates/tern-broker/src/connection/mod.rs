@@ -16,12 +16,14 @@ mod inbound;
 mod packet_log;
 mod resume;
 pub(crate) mod transport;
+mod waits;
 mod websocket;
 
 pub(crate) use aliases::OutgoingAliases;
 use close::event_reason;
 pub(crate) use close::Close;
 use transport::Socket;
+use waits::{held_until, Waits, Wakeup};
 
 use crate::admission::Slot;
 use crate::broker::BrokerState;
@@ -152,26 +154,6 @@ pub(super) async fn drain(socket: &mut Socket) {
     .await;
 }
 
-/// Resolves with the newcomer's reply sender when a takeover is asked for; never resolves
-/// once the handle is gone without one.
-async fn next_takeover(takeover: &mut Option<oneshot::Receiver<oneshot::Sender<()>>>) -> Option<oneshot::Sender<()>> {
-    match takeover {
-        Some(receiver) => {
-            let asked = receiver.await.ok();
-            *takeover = None;
-            asked
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves when store ticket `ticket` is durable.
-async fn wait_durable(store: Option<&Store>, ticket: u64) {
-    if let Some(store) = store {
-        store.wait_durable(ticket).await;
-    }
-}
-
 /// Serves one accepted socket until it closes.
 ///
 /// Setting up (CONNECT, handshake) runs in its own boxed future and hands over one value;
@@ -277,6 +259,9 @@ impl Live {
         let mut last_read = Instant::now();
         let keep_alive = tokio::time::sleep(c.keep_alive_limit.unwrap_or(Duration::from_secs(86_400)));
         tokio::pin!(keep_alive);
+        // Made once and kept: it stays registered with the token across iterations.
+        let shutdown = broker.shutdown.cancelled();
+        tokio::pin!(shutdown);
         loop {
             let more = c.out.len() >= OUTPUT_HIGH_WATER || c.fill_from_outbox();
             if store.is_some() {
@@ -295,34 +280,40 @@ impl Live {
             };
             let held = store_held || cluster_held;
             if (!c.out.is_empty() || socket.has_pending_output()) && !*write_blocked && !held {
-                // Write at once when the socket has room: the common case needs no extra
-                // turn through the select below.
+                // Write at once when the socket has room: the common case needs no wait.
                 match c.write_now(socket) {
                     Ok(blocked) => *write_blocked = blocked,
                     Err(close) => return close,
                 }
             }
-            if more && c.out.len() < OUTPUT_HIGH_WATER {
-                // More is queued than fitted and there is room again; publishers wake us
-                // only when the queue was empty, so wake ourselves (through the select,
-                // which keeps the scheduler's fairness budget).
-                c.session.wake.notify_one();
-            }
             c.info.count(&c.counters);
             broker.metrics.flush(&mut c.counters);
-            let can_read = c.out.len() < OUTPUT_HIGH_WATER;
-            tokio::select! {
-                biased;
-                done = next_takeover(takeover) => {
-                    if let Some(done) = done {
-                        return Close::TakenOver(done);
-                    }
-                }
-                () = broker.shutdown.cancelled() => return Close::Shutdown,
-                ready = socket.readable(), if can_read => {
-                    if let Err(e) = ready {
-                        return Close::Gone(format!("read error: {e}"));
-                    }
+            let mut held_wait = held.then(|| {
+                let track = c.cluster_track.clone().filter(|_| cluster_held);
+                held_until(store.filter(|_| store_held), c.hold, track)
+            });
+            let event = {
+                let mut waits = Waits {
+                    takeover: &mut *takeover,
+                    shutdown: shutdown.as_mut(),
+                    socket,
+                    read: c.out.len() < OUTPUT_HIGH_WATER,
+                    held: held_wait.as_mut().map(|wait| wait.as_mut()),
+                    write: (!c.out.is_empty() || socket.has_pending_output()) && !held,
+                    // More is queued than fitted and there is room again; publishers wake
+                    // us only when the queue was empty, so go round again ourselves.
+                    again: more && c.out.len() < OUTPUT_HIGH_WATER,
+                    wake: &c.session.wake,
+                    keep_alive: c.keep_alive_limit.map(|_| keep_alive.as_mut()),
+                };
+                std::future::poll_fn(|cx| waits.poll(cx)).await
+            };
+            drop(held_wait);
+            match event {
+                Wakeup::TakenOver(done) => return Close::TakenOver(done),
+                Wakeup::Shutdown => return Close::Shutdown,
+                Wakeup::Readable(Err(e)) => return Close::Gone(format!("read error: {e}")),
+                Wakeup::Readable(Ok(())) => {
                     let read = c.read_and_handle(socket, input, max_packet_size);
                     if store.is_some() {
                         c.hold = c.hold.max(Store::take_thread_ticket());
@@ -340,25 +331,23 @@ impl Live {
                         Err(close) => return close,
                     }
                 }
-                () = wait_durable(store, c.hold), if store_held => {}
-                () = crate::cluster::changed(c.cluster_track.as_deref()), if cluster_held => {}
-                ready = socket.writable(), if (!c.out.is_empty() || socket.has_pending_output()) && !held => {
-                    if let Err(e) = ready {
-                        return Close::Gone(format!("write error: {e}"));
-                    }
-                    match c.write_now(socket) {
-                        Ok(blocked) => *write_blocked = blocked,
-                        Err(close) => return close,
-                    }
-                }
-                () = c.session.wake.notified() => {
+                Wakeup::Settled => {}
+                Wakeup::Writable(Err(e)) => return Close::Gone(format!("write error: {e}")),
+                Wakeup::Writable(Ok(())) => match c.write_now(socket) {
+                    Ok(blocked) => *write_blocked = blocked,
+                    Err(close) => return close,
+                },
+                Wakeup::Woken => {
                     match c.info.kicked() {
                         None => {}
                         Some(crate::admin::Kick::Admin) => return Close::Kicked,
                         Some(crate::admin::Kick::TakenOverElsewhere) => return Close::TakenOverElsewhere,
                     }
+                    // A connection woken again and again (a steady stream of deliveries
+                    // to a fast reader) still yields its worker when its budget is spent.
+                    tokio::task::consume_budget().await;
                 }
-                () = &mut keep_alive, if c.keep_alive_limit.is_some() => {
+                Wakeup::KeepAlive => {
                     let limit = c.keep_alive_limit.unwrap_or_default();
                     if last_read.elapsed() >= limit {
                         return Close::KeepAliveTimeout;

@@ -15,6 +15,7 @@ use crate::config::WebSocketSettings;
 use bytes::{Buf, BytesMut};
 use rustls::ServerConnection;
 use std::io::{self, Read, Write};
+use std::task::{Context, Poll};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UnixStream};
 
@@ -44,6 +45,20 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.writable().await,
             Stream::Unix(s) => s.writable().await,
+        }
+    }
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_write_ready(cx),
+            Stream::Unix(s) => s.poll_write_ready(cx),
         }
     }
 
@@ -180,6 +195,17 @@ impl Socket {
 
     pub async fn writable(&self) -> io::Result<()> {
         self.lower.tcp.writable().await
+    }
+
+    /// Ready when the socket has bytes (or an error) to read; only this connection's
+    /// task waits on it, so no waiter node is needed.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.lower.tcp.poll_read_ready(cx)
+    }
+
+    /// Ready when the socket has room to write.
+    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.lower.tcp.poll_write_ready(cx)
     }
 
     /// Whether bytes wait for the socket: TLS records (handshake, alerts, encrypted
