@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use tern_broker::router::GroupDelivery;
 use tern_broker::session::Session;
 use tern_broker::BrokerState;
+use tern_proto::QoS;
 use tokio::sync::mpsc;
 
 /// Marks a fed message's number as a shared group's (a persistent session's own feed
@@ -323,7 +324,9 @@ impl GroupFeed {
             }
         };
         let mut publish = record.publish;
-        if !wire::still_valid(&mut publish, published) {
+        // The stream holds QoS 0 messages too (it takes every message on its subjects):
+        // those reach the group through its NATS queue group (crate::shared).
+        if publish.qos == QoS::AtMostOnce || !wire::still_valid(&mut publish, published) {
             let _ = acker.ack().await;
             return;
         }

@@ -2,7 +2,8 @@
 //! done with them (docs/cluster.md, "Shared subscriptions"), against real servers: three
 //! `nats-server` processes and three `tern broker` nodes (a, b, c). One test starts them
 //! once and runs the scenarios in turn: a group with members on nodes a and b (3.1.1 and
-//! 5.0) and a publisher on node c, QoS 1 and 2: each message reaches exactly one member;
+//! 5.0) and a publisher on node c, QoS 1 and 2 (from the group's JetStream consumer), then
+//! QoS 0 (through NATS queue groups): each message reaches exactly one member;
 //! a group whose members are all gone (a clean 3.1.1 member that left, a persistent 5.0
 //! member offline) keeps its messages, and a member connecting on another node gets
 //! them; last, members on node a that receive without acknowledging, and node a killed
@@ -147,6 +148,40 @@ fn each_message_to_one_member(nats: &NatsCluster, nodes: &HashMap<&str, Broker>)
     assert_eq!(distinct, sent, "the group's messages: {got:?}");
     assert!(got.values().all(|g| !g.is_empty()), "a member got nothing: {got:?}");
     println!("one member each: a {}, b {}", got["a"].len(), got["b"].len());
+    // QoS 0 goes through NATS queue groups: once NATS routes the group's subject to node
+    // c's server (probes reach both members), each message reaches one member once.
+    let deadline = Instant::now() + PATIENCE;
+    let mut probed = [false; 2];
+    let mut n = 0;
+    while !probed.iter().all(|p| *p) {
+        assert!(
+            Instant::now() < deadline,
+            "probes never reached both members: {probed:?}"
+        );
+        n += 1;
+        publisher.publish("work/probe", format!("probe-{n}").as_bytes(), QoS::AtMostOnce, false, 0);
+        for (i, (_, member)) in members.iter_mut().enumerate() {
+            probed[i] |= !take(member, true).is_empty();
+        }
+    }
+    for (_, member) in members.iter_mut() {
+        rest(member);
+    }
+    let mut sent = BTreeSet::new();
+    for i in 1..=N {
+        let payload = format!("zero-{i}");
+        publisher.publish(&format!("work/{i}"), payload.as_bytes(), QoS::AtMostOnce, false, 0);
+        sent.insert(payload);
+    }
+    let got = gather(&mut members, usize::from(N), PATIENCE);
+    let every: Vec<&String> = got.values().flatten().filter(|p| !p.starts_with("probe")).collect();
+    let distinct: BTreeSet<String> = every.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        distinct.len(),
+        every.len(),
+        "QoS 0: a message reached two members: {got:?}"
+    );
+    assert_eq!(distinct, sent, "QoS 0: {got:?}");
     for (_, member) in members {
         member.disconnect();
     }
@@ -254,7 +289,7 @@ fn a_members_node_dies(nats: &NatsCluster, nodes: &mut HashMap<&str, Broker>) {
     }
     let again: Vec<&String> = after.iter().filter(|p| !held.contains(p)).collect();
     println!(
-        "after the crash: {} delivered again, {} others",
+        "after the crash: node b's members got {} ({} of them they had done before)",
         after.len(),
         again.len()
     );
