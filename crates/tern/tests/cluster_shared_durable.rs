@@ -1,13 +1,15 @@
 //! Shared subscriptions' QoS 1/2 messages on a cluster kept in JetStream until a member is
-//! done with them (docs/cluster.md, "Shared subscriptions"), against real servers: three
-//! `nats-server` processes and three `tern broker` nodes (a, b, c). One test starts them
-//! once and runs the scenarios in turn: a group with members on nodes a and b (3.1.1 and
-//! 5.0) and a publisher on node c, QoS 1 and 2 (from the group's JetStream consumer), then
-//! QoS 0 (through NATS queue groups): each message reaches exactly one member;
-//! a group whose members are all gone (a clean 3.1.1 member that left, a persistent 5.0
-//! member offline) keeps its messages, and a member connecting on another node gets
-//! them; last, members on node a that receive without acknowledging, and node a killed
-//! with SIGKILL: every one of those messages reaches the members on node b.
+//! done with them (docs/cluster.md, "Shared subscriptions across nodes"), against real
+//! servers: three `nats-server` processes and three `tern broker` nodes (a, b, c). One test
+//! starts them once and runs the scenarios in turn: a group with members on nodes a and b
+//! (3.1.1 and 5.0) and a publisher on node c, QoS 1 and 2 (from the group's JetStream
+//! consumer), then QoS 0 (through NATS queue groups): each message reaches exactly one
+//! member; a group whose members are all gone (a clean 3.1.1 member that left, a
+//! persistent 5.0 member offline) keeps its messages, and a member connecting on another
+//! node gets them; a member on node a that disconnects holding messages it did not
+//! acknowledge: they reach the member on node b at once; last, members on node a that
+//! receive without acknowledging, and node a killed with SIGKILL: every one of those
+//! messages reaches the members on node b.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -226,6 +228,51 @@ fn messages_wait_for_a_member(nodes: &HashMap<&str, Broker>) {
     publisher.disconnect();
 }
 
+/// A 3.1.1 member on node a that receives QoS 1 messages without acknowledging them and
+/// then disconnects: they go to the 5.0 member on node b at once (handed back, well before
+/// JetStream's acknowledgement wait).
+fn a_member_leaves(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
+    let filter = "$share/leave/leave/#";
+    let mut holder = member(&nodes["a"], V311, "leaving-311", filter);
+    let mut stayer = member(&nodes["b"], V5, "staying-5", filter);
+    let mut publisher = nodes["c"].connect(V5, "leave-publisher");
+    wait_until("nodes a and b pull the group's messages", || {
+        waiting_pulls(nats, "leave", "leave/#") >= 2
+    });
+    const N: u16 = 20;
+    let mut sent = BTreeSet::new();
+    for i in 1..=N {
+        let payload = format!("leave-{i}");
+        let code = publisher.publish(&format!("leave/{i}"), payload.as_bytes(), QoS::AtLeastOnce, false, i);
+        assert!(code.is_success(), "{payload}: {code:?}");
+        sent.insert(payload);
+    }
+    let deadline = Instant::now() + PATIENCE;
+    let (mut held, mut done) = (Vec::new(), Vec::new());
+    while held.len() + done.len() < usize::from(N) {
+        assert!(Instant::now() < deadline, "held {held:?}, done {done:?}");
+        held.extend(take(&mut holder, false));
+        done.extend(take(&mut stayer, true));
+    }
+    assert!(!held.is_empty(), "node a's member got nothing to hold: {done:?}");
+    holder.disconnect();
+    // Well within the 20 s acknowledgement wait: handed back, not timed out.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !held.iter().all(|h| done.contains(h)) {
+        assert!(
+            Instant::now() < deadline,
+            "after the member left: {done:?}, held {held:?}"
+        );
+        done.extend(take(&mut stayer, true));
+    }
+    done.extend(rest(&mut stayer));
+    assert_eq!(done.iter().cloned().collect::<BTreeSet<_>>(), sent);
+    assert_eq!(done.len(), usize::from(N), "once each on node b: {done:?}");
+    println!("a member left holding {}: node b's member got them", held.len());
+    stayer.disconnect();
+    publisher.disconnect();
+}
+
 /// Members on node a that never acknowledge, members on node b that do; node a killed:
 /// node b's members get every message node a's held.
 fn a_members_node_dies(nats: &NatsCluster, nodes: &mut HashMap<&str, Broker>) {
@@ -307,5 +354,6 @@ fn shared_groups_keep_their_messages_in_jetstream() {
     let mut nodes = start_nodes(&nats);
     each_message_to_one_member(&nats, &nodes);
     messages_wait_for_a_member(&nodes);
+    a_member_leaves(&nats, &nodes);
     a_members_node_dies(&nats, &mut nodes);
 }
