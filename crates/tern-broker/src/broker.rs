@@ -502,6 +502,12 @@ impl Broker {
             ));
         }
         self.state.shutdown.cancelled().await;
+        // Connections look at the shutdown token when woken (not on every wait): wake
+        // them all. One that registers its session after this sees the token cancelled
+        // before its loop starts.
+        self.state
+            .sessions
+            .with(|sessions| sessions.values().for_each(|session| session.wake.notify_one()));
         tracker.close();
         if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
             .await

@@ -256,12 +256,13 @@ impl Live {
         if let Err(close) = c.handle_early_input(input, max_packet_size) {
             return close;
         }
+        if broker.shutdown.is_cancelled() {
+            // Too late for the broker's waking of every session at shutdown.
+            return Close::Shutdown;
+        }
         let mut last_read = Instant::now();
         let keep_alive = tokio::time::sleep(c.keep_alive_limit.unwrap_or(Duration::from_secs(86_400)));
         tokio::pin!(keep_alive);
-        // Made once and kept: it stays registered with the token across iterations.
-        let shutdown = broker.shutdown.cancelled();
-        tokio::pin!(shutdown);
         loop {
             let more = c.out.len() >= OUTPUT_HIGH_WATER || c.fill_from_outbox();
             if store.is_some() {
@@ -295,7 +296,6 @@ impl Live {
             let event = {
                 let mut waits = Waits {
                     takeover: &mut *takeover,
-                    shutdown: shutdown.as_mut(),
                     socket,
                     read: c.out.len() < OUTPUT_HIGH_WATER,
                     held: held_wait.as_mut().map(|wait| wait.as_mut()),
@@ -311,7 +311,6 @@ impl Live {
             drop(held_wait);
             match event {
                 Wakeup::TakenOver(done) => return Close::TakenOver(done),
-                Wakeup::Shutdown => return Close::Shutdown,
                 Wakeup::Readable(Err(e)) => return Close::Gone(format!("read error: {e}")),
                 Wakeup::Readable(Ok(())) => {
                     let read = c.read_and_handle(socket, input, max_packet_size);
@@ -338,6 +337,9 @@ impl Live {
                     Err(close) => return close,
                 },
                 Wakeup::Woken => {
+                    if broker.shutdown.is_cancelled() {
+                        return Close::Shutdown;
+                    }
                     match c.info.kicked() {
                         None => {}
                         Some(crate::admin::Kick::Admin) => return Close::Kicked,

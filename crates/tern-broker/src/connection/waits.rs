@@ -1,7 +1,7 @@
 //! What a connection's loop waits for, and the one place that waits for it.
 //!
 //! Each turn of the loop ([`super::Live::run`]) waits until the first of these is ready,
-//! in this order: a takeover, shutdown, input, what holds output back (the store or the
+//! in this order: a takeover, input, what holds output back (the store or the
 //! cluster), room for output, the session's wake signal, the keep-alive timer. They are
 //! polled by hand rather than through `select!`: no per-wait futures (each with its waiter
 //! node) are made, registered and dropped on every wake-up, readiness is asked of the
@@ -43,24 +43,23 @@ pub(super) type HeldWait<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 pub(super) enum Wakeup {
     /// A newcomer takes the session over; the sender answers it once this one is gone.
     TakenOver(oneshot::Sender<()>),
-    Shutdown,
     Readable(std::io::Result<()>),
     /// What held output back is durable or settled.
     Settled,
     Writable(std::io::Result<()>),
-    /// The session's wake signal (deliveries queued, a kick), or the loop's own "again".
+    /// The session's wake signal (deliveries queued, a kick, shutdown), or the loop's own
+    /// "again".
     Woken,
     KeepAlive,
 }
 
 /// Everything one wait of the loop watches, polled in a fixed order (the first ready
-/// wins): a takeover, shutdown, input, what holds output back, room for output, the wake
+/// wins): a takeover, input, what holds output back, room for output, the wake
 /// signal, the keep-alive timer. Polled by hand rather than through `select!`, so that
 /// no per-wait futures (each with its waiter node) are made, registered and dropped on
 /// every wake-up, and the connection's resident future stays small while it is idle.
 pub(super) struct Waits<'a, 'b> {
     pub(super) takeover: &'a mut Option<oneshot::Receiver<oneshot::Sender<()>>>,
-    pub(super) shutdown: Pin<&'a mut tokio_util::sync::WaitForCancellationFuture<'b>>,
     pub(super) socket: &'a Socket,
     /// Whether to watch for input (not while output is above the high-water mark).
     pub(super) read: bool,
@@ -83,9 +82,6 @@ impl Waits<'_, '_> {
                     return Poll::Ready(Wakeup::TakenOver(done));
                 }
             }
-        }
-        if self.shutdown.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Wakeup::Shutdown);
         }
         if self.read {
             if let Poll::Ready(ready) = self.socket.poll_read_ready(cx) {
