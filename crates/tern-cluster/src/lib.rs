@@ -22,8 +22,10 @@
 //! - the heartbeats carry each node's figures and tell which nodes are alive ([`view`]);
 //! - wills are kept in the `MQTT_WILLS` bucket, and the survivors publish those of a node
 //!   that died, once ([`wills`]);
-//! - shared subscriptions balance across the nodes through NATS queue groups
-//!   ([`shared`]);
+//! - shared subscriptions balance across the nodes: QoS 0 through NATS queue groups
+//!   ([`shared`]), QoS 1/2 from one durable consumer per group on the stream, acknowledged
+//!   as a member acknowledges them and handed to another node's member if its node dies
+//!   ([`shared_feed`], the groups' members per node in the `MQTT_SHARES` bucket);
 //! - a persistent session is resumed on whichever node its client reconnects to: its
 //!   record in the `MQTT_SESSIONS` bucket, and a durable consumer on the stream that feeds
 //!   it its QoS 1/2 messages, acknowledged as the client acknowledges them ([`sessions`],
@@ -156,7 +158,8 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
     let shares = shared::Shares::new(share_tx);
     let share_client = share_connection(&settings, shares.connected.clone()).await?;
     let unplaced = shares.unplaced.clone();
-    let feed_unplaced = (unplaced.clone(), shares.durable.clone());
+    let durable = shares.durable.clone();
+    let feed_unplaced = (unplaced.clone(), durable.clone());
     let view = Arc::new(view::Nodes::new(
         shared.clone(),
         handle.state().clone(),
@@ -188,6 +191,8 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
     let sessions = Arc::new(sessions::Engine::new(shared.clone(), state.clone()));
     let _ = shared.sessions.set(sessions.clone());
     let (sessions_js, replicas) = (js.clone(), settings.replicas());
+    let (members_js, members_view) = (js.clone(), view.clone());
+    tokio::spawn(async move { durable.open_members(&members_js, replicas, members_view).await });
     tokio::spawn(async move { sessions.set_up(&sessions_js, replicas).await });
     tokio::spawn(outbound::run(client.clone(), js.clone(), shared.clone(), out_rx));
     tokio::spawn(inbound::run(client.clone(), state.clone(), shared.clone(), interest_rx));

@@ -16,21 +16,27 @@
 //! JetStream hands out its unacknowledged messages again after [`ACK_WAIT`]; while a
 //! member is connected and simply slow, the wait is extended every few seconds. While no
 //! member is connected anywhere, nobody reads and the messages wait in the stream (an
-//! hour at most, the stream's limit); the consumer is deleted by JetStream once nobody
-//! has read it for [`INACTIVE_FOR`] (there is no cluster-wide count of a group's members:
-//! the last unsubscribe does not delete it).
+//! hour at most, the stream's limit).
+//!
+//! Each node with members of a group (connected or not) has a key in the `MQTT_SHARES`
+//! bucket, `<consumer>.<node>`, written before it reads. When its last member leaves
+//! (unsubscribes, or its session ends), the node deletes its key and looks up the keys of
+//! the other nodes it sees ([`crate::view`]); if none has one and no message waits in the
+//! consumer, it deletes the consumer. A consumer left behind (messages waiting, a node
+//! died holding members, the bucket out of reach) is deleted by JetStream once nobody has
+//! read it for [`INACTIVE_FOR`].
 
 use crate::link::Shared;
 use crate::session_record::consumer_subjects;
 use crate::wire;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::message::Acker;
-use async_nats::jetstream::AckKind;
+use async_nats::jetstream::{kv, AckKind};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tern_broker::router::GroupDelivery;
 use tern_broker::session::Session;
@@ -80,12 +86,18 @@ pub enum Command {
     Stop,
 }
 
+/// The key-value bucket of which nodes have members of which group.
+pub const MEMBERS_BUCKET: &str = "MQTT_SHARES";
+
 /// This node's group feeds, by number (the number travels in each fed message's
 /// sequence, so that an acknowledgement finds its feed).
 #[derive(Debug, Default)]
 pub struct Registry {
     next: AtomicU32,
     feeds: Mutex<HashMap<u32, mpsc::UnboundedSender<Command>>>,
+    /// The `MQTT_SHARES` bucket, once JetStream answered, and the nodes this node sees.
+    members: OnceLock<kv::Store>,
+    view: OnceLock<Arc<crate::view::Nodes>>,
 }
 
 impl Registry {
@@ -122,7 +134,44 @@ impl Registry {
         (id, rx)
     }
 
-    /// Stops feed `id` (its last member here left).
+    /// Opens (or makes) the `MQTT_SHARES` bucket, retrying until JetStream answers; the
+    /// view tells which nodes to ask when a group's last member here leaves.
+    pub async fn open_members(
+        &self,
+        js: &async_nats::jetstream::Context,
+        replicas: usize,
+        view: Arc<crate::view::Nodes>,
+    ) {
+        let _ = self.view.set(view);
+        loop {
+            let bucket = match js.get_key_value(MEMBERS_BUCKET).await {
+                Ok(bucket) => Ok(bucket),
+                Err(_) => js
+                    .create_key_value(kv::Config {
+                        bucket: MEMBERS_BUCKET.to_string(),
+                        history: 1,
+                        storage: async_nats::jetstream::stream::StorageType::File,
+                        num_replicas: replicas,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            match bucket {
+                Ok(bucket) => {
+                    let _ = self.members.set(bucket);
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!("cluster: the shared groups' bucket is not ready: {e}");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+            }
+        }
+    }
+
+    /// Stops feed `id` (its last member here left: the group's key of this node goes,
+    /// and the consumer with it if no other node has members).
     pub fn stop(&self, id: u32) {
         if let Some(feed) = self.feeds.lock().remove(&id) {
             let _ = feed.send(Command::Stop);
@@ -178,6 +227,7 @@ pub async fn start(
     let mut feed = GroupFeed {
         state,
         shared,
+        registry: registry.clone(),
         group,
         filter,
         config,
@@ -186,7 +236,12 @@ pub async fn start(
         pending: HashMap::new(),
         retry_at: Instant::now(),
     };
-    let _ = tokio::time::timeout(CREATE_WAIT, feed.open()).await;
+    let _ = tokio::time::timeout(CREATE_WAIT, async {
+        // The key first: a node whose last member leaves meanwhile sees this one.
+        feed.join().await;
+        feed.open().await;
+    })
+    .await;
     tokio::spawn(feed.run(commands));
     Some(id)
 }
@@ -202,6 +257,7 @@ struct Pending {
 struct GroupFeed {
     state: Arc<BrokerState>,
     shared: Arc<Shared>,
+    registry: Arc<Registry>,
     group: String,
     filter: String,
     config: pull::Config,
@@ -215,6 +271,7 @@ struct GroupFeed {
 impl GroupFeed {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut batch: Option<pull::Batch> = None;
+        // Stopped by the last member here leaving (not by the node shutting down).
         let mut stopping = false;
         let mut extend = tokio::time::interval(EXTEND_EVERY);
         loop {
@@ -260,6 +317,70 @@ impl GroupFeed {
         // Whatever is still queued here goes to the members of other nodes.
         for (_, p) in self.pending.drain() {
             let _ = p.acker.ack_with(AckKind::Nak(None)).await;
+        }
+        if stopping {
+            self.leave().await;
+        }
+    }
+
+    /// This node's key of the group: `<consumer>.<node>`.
+    fn key(&self) -> String {
+        format!("{}.{}", consumer_name(&self.group, &self.filter), self.shared.node)
+    }
+
+    /// Notes in the bucket that this node has members of the group.
+    async fn join(&self) {
+        let Some(members) = self.registry.members.get() else {
+            return;
+        };
+        let origin = bytes::Bytes::from(self.shared.origin.to_string());
+        if let Err(e) = members.put(self.key(), origin).await {
+            tracing::debug!(
+                "cluster: noting $share/{}/{} in the bucket: {e}",
+                self.group,
+                self.filter
+            );
+        }
+    }
+
+    /// The last member here left: this node's key goes, and the consumer too if no other
+    /// node this node sees has members and nothing waits in it (when in doubt it stays,
+    /// for JetStream to delete once unread for [`INACTIVE_FOR`]).
+    async fn leave(&self) {
+        let (Some(members), Some(view)) = (self.registry.members.get(), self.registry.view.get()) else {
+            return;
+        };
+        if members.delete(self.key()).await.is_err() {
+            return;
+        }
+        let name = consumer_name(&self.group, &self.filter);
+        for node in view.view().nodes.iter().filter(|n| *n.name != *self.shared.node) {
+            match members.entry(format!("{name}.{}", node.name)).await {
+                Ok(Some(entry)) if entry.operation == kv::Operation::Put => return,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+        let Some(ready) = self.shared.sessions.get().and_then(|e| e.ready.get()) else {
+            return;
+        };
+        // Messages still waiting in it: a member may be on its way (a persistent session
+        // moving to another node that has not written its key yet).
+        match ready.stream.consumer_info(&name).await {
+            Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => {}
+            _ => return,
+        }
+        match ready.stream.delete_consumer(&name).await {
+            Ok(_) => tracing::debug!(
+                "cluster: $share/{}/{} has no member left: its consumer is deleted",
+                self.group,
+                self.filter
+            ),
+            Err(e) => tracing::debug!(
+                "cluster: deleting the consumer of $share/{}/{}: {e}",
+                self.group,
+                self.filter
+            ),
         }
     }
 

@@ -4,12 +4,13 @@
 //! starts them once and runs the scenarios in turn: a group with members on nodes a and b
 //! (3.1.1 and 5.0) and a publisher on node c, QoS 1 and 2 (from the group's JetStream
 //! consumer), then QoS 0 (through NATS queue groups): each message reaches exactly one
-//! member; a group whose members are all gone (a clean 3.1.1 member that left, a
-//! persistent 5.0 member offline) keeps its messages, and a member connecting on another
-//! node gets them; a member on node a that disconnects holding messages it did not
-//! acknowledge: they reach the member on node b at once; last, members on node a that
-//! receive without acknowledging, and node a killed with SIGKILL: every one of those
-//! messages reaches the members on node b.
+//! member, and the group's consumer goes when both leave; a group whose only member is a
+//! persistent session offline on node a (3.1.1, 5.0) keeps its messages (a clean member
+//! joining and leaving on node c meanwhile), and the member gets them when it resumes on
+//! node b; a member on node a that disconnects holding messages it did not acknowledge:
+//! they reach the member on node b at once; last, members on node a that receive without
+//! acknowledging, and node a killed with SIGKILL: every one of those messages reaches the
+//! members on node b.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -122,6 +123,15 @@ fn waiting_pulls(nats: &NatsCluster, group: &str, filter: &str) -> u64 {
     most
 }
 
+/// Whether the consumer of `$share/{group}/{filter}` exists, as the NATS servers report.
+fn consumer_exists(nats: &NatsCluster, group: &str, filter: &str) -> bool {
+    let name = consumer_of(group, filter);
+    nats.servers.iter().filter(|s| s.child.is_some()).any(|server| {
+        http_get(server.monitor_port, "/jsz?consumers=true")
+            .is_some_and(|(status, body)| status == 200 && body.contains(&format!("\"{name}\"")))
+    })
+}
+
 fn member(node: &Broker, version: ProtocolVersion, id: &str, filter: &str) -> Client {
     let mut member = node.connect(version, id);
     member.subscribe(filter, QoS::ExactlyOnce);
@@ -188,43 +198,45 @@ fn each_message_to_one_member(nats: &NatsCluster, nodes: &HashMap<&str, Broker>)
         member.disconnect();
     }
     publisher.disconnect();
+    // Both members gone (clean sessions): the group's consumer goes with the last.
+    wait_until("the group's consumer is deleted", || {
+        !consumer_exists(nats, "workers", "work/#")
+    });
 }
 
-/// A group whose only member left (3.1.1, clean) or is offline (5.0, persistent): its
-/// messages wait, and a member connecting on another node gets them.
-fn messages_wait_for_a_member(nodes: &HashMap<&str, Broker>) {
+/// A group whose only member is a persistent session offline on node a (3.1.1, then 5.0)
+/// while a clean member on node c joins and leaves: its messages wait, and the member gets
+/// them when it resumes its session on node b; once that session ends, no member is left
+/// anywhere and the group's consumer is deleted.
+fn messages_wait_for_a_member(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
     let mut publisher = nodes["c"].connect(V5, "later-publisher");
     const M: u16 = 10;
-
-    // 3.1.1: the group's consumer is made by a member that then leaves.
-    let filter = "$share/late/later/#";
-    member(&nodes["a"], V311, "early-311", filter).disconnect();
-    let sent = publish(&mut publisher, "later", "late311", M);
-    let mut members = vec![("b", member(&nodes["b"], V311, "late-311", filter))];
-    let got = gather(&mut members, usize::from(M), PATIENCE);
-    assert_eq!(
-        got["b"].iter().cloned().collect::<BTreeSet<_>>(),
-        sent,
-        "3.1.1: {got:?}"
-    );
-    assert_eq!(got["b"].len(), usize::from(M), "3.1.1: {got:?}");
-    members.pop().unwrap().1.disconnect();
-
-    // 5.0: a persistent member offline on node a comes back on node b.
-    let filter = "$share/away/away/#";
-    let (mut away, _) = persistent(&nodes["a"], V5, "away-5", 300);
-    away.subscribe(filter, QoS::AtLeastOnce);
-    away.disconnect();
-    let sent = publish(&mut publisher, "away", "away5", M);
-    let (back, ack) = persistent(&nodes["b"], V5, "away-5", 300);
-    assert!(ack.session_present, "the session moved to node b: {ack:?}");
-    let mut members = vec![("b", back)];
-    let got = gather(&mut members, usize::from(M), PATIENCE);
-    assert_eq!(got["b"].iter().cloned().collect::<BTreeSet<_>>(), sent, "5.0: {got:?}");
-    assert_eq!(got["b"].len(), usize::from(M), "5.0: {got:?}");
-    // The session ends (clean start), leaving the group.
-    members.pop().unwrap().1.disconnect();
-    nodes["b"].connect(V5, "away-5").disconnect();
+    for (version, group) in [(V311, "late"), (V5, "away")] {
+        let (filter, id) = (format!("$share/{group}/{group}/#"), format!("{group}-member"));
+        let (mut away, _) = persistent(&nodes["a"], version, &id, 300);
+        away.subscribe(&filter, QoS::AtLeastOnce);
+        away.disconnect();
+        // The offline member on node a still holds the group when this one leaves.
+        member(&nodes["c"], version, &format!("{group}-passing"), &filter).disconnect();
+        let sent = publish(&mut publisher, group, group, M);
+        let (back, ack) = persistent(&nodes["b"], version, &id, 300);
+        assert!(ack.session_present, "{group}: the session moved to node b: {ack:?}");
+        let mut members = vec![("b", back)];
+        let got = gather(&mut members, usize::from(M), PATIENCE);
+        assert_eq!(
+            got["b"].iter().cloned().collect::<BTreeSet<_>>(),
+            sent,
+            "{group}: {got:?}"
+        );
+        assert_eq!(got["b"].len(), usize::from(M), "{group}: {got:?}");
+        // The session ends (a clean start): no member is left anywhere.
+        members.pop().unwrap().1.disconnect();
+        nodes["b"].connect(version, &id).disconnect();
+        let topics = format!("{group}/#");
+        wait_until(&format!("{group}: the group's consumer is deleted"), || {
+            !consumer_exists(nats, group, &topics)
+        });
+    }
     publisher.disconnect();
 }
 
@@ -353,7 +365,7 @@ fn shared_groups_keep_their_messages_in_jetstream() {
     let nats = NatsCluster::start(binary);
     let mut nodes = start_nodes(&nats);
     each_message_to_one_member(&nats, &nodes);
-    messages_wait_for_a_member(&nodes);
+    messages_wait_for_a_member(&nats, &nodes);
     a_member_leaves(&nats, &nodes);
     a_members_node_dies(&nats, &mut nodes);
 }
