@@ -124,6 +124,8 @@ async fn try_set_up(js: &jetstream::Context, replicas: usize) -> Result<Buckets,
     })
 }
 
+/// Opens the key-value bucket `name`, or makes it (one value a key, on file, `replicas`
+/// copies, values older than `max_age` dropped; zero keeps them).
 pub(crate) async fn bucket(
     js: &jetstream::Context,
     name: &str,

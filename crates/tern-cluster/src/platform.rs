@@ -32,7 +32,7 @@
 //! management merges a version written here with its own state in memory (with [`merge`],
 //! see `tern_platform::dm_share`).
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -178,19 +178,7 @@ async fn mirror(
     known: &mut HashMap<String, Known>,
     made: Option<&tokio::sync::watch::Sender<bool>>,
 ) -> Result<(), Failure> {
-    let bucket = match js.get_key_value(kind.bucket).await {
-        Ok(bucket) => bucket,
-        Err(_) => {
-            js.create_key_value(kv::Config {
-                bucket: kind.bucket.to_string(),
-                history: 1,
-                storage: stream::StorageType::File,
-                num_replicas: replicas,
-                ..Default::default()
-            })
-            .await?
-        }
-    };
+    let bucket = crate::health::bucket(js, kind.bucket, replicas, Duration::ZERO).await?;
     if let Some(made) = made {
         made.send_replace(true);
     }

@@ -113,19 +113,9 @@ impl Engine {
     /// Opens (or makes) the bucket and finds the stream, retrying until JetStream answers.
     pub async fn set_up(&self, js: &jetstream::Context, replicas: usize) {
         loop {
-            let bucket = match js.get_key_value(BUCKET).await {
-                Ok(bucket) => Ok(bucket),
-                Err(_) => js
-                    .create_key_value(kv::Config {
-                        bucket: BUCKET.to_string(),
-                        history: 1,
-                        storage: stream::StorageType::File,
-                        num_replicas: replicas,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| e.to_string()),
-            };
+            let bucket = crate::health::bucket(js, BUCKET, replicas, Duration::ZERO)
+                .await
+                .map_err(|e| e.to_string());
             let stream = js.get_stream(crate::STREAM).await.map_err(|e| e.to_string());
             match (bucket, stream) {
                 (Ok(bucket), Ok(stream)) => {

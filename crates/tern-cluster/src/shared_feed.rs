@@ -144,19 +144,9 @@ impl Registry {
     ) {
         let _ = self.view.set(view);
         loop {
-            let bucket = match js.get_key_value(MEMBERS_BUCKET).await {
-                Ok(bucket) => Ok(bucket),
-                Err(_) => js
-                    .create_key_value(kv::Config {
-                        bucket: MEMBERS_BUCKET.to_string(),
-                        history: 1,
-                        storage: async_nats::jetstream::stream::StorageType::File,
-                        num_replicas: replicas,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| e.to_string()),
-            };
+            let bucket = crate::health::bucket(js, MEMBERS_BUCKET, replicas, Duration::ZERO)
+                .await
+                .map_err(|e| e.to_string());
             match bucket {
                 Ok(bucket) => {
                     let _ = self.members.set(bucket);

@@ -34,30 +34,6 @@ fn take(client: &mut Client, ack: bool) -> Vec<String> {
     seen
 }
 
-fn answer(client: &mut Client, packet: Packet, ack: bool, seen: &mut Vec<String>) {
-    match packet {
-        Packet::Publish(p) => {
-            if ack {
-                match p.qos {
-                    QoS::AtMostOnce => {}
-                    QoS::AtLeastOnce => client.send(&Packet::PublishAck(PublishResponse::new(p.packet_id))),
-                    QoS::ExactlyOnce => client.send(&Packet::PublishReceived(PublishResponse::new(p.packet_id))),
-                }
-            }
-            seen.push(String::from_utf8_lossy(&p.payload).to_string());
-        }
-        Packet::PublishRelease(r) => client.send(&Packet::PublishComplete(PublishResponse::new(r.packet_id))),
-        other => panic!("expected PUBLISH or PUBREL, got {other:?}"),
-    }
-}
-
-/// Everything still coming to `client` until the node has nothing more for it, answered.
-fn rest(client: &mut Client) -> Vec<String> {
-    let mut seen = Vec::new();
-    client.drain(|client, packet| answer(client, packet, true, &mut seen));
-    seen
-}
-
 /// Receives on `members` (acknowledging) until they hold `n` payloads together, then
 /// what is still coming; returns each member's payloads.
 fn gather(members: &mut [(&str, Client)], n: usize, within: Duration) -> HashMap<String, Vec<String>> {

@@ -136,31 +136,8 @@ fn collect_until(client: &mut Client, what: &str, mut enough: impl FnMut(&[Strin
         let Some(packet) = client.recv_within(Duration::from_millis(200)) else {
             continue;
         };
-        acknowledge(client, packet, &mut seen);
+        answer(client, packet, true, &mut seen);
     }
-    seen
-}
-
-/// Answers a packet as a client does; a PUBLISH's payload goes to `seen`.
-fn acknowledge(client: &mut Client, packet: Packet, seen: &mut Vec<String>) {
-    match packet {
-        Packet::Publish(p) => {
-            match p.qos {
-                QoS::AtMostOnce => {}
-                QoS::AtLeastOnce => client.send(&Packet::PublishAck(PublishResponse::new(p.packet_id))),
-                QoS::ExactlyOnce => client.send(&Packet::PublishReceived(PublishResponse::new(p.packet_id))),
-            }
-            seen.push(String::from_utf8_lossy(&p.payload).to_string());
-        }
-        Packet::PublishRelease(r) => client.send(&Packet::PublishComplete(PublishResponse::new(r.packet_id))),
-        other => panic!("expected PUBLISH or PUBREL, got {other:?}"),
-    }
-}
-
-/// Everything still coming to `client` until the broker has nothing more for it.
-fn rest(client: &mut Client) -> Vec<String> {
-    let mut seen = Vec::new();
-    client.drain(|client, packet| acknowledge(client, packet, &mut seen));
     seen
 }
 
@@ -290,7 +267,7 @@ fn shared_group_across_nodes(nodes: &HashMap<&str, Node>) {
 fn collect_within(client: &mut Client) -> Vec<String> {
     let mut seen = Vec::new();
     while let Some(packet) = client.recv_within(Duration::from_millis(100)) {
-        acknowledge(client, packet, &mut seen);
+        answer(client, packet, true, &mut seen);
     }
     seen
 }

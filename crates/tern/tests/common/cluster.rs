@@ -388,6 +388,31 @@ pub fn cluster_log(node: &Broker) -> Vec<String> {
         .cloned()
         .collect()
 }
+/// Answers a packet as a client does (unless `ack` is false: the PUBLISH is left
+/// unacknowledged); a PUBLISH's payload goes to `seen`.
+pub fn answer(client: &mut Client, packet: Packet, ack: bool, seen: &mut Vec<String>) {
+    match packet {
+        Packet::Publish(p) => {
+            if ack {
+                match p.qos {
+                    QoS::AtMostOnce => {}
+                    QoS::AtLeastOnce => client.send(&Packet::PublishAck(PublishResponse::new(p.packet_id))),
+                    QoS::ExactlyOnce => client.send(&Packet::PublishReceived(PublishResponse::new(p.packet_id))),
+                }
+            }
+            seen.push(String::from_utf8_lossy(&p.payload).to_string());
+        }
+        Packet::PublishRelease(r) => client.send(&Packet::PublishComplete(PublishResponse::new(r.packet_id))),
+        other => panic!("expected PUBLISH or PUBREL, got {other:?}"),
+    }
+}
+
+/// Everything still coming to `client` until the node has nothing more for it, answered.
+pub fn rest(client: &mut Client) -> Vec<String> {
+    let mut seen = Vec::new();
+    client.drain(|client, packet| answer(client, packet, true, &mut seen));
+    seen
+}
 
 /// Receives PUBLISHes, answering QoS 1 and 2 as a client does, until one carries
 /// `last`; returns every (payload, QoS) that is not a warm-up probe, in arrival order.
