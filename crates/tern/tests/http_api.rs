@@ -172,6 +172,31 @@ fn a_kicked_client_gets_disconnect_0x98_and_its_will_is_published() {
 }
 
 #[test]
+fn a_client_that_never_stops_sending_can_still_be_kicked() {
+    let api = Api::start();
+    let flood = connect_as(&api.broker, V311, "flood", |_| {});
+    // QoS 0 PUBLISHes back to back, written as fast as the broker takes them, so that its
+    // socket is readable every time the connection looks.
+    let mut stream = flood.stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut batch = bytes::BytesMut::new();
+        let publish = publish_packet("flood/x", b"0123456789abcdef", QoS::AtMostOnce, false, 0);
+        for _ in 0..256 {
+            encode(&publish, V311, &mut batch).unwrap();
+        }
+        while stream.write_all(&batch).is_ok() {}
+    });
+    // Well into the flood before the kick.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while api.get("/api/v1/clients/flood")["messages_in"].as_u64().unwrap_or(0) < 10_000 {
+        assert!(std::time::Instant::now() < deadline, "the flood never started");
+    }
+    assert_eq!(api.call("POST", "/api/v1/clients/flood/kick", None).status, 200);
+    api.broker.wait_closed("flood");
+    writer.join().unwrap();
+}
+
+#[test]
 fn subscriptions_are_listed_per_client_and_for_all_with_filters() {
     let api = Api::start();
     let mut c1 = api.broker.connect(V5, "c1");

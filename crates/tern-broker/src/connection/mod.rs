@@ -322,8 +322,14 @@ impl Live {
                         Ok(n) => {
                             last_read = Instant::now();
                             if n >= READ_CHUNK / 2 {
-                                // A client that always has more to send would otherwise keep
-                                // this worker to itself and starve the connections it feeds.
+                                // A client that always has more to send is always readable,
+                                // so its wake signal is not reached: look at what it carries
+                                // (a kick, shutdown) here too.
+                                if let Some(close) = c.told_to_close() {
+                                    return close;
+                                }
+                                // It would otherwise keep this worker to itself and starve
+                                // the connections it feeds.
                                 tokio::task::yield_now().await;
                             }
                         }
@@ -337,13 +343,8 @@ impl Live {
                     Err(close) => return close,
                 },
                 Wakeup::Woken => {
-                    if broker.shutdown.is_cancelled() {
-                        return Close::Shutdown;
-                    }
-                    match c.info.kicked() {
-                        None => {}
-                        Some(crate::admin::Kick::Admin) => return Close::Kicked,
-                        Some(crate::admin::Kick::TakenOverElsewhere) => return Close::TakenOverElsewhere,
+                    if let Some(close) = c.told_to_close() {
+                        return close;
                     }
                     // A connection woken again and again (a steady stream of deliveries
                     // to a fast reader) still yields its worker when its budget is spent.
@@ -362,6 +363,18 @@ impl Live {
 }
 
 impl Connection {
+    /// Whether the broker is shutting down or the connection was kicked (by the admin
+    /// API, or because another node took its session over).
+    fn told_to_close(&self) -> Option<Close> {
+        if self.broker.shutdown.is_cancelled() {
+            return Some(Close::Shutdown);
+        }
+        match self.info.kicked()? {
+            crate::admin::Kick::Admin => Some(Close::Kicked),
+            crate::admin::Kick::TakenOverElsewhere => Some(Close::TakenOverElsewhere),
+        }
+    }
+
     /// Writes as much pending output as the socket takes without waiting. Returns whether
     /// the socket was full.
     fn write_now(&mut self, socket: &mut Socket) -> Result<bool, Close> {
