@@ -313,6 +313,11 @@ impl Live {
                 Wakeup::TakenOver(done) => return Close::TakenOver(done),
                 Wakeup::Readable(Err(e)) => return Close::Gone(format!("read error: {e}")),
                 Wakeup::Readable(Ok(())) => {
+                    // Deliveries queued before these bytes came go out before the answers
+                    // to them, as a broker that writes on publish sends them (mosquitto).
+                    if c.out.len() < OUTPUT_HIGH_WATER {
+                        c.fill_from_outbox();
+                    }
                     let read = c.read_and_handle(socket, input, max_packet_size);
                     if store.is_some() {
                         c.hold = c.hold.max(Store::take_thread_ticket());
