@@ -40,6 +40,11 @@ impl Wake {
         }
     }
 
+    /// Whether a wake-up came that the waiter has not seen yet (left set).
+    pub fn is_set(&self) -> bool {
+        self.woken.load(Ordering::Acquire)
+    }
+
     /// Ready (and consumed) when a wake-up came since the last one seen; otherwise
     /// registers the task to be woken by the next.
     pub fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {

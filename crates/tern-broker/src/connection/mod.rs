@@ -315,7 +315,9 @@ impl Live {
                 Wakeup::Readable(Ok(())) => {
                     // Deliveries queued before these bytes came go out before the answers
                     // to them, as a broker that writes on publish sends them (mosquitto).
-                    if c.out.len() < OUTPUT_HIGH_WATER {
+                    // Only when something was queued since the last look: the session's
+                    // lock is not taken on every read of a client that only publishes.
+                    if c.session.wake.is_set() && c.out.len() < OUTPUT_HIGH_WATER {
                         c.fill_from_outbox();
                     }
                     let read = c.read_and_handle(socket, input, max_packet_size);
