@@ -48,6 +48,8 @@ pub fn nats_server_binary() -> Option<PathBuf> {
 pub fn free_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
     static PICKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
     let low: u16 = range
         .split_whitespace()
@@ -63,7 +65,9 @@ pub fn free_port() -> u16 {
         let mut hasher = random.build_hasher();
         hasher.write_u64(PICKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let port = base + (hasher.finish() % u64::from(low - base)) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        // Never the same port twice in one test binary: two servers given one port
+        // (a pick released and picked again before either binds) cannot both start.
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && HANDED_OUT.lock().unwrap().insert(port) {
             return port;
         }
     }
@@ -78,6 +82,18 @@ pub struct Nats {
     pub child: Option<Child>,
 }
 
+impl Nats {
+    fn on_fresh_ports(name: &str) -> Nats {
+        Nats {
+            name: name.to_string(),
+            client_port: free_port(),
+            route_port: free_port(),
+            monitor_port: free_port(),
+            child: None,
+        }
+    }
+}
+
 /// Three NATS servers with JetStream, routed to each other, in one temporary folder.
 pub struct NatsCluster {
     pub binary: PathBuf,
@@ -86,27 +102,37 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
+    /// Three servers on fresh ports. A first start that fails (a server exits at once,
+    /// say because something else took one of its ports between the pick and the bind)
+    /// is tried again on other ports, twice; then the test fails with every server's log.
     pub fn start(binary: PathBuf) -> NatsCluster {
-        let servers = (1..=3)
-            .map(|i| Nats {
-                name: format!("n{i}"),
-                client_port: free_port(),
-                route_port: free_port(),
-                monitor_port: free_port(),
-                child: None,
-            })
-            .collect();
-        let mut cluster = NatsCluster {
-            binary,
-            dir: tempfile::tempdir().unwrap(),
-            servers,
-        };
-        cluster.start_all();
-        cluster
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let mut cluster = NatsCluster {
+                binary: binary.clone(),
+                dir: tempfile::tempdir().unwrap(),
+                servers: (1..=3).map(|i| Nats::on_fresh_ports(&format!("n{i}"))).collect(),
+            };
+            match cluster.try_start_all() {
+                Ok(()) => return cluster,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!(
+            "the NATS servers did not start, three times:\n{}",
+            failures.join("\n\n")
+        );
     }
 
-    /// Starts every server that is not running, and waits until all are healthy.
+    /// Starts every server that is not running (on the ports it had), and waits until all
+    /// are healthy; panics with every server's log if one is not.
     pub fn start_all(&mut self) {
+        if let Err(failure) = self.try_start_all() {
+            panic!("{failure}");
+        }
+    }
+
+    fn try_start_all(&mut self) -> Result<(), String> {
         let routes: Vec<String> = self
             .servers
             .iter()
@@ -137,33 +163,56 @@ impl NatsCluster {
                 .unwrap();
             server.child = Some(child);
         }
-        for server in &self.servers {
-            self.wait_healthy(server);
+        for i in 0..self.servers.len() {
+            if let Err(failure) = self.wait_healthy(i) {
+                let logs: Vec<String> = self.servers.iter().map(|s| self.log_tail(s)).collect();
+                self.stop_all();
+                return Err(format!("{failure}\n{}", logs.join("\n")));
+            }
         }
+        Ok(())
     }
 
-    /// Waits until `server` says it is healthy with JetStream; panics with what it last
-    /// answered and the end of its log.
-    fn wait_healthy(&self, server: &Nats) {
+    /// Waits until server `i` says it is healthy with JetStream; else what it last
+    /// answered, or which server exited.
+    fn wait_healthy(&mut self, i: usize) -> Result<(), String> {
         let deadline = Instant::now() + PATIENCE;
         loop {
+            // Any server that exited fails the wait: the others cannot reach a quorum.
+            for server in &mut self.servers {
+                if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    return Err(format!("NATS server {} exited: {status}", server.name));
+                }
+            }
+            let server = &self.servers[i];
             let answer = http_get(server.monitor_port, "/healthz");
             if answer.as_ref().is_some_and(|(status, _)| *status == 200) {
-                return;
+                return Ok(());
             }
             if Instant::now() >= deadline {
-                let log = std::fs::read_to_string(self.dir.path().join(format!("{}.log", server.name)));
-                let log = log.unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                panic!(
-                    "NATS server {} not healthy with JetStream within {PATIENCE:?}: /healthz {answer:?}; log:\n{}",
-                    server.name,
-                    tail.join("\n")
-                );
+                return Err(format!(
+                    "NATS server {} not healthy with JetStream within {PATIENCE:?}: /healthz {answer:?}",
+                    server.name
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The last 30 lines `server` logged, under its name and ports.
+    fn log_tail(&self, server: &Nats) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join(format!("{}.log", server.name)));
+        let log = log.unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "log of {} (client {}, route {}, monitor {}):\n{}",
+            server.name,
+            server.client_port,
+            server.route_port,
+            server.monitor_port,
+            tail.join("\n")
+        )
     }
 
     pub fn stop_all(&mut self) {
