@@ -371,12 +371,12 @@ impl Router {
         GroupDelivery::NoMember
     }
 
-    /// Whether a member of `$share/{group}/{filter}` on this node is connected.
-    pub fn group_has_online_member(&self, group: &str, filter: &str) -> bool {
+    /// How many members of `$share/{group}/{filter}` on this node are connected.
+    pub fn group_online_members(&self, group: &str, filter: &str) -> usize {
         self.shared
             .read()
             .get(filter, &ByteStr::from(group))
-            .is_some_and(|g| g.members.iter().any(|m| m.session.is_online()))
+            .map_or(0, |g| g.members.iter().filter(|m| m.session.is_online()).count())
     }
 
     /// Delivers a message the cluster engine feeds to `session` (its number `seq`, given

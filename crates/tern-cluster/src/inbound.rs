@@ -1,5 +1,6 @@
-//! The receiving side: one NATS subscription per distinct filter of this node's clients
-//! (two for a filter ending in `/#`), all feeding one delivery task.
+//! The receiving side: NATS subscriptions for each distinct filter of this node's clients
+//! (one per subject of each class, QoS 1/2 and QoS 0: two, or four for a filter ending in
+//! `/#`), all feeding one delivery task.
 //!
 //! A message matching several local filters arrives once per matching subscription; the
 //! delivery task routes it the first time only, by the origin's sequence number
@@ -106,7 +107,7 @@ pub async fn run(
         let Some(change) = change else { break };
         match change {
             Interest::Add(filter) => {
-                let Some(subjects) = subject::filter_subjects(&filter) else {
+                let Some(subjects) = subject::live_filter_subjects(&filter) else {
                     tracing::warn!("cluster: the filter {filter:?} is too long for NATS: its subscribers get only this node's messages");
                     continue;
                 };

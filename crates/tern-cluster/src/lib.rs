@@ -4,12 +4,12 @@
 //! the NATS servers (one connection, `no_echo`: it never receives its own messages) and
 //! plugs into the broker through its cluster seam (`tern_broker::cluster`):
 //! - every message accepted on the node is sent to NATS under the subject of its topic
-//!   ([`subject`]), QoS 0 as a plain publish, QoS 1/2 as a JetStream publish into the
-//!   `MQTT_MSGS` stream (replicated on three servers when three or more are listed), and
+//!   ([`subject`]), QoS 0 as a plain publish under subjects no stream stores, QoS 1/2 as
+//!   a JetStream publish into the `MQTT_MSGS` stream (replicated on three servers when three or more are listed), and
 //!   the publisher's PUBACK / PUBREC waits for JetStream's acknowledgement
 //!   ([`outbound`]);
 //! - the node subscribes in NATS only to the subjects of its clients' filters, one
-//!   subscription per distinct filter, and routes what arrives to its local subscribers
+//!   subscription per distinct filter and class (QoS 0, QoS 1/2), and routes what arrives to its local subscribers
 //!   once ([`inbound`]);
 //! - retained messages are also kept in the `MQTT_RETAIN` key-value bucket, which every
 //!   node watches into its own retained store ([`retained`]);

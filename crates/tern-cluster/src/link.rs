@@ -124,7 +124,9 @@ impl ClusterLink for NatsLink {
     }
 
     fn forward(&self, publish: &Publish, publisher: Option<&str>, track: Option<&Arc<AckTrack>>) {
-        let Some(subject) = subject::topic_subject(&publish.topic) else {
+        // QoS 0 under roots of its own, which the stream does not store.
+        let class = subject::Class::of(publish.qos);
+        let Some(subject) = subject::class_topic_subject(class, &publish.topic) else {
             self.count_not_forwarded("its topic is too long for a NATS subject");
             return;
         };

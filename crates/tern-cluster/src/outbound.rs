@@ -3,8 +3,9 @@
 //! task waits for JetStream's acknowledgements in the same order and settles (or fails)
 //! the publishers' tickets.
 //!
-//! QoS 0 messages are plain NATS publishes. QoS 1/2 messages are JetStream publishes to
-//! the same subjects: the `MQTT_MSGS` stream stores them on a quorum of its replicas, and
+//! QoS 0 messages are plain NATS publishes, under the roots of their class
+//! ([`crate::subject::Class`]) that no stream captures. QoS 1/2 messages are JetStream
+//! publishes: the `MQTT_MSGS` stream stores them on a quorum of its replicas, and
 //! NATS routes them to the other nodes' subscriptions as it does any message. A retained
 //! message is also written to the `MQTT_RETAIN` key-value bucket (a JetStream publish to
 //! its key's subject), and its publisher's ticket waits for that write too.

@@ -34,6 +34,7 @@
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
+use futures_util::stream::SelectAll;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::io::Write;
@@ -457,25 +458,31 @@ fn lock(dir: &Path, org: &str) -> std::io::Result<std::fs::File> {
 /// Subscribes to every organization's device events while `cache` wants them, and hands
 /// it those other nodes accepted (this node's own reach it through the broker).
 async fn feed_cache(client: async_nats::Client, node: String, cache: Arc<dyn EventCache>) {
-    let Some(subject) = crate::subject::filter_subjects(EVENTS_FILTER).and_then(|s| s.into_iter().next()) else {
+    // Events at QoS 0 and at QoS 1/2 come on subjects of their own.
+    let Some(subjects) = crate::subject::live_filter_subjects(EVENTS_FILTER) else {
         return;
     };
     let own = format!("{node}:");
-    let mut subscription: Option<async_nats::Subscriber> = None;
+    // Dropping the subscribers unsubscribes them in NATS.
+    let mut subscription: Option<SelectAll<async_nats::Subscriber>> = None;
     let mut check = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let Some(subscriber) = subscription.as_mut() else {
+        let Some(subscribers) = subscription.as_mut() else {
             check.tick().await;
             if cache.wanted() {
-                match client.subscribe(subject.clone()).await {
-                    Ok(s) => subscription = Some(s),
-                    Err(e) => tracing::warn!("cluster: cannot follow the other nodes' device events: {e}"),
+                let mut subscribers = SelectAll::new();
+                for subject in &subjects {
+                    match client.subscribe(subject.clone()).await {
+                        Ok(s) => subscribers.push(s),
+                        Err(e) => tracing::warn!("cluster: cannot follow the other nodes' device events: {e}"),
+                    }
                 }
+                subscription = (subscribers.len() == subjects.len()).then_some(subscribers);
             }
             continue;
         };
         tokio::select! {
-            message = subscriber.next() => {
+            message = subscribers.next() => {
                 let Some(message) = message else {
                     subscription = None;
                     continue;
@@ -490,9 +497,7 @@ async fn feed_cache(client: async_nats::Client, node: String, cache: Arc<dyn Eve
             }
             _ = check.tick() => {
                 if !cache.wanted() {
-                    if let Some(mut s) = subscription.take() {
-                        let _ = s.unsubscribe().await;
-                    }
+                    subscription = None;
                 }
             }
         }

@@ -8,13 +8,12 @@
 //! each group as its first member joins and its last one leaves.
 //!
 //! QoS 0 messages take a lighter way: a node with members of a group subscribes to the
-//! filter's subjects in a NATS queue group named after the group (one queue subscription
-//! per distinct (group, filter), counted over its sessions), on a second NATS connection
-//! of its own that, unlike the main one, receives the node's own messages too. NATS
-//! hands each message to one of the queue's subscribers, so to one node, whose router
-//! then picks one of its local members by the configured strategy
-//! ([`tern_broker::BrokerState::deliver_shared_from_node`]); JetStream's copies of QoS 1/2
-//! messages, which reach the queue subscriptions too, are skipped there. While that
+//! filter's QoS 0 subjects ([`subject::Class::AtMostOnce`]) in a NATS queue group named
+//! after the group (one queue subscription per distinct (group, filter), counted over its
+//! sessions), on a second NATS connection of its own that, unlike the main one, receives
+//! the node's own messages too. NATS hands each message to one of the queue's
+//! subscribers, so to one node, whose router then picks one of its local members by the
+//! configured strategy ([`tern_broker::BrokerState::deliver_shared_from_node`]). While that
 //! connection is up, the router leaves shared groups out of what it routes
 //! (`ClusterLink::routes_shared`): a message published on a node reaches its own members
 //! through NATS as well. While it is down, each node's groups get the QoS 0 messages that
@@ -140,7 +139,8 @@ pub async fn run(
                 // QoS 1/2 from the group's consumer (made before the SUBACK goes).
                 let fed =
                     shared_feed::start(&durable, state.clone(), shared.clone(), group.clone(), filter.clone()).await;
-                let (Some(subjects), Some(queue)) = (subject::filter_subjects(&filter), queue_name(&group)) else {
+                let subjects = subject::class_filter_subjects(subject::Class::AtMostOnce, &filter);
+                let (Some(subjects), Some(queue)) = (subjects, queue_name(&group)) else {
                     tracing::warn!("cluster: the shared subscription $share/{group}/{filter} is too long for NATS: its members get only this node's messages");
                     subscriptions.insert((group, filter), (Vec::new(), fed));
                     continue;
@@ -205,7 +205,8 @@ impl Feed {
                 }
             };
             if record.publish.qos != tern_proto::QoS::AtMostOnce {
-                // JetStream's copy: the group's consumer feeds it (crate::shared_feed).
+                // Not on these subjects, but never given twice: the group's consumer feeds
+                // QoS 1/2 (crate::shared_feed).
                 continue;
             }
             // RETAIN as published: the router clears it unless the member asked otherwise.

@@ -6,9 +6,10 @@
 //! The consumer is named from a hash of (group, filter) (`tern-share-<hex>`), so every
 //! node finds the same one; the first node that gets a member makes it (before the
 //! member's SUBACK), from the next message stored on. A node reads it through short pull
-//! requests while one of its members of the group is connected (JetStream hands each
-//! message to one request, so to one node), and its router gives the message to one of
-//! those members ([`tern_broker::router::Router::publish_to_group_fed`]), numbered so that
+//! requests while one of its members of the group is connected, one request open per
+//! connected member (up to [`MAX_PULLS`]): JetStream hands the messages to the waiting
+//! requests in turn, one each, so each node's share follows its number of connected
+//! members. The node's router gives the message to one of those members ([`tern_broker::router::Router::publish_to_group_fed`]), numbered so that
 //! the member's PUBACK / PUBCOMP comes back here ([`Registry::acked`]); only then is the
 //! message acknowledged in JetStream. A member that goes away with messages unacknowledged
 //! hands them back ([`Registry::released`]): they are given up at once (a negative
@@ -32,6 +33,7 @@ use crate::wire;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::{kv, AckKind};
+use futures_util::stream::SelectAll;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -65,6 +67,9 @@ const MAX_ACK_PENDING: i64 = 1000;
 pub const INACTIVE_FOR: Duration = Duration::from_secs(3600);
 /// One pull request: at most this many messages, for at most this long.
 const BATCH: usize = 64;
+/// Most pull requests one node keeps open for a group (one per connected member): past
+/// this many members on a node, its share stops growing with them.
+pub const MAX_PULLS: usize = 16;
 const PULL_FOR: Duration = Duration::from_secs(2);
 /// How often a node without a connected member looks again.
 const IDLE_CHECK: Duration = Duration::from_millis(200);
@@ -260,19 +265,31 @@ struct GroupFeed {
 
 impl GroupFeed {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut batch: Option<pull::Batch> = None;
+        // One open pull request per connected member here (up to MAX_PULLS).
+        let mut pulls: SelectAll<pull::Batch> = SelectAll::new();
+        // How many requests the members here called for, when last counted: counted
+        // again only when fewer are open (each request ends within PULL_FOR).
+        let mut wanted = 0;
         // Stopped by the last member here leaving (not by the node shutting down).
         let mut stopping = false;
         let mut extend = tokio::time::interval(EXTEND_EVERY);
         loop {
-            if batch.is_none() {
-                if stopping {
+            if stopping {
+                if pulls.is_empty() {
                     break;
                 }
-                if Instant::now() >= self.retry_at
-                    && self.state.router.group_has_online_member(&self.group, &self.filter)
-                {
-                    batch = self.pull().await;
+            } else if pulls.len() < wanted || pulls.is_empty() {
+                wanted = if Instant::now() >= self.retry_at {
+                    self.state
+                        .router
+                        .group_online_members(&self.group, &self.filter)
+                        .min(MAX_PULLS)
+                } else {
+                    0
+                };
+                while pulls.len() < wanted {
+                    let Some(batch) = self.pull().await else { break };
+                    pulls.push(batch);
                 }
             }
             tokio::select! {
@@ -289,19 +306,20 @@ impl GroupFeed {
                     }
                     Some(Command::Stop) | None => stopping = true,
                 },
-                message = next(&mut batch) => match message {
+                message = pulls.next(), if !pulls.is_empty() => match message {
                     Some(Ok(message)) => self.handle(message, stopping).await,
                     Some(Err(e)) => {
                         tracing::debug!("cluster: reading $share/{}/{}: {e}", self.group, self.filter);
                         // The consumer may be gone (JetStream deletes an unread one): found or
                         // made again next time.
-                        (batch, self.consumer) = (None, None);
+                        pulls.clear();
+                        self.consumer = None;
                         self.retry_at = Instant::now() + RETRY_AFTER;
                     }
-                    None => batch = None,
+                    None => {}
                 },
                 _ = extend.tick() => self.extend().await,
-                _ = tokio::time::sleep(IDLE_CHECK), if batch.is_none() => {}
+                _ = tokio::time::sleep(IDLE_CHECK), if pulls.is_empty() => {}
             }
         }
         // Whatever is still queued here goes to the members of other nodes.
@@ -390,7 +408,7 @@ impl GroupFeed {
         self.consumer.as_ref()
     }
 
-    /// One pull request for this node's members.
+    /// One pull request for one of this node's members.
     async fn pull(&mut self) -> Option<pull::Batch> {
         let consumer = self.open().await?;
         match consumer.batch().max_messages(BATCH).expires(PULL_FOR).messages().await {
@@ -435,8 +453,8 @@ impl GroupFeed {
             }
         };
         let mut publish = record.publish;
-        // The stream holds QoS 0 messages too (it takes every message on its subjects):
-        // those reach the group through its NATS queue group (crate::shared).
+        // A node of an earlier version published QoS 0 on the stored subjects too:
+        // skipped (a group's QoS 0 messages go through its NATS queue group).
         if publish.qos == QoS::AtMostOnce || !wire::still_valid(&mut publish, published) {
             let _ = acker.ack().await;
             return;
@@ -483,13 +501,6 @@ impl GroupFeed {
                 let _ = p.acker.ack_with(AckKind::Nak(None)).await;
             }
         }
-    }
-}
-
-async fn next(batch: &mut Option<pull::Batch>) -> Option<Result<async_nats::jetstream::Message, async_nats::Error>> {
-    match batch {
-        Some(batch) => batch.next().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -10,13 +10,51 @@
 //!
 //! Topics starting with `$` live under the root `mqs`, all others under `mq`, so that a
 //! subscription whose first level is a wildcard (`mq.>` for `#`) never receives `$`
-//! topics, as MQTT requires [MQTT-4.7.2-1]. A subject longer than [`MAX_SUBJECT`] bytes
-//! has no mapping: such a topic stays on its node.
+//! topics, as MQTT requires [MQTT-4.7.2-1]. Those are the roots of QoS 1 and 2 messages,
+//! which the `MQTT_MSGS` stream stores; QoS 0 messages go under roots of their own, `mq0`
+//! and `mqs0` ([`Class::AtMostOnce`]), which no stream captures: they cost JetStream
+//! nothing and cannot push stored messages out of the stream's limits. A node's live
+//! subscriptions take both classes ([`live_filter_subjects`]); MQTT orders a topic's
+//! messages per QoS [MQTT-4.6.0-6], which each subscription keeps. A subject longer than
+//! [`MAX_SUBJECT`] bytes has no mapping: such a topic stays on its node.
 
-/// Root of the subjects of topics not starting with `$`.
+/// Root of the subjects of QoS 1/2 messages on topics not starting with `$`.
 pub const ROOT: &str = "mq";
-/// Root of the subjects of topics starting with `$`.
+/// Root of the subjects of QoS 1/2 messages on topics starting with `$`.
 pub const DOLLAR_ROOT: &str = "mqs";
+/// The roots of QoS 0 messages (kept out of the stream).
+pub const AT_MOST_ONCE_ROOT: &str = "mq0";
+pub const AT_MOST_ONCE_DOLLAR_ROOT: &str = "mqs0";
+
+/// Which roots a message's subject is under: its QoS decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// QoS 1 and 2: stored by the `MQTT_MSGS` stream.
+    Stored,
+    /// QoS 0: only to whoever subscribes at that moment.
+    AtMostOnce,
+}
+
+impl Class {
+    /// The class of a message published at `qos`.
+    pub fn of(qos: tern_proto::QoS) -> Class {
+        if qos == tern_proto::QoS::AtMostOnce {
+            Class::AtMostOnce
+        } else {
+            Class::Stored
+        }
+    }
+
+    /// The root of a topic or filter of this class.
+    fn root(self, topic_or_filter: &str) -> &'static str {
+        match (self, topic_or_filter.starts_with('$')) {
+            (Class::Stored, false) => ROOT,
+            (Class::Stored, true) => DOLLAR_ROOT,
+            (Class::AtMostOnce, false) => AT_MOST_ONCE_ROOT,
+            (Class::AtMostOnce, true) => AT_MOST_ONCE_DOLLAR_ROOT,
+        }
+    }
+}
 /// Longest subject (or key) made; NATS's protocol line must hold it with room to spare.
 pub const MAX_SUBJECT: usize = 2048;
 
@@ -58,28 +96,39 @@ pub fn topic_key(topic: &str) -> Option<String> {
     Some(out)
 }
 
-/// The root a topic or filter belongs under.
-fn root_of(topic_or_filter: &str) -> &'static str {
-    if topic_or_filter.starts_with('$') {
-        DOLLAR_ROOT
-    } else {
-        ROOT
-    }
+/// The subject of a QoS 1/2 message's topic name, or `None` when too long.
+pub fn topic_subject(topic: &str) -> Option<String> {
+    class_topic_subject(Class::Stored, topic)
 }
 
-/// The subject of a topic name, or `None` when too long.
-pub fn topic_subject(topic: &str) -> Option<String> {
-    let root = root_of(topic);
+/// The subject of a topic name for a message of `class`, or `None` when too long.
+pub fn class_topic_subject(class: Class, topic: &str) -> Option<String> {
+    let root = class.root(topic);
     let key = topic_key(topic)?;
     let subject = format!("{root}.{key}");
     (subject.len() <= MAX_SUBJECT).then_some(subject)
 }
 
-/// The subjects that together receive every topic `filter` (a valid MQTT filter, without
-/// `$share/{group}/`) matches: one, or two for a filter ending in `/#`. `None` when too long.
+/// The subjects that together receive every QoS 1/2 message on a topic `filter` (a valid
+/// MQTT filter, without `$share/{group}/`) matches: one, or two for a filter ending in
+/// `/#`; what consumers of the stream filter on. `None` when too long.
 pub fn filter_subjects(filter: &str) -> Option<Vec<String>> {
+    class_filter_subjects(Class::Stored, filter)
+}
+
+/// The subjects that receive every message, of either class, on a topic `filter`
+/// matches: a live subscription's.
+pub fn live_filter_subjects(filter: &str) -> Option<Vec<String>> {
+    let mut subjects = class_filter_subjects(Class::Stored, filter)?;
+    subjects.extend(class_filter_subjects(Class::AtMostOnce, filter)?);
+    Some(subjects)
+}
+
+/// The subjects of `class` that receive every topic `filter` matches.
+pub fn class_filter_subjects(class: Class, filter: &str) -> Option<Vec<String>> {
+    let root = class.root(filter);
     let mut out = String::with_capacity(filter.len() + 8);
-    out.push_str(root_of(filter));
+    out.push_str(root);
     let mut parent = None;
     for level in filter.split('/') {
         match level {
@@ -87,7 +136,7 @@ pub fn filter_subjects(filter: &str) -> Option<Vec<String>> {
             "#" => {
                 // Everything below, and the parent level itself (not for a lone `#`:
                 // the root is no topic).
-                if out.len() > ROOT.len() && out != DOLLAR_ROOT {
+                if out.len() > root.len() {
                     parent = Some(out.clone());
                 }
                 out.push_str(".>");
@@ -177,6 +226,29 @@ mod tests {
         assert_eq!(filter_subjects("a/#").unwrap(), ["mq.a", "mq.a.>"]);
         assert_eq!(filter_subjects("$SYS/#").unwrap(), ["mqs.=24SYS", "mqs.=24SYS.>"]);
         assert_eq!(filter_subjects("a.b").unwrap(), ["mq.a=2Eb"]);
+    }
+
+    #[test]
+    fn qos_0_messages_have_roots_of_their_own() {
+        use tern_proto::QoS;
+        assert_eq!(Class::of(QoS::AtMostOnce), Class::AtMostOnce);
+        assert_eq!(Class::of(QoS::ExactlyOnce), Class::Stored);
+        assert_eq!(class_topic_subject(Class::AtMostOnce, "a/b").unwrap(), "mq0.a.b");
+        assert_eq!(
+            class_topic_subject(Class::AtMostOnce, "$SYS/x").unwrap(),
+            "mqs0.=24SYS.x"
+        );
+        assert_eq!(class_topic_subject(Class::Stored, "a/b").unwrap(), "mq.a.b");
+        assert_eq!(
+            live_filter_subjects("a/#").unwrap(),
+            ["mq.a", "mq.a.>", "mq0.a", "mq0.a.>"]
+        );
+        assert_eq!(live_filter_subjects("#").unwrap(), ["mq.>", "mq0.>"]);
+        assert_eq!(
+            live_filter_subjects("$SYS/#").unwrap(),
+            ["mqs.=24SYS", "mqs.=24SYS.>", "mqs0.=24SYS", "mqs0.=24SYS.>"]
+        );
+        assert_eq!(class_filter_subjects(Class::AtMostOnce, "+/x").unwrap(), ["mq0.*.x"]);
     }
 
     #[test]

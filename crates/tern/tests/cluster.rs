@@ -39,13 +39,13 @@ fn cross_node_delivery(nodes: &HashMap<&str, Broker>) {
             }
         }
     }
+    // Last messages of each class (QoS 0, and QoS 1/2: each class is in order).
     pub_a.publish("t/q/1", b"end-a", QoS::AtLeastOnce, false, 9000);
     pub_c.publish("t/q/1", b"end-c", QoS::AtLeastOnce, false, 9001);
+    pub_a.publish("t/q/1", b"end0-a", QoS::AtMostOnce, false, 0);
+    pub_c.publish("t/q/1", b"end0-c", QoS::AtMostOnce, false, 0);
 
-    let mut got = receive_until(&mut sub_b, "end-a");
-    if !got.iter().any(|(p, _)| p == "end-c") {
-        got.extend(receive_until(&mut sub_b, "end-c"));
-    }
+    let got = receive_until_all(&mut sub_b, &["end-a", "end-c", "end0-a", "end0-c"]);
     settle(&mut sub_b);
     let payloads: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
     let distinct: BTreeSet<&str> = payloads.iter().copied().collect();
@@ -54,9 +54,11 @@ fn cross_node_delivery(nodes: &HashMap<&str, Broker>) {
         payloads.len(),
         "cross-node delivery: duplicates in {payloads:?}"
     );
-    assert_eq!(payloads.len(), 2 * 3 * N + 2, "cross-node delivery: got {payloads:?}");
+    assert_eq!(payloads.len(), 2 * 3 * N + 4, "cross-node delivery: got {payloads:?}");
     for (payload, qos) in &got {
-        let sent = if payload.starts_with("end") {
+        let sent = if payload.starts_with("end0") {
+            QoS::AtMostOnce
+        } else if payload.starts_with("end") {
             QoS::AtLeastOnce
         } else {
             QoS::from_u8(payload.as_bytes()[3] - b'0').unwrap()
@@ -72,7 +74,7 @@ fn cross_node_delivery(nodes: &HashMap<&str, Broker>) {
         }
     }
 
-    let got = receive_until(&mut sub_c, "end-a");
+    let got = receive_until_all(&mut sub_c, &["end-a", "end0-a"]);
     let from_a: Vec<&str> = got
         .iter()
         .map(|(p, _)| p.as_str())
@@ -86,6 +88,39 @@ fn cross_node_delivery(nodes: &HashMap<&str, Broker>) {
     for client in [sub_b, sub_c, pub_a, pub_c] {
         client.disconnect();
     }
+}
+
+/// QoS 0 messages cross to other nodes without a write to the message stream (a flood of
+/// them cannot push stored QoS 1/2 messages out of its limits); a QoS 1 message is stored.
+fn qos0_stays_out_of_the_stream(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
+    let mut subscriber = nodes["b"].connect(V5, "zero-sub");
+    subscriber.subscribe("zero/#", QoS::AtLeastOnce);
+    let mut publisher = nodes["a"].connect(V311, "zero-pub");
+    warm_up(&mut publisher, "zero/1", &mut [&mut subscriber]);
+    let stored = || nats.stream_state("MQTT_MSGS", "last_seq");
+    let before = stored();
+    for i in 0..50 {
+        publisher.publish(
+            &format!("zero/{i}"),
+            format!("z-{i}").as_bytes(),
+            QoS::AtMostOnce,
+            false,
+            0,
+        );
+    }
+    let got = receive_until(&mut subscriber, "z-49");
+    let expected: Vec<(String, QoS)> = (0..50).map(|i| (format!("z-{i}"), QoS::AtMostOnce)).collect();
+    assert_eq!(got, expected, "QoS 0 across nodes");
+    assert_eq!(stored(), before, "QoS 0 messages were written to MQTT_MSGS");
+    let code = publisher.publish("zero/1", b"one", QoS::AtLeastOnce, false, 1);
+    assert!(code.is_success());
+    assert_eq!(
+        receive_until(&mut subscriber, "one"),
+        [("one".to_string(), QoS::AtLeastOnce)]
+    );
+    assert_eq!(stored(), before + 1, "the QoS 1 message is stored");
+    subscriber.disconnect();
+    publisher.disconnect();
 }
 
 /// A SUBACK comes once the node's NATS server has the subscription: a message published
@@ -127,7 +162,7 @@ fn retained_on_another_node(nodes: &HashMap<&str, Broker>) {
 }
 
 /// Each node subscribes in NATS only to what its clients' filters need: one subscription
-/// per distinct filter (two for `/#`), shared by the clients that have it, gone with the
+/// per distinct filter and class (QoS 1/2 and QoS 0; twice that for `/#`), shared by the clients that have it, gone with the
 /// last of them; a node without subscribers has none.
 fn nats_interest_follows_local_filters(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
     let subjects = |node: &str| nats.mqtt_subjects(node);
@@ -143,7 +178,7 @@ fn nats_interest_follows_local_filters(nats: &NatsCluster, nodes: &HashMap<&str,
     second.subscribe("s/#", QoS::AtMostOnce);
     let want = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     wait_until("node c's NATS subscriptions for s/+/x and s/#", || {
-        subjects("c") == want(&["mq.s", "mq.s.*.x", "mq.s.>"])
+        subjects("c") == want(&["mq.s", "mq.s.*.x", "mq.s.>", "mq0.s", "mq0.s.*.x", "mq0.s.>"])
     });
     assert!(
         subjects("a").is_empty() && subjects("b").is_empty(),
@@ -151,7 +186,7 @@ fn nats_interest_follows_local_filters(nats: &NatsCluster, nodes: &HashMap<&str,
     );
     first.disconnect();
     wait_until("node c keeps s/# for its second client", || {
-        subjects("c") == want(&["mq.s", "mq.s.>"])
+        subjects("c") == want(&["mq.s", "mq.s.>", "mq0.s", "mq0.s.>"])
     });
     second.disconnect();
     wait_until("node c drops its NATS subscriptions", || subjects("c").is_empty());
@@ -443,6 +478,7 @@ fn three_nodes_on_nats_jetstream_act_as_one_broker() {
     // One consumer per persistent session: NATS's default of 1,000 a stream is raised.
     assert_eq!(nats.stream_config("MQTT_MSGS", "max_consumers"), Some(1_000_000));
     cross_node_delivery(&nodes);
+    qos0_stays_out_of_the_stream(&nats, &nodes);
     subscribe_then_publish_at_once(&nats);
     retained_on_another_node(&nodes);
     nats_interest_follows_local_filters(&nats, &nodes);

@@ -4,7 +4,8 @@
 //! starts them once and runs the scenarios in turn: a group with members on nodes a and b
 //! (3.1.1 and 5.0) and a publisher on node c, QoS 1 and 2 (from the group's JetStream
 //! consumer), then QoS 0 (through NATS queue groups): each message reaches exactly one
-//! member, and the group's consumer goes when both leave; a group whose only member is a
+//! member, and the group's consumer goes when both leave; three members on node a and one
+//! on node b share the messages by member, not by node; a group whose only member is a
 //! persistent session offline on node a (3.1.1, 5.0) keeps its messages (a clean member
 //! joining and leaving on node c meanwhile), and the member gets them when it resumes on
 //! node b; a member on node a that disconnects holding messages it did not acknowledge:
@@ -76,8 +77,8 @@ fn consumer_of(group: &str, filter: &str) -> String {
     format!("tern-share-{hash:016x}")
 }
 
-/// The pull requests waiting on the consumer of `$share/{group}/{filter}` (each node with a
-/// connected member keeps one), the most a running NATS server reports.
+/// The pull requests waiting on the consumer of `$share/{group}/{filter}` (a node keeps one
+/// per connected member), the most a running NATS server reports.
 fn waiting_pulls(nats: &NatsCluster, group: &str, filter: &str) -> u64 {
     let name = consumer_of(group, filter);
     let mut most = 0;
@@ -178,6 +179,50 @@ fn each_message_to_one_member(nats: &NatsCluster, nodes: &HashMap<&str, Broker>)
     wait_until("the group's consumer is deleted", || {
         !consumer_exists(nats, "workers", "work/#")
     });
+}
+
+/// Three members on node a (5.0, 3.1.1, 5.0) and one on node b (3.1.1), a publisher on
+/// node c: the messages are shared by member, not by node (node b's member gets about a
+/// quarter, not half).
+fn the_balance_follows_the_members(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
+    let filter = "$share/crew/crew/#";
+    let mut members = vec![
+        ("a1", member(&nodes["a"], V5, "crew-a1", filter)),
+        ("a2", member(&nodes["a"], V311, "crew-a2", filter)),
+        ("a3", member(&nodes["a"], V5, "crew-a3", filter)),
+        ("b", member(&nodes["b"], V311, "crew-b", filter)),
+    ];
+    let mut publisher = nodes["c"].connect(V5, "crew-publisher");
+    // One pull request per connected member: four waiting before anything is published.
+    wait_until("four pull requests wait on the group's consumer", || {
+        waiting_pulls(nats, "crew", "crew/#") >= 4
+    });
+    const N: u16 = 80;
+    let sent = publish(&mut publisher, "crew", "crew", N);
+    let got = gather(&mut members, usize::from(N), PATIENCE);
+    let every: Vec<&String> = got.values().flatten().collect();
+    let distinct: BTreeSet<String> = every.iter().map(|s| s.to_string()).collect();
+    assert_eq!(distinct.len(), every.len(), "a message reached two members: {got:?}");
+    assert_eq!(distinct, sent, "the group's messages: {got:?}");
+    let on_a = got["a1"].len() + got["a2"].len() + got["a3"].len();
+    println!(
+        "by member: a1 {}, a2 {}, a3 {}, b {}",
+        got["a1"].len(),
+        got["a2"].len(),
+        got["a3"].len(),
+        got["b"].len()
+    );
+    assert!(got.values().all(|g| !g.is_empty()), "a member got nothing: {got:?}");
+    // Shared by node, node b's one member would get half (40); by member, a quarter (20).
+    assert!(
+        got["b"].len() <= 30 && on_a >= 50,
+        "node a's three members got {on_a}, node b's one member {}",
+        got["b"].len()
+    );
+    for (_, member) in members {
+        member.disconnect();
+    }
+    publisher.disconnect();
 }
 
 /// A group whose only member is a persistent session offline on node a (3.1.1, then 5.0)
@@ -341,6 +386,7 @@ fn shared_groups_keep_their_messages_in_jetstream() {
     let nats = NatsCluster::start(binary);
     let mut nodes = start_nodes(&nats);
     each_message_to_one_member(&nats, &nodes);
+    the_balance_follows_the_members(&nats, &nodes);
     messages_wait_for_a_member(&nats, &nodes);
     a_member_leaves(&nats, &nodes);
     a_members_node_dies(&nats, &mut nodes);

@@ -346,7 +346,8 @@ impl NatsCluster {
     }
 
     /// The subjects the connection named `tern-<node>` is subscribed to, on whichever
-    /// server it is connected to (NATS monitoring: /connz?subs=1), `mq`/`mqs` ones only.
+    /// server it is connected to (NATS monitoring: /connz?subs=1), those of messages only
+    /// (roots `mq`, `mqs`, and `mq0`, `mqs0` for QoS 0).
     pub fn mqtt_subjects(&self, node: &str) -> Vec<String> {
         let name = format!("\"name\":\"tern-{node}\"");
         let mut subjects = Vec::new();
@@ -361,7 +362,10 @@ impl NatsCluster {
                 }
                 for subject in connection["subscriptions_list"].as_array().into_iter().flatten() {
                     let subject = subject.as_str().unwrap_or_default();
-                    if subject.starts_with("mq.") || subject.starts_with("mqs.") {
+                    if ["mq.", "mqs.", "mq0.", "mqs0."]
+                        .iter()
+                        .any(|root| subject.starts_with(root))
+                    {
                         subjects.push(subject.to_string());
                     }
                 }
@@ -460,6 +464,17 @@ pub fn answer(client: &mut Client, packet: Packet, ack: bool, seen: &mut Vec<Str
 pub fn rest(client: &mut Client) -> Vec<String> {
     let mut seen = Vec::new();
     client.drain(|client, packet| answer(client, packet, true, &mut seen));
+    seen
+}
+
+/// Receives until every payload of `lasts` has come (a QoS 0 message and a QoS 1/2 one
+/// take different ways between nodes, each in order, so a sequence of mixed QoS needs a
+/// last message of each); see [`receive_until`].
+pub fn receive_until_all(client: &mut Client, lasts: &[&str]) -> Vec<(String, QoS)> {
+    let mut seen: Vec<(String, QoS)> = Vec::new();
+    while let Some(last) = lasts.iter().find(|l| !seen.iter().any(|(p, _)| p == *l)) {
+        seen.extend(receive_until(client, last));
+    }
     seen
 }
 
