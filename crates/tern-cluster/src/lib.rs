@@ -192,7 +192,11 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
     let _ = shared.sessions.set(sessions.clone());
     let (sessions_js, replicas) = (js.clone(), settings.replicas());
     let (members_js, members_view) = (js.clone(), view.clone());
-    tokio::spawn(async move { durable.open_members(&members_js, replicas, members_view).await });
+    let swept = shared.clone();
+    tokio::spawn(async move {
+        durable.open_members(&members_js, replicas, members_view).await;
+        shared_feed::sweep_dead_nodes(durable, swept).await;
+    });
     tokio::spawn(async move { sessions.set_up(&sessions_js, replicas).await });
     tokio::spawn(outbound::run(client.clone(), js.clone(), shared.clone(), out_rx));
     tokio::spawn(inbound::run(client.clone(), state.clone(), shared.clone(), interest_rx));

@@ -23,9 +23,10 @@
 //! bucket, `<consumer>.<node>`, written before it reads. When its last member leaves
 //! (unsubscribes, or its session ends), the node deletes its key and looks up the keys of
 //! the other nodes it sees ([`crate::view`]); if none has one and no message waits in the
-//! consumer, it deletes the consumer. A consumer left behind (messages waiting, a node
-//! died holding members, the bucket out of reach) is deleted by JetStream once nobody has
-//! read it for [`INACTIVE_FOR`].
+//! consumer, it deletes the consumer. The keys of a node that died are removed by the
+//! others once the heartbeats say it is gone ([`sweep_dead_nodes`]), with the consumer if
+//! no member is left. A consumer left behind (messages waiting, the bucket out of reach)
+//! is deleted by JetStream once nobody has read it for [`INACTIVE_FOR`].
 
 use crate::link::Shared;
 use crate::session_record::consumer_subjects;
@@ -75,6 +76,8 @@ const PULL_FOR: Duration = Duration::from_secs(2);
 const IDLE_CHECK: Duration = Duration::from_millis(200);
 /// After a failed pull (JetStream unavailable), the next one.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often each node looks for keys of dead nodes in `MQTT_SHARES`.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// A message no member here could take is handed out again after this.
 const NO_MEMBER_DELAY: Duration = Duration::from_millis(500);
 /// Longest the making of a consumer holds up a SUBACK.
@@ -174,6 +177,98 @@ impl Registry {
     }
 }
 
+/// Deletes the group consumer `name` if no node this node sees has a key for it in
+/// `MQTT_SHARES` and no message waits in it (a member may be on its way: a persistent
+/// session moving to another node that has not written its key yet). Whether it did.
+async fn remove_if_unused(registry: &Registry, shared: &Shared, name: &str) -> bool {
+    let (Some(members), Some(view)) = (registry.members.get(), registry.view.get()) else {
+        return false;
+    };
+    for node in view.view().nodes.iter() {
+        match members.entry(format!("{name}.{}", node.name)).await {
+            Ok(Some(entry)) if entry.operation == kv::Operation::Put => return false,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    let Some(ready) = shared.sessions.get().and_then(|e| e.ready.get()) else {
+        return false;
+    };
+    match ready.stream.consumer_info(name).await {
+        Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => {}
+        _ => return false,
+    }
+    match ready.stream.delete_consumer(name).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!("cluster: deleting the group consumer {name}: {e}");
+            false
+        }
+    }
+}
+
+/// Removes the `MQTT_SHARES` keys of nodes that died (a run of a node that the
+/// heartbeats say is gone, [`crate::view`]): such a node holds no member any more (its
+/// persistent sessions' members write keys of their own where they resume), and a key
+/// left behind would keep its group's consumer from being deleted when the last live
+/// member leaves. Each node watches the bucket and looks every [`SWEEP_EVERY`]; a key is
+/// deleted with a compare-and-set on the revision seen, and the group's consumer with it
+/// when unused ([`remove_if_unused`]).
+pub async fn sweep_dead_nodes(registry: Arc<Registry>, shared: Arc<Shared>) {
+    let (Some(members), Some(view)) = (registry.members.get(), registry.view.get()) else {
+        return;
+    };
+    // Each key's origin (the run of the node that wrote it) and revision.
+    let mut keys: HashMap<String, (String, u64)> = HashMap::new();
+    let mut watch = None;
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        let Some(entries) = watch.as_mut() else {
+            match members.watch_with_history(">").await {
+                Ok(w) => {
+                    keys.clear();
+                    watch = Some(w);
+                }
+                Err(e) => {
+                    tracing::debug!("cluster: watching the shared groups' bucket: {e}");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+            }
+            continue;
+        };
+        tokio::select! {
+            entry = entries.next() => match entry {
+                Some(Ok(entry)) if entry.operation == kv::Operation::Put => {
+                    let origin = String::from_utf8_lossy(&entry.value).into_owned();
+                    keys.insert(entry.key, (origin, entry.revision));
+                }
+                Some(Ok(entry)) => {
+                    keys.remove(&entry.key);
+                }
+                Some(Err(_)) | None => watch = None,
+            },
+            _ = tick.tick() => {
+                let dead: Vec<(String, u64)> = keys
+                    .iter()
+                    .filter(|(_, (origin, _))| matches!(view.liveness(origin), crate::view::Liveness::Dead(_)))
+                    .map(|(key, (_, revision))| (key.clone(), *revision))
+                    .collect();
+                for (key, revision) in dead {
+                    keys.remove(&key);
+                    if members.delete_expect_revision(&key, Some(revision)).await.is_err() {
+                        continue;
+                    }
+                    let Some((name, node)) = key.split_once('.') else { continue };
+                    tracing::debug!("cluster: node {node} died holding members of the group consumer {name}");
+                    if remove_if_unused(&registry, &shared, name).await {
+                        tracing::debug!("cluster: the group consumer {name} has no member left: deleted");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The consumer of `$share/{group}/{filter}`: the same name on every node (FNV-1a of the
 /// pair, which cannot collide with another pair's bytes since group names hold no `/`).
 pub fn consumer_name(group: &str, filter: &str) -> String {
@@ -231,12 +326,7 @@ pub async fn start(
         pending: HashMap::new(),
         retry_at: Instant::now(),
     };
-    let _ = tokio::time::timeout(CREATE_WAIT, async {
-        // The key first: a node whose last member leaves meanwhile sees this one.
-        feed.join().await;
-        feed.open().await;
-    })
-    .await;
+    let _ = tokio::time::timeout(CREATE_WAIT, feed.open()).await;
     tokio::spawn(feed.run(commands));
     Some(id)
 }
@@ -355,46 +445,28 @@ impl GroupFeed {
     /// node this node sees has members and nothing waits in it (when in doubt it stays,
     /// for JetStream to delete once unread for [`INACTIVE_FOR`]).
     async fn leave(&self) {
-        let (Some(members), Some(view)) = (self.registry.members.get(), self.registry.view.get()) else {
+        let Some(members) = self.registry.members.get() else {
             return;
         };
         if members.delete(self.key()).await.is_err() {
             return;
         }
         let name = consumer_name(&self.group, &self.filter);
-        for node in view.view().nodes.iter().filter(|n| *n.name != *self.shared.node) {
-            match members.entry(format!("{name}.{}", node.name)).await {
-                Ok(Some(entry)) if entry.operation == kv::Operation::Put => return,
-                Ok(_) => {}
-                Err(_) => return,
-            }
-        }
-        let Some(ready) = self.shared.sessions.get().and_then(|e| e.ready.get()) else {
-            return;
-        };
-        // Messages still waiting in it: a member may be on its way (a persistent session
-        // moving to another node that has not written its key yet).
-        match ready.stream.consumer_info(&name).await {
-            Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => {}
-            _ => return,
-        }
-        match ready.stream.delete_consumer(&name).await {
-            Ok(_) => tracing::debug!(
+        if remove_if_unused(&self.registry, &self.shared, &name).await {
+            tracing::debug!(
                 "cluster: $share/{}/{} has no member left: its consumer is deleted",
                 self.group,
                 self.filter
-            ),
-            Err(e) => tracing::debug!(
-                "cluster: deleting the consumer of $share/{}/{}: {e}",
-                self.group,
-                self.filter
-            ),
+            );
         }
     }
 
-    /// Finds (or makes) the group's consumer.
+    /// Finds (or makes) the group's consumer, this node's key written first: a node whose
+    /// last member leaves meanwhile sees it (and a key the others removed, taking this node
+    /// for dead while it was cut off, is written again when the consumer is found anew).
     async fn open(&mut self) -> Option<&PullConsumer> {
         if self.consumer.is_none() {
+            self.join().await;
             let ready = self.shared.sessions.get().and_then(|e| e.ready.get())?;
             let name = consumer_name(&self.group, &self.filter);
             match ready.stream.get_or_create_consumer(&name, self.config.clone()).await {

@@ -307,7 +307,8 @@ fn a_member_leaves(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
 }
 
 /// Members on node a that never acknowledge, members on node b that do; node a killed:
-/// node b's members get every message node a's held.
+/// node b's members get every message node a's held, and once they leave, the group's
+/// consumer is deleted (node a's key removed by the survivors).
 fn a_members_node_dies(nats: &NatsCluster, nodes: &mut HashMap<&str, Broker>) {
     let filter = "$share/crash/crash/#";
     let mut holders = [
@@ -320,7 +321,7 @@ fn a_members_node_dies(nats: &NatsCluster, nodes: &mut HashMap<&str, Broker>) {
     ];
     let mut publisher = nodes["c"].connect(V311, "crash-publisher");
     wait_until("nodes a and b pull the group's messages", || {
-        waiting_pulls(nats, "crash", "crash/#") >= 2
+        waiting_pulls(nats, "crash", "crash/#") >= 4
     });
     const N: u16 = 30;
     let sent = publish(&mut publisher, "crash", "crash", N);
@@ -375,6 +376,15 @@ fn a_members_node_dies(nats: &NatsCluster, nodes: &mut HashMap<&str, Broker>) {
     );
     let all: BTreeSet<String> = done.iter().chain(&after).cloned().collect();
     assert_eq!(all, sent, "none lost");
+    for survivor in survivors {
+        survivor.disconnect();
+    }
+    publisher.disconnect();
+    // Node a's key in MQTT_SHARES goes once the survivors see it dead: the consumer is
+    // deleted with the last member (not left for JetStream's hour of inactivity).
+    wait_until("the group's consumer is deleted once its last member left", || {
+        !consumer_exists(nats, "crash", "crash/#")
+    });
 }
 
 #[test]
