@@ -508,9 +508,9 @@ impl GroupFeed {
             return;
         }
         if let Some(queued) = self.pending.get_mut(&seq) {
-            if queued.member.upgrade().is_some_and(|s| s.is_online()) {
-                // Handed out again while still queued for a connected member: that one
-                // finishes it.
+            if queued.member.upgrade().is_some() {
+                // Handed out again while still held by a member here (connected, or a QoS
+                // 2 message in flight that its offline session keeps): that one finishes it.
                 queued.acker = acker;
                 return;
             }
@@ -549,9 +549,10 @@ impl GroupFeed {
         }
     }
 
-    /// Extends the wait of messages connected members hold long; hands back those of
-    /// members whose session is gone (those of an offline member lapse after
-    /// [`ACK_WAIT`] and are handed out again).
+    /// Extends the wait of messages members here hold long, connected or not: what an
+    /// offline member still holds is a QoS 2 message in flight, which its session keeps
+    /// for it [MQTT-4.4.0-1] (the rest was handed back when it went), and which must not
+    /// reach a second member. Hands back those of members whose session is gone.
     async fn extend(&mut self) {
         let now = Instant::now();
         let mut gone = Vec::new();
@@ -559,13 +560,11 @@ impl GroupFeed {
             if now.duration_since(p.since) < EXTEND_AFTER {
                 continue;
             }
-            match p.member.upgrade() {
-                None => gone.push(*seq),
-                Some(session) if session.is_online() => {
-                    let _ = p.acker.ack_with(AckKind::Progress).await;
-                    p.since = now;
-                }
-                Some(_) => {}
+            if p.member.strong_count() == 0 {
+                gone.push(*seq);
+            } else {
+                let _ = p.acker.ack_with(AckKind::Progress).await;
+                p.since = now;
             }
         }
         for seq in gone {

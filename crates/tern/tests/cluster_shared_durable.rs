@@ -9,7 +9,9 @@
 //! persistent session offline on node a (3.1.1, 5.0) keeps its messages (a clean member
 //! joining and leaving on node c meanwhile), and the member gets them when it resumes on
 //! node b; a member on node a that disconnects holding messages it did not acknowledge:
-//! they reach the member on node b at once; last, members on node a that receive without
+//! they reach the member on node b at once; a persistent member that goes offline with
+//! QoS 2 messages in flight keeps them past JetStream's acknowledgement wait and finishes
+//! them when it comes back; last, members on node a that receive without
 //! acknowledging, and node a killed with SIGKILL: every one of those messages reaches the
 //! members on node b.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -306,6 +308,105 @@ fn a_member_leaves(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
     publisher.disconnect();
 }
 
+/// A persistent 5.0 member on node a takes QoS 2 messages, completes none (PUBREC for the
+/// first only) and goes offline; a member on node b stays. Past JetStream's
+/// acknowledgement wait, node b's member has none of them (a QoS 2 message in flight stays
+/// with its session, [MQTT-4.4.0-1]); the member comes back and finishes them under
+/// their packet ids (PUBREL for the first, the others again with DUP); once both leave,
+/// nothing is left in the group's consumer.
+fn qos2_in_flight_stays_with_an_offline_member(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
+    let filter = "$share/hold/hold/#";
+    let (mut holder, _) = persistent(&nodes["a"], V5, "hold-5", 300);
+    holder.subscribe(filter, QoS::ExactlyOnce);
+    let mut other = member(&nodes["b"], V311, "hold-other", filter);
+    let mut publisher = nodes["c"].connect(V5, "hold-publisher");
+    wait_until("nodes a and b pull the group's messages", || {
+        waiting_pulls(nats, "hold", "hold/#") >= 2
+    });
+    const N: u16 = 6;
+    let mut sent = BTreeSet::new();
+    for i in 1..=N {
+        let payload = format!("hold-{i}");
+        let code = publisher.publish(&format!("hold/{i}"), payload.as_bytes(), QoS::ExactlyOnce, false, i);
+        assert!(code.is_success(), "{payload}: {code:?}");
+        sent.insert(payload);
+    }
+    // The holder answers nothing; the other member completes what it gets.
+    let deadline = Instant::now() + PATIENCE;
+    let mut held: Vec<(String, u16)> = Vec::new();
+    let mut done: Vec<String> = Vec::new();
+    while held.len() + done.len() < usize::from(N) {
+        assert!(Instant::now() < deadline, "held {held:?}, done {done:?}");
+        while let Some(packet) = holder.recv_within(Duration::from_millis(100)) {
+            match packet {
+                Packet::Publish(p) => held.push((String::from_utf8_lossy(&p.payload).to_string(), p.packet_id)),
+                other => panic!("holder: {other:?}"),
+            }
+        }
+        done.extend(take(&mut other, true));
+    }
+    assert!(!held.is_empty(), "node a's member got nothing to hold: {done:?}");
+    let received = Instant::now();
+    let (first, first_id) = held[0].clone();
+    holder.send(&Packet::PublishReceived(PublishResponse::new(first_id)));
+    match holder.recv() {
+        Packet::PublishRelease(r) => assert_eq!(r.packet_id, first_id),
+        other => panic!("expected PUBREL for {first}, got {other:?}"),
+    }
+    holder.disconnect();
+    // JetStream would hand the held messages out again after its 20 s wait if the node
+    // stopped extending it: none may reach the other member.
+    while received.elapsed() < Duration::from_secs(28) {
+        done.extend(take(&mut other, true));
+    }
+    let leaked: Vec<&(String, u16)> = held.iter().filter(|(p, _)| done.contains(p)).collect();
+    assert!(
+        leaked.is_empty(),
+        "held by the offline member, given to the other: {leaked:?}"
+    );
+    // Back on node a: PUBREL for the first, the rest again under their packet ids.
+    let (mut holder, ack) = persistent(&nodes["a"], V5, "hold-5", 300);
+    assert!(ack.session_present, "{ack:?}");
+    let mut again: Vec<(String, u16, bool)> = Vec::new();
+    let mut released = Vec::new();
+    holder.drain(|client, packet| match packet {
+        Packet::Publish(p) => {
+            client.send(&Packet::PublishReceived(PublishResponse::new(p.packet_id)));
+            again.push((String::from_utf8_lossy(&p.payload).to_string(), p.packet_id, p.dup));
+        }
+        Packet::PublishRelease(r) => {
+            client.send(&Packet::PublishComplete(PublishResponse::new(r.packet_id)));
+            released.push(r.packet_id);
+        }
+        other => panic!("holder, back: {other:?}"),
+    });
+    let expected: Vec<(String, u16, bool)> = held[1..].iter().map(|(p, id)| (p.clone(), *id, true)).collect();
+    assert_eq!(again, expected, "sent again, each under its packet id with DUP");
+    assert!(
+        released.contains(&first_id),
+        "no PUBREL for {first} ({first_id}): {released:?}"
+    );
+    let all: BTreeSet<String> = done
+        .iter()
+        .cloned()
+        .chain(held.iter().map(|(p, _)| p.clone()))
+        .collect();
+    assert_eq!(all, sent);
+    println!(
+        "an offline member held {} QoS 2 messages past the wait: none reached the other",
+        held.len()
+    );
+    // The session ends (clean start), the other member leaves: nothing is left
+    // unacknowledged, so the consumer goes.
+    holder.disconnect();
+    nodes["a"].connect(V5, "hold-5").disconnect();
+    other.disconnect();
+    publisher.disconnect();
+    wait_until("the group's consumer is deleted", || {
+        !consumer_exists(nats, "hold", "hold/#")
+    });
+}
+
 /// Members on node a that never acknowledge, members on node b that do; node a killed:
 /// node b's members get every message node a's held, and once they leave, the group's
 /// consumer is deleted (node a's key removed by the survivors).
@@ -399,5 +500,6 @@ fn shared_groups_keep_their_messages_in_jetstream() {
     the_balance_follows_the_members(&nats, &nodes);
     messages_wait_for_a_member(&nats, &nodes);
     a_member_leaves(&nats, &nodes);
+    qos2_in_flight_stays_with_an_offline_member(&nats, &nodes);
     a_members_node_dies(&nats, &mut nodes);
 }
