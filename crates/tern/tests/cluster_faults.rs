@@ -376,6 +376,71 @@ fn make_stream_with_default_limits(url: &str) {
     });
 }
 
+/// Node q reaches only NATS server 0; servers 1 and 2 are killed (JetStream loses its
+/// quorum, q's connection stays) and a persistent 5.0 publisher on q sends a QoS 2
+/// message at once, before q's heartbeats notice: q routes it to its own subscriber, the
+/// write to JetStream fails, and the connection closes without PUBREC. The servers come
+/// back, the publisher resends under the same packet id: the message is stored this
+/// time and reaches the subscriber on node b (it was not taken for a duplicate already
+/// received and answered without being stored).
+fn a_qos2_message_jetstream_refused_after_routing(nats: &mut NatsCluster, nodes: &HashMap<&str, Broker>) {
+    let q = start_node_with(&nats.url_of(0), "q");
+    wait_available("q", &q);
+    let mut local = q.connect(V5, "refused-local");
+    local.subscribe("refused/#", QoS::ExactlyOnce);
+    let mut remote = nodes["b"].connect(V5, "refused-remote");
+    remote.subscribe("refused/#", QoS::ExactlyOnce);
+    let (mut publisher, _) = persistent(&q, V5, "refused-pub", 300);
+    warm_up(&mut publisher, "refused/w", &mut [&mut remote]);
+    rest(&mut local);
+    let exactly = publish_packet("refused/x", b"exactly", QoS::ExactlyOnce, false, 7);
+    nats.stop(1);
+    nats.stop(2);
+    publisher.send(&exactly);
+    let seen = publisher.expect_closed();
+    assert!(
+        !seen.iter().any(|p| matches!(p, Packet::PublishReceived(_))),
+        "PUBREC for a message JetStream did not store: {seen:?}; node q: {:?}",
+        cluster_log(&q)
+    );
+    let got = receive_until(&mut local, "exactly");
+    assert_eq!(got, [("exactly".to_string(), QoS::ExactlyOnce)], "routed on q at once");
+    let available = ["cluster: JetStream available"];
+    let before = q.log_count(&available);
+    nats.start_all();
+    wait_until("every JetStream stream led again", || nats.every_stream_has_a_leader());
+    assert!(
+        q.wait_log_count(&available, before + 1),
+        "node q never saw JetStream again"
+    );
+    let (mut publisher, ack) = persistent(&q, V5, "refused-pub", 300);
+    assert!(ack.session_present);
+    warm_up(&mut publisher, "refused/w", &mut [&mut remote]);
+    let Packet::Publish(mut again) = exactly else {
+        unreachable!()
+    };
+    again.dup = true;
+    publisher.send(&Packet::Publish(again));
+    match publisher.recv() {
+        Packet::PublishReceived(r) => assert!(r.reason_code.is_success(), "{r:?}"),
+        other => panic!("expected PUBREC, got {other:?}"),
+    }
+    publisher.send(&Packet::PublishRelease(PublishResponse::new(7)));
+    assert!(matches!(publisher.recv(), Packet::PublishComplete(_)));
+    let got = receive_until(&mut remote, "exactly");
+    assert_eq!(
+        got,
+        [("exactly".to_string(), QoS::ExactlyOnce)],
+        "on node b once stored"
+    );
+    // The subscriber on q gets it a second time (docs/cluster.md): counted, not required.
+    let twice = rest(&mut local).iter().filter(|p| *p == "exactly").count();
+    println!("a QoS 2 message JetStream refused after routing: stored on resend ({twice} repeat on its own node)");
+    for client in [local, remote, publisher] {
+        client.disconnect();
+    }
+}
+
 #[test]
 fn the_stream_leader_killed_and_a_node_cut_from_nats_lose_nothing_acknowledged() {
     let Some(binary) = nats_server_binary() else {
@@ -400,4 +465,6 @@ fn the_stream_leader_killed_and_a_node_cut_from_nats_lose_nothing_acknowledged()
     println!("node moved to another NATS server after {:?}", started.elapsed());
     a_node_cut_from_nats_and_healed(&nats, &nodes);
     println!("node cut and healed after {:?}", started.elapsed());
+    a_qos2_message_jetstream_refused_after_routing(&mut nats, &nodes);
+    println!("a QoS 2 message refused after routing, after {:?}", started.elapsed());
 }

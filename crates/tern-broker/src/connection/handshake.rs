@@ -681,6 +681,7 @@ fn connection(
         acl_enforced,
         hold: 0,
         cluster_track: broker.router.cluster().map(|_| Default::default()),
+        cluster_unsettled_qos2: Vec::new(),
         counters: Default::default(),
         listener,
         client: None,

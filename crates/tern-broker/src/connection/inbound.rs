@@ -123,6 +123,9 @@ impl Connection {
             };
             if forward_now {
                 delivered = Some(self.route(publish));
+                if qos == QoS::ExactlyOnce && self.cluster_track.is_some() {
+                    self.cluster_unsettled_qos2.push(packet_id);
+                }
             }
         }
         let reason = if !accepted.is_success() {

@@ -113,6 +113,11 @@ pub(crate) struct Connection {
     /// In a cluster, this connection's QoS 1/2 publishes waiting for the cluster to store
     /// them: output waits until they are settled (`crate::cluster`). `None` on a single node.
     cluster_track: Option<Arc<crate::cluster::AckTrack>>,
+    /// QoS 2 packet ids routed while the cluster had not settled all of this connection's
+    /// publishes: if it fails them, they are forgotten, so that the client's resend is
+    /// routed and stored again instead of answered as a duplicate (subscribers here may
+    /// get it twice; those on other nodes would otherwise never get it).
+    cluster_unsettled_qos2: Vec<u16>,
     /// The enhanced-authentication method of CONNECT, for re-authentication (5.0).
     auth: Option<Box<enhanced_auth::ConnectionAuth>>,
     counters: LocalCounters,
@@ -277,7 +282,13 @@ impl Live {
                     c.out.clear();
                     return Close::Gone(crate::cluster::FAILED.into());
                 }
-                Some(track) => track.pending(),
+                Some(track) => {
+                    let pending = track.pending();
+                    if !pending {
+                        c.cluster_unsettled_qos2.clear();
+                    }
+                    pending
+                }
             };
             let held = store_held || cluster_held;
             if (!c.out.is_empty() || socket.has_pending_output()) && !*write_blocked && !held {
@@ -606,6 +617,20 @@ impl Connection {
 
     /// The properties of an acknowledgement that reports a problem: `why` as Reason String
     /// for a 5.0 client that did not opt out, and if it fits the client's packet limit.
+    /// The cluster did not store what this connection published lately: its QoS 2
+    /// packet ids since then are no longer taken as received ([`Self::cluster_unsettled_qos2`]).
+    fn forget_unsettled_qos2(&mut self) {
+        if self.cluster_unsettled_qos2.is_empty() {
+            return;
+        }
+        let state = &mut *self.session.state.lock();
+        for packet_id in self.cluster_unsettled_qos2.drain(..) {
+            if state.incoming_qos2.remove(&packet_id) {
+                self.session.persist_incoming(state, packet_id, false);
+            }
+        }
+    }
+
     fn problem(&self, why: &str) -> Properties {
         // A Reason String is for people: long ones (a SUBSCRIBE refused thousands of times)
         // are cut, and never reach the 65,535 bytes a string may hold.
@@ -695,6 +720,7 @@ impl Connection {
             // Likewise for acknowledgements waiting for the cluster.
             if !track.wait_settled(Duration::from_secs(1)).await {
                 self.out.clear();
+                self.forget_unsettled_qos2();
             }
         }
         if !self.out.is_empty() {
