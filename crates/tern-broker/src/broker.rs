@@ -260,6 +260,17 @@ impl BrokerState {
     /// `None` if that session is not here (any more); else whether it was dropped (not:
     /// it is online).
     pub fn drop_session_from_node(&self, client_id: &str, session: u64) -> Option<bool> {
+        self.hand_over_session_from_node(client_id, session)
+            .map(|dropped| dropped.is_some())
+    }
+
+    /// As [`Self::drop_session_from_node`], and returns, once dropped, the messages the
+    /// cluster fed it that were in flight to its client (for the node that takes it).
+    pub fn hand_over_session_from_node(
+        &self,
+        client_id: &str,
+        session: u64,
+    ) -> Option<Option<Vec<crate::cluster::HandedOver>>> {
         let dropped = self.sessions.with(|map| {
             let current = map.get(client_id).filter(|s| s.id == session)?;
             if current.state.lock().connection.is_some() {
@@ -267,17 +278,31 @@ impl BrokerState {
             }
             Some(map.remove(client_id))
         })?;
-        let Some(session) = dropped else { return Some(false) };
-        let filters: Vec<ByteStr> = {
+        let Some(session) = dropped else { return Some(None) };
+        let now = crate::clock::now();
+        let (inflight, filters): (Vec<_>, Vec<ByteStr>) = {
             let mut state = session.state.lock();
+            let inflight = state
+                .outbox
+                .inflight()
+                .filter(|m| m.delivery.seq & crate::session::CLUSTER_SEQ != 0 && m.delivery.shared.is_none())
+                .map(|m| crate::cluster::HandedOver {
+                    seq: m.delivery.seq & !crate::session::CLUSTER_SEQ,
+                    packet_id: m.packet_id,
+                    stage: m.stage,
+                    v5: m.delivery.v5,
+                    frame: m.delivery.frame.bytes().to_vec(),
+                    expires_in: m.delivery.expires_at.map(|at| at.saturating_duration_since(now)),
+                })
+                .collect();
             state.outbox.clear();
             state.pending_will = None;
-            state.subscriptions.drain().map(|(f, _)| f).collect()
+            (inflight, state.subscriptions.drain().map(|(f, _)| f).collect())
         };
         for filter in filters {
             self.router.unsubscribe(session.id, &filter);
         }
-        Some(true)
+        Some(Some(inflight))
     }
 
     /// Stores (or with an empty payload, clears) a retained message another node of the

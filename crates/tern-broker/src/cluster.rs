@@ -81,10 +81,30 @@ pub(crate) async fn changed(track: Option<&AckTrack>) {
 }
 
 /// A persistent session as the cluster holds it, to be resumed on this node: its
-/// subscriptions (filter, options, 5.0 Subscription Identifier).
+/// subscriptions (filter, options, 5.0 Subscription Identifier), and the messages the
+/// node it leaves had in flight to its client.
 #[derive(Debug, Clone, Default)]
 pub struct SessionSnapshot {
     pub subscriptions: Vec<(tern_proto::ByteStr, tern_proto::SubscriptionOptions, Option<u32>)>,
+    pub inflight: Vec<HandedOver>,
+}
+
+/// A QoS 1/2 message a node had in flight to a persistent session's client when the
+/// session moved to another node: what that node needs to finish it under the same packet
+/// id (the PUBLISH again with DUP, or the PUBREL), so that a QoS 2 message the client has
+/// is not sent to it as a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandedOver {
+    /// Its sequence in the cluster's message stream.
+    pub seq: u64,
+    pub packet_id: u16,
+    pub stage: tern_core::Stage,
+    /// Whether `frame` is encoded for MQTT 5.0.
+    pub v5: bool,
+    /// The PUBLISH, in the local store's form (packet id left as a placeholder).
+    pub frame: Vec<u8>,
+    /// What was left of its Message Expiry Interval.
+    pub expires_in: Option<std::time::Duration>,
 }
 
 /// What the cluster says of a client id's persistent session before CONNACK.

@@ -26,6 +26,19 @@ fn decode_publish(frame: &[u8], v5: bool) -> Option<Publish> {
     }
 }
 
+/// A frame for a PUBLISH in the store's form (`stored`, encoded for 5.0 if `v5`), and its
+/// payload's length.
+pub(crate) fn frame_of_stored(stored: &[u8], v5: bool) -> Option<(PublishFrame, usize)> {
+    let publish = decode_publish(stored, v5)?;
+    let version = if v5 {
+        ProtocolVersion::V5
+    } else {
+        ProtocolVersion::V3_1_1
+    };
+    let frame = PublishFrame::new(&publish, version).ok()?;
+    Some((frame, publish.payload.len()))
+}
+
 /// The frames of restored messages, one per distinct message: a message queued for many
 /// sessions is stored once per session but held once in memory, as before the restart.
 #[derive(Default)]
@@ -41,14 +54,7 @@ impl SharedFrames {
         if let Some(found) = self.by_bytes.get(&key) {
             return Some(found.clone());
         }
-        let publish = decode_publish(stored, v5)?;
-        let version = if v5 {
-            ProtocolVersion::V5
-        } else {
-            ProtocolVersion::V3_1_1
-        };
-        let frame = PublishFrame::new(&publish, version).ok()?;
-        let entry = (frame, publish.payload.len());
+        let entry = frame_of_stored(stored, v5)?;
         self.by_bytes.insert(key, entry.clone());
         Some(entry)
     }

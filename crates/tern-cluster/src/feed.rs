@@ -24,7 +24,7 @@ use async_nats::jetstream::consumer::pull::{Config, MessagesErrorKind, Stream};
 use async_nats::jetstream::consumer::FromConsumer;
 use async_nats::jetstream::message::Acker;
 use futures_util::StreamExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_broker::session::Session;
@@ -49,6 +49,46 @@ pub enum Command {
     Ended,
     /// Another node holds the session now: stop, leaving the consumer to it.
     Stop,
+    /// Another node takes the session ([`crate::handover`]): stop, and say which messages
+    /// the client finished lately.
+    HandOver(tokio::sync::oneshot::Sender<Vec<u64>>),
+}
+
+/// Most finished messages a feed remembers regardless of the floor.
+const FINISHED_RECENT: usize = 1024;
+
+/// The stream sequences of messages the client finished: for a node that takes the
+/// session, whose new consumer starts at JetStream's acknowledgement floor and would
+/// hand those out again. Kept: those above the lowest message still queued (all of them
+/// are above the floor), and the last [`FINISHED_RECENT`] (whose acknowledgements may
+/// not have reached JetStream yet).
+#[derive(Default)]
+struct Finished {
+    above_queued: std::collections::BTreeSet<u64>,
+    recent: std::collections::VecDeque<u64>,
+}
+
+impl Finished {
+    fn add(&mut self, seq: u64, lowest_queued: Option<u64>) {
+        if self.recent.len() == FINISHED_RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(seq);
+        match lowest_queued {
+            Some(lowest) => {
+                self.above_queued.insert(seq);
+                self.above_queued = self.above_queued.split_off(&lowest);
+            }
+            None => self.above_queued.clear(),
+        }
+    }
+
+    fn all(&self) -> Vec<u64> {
+        let mut all: Vec<u64> = self.above_queued.iter().chain(&self.recent).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
 }
 
 /// One session's feed.
@@ -65,6 +105,13 @@ pub struct Feed {
     written: Option<Record>,
     /// Messages queued for the client, by stream sequence, until it is done with them.
     pending: HashMap<u64, Acker>,
+    /// Messages the old node handed over in flight (in the session already): the
+    /// consumer's delivery of one is kept for acknowledging, not queued again.
+    handed: HashSet<u64>,
+    /// Messages the client finished before the consumer handed them to this feed (on
+    /// the old node, or handed over): acknowledged when they come, not queued.
+    done: HashSet<u64>,
+    finished: Finished,
     /// The session, and when it was looked up (again at most once a second: the
     /// registry's lock is CONNECT's, not every message's).
     cached: Option<(Arc<Session>, Instant)>,
@@ -100,9 +147,9 @@ enum Next {
 
 impl Feed {
     pub fn new(engine: Arc<Engine>, client_id: String, session: u64, key: String, taken: Option<Taken>) -> Feed {
-        let (taken, revision) = match taken {
-            Some(t) => (t.consumer, Some(t.revision)),
-            None => (None, None),
+        let (taken, revision, handed, done) = match taken {
+            Some(t) => (t.consumer, Some(t.revision), t.handed, t.done),
+            None => (None, None, Vec::new(), Vec::new()),
         };
         Feed {
             engine,
@@ -114,6 +161,9 @@ impl Feed {
             revision,
             written: None,
             pending: HashMap::new(),
+            handed: handed.into_iter().collect(),
+            done: done.into_iter().collect(),
+            finished: Finished::default(),
             cached: None,
             last_delivery: 0,
             loss: Loss::None,
@@ -163,8 +213,16 @@ impl Feed {
                     Some(Command::Acked(seq)) => {
                         if let Some(acker) = self.pending.remove(&seq) {
                             let _ = acker.ack().await;
+                        } else if self.handed.remove(&seq) {
+                            // Finished before the consumer handed it out here.
+                            self.done.insert(seq);
                         }
+                        self.finished.add(seq, self.pending.keys().min().copied());
                         Next::Go
+                    }
+                    Some(Command::HandOver(answer)) => {
+                        let _ = answer.send(self.finished.all());
+                        Next::End
                     }
                     Some(Command::Ended) => {
                         self.end(ready).await;
@@ -332,6 +390,15 @@ impl Feed {
         }
         self.last_delivery = self.last_delivery.max(delivery);
         let (message, acker) = message.split();
+        if self.done.remove(&seq) {
+            let _ = acker.ack().await;
+            return Next::Go;
+        }
+        if self.handed.remove(&seq) {
+            // In the session already (handed over in flight): acknowledged when finished.
+            self.pending.insert(seq, acker);
+            return Next::Go;
+        }
         if let Some(queued) = self.pending.get_mut(&seq) {
             // Handed out again while still queued: the newest delivery is the one to
             // acknowledge (the old one may be a deleted consumer's).

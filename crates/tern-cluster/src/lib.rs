@@ -35,6 +35,7 @@
 
 mod connect;
 mod feed;
+mod handover;
 mod health;
 mod inbound;
 mod link;
@@ -188,7 +189,8 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
     handle.state().metrics.extra.add(Box::new(renderer));
     let state = handle.state().clone();
     let connections = takeover::subscribe(&state);
-    let sessions = Arc::new(sessions::Engine::new(shared.clone(), state.clone()));
+    let sessions = Arc::new(sessions::Engine::new(shared.clone(), state.clone(), client.clone()));
+    tokio::spawn(handover::serve(sessions.clone(), client.clone()));
     let _ = shared.sessions.set(sessions.clone());
     let (sessions_js, replicas) = (js.clone(), settings.replicas());
     let (members_js, members_view) = (js.clone(), view.clone());

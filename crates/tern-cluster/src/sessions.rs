@@ -66,12 +66,19 @@ struct FeedHandle {
 pub struct Taken {
     pub consumer: Option<String>,
     pub revision: u64,
+    /// Stream sequences of the messages the old node handed over in flight (in the
+    /// session already: not to be queued again when the consumer hands them out).
+    pub handed: Vec<u64>,
+    /// Stream sequences the client had finished on the old node lately.
+    pub done: Vec<u64>,
 }
 
 /// The sessions part of the cluster engine.
 pub struct Engine {
     pub shared: Arc<Shared>,
     pub state: Arc<BrokerState>,
+    /// The node's NATS connection, for handover requests ([`crate::handover`]).
+    nats: async_nats::Client,
     pub ready: OnceLock<Ready>,
     feeds: Mutex<HashMap<String, FeedHandle>>,
     taken: Mutex<HashMap<String, Taken>>,
@@ -99,10 +106,11 @@ pub fn not_found(e: &impl std::fmt::Display) -> bool {
 }
 
 impl Engine {
-    pub fn new(shared: Arc<Shared>, state: Arc<BrokerState>) -> Engine {
+    pub fn new(shared: Arc<Shared>, state: Arc<BrokerState>, nats: async_nats::Client) -> Engine {
         Engine {
             shared,
             state,
+            nats,
             ready: OnceLock::new(),
             feeds: Mutex::new(HashMap::new()),
             taken: Mutex::new(HashMap::new()),
@@ -240,9 +248,11 @@ impl Engine {
         self.take(ready, &client_id, &key, record, revision).await
     }
 
-    /// Takes the session held elsewhere: a new consumer from the old one's floor, the
-    /// record rewritten by compare-and-set, the old consumer deleted.
+    /// Takes the session held elsewhere: what the old node had in flight handed over (if
+    /// it answers), a new consumer from the old one's floor, the record rewritten by
+    /// compare-and-set, the old consumer deleted.
     async fn take(&self, ready: &Ready, client_id: &str, key: &str, record: Record, revision: Option<u64>) -> Resume {
+        let handover = crate::handover::ask(&self.nats, &record.origin, client_id).await;
         let start = match &record.consumer {
             None => None,
             Some(old) => match tokio::time::timeout(REQUEST_WAIT, ready.stream.consumer_info(old)).await {
@@ -301,11 +311,19 @@ impl Engine {
             "cluster: session of node {} resumed here",
             record.origin.split(':').next().unwrap_or_default()
         );
-        self.taken
-            .lock()
-            .insert(client_id.to_string(), Taken { consumer, revision });
+        let handed = handover.inflight.iter().map(|m| m.seq).collect();
+        self.taken.lock().insert(
+            client_id.to_string(),
+            Taken {
+                consumer,
+                revision,
+                handed,
+                done: handover.done,
+            },
+        );
         Resume::Remote(SessionSnapshot {
             subscriptions: record.subscriptions,
+            inflight: handover.inflight,
         })
     }
 
@@ -411,6 +429,51 @@ impl Engine {
                 }
             }
         });
+    }
+
+    /// Another node takes `client_id`'s session ([`crate::handover`]): its connection
+    /// here is closed, the session dropped once offline (at most [`crate::handover::WAIT`]
+    /// is waited for), its feed stopped; returns what it had in flight and what the
+    /// client finished lately.
+    pub async fn hand_over(self: &Arc<Self>, client_id: &str) -> crate::handover::Handover {
+        let Some(session) = self.feeds.lock().get(client_id).map(|f| f.session) else {
+            return Default::default();
+        };
+        self.state.take_over_from_node(client_id, u64::MAX);
+        let deadline = tokio::time::Instant::now() + crate::handover::WAIT / 2;
+        let inflight = loop {
+            match self.state.hand_over_session_from_node(client_id, session) {
+                Some(Some(inflight)) => break inflight,
+                Some(None) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                // Still connected (or gone meanwhile): nothing reliable to hand over; the
+                // claim of the new connection drops it later, as without a handover.
+                _ => return Default::default(),
+            }
+        };
+        let feed = {
+            let mut feeds = self.feeds.lock();
+            match feeds.get(client_id).filter(|f| f.session == session) {
+                Some(_) => feeds.remove(client_id),
+                None => None,
+            }
+        };
+        let mut done = Vec::new();
+        if let Some(feed) = feed {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if feed.commands.send(Command::HandOver(tx)).is_ok() {
+                if let Ok(Ok(finished)) = tokio::time::timeout(crate::handover::WAIT / 4, rx).await {
+                    done = finished;
+                }
+            }
+        }
+        tracing::info!(
+            client = client_id,
+            "cluster: client id connected to another node: its session here is dropped (handed over, {} in flight)",
+            inflight.len()
+        );
+        crate::handover::Handover { inflight, done }
     }
 
     /// Drops session `session` of a client that moved if it is offline: `None` while it

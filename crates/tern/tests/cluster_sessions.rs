@@ -197,6 +197,83 @@ fn taken_over_while_connected(nats: &NatsCluster, nodes: &HashMap<&str, Broker>)
     end_session(&nodes["c"], V5, id);
 }
 
+/// A persistent subscriber (`version`) on node b holds messages in flight: a QoS 2 one it
+/// answered with PUBREC (and got PUBREL for), a QoS 2 one and a QoS 1 one it has not
+/// answered, and one it finished just before. It connects again on node a: node a sends
+/// the PUBREL and the two PUBLISHes again (DUP) under the packet ids node b used, and
+/// neither the message it had received at QoS 2 nor the finished one as new messages
+/// (which would be a QoS 2 message twice); then a new message arrives once.
+fn in_flight_messages_move_with_the_session(
+    nats: &NatsCluster,
+    nodes: &HashMap<&str, Broker>,
+    version: ProtocolVersion,
+) {
+    let id = format!("handed-{}", if version == V5 { "5" } else { "3" });
+    let what = format!("handover ({version:?})");
+    let before = nats.claims_written();
+    let (mut first, _) = persistent(&nodes["b"], version, &id, 600);
+    first.subscribe(&format!("{id}/#"), QoS::ExactlyOnce);
+    wait_until("the connection on node b claimed", || nats.claims_written() > before);
+    let mut publisher = nodes["c"].connect(V5, &format!("{id}-pub"));
+    let mut next = |qos: QoS, payload: &str, client: &mut Client| -> Publish {
+        assert!(publisher
+            .publish(&format!("{id}/x"), payload.as_bytes(), qos, false, 1)
+            .is_success());
+        match client.recv() {
+            Packet::Publish(p) => p,
+            other => panic!("{what}: expected {payload}, got {other:?}"),
+        }
+    };
+    let finished = next(QoS::AtLeastOnce, "finished", &mut first);
+    first.send(&Packet::PublishAck(PublishResponse::new(finished.packet_id)));
+    let received = next(QoS::ExactlyOnce, "received", &mut first);
+    first.send(&Packet::PublishReceived(PublishResponse::new(received.packet_id)));
+    match first.recv() {
+        Packet::PublishRelease(r) => assert_eq!(r.packet_id, received.packet_id),
+        other => panic!("{what}: expected PUBREL, got {other:?}"),
+    }
+    let unanswered2 = next(QoS::ExactlyOnce, "unanswered-2", &mut first);
+    let unanswered1 = next(QoS::AtLeastOnce, "unanswered-1", &mut first);
+
+    let (mut second, ack) = persistent(&nodes["a"], version, &id, 600);
+    assert!(ack.session_present, "{what}: session present on node a");
+    first.expect_closed();
+    let mut seen = Vec::new();
+    second.drain(|_, packet| seen.push(packet));
+    let expected = vec![
+        Packet::PublishRelease(PublishResponse::new(received.packet_id)),
+        Packet::Publish(Publish {
+            dup: true,
+            ..unanswered2.clone()
+        }),
+        Packet::Publish(Publish {
+            dup: true,
+            ..unanswered1.clone()
+        }),
+    ];
+    assert_eq!(seen, expected, "{what}: node a finishes what node b had in flight");
+    second.send(&Packet::PublishComplete(PublishResponse::new(received.packet_id)));
+    second.send(&Packet::PublishReceived(PublishResponse::new(unanswered2.packet_id)));
+    match second.recv() {
+        Packet::PublishRelease(r) => assert_eq!(r.packet_id, unanswered2.packet_id),
+        other => panic!("{what}: expected PUBREL, got {other:?}"),
+    }
+    second.send(&Packet::PublishComplete(PublishResponse::new(unanswered2.packet_id)));
+    second.send(&Packet::PublishAck(PublishResponse::new(unanswered1.packet_id)));
+    assert!(publisher
+        .publish(&format!("{id}/x"), b"after", QoS::AtLeastOnce, false, 1)
+        .is_success());
+    assert_eq!(
+        receive_until(&mut second, "after"),
+        [("after".to_string(), QoS::AtLeastOnce)],
+        "{what}: nothing else before the next message"
+    );
+    settle(&mut second);
+    second.disconnect();
+    publisher.disconnect();
+    end_session(&nodes["c"], version, &id);
+}
+
 /// The sessions ended so far left no consumer behind; a 5.0 session with a 1 s expiry
 /// interval, left on node a, expires there (its consumer goes): its client coming back
 /// on node b finds no session.
@@ -385,6 +462,9 @@ fn persistent_sessions_move_between_nodes_and_survive_a_killed_node() {
         resumed_on_another_node(&nodes, version);
     }
     taken_over_while_connected(&nats, &nodes);
+    for version in [V5, V311] {
+        in_flight_messages_move_with_the_session(&nats, &nodes, version);
+    }
     no_local_from_the_stream(&nodes);
     println!("resumed on another node after {:?}", started.elapsed());
     expired_session_is_not_resumed(&nats, &nodes);

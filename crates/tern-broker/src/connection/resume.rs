@@ -7,7 +7,7 @@
 
 use crate::broker::BrokerState;
 use crate::cluster::{Resume, SessionSnapshot};
-use crate::session::Session;
+use crate::session::{Delivery, Session};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,11 +46,34 @@ pub(super) fn attach(broker: &BrokerState, session: &Arc<Session>, snapshot: Opt
 }
 
 /// Gives the new `session` the subscriptions the cluster held (no retained messages are
-/// sent for them: they are not new).
+/// sent for them: they are not new), and the messages the node it left had in flight,
+/// under their packet ids and at their stage (resent once the client is connected).
 fn restore(broker: &BrokerState, session: &Arc<Session>, snapshot: SessionSnapshot) {
     for (filter, options, identifier) in snapshot.subscriptions {
         broker.router.subscribe(session, &filter, options, identifier);
         session.state.lock().subscriptions.insert(filter, (options, identifier));
+    }
+    let now = crate::clock::now();
+    let mut state = session.state.lock();
+    for message in snapshot.inflight {
+        let Some((frame, _)) = crate::restore::frame_of_stored(&message.frame, message.v5) else {
+            tracing::warn!(client = %session.client_id, "cluster: a message in flight handed over from another node did not decode: dropped");
+            continue;
+        };
+        let expires_at = message.expires_in.map(|left| now + left);
+        if let Some(at) = expires_at {
+            session.schedule_purge(&mut state, at);
+        }
+        let delivery = Delivery {
+            frame,
+            v5: message.v5,
+            expires_at,
+            shared: None,
+            seq: message.seq | crate::session::CLUSTER_SEQ,
+        };
+        state
+            .outbox
+            .restore_inflight(message.packet_id, message.stage, delivery);
     }
 }
 

@@ -1,0 +1,241 @@
+//! A persistent session's messages in flight, handed from the node that held it to the
+//! node its client reconnects to.
+//!
+//! Before it takes a session held by another live node ([`crate::sessions`]), the node
+//! asks that node, over a NATS request to the subject of its run ([`subject_of`]), for
+//! what it had in flight to the client. The old node closes the client's connection there
+//! (5.0: DISCONNECT 0x8E, as a takeover does), drops its copy of the session and stops
+//! its feed, and answers with:
+//! - each QoS 1/2 message the feed had given the session that was in flight: its stream
+//!   sequence, packet id, stage and PUBLISH (the new node puts them in the session before
+//!   CONNACK, so they go out again under the same packet ids: the PUBLISH with DUP, or the
+//!   PUBREL of a QoS 2 message the client has already received);
+//! - the stream sequences of the messages the client had finished lately, whose
+//!   acknowledgements may not have reached JetStream yet (the new node's feed acknowledges
+//!   them when its consumer hands them out, instead of sending them again).
+//!
+//! Without an answer in [`WAIT`] (the old node died, or is cut off) the session is taken
+//! as before: everything unacknowledged comes again as new messages.
+
+use crate::subject;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tern_broker::cluster::HandedOver;
+use tern_core::Stage;
+
+/// Root of the subjects nodes answer handover requests on (not an MQTT subject root).
+const SUBJECT_ROOT: &str = "_TERN.handover";
+/// Longest a CONNECT waits for the old node's answer.
+pub const WAIT: Duration = Duration::from_secs(2);
+/// The answer's format number.
+const FORMAT: u8 = 1;
+/// Most entries of each kind an answer is read with (a session holds at most its
+/// in-flight window, and the feed remembers a bounded number of finished messages).
+const MOST: usize = 1 << 16;
+
+/// What the old node hands over.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Handover {
+    pub inflight: Vec<HandedOver>,
+    /// Stream sequences of messages the client finished lately.
+    pub done: Vec<u64>,
+}
+
+/// The subject a run of a node (`origin`) answers handover requests on.
+pub fn subject_of(origin: &str) -> Option<String> {
+    subject::topic_key(origin).map(|key| format!("{SUBJECT_ROOT}.{key}"))
+}
+
+fn stage_byte(stage: Stage) -> u8 {
+    match stage {
+        Stage::AwaitingPublishAck => 1,
+        Stage::AwaitingPublishReceived => 2,
+        Stage::AwaitingPublishComplete => 3,
+    }
+}
+
+fn stage_of(byte: u8) -> Option<Stage> {
+    match byte {
+        1 => Some(Stage::AwaitingPublishAck),
+        2 => Some(Stage::AwaitingPublishReceived),
+        3 => Some(Stage::AwaitingPublishComplete),
+        _ => None,
+    }
+}
+
+/// The answer's bytes: the format, the in-flight messages (sequence, packet id, stage,
+/// 5.0 or not, milliseconds of expiry left or `u64::MAX`, the frame's length and bytes),
+/// then the finished sequences.
+pub fn encode(handover: &Handover) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_u8(FORMAT);
+    out.put_u32(handover.inflight.len() as u32);
+    for m in &handover.inflight {
+        out.put_u64(m.seq);
+        out.put_u16(m.packet_id);
+        out.put_u8(stage_byte(m.stage));
+        out.put_u8(u8::from(m.v5));
+        out.put_u64(m.expires_in.map_or(u64::MAX, |d| d.as_millis() as u64));
+        out.put_u32(m.frame.len() as u32);
+        out.put_slice(&m.frame);
+    }
+    out.put_u32(handover.done.len() as u32);
+    for seq in &handover.done {
+        out.put_u64(*seq);
+    }
+    out.freeze()
+}
+
+/// Reads an answer; `None` if it is not one this version makes (whole, or not at all).
+pub fn decode(mut bytes: &[u8]) -> Option<Handover> {
+    if bytes.try_get_u8().ok()? != FORMAT {
+        return None;
+    }
+    let count = bytes.try_get_u32().ok()? as usize;
+    if count > MOST {
+        return None;
+    }
+    let mut handover = Handover::default();
+    for _ in 0..count {
+        let seq = bytes.try_get_u64().ok()?;
+        let packet_id = bytes.try_get_u16().ok()?;
+        let stage = stage_of(bytes.try_get_u8().ok()?)?;
+        let v5 = bytes.try_get_u8().ok()? != 0;
+        let expires_in = match bytes.try_get_u64().ok()? {
+            u64::MAX => None,
+            ms => Some(Duration::from_millis(ms)),
+        };
+        let len = bytes.try_get_u32().ok()? as usize;
+        if packet_id == 0 || bytes.len() < len {
+            return None;
+        }
+        let frame = bytes[..len].to_vec();
+        bytes.advance(len);
+        handover.inflight.push(HandedOver {
+            seq,
+            packet_id,
+            stage,
+            v5,
+            frame,
+            expires_in,
+        });
+    }
+    let count = bytes.try_get_u32().ok()? as usize;
+    if count > MOST {
+        return None;
+    }
+    for _ in 0..count {
+        handover.done.push(bytes.try_get_u64().ok()?);
+    }
+    bytes.is_empty().then_some(handover)
+}
+
+/// Asks the run of a node `origin` for what it had in flight to `client_id`; nothing if
+/// it does not answer in [`WAIT`] (it died, or no longer holds the session).
+pub async fn ask(client: &async_nats::Client, origin: &str, client_id: &str) -> Handover {
+    let Some(subject) = subject_of(origin) else {
+        return Handover::default();
+    };
+    let request = client.request(subject, Bytes::from(client_id.to_string()));
+    match tokio::time::timeout(WAIT, request).await {
+        Ok(Ok(answer)) => decode(&answer.payload).unwrap_or_else(|| {
+            tracing::warn!(
+                client = client_id,
+                "cluster: the handover from the session's old node did not decode"
+            );
+            Handover::default()
+        }),
+        Ok(Err(e)) => {
+            tracing::debug!(
+                client = client_id,
+                "cluster: no handover from the session's old node: {e}"
+            );
+            Handover::default()
+        }
+        Err(_) => {
+            tracing::debug!(
+                client = client_id,
+                "cluster: no handover from the session's old node in time"
+            );
+            Handover::default()
+        }
+    }
+}
+
+/// Answers the other nodes' handover requests for this node's sessions.
+pub async fn serve(engine: Arc<crate::sessions::Engine>, client: async_nats::Client) {
+    let Some(subject) = subject_of(&engine.shared.origin) else {
+        return;
+    };
+    let mut requests = loop {
+        match client.subscribe(subject.clone()).await {
+            Ok(requests) => break requests,
+            Err(e) => {
+                tracing::warn!("cluster: cannot answer session handovers: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    while let Some(request) = requests.next().await {
+        let (Some(reply), Ok(client_id)) = (request.reply, String::from_utf8(request.payload.to_vec())) else {
+            continue;
+        };
+        let (engine, client) = (engine.clone(), client.clone());
+        tokio::spawn(async move {
+            let handover = engine.hand_over(&client_id).await;
+            if let Err(e) = client.publish(reply, encode(&handover)).await {
+                tracing::debug!(client = client_id, "cluster: answering a session handover: {e}");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_reads_back_and_a_damaged_one_not_at_all() {
+        let handover = Handover {
+            inflight: vec![
+                HandedOver {
+                    seq: 42,
+                    packet_id: 7,
+                    stage: Stage::AwaitingPublishComplete,
+                    v5: true,
+                    frame: vec![0x32, 3, 0, 1, b'a'],
+                    expires_in: Some(Duration::from_millis(1500)),
+                },
+                HandedOver {
+                    seq: 43,
+                    packet_id: 8,
+                    stage: Stage::AwaitingPublishAck,
+                    v5: false,
+                    frame: vec![],
+                    expires_in: None,
+                },
+            ],
+            done: vec![40, 41],
+        };
+        let bytes = encode(&handover);
+        assert_eq!(decode(&bytes), Some(handover));
+        for cut in 0..bytes.len() {
+            assert_eq!(decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert_eq!(decode(&longer), None);
+        let mut bad_stage = bytes.to_vec();
+        bad_stage[1 + 4 + 8 + 2] = 9;
+        assert_eq!(decode(&bad_stage), None);
+        assert_eq!(decode(&[FORMAT, 0xFF, 0xFF, 0xFF, 0xFF]), None);
+    }
+
+    #[test]
+    fn each_run_of_a_node_has_a_subject_of_its_own() {
+        assert_eq!(subject_of("a:17").as_deref(), Some("_TERN.handover.a=3A17"));
+        assert_ne!(subject_of("a:17"), subject_of("a:18"));
+    }
+}
