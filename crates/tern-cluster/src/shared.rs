@@ -9,11 +9,12 @@
 //!
 //! QoS 0 messages take a lighter way: a node with members of a group subscribes to the
 //! filter's QoS 0 subjects ([`subject::Class::AtMostOnce`]) in a NATS queue group named
-//! after the group (one queue subscription per distinct (group, filter), counted over its
-//! sessions), on a second NATS connection of its own that, unlike the main one, receives
-//! the node's own messages too. NATS hands each message to one of the queue's
-//! subscribers, so to one node, whose router then picks one of its local members by the
-//! configured strategy ([`tern_broker::BrokerState::deliver_shared_from_node`]). While that
+//! after the group (for each distinct (group, filter), one queue subscription per subject
+//! and per member here, up to [`MAX_QUEUE_SUBSCRIPTIONS`]), on a second NATS connection of
+//! its own that, unlike the main one, receives the node's own messages too. NATS hands
+//! each message to one of the queue's subscribers at random, so to one node with a chance
+//! that follows its number of members, whose router then picks one of its local members
+//! by the configured strategy ([`tern_broker::BrokerState::deliver_shared_from_node`]). While that
 //! connection is up, the router leaves shared groups out of what it routes
 //! (`ClusterLink::routes_shared`): a message published on a node reaches its own members
 //! through NATS as well. While it is down, each node's groups get the QoS 0 messages that
@@ -38,10 +39,17 @@ use tern_broker::BrokerState;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// Most queue subscriptions a node keeps per subject of a group (one per member): past
+/// this many members on a node, its share of the QoS 0 messages stops growing.
+const MAX_QUEUE_SUBSCRIPTIONS: usize = 16;
+
 /// A change of this node's membership in shared groups, for the queue subscribing task.
 #[derive(Debug)]
 pub enum Change {
     Add(String, String),
+    /// The group's number of members here changed (it has some): as many queue
+    /// subscriptions per subject, up to [`MAX_QUEUE_SUBSCRIPTIONS`].
+    Members(String, String, usize),
     Remove(String, String),
     /// Settled once the changes before it are active at the NATS server.
     Barrier(Ticket),
@@ -77,6 +85,9 @@ impl Shares {
         *count += 1;
         if *count == 1 {
             let _ = self.changes.send(Change::Add(group.to_string(), filter.to_string()));
+        } else if *count <= MAX_QUEUE_SUBSCRIPTIONS {
+            let change = Change::Members(group.to_string(), filter.to_string(), *count);
+            let _ = self.changes.send(change);
         }
     }
 
@@ -88,6 +99,8 @@ impl Shares {
         if *count == 0 {
             counts.remove(&key);
             let _ = self.changes.send(Change::Remove(key.0, key.1));
+        } else if *count < MAX_QUEUE_SUBSCRIPTIONS {
+            let _ = self.changes.send(Change::Members(key.0, key.1, *count));
         }
     }
 
@@ -107,7 +120,7 @@ pub fn render(node: &str, groups: usize, unplaced: u64, out: &mut String) {
     use std::fmt::Write;
     let _ = write!(
         out,
-        "# HELP tern_cluster_shared_groups Distinct shared subscriptions ($share/group/filter) this node has members of, each one NATS queue subscription (two for /#) for QoS 0 and a reader of the group's JetStream consumer for QoS 1/2.\n\
+        "# HELP tern_cluster_shared_groups Distinct shared subscriptions ($share/group/filter) this node has members of, each with NATS queue subscriptions for QoS 0 (one per member here and subject, up to 16) and a reader of the group's JetStream consumer for QoS 1/2.\n\
          # TYPE tern_cluster_shared_groups gauge\ntern_cluster_shared_groups{{node=\"{node}\"}} {groups}\n\
          # HELP tern_cluster_shared_unplaced_total QoS 0 messages NATS handed this node for a shared subscription that had no member here to take them.\n\
          # TYPE tern_cluster_shared_unplaced_total counter\ntern_cluster_shared_unplaced_total{{node=\"{node}\"}} {unplaced}\n"
@@ -119,11 +132,65 @@ fn queue_name(group: &str) -> Option<String> {
     Some(format!("tern-share.{}", subject::topic_key(group)?))
 }
 
-/// The queue subscriptions' tasks of one (group, filter) and its QoS 1/2 feed's number.
-type Served = (Vec<JoinHandle<()>>, Option<u32>);
+/// One (group, filter) this node has members of: per subject of its QoS 0 messages, the
+/// tasks of its queue subscriptions (one per member here), and its QoS 1/2 feed's number.
+struct Served {
+    subjects: Vec<(String, Vec<JoinHandle<()>>)>,
+    queue: String,
+    fed: Option<u32>,
+}
 
-/// Follows `changes`, keeping one queue subscription per subject of each (group,
-/// filter), until `changes` closes.
+impl Served {
+    fn stop(self, durable: &Registry) {
+        self.subjects.iter().flat_map(|(_, t)| t).for_each(JoinHandle::abort);
+        self.fed.into_iter().for_each(|id| durable.stop(id));
+    }
+}
+
+/// What the queue subscriptions' tasks need.
+struct Queues {
+    client: async_nats::Client,
+    state: Arc<BrokerState>,
+    shared: Arc<Shared>,
+    unplaced: Arc<AtomicU64>,
+}
+
+impl Queues {
+    /// Makes (or ends) queue subscriptions of `served` until each subject has `wanted`:
+    /// NATS hands each message to one subscription of the queue group, at random, so a
+    /// node's share of the group's QoS 0 messages follows its number of members.
+    async fn keep(&self, group: &str, filter: &str, served: &mut Served, wanted: usize) {
+        for (subject, tasks) in &mut served.subjects {
+            while tasks.len() > wanted {
+                if let Some(task) = tasks.pop() {
+                    task.abort();
+                }
+            }
+            while tasks.len() < wanted {
+                match self.client.queue_subscribe(subject.clone(), served.queue.clone()).await {
+                    Ok(subscriber) => {
+                        let feed = Feed {
+                            state: self.state.clone(),
+                            shared: self.shared.clone(),
+                            unplaced: self.unplaced.clone(),
+                            group: group.to_string(),
+                            filter: filter.to_string(),
+                        };
+                        tasks.push(tokio::spawn(feed.run(subscriber)));
+                    }
+                    Err(e) => {
+                        tracing::error!("cluster: cannot subscribe to {subject} in queue {}: {e}", served.queue);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Follows `changes`, keeping queue subscriptions for each (group, filter) (one per
+/// subject and member here, see [`Queues::keep`]) and its QoS 1/2 feed, until `changes`
+/// closes.
 pub async fn run(
     client: async_nats::Client,
     state: Arc<BrokerState>,
@@ -131,8 +198,13 @@ pub async fn run(
     (unplaced, durable): (Arc<AtomicU64>, Arc<Registry>),
     mut changes: mpsc::UnboundedReceiver<Change>,
 ) {
-    // Per (group, filter): its queue subscriptions' tasks and its QoS 1/2 feed.
     let mut subscriptions: HashMap<(String, String), Served> = HashMap::new();
+    let queues = Queues {
+        client: client.clone(),
+        state: state.clone(),
+        shared: shared.clone(),
+        unplaced,
+    };
     while let Some(change) = changes.recv().await {
         match change {
             Change::Add(group, filter) => {
@@ -142,31 +214,32 @@ pub async fn run(
                 let subjects = subject::class_filter_subjects(subject::Class::AtMostOnce, &filter);
                 let (Some(subjects), Some(queue)) = (subjects, queue_name(&group)) else {
                     tracing::warn!("cluster: the shared subscription $share/{group}/{filter} is too long for NATS: its members get only this node's messages");
-                    subscriptions.insert((group, filter), (Vec::new(), fed));
+                    let served = Served {
+                        subjects: Vec::new(),
+                        queue: String::new(),
+                        fed,
+                    };
+                    subscriptions.insert((group, filter), served);
                     continue;
                 };
-                let mut tasks = Vec::with_capacity(subjects.len());
-                for subject in subjects {
-                    match client.queue_subscribe(subject.clone(), queue.clone()).await {
-                        Ok(subscriber) => {
-                            let feed = Feed {
-                                state: state.clone(),
-                                shared: shared.clone(),
-                                unplaced: unplaced.clone(),
-                                group: group.clone(),
-                                filter: filter.clone(),
-                            };
-                            tasks.push(tokio::spawn(feed.run(subscriber)));
-                        }
-                        Err(e) => tracing::error!("cluster: cannot subscribe to {subject} in queue {queue}: {e}"),
-                    }
+                let mut served = Served {
+                    subjects: subjects.into_iter().map(|s| (s, Vec::new())).collect(),
+                    queue,
+                    fed,
+                };
+                queues.keep(&group, &filter, &mut served, 1).await;
+                subscriptions.insert((group, filter), served);
+            }
+            Change::Members(group, filter, members) => {
+                let key = (group, filter);
+                if let Some(served) = subscriptions.get_mut(&key) {
+                    let wanted = members.min(MAX_QUEUE_SUBSCRIPTIONS);
+                    queues.keep(&key.0, &key.1, served, wanted).await;
                 }
-                subscriptions.insert((group, filter), (tasks, fed));
             }
             Change::Remove(group, filter) => {
-                if let Some((tasks, fed)) = subscriptions.remove(&(group, filter)) {
-                    tasks.iter().for_each(JoinHandle::abort);
-                    fed.into_iter().for_each(|id| durable.stop(id));
+                if let Some(served) = subscriptions.remove(&(group, filter)) {
+                    served.stop(&durable);
                 }
             }
             Change::Barrier(ticket) => {
@@ -178,9 +251,8 @@ pub async fn run(
             }
         }
     }
-    for (tasks, fed) in subscriptions.into_values() {
-        tasks.iter().for_each(JoinHandle::abort);
-        fed.into_iter().for_each(|id| durable.stop(id));
+    for served in subscriptions.into_values() {
+        served.stop(&durable);
     }
 }
 

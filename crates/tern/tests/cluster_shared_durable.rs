@@ -117,6 +117,28 @@ fn member(node: &Broker, version: ProtocolVersion, id: &str, filter: &str) -> Cl
     member
 }
 
+/// Publishes QoS 0 probes on `topic` until each of `members` got one (NATS routes the
+/// group's queue subscriptions from the publisher's server), then reads what is left.
+fn probe_until_every_member_has_one(publisher: &mut Client, topic: &str, members: &mut [(&str, Client)]) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut probed = vec![false; members.len()];
+    let mut n = 0;
+    while !probed.iter().all(|p| *p) {
+        assert!(
+            Instant::now() < deadline,
+            "probes never reached every member: {probed:?}"
+        );
+        n += 1;
+        publisher.publish(topic, format!("probe-{n}").as_bytes(), QoS::AtMostOnce, false, 0);
+        for (i, (_, member)) in members.iter_mut().enumerate() {
+            probed[i] |= !take(member, true).is_empty();
+        }
+    }
+    for (_, member) in members.iter_mut() {
+        rest(member);
+    }
+}
+
 /// Members on nodes a (5.0) and b (3.1.1), a publisher on node c: each message once.
 fn each_message_to_one_member(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
     let filter = "$share/workers/work/#";
@@ -141,23 +163,7 @@ fn each_message_to_one_member(nats: &NatsCluster, nodes: &HashMap<&str, Broker>)
     println!("one member each: a {}, b {}", got["a"].len(), got["b"].len());
     // QoS 0 goes through NATS queue groups: once NATS routes the group's subject to node
     // c's server (probes reach both members), each message reaches one member once.
-    let deadline = Instant::now() + PATIENCE;
-    let mut probed = [false; 2];
-    let mut n = 0;
-    while !probed.iter().all(|p| *p) {
-        assert!(
-            Instant::now() < deadline,
-            "probes never reached both members: {probed:?}"
-        );
-        n += 1;
-        publisher.publish("work/probe", format!("probe-{n}").as_bytes(), QoS::AtMostOnce, false, 0);
-        for (i, (_, member)) in members.iter_mut().enumerate() {
-            probed[i] |= !take(member, true).is_empty();
-        }
-    }
-    for (_, member) in members.iter_mut() {
-        rest(member);
-    }
+    probe_until_every_member_has_one(&mut publisher, "work/probe", &mut members);
     let mut sent = BTreeSet::new();
     for i in 1..=N {
         let payload = format!("zero-{i}");
@@ -220,6 +226,35 @@ fn the_balance_follows_the_members(nats: &NatsCluster, nodes: &HashMap<&str, Bro
         got["b"].len() <= 30 && on_a >= 50,
         "node a's three members got {on_a}, node b's one member {}",
         got["b"].len()
+    );
+    // QoS 0 through the queue groups, at random per queue subscription (one per member):
+    // by member node b's gets about 100 of 400 (a standard deviation of 9), by node 200.
+    probe_until_every_member_has_one(&mut publisher, "crew/probe", &mut members);
+    const Z: u16 = 400;
+    let mut sent = BTreeSet::new();
+    for i in 1..=Z {
+        let payload = format!("crew0-{i}");
+        publisher.publish(&format!("crew/{i}"), payload.as_bytes(), QoS::AtMostOnce, false, 0);
+        sent.insert(payload);
+    }
+    let got = gather(&mut members, usize::from(Z), PATIENCE);
+    let every: Vec<&String> = got.values().flatten().filter(|p| !p.starts_with("probe")).collect();
+    let distinct: BTreeSet<String> = every.iter().map(|s| s.to_string()).collect();
+    assert_eq!(distinct.len(), every.len(), "QoS 0: a message reached two members");
+    assert_eq!(distinct, sent, "QoS 0: the group's messages");
+    let count = |m: &str| got[m].iter().filter(|p| !p.starts_with("probe")).count();
+    let on_a = count("a1") + count("a2") + count("a3");
+    println!(
+        "QoS 0 by member: a1 {}, a2 {}, a3 {}, b {}",
+        count("a1"),
+        count("a2"),
+        count("a3"),
+        count("b")
+    );
+    assert!(
+        count("b") <= 150 && on_a >= 250,
+        "QoS 0: node a's three members got {on_a}, node b's one member {}",
+        count("b")
     );
     for (_, member) in members {
         member.disconnect();
