@@ -279,26 +279,41 @@ impl BrokerState {
             Some(map.remove(client_id))
         })?;
         let Some(session) = dropped else { return Some(None) };
+        // A shared group's queued messages and QoS 1 in flight go back to the group now.
+        self.router.hand_off_shared(&session, false, &self.metrics);
         let now = crate::clock::now();
-        let (inflight, filters): (Vec<_>, Vec<ByteStr>) = {
+        let (inflight, shared_done, filters) = {
             let mut state = session.state.lock();
-            let inflight = state
-                .outbox
-                .inflight()
-                .filter(|m| m.delivery.seq & crate::session::CLUSTER_SEQ != 0 && m.delivery.shared.is_none())
-                .map(|m| crate::cluster::HandedOver {
-                    seq: m.delivery.seq & !crate::session::CLUSTER_SEQ,
+            let mut inflight = Vec::new();
+            let mut shared_done = Vec::new();
+            for m in state.outbox.inflight() {
+                let seq = m.delivery.seq;
+                if seq & crate::session::CLUSTER_SEQ == 0 {
+                    continue;
+                }
+                let shared = m.delivery.shared.is_some();
+                if shared {
+                    shared_done.push(seq);
+                }
+                inflight.push(crate::cluster::HandedOver {
+                    seq: if shared { 0 } else { seq & !crate::session::CLUSTER_SEQ },
                     packet_id: m.packet_id,
                     stage: m.stage,
                     v5: m.delivery.v5,
                     frame: m.delivery.frame.bytes().to_vec(),
                     expires_in: m.delivery.expires_at.map(|at| at.saturating_duration_since(now)),
-                })
-                .collect();
+                });
+            }
             state.outbox.clear();
             state.pending_will = None;
-            (inflight, state.subscriptions.drain().map(|(f, _)| f).collect())
+            let filters: Vec<ByteStr> = state.subscriptions.drain().map(|(f, _)| f).collect();
+            (inflight, shared_done, filters)
         };
+        // A shared group's QoS 2 message in flight is for this client to finish where its
+        // session goes: done for the group (no other member gets it).
+        for seq in shared_done {
+            session.forget_message(seq);
+        }
         for filter in filters {
             self.router.unsubscribe(session.id, &filter);
         }

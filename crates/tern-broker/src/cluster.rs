@@ -95,7 +95,8 @@ pub struct SessionSnapshot {
 /// is not sent to it as a new one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandedOver {
-    /// Its sequence in the cluster's message stream.
+    /// Its sequence in the cluster's message stream; 0 for a shared group's message (which
+    /// the old node counted as done for the group: only this client finishes it).
     pub seq: u64,
     pub packet_id: u16,
     pub stage: tern_core::Stage,

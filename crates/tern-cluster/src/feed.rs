@@ -56,6 +56,9 @@ pub enum Command {
 
 /// Most finished messages a feed remembers regardless of the floor.
 const FINISHED_RECENT: usize = 1024;
+/// Most finished messages a feed remembers above the lowest one still queued (a message
+/// the client never finishes must not let them grow without end).
+const FINISHED_ABOVE_MOST: usize = 16 * 1024;
 
 /// The stream sequences of messages the client finished: for a node that takes the
 /// session, whose new consumer starts at JetStream's acknowledgement floor and would
@@ -78,6 +81,9 @@ impl Finished {
             Some(lowest) => {
                 self.above_queued.insert(seq);
                 self.above_queued = self.above_queued.split_off(&lowest);
+                while self.above_queued.len() > FINISHED_ABOVE_MOST {
+                    self.above_queued.pop_first();
+                }
             }
             None => self.above_queued.clear(),
         }
@@ -221,7 +227,11 @@ impl Feed {
                         Next::Go
                     }
                     Some(Command::HandOver(answer)) => {
-                        let _ = answer.send(self.finished.all());
+                        // With what an earlier node handed over and the consumer has not
+                        // handed out here yet (a client moving twice in a row).
+                        let mut done = self.finished.all();
+                        done.extend(&self.done);
+                        let _ = answer.send(done);
                         Next::End
                     }
                     Some(Command::Ended) => {

@@ -1,21 +1,27 @@
 //! A persistent session's messages in flight, handed from the node that held it to the
 //! node its client reconnects to.
 //!
-//! Before it takes a session held by another live node ([`crate::sessions`]), the node
-//! asks that node, over a NATS request to the subject of its run ([`subject_of`]), for
-//! what it had in flight to the client. The old node closes the client's connection there
-//! (5.0: DISCONNECT 0x8E, as a takeover does), drops its copy of the session and stops
-//! its feed, and answers with:
+//! Once it has taken a session held by another node ([`crate::sessions`]: the record
+//! rewritten by compare-and-set), the node asks that node, over a NATS request to the
+//! subject of its run ([`subject_of`]) naming the client id and when the asking
+//! connection was made, for what it had in flight to the client. The old node closes its
+//! older connection of the client there (5.0: DISCONNECT 0x8E, as a takeover does), drops
+//! its copy of the session and stops its feed, and answers with:
 //! - each QoS 1/2 message the feed had given the session that was in flight: its stream
 //!   sequence, packet id, stage and PUBLISH (the new node puts them in the session before
 //!   CONNACK, so they go out again under the same packet ids: the PUBLISH with DUP, or the
-//!   PUBREL of a QoS 2 message the client has already received);
+//!   PUBREL of a QoS 2 message the client has already received); a shared group's QoS 2
+//!   message in flight too, counted as done for the group by the old node (the client
+//!   finishes it where it is now), and its queued messages and QoS 1 in flight handed
+//!   back to the group at once;
 //! - the stream sequences of the messages the client had finished lately, whose
 //!   acknowledgements may not have reached JetStream yet (the new node's feed acknowledges
 //!   them when its consumer hands them out, instead of sending them again).
 //!
-//! Without an answer in [`WAIT`] (the old node died, or is cut off) the session is taken
-//! as before: everything unacknowledged comes again as new messages.
+//! An answer larger than the NATS server's largest message leaves out the last messages
+//! in flight (those come again as new ones). Without an answer in [`WAIT`] (the old node
+//! died, or is cut off) the session is taken as before: everything unacknowledged comes
+//! again as new messages.
 
 use crate::subject;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -62,6 +68,20 @@ fn stage_of(byte: u8) -> Option<Stage> {
         2 => Some(Stage::AwaitingPublishReceived),
         3 => Some(Stage::AwaitingPublishComplete),
         _ => None,
+    }
+}
+
+/// [`encode`], leaving out in-flight messages from the end until the answer fits in
+/// `limit` bytes (then also finished sequences, if those alone are too many).
+pub fn encode_within(handover: &mut Handover, limit: usize) -> Bytes {
+    loop {
+        let bytes = encode(handover);
+        if bytes.len() <= limit {
+            return bytes;
+        }
+        if handover.inflight.pop().is_none() && handover.done.pop().is_none() {
+            return bytes;
+        }
     }
 }
 
@@ -138,7 +158,10 @@ pub async fn ask(client: &async_nats::Client, origin: &str, client_id: &str) -> 
     let Some(subject) = subject_of(origin) else {
         return Handover::default();
     };
-    let request = client.request(subject, Bytes::from(client_id.to_string()));
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let request = client.request(subject, Bytes::from(format!("{now_ms}\n{client_id}")));
     match tokio::time::timeout(WAIT, request).await {
         Ok(Ok(answer)) => decode(&answer.payload).unwrap_or_else(|| {
             tracing::warn!(
@@ -179,13 +202,20 @@ pub async fn serve(engine: Arc<crate::sessions::Engine>, client: async_nats::Cli
         }
     };
     while let Some(request) = requests.next().await {
-        let (Some(reply), Ok(client_id)) = (request.reply, String::from_utf8(request.payload.to_vec())) else {
+        let text = String::from_utf8(request.payload.to_vec()).unwrap_or_default();
+        let parsed = text
+            .split_once('\n')
+            .and_then(|(ms, id)| Some((ms.parse::<u64>().ok()?, id.to_string())));
+        let (Some(reply), Some((connected_ms, client_id))) = (request.reply, parsed) else {
             continue;
         };
         let (engine, client) = (engine.clone(), client.clone());
         tokio::spawn(async move {
-            let handover = engine.hand_over(&client_id).await;
-            if let Err(e) = client.publish(reply, encode(&handover)).await {
+            let mut handover = engine.hand_over(&client_id, connected_ms).await;
+            // Room for NATS's own headers within the server's largest message.
+            let limit = client.server_info().max_payload;
+            let answer = encode_within(&mut handover, limit.saturating_sub(4096));
+            if let Err(e) = client.publish(reply, answer).await {
                 tracing::debug!(client = client_id, "cluster: answering a session handover: {e}");
             }
         });
@@ -231,6 +261,27 @@ mod tests {
         bad_stage[1 + 4 + 8 + 2] = 9;
         assert_eq!(decode(&bad_stage), None);
         assert_eq!(decode(&[FORMAT, 0xFF, 0xFF, 0xFF, 0xFF]), None);
+    }
+
+    #[test]
+    fn an_answer_too_large_leaves_out_its_last_messages() {
+        let message = |seq| HandedOver {
+            seq,
+            packet_id: 1,
+            stage: Stage::AwaitingPublishReceived,
+            v5: true,
+            frame: vec![0; 1000],
+            expires_in: None,
+        };
+        let mut handover = Handover {
+            inflight: (1..=10).map(message).collect(),
+            done: vec![1, 2],
+        };
+        let bytes = encode_within(&mut handover, 5000);
+        assert!(bytes.len() <= 5000);
+        let read = decode(&bytes).unwrap();
+        assert_eq!(read.inflight.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(read.done, [1, 2]);
     }
 
     #[test]

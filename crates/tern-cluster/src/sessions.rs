@@ -248,11 +248,10 @@ impl Engine {
         self.take(ready, &client_id, &key, record, revision).await
     }
 
-    /// Takes the session held elsewhere: what the old node had in flight handed over (if
-    /// it answers), a new consumer from the old one's floor, the record rewritten by
-    /// compare-and-set, the old consumer deleted.
+    /// Takes the session held elsewhere: a new consumer from the old one's floor, the
+    /// record rewritten by compare-and-set, what the old node had in flight handed over
+    /// (if it answers), the old consumer deleted.
     async fn take(&self, ready: &Ready, client_id: &str, key: &str, record: Record, revision: Option<u64>) -> Resume {
-        let handover = crate::handover::ask(&self.nats, &record.origin, client_id).await;
         let start = match &record.consumer {
             None => None,
             Some(old) => match tokio::time::timeout(REQUEST_WAIT, ready.stream.consumer_info(old)).await {
@@ -302,6 +301,8 @@ impl Engine {
                 return Resume::Unavailable(format!("another node is taking the session: {e}"));
             }
         };
+        // Only once the session is surely this node's: the old node drops its copy.
+        let handover = crate::handover::ask(&self.nats, &record.origin, client_id).await;
         if let Some(old) = &record.consumer {
             // Its feed (on the old node, if alive) stops when it is gone.
             let _ = ready.stream.delete_consumer(old).await;
@@ -435,11 +436,12 @@ impl Engine {
     /// here is closed, the session dropped once offline (at most [`crate::handover::WAIT`]
     /// is waited for), its feed stopped; returns what it had in flight and what the
     /// client finished lately.
-    pub async fn hand_over(self: &Arc<Self>, client_id: &str) -> crate::handover::Handover {
+    pub async fn hand_over(self: &Arc<Self>, client_id: &str, connected_ms: u64) -> crate::handover::Handover {
         let Some(session) = self.feeds.lock().get(client_id).map(|f| f.session) else {
             return Default::default();
         };
-        self.state.take_over_from_node(client_id, u64::MAX);
+        // Only a connection older than the one asking (as a takeover closes).
+        self.state.take_over_from_node(client_id, connected_ms);
         let deadline = tokio::time::Instant::now() + crate::handover::WAIT / 2;
         let inflight = loop {
             match self.state.hand_over_session_from_node(client_id, session) {

@@ -76,6 +76,10 @@ const PULL_FOR: Duration = Duration::from_secs(2);
 const IDLE_CHECK: Duration = Duration::from_millis(200);
 /// After a failed pull (JetStream unavailable), the next one.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often, and how long apart, a group whose last member left is looked at again while
+/// JetStream still counts messages handed out (their acknowledgements may be on the way).
+const ACKS_SETTLE_LOOKS: u32 = 4;
+const ACKS_SETTLE_WAIT: Duration = Duration::from_millis(500);
 /// How often each node looks for keys of dead nodes in `MQTT_SHARES`.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// A message no member here could take is handed out again after this.
@@ -179,24 +183,33 @@ impl Registry {
 
 /// Deletes the group consumer `name` if no node this node sees has a key for it in
 /// `MQTT_SHARES` and no message waits in it (a member may be on its way: a persistent
-/// session moving to another node that has not written its key yet). Whether it did.
+/// session moving to another node that has not written its key yet). Acknowledgements on
+/// their way (the last members' own, just before they left) are waited for a moment.
+/// Whether it did.
 async fn remove_if_unused(registry: &Registry, shared: &Shared, name: &str) -> bool {
     let (Some(members), Some(view)) = (registry.members.get(), registry.view.get()) else {
         return false;
     };
-    for node in view.view().nodes.iter() {
-        match members.entry(format!("{name}.{}", node.name)).await {
-            Ok(Some(entry)) if entry.operation == kv::Operation::Put => return false,
-            Ok(_) => {}
-            Err(_) => return false,
-        }
-    }
     let Some(ready) = shared.sessions.get().and_then(|e| e.ready.get()) else {
         return false;
     };
-    match ready.stream.consumer_info(name).await {
-        Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => {}
-        _ => return false,
+    let mut looks = 0;
+    loop {
+        for node in view.view().nodes.iter() {
+            match members.entry(format!("{name}.{}", node.name)).await {
+                Ok(Some(entry)) if entry.operation == kv::Operation::Put => return false,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        match ready.stream.consumer_info(name).await {
+            Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => break,
+            Ok(info) if info.num_pending == 0 && looks < ACKS_SETTLE_LOOKS => {
+                looks += 1;
+                tokio::time::sleep(ACKS_SETTLE_WAIT).await;
+            }
+            _ => return false,
+        }
     }
     match ready.stream.delete_consumer(name).await {
         Ok(_) => true,

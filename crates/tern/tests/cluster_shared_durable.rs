@@ -82,6 +82,12 @@ fn consumer_of(group: &str, filter: &str) -> String {
 /// The pull requests waiting on the consumer of `$share/{group}/{filter}` (a node keeps one
 /// per connected member), the most a running NATS server reports.
 fn waiting_pulls(nats: &NatsCluster, group: &str, filter: &str) -> u64 {
+    consumer_figure(nats, group, filter, "num_waiting")
+}
+
+/// A figure of the consumer of `$share/{group}/{filter}` (`num_waiting`,
+/// `num_ack_pending`...), the most a running NATS server reports.
+fn consumer_figure(nats: &NatsCluster, group: &str, filter: &str, figure: &str) -> u64 {
     let name = consumer_of(group, filter);
     let mut most = 0;
     for server in nats.servers.iter().filter(|s| s.child.is_some()) {
@@ -96,7 +102,7 @@ fn waiting_pulls(nats: &NatsCluster, group: &str, filter: &str) -> u64 {
             .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
             .flat_map(|s| s["consumer_detail"].as_array().into_iter().flatten());
         for consumer in consumers.filter(|c| c["name"] == name.as_str()) {
-            most = most.max(consumer["num_waiting"].as_u64().unwrap_or(0));
+            most = most.max(consumer[figure].as_u64().unwrap_or(0));
         }
     }
     most
@@ -442,6 +448,41 @@ fn qos2_in_flight_stays_with_an_offline_member(nats: &NatsCluster, nodes: &HashM
     });
 }
 
+/// A persistent 5.0 member on node a that has answered a QoS 2 message with PUBREC (and got
+/// PUBREL) connects again on node b: node b sends the PUBREL under the same packet id, and
+/// the message counts as done for the group (nothing of it left unacknowledged in the
+/// group's consumer, so no other member gets it).
+fn a_members_qos2_in_flight_moves_with_its_session(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
+    let filter = "$share/move/move/#";
+    let (mut mover, _) = persistent(&nodes["a"], V5, "move-5", 300);
+    mover.subscribe(filter, QoS::ExactlyOnce);
+    let mut publisher = nodes["c"].connect(V5, "move-publisher");
+    wait_until("node a pulls the group's messages", || {
+        waiting_pulls(nats, "move", "move/#") >= 1
+    });
+    let code = publisher.publish("move/1", b"move-1", QoS::ExactlyOnce, false, 1);
+    assert!(code.is_success(), "{code:?}");
+    let Packet::Publish(p) = mover.recv() else {
+        panic!("expected move-1")
+    };
+    mover.send(&Packet::PublishReceived(PublishResponse::new(p.packet_id)));
+    assert!(matches!(mover.recv(), Packet::PublishRelease(r) if r.packet_id == p.packet_id));
+    let (mut moved, ack) = persistent(&nodes["b"], V5, "move-5", 300);
+    assert!(ack.session_present, "{ack:?}");
+    match moved.recv() {
+        Packet::PublishRelease(r) => assert_eq!(r.packet_id, p.packet_id, "PUBREL under node a's packet id"),
+        other => panic!("expected PUBREL on node b, got {other:?}"),
+    }
+    moved.send(&Packet::PublishComplete(PublishResponse::new(p.packet_id)));
+    wait_until("the message is done for the group", || {
+        consumer_figure(nats, "move", "move/#", "num_ack_pending") == 0
+    });
+    assert!(rest(&mut moved).is_empty(), "nothing else on node b");
+    moved.disconnect();
+    nodes["b"].connect(V5, "move-5").disconnect();
+    publisher.disconnect();
+}
+
 /// Members on node a that never acknowledge, members on node b that do; node a killed:
 /// node b's members get every message node a's held, and once they leave, the group's
 /// consumer is deleted (node a's key removed by the survivors).
@@ -536,5 +577,6 @@ fn shared_groups_keep_their_messages_in_jetstream() {
     messages_wait_for_a_member(&nats, &nodes);
     a_member_leaves(&nats, &nodes);
     qos2_in_flight_stays_with_an_offline_member(&nats, &nodes);
+    a_members_qos2_in_flight_moves_with_its_session(&nats, &nodes);
     a_members_node_dies(&nats, &mut nodes);
 }

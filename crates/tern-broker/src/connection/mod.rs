@@ -284,7 +284,8 @@ impl Live {
                 }
                 Some(track) => {
                     let pending = track.pending();
-                    if !pending {
+                    // (A failure between the two looks settles a ticket: not a success.)
+                    if !pending && !track.failed() {
                         c.cluster_unsettled_qos2.clear();
                     }
                     pending
@@ -615,8 +616,6 @@ impl Connection {
         }
     }
 
-    /// The properties of an acknowledgement that reports a problem: `why` as Reason String
-    /// for a 5.0 client that did not opt out, and if it fits the client's packet limit.
     /// The cluster did not store what this connection published lately: its QoS 2
     /// packet ids since then are no longer taken as received ([`Self::cluster_unsettled_qos2`]).
     fn forget_unsettled_qos2(&mut self) {
@@ -631,6 +630,8 @@ impl Connection {
         }
     }
 
+    /// The properties of an acknowledgement that reports a problem: `why` as Reason String
+    /// for a 5.0 client that did not opt out, and if it fits the client's packet limit.
     fn problem(&self, why: &str) -> Properties {
         // A Reason String is for people: long ones (a SUBSCRIBE refused thousands of times)
         // are cut, and never reach the 65,535 bytes a string may hold.

@@ -69,7 +69,10 @@ fn restore(broker: &BrokerState, session: &Arc<Session>, snapshot: SessionSnapsh
             v5: message.v5,
             expires_at,
             shared: None,
-            seq: message.seq | crate::session::CLUSTER_SEQ,
+            seq: match message.seq {
+                0 => 0,
+                seq => seq | crate::session::CLUSTER_SEQ,
+            },
         };
         state
             .outbox
