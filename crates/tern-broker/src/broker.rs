@@ -270,7 +270,7 @@ impl BrokerState {
         &self,
         client_id: &str,
         session: u64,
-    ) -> Option<Option<Vec<crate::cluster::HandedOver>>> {
+    ) -> Option<Option<crate::cluster::SessionHandover>> {
         let dropped = self.sessions.with(|map| {
             let current = map.get(client_id).filter(|s| s.id == session)?;
             if current.state.lock().connection.is_some() {
@@ -282,7 +282,7 @@ impl BrokerState {
         // A shared group's queued messages and QoS 1 in flight go back to the group now.
         self.router.hand_off_shared(&session, false, &self.metrics);
         let now = crate::clock::now();
-        let (inflight, shared_done, filters) = {
+        let (inflight, incoming_qos2, shared_done, filters) = {
             let mut state = session.state.lock();
             let mut inflight = Vec::new();
             let mut shared_done = Vec::new();
@@ -307,7 +307,8 @@ impl BrokerState {
             state.outbox.clear();
             state.pending_will = None;
             let filters: Vec<ByteStr> = state.subscriptions.drain().map(|(f, _)| f).collect();
-            (inflight, shared_done, filters)
+            let incoming: Vec<u16> = state.incoming_qos2.iter().copied().collect();
+            (inflight, incoming, shared_done, filters)
         };
         // A shared group's QoS 2 message in flight is for this client to finish where its
         // session goes: done for the group (no other member gets it).
@@ -317,7 +318,10 @@ impl BrokerState {
         for filter in filters {
             self.router.unsubscribe(session.id, &filter);
         }
-        Some(Some(inflight))
+        Some(Some(crate::cluster::SessionHandover {
+            inflight,
+            incoming_qos2,
+        }))
     }
 
     /// Stores (or with an empty payload, clears) a retained message another node of the

@@ -87,6 +87,18 @@ pub(crate) async fn changed(track: Option<&AckTrack>) {
 pub struct SessionSnapshot {
     pub subscriptions: Vec<(tern_proto::ByteStr, tern_proto::SubscriptionOptions, Option<u32>)>,
     pub inflight: Vec<HandedOver>,
+    /// Packet ids of QoS 2 messages the client published there, PUBREL not yet received.
+    pub incoming_qos2: Vec<u16>,
+}
+
+/// What a node hands over of a persistent session it drops for another node: the
+/// messages in flight to the client, and the packet ids of the QoS 2 messages the client
+/// published and has not released (a resend of one is not routed twice; its PUBREL is
+/// answered as known).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionHandover {
+    pub inflight: Vec<HandedOver>,
+    pub incoming_qos2: Vec<u16>,
 }
 
 /// A QoS 1/2 message a node had in flight to a persistent session's client when the

@@ -16,7 +16,9 @@
 //!   back to the group at once;
 //! - the stream sequences of the messages the client had finished lately, whose
 //!   acknowledgements may not have reached JetStream yet (the new node's feed acknowledges
-//!   them when its consumer hands them out, instead of sending them again).
+//!   them when its consumer hands them out, instead of sending them again);
+//! - the packet ids of the QoS 2 messages the client published and has not released yet
+//!   (a resend of one is answered without routing it again, its PUBREL as known).
 //!
 //! An answer larger than the NATS server's largest message leaves out the last messages
 //! in flight (those come again as new ones). Without an answer in [`WAIT`] (the old node
@@ -47,6 +49,8 @@ pub struct Handover {
     pub inflight: Vec<HandedOver>,
     /// Stream sequences of messages the client finished lately.
     pub done: Vec<u64>,
+    /// Packet ids of QoS 2 messages the client published, not yet released.
+    pub incoming: Vec<u16>,
 }
 
 /// The subject a run of a node (`origin`) answers handover requests on.
@@ -87,7 +91,7 @@ pub fn encode_within(handover: &mut Handover, limit: usize) -> Bytes {
 
 /// The answer's bytes: the format, the in-flight messages (sequence, packet id, stage,
 /// 5.0 or not, milliseconds of expiry left or `u64::MAX`, the frame's length and bytes),
-/// then the finished sequences.
+/// the finished sequences, then the client's unreleased QoS 2 packet ids.
 pub fn encode(handover: &Handover) -> Bytes {
     let mut out = BytesMut::new();
     out.put_u8(FORMAT);
@@ -104,6 +108,10 @@ pub fn encode(handover: &Handover) -> Bytes {
     out.put_u32(handover.done.len() as u32);
     for seq in &handover.done {
         out.put_u64(*seq);
+    }
+    out.put_u32(handover.incoming.len() as u32);
+    for packet_id in &handover.incoming {
+        out.put_u16(*packet_id);
     }
     out.freeze()
 }
@@ -148,6 +156,13 @@ pub fn decode(mut bytes: &[u8]) -> Option<Handover> {
     }
     for _ in 0..count {
         handover.done.push(bytes.try_get_u64().ok()?);
+    }
+    let count = bytes.try_get_u32().ok()? as usize;
+    if count > MOST {
+        return None;
+    }
+    for _ in 0..count {
+        handover.incoming.push(bytes.try_get_u16().ok()?);
     }
     bytes.is_empty().then_some(handover)
 }
@@ -248,6 +263,7 @@ mod tests {
                 },
             ],
             done: vec![40, 41],
+            incoming: vec![3, 65535],
         };
         let bytes = encode(&handover);
         assert_eq!(decode(&bytes), Some(handover));
@@ -276,6 +292,7 @@ mod tests {
         let mut handover = Handover {
             inflight: (1..=10).map(message).collect(),
             done: vec![1, 2],
+            incoming: Vec::new(),
         };
         let bytes = encode_within(&mut handover, 5000);
         assert!(bytes.len() <= 5000);

@@ -325,6 +325,7 @@ impl Engine {
         Resume::Remote(SessionSnapshot {
             subscriptions: record.subscriptions,
             inflight: handover.inflight,
+            incoming_qos2: handover.incoming,
         })
     }
 
@@ -443,9 +444,9 @@ impl Engine {
         // Only a connection older than the one asking (as a takeover closes).
         self.state.take_over_from_node(client_id, connected_ms);
         let deadline = tokio::time::Instant::now() + crate::handover::WAIT / 2;
-        let inflight = loop {
+        let handed = loop {
             match self.state.hand_over_session_from_node(client_id, session) {
-                Some(Some(inflight)) => break inflight,
+                Some(Some(handed)) => break handed,
                 Some(None) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
@@ -473,9 +474,13 @@ impl Engine {
         tracing::info!(
             client = client_id,
             "cluster: client id connected to another node: its session here is dropped (handed over, {} in flight)",
-            inflight.len()
+            handed.inflight.len()
         );
-        crate::handover::Handover { inflight, done }
+        crate::handover::Handover {
+            inflight: handed.inflight,
+            done,
+            incoming: handed.incoming_qos2,
+        }
     }
 
     /// Drops session `session` of a client that moved if it is offline: `None` while it

@@ -202,7 +202,9 @@ fn taken_over_while_connected(nats: &NatsCluster, nodes: &HashMap<&str, Broker>)
 /// answered, and one it finished just before. It connects again on node a: node a sends
 /// the PUBREL and the two PUBLISHes again (DUP) under the packet ids node b used, and
 /// neither the message it had received at QoS 2 nor the finished one as new messages
-/// (which would be a QoS 2 message twice); then a new message arrives once.
+/// (which would be a QoS 2 message twice); the client's own QoS 2 message node b had
+/// received is known on node a (its PUBREL answered with success); then a new message
+/// arrives once.
 fn in_flight_messages_move_with_the_session(
     nats: &NatsCluster,
     nodes: &HashMap<&str, Broker>,
@@ -234,6 +236,18 @@ fn in_flight_messages_move_with_the_session(
     }
     let unanswered2 = next(QoS::ExactlyOnce, "unanswered-2", &mut first);
     let unanswered1 = next(QoS::AtLeastOnce, "unanswered-1", &mut first);
+    // The client's own QoS 2 message, received by node b (PUBREC), not yet released.
+    first.send(&publish_packet(
+        &format!("{id}-own"),
+        b"own",
+        QoS::ExactlyOnce,
+        false,
+        77,
+    ));
+    match first.recv() {
+        Packet::PublishReceived(r) => assert_eq!(r.packet_id, 77),
+        other => panic!("{what}: expected PUBREC, got {other:?}"),
+    }
 
     let (mut second, ack) = persistent(&nodes["a"], version, &id, 600);
     assert!(ack.session_present, "{what}: session present on node a");
@@ -260,6 +274,12 @@ fn in_flight_messages_move_with_the_session(
     }
     second.send(&Packet::PublishComplete(PublishResponse::new(unanswered2.packet_id)));
     second.send(&Packet::PublishAck(PublishResponse::new(unanswered1.packet_id)));
+    // Node a knows the client's unreleased QoS 2 packet id (5.0: not 0x92, not found).
+    second.send(&Packet::PublishRelease(PublishResponse::new(77)));
+    match second.recv() {
+        Packet::PublishComplete(c) => assert_eq!((c.packet_id, c.reason_code), (77, ReasonCode::SUCCESS)),
+        other => panic!("{what}: expected PUBCOMP, got {other:?}"),
+    }
     assert!(publisher
         .publish(&format!("{id}/x"), b"after", QoS::AtLeastOnce, false, 1)
         .is_success());

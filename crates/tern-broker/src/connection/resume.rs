@@ -55,6 +55,7 @@ fn restore(broker: &BrokerState, session: &Arc<Session>, snapshot: SessionSnapsh
     }
     let now = crate::clock::now();
     let mut state = session.state.lock();
+    state.incoming_qos2.extend(snapshot.incoming_qos2);
     for message in snapshot.inflight {
         let Some((frame, _)) = crate::restore::frame_of_stored(&message.frame, message.v5) else {
             tracing::warn!(client = %session.client_id, "cluster: a message in flight handed over from another node did not decode: dropped");
