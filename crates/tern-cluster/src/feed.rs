@@ -459,6 +459,7 @@ impl Feed {
                 .cloned()
         })?;
         let state = session.state.lock();
+        let expiry = state.expiry.map(|e| e.as_secs());
         let mut subscriptions: Vec<_> = state
             .subscriptions
             .iter()
@@ -468,6 +469,7 @@ impl Feed {
         Some(Record {
             origin: self.engine.shared.origin.to_string(),
             consumer: None,
+            expiry,
             subscriptions,
         })
     }

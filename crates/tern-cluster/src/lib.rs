@@ -189,7 +189,12 @@ pub async fn start(handle: &BrokerHandle, settings: Settings) -> Result<(), Clus
     handle.state().metrics.extra.add(Box::new(renderer));
     let state = handle.state().clone();
     let connections = takeover::subscribe(&state);
-    let sessions = Arc::new(sessions::Engine::new(shared.clone(), state.clone(), client.clone()));
+    let sessions = Arc::new(sessions::Engine::new(
+        shared.clone(),
+        state.clone(),
+        client.clone(),
+        view.clone(),
+    ));
     tokio::spawn(handover::serve(sessions.clone(), client.clone()));
     let _ = shared.sessions.set(sessions.clone());
     let (sessions_js, replicas) = (js.clone(), settings.replicas());

@@ -3,17 +3,21 @@
 //!
 //! The record (one key per client id, the key made as for a topic) names the run of the
 //! node that holds the session (its origin), the durable consumer on the `MQTT_MSGS`
-//! stream that keeps the session's QoS 1/2 messages (none until it subscribes), and its
-//! subscriptions. It is text: a first line `tern-session 1`, the origin, the consumer's
-//! name (empty for none), then one line per subscription: the options byte (as SUBSCRIBE
-//! carries it), the 5.0 Subscription Identifier (0 for none) and the filter, separated
-//! by tabs. A filter holding a line break is not kept (the session loses it elsewhere).
+//! stream that keeps the session's QoS 1/2 messages (none until it subscribes), its expiry
+//! interval, and its subscriptions. It is text: a first line `tern-session 2`, the
+//! origin, the consumer's name (empty for none), the expiry interval in seconds (empty for
+//! none: it never expires), then one line per subscription: the options byte (as
+//! SUBSCRIBE carries it), the 5.0 Subscription Identifier (0 for none) and the filter,
+//! separated by tabs. A filter holding a line break is not kept (the session loses it
+//! elsewhere). A record of format 1 (`tern-session 1`, from before the expiry line) reads
+//! as one without an expiry interval.
 
 use crate::subject;
 use tern_broker::store::records::{options_byte, options_from_byte};
 use tern_proto::{ByteStr, SubscriptionOptions};
 
-const HEADER: &str = "tern-session 1";
+const HEADER: &str = "tern-session 2";
+const HEADER_WITHOUT_EXPIRY: &str = "tern-session 1";
 
 /// A persistent session as the bucket holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,15 +26,19 @@ pub struct Record {
     pub origin: String,
     /// The durable consumer keeping its messages, once it subscribed.
     pub consumer: Option<String>,
+    /// Its expiry interval in seconds as its node last wrote it (`None`: never, or not
+    /// known), for a node that finds the session's own node dead.
+    pub expiry: Option<u64>,
     pub subscriptions: Vec<(ByteStr, SubscriptionOptions, Option<u32>)>,
 }
 
 impl Record {
     pub fn encode(&self) -> String {
         let mut out = format!(
-            "{HEADER}\n{}\n{}\n",
+            "{HEADER}\n{}\n{}\n{}\n",
             self.origin,
-            self.consumer.as_deref().unwrap_or("")
+            self.consumer.as_deref().unwrap_or(""),
+            self.expiry.map(|e| e.to_string()).unwrap_or_default()
         );
         for (filter, options, identifier) in &self.subscriptions {
             if filter.contains('\n') {
@@ -55,11 +63,20 @@ impl Record {
     pub fn decode(bytes: &[u8]) -> Option<Record> {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut lines = text.split('\n');
-        if lines.next()? != HEADER {
-            return None;
-        }
+        let with_expiry = match lines.next()? {
+            HEADER => true,
+            HEADER_WITHOUT_EXPIRY => false,
+            _ => return None,
+        };
         let origin = lines.next()?.to_string();
         let consumer = Some(lines.next()?.to_string()).filter(|c| !c.is_empty());
+        let expiry = match with_expiry {
+            true => match lines.next()? {
+                "" => None,
+                seconds => Some(seconds.parse().ok()?),
+            },
+            false => None,
+        };
         let mut subscriptions = Vec::new();
         for line in lines.filter(|l| !l.is_empty()) {
             let mut fields = line.splitn(3, '\t');
@@ -71,6 +88,7 @@ impl Record {
         Some(Record {
             origin,
             consumer,
+            expiry,
             subscriptions,
         })
     }
@@ -153,6 +171,7 @@ mod tests {
         let record = Record {
             origin: "a:0000abcd".into(),
             consumer: Some("tern-a-1".into()),
+            expiry: Some(300),
             subscriptions: vec![
                 (ByteStr::from("x/+/y"), options, Some(7)),
                 (ByteStr::from("tab\there"), SubscriptionOptions::default(), None),
@@ -166,10 +185,14 @@ mod tests {
         );
         let none = Record {
             consumer: None,
+            expiry: None,
             subscriptions: vec![],
             ..record
         };
-        assert_eq!(Record::decode(none.encode().as_bytes()), Some(none));
+        assert_eq!(Record::decode(none.encode().as_bytes()), Some(none.clone()));
+        // Format 1 (no expiry line) still reads.
+        let old = "tern-session 1\na:0000abcd\n\n";
+        assert_eq!(Record::decode(old.as_bytes()), Some(none));
         assert_eq!(Record::decode(b"something else"), None);
         assert_eq!(Record::decode(b"tern-session 1\na\n\n9\tx\n"), None);
     }

@@ -79,6 +79,8 @@ pub struct Engine {
     pub state: Arc<BrokerState>,
     /// The node's NATS connection, for handover requests ([`crate::handover`]).
     nats: async_nats::Client,
+    /// Which nodes are alive: a session whose node died expires by its interval.
+    view: Arc<crate::view::Nodes>,
     pub ready: OnceLock<Ready>,
     feeds: Mutex<HashMap<String, FeedHandle>>,
     taken: Mutex<HashMap<String, Taken>>,
@@ -106,11 +108,17 @@ pub fn not_found(e: &impl std::fmt::Display) -> bool {
 }
 
 impl Engine {
-    pub fn new(shared: Arc<Shared>, state: Arc<BrokerState>, nats: async_nats::Client) -> Engine {
+    pub fn new(
+        shared: Arc<Shared>,
+        state: Arc<BrokerState>,
+        nats: async_nats::Client,
+        view: Arc<crate::view::Nodes>,
+    ) -> Engine {
         Engine {
             shared,
             state,
             nats,
+            view,
             ready: OnceLock::new(),
             feeds: Mutex::new(HashMap::new()),
             taken: Mutex::new(HashMap::new()),
@@ -236,6 +244,15 @@ impl Engine {
             return Resume::Local;
         }
         self.stop_feed(&client_id);
+        if self.expired_with_its_node(&record) {
+            end_elsewhere(ready, &key, &record, revision).await;
+            tracing::info!(
+                client = client_id,
+                "cluster: session of node {} expired after that node died",
+                record.origin.split(':').next().unwrap_or_default()
+            );
+            return Resume::Fresh;
+        }
         if clean_start {
             end_elsewhere(ready, &key, &record, revision).await;
             tracing::info!(
@@ -246,6 +263,25 @@ impl Engine {
             return Resume::Fresh;
         }
         self.take(ready, &client_id, &key, record, revision).await
+    }
+
+    /// Whether `record`'s session expired while nobody held it: its node is dead (by the
+    /// heartbeats) for longer than the session's expiry interval, counted from the node's
+    /// last heartbeat (the client may have left before: then it lives on a little longer
+    /// than on a single node). A session whose node lives expires there.
+    fn expired_with_its_node(&self, record: &Record) -> bool {
+        let Some(expiry) = record.expiry else {
+            return false;
+        };
+        match self.view.liveness(&record.origin) {
+            crate::view::Liveness::Dead(Some(died_ms)) => {
+                let now_ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                now_ms >= died_ms.saturating_add(expiry.saturating_mul(1000))
+            }
+            _ => false,
+        }
     }
 
     /// Takes the session held elsewhere: a new consumer from the old one's floor, the
@@ -281,6 +317,7 @@ impl Engine {
         let new = Record {
             origin: self.shared.origin.to_string(),
             consumer: consumer.clone(),
+            expiry: record.expiry,
             subscriptions: record.subscriptions.clone(),
         };
         let value = new.encode().into_bytes().into();

@@ -356,6 +356,13 @@ fn wills_of_a_dead_node(nats: &NatsCluster, nodes: &mut HashMap<&str, Node>, wat
         })
         .collect();
     wait_until("the wills stored", || wills_written(nats) >= before + 5 + CROWD as u64);
+    // Two offline persistent sessions of node c with a QoS 0 subscription only (no
+    // JetStream consumer to expire with them): one expires 2 s after node c dies, one not.
+    for (id, expiry) in [("short-lived", 2), ("long-lived", 600)] {
+        let (mut client, _) = persistent(&nodes["c"].broker, V5, id, expiry);
+        client.subscribe(&format!("exp/{id}"), QoS::AtMostOnce);
+        client.disconnect();
+    }
     let before = wills_written(nats);
     polite.disconnect();
     wait_until("the polite client's will removed", || wills_written(nats) > before);
@@ -399,6 +406,21 @@ fn wills_of_a_dead_node(nats: &NatsCluster, nodes: &mut HashMap<&str, Node>, wat
     wait_until("no will of node c waiting on node a", || {
         metric(&nodes["a"], "tern_cluster_dead_node_wills_waiting{node=\"a\"}").as_deref() == Some("0")
     });
+    // More than 2 s since node c's last heartbeat: its 2 s session expired, the other not.
+    let (short, ack) = persistent(&nodes["a"].broker, V5, "short-lived", 2);
+    assert!(
+        !ack.session_present,
+        "a session whose node died expires by its interval"
+    );
+    short.disconnect();
+    let (mut long, ack) = persistent(&nodes["b"].broker, V5, "long-lived", 600);
+    assert!(ack.session_present, "a 600 s session of the dead node resumes");
+    // Its subscription came with it: messages from node a reach it.
+    let mut publisher = nodes["a"].broker.connect(V5, "exp-publisher");
+    warm_up(&mut publisher, "exp/long-lived", &mut [&mut long]);
+    for client in [long, publisher] {
+        client.disconnect();
+    }
     wills.extend(rest(watcher));
     wills.sort();
     let mut expected: Vec<String> = (0..CROWD).map(|i| format!("will of crowd-{i:03}")).collect();
