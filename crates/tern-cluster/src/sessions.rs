@@ -244,20 +244,16 @@ impl Engine {
             return Resume::Local;
         }
         self.stop_feed(&client_id);
-        if self.expired_with_its_node(&record) {
+        let ended = if self.expired_with_its_node(&record) {
+            Some("expired after that node died")
+        } else {
+            clean_start.then_some("ended by a clean start")
+        };
+        if let Some(why) = ended {
             end_elsewhere(ready, &key, &record, revision).await;
             tracing::info!(
                 client = client_id,
-                "cluster: session of node {} expired after that node died",
-                record.origin.split(':').next().unwrap_or_default()
-            );
-            return Resume::Fresh;
-        }
-        if clean_start {
-            end_elsewhere(ready, &key, &record, revision).await;
-            tracing::info!(
-                client = client_id,
-                "cluster: session of node {} ended by a clean start",
+                "cluster: session of node {} {why}",
                 record.origin.split(':').next().unwrap_or_default()
             );
             return Resume::Fresh;

@@ -54,6 +54,18 @@ fn gather(members: &mut [(&str, Client)], n: usize, within: Duration) -> HashMap
     got
 }
 
+/// The payloads `got` (without probes) are `sent`, each reaching one member once.
+fn once_each(got: &HashMap<String, Vec<String>>, sent: &BTreeSet<String>, what: &str) {
+    let every: Vec<&String> = got.values().flatten().filter(|p| !p.starts_with("probe")).collect();
+    let distinct: BTreeSet<String> = every.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        distinct.len(),
+        every.len(),
+        "{what}: a message reached two members: {got:?}"
+    );
+    assert_eq!(&distinct, sent, "{what}: the group's messages: {got:?}");
+}
+
 /// Publishes `job-{prefix}-1..=n` on `topic/i` from `publisher`, QoS 1 and 2 in turn, each
 /// acknowledged (stored in JetStream).
 fn publish(publisher: &mut Client, topic: &str, prefix: &str, n: u16) -> BTreeSet<String> {
@@ -123,28 +135,6 @@ fn member(node: &Broker, version: ProtocolVersion, id: &str, filter: &str) -> Cl
     member
 }
 
-/// Publishes QoS 0 probes on `topic` until each of `members` got one (NATS routes the
-/// group's queue subscriptions from the publisher's server), then reads what is left.
-fn probe_until_every_member_has_one(publisher: &mut Client, topic: &str, members: &mut [(&str, Client)]) {
-    let deadline = Instant::now() + PATIENCE;
-    let mut probed = vec![false; members.len()];
-    let mut n = 0;
-    while !probed.iter().all(|p| *p) {
-        assert!(
-            Instant::now() < deadline,
-            "probes never reached every member: {probed:?}"
-        );
-        n += 1;
-        publisher.publish(topic, format!("probe-{n}").as_bytes(), QoS::AtMostOnce, false, 0);
-        for (i, (_, member)) in members.iter_mut().enumerate() {
-            probed[i] |= !take(member, true).is_empty();
-        }
-    }
-    for (_, member) in members.iter_mut() {
-        rest(member);
-    }
-}
-
 /// Members on nodes a (5.0) and b (3.1.1), a publisher on node c: each message once.
 fn each_message_to_one_member(nats: &NatsCluster, nodes: &HashMap<&str, Broker>) {
     let filter = "$share/workers/work/#";
@@ -161,10 +151,7 @@ fn each_message_to_one_member(nats: &NatsCluster, nodes: &HashMap<&str, Broker>)
     const N: u16 = 40;
     let sent = publish(&mut publisher, "work", "work", N);
     let got = gather(&mut members, usize::from(N), PATIENCE);
-    let every: Vec<&String> = got.values().flatten().collect();
-    let distinct: BTreeSet<String> = every.iter().map(|s| s.to_string()).collect();
-    assert_eq!(distinct.len(), every.len(), "a message reached two members: {got:?}");
-    assert_eq!(distinct, sent, "the group's messages: {got:?}");
+    once_each(&got, &sent, "QoS 1/2");
     assert!(got.values().all(|g| !g.is_empty()), "a member got nothing: {got:?}");
     println!("one member each: a {}, b {}", got["a"].len(), got["b"].len());
     // QoS 0 goes through NATS queue groups: once NATS routes the group's subject to node
@@ -177,14 +164,7 @@ fn each_message_to_one_member(nats: &NatsCluster, nodes: &HashMap<&str, Broker>)
         sent.insert(payload);
     }
     let got = gather(&mut members, usize::from(N), PATIENCE);
-    let every: Vec<&String> = got.values().flatten().filter(|p| !p.starts_with("probe")).collect();
-    let distinct: BTreeSet<String> = every.iter().map(|s| s.to_string()).collect();
-    assert_eq!(
-        distinct.len(),
-        every.len(),
-        "QoS 0: a message reached two members: {got:?}"
-    );
-    assert_eq!(distinct, sent, "QoS 0: {got:?}");
+    once_each(&got, &sent, "QoS 0");
     for (_, member) in members {
         member.disconnect();
     }
@@ -214,10 +194,7 @@ fn the_balance_follows_the_members(nats: &NatsCluster, nodes: &HashMap<&str, Bro
     const N: u16 = 80;
     let sent = publish(&mut publisher, "crew", "crew", N);
     let got = gather(&mut members, usize::from(N), PATIENCE);
-    let every: Vec<&String> = got.values().flatten().collect();
-    let distinct: BTreeSet<String> = every.iter().map(|s| s.to_string()).collect();
-    assert_eq!(distinct.len(), every.len(), "a message reached two members: {got:?}");
-    assert_eq!(distinct, sent, "the group's messages: {got:?}");
+    once_each(&got, &sent, "QoS 1/2");
     let on_a = got["a1"].len() + got["a2"].len() + got["a3"].len();
     println!(
         "by member: a1 {}, a2 {}, a3 {}, b {}",
@@ -244,10 +221,7 @@ fn the_balance_follows_the_members(nats: &NatsCluster, nodes: &HashMap<&str, Bro
         sent.insert(payload);
     }
     let got = gather(&mut members, usize::from(Z), PATIENCE);
-    let every: Vec<&String> = got.values().flatten().filter(|p| !p.starts_with("probe")).collect();
-    let distinct: BTreeSet<String> = every.iter().map(|s| s.to_string()).collect();
-    assert_eq!(distinct.len(), every.len(), "QoS 0: a message reached two members");
-    assert_eq!(distinct, sent, "QoS 0: the group's messages");
+    once_each(&got, &sent, "QoS 0");
     let count = |m: &str| got[m].iter().filter(|p| !p.starts_with("probe")).count();
     let on_a = count("a1") + count("a2") + count("a3");
     println!(

@@ -203,23 +203,7 @@ fn shared_group_across_nodes(nodes: &HashMap<&str, Node>) {
     let mut publisher = nodes["c"].broker.connect(V5, "job-publisher");
     // Until NATS routes the group's subject to node c's server, probes may find no one.
     warm_up(&mut publisher, "job/probe", &mut [&mut plain]);
-    let deadline = Instant::now() + PATIENCE;
-    let mut probed = [false; 3];
-    let mut n = 0;
-    while !probed.iter().all(|p| *p) {
-        assert!(
-            Instant::now() < deadline,
-            "probes never reached every member: {probed:?}"
-        );
-        n += 1;
-        publisher.publish("job/probe", format!("probe-{n}").as_bytes(), QoS::AtMostOnce, false, 0);
-        for (i, (_, member)) in members.iter_mut().enumerate() {
-            probed[i] |= !collect_within(member).is_empty();
-        }
-    }
-    for (_, member) in &mut members {
-        rest(member);
-    }
+    probe_until_every_member_has_one(&mut publisher, "job/probe", &mut members);
     rest(&mut plain);
 
     const N: u16 = 60;

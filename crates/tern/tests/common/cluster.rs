@@ -441,6 +441,33 @@ pub fn cluster_log(node: &Broker) -> Vec<String> {
         .cloned()
         .collect()
 }
+/// Publishes QoS 0 probes on `topic` from `publisher` until each of `members` got one
+/// (NATS routes the queue subscriptions of their shared group from the publisher's
+/// server), then reads what is still coming to each.
+pub fn probe_until_every_member_has_one(publisher: &mut Client, topic: &str, members: &mut [(&str, Client)]) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut probed = vec![false; members.len()];
+    let mut n = 0;
+    while !probed.iter().all(|p| *p) {
+        assert!(
+            Instant::now() < deadline,
+            "probes never reached every member: {probed:?}"
+        );
+        n += 1;
+        publisher.publish(topic, format!("probe-{n}").as_bytes(), QoS::AtMostOnce, false, 0);
+        for (i, (_, member)) in members.iter_mut().enumerate() {
+            let mut seen = Vec::new();
+            while let Some(packet) = member.recv_within(Duration::from_millis(100)) {
+                answer(member, packet, true, &mut seen);
+            }
+            probed[i] |= !seen.is_empty();
+        }
+    }
+    for (_, member) in members.iter_mut() {
+        rest(member);
+    }
+}
+
 /// Answers a packet as a client does (unless `ack` is false: the PUBLISH is left
 /// unacknowledged); a PUBLISH's payload goes to `seen`.
 pub fn answer(client: &mut Client, packet: Packet, ack: bool, seen: &mut Vec<String>) {
