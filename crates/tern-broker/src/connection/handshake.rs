@@ -682,6 +682,7 @@ fn connection(
         hold: 0,
         cluster_track: broker.router.cluster().map(|_| Default::default()),
         cluster_unsettled_qos2: Vec::new(),
+        cluster_held_routes: Vec::new(),
         counters: Default::default(),
         listener,
         client: None,

@@ -391,15 +391,41 @@ impl Connection {
         Ok(())
     }
 
-    /// Stores the retained message if any and forwards to subscribers; returns how many
-    /// sessions it was queued for.
-    pub(super) fn route(&self, mut publish: Publish) -> usize {
+    /// Routes an accepted PUBLISH: to the cluster, and here (retained store, events, local
+    /// subscribers). In a cluster a QoS 2 message is routed here only once the cluster has
+    /// stored it, and so is every message after it until then (their order kept): one the
+    /// cluster refuses reaches nobody, and the client's resend goes out once. Returns how
+    /// many sessions here it was queued for (1 while it waits).
+    pub(super) fn route(&mut self, mut publish: Publish) -> usize {
         publish.dup = false;
         publish.packet_id = 0;
         if self.policy.as_ref().is_some_and(|p| p.take_publish(&publish)) {
             // Taken by the listener's service (reached its one recipient).
             return 1;
         }
+        if let Some(cluster) = self.broker.router.cluster() {
+            let track = self.cluster_track.as_ref().filter(|_| publish.qos != QoS::AtMostOnce);
+            cluster.forward(&publish, Some(self.session.client_id.as_str()), track);
+            let stored_first = publish.qos == QoS::ExactlyOnce && track.is_some();
+            if stored_first || !self.cluster_held_routes.is_empty() {
+                self.cluster_held_routes.push(publish);
+                return 1;
+            }
+        }
+        self.route_here(&publish)
+    }
+
+    /// The messages that waited for the cluster to store a QoS 2 message, stored now:
+    /// routed here in the order they came.
+    pub(super) fn release_held_routes(&mut self) {
+        for publish in std::mem::take(&mut self.cluster_held_routes) {
+            self.route_here(&publish);
+        }
+    }
+
+    /// Stores the retained message if any and delivers to this node's subscribers; returns
+    /// how many sessions it was queued for.
+    fn route_here(&self, publish: &Publish) -> usize {
         if publish.retain {
             // The publisher, when under an ACL, for check_retain_source.
             let listener = self.session.state.lock().access.as_ref().map(|a| a.listener);
@@ -408,20 +434,14 @@ impl Connection {
                 user: self.user.clone(),
                 listener,
             });
-            self.broker.router.retain_from(&publish, source);
+            self.broker.router.retain_from(publish, source);
         }
         self.broker.events().emit(EventKind::Published, || {
-            crate::events::published(&publish, Origin::Client(self.session.client_id.clone()))
+            crate::events::published(publish, Origin::Client(self.session.client_id.clone()))
         });
-        let reached = self
-            .broker
+        self.broker
             .router
-            .publish(&publish, Some(self.session.id), &self.broker.metrics);
-        if let Some(cluster) = self.broker.router.cluster() {
-            let track = self.cluster_track.as_ref().filter(|_| publish.qos != QoS::AtMostOnce);
-            cluster.forward(&publish, Some(self.session.client_id.as_str()), track);
-        }
-        reached
+            .publish(publish, Some(self.session.id), &self.broker.metrics)
     }
 
     fn on_publish_received(&mut self, response: PublishResponse) {

@@ -41,8 +41,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tern_core::Stage;
 use tern_proto::{
-    encode, ByteStr, Disconnect, Packet, Properties, Property, ProtocolVersion, PublishFrame, PublishResponse, QoS,
-    ReasonCode, Will,
+    encode, ByteStr, Disconnect, Packet, Properties, Property, ProtocolVersion, Publish, PublishFrame, PublishResponse,
+    QoS, ReasonCode, Will,
 };
 use tokio::sync::oneshot;
 
@@ -118,6 +118,9 @@ pub(crate) struct Connection {
     /// routed and stored again instead of answered as a duplicate (subscribers here may
     /// get it twice; those on other nodes would otherwise never get it).
     cluster_unsettled_qos2: Vec<u16>,
+    /// In a cluster, messages this client published that wait to be routed here until the
+    /// cluster has stored a QoS 2 message before them ([`Self::route`]); dropped if it fails.
+    cluster_held_routes: Vec<Publish>,
     /// The enhanced-authentication method of CONNECT, for re-authentication (5.0).
     auth: Option<Box<enhanced_auth::ConnectionAuth>>,
     counters: LocalCounters,
@@ -287,6 +290,7 @@ impl Live {
                     // (A failure between the two looks settles a ticket: not a success.)
                     if !pending && !track.failed() {
                         c.cluster_unsettled_qos2.clear();
+                        c.release_held_routes();
                     }
                     pending
                 }
@@ -719,9 +723,12 @@ impl Connection {
         }
         if let Some(track) = &self.cluster_track {
             // Likewise for acknowledgements waiting for the cluster.
-            if !track.wait_settled(Duration::from_secs(1)).await {
+            if track.wait_settled(Duration::from_secs(1)).await {
+                self.release_held_routes();
+            } else {
                 self.out.clear();
                 self.forget_unsettled_qos2();
+                self.cluster_held_routes.clear();
             }
         }
         if !self.out.is_empty() {
