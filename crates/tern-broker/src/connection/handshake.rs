@@ -683,6 +683,7 @@ fn connection(
         cluster_track: broker.router.cluster().map(|_| Default::default()),
         cluster_unsettled_qos2: Vec::new(),
         cluster_held_routes: Vec::new(),
+        cluster_held_bytes: 0,
         counters: Default::default(),
         listener,
         client: None,

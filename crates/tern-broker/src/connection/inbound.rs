@@ -408,6 +408,7 @@ impl Connection {
             cluster.forward(&publish, Some(self.session.client_id.as_str()), track);
             let stored_first = publish.qos == QoS::ExactlyOnce && track.is_some();
             if stored_first || !self.cluster_held_routes.is_empty() {
+                self.cluster_held_bytes += publish.payload.len() + publish.topic.len();
                 self.cluster_held_routes.push(publish);
                 return 1;
             }
@@ -418,6 +419,7 @@ impl Connection {
     /// The messages that waited for the cluster to store a QoS 2 message, stored now:
     /// routed here in the order they came.
     pub(super) fn release_held_routes(&mut self) {
+        self.cluster_held_bytes = 0;
         for publish in std::mem::take(&mut self.cluster_held_routes) {
             self.route_here(&publish);
         }

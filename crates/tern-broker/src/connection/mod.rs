@@ -49,6 +49,9 @@ use tokio::sync::oneshot;
 /// Output buffered beyond this stops reading from the client and refilling from the
 /// outbox until the socket drains: a client that does not read cannot grow our memory.
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// Payload bytes of held messages ([`Connection::cluster_held_routes`]) past which the
+/// client's input waits until the cluster has stored its QoS 2 message.
+const HELD_ROUTES_HIGH_WATER: usize = 1024 * 1024;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 4096;
 /// Topic aliases a 5.0 client may use towards the broker: mosquitto's default
@@ -121,6 +124,8 @@ pub(crate) struct Connection {
     /// In a cluster, messages this client published that wait to be routed here until the
     /// cluster has stored a QoS 2 message before them ([`Self::route`]); dropped if it fails.
     cluster_held_routes: Vec<Publish>,
+    /// Their payload bytes: past [`HELD_ROUTES_HIGH_WATER`] no more input is read.
+    cluster_held_bytes: usize,
     /// The enhanced-authentication method of CONNECT, for re-authentication (5.0).
     auth: Option<Box<enhanced_auth::ConnectionAuth>>,
     counters: LocalCounters,
@@ -313,7 +318,7 @@ impl Live {
                 let mut waits = Waits {
                     takeover: &mut *takeover,
                     socket,
-                    read: c.out.len() < OUTPUT_HIGH_WATER,
+                    read: c.out.len() < OUTPUT_HIGH_WATER && c.cluster_held_bytes < HELD_ROUTES_HIGH_WATER,
                     held: held_wait.as_mut().map(|wait| wait.as_mut()),
                     write: (!c.out.is_empty() || socket.has_pending_output()) && !held,
                     // More is queued than fitted and there is room again; publishers wake
@@ -729,6 +734,7 @@ impl Connection {
                 self.out.clear();
                 self.forget_unsettled_qos2();
                 self.cluster_held_routes.clear();
+                self.cluster_held_bytes = 0;
             }
         }
         if !self.out.is_empty() {
