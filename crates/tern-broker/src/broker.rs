@@ -260,7 +260,7 @@ impl BrokerState {
     /// `None` if that session is not here (any more); else whether it was dropped (not:
     /// it is online).
     pub fn drop_session_from_node(&self, client_id: &str, session: u64) -> Option<bool> {
-        self.hand_over_session_from_node(client_id, session)
+        self.take_session_from_node(client_id, session, false)
             .map(|dropped| dropped.is_some())
     }
 
@@ -270,6 +270,17 @@ impl BrokerState {
         &self,
         client_id: &str,
         session: u64,
+    ) -> Option<Option<crate::cluster::SessionHandover>> {
+        self.take_session_from_node(client_id, session, true)
+    }
+
+    /// Drops the session (see [`Self::drop_session_from_node`]); with `hand_over`, what
+    /// it had in flight and its unreleased QoS 2 packet ids are returned (empty without).
+    fn take_session_from_node(
+        &self,
+        client_id: &str,
+        session: u64,
+        hand_over: bool,
     ) -> Option<Option<crate::cluster::SessionHandover>> {
         let dropped = self.sessions.with(|map| {
             let current = map.get(client_id).filter(|s| s.id == session)?;
@@ -286,7 +297,7 @@ impl BrokerState {
             let mut state = session.state.lock();
             let mut inflight = Vec::new();
             let mut shared_done = Vec::new();
-            for m in state.outbox.inflight() {
+            for m in state.outbox.inflight().filter(|_| hand_over) {
                 let seq = m.delivery.seq;
                 if seq & crate::session::CLUSTER_SEQ == 0 {
                     continue;
@@ -307,7 +318,7 @@ impl BrokerState {
             state.outbox.clear();
             state.pending_will = None;
             let filters: Vec<ByteStr> = state.subscriptions.drain().map(|(f, _)| f).collect();
-            let incoming: Vec<u16> = state.incoming_qos2.iter().copied().collect();
+            let incoming: Vec<u16> = state.incoming_qos2.iter().copied().filter(|_| hand_over).collect();
             (inflight, incoming, shared_done, filters)
         };
         // A shared group's QoS 2 message in flight is for this client to finish where its

@@ -54,8 +54,9 @@ pub enum Command {
     HandOver(tokio::sync::oneshot::Sender<Vec<u64>>),
 }
 
-/// Most finished messages a feed remembers regardless of the floor.
-const FINISHED_RECENT: usize = 1024;
+/// Most finished messages a feed remembers regardless of the floor (those whose
+/// acknowledgements may still be on their way to JetStream when the session moves).
+const FINISHED_RECENT: usize = 64;
 /// Most finished messages a feed remembers above the lowest one still queued (a message
 /// the client never finishes must not let them grow without end).
 const FINISHED_ABOVE_MOST: usize = 16 * 1024;
@@ -63,30 +64,44 @@ const FINISHED_ABOVE_MOST: usize = 16 * 1024;
 /// The stream sequences of messages the client finished: for a node that takes the
 /// session, whose new consumer starts at JetStream's acknowledgement floor and would
 /// hand those out again. Kept: those above the lowest message still queued (all of them
-/// are above the floor), and the last [`FINISHED_RECENT`] (whose acknowledgements may
-/// not have reached JetStream yet).
-#[derive(Default)]
+/// are above the floor), and the last [`FINISHED_RECENT`]. Those below the lowest queued
+/// one are dropped only now and then (the lowest is looked for when the set has doubled),
+/// not on every acknowledgement.
 struct Finished {
     above_queued: std::collections::BTreeSet<u64>,
     recent: std::collections::VecDeque<u64>,
+    /// The size of `above_queued` at which the lowest queued message is looked for again.
+    prune_at: usize,
+}
+
+impl Default for Finished {
+    fn default() -> Finished {
+        Finished {
+            above_queued: Default::default(),
+            recent: Default::default(),
+            prune_at: FINISHED_RECENT,
+        }
+    }
 }
 
 impl Finished {
-    fn add(&mut self, seq: u64, lowest_queued: Option<u64>) {
+    fn add(&mut self, seq: u64, lowest_queued: impl FnOnce() -> Option<u64>) {
         if self.recent.len() == FINISHED_RECENT {
             self.recent.pop_front();
         }
         self.recent.push_back(seq);
-        match lowest_queued {
-            Some(lowest) => {
-                self.above_queued.insert(seq);
-                self.above_queued = self.above_queued.split_off(&lowest);
-                while self.above_queued.len() > FINISHED_ABOVE_MOST {
-                    self.above_queued.pop_first();
-                }
-            }
+        self.above_queued.insert(seq);
+        if self.above_queued.len() > FINISHED_ABOVE_MOST {
+            self.above_queued.pop_first();
+        }
+        if self.above_queued.len() < self.prune_at {
+            return;
+        }
+        match lowest_queued() {
+            Some(lowest) => self.above_queued = self.above_queued.split_off(&lowest),
             None => self.above_queued.clear(),
         }
+        self.prune_at = (2 * self.above_queued.len()).max(FINISHED_RECENT);
     }
 
     fn all(&self) -> Vec<u64> {
@@ -109,11 +124,10 @@ pub struct Feed {
     revision: Option<u64>,
     /// The record as last written.
     written: Option<Record>,
-    /// Messages queued for the client, by stream sequence, until it is done with them.
-    pending: HashMap<u64, Acker>,
-    /// Messages the old node handed over in flight (in the session already): the
-    /// consumer's delivery of one is kept for acknowledging, not queued again.
-    handed: HashSet<u64>,
+    /// Messages queued for the client, by stream sequence, until it is done with them;
+    /// without an acknowledger yet for those the old node handed over in flight (in the
+    /// session already: the consumer's delivery of one is kept, not queued again).
+    pending: HashMap<u64, Option<Acker>>,
     /// Messages the client finished before the consumer handed them to this feed (on
     /// the old node, or handed over): acknowledged when they come, not queued.
     done: HashSet<u64>,
@@ -166,8 +180,7 @@ impl Feed {
             taken,
             revision,
             written: None,
-            pending: HashMap::new(),
-            handed: handed.into_iter().collect(),
+            pending: handed.into_iter().map(|seq| (seq, None)).collect(),
             done: done.into_iter().collect(),
             finished: Finished::default(),
             cached: None,
@@ -217,13 +230,18 @@ impl Feed {
                         Next::Go
                     }
                     Some(Command::Acked(seq)) => {
-                        if let Some(acker) = self.pending.remove(&seq) {
-                            let _ = acker.ack().await;
-                        } else if self.handed.remove(&seq) {
-                            // Finished before the consumer handed it out here.
-                            self.done.insert(seq);
+                        match self.pending.remove(&seq) {
+                            Some(Some(acker)) => {
+                                let _ = acker.ack().await;
+                            }
+                            // Handed over, finished before the consumer handed it out here.
+                            Some(None) => {
+                                self.done.insert(seq);
+                            }
+                            None => {}
                         }
-                        self.finished.add(seq, self.pending.keys().min().copied());
+                        let pending = &self.pending;
+                        self.finished.add(seq, || pending.keys().min().copied());
                         Next::Go
                     }
                     Some(Command::HandOver(answer)) => {
@@ -404,15 +422,10 @@ impl Feed {
             let _ = acker.ack().await;
             return Next::Go;
         }
-        if self.handed.remove(&seq) {
-            // In the session already (handed over in flight): acknowledged when finished.
-            self.pending.insert(seq, acker);
-            return Next::Go;
-        }
         if let Some(queued) = self.pending.get_mut(&seq) {
-            // Handed out again while still queued: the newest delivery is the one to
-            // acknowledge (the old one may be a deleted consumer's).
-            *queued = acker;
+            // Handed out again while still queued (or handed over in flight): the newest
+            // delivery is the one to acknowledge (the old one may be a deleted consumer's).
+            *queued = Some(acker);
             return Next::Go;
         }
         if self.cached.as_ref().is_none_or(|(_, at)| at.elapsed() >= LOOKUP_EVERY) {
@@ -441,7 +454,7 @@ impl Feed {
         match queued {
             None => return Next::End,
             Some(true) => {
-                self.pending.insert(seq, acker);
+                self.pending.insert(seq, Some(acker));
             }
             Some(false) => {
                 let _ = acker.ack().await;
@@ -559,5 +572,30 @@ async fn next_message(
     match messages {
         Some(stream) => stream.next().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_messages_stay_bounded_and_keep_what_the_floor_may_hide() {
+        let mut finished = Finished::default();
+        // In order, nothing left queued: the last few only.
+        for seq in 1..=10_000 {
+            finished.add(seq, || None);
+        }
+        let all = finished.all();
+        assert!(all.len() <= 2 * FINISHED_RECENT, "{}", all.len());
+        assert!(all.contains(&10_000) && all.contains(&(10_001 - FINISHED_RECENT as u64)));
+        // Message 20,000 never finished: every one finished above it is kept, up to the cap.
+        let mut finished = Finished::default();
+        for seq in 20_001..=20_000 + 3 * FINISHED_ABOVE_MOST as u64 {
+            finished.add(seq, || Some(20_000));
+        }
+        let all = finished.all();
+        assert_eq!(all.len(), FINISHED_ABOVE_MOST);
+        assert_eq!(all.last(), Some(&(20_000 + 3 * FINISHED_ABOVE_MOST as u64)));
     }
 }

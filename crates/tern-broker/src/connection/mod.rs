@@ -292,8 +292,9 @@ impl Live {
                 }
                 Some(track) => {
                     let pending = track.pending();
+                    let waiting = !c.cluster_unsettled_qos2.is_empty() || !c.cluster_held_routes.is_empty();
                     // (A failure between the two looks settles a ticket: not a success.)
-                    if !pending && !track.failed() {
+                    if waiting && !pending && !track.failed() {
                         c.cluster_unsettled_qos2.clear();
                         c.release_held_routes();
                     }
